@@ -1,0 +1,55 @@
+# PICE — the two commands a fresh clone needs:
+#   make run    start the embedded default (cloud stand-in, two edge agents, gateway on :8000)
+#   make test   install everything into .venv (and .venv-vllm) and run the whole suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+VLLM_VENV ?= .venv-vllm
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
+PICE_VLLM ?= 1
+
+.PHONY: install models vllm-env run test check lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	@echo "Installing pice and its dependencies (llama-cpp-python compiles for ~6 min the first time)..."
+	$(BIN)/python -m pip install --progress-bar on -e '.[edge,gateway,hub,bench,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+models: install
+	$(BIN)/pice models pull qwen2.5-0.5b-instruct qwen2.5-1.5b-instruct
+
+$(VLLM_STAMP): scripts/setup-vllm.sh
+	bash scripts/setup-vllm.sh $(VLLM_VENV)
+	touch $(VLLM_STAMP)
+
+vllm-env: $(VLLM_STAMP)
+
+run: models
+	$(BIN)/pice up
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -m "not model and not vllm"
+
+test: models lint typecheck $(if $(filter 1,$(PICE_VLLM)),vllm-env)
+	PICE_VLLM_VENV=$(abspath $(VLLM_VENV)) $(BIN)/pytest
+
+check: test
+
+bench: models
+	$(BIN)/python benchmarks/edge_batching.py
+
+clean:
+	rm -rf $(VENV) $(VLLM_VENV) .mypy_cache .ruff_cache .pytest_cache

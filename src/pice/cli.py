@@ -1,0 +1,57 @@
+"""The ``pice`` command: one entry point, one subcommand per component.
+
+Each component module exposes ``register(subparsers)``; heavy imports (llama.cpp, httpx) happen
+inside the command handlers so that an edge-only install can run ``pice edge`` without the
+gateway's dependencies, and ``pice --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+# Modules that each add one subcommand; imported when the parser is built.
+_COMPONENTS = (
+    "pice.models.cli",
+    "edge_agent.cli",
+    "pice_gateway.cli",
+    "pice_gateway.up",
+    "pice.bench.cli",
+)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pice", description="PICE: progressive inference across cloud and edge."
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in _COMPONENTS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:  # an edge-only install has no gateway extras
+            if exc.name and exc.name.split(".")[0] in {"pice", "pice_gateway", "edge_agent"}:
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

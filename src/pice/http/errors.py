@@ -1,0 +1,85 @@
+"""Translate every exception into an OpenAI error body, in one place."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pice.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PiceError,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def error_response(err: PiceError) -> JSONResponse:
+    """The JSON response for ``err``: its status, headers and OpenAI error body."""
+    return JSONResponse(err.to_body(), status_code=err.status_code, headers=err.headers())
+
+
+def validation_error(exc: RequestValidationError) -> InvalidRequestError:
+    """Turn pydantic's list of problems into one 400 that names the first offending field."""
+    errors: list[Any] = list(exc.errors())
+    if not errors:
+        return InvalidRequestError("Invalid request body.")
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return InvalidRequestError(
+            "The request body is not valid JSON.", code="invalid_json", param=None
+        )
+    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    param = ".".join(loc) or None
+    if first.get("type") == "missing" and param is None:
+        return InvalidRequestError("The request body is missing.", code="invalid_json")
+    message = first.get("msg", "Invalid value")
+    where = f" at '{param}'" if param else ""
+    return InvalidRequestError(f"{message}{where}.", param=param, code="invalid_value")
+
+
+def _http_error(exc: StarletteHTTPException) -> PiceError:
+    detail = str(exc.detail)
+    if exc.status_code == 404:
+        return NotFoundError(detail or "Not found.")
+    if exc.status_code == 401:
+        return AuthenticationError(detail)
+    if exc.status_code == 413:
+        return PayloadTooLargeError(detail)
+    err = PiceError(detail)
+    # Keep the status of HTTP errors raised by the framework itself (405, ...).
+    err.status_code = exc.status_code  # type: ignore[misc]
+    err.error_type = "invalid_request_error" if exc.status_code < 500 else "internal_error"  # type: ignore[misc]
+    return err
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that make every failure an OpenAI-shaped error."""
+
+    async def on_pice_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, PiceError)
+        return error_response(exc)
+
+    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(validation_error(exc))
+
+    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return error_response(_http_error(exc))
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("Unhandled error on %s %s", request.method, request.url.path)
+        return error_response(PiceError("The server had an error processing your request."))
+
+    app.add_exception_handler(PiceError, on_pice_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

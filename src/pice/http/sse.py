@@ -1,0 +1,49 @@
+"""The one SSE encoder: sse-starlette with keep-alive pings and OpenAI's stream conventions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from pice.errors import PiceError
+
+# Proxies drop connections that stay silent; a sketch can take longer than that before the
+# first token, so a comment ping goes out at least this often.
+PING_SECONDS = 15
+# A client that stops reading for this long is treated as gone.
+SEND_TIMEOUT_SECONDS = 60.0
+
+DONE = "[DONE]"
+
+
+def sse_json(payload: Any) -> ServerSentEvent:
+    """One ``data:`` event carrying ``payload`` as compact JSON."""
+    return ServerSentEvent(data=json.dumps(payload, separators=(",", ":"), ensure_ascii=False))
+
+
+def sse_error(err: PiceError) -> ServerSentEvent:
+    """The in-stream error event: what a failure becomes after the first byte was sent."""
+    return sse_json(err.to_body())
+
+
+def sse_done() -> ServerSentEvent:
+    return ServerSentEvent(data=DONE)
+
+
+def sse_response(
+    events: AsyncIterator[ServerSentEvent], *, ping_seconds: int = PING_SECONDS
+) -> EventSourceResponse:
+    """Stream ``events`` as ``text/event-stream`` with pings and a send timeout.
+
+    When the client disconnects, sse-starlette cancels the task iterating ``events``; the
+    generator's ``finally`` blocks are where upstream work is cancelled.
+    """
+    return EventSourceResponse(
+        events,
+        ping=ping_seconds,
+        send_timeout=SEND_TIMEOUT_SECONDS,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
