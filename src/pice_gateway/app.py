@@ -1,0 +1,65 @@
+"""The gateway's app factory and lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+
+from pice.http.errors import install_error_handlers
+from pice.http.limits import BodySizeLimitMiddleware
+from pice_gateway.edges import Edge, EdgeRegistry, edge_client
+from pice_gateway.routes import build_router
+from pice_gateway.scheduling.base import Scheduler
+from pice_gateway.scheduling.least_loaded import LeastLoadedScheduler
+from pice_gateway.settings import GatewaySettings
+from pice_gateway.state import GatewayState
+
+
+def cloud_http_client(settings: GatewaySettings) -> httpx.AsyncClient:
+    cloud = settings.cloud
+    headers = {"Authorization": f"Bearer {cloud.api_key}"} if cloud.api_key else {}
+    return httpx.AsyncClient(
+        base_url=cloud.base_url.rstrip("/") + "/",
+        timeout=cloud.timeouts.to_httpx(),
+        headers=headers,
+    )
+
+
+def create_app(settings: GatewaySettings, scheduler: Scheduler | None = None) -> FastAPI:
+    """The gateway app. One pooled client per upstream lives from start-up to shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        timeout = settings.edge_client.timeouts.to_httpx()
+        registry = EdgeRegistry(
+            [Edge(edge, edge_client(edge, timeout)) for edge in settings.edges],
+            poll_interval=settings.edge_client.poll_interval,
+        )
+        cloud = cloud_http_client(settings)
+        app.state.gateway = GatewayState(
+            settings=settings,
+            cloud=cloud,
+            edges=registry,
+            scheduler=scheduler or LeastLoadedScheduler(),
+        )
+        # One poll before serving, so the first requests already know which edges are up.
+        await registry.poll_once()
+        poller = asyncio.create_task(registry.run_poller(), name="edge-load-poller")
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            await registry.aclose()
+            await cloud.aclose()
+
+    app = FastAPI(title="PICE gateway", lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.include_router(build_router(settings))
+    return app

@@ -1,0 +1,57 @@
+"""The cloud as a text source: one streamed chat completion reduced to its text and usage."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import httpx
+
+from pice.openai_protocol import Usage
+from pice_gateway.upstream import json_events, open_stream
+
+CLOUD = "cloud"
+
+
+class CloudTextStream:
+    """A streamed ``/chat/completions`` call whose content deltas are read as plain text.
+
+    :meth:`open` sends the request and checks the status (so a caller can still answer with a
+    real error status); :meth:`texts` reads the deltas. ``usage`` is the cloud's own count when
+    the stream ran to its end, otherwise an estimate of one token per content chunk (servers
+    stream one token per chunk) with ``usage_estimated`` set.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, payload: dict[str, Any]) -> None:
+        self._client = client
+        self._payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
+        self._response: httpx.Response | None = None
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.content_chunks = 0
+
+    async def open(self, stack: contextlib.AsyncExitStack) -> None:
+        self._response = await stack.enter_async_context(
+            open_stream(self._client, CLOUD, "chat/completions", self._payload)
+        )
+
+    async def texts(self) -> AsyncGenerator[str, None]:
+        assert self._response is not None, "open() first"
+        async for chunk in json_events(self._response, CLOUD):
+            if isinstance(chunk.get("usage"), dict):
+                self.usage = Usage.model_validate(chunk["usage"])
+            for choice in chunk.get("choices") or []:
+                if choice.get("finish_reason"):
+                    self.finish_reason = str(choice["finish_reason"])
+                content = (choice.get("delta") or {}).get("content")
+                if content:
+                    self.content_chunks += 1
+                    yield str(content)
+
+    @property
+    def usage_estimated(self) -> bool:
+        return self.usage is None
+
+    def usage_or_estimate(self) -> Usage:
+        return self.usage if self.usage is not None else Usage.of(0, self.content_chunks)

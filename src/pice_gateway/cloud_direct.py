@@ -1,0 +1,109 @@
+"""The cloud-direct path: the client's request forwarded to the cloud, answers relayed back.
+
+The body is forwarded with every field the client set (unknown ones included), only ``model``
+replaced by the cloud's; answers come back with the gateway's model name and the ``pice``
+extension (on the completion, or on the last chunk of a stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from sse_starlette import ServerSentEvent
+
+from pice.errors import PiceError
+from pice.http.sse import sse_done, sse_error, sse_json
+from pice.openai_protocol import ChatCompletionRequest, Usage
+from pice_gateway.cloud import CLOUD
+from pice_gateway.progressive.accounting import Clock, PiceReport
+from pice_gateway.upstream import json_events, open_stream, post_json
+
+
+def cloud_payload(request: ChatCompletionRequest, cloud_model: str) -> dict[str, Any]:
+    payload = request.model_dump(mode="json", exclude_unset=True)
+    payload["model"] = cloud_model
+    return payload
+
+
+def _report(reason: str, clock: Clock, usage: Any, first_token_ms: float | None) -> dict[str, Any]:
+    report = PiceReport(mode="cloud", reason=reason)
+    if isinstance(usage, dict):
+        report.cloud_usage = Usage.model_validate(usage)
+    report.timings.first_token_ms = first_token_ms
+    report.timings.total_ms = clock.ms()
+    return report.model_dump(mode="json")
+
+
+async def cloud_completion(
+    client: httpx.AsyncClient,
+    request: ChatCompletionRequest,
+    *,
+    cloud_model: str,
+    reason: str,
+    clock: Clock,
+) -> dict[str, Any]:
+    body = await post_json(client, CLOUD, "chat/completions", cloud_payload(request, cloud_model))
+    body["model"] = request.model
+    body["pice"] = _report(reason, clock, body.get("usage"), clock.ms())
+    return body
+
+
+class CloudRelay:
+    """A streamed cloud answer: :meth:`start` before the first byte, :meth:`events` after."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        request: ChatCompletionRequest,
+        *,
+        cloud_model: str,
+        reason: str,
+        clock: Clock,
+    ) -> None:
+        self._client = client
+        self._request = request
+        self._payload = cloud_payload(request, cloud_model)
+        self._reason = reason
+        self._clock = clock
+        self._stack = contextlib.AsyncExitStack()
+        self._response: httpx.Response | None = None
+
+    async def start(self) -> None:
+        self._response = await self._stack.enter_async_context(
+            open_stream(self._client, CLOUD, "chat/completions", self._payload)
+        )
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+    async def events(self) -> AsyncIterator[ServerSentEvent]:
+        """Relay the chunks, holding each back by one so the last can carry ``pice``."""
+        assert self._response is not None, "start() first"
+        held: dict[str, Any] | None = None
+        first_token_ms: float | None = None
+        usage: Any = None
+        try:
+            async with contextlib.aclosing(json_events(self._response, CLOUD)) as chunks:
+                async for chunk in chunks:
+                    chunk["model"] = self._request.model
+                    if first_token_ms is None and chunk.get("choices"):
+                        first_token_ms = self._clock.ms()
+                    if isinstance(chunk.get("usage"), dict):
+                        usage = chunk["usage"]
+                    if held is not None:
+                        yield sse_json(held)
+                    held = chunk
+            if held is not None:
+                held["pice"] = _report(self._reason, self._clock, usage, first_token_ms)
+                yield sse_json(held)
+        except PiceError as err:
+            if held is not None:
+                yield sse_json(held)
+            yield sse_error(err)
+        finally:
+            await asyncio.shield(asyncio.ensure_future(self.aclose()))
+        yield sse_done()

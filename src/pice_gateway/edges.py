@@ -1,0 +1,131 @@
+"""The edge registry: one pooled client per edge, its polled load, and in-flight counts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from pice.errors import PiceError
+from pice_gateway.scheduling.base import EdgeLoad, EdgeStatus
+from pice_gateway.settings import EdgeSettings
+from pice_gateway.upstream import post_json
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Edge:
+    settings: EdgeSettings
+    client: httpx.AsyncClient
+    up: bool = False
+    load: EdgeLoad | None = None
+    in_flight: int = 0
+    last_placed: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def status(self) -> EdgeStatus:
+        return EdgeStatus(
+            name=self.name,
+            up=self.up,
+            in_flight=self.in_flight,
+            load=self.load,
+            last_placed=self.last_placed,
+        )
+
+
+def edge_client(settings: EdgeSettings, timeout: httpx.Timeout) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
+    return httpx.AsyncClient(base_url=settings.url, timeout=timeout, headers=headers)
+
+
+def _parse_load(body: dict[str, object]) -> EdgeLoad:
+    def num(key: str) -> float:
+        value = body.get(key, 0)
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    return EdgeLoad(
+        ready=bool(body.get("ready", False)),
+        running_sequences=int(num("running_sequences")),
+        queued_sequences=int(num("queued_sequences")),
+        max_sequences=max(1, int(num("max_sequences"))),
+        decode_tokens_per_second=num("decode_tokens_per_second"),
+    )
+
+
+class EdgeRegistry:
+    """Every configured edge, whether it is up, and how busy it is.
+
+    ``up`` follows the last ``/v1/load`` poll; a failed job marks an edge down at once so that
+    other requests stop placing points on it until a poll sees it healthy again.
+    """
+
+    def __init__(self, edges: list[Edge], poll_interval: float) -> None:
+        self._edges = {edge.name: edge for edge in edges}
+        self._poll_interval = poll_interval
+
+    def get(self, name: str) -> Edge:
+        return self._edges[name]
+
+    def names(self) -> list[str]:
+        return list(self._edges)
+
+    def snapshot(self) -> list[EdgeStatus]:
+        return [edge.status() for edge in self._edges.values()]
+
+    def any_up(self) -> bool:
+        return any(
+            edge.up and (edge.load is None or edge.load.ready) for edge in self._edges.values()
+        )
+
+    def acquire(self, name: str, sequences: int) -> None:
+        edge = self._edges[name]
+        edge.in_flight += sequences
+        edge.last_placed = time.monotonic()
+
+    def release(self, name: str, sequences: int) -> None:
+        edge = self._edges[name]
+        edge.in_flight = max(0, edge.in_flight - sequences)
+
+    def mark_down(self, name: str, reason: str) -> None:
+        edge = self._edges[name]
+        if edge.up:
+            logger.warning("edge %s marked down: %s", name, reason)
+        edge.up = False
+
+    async def _poll(self, edge: Edge) -> None:
+        try:
+            body = await asyncio.wait_for(
+                post_json(edge.client, edge.name, "/v1/load"),
+                timeout=max(1.0, self._poll_interval * 2),
+            )
+        except (PiceError, TimeoutError) as exc:
+            if edge.up:
+                logger.warning("edge %s unreachable: %s", edge.name, exc)
+            edge.up = False
+            return
+        if not edge.up:
+            logger.info("edge %s is up", edge.name)
+        edge.load = _parse_load(body)
+        edge.up = True
+
+    async def poll_once(self) -> None:
+        await asyncio.gather(*(self._poll(edge) for edge in self._edges.values()))
+
+    async def run_poller(self) -> None:
+        """Poll every edge's load forever (cancelled at shutdown)."""
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            await self.poll_once()
+
+    async def aclose(self) -> None:
+        for edge in self._edges.values():
+            with contextlib.suppress(Exception):
+                await edge.client.aclose()

@@ -1,0 +1,58 @@
+"""What a request cost and how it ran: summed usage and the ``pice`` extension object."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from pice.openai_protocol import Usage
+
+Mode = Literal["progressive", "cloud"]
+
+
+class PointReport(BaseModel):
+    title: str
+    # The edge's name, or "cloud" when the cloud expanded the point itself.
+    edge: str | None = None
+    finish_reason: str | None = None
+    tokens: int = 0
+    # Every source that tried this point, in order (more than one after a failover).
+    attempts: list[str] = Field(default_factory=list)
+
+
+class Timings(BaseModel):
+    sketch_ms: float | None = None
+    first_token_ms: float | None = None
+    expansion_ms: float | None = None
+    total_ms: float | None = None
+
+
+class PiceReport(BaseModel):
+    """The ``pice`` object added to a completion and to the last chunk of a stream."""
+
+    mode: Mode
+    # Why this mode: "outline", "direct" (the sketch chose to answer), "no_edges",
+    # "model" (pice-cloud), or "unsupported:<param>".
+    reason: str
+    points: list[PointReport] = Field(default_factory=list)
+    timings: Timings = Field(default_factory=Timings)
+    cloud_usage: Usage = Field(default_factory=Usage)
+    edge_usage: Usage = Field(default_factory=Usage)
+    # True when a cloud stream was closed early and its tokens were counted from chunks.
+    usage_estimated: bool = False
+
+
+class Clock:
+    """Milliseconds since the request arrived."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+
+    def ms(self) -> float:
+        return round((time.perf_counter() - self._start) * 1000.0, 1)
+
+
+def total_usage(report: PiceReport) -> Usage:
+    return report.cloud_usage + report.edge_usage

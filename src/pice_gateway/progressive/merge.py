@@ -1,0 +1,126 @@
+"""Merging point expansions into one answer that streams in point order.
+
+Point ``k`` streams live while it decodes once points ``0..k-1`` are done; later points are
+held until their turn and then flushed at once. Each point renders as
+``"{n}. **{title}**: {body}\\n"``; its header goes out as soon as the sketch names it, before
+any edge has produced a token, which is what makes the first byte early.
+
+A point whose source fails is restarted elsewhere. Text already sent cannot be taken back, so
+the new attempt is matched against it: while the new text repeats what was sent (greedy
+decoding on the same model usually does), nothing is sent; once it goes further, only the new
+part is; if it diverges, the sent part stays and the new attempt follows an ellipsis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_RESUME_SEPARATOR = " … "
+
+
+@dataclass
+class _Point:
+    title: str
+    attempt: str = ""
+    # The body to display is ``base + attempt``; ``None`` while a restarted attempt is still
+    # being matched against what was already sent.
+    base: str | None = ""
+    sent: str = ""
+    header_sent: bool = False
+    done: bool = False
+
+    def restart(self) -> None:
+        self.attempt = ""
+        self.base = "" if not self.sent else None
+
+    def body(self) -> str:
+        """The body text as far as it may be shown (never shorter than what was sent)."""
+        if self.base is None:
+            if self.sent.startswith(self.attempt):
+                return self.sent
+            if self.attempt.startswith(self.sent):
+                self.base = ""
+            else:
+                self.base = self.sent + _RESUME_SEPARATOR
+        display = self.base + self.attempt
+        return display if display.startswith(self.sent) else self.sent
+
+
+def _clean(text: str) -> str:
+    # A body stays on its list item's line.
+    return text.replace("\r", "").replace("\n", " ")
+
+
+class Merger:
+    """Turns point events, in any order, into answer text in point order.
+
+    Every method returns the text that may be sent to the client now ("" for none). Pure and
+    synchronous: the pipeline calls it from one event loop, so no locking is needed.
+    """
+
+    def __init__(self) -> None:
+        self._points: list[_Point] = []
+        self._current = 0
+        self._total: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self._total is not None and self._current >= self._total
+
+    @property
+    def titles(self) -> list[str]:
+        return [point.title for point in self._points]
+
+    def add_point(self, index: int, title: str) -> str:
+        if index != len(self._points):
+            raise ValueError(
+                f"points must be added in order: got {index}, have {len(self._points)}"
+            )
+        self._points.append(_Point(title))
+        return self._flush()
+
+    def delta(self, index: int, text: str) -> str:
+        point = self._points[index]
+        # Bodies are kept without leading space; ``_flush`` puts one after the header.
+        point.attempt = (point.attempt + _clean(text)).lstrip()
+        return self._flush() if index == self._current else ""
+
+    def restart(self, index: int) -> None:
+        """A new attempt at ``index`` begins (its previous source failed)."""
+        self._points[index].restart()
+
+    def done(self, index: int, text: str | None = None) -> str:
+        """Point ``index`` is complete; ``text`` (when given) is its authoritative full body."""
+        point = self._points[index]
+        if text is not None:
+            point.attempt = _clean(text).lstrip()
+        point.done = True
+        return self._flush() if index == self._current else ""
+
+    def close_sketch(self) -> str:
+        """The sketch named all its points."""
+        self._total = len(self._points)
+        return self._flush()
+
+    def text_of(self, index: int) -> str:
+        return self._points[index].body().strip()
+
+    def _flush(self) -> str:
+        out: list[str] = []
+        while self._current < len(self._points):
+            point = self._points[self._current]
+            if not point.header_sent:
+                out.append(f"{self._current + 1}. **{point.title}**:")
+                point.header_sent = True
+            body = point.body()
+            new = body[len(point.sent) :]
+            if new:
+                if not point.sent:
+                    out.append(" ")
+                out.append(new)
+                point.sent = body
+            if not point.done:
+                break
+            out.append("\n")
+            self._current += 1
+        return "".join(out)

@@ -1,0 +1,232 @@
+"""The sketch: prompting the cloud for an outline (or a direct answer) and parsing it live.
+
+The cloud streams either a numbered outline of short points, or the marker line ``DIRECT``
+followed by the answer itself. :class:`SketchParser` turns that stream into events as lines
+complete, so the first point can be dispatched while the cloud is still writing the second.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from pice.openai_protocol import ChatMessage
+
+# Tuned on Qwen2.5-1.5B/0.5B-Instruct. Small models rarely write the marker unprompted by an
+# example, and turn poems and equations into numbered lines; three short worked examples fix
+# most of that at ~200 prompt tokens (the prefill is most of a CPU sketch's latency, so every
+# word here costs).
+_OUTLINE_RULES = (
+    "write ONLY a numbered outline: 3 to 8 points, one per line, 2 to 6 words each, "
+    "no details, nothing after the list."
+)
+SKETCH_SYSTEM_AUTO = (
+    "You plan answers. For math, code, a short fact, or writing that must flow (poem, story, "
+    "slogan, email), write DIRECT on the first line, then the full answer. For anything else, "
+    + _OUTLINE_RULES
+)
+SKETCH_SYSTEM_OUTLINE = "You plan answers: " + _OUTLINE_RULES
+
+_OUTLINE_EXAMPLE = (
+    "How can I sleep better?",
+    "1. Fixed sleep schedule\n2. Dark, quiet bedroom\n3. Less caffeine\n"
+    "4. No screens before bed\n5. Daily exercise",
+)
+_EXAMPLES_AUTO: tuple[tuple[str, str], ...] = (
+    _OUTLINE_EXAMPLE,
+    ("Solve 2x + 3 = 11.", "DIRECT\n2x = 8, so x = 4."),
+    (
+        "Write a two-line poem about rain.",
+        "DIRECT\nSoft rain taps the glass,\nwashing the day away.",
+    ),
+)
+_EXAMPLES_OUTLINE = (_OUTLINE_EXAMPLE,)
+
+
+def sketch_messages(messages: list[ChatMessage], *, allow_direct: bool) -> list[dict[str, Any]]:
+    """The cloud conversation that asks for a sketch of ``messages``' last user turn.
+
+    The user's own system messages are folded into ours: some chat templates accept a system
+    message only in first position.
+    """
+    system = SKETCH_SYSTEM_AUTO if allow_direct else SKETCH_SYSTEM_OUTLINE
+    user_system = [m.text() for m in messages if m.role in ("system", "developer")]
+    if user_system:
+        system += "\n\nThe user's instructions for the final answer:\n" + "\n".join(user_system)
+    out: list[dict[str, Any]] = [{"role": "system", "content": system}]
+    for question, answer in _EXAMPLES_AUTO if allow_direct else _EXAMPLES_OUTLINE:
+        out.append({"role": "user", "content": question})
+        out.append({"role": "assistant", "content": answer})
+    out.extend(
+        {"role": m.role, "content": m.text()}
+        for m in messages
+        if m.role not in ("system", "developer")
+    )
+    return out
+
+
+@dataclass(frozen=True)
+class PointFound:
+    index: int
+    title: str
+
+
+@dataclass(frozen=True)
+class DirectText:
+    text: str
+
+
+@dataclass(frozen=True)
+class OutlineEnded:
+    """The outline is over (cap reached or prose after it): the stream may be closed."""
+
+
+SketchEvent = PointFound | DirectText | OutlineEnded
+
+
+class _Mode(Enum):
+    UNDECIDED = "undecided"
+    OUTLINE = "outline"
+    DIRECT = "direct"
+    ENDED = "ended"
+
+
+_NUMBERED = re.compile(r"^(\s*)(?:[*_]{2})?(?:#+\s*)?(\d{1,2})\s*[.):](?:[*_]{2})?\s+(.*)$")
+_BULLET = re.compile(r"^(\s*)[-*•+]\s+(.*)$")
+# Upper case, or alone on its line in any case: "Direct sunlight..." is prose, not the marker.
+_MARKER = re.compile(r"^\W*DIRECT\b\W*(.*)$")
+# The marker with the answer on the same line ("DIRECT: 84"), seen before the line ends.
+_EARLY_MARKER = re.compile(r"^[\s*_#]*DIRECT[*_]*\s*[:.\-–]?\s+(?=\S)")
+_TITLE_MAX = 80
+
+
+def clean_title(raw: str) -> str:
+    """A point's title: markdown emphasis removed, details after a colon or dash dropped."""
+    text = raw.strip()
+    bold = re.match(r"^(?:\*\*|__)(.+?)(?:\*\*|__)", text)
+    if bold:
+        text = bold.group(1)
+    text = re.sub(r"[*_`]+", "", text)
+    for sep in (":", " - ", " – ", " — "):
+        head, found, _ = text.partition(sep)
+        if found and head.strip():
+            text = head
+            break
+    text = " ".join(text.split()).strip(" .;,")
+    if len(text) > _TITLE_MAX:
+        text = text[:_TITLE_MAX].rsplit(" ", 1)[0]
+    return text
+
+
+class SketchParser:
+    """Incremental parser of a sketch stream.
+
+    The first non-empty line decides: the marker means a direct answer (everything after it is
+    passed through live); a list item starts the outline; a short line ending in ``:`` is a
+    preamble and skipped; any other prose is taken as a direct answer without the marker, so a
+    model that ignores the format still yields an answer. In an outline, indented lines and
+    sub-bullets are details and skipped; the first unindented prose line, a repeated point, or
+    the point cap ends it.
+    """
+
+    def __init__(self, max_points: int) -> None:
+        self.max_points = max_points
+        self.mode = _Mode.UNDECIDED
+        self.points: list[str] = []
+        self._partial = ""
+        self._numbered = True
+        self._indent = 0
+        self._preamble_seen = False
+
+    @property
+    def is_direct(self) -> bool:
+        return self.mode is _Mode.DIRECT
+
+    @property
+    def is_outline(self) -> bool:
+        return self.mode in (_Mode.OUTLINE, _Mode.ENDED) and bool(self.points)
+
+    @property
+    def ended(self) -> bool:
+        return self.mode is _Mode.ENDED
+
+    def feed(self, text: str) -> list[SketchEvent]:
+        if self.mode is _Mode.DIRECT:
+            return [DirectText(text)] if text else []
+        if self.mode is _Mode.ENDED:
+            return []
+        self._partial += text
+        events: list[SketchEvent] = []
+        while "\n" in self._partial and self.mode not in (_Mode.DIRECT, _Mode.ENDED):
+            line, self._partial = self._partial.split("\n", 1)
+            events.extend(self._line(line))
+        if self.mode is _Mode.UNDECIDED and (early := _EARLY_MARKER.match(self._partial)):
+            self.mode = _Mode.DIRECT
+            self._partial = self._partial[early.end() :]
+        if self.mode is _Mode.DIRECT and self._partial:
+            events.append(DirectText(self._partial))
+            self._partial = ""
+        return events
+
+    def close(self) -> list[SketchEvent]:
+        """End of stream: the last line may have no newline."""
+        events: list[SketchEvent] = []
+        if self._partial and self.mode not in (_Mode.DIRECT, _Mode.ENDED):
+            line, self._partial = self._partial, ""
+            events.extend(self._line(line, last=True))
+        if self.mode is _Mode.OUTLINE:
+            self.mode = _Mode.ENDED
+        return events
+
+    def _line(self, line: str, *, last: bool = False) -> list[SketchEvent]:
+        if not line.strip():
+            return []
+        if self.mode is _Mode.UNDECIDED:
+            return self._first_line(line, last=last)
+        return self._outline_line(line)
+
+    def _first_line(self, line: str, *, last: bool) -> list[SketchEvent]:
+        marker = _MARKER.match(line)
+        if marker or line.strip(" *_#:.").lower() == "direct":
+            self.mode = _Mode.DIRECT
+            rest = marker.group(1).strip() if marker else ""
+            # Whatever follows is answer text: pass the remaining partial line through too.
+            return [DirectText(rest + ("" if last else "\n"))] if rest else []
+        numbered = _NUMBERED.match(line)
+        bullet = _BULLET.match(line)
+        if numbered or bullet:
+            self.mode = _Mode.OUTLINE
+            self._numbered = numbered is not None
+            self._indent = len((numbered or bullet).group(1))  # type: ignore[union-attr]
+            return self._outline_line(line)
+        stripped = line.strip()
+        if stripped.endswith(":") and len(stripped) < 100 and not self._preamble_seen:
+            self._preamble_seen = True
+            return []
+        self.mode = _Mode.DIRECT
+        return [DirectText(line + ("" if last else "\n"))]
+
+    def _outline_line(self, line: str) -> list[SketchEvent]:
+        numbered = _NUMBERED.match(line)
+        bullet = _BULLET.match(line)
+        item = numbered if self._numbered else bullet
+        if item is not None and len(item.group(1)) <= self._indent:
+            title = clean_title(item.group(item.lastindex or 0))
+            if not title:
+                return []
+            if title.casefold() in (point.casefold() for point in self.points):
+                # A small model that repeats a point has started to loop: the outline is over.
+                self.mode = _Mode.ENDED
+                return [OutlineEnded()]
+            self.points.append(title)
+            events: list[SketchEvent] = [PointFound(len(self.points) - 1, title)]
+            if len(self.points) >= self.max_points:
+                self.mode = _Mode.ENDED
+                events.append(OutlineEnded())
+            return events
+        if numbered or bullet or line[:1].isspace():
+            return []  # a sub-item or a detail line
+        self.mode = _Mode.ENDED
+        return [OutlineEnded()]

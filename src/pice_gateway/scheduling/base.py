@@ -1,0 +1,53 @@
+"""The scheduler seam: given a point and the edges' state, choose where it runs.
+
+A scheduler is a pure decision over snapshots; it does not talk to edges and keeps no request
+state, so it can be swapped (latency-aware, affinity, ensembles that place one point on
+several edges) without touching dispatch. ``None`` means "no edge": the cloud expands it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class EdgeLoad:
+    """What an edge's ``GET /v1/load`` last reported (see docs/edge-api.md)."""
+
+    ready: bool
+    running_sequences: int
+    queued_sequences: int
+    max_sequences: int
+    decode_tokens_per_second: float
+
+
+@dataclass(frozen=True)
+class EdgeStatus:
+    """A snapshot of one edge as the gateway sees it."""
+
+    name: str
+    up: bool
+    # Sequences this gateway has sent and not yet seen finish.
+    in_flight: int
+    load: EdgeLoad | None
+    # Monotonic time this gateway last placed work on it (spreads ties).
+    last_placed: float
+
+
+@dataclass(frozen=True)
+class PointPlacement:
+    """What the scheduler is asked to place: one point of one request."""
+
+    request_id: str
+    point: int
+    title: str
+    # Edges that already failed this point in this request; never chosen again for it.
+    excluded: frozenset[str]
+
+
+class Scheduler(Protocol):
+    def place(self, point: PointPlacement, edges: Sequence[EdgeStatus]) -> str | None:
+        """The name of the edge that expands ``point``, or ``None`` for the cloud."""
+        ...

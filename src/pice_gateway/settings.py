@@ -1,0 +1,135 @@
+"""Gateway settings: defaults < YAML file (``--config``) < ``PICE_*`` environment < CLI flags.
+
+Nested fields use ``__`` in environment variables (``PICE_CLOUD__BASE_URL``); lists such as
+``edges`` take JSON (``PICE_EDGES='[{"name": "e1", "url": "http://..."}]'``). Every field is
+documented in ``docs/configuration.md``; ``pice up`` writes this schema as YAML.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+
+class Timeouts(BaseModel):
+    """httpx timeouts in seconds; ``read`` is the longest silence tolerated between bytes."""
+
+    connect: float = 5.0
+    read: float = 120.0
+    write: float = 30.0
+    pool: float = 5.0
+
+    def to_httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
+
+
+class CloudSettings(BaseModel):
+    """The cloud LLM: any OpenAI-compatible server (vLLM, or a ``pice edge serve`` stand-in)."""
+
+    base_url: str = "http://127.0.0.1:8100/v1"
+    model: str = "qwen2.5-1.5b-instruct"
+    api_key: str | None = None
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+
+
+class EdgeSettings(BaseModel):
+    """One edge agent (``pice edge serve``)."""
+
+    name: str
+    url: str
+    token: str | None = None
+
+
+class EdgeClientSettings(BaseModel):
+    """How the gateway talks to every edge agent."""
+
+    # /v1/load is polled this often (seconds); the scheduler places points on what it saw.
+    poll_interval: float = Field(default=1.0, gt=0)
+    timeouts: Timeouts = Field(
+        default_factory=lambda: Timeouts(connect=2.0, read=60.0, write=10.0, pool=5.0)
+    )
+
+
+class ModelNames(BaseModel):
+    """The three model names the gateway serves."""
+
+    auto: str = "pice"
+    progressive: str = "pice-progressive"
+    cloud: str = "pice-cloud"
+
+
+class ProgressiveSettings(BaseModel):
+    """Knobs of the progressive path (sketch, expansion, failover)."""
+
+    max_points: int = Field(default=8, ge=1, le=32)
+    # Token budget of a sketch when the cloud must write an outline (``pice-progressive``).
+    sketch_max_tokens: int = Field(default=160, ge=16)
+    # Budget of the sketch stream under ``pice``, where it may turn into a direct answer;
+    # a request's own max_tokens wins.
+    direct_max_tokens: int = Field(default=512, ge=16)
+    sketch_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    # Per point; a request's max_tokens lowers it (see ``progressive.budget``).
+    expansion_max_tokens: int = Field(default=96, ge=1)
+    expansion_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    # An edge job that sends no event for this long loses its points to another edge.
+    edge_stall_seconds: float = Field(default=20.0, gt=0)
+
+
+class GatewaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PICE_", env_nested_delimiter="__", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    api_keys: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
+    cloud: CloudSettings = Field(default_factory=CloudSettings)
+    edges: list[EdgeSettings] = Field(
+        default_factory=lambda: [EdgeSettings(name="edge-1", url="http://127.0.0.1:8101")]
+    )
+    edge_client: EdgeClientSettings = Field(default_factory=EdgeClientSettings)
+    models: ModelNames = Field(default_factory=ModelNames)
+    progressive: ProgressiveSettings = Field(default_factory=ProgressiveSettings)
+
+    @field_validator("edges")
+    @classmethod
+    def _unique_edge_names(cls, edges: list[EdgeSettings]) -> list[EdgeSettings]:
+        names = [edge.name for edge in edges]
+        if len(names) != len(set(names)):
+            raise ValueError(f"edge names must be unique: {names}")
+        return edges
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file (when ``load_settings`` names one) sits below the environment.
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> GatewaySettings:
+    """Build the settings from an optional YAML file, the environment and ``overrides``."""
+    if config is None:
+        return GatewaySettings(**overrides)
+    if not config.is_file():
+        raise FileNotFoundError(f"config file not found: {config}")
+
+    # pydantic-settings reads the YAML path from the model config; a subclass made here keeps
+    # the path out of module state.
+    class _FromFile(GatewaySettings):
+        model_config = SettingsConfigDict(yaml_file=config)
+
+    return _FromFile(**overrides)

@@ -1,0 +1,38 @@
+"""The gateway's per-process state, built in the lifespan and reached through typed accessors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from fastapi import Request
+
+from pice_gateway.edges import EdgeRegistry
+from pice_gateway.progressive.pipeline import Upstreams
+from pice_gateway.scheduling.base import Scheduler
+from pice_gateway.settings import GatewaySettings
+
+
+@dataclass(frozen=True)
+class GatewayState:
+    settings: GatewaySettings
+    cloud: httpx.AsyncClient
+    edges: EdgeRegistry
+    scheduler: Scheduler
+
+    def upstreams(self) -> Upstreams:
+        return Upstreams(cloud=self.cloud, registry=self.edges, scheduler=self.scheduler)
+
+
+def gateway_state(request: Request) -> GatewayState:
+    state = request.app.state.gateway
+    assert isinstance(state, GatewayState), "the gateway lifespan has not run"
+    return state
+
+
+def cloud_client(request: Request) -> httpx.AsyncClient:
+    return gateway_state(request).cloud
+
+
+def edge_registry(request: Request) -> EdgeRegistry:
+    return gateway_state(request).edges

@@ -1,0 +1,232 @@
+"""Small fake upstreams for protocol and fault-injection tests, served by uvicorn in a thread.
+
+Features are proven against real edge agents elsewhere (``test_real_models.py``); these fakes
+exist to make failures happen on cue: an edge that dies mid-stream or stalls, a cloud that errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from sse_starlette.sse import EventSourceResponse
+
+from tests.support.processes import free_port
+
+OUTLINE = "1. Alpha point\n2. Beta point\n3. Gamma point\n"
+
+
+@dataclass
+class CloudScript:
+    """What the fake cloud does."""
+
+    sketch: str = OUTLINE
+    expansion: str = "Expanded by the cloud."
+    answer: str = "Plain cloud answer."
+    token_delay: float = 0.0
+    # Answer every chat request with this status (and an OpenAI error body).
+    fail_status: int | None = None
+    # Break the connection after this many sketch chunks.
+    die_after_chunks: int | None = None
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _kind(body: dict[str, Any]) -> str:
+    first = body["messages"][0]
+    if first["role"] == "system" and "You plan answers" in str(first.get("content")):
+        return "sketch"
+    if "Outline of the answer" in str(body["messages"][-1].get("content")):
+        return "expansion"
+    return "answer"
+
+
+def _pieces(text: str) -> list[str]:
+    out: list[str] = []
+    for word in text.split(" "):
+        out.append(word if not out else " " + word)
+    return out
+
+
+def fake_cloud(script: CloudScript) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat(request: Request) -> Response:
+        body = await request.json()
+        script.requests.append(body)
+        if script.fail_status is not None:
+            return JSONResponse(
+                {"error": {"message": "cloud down", "type": "x", "param": None, "code": None}},
+                status_code=script.fail_status,
+            )
+        kind = _kind(body)
+        text = {"sketch": script.sketch, "expansion": script.expansion, "answer": script.answer}[
+            kind
+        ]
+        pieces = _pieces(text)
+        usage = {
+            "prompt_tokens": 10,
+            "completion_tokens": len(pieces),
+            "total_tokens": 10 + len(pieces),
+        }
+        base = {
+            "id": "cmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": body["model"],
+        }
+        if not body.get("stream"):
+            return JSONResponse(
+                {
+                    "id": "cmpl-fake",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+
+        async def events() -> AsyncIterator[str]:
+            yield json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+            for n, piece in enumerate(pieces):
+                if (
+                    kind == "sketch"
+                    and script.die_after_chunks is not None
+                    and n >= script.die_after_chunks
+                ):
+                    raise RuntimeError("fake cloud dies")
+                await asyncio.sleep(script.token_delay)
+                yield json.dumps({**base, "choices": [{"index": 0, "delta": {"content": piece}}]})
+            yield json.dumps(
+                {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            )
+            if (body.get("stream_options") or {}).get("include_usage"):
+                yield json.dumps({**base, "choices": [], "usage": usage})
+            yield "[DONE]"
+
+        return EventSourceResponse(events())
+
+    return app
+
+
+@dataclass
+class EdgeScript:
+    """What a fake edge does: ``ok``, ``die`` (after the first delta), ``stall``, ``error``."""
+
+    name: str
+    behaviour: str = "ok"
+    token_delay: float = 0.01
+    # Delay before the ``start`` event (queueing and prefill on a real edge).
+    start_delay: float = 0.0
+    running: int = 0
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    cancelled: int = 0
+
+
+def fake_edge(script: EdgeScript) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/v1/load")
+    async def load() -> dict[str, Any]:
+        return {
+            "model": "fake",
+            "ready": True,
+            "running_sequences": script.running,
+            "queued_sequences": 0,
+            "max_sequences": 16,
+            "decode_tokens_per_second": 0.0,
+        }
+
+    @app.post("/v1/expand")
+    async def expand(request: Request) -> EventSourceResponse:
+        body = await request.json()
+        script.jobs.append(body)
+        points: list[int] = body.get("points") or list(range(len(body["sketch"])))
+
+        async def events() -> AsyncIterator[str]:
+            script.running += len(points)
+            finished = False
+            try:
+                await asyncio.sleep(script.start_delay)
+                yield json.dumps(
+                    {"type": "start", "job_id": "j", "model": "fake", "prompt_tokens": 20}
+                )
+                if script.behaviour == "error":
+                    yield json.dumps({"type": "error", "error": {"message": "boom"}})
+                    yield "[DONE]"
+                    finished = True
+                    return
+                for point in points:
+                    # Six "tokens" per point.
+                    words = _pieces(f"Body of point {point + 1} from {script.name}.")
+                    for n, word in enumerate(words):
+                        if script.behaviour == "die" and n == 1:
+                            raise RuntimeError("fake edge dies")
+                        if script.behaviour == "stall" and n == 1:
+                            await asyncio.sleep(3600)
+                        await asyncio.sleep(script.token_delay)
+                        yield json.dumps(
+                            {"type": "delta", "point": point, "candidate": 0, "text": word}
+                        )
+                    yield json.dumps(
+                        {
+                            "type": "point_done",
+                            "point": point,
+                            "candidate": 0,
+                            "finish_reason": "stop",
+                            "text": "".join(words),
+                            "prompt_tokens": 5,
+                            "completion_tokens": len(words),
+                        }
+                    )
+                total = 20 + 5 * len(points)
+                done = {"prompt_tokens": total, "completion_tokens": 6 * len(points)}
+                done["total_tokens"] = done["prompt_tokens"] + done["completion_tokens"]
+                yield json.dumps({"type": "done", "usage": done})
+                yield "[DONE]"
+                finished = True
+            finally:
+                script.running -= len(points)
+                if not finished:
+                    script.cancelled += 1
+
+        return EventSourceResponse(events())
+
+    return app
+
+
+@contextlib.contextmanager
+def serve(app: Any, port: int | None = None) -> Iterator[str]:
+    """Run ``app`` under uvicorn in a thread; yields its base URL."""
+    port = port or free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,211 @@
+"""The gateway end to end with real models: edge agents and a cloud stand-in running the 0.5B.
+
+The model servers run as real processes (``pice edge serve``, one thread each), the gateway
+under uvicorn in this process, and everything is driven with the official ``openai`` SDK.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from pice_gateway.app import create_app
+from pice_gateway.settings import GatewaySettings
+from tests.gateway.fakes import serve
+from tests.support.processes import ServerProcess, free_port, pice_argv
+
+pytestmark = pytest.mark.model
+
+MODEL = "qwen2.5-0.5b-instruct"
+KEY = "test-key"
+QUESTION = "What are good ways to stay healthy?"
+
+
+def model_server(tmp: Path, name: str) -> ServerProcess:
+    port = free_port()
+    argv = pice_argv("edge", "serve", "--model", MODEL, "--port", str(port), "--threads", "1")
+    return ServerProcess(argv, port, tmp / f"{name}.log")
+
+
+def gateway_settings(cloud: ServerProcess, edges: dict[str, ServerProcess]) -> GatewaySettings:
+    return GatewaySettings(
+        api_keys=[KEY],
+        max_body_bytes=20_000,
+        cloud={"base_url": cloud.base_url + "/v1", "model": MODEL},
+        edges=[{"name": name, "url": edge.base_url} for name, edge in edges.items()],
+        edge_client={"poll_interval": 0.25},
+        progressive={
+            "max_points": 4,
+            "sketch_max_tokens": 64,
+            "expansion_max_tokens": 24,
+            "edge_stall_seconds": 20,
+        },
+    )
+
+
+@dataclass
+class Stack:
+    cloud: ServerProcess
+    edges: dict[str, ServerProcess]
+    gateway_url: str
+
+    def client(self, key: str = KEY) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=self.gateway_url + "/v1", api_key=key, max_retries=0, timeout=180
+        )
+
+
+@contextlib.contextmanager
+def stack(tmp: Path, cloud: ServerProcess, n_edges: int) -> Iterator[Stack]:
+    started: list[ServerProcess] = []
+    try:
+        edges = {}
+        for i in range(1, n_edges + 1):
+            edges[f"edge-{i}"] = model_server(tmp, f"edge-{i}").start(timeout=180)
+            started.append(edges[f"edge-{i}"])
+        with serve(create_app(gateway_settings(cloud, edges))) as gateway_url:
+            yield Stack(cloud, edges, gateway_url)
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = model_server(tmp_path_factory.mktemp("cloud"), "cloud").start(timeout=180)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def shared(cloud: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with stack(tmp_path_factory.mktemp("shared"), cloud, n_edges=2) as running:
+        yield running
+
+
+def ask(model: str = "pice-progressive", **kwargs: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": QUESTION}], **kwargs}
+
+
+def running_sequences(edge: ServerProcess) -> int:
+    return int(httpx.get(edge.base_url + "/v1/load", timeout=5).json()["running_sequences"])
+
+
+def test_non_stream_progressive_answer(shared: Stack) -> None:
+    completion = shared.client().chat.completions.create(**ask())
+    text = completion.choices[0].message.content
+    report = completion.model_extra["pice"]  # type: ignore[index]
+    assert report["mode"] == "progressive", text
+    points = report["points"]
+    assert 1 <= len(points) <= 4
+    assert text is not None
+    for n, point in enumerate(points, start=1):
+        assert f"{n}. **{point['title']}**:" in text
+        assert point["edge"] in shared.edges
+        assert point["finish_reason"] in ("stop", "length")
+        assert point["tokens"] > 0
+    usage = completion.usage
+    assert usage is not None
+    cloud, edge = report["cloud_usage"], report["edge_usage"]
+    assert cloud["completion_tokens"] > 0
+    assert edge["completion_tokens"] > 0
+    assert usage.completion_tokens == cloud["completion_tokens"] + edge["completion_tokens"]
+    assert usage.prompt_tokens == cloud["prompt_tokens"] + edge["prompt_tokens"]
+
+
+def test_stream_arrives_incrementally_with_usage_last(shared: Stack) -> None:
+    start = time.monotonic()
+    arrivals: list[float] = []
+    chunks = []
+    stream = shared.client().chat.completions.create(
+        **ask(), stream=True, stream_options={"include_usage": True}
+    )
+    for chunk in stream:
+        chunks.append(chunk)
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic() - start)
+    assert len(arrivals) > 10
+    assert arrivals[-1] - arrivals[0] > 0.5, "content must stream, not arrive in one burst"
+    assert all(chunk.usage is None for chunk in chunks[:-1])
+    last = chunks[-1]
+    assert last.choices == []
+    assert last.usage is not None
+    assert last.usage.total_tokens > 0
+    assert last.model_extra["pice"]["timings"]["first_token_ms"] < 1000 * arrivals[-1]  # type: ignore[index]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("1. **")
+
+
+def test_cloud_model_and_errors(shared: Stack) -> None:
+    client = shared.client()
+    answer = client.chat.completions.create(**ask(model="pice-cloud", max_tokens=8))
+    assert answer.model == "pice-cloud"
+    assert answer.model_extra["pice"]["mode"] == "cloud"  # type: ignore[index]
+    with pytest.raises(openai.AuthenticationError):
+        shared.client(key="wrong").models.list()
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(**ask(model="nope"))
+    assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(**ask(n=2))
+    assert isinstance(bad.value.body, dict)
+    assert bad.value.body["param"] == "n"
+    with pytest.raises(openai.APIStatusError) as big:
+        client.chat.completions.create(**ask(messages=[{"role": "user", "content": "x" * 30_000}]))
+    assert big.value.status_code == 413
+
+
+def test_client_disconnect_cancels_edge_sequences(shared: Stack) -> None:
+    url = shared.gateway_url + "/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {KEY}"}
+    busy = 0
+    with httpx.stream("POST", url, json=ask(stream=True), headers=headers, timeout=120) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                busy = sum(running_sequences(edge) for edge in shared.edges.values())
+                if busy:
+                    break
+    assert busy > 0, "the edges were decoding when the client left"
+    # The gateway closes its edge streams at once (tests/gateway/test_protocol.py times that);
+    # an edge drops the sequences at its next engine step, which on a shared 2-core machine
+    # can be a few seconds away when a job is still prefilling.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if sum(running_sequences(edge) for edge in shared.edges.values()) == 0:
+            break
+        time.sleep(0.1)
+    assert sum(running_sequences(edge) for edge in shared.edges.values()) == 0
+
+
+def test_edge_killed_mid_request_still_completes(
+    cloud: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with stack(tmp_path_factory.mktemp("kill"), cloud, n_edges=2) as running:
+        victim = running.edges["edge-1"]
+        killed = False
+        chunks = []
+        stream = running.client().chat.completions.create(**ask(), stream=True)
+        for chunk in stream:
+            chunks.append(chunk)
+            if not killed and chunk.choices and running_sequences(victim) > 0:
+                victim.kill()
+                killed = True
+        assert killed
+        report = chunks[-1].model_extra["pice"]  # type: ignore[index]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        points = report["points"]
+        assert all(point["finish_reason"] in ("stop", "length") for point in points), report
+        assert any(point["attempts"][:2] == ["edge-1", point["edge"]] for point in points), report
+        assert all(point["edge"] != "edge-1" or len(point["attempts"]) == 1 for point in points)
+        for n, point in enumerate(points, start=1):
+            assert f"{n}. **{point['title']}**:" in text

@@ -1,0 +1,119 @@
+"""The sketch parser on the shapes small models actually write."""
+
+from __future__ import annotations
+
+import pytest
+
+from pice_gateway.progressive.sketch import (
+    DirectText,
+    OutlineEnded,
+    PointFound,
+    SketchEvent,
+    SketchParser,
+    clean_title,
+)
+
+
+def feed_all(parser: SketchParser, pieces: list[str]) -> list[SketchEvent]:
+    events: list[SketchEvent] = []
+    for piece in pieces:
+        events.extend(parser.feed(piece))
+    events.extend(parser.close())
+    return events
+
+
+def points(events: list[SketchEvent]) -> list[str]:
+    return [e.title for e in events if isinstance(e, PointFound)]
+
+
+def direct(events: list[SketchEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, DirectText))
+
+
+def test_numbered_outline_streamed_token_by_token() -> None:
+    text = "1. Fixed schedule\n2) Dark room\n3. **Less caffeine**: it keeps you up\n4. Exercise"
+    parser = SketchParser(max_points=8)
+    events = feed_all(parser, list(text))
+    assert points(events) == ["Fixed schedule", "Dark room", "Less caffeine", "Exercise"]
+    assert parser.is_outline
+    assert direct(events) == ""
+
+
+def test_point_is_reported_as_soon_as_its_line_completes() -> None:
+    parser = SketchParser(max_points=8)
+    assert parser.feed("1. First poi") == []
+    assert parser.feed("nt\n2. Sec") == [PointFound(0, "First point")]
+
+
+def test_bullets_bold_preamble_details_and_trailing_text() -> None:
+    text = (
+        "Here is the outline:\n"
+        "- **Hydration**\n"
+        "  - drink water\n"
+        "- Sleep - at least 8 hours\n"
+        "\n"
+        "- Nutrition.\n"
+        "These points cover the basics.\n"
+        "- Ignored after the end\n"
+    )
+    parser = SketchParser(max_points=8)
+    events = feed_all(parser, [text])
+    assert points(events) == ["Hydration", "Sleep", "Nutrition"]
+    assert any(isinstance(e, OutlineEnded) for e in events)
+    assert parser.ended
+
+
+def test_numbered_list_skips_sub_bullets() -> None:
+    events = feed_all(SketchParser(8), ["1. Alpha\n   - detail\n- also detail\n2. Beta\n"])
+    assert points(events) == ["Alpha", "Beta"]
+
+
+def test_cap_ends_the_outline() -> None:
+    parser = SketchParser(max_points=3)
+    events = feed_all(parser, ["".join(f"{i}. Point {i}\n" for i in range(1, 7))])
+    assert points(events) == ["Point 1", "Point 2", "Point 3"]
+    assert isinstance(events[-1], OutlineEnded)
+
+
+@pytest.mark.parametrize("marker", ["DIRECT\n", "**DIRECT**\n", "Direct\n", "DIRECT: "])
+def test_direct_marker_passes_the_answer_through_live(marker: str) -> None:
+    parser = SketchParser(max_points=8)
+    events = parser.feed(marker)
+    events += parser.feed("12 * 7")
+    assert parser.is_direct
+    assert direct(events).strip() == "12 * 7"
+    events += parser.feed(" = 84.")
+    assert direct(events).strip() == "12 * 7 = 84."
+
+
+def test_prose_without_marker_is_a_direct_answer() -> None:
+    parser = SketchParser(max_points=8)
+    events = feed_all(parser, ["Direct sunlight is ", "bright.\nSecond line."])
+    assert parser.is_direct
+    assert direct(events) == "Direct sunlight is bright.\nSecond line."
+
+
+def test_empty_stream_has_no_points() -> None:
+    parser = SketchParser(max_points=8)
+    assert feed_all(parser, []) == []
+    assert not parser.is_outline
+
+
+@pytest.mark.parametrize(
+    ("raw", "title"),
+    [
+        ("**Sleep well**", "Sleep well"),
+        ("Sleep well: get eight hours", "Sleep well"),
+        ("__Eat__ vegetables.", "Eat"),
+        ("Use `async` code", "Use async code"),
+    ],
+)
+def test_clean_title(raw: str, title: str) -> None:
+    assert clean_title(raw) == title
+
+
+def test_a_repeated_point_ends_the_outline() -> None:
+    parser = SketchParser(max_points=8)
+    events = feed_all(parser, ["1. Health\n2. Safety\n3. safety\n4. Safety\n5. Cost\n"])
+    assert points(events) == ["Health", "Safety"]
+    assert parser.ended
