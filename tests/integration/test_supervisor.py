@@ -1,0 +1,140 @@
+"""The ``pice up`` supervisor with real (model-free) child processes, and its pure helpers."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from pice_gateway.settings import load_settings
+from pice_gateway.up import (
+    ChildSpec,
+    RunningStack,
+    StackError,
+    StackSpec,
+    Supervisor,
+    gateway_config,
+    plan_cores,
+)
+from tests.support.processes import free_port
+
+# A tiny HTTP server whose /ready answers 200, and which starts a grandchild (as vLLM does)
+# that must not outlive it.
+SERVER = textwrap.dedent(
+    """
+    import http.server, subprocess, sys
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/ready" else 404); self.end_headers()
+        def log_message(self, *args): pass
+    http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+    """
+)
+
+
+def _server(name: str) -> ChildSpec:
+    port = free_port()
+    return ChildSpec(name=name, argv=(sys.executable, "-c", SERVER, str(port)), port=port)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_stop_terminates_whole_process_groups(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path)
+    children = [supervisor.start(_server(f"s{i}")) for i in range(2)]
+    supervisor.wait_ready(children)
+    assert all(_group_alive(child.pid) for child in children)
+
+    supervisor.stop(grace_s=5)
+
+    assert all(child.exited() for child in children)
+    deadline = time.monotonic() + 5
+    while any(_group_alive(child.pid) for child in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_group_alive(child.pid) for child in children), "a grandchild survived"
+
+
+def test_a_child_that_dies_during_startup_fails_fast_with_its_log(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path)
+    crashing = ChildSpec(
+        name="crasher",
+        argv=(sys.executable, "-c", "import sys; print('boom: no model'); sys.exit(3)"),
+        port=free_port(),
+    )
+    child = supervisor.start(crashing)
+    started = time.monotonic()
+    with pytest.raises(StackError, match="boom: no model"):
+        supervisor.wait_ready([child])
+    assert time.monotonic() - started < 10
+    supervisor.stop()
+
+
+def test_wait_returns_nonzero_when_any_child_dies(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path)
+    children = [supervisor.start(_server(f"s{i}")) for i in range(2)]
+    supervisor.wait_ready(children)
+    stack = RunningStack(
+        StackSpec(gateway=False),
+        supervisor,
+        cloud_base_url="unused",
+        cloud_model="unused",
+        edge_urls=[],
+        config_path=None,
+    )
+    with stack:
+        os.killpg(children[1].pid, 9)
+        assert stack.wait() == 1
+    assert all(child.exited() for child in children)
+
+
+def test_a_busy_port_is_refused_before_starting(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path)
+    first = supervisor.start(_server("first"))
+    supervisor.wait_ready([first])
+    clash = ChildSpec(name="clash", argv=("true",), port=first.spec.port)
+    try:
+        with pytest.raises(StackError, match="in use"):
+            supervisor.start(clash)
+    finally:
+        supervisor.stop()
+
+
+def test_core_plan_puts_cloud_and_edges_on_separate_cores() -> None:
+    plan = plan_cores(2, pin=True, available=[0, 1])
+    assert plan.cloud == "0"
+    assert plan.edges == ("1", "1")
+    wide = plan_cores(3, pin=True, available=[0, 1, 2, 3])
+    assert wide.edges == ("1", "2", "3")
+    assert plan_cores(2, pin=True, available=[0]).cloud is None
+    assert plan_cores(2, pin=False, available=[0, 1]).edges == (None, None)
+
+
+def test_generated_gateway_config_loads_as_gateway_settings(tmp_path: Path) -> None:
+    import yaml
+
+    spec = StackSpec(gateway_port=18000, api_keys=("k1",))
+    config = gateway_config(
+        spec, "http://127.0.0.1:8100/v1", "qwen2.5-1.5b-instruct", ["http://a:1", "http://b:2"]
+    )
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    settings = load_settings(path)
+    assert settings.port == 18000
+    assert settings.api_keys == ["k1"]
+    assert settings.cloud.base_url == "http://127.0.0.1:8100/v1"
+    assert settings.cloud.model == "qwen2.5-1.5b-instruct"
+    assert [(edge.name, edge.url) for edge in settings.edges] == [
+        ("edge-1", "http://a:1"),
+        ("edge-2", "http://b:2"),
+    ]

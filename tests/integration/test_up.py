@@ -1,0 +1,151 @@
+"""``pice up`` end to end: real models, real children, a real request, a clean shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from pice_gateway.up import port_is_free
+from tests.support.processes import free_port, pice_argv
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
+READY_TIMEOUT_S = 300.0
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid``, from /proc (children of children included)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The command name may hold spaces; fields after its closing parenthesis do not.
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _consecutive_free_ports(count: int) -> int:
+    for _ in range(50):
+        base = free_port()
+        if base + count < 65535 and all(port_is_free("127.0.0.1", base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no run of free ports")
+
+
+@dataclass
+class Up:
+    proc: subprocess.Popen[bytes]
+    gateway_url: str
+    ports: list[int]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    gateway, cloud, edge_base = free_port(), free_port(), _consecutive_free_ports(2)
+    log = tmp_path / "pice-up.out"
+    argv = pice_argv(
+        "up",
+        *("--cloud-model", "qwen2.5-0.5b-instruct", "--edge-model", "qwen2.5-0.5b-instruct"),
+        *("--port", str(gateway), "--cloud-port", str(cloud)),
+        *("--edge-base-port", str(edge_base), "--run-dir", str(tmp_path / "run")),
+    )
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    handle = Up(
+        proc, f"http://127.0.0.1:{gateway}", [gateway, cloud, edge_base, edge_base + 1], log
+    )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while "PICE is up" not in handle.output():
+            assert proc.poll() is None, f"pice up exited early:\n{handle.output()}"
+            assert time.monotonic() < deadline, f"pice up not ready:\n{handle.output()}"
+            time.sleep(0.5)
+        yield handle
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_up_serves_a_request_and_ctrl_c_stops_every_child(up: Up) -> None:
+    children = _descendants(up.proc.pid)
+    assert len(children) >= 4, "cloud, two edges and the gateway"
+    assert f"logs in {up.log.parent / 'run'}" in up.output()
+    assert "curl" in up.output()
+    assert "OpenAI(base_url=" in up.output()
+    if len(os.sched_getaffinity(0)) >= 2:
+        # Cloud alone on the first core, the edges on the others.
+        affinities = sorted(sorted(os.sched_getaffinity(pid)) for pid in children)
+        assert [0] in affinities
+        assert any(0 not in cores and len(cores) == 1 for cores in affinities)
+
+    client = OpenAI(base_url=f"{up.gateway_url}/v1", api_key="unused", max_retries=0)
+    completion = client.chat.completions.create(
+        model="pice",
+        messages=[{"role": "user", "content": "Name two colours of the rainbow."}],
+        max_tokens=32,
+        timeout=240,
+    )
+    assert completion.choices[0].message.content
+    assert completion.usage is not None
+    assert completion.usage.total_tokens > 0
+
+    up.proc.send_signal(signal.SIGINT)
+    assert up.proc.wait(timeout=30) == 0
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in children if _alive(pid)], "orphaned children"
+    for port in up.ports:
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_up_stops_everything_and_fails_when_a_child_dies(up: Up) -> None:
+    children = _descendants(up.proc.pid)
+    edge = next(
+        pid
+        for pid in children
+        if f"--port {up.ports[3]}" in Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    )
+    os.kill(edge, signal.SIGKILL)
+
+    assert up.proc.wait(timeout=30) != 0
+    assert "edge-2 exited" in up.output()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in children if _alive(pid)], "orphaned children"

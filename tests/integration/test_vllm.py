@@ -1,0 +1,111 @@
+"""A real vLLM as the cloud: two real edge agents and the gateway around it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from openai import OpenAI
+
+from pice.cloud.vllm import VllmServer
+from pice_gateway.up import StackSpec, gateway_config
+from tests.integration.conftest import two_cores
+from tests.support.processes import ServerProcess, free_port, pice_argv, pinned
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+EDGE_MODEL = "qwen2.5-0.5b-instruct"
+
+
+@pytest.fixture(scope="module")
+def edges(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ServerProcess]]:
+    logs = tmp_path_factory.mktemp("edges")
+    servers: list[ServerProcess] = []
+    try:
+        for i in range(2):
+            port = free_port()
+            argv = pice_argv(
+                "edge", "serve", "--model", EDGE_MODEL, "--port", str(port), "--threads", "1"
+            )
+            server = ServerProcess(
+                argv=pinned(argv, "1" if two_cores() else None),
+                port=port,
+                log_path=logs / f"edge-{i + 1}.log",
+            )
+            servers.append(server.start(timeout=180))
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    vllm_spec: VllmServer,
+    vllm_server: ServerProcess,
+    edges: list[ServerProcess],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServerProcess]:
+    directory: Path = tmp_path_factory.mktemp("gateway")
+    spec = StackSpec(gateway_port=free_port())
+    config = gateway_config(
+        spec,
+        vllm_spec.openai_base_url,
+        vllm_spec.served_model_name,
+        [edge.base_url for edge in edges],
+    )
+    path = directory / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    server = ServerProcess(
+        argv=pice_argv("gateway", "--config", str(path)),
+        port=spec.gateway_port,
+        log_path=directory / "gateway.log",
+    )
+    server.start(timeout=60)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_vllm_answers_a_direct_chat_completion(
+    vllm_spec: VllmServer, vllm_server: ServerProcess
+) -> None:
+    client = OpenAI(base_url=vllm_spec.openai_base_url, api_key="unused", max_retries=0)
+    completion = client.chat.completions.create(
+        model=vllm_spec.served_model_name,
+        messages=[{"role": "user", "content": "What is the capital of France? One word."}],
+        max_tokens=8,
+        temperature=0,
+        timeout=120,
+    )
+    assert "Paris" in (completion.choices[0].message.content or "")
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens > 0
+
+
+def test_progressive_request_with_vllm_cloud(gateway: ServerProcess) -> None:
+    client = OpenAI(base_url=f"{gateway.base_url}/v1", api_key="unused", max_retries=0)
+    completion = client.chat.completions.create(
+        model="pice-progressive",
+        messages=[{"role": "user", "content": "Give me three tips for better sleep."}],
+        max_tokens=48,
+        timeout=600,
+    )
+    answer = completion.choices[0].message.content or ""
+    points = re.findall(r"^\s*\d+\.", answer, flags=re.MULTILINE)
+    assert len(points) >= 2, answer
+
+    report = (completion.model_extra or {})["pice"]
+    assert report["mode"] == "progressive"
+    edge_names = {point["edge"] for point in report["points"]}
+    assert edge_names & {"edge-1", "edge-2"}, report
+    assert report["cloud_usage"]["completion_tokens"] > 0
+    assert report["edge_usage"]["completion_tokens"] > 0
+    assert completion.usage is not None
+    assert completion.usage.total_tokens == (
+        report["cloud_usage"]["total_tokens"] + report["edge_usage"]["total_tokens"]
+    )

@@ -1,0 +1,43 @@
+"""``pice models`` subcommands, run in-process against a scratch cache."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from pice.models import cli
+from pice.models.catalog import BUNDLED_MODELS
+
+
+def run(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(list(argv))
+    code: int = args.handler(args)
+    return code
+
+
+def test_list_shows_every_bundled_model_and_its_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run("models", "--cache-dir", str(tmp_path), "list") == 0
+    out = capsys.readouterr().out
+    for name in BUNDLED_MODELS:
+        assert name in out
+    assert out.count("missing") == len(BUNDLED_MODELS)
+
+
+def test_verify_reports_a_corrupt_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "gemma-3-270m.gguf").write_bytes(b"GGUF too short")
+    assert run("models", "--cache-dir", str(tmp_path), "verify", "gemma-3-270m") == 1
+    assert "CORRUPT" in capsys.readouterr().out
+
+
+def test_path_of_a_missing_model_fails_without_pulling(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run("models", "--cache-dir", str(tmp_path), "path", "gemma-3-270m") == 1
+    assert "pice models pull gemma-3-270m" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.gguf"))
