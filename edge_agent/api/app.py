@@ -1,0 +1,72 @@
+"""The edge agent's app factory: settings in, FastAPI app out; the engine lives in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Depends, FastAPI
+
+from edge_agent.api import chat, expand, service
+from edge_agent.api.state import EdgeState
+from edge_agent.engine.engine import Engine, EngineConfig
+from edge_agent.engine.metrics import engine_registry
+from edge_agent.settings import EdgeSettings
+from pice.http.auth import bearer_auth
+from pice.http.errors import install_error_handlers
+from pice.http.limits import BodySizeLimitMiddleware
+from pice.models.registry import resolve_model
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: EdgeSettings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        # Resolving may fetch and verify a bundled model; a failure aborts start-up.
+        resolved = await asyncio.to_thread(resolve_model, settings.model, progress=False)
+        engine = Engine(
+            resolved.path,
+            EngineConfig(
+                n_ctx=settings.n_ctx,
+                n_batch=settings.n_batch,
+                max_sequences=settings.max_sequences,
+                threads=settings.threads,
+            ),
+        )
+        model_id = settings.model_id or resolved.name
+        state = EdgeState(
+            settings=settings,
+            engine=engine,
+            model_id=model_id,
+            aliases=frozenset({model_id, resolved.name}),
+            metrics=engine_registry(engine.load, model_id),
+        )
+        # Load in the background so /health answers at once and /ready says 503 until done.
+        loading = asyncio.create_task(_load(state))
+        try:
+            yield {"edge": state}
+        finally:
+            await loading
+            await asyncio.to_thread(engine.stop)
+
+    app = FastAPI(title="PICE edge agent", lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    auth = [Depends(bearer_auth([settings.api_token] if settings.api_token else []))]
+    app.include_router(service.probes)
+    app.include_router(service.router, dependencies=auth)
+    app.include_router(expand.router, dependencies=auth)
+    app.include_router(chat.router, dependencies=auth)
+    return app
+
+
+async def _load(state: EdgeState) -> None:
+    try:
+        await asyncio.to_thread(state.engine.start)
+    except Exception as exc:
+        logger.exception("Could not load the model")
+        state.load_error = f"The model could not be loaded: {exc}"

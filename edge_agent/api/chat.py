@@ -1,0 +1,145 @@
+"""``POST /v1/chat/completions``: OpenAI-compatible, served by the same batched engine.
+
+Concurrent requests share the decode batch; ``n > 1`` is one job of ``n`` sequences over one
+prefilled prompt (each samples from the prompt's last logits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import ServerSentEvent
+
+from edge_agent.api.state import check_model, edge_state, ready_engine
+from edge_agent.engine import (
+    JobDone,
+    JobFailed,
+    JobSpec,
+    SamplingParams,
+    SequenceDone,
+    SequenceSpec,
+    TokenDelta,
+)
+from edge_agent.engine.chat_template import Message
+from edge_agent.engine.engine import JobHandle
+from pice.http.disconnect import until_disconnect
+from pice.http.sse import sse_done, sse_error, sse_json, sse_response
+from pice.openai_protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    Delta,
+    ResponseMessage,
+    Usage,
+    completion_id,
+    dump,
+    now,
+)
+
+router = APIRouter()
+
+# OpenAI's default is "until the context is full"; a job reserves its cells up front, so an
+# unbounded default would let one request block every other. Clients that want more ask.
+DEFAULT_MAX_TOKENS = 512
+# OpenAI's defaults.
+DEFAULT_TEMPERATURE = 1.0
+DEFAULT_TOP_P = 1.0
+
+
+def build_job(body: ChatCompletionRequest, prefix: str, add_special: bool) -> JobSpec:
+    limit = body.token_limit() or DEFAULT_MAX_TOKENS
+    temperature = DEFAULT_TEMPERATURE if body.temperature is None else body.temperature
+    top_p = DEFAULT_TOP_P if body.top_p is None else body.top_p
+    sequences = tuple(
+        SequenceSpec(
+            "",
+            SamplingParams(
+                temperature=temperature,
+                top_p=top_p,
+                seed=None if body.seed is None else body.seed + i,
+                max_tokens=limit,
+                stop=tuple(body.stop_list()),
+            ),
+        )
+        for i in range(body.n)
+    )
+    return JobSpec(prefix, sequences, request_id=body.user, add_special=add_special)
+
+
+def _messages(body: ChatCompletionRequest) -> list[Message]:
+    role = {"developer": "system"}
+    return [Message(role.get(m.role, m.role), m.text()) for m in body.messages]
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    state = edge_state(request)
+    check_model(state, body.model)
+    engine = ready_engine(request)
+    prompt = engine.chat.render(_messages(body))
+    handle = engine.submit(build_job(body, prompt.text, prompt.add_special))
+    if body.stream:
+        return sse_response(_stream(handle, body, state.model_id))
+    completion = await until_disconnect(request, _collect(handle, body, state.model_id))
+    return JSONResponse(dump(completion))
+
+
+async def _collect(handle: JobHandle, body: ChatCompletionRequest, model_id: str) -> ChatCompletion:
+    texts = [""] * body.n
+    reasons: list[str | None] = [None] * body.n
+    usage = Usage()
+    async with handle:
+        async for event in handle:
+            if isinstance(event, SequenceDone):
+                texts[event.seq] = event.text
+                reasons[event.seq] = event.finish_reason
+            elif isinstance(event, JobDone):
+                usage = Usage.of(event.prompt_tokens, event.completion_tokens)
+            elif isinstance(event, JobFailed):
+                raise event.error
+    return ChatCompletion(
+        id=completion_id(),
+        created=now(),
+        model=model_id,
+        choices=[
+            Choice(index=i, message=ResponseMessage(content=texts[i]), finish_reason=reasons[i])
+            for i in range(body.n)
+        ],
+        usage=usage,
+    )
+
+
+async def _stream(
+    handle: JobHandle, body: ChatCompletionRequest, model_id: str
+) -> AsyncIterator[ServerSentEvent]:
+    cid, created = completion_id(), now()
+
+    def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> ServerSentEvent:
+        return sse_json(
+            dump(
+                ChatCompletionChunk(
+                    id=cid, created=created, model=model_id, choices=choices, usage=usage
+                )
+            )
+        )
+
+    for i in range(body.n):
+        yield chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content=""))])
+    async with handle:  # leaving early (client gone) cancels the job's sequences
+        async for event in handle:
+            if isinstance(event, TokenDelta):
+                yield chunk([ChunkChoice(index=event.seq, delta=Delta(content=event.text))])
+            elif isinstance(event, SequenceDone):
+                yield chunk(
+                    [ChunkChoice(index=event.seq, delta=Delta(), finish_reason=event.finish_reason)]
+                )
+            elif isinstance(event, JobDone):
+                if body.include_usage():
+                    yield chunk([], Usage.of(event.prompt_tokens, event.completion_tokens))
+            elif isinstance(event, JobFailed):
+                yield sse_error(event.error)
+    yield sse_done()

@@ -1,0 +1,43 @@
+"""What the lifespan builds, and the typed accessors handlers reach it through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from prometheus_client import CollectorRegistry
+
+from edge_agent.engine.engine import Engine
+from edge_agent.settings import EdgeSettings
+from pice.errors import ModelNotFoundError, ServiceUnavailableError
+from pice.openai_protocol import now
+
+
+@dataclass
+class EdgeState:
+    settings: EdgeSettings
+    engine: Engine
+    model_id: str
+    # Names a client may put in "model": the served id and the model's own name.
+    aliases: frozenset[str]
+    metrics: CollectorRegistry
+    created: int = field(default_factory=now)
+    load_error: str | None = None
+
+
+def edge_state(request: Request) -> EdgeState:
+    state: EdgeState = request.state.edge
+    return state
+
+
+def ready_engine(request: Request) -> Engine:
+    """The engine, or 503 while the model is still loading."""
+    state = edge_state(request)
+    if not state.engine.ready:
+        raise ServiceUnavailableError(state.load_error or "The model is still loading.")
+    return state.engine
+
+
+def check_model(state: EdgeState, model: str) -> None:
+    if model not in state.aliases:
+        raise ModelNotFoundError(model)

@@ -1,0 +1,379 @@
+"""The edge batching benchmark: one job of N points vs the same points one at a time, and
+8 concurrent chat completions vs 8 sequential ones against a real ``pice edge serve``.
+
+Run it as ``pice edge bench`` or ``python benchmarks/edge_batching.py``. Heavy imports happen
+inside the functions; the chat part speaks HTTP with the standard library so that an
+edge-only install (no httpx) can run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+QUESTION = "How can a small city reduce traffic congestion and make its streets safer?"
+SKETCH = (
+    "Expand public transit",
+    "Build protected bike lanes",
+    "Adjust traffic signal timing",
+    "Introduce congestion pricing",
+    "Improve sidewalks and crossings",
+    "Encourage remote work",
+    "Manage parking better",
+    "Lower speed limits",
+    "Support car sharing",
+    "Plan mixed-use neighbourhoods",
+    "Use real-time traffic data",
+    "Stagger school and work hours",
+    "Promote carpooling",
+    "Redesign dangerous intersections",
+    "Educate drivers and cyclists",
+    "Enforce traffic rules consistently",
+)
+CHAT_QUESTIONS = (
+    "Why is the sky blue?",
+    "What does a compiler do?",
+    "How do vaccines train the immune system?",
+    "Why do cats purr?",
+    "What causes ocean tides?",
+    "How does a refrigerator keep food cold?",
+    "What is the difference between weather and climate?",
+    "Why do leaves change colour in autumn?",
+)
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="qwen2.5-0.5b-instruct", help="model name or path")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument(
+        "--points", default="1,4,8,16", help="point counts to compare (default 1,4,8,16)"
+    )
+    parser.add_argument("--max-tokens", type=int, default=48, help="tokens per point/chat")
+    parser.add_argument("--chats", type=int, default=8, help="concurrent chat requests (0 = skip)")
+    parser.add_argument(
+        "--server-url", help="benchmark chats against this running server instead of starting one"
+    )
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--png", type=Path, help="draw a chart here (needs matplotlib)")
+
+
+@dataclass
+class Row:
+    """One measured configuration."""
+
+    scenario: str  # "expand" or "chat"
+    size: int  # points, or chat requests
+    mode: str  # "batched"/"one-at-a-time", or "concurrent"/"sequential"
+    tokens: int
+    seconds: float
+    ttft_ms_mean: float
+    ttft_ms_max: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def _say(out: TextIO, text: str) -> None:
+    out.write(text + "\n")
+    out.flush()
+
+
+# -- expansion: in-process engine ----------------------------------------------------------
+
+
+async def _run_job(
+    engine: Any, prefix: str, add_special: bool, points: Sequence[int], max_tokens: int, t0: float
+) -> tuple[int, list[float]]:
+    """Run one job over ``points``; returns tokens and each point's TTFT from ``t0`` (ms)."""
+    from edge_agent.engine import (
+        JobDone,
+        JobFailed,
+        JobSpec,
+        SamplingParams,
+        SequenceSpec,
+        TokenDelta,
+    )
+    from edge_agent.prompts import DEFAULT_STOP, point_stops, point_suffix
+
+    seqs = tuple(
+        SequenceSpec(
+            point_suffix(p, SKETCH[p]),
+            SamplingParams(max_tokens=max_tokens, stop=point_stops(p, DEFAULT_STOP)),
+        )
+        for p in points
+    )
+    first: dict[int, float] = {}
+    tokens = 0
+    async with engine.submit(JobSpec(prefix, seqs, add_special=add_special)) as job:
+        async for event in job:
+            if isinstance(event, TokenDelta) and event.seq not in first:
+                first[event.seq] = (time.monotonic() - t0) * 1000.0
+            elif isinstance(event, JobDone):
+                tokens = event.completion_tokens
+            elif isinstance(event, JobFailed):
+                raise event.error
+    return tokens, [first.get(i, float("nan")) for i in range(len(points))]
+
+
+async def _expand_rows(
+    engine: Any, sizes: Sequence[int], max_tokens: int, out: TextIO
+) -> list[Row]:
+    from edge_agent.prompts import expansion_messages
+
+    prompt = engine.chat.render(expansion_messages(QUESTION, SKETCH))
+    rows: list[Row] = []
+    await _run_job(engine, prompt.text, prompt.add_special, [0], 4, time.monotonic())  # warm-up
+    for n in sizes:
+        points = list(range(n))
+        t0 = time.monotonic()
+        tokens, ttfts = await _run_job(
+            engine, prompt.text, prompt.add_special, points, max_tokens, t0
+        )
+        rows.append(_row("expand", n, "batched", tokens, time.monotonic() - t0, ttfts))
+        _say(out, f"  expand {n:>2} points  batched       {rows[-1].tokens_per_second:6.1f} tok/s")
+        t0 = time.monotonic()
+        total, all_ttfts = 0, []
+        for p in points:
+            tokens, ttfts = await _run_job(
+                engine, prompt.text, prompt.add_special, [p], max_tokens, t0
+            )
+            total += tokens
+            all_ttfts += ttfts
+        rows.append(_row("expand", n, "one-at-a-time", total, time.monotonic() - t0, all_ttfts))
+        _say(out, f"  expand {n:>2} points  one-at-a-time {rows[-1].tokens_per_second:6.1f} tok/s")
+    return rows
+
+
+def _row(
+    scenario: str, size: int, mode: str, tokens: int, seconds: float, ttfts: Sequence[float]
+) -> Row:
+    valid = [t for t in ttfts if t == t] or [0.0]
+    return Row(scenario, size, mode, tokens, seconds, statistics.fmean(valid), max(valid))
+
+
+def run_expand(
+    model: str, threads: int, sizes: Sequence[int], max_tokens: int, out: TextIO
+) -> list[Row]:
+    from edge_agent.engine.engine import Engine, EngineConfig
+    from pice.models.registry import resolve_model
+
+    path = resolve_model(model, progress=False).path
+    engine = Engine(path, EngineConfig(threads=threads, max_sequences=max(16, *sizes)))
+    engine.start()
+    try:
+        return asyncio.run(_expand_rows(engine, sizes, max_tokens, out))
+    finally:
+        engine.stop()
+
+
+# -- chat: a real server over HTTP ------------------------------------------------------------
+
+
+def _chat_once(
+    base_url: str, model: str, question: str, max_tokens: int, t0: float
+) -> tuple[int, float]:
+    body = json.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": question}],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    ).encode()
+    request = urllib.request.Request(
+        base_url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"}
+    )
+    ttft, tokens = float("nan"), 0
+    with urllib.request.urlopen(request, timeout=600) as response:
+        for raw in response:
+            line = raw.decode().strip()
+            if not line.startswith("data:") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[5:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            for choice in chunk.get("choices", []):
+                if choice["delta"].get("content") and ttft != ttft:
+                    ttft = (time.monotonic() - t0) * 1000.0
+    return tokens, ttft
+
+
+def _model_id(base_url: str) -> str:
+    with urllib.request.urlopen(base_url + "/v1/models", timeout=10) as response:
+        return str(json.load(response)["data"][0]["id"])
+
+
+def run_chats(base_url: str, count: int, max_tokens: int, out: TextIO) -> list[Row]:
+    model = _model_id(base_url)
+    questions = [CHAT_QUESTIONS[i % len(CHAT_QUESTIONS)] for i in range(count)]
+    _chat_once(base_url, model, questions[0], 4, time.monotonic())  # warm-up
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        results = list(
+            pool.map(lambda q: _chat_once(base_url, model, q, max_tokens, t0), questions)
+        )
+    concurrent = _row(
+        "chat",
+        count,
+        "concurrent",
+        sum(r[0] for r in results),
+        time.monotonic() - t0,
+        [r[1] for r in results],
+    )
+    _say(out, f"  chat {count} concurrent  {concurrent.tokens_per_second:6.1f} tok/s")
+    t0 = time.monotonic()
+    results = [_chat_once(base_url, model, q, max_tokens, t0) for q in questions]
+    sequential = _row(
+        "chat",
+        count,
+        "sequential",
+        sum(r[0] for r in results),
+        time.monotonic() - t0,
+        [r[1] for r in results],
+    )
+    _say(out, f"  chat {count} sequential  {sequential.tokens_per_second:6.1f} tok/s")
+    return [concurrent, sequential]
+
+
+def _start_server(model: str, threads: int) -> tuple[subprocess.Popen[bytes], str]:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pice.cli",
+            "edge",
+            "serve",
+            "--model",
+            model,
+            "--port",
+            str(port),
+            "--threads",
+            str(threads),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the edge server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(base_url + "/ready", timeout=2) as response:
+                if response.status == 200:
+                    return proc, base_url
+        except OSError:
+            pass
+        time.sleep(0.3)
+    proc.terminate()
+    raise TimeoutError("the edge server did not become ready")
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def speedups(rows: Sequence[Row]) -> dict[str, float]:
+    by = {(r.scenario, r.size, r.mode): r for r in rows}
+    result: dict[str, float] = {}
+    for r in rows:
+        base_mode = {"batched": "one-at-a-time", "concurrent": "sequential"}.get(r.mode)
+        base = by.get((r.scenario, r.size, base_mode)) if base_mode else None
+        if base and base.tokens_per_second > 0:
+            result[f"{r.scenario}-{r.size}"] = r.tokens_per_second / base.tokens_per_second
+    return result
+
+
+def table(rows: Sequence[Row]) -> str:
+    ratio = speedups(rows)
+    lines = [
+        "| scenario | size | mode | tokens | seconds | tok/s | mean TTFT ms | max TTFT ms "
+        "| speed-up |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        gain = ratio.get(f"{r.scenario}-{r.size}") if r.mode in ("batched", "concurrent") else None
+        lines.append(
+            f"| {r.scenario} | {r.size} | {r.mode} | {r.tokens} | {r.seconds:.2f} | "
+            f"{r.tokens_per_second:.1f} | {r.ttft_ms_mean:.0f} | {r.ttft_ms_max:.0f} | "
+            f"{'' if gain is None else f'{gain:.2f}x'} |"
+        )
+    return "\n".join(lines)
+
+
+def draw(rows: Sequence[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    expand = [r for r in rows if r.scenario == "expand"]
+    sizes = sorted({r.size for r in expand})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for mode in ("batched", "one-at-a-time"):
+        ys = [
+            next(r.tokens_per_second for r in expand if r.size == n and r.mode == mode)
+            for n in sizes
+        ]
+        ax.plot(sizes, ys, marker="o", label=mode)
+    ax.set_xlabel("points expanded")
+    ax.set_ylabel("aggregate tokens/s")
+    ax.set_title("Edge expansion: one batched job vs one point at a time")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run_from_args(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    sizes = [int(s) for s in str(args.points).split(",") if s]
+    _say(out, f"edge batching benchmark: model={args.model} threads={args.threads}")
+    rows = run_expand(args.model, args.threads, sizes, args.max_tokens, out)
+    if args.chats > 0:
+        if args.server_url:
+            rows += run_chats(args.server_url.rstrip("/"), args.chats, args.max_tokens, out)
+        else:
+            proc, base_url = _start_server(args.model, args.threads)
+            try:
+                rows += run_chats(base_url, args.chats, args.max_tokens, out)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    _say(out, "")
+    _say(out, table(rows))
+    if args.out:
+        payload = {
+            "model": args.model,
+            "threads": args.threads,
+            "max_tokens": args.max_tokens,
+            "rows": [asdict(r) | {"tokens_per_second": r.tokens_per_second} for r in rows],
+            "speedups": speedups(rows),
+        }
+        args.out.write_text(json.dumps(payload, indent=2))
+    if args.png:
+        draw(rows, args.png)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    add_bench_arguments(parser)
+    return run_from_args(parser.parse_args(argv))

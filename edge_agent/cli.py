@@ -1,0 +1,69 @@
+"""``pice edge serve`` (the edge agent) and ``pice edge bench`` (its batching benchmark).
+
+``pice up`` launches ``pice edge serve`` with exactly these flags; keep them stable.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("edge", help="run an edge agent (batched llama.cpp)")
+    actions = parser.add_subparsers(dest="edge_command", required=True)
+
+    serve = actions.add_parser("serve", help="serve one GGUF model over HTTP")
+    serve.add_argument("--model", help="bundled model name or path to a .gguf file")
+    serve.add_argument("--model-id", dest="model_id", help="name clients use (default: model's)")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8101)")
+    serve.add_argument("--threads", type=int, help="CPU threads (default: CPUs available)")
+    serve.add_argument("--ctx", dest="n_ctx", type=int, help="context size in tokens (4096)")
+    serve.add_argument(
+        "--max-seqs", dest="max_sequences", type=int, help="sequences decoded at once (16)"
+    )
+    serve.add_argument("--n-batch", dest="n_batch", type=int, help="tokens per decode step (512)")
+    serve.add_argument("--token", dest="api_token", help="require 'Authorization: Bearer T'")
+    serve.add_argument("--config", type=Path, help="YAML file with these settings")
+    serve.set_defaults(handler=_serve)
+
+    bench = actions.add_parser("bench", help="batched vs one-at-a-time expansion benchmark")
+    from edge_agent.bench import add_bench_arguments
+
+    add_bench_arguments(bench)
+    bench.set_defaults(handler=_bench)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from edge_agent.api.app import create_app
+    from edge_agent.settings import load_settings
+
+    settings = load_settings(
+        args.config,
+        model=args.model,
+        model_id=args.model_id,
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+        n_ctx=args.n_ctx,
+        max_sequences=args.max_sequences,
+        n_batch=args.n_batch,
+        api_token=args.api_token,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from edge_agent.bench import run_from_args
+
+    return run_from_args(args)

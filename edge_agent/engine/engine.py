@@ -1,0 +1,314 @@
+"""The engine: one model, one scheduler on a dedicated thread, asyncio handles for callers.
+
+Callers on the event loop :meth:`Engine.submit` a job and iterate its :class:`JobHandle`.
+The engine thread spends its time inside ``llama_decode`` (ctypes releases the GIL there), and
+hands events back to the loop with ``loop.call_soon_threadsafe``.
+
+Cancellation: leaving the handle's ``async with`` block (the client disconnected, the handler
+task was cancelled) marks the job cancelled and wakes the engine thread; at its next step the
+scheduler drops the job's sequences from the batch and frees their KV cells, and a job still
+waiting in the queue is removed from it. Nothing else needs to happen for a client that is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+
+from edge_agent.engine.admission import CellBudget, JobCost
+from edge_agent.engine.chat_template import ChatRenderer
+from edge_agent.engine.job import JobState, SequenceState
+from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel
+from edge_agent.engine.scheduler import Scheduler
+from edge_agent.engine.stats import LoadSnapshot
+from edge_agent.engine.types import EngineEvent, JobDone, JobFailed, JobSpec, SamplingParams
+from pice.errors import InvalidRequestError, PiceError, ServiceUnavailableError
+
+logger = logging.getLogger(__name__)
+
+# How often an idle engine thread wakes to refresh its load snapshot (decode rate decays).
+_IDLE_WAKE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    n_ctx: int = 4096
+    n_batch: int = 512
+    max_sequences: int = 16
+    threads: int = 2
+
+
+class JobHandle:
+    """A submitted job: iterate its events; leaving ``async with`` cancels what still runs."""
+
+    def __init__(self, engine: Engine, state: JobState, queue: asyncio.Queue[EngineEvent]) -> None:
+        self._engine = engine
+        self._state = state
+        self._queue = queue
+        self._ended = False
+
+    @property
+    def job_id(self) -> str:
+        return self._state.job_id
+
+    @property
+    def prompt_tokens(self) -> int:
+        """The shared prefix once plus every suffix."""
+        return self._state.cost.prompt_tokens
+
+    @property
+    def prefix_tokens(self) -> int:
+        return self._state.cost.prefix_tokens
+
+    @property
+    def max_tokens(self) -> tuple[int, ...]:
+        """Per sequence, after clamping to the context."""
+        return self._state.cost.max_tokens
+
+    def cancel(self) -> None:
+        if not self._ended:
+            self._state.cancelled = True
+            self._engine._wake()
+
+    async def __aenter__(self) -> JobHandle:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cancel()
+
+    def __aiter__(self) -> AsyncIterator[EngineEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[EngineEvent]:
+        while not self._ended:
+            event = await self._queue.get()
+            if isinstance(event, JobDone | JobFailed):
+                self._ended = True
+            yield event
+
+
+class Engine:
+    """Loads a GGUF model and runs continuous batching over it on its own thread."""
+
+    def __init__(self, model_path: Path, config: EngineConfig) -> None:
+        self.model_path = model_path
+        self.config = config
+        self._model: LlamaModel | None = None
+        self._ctx: LlamaContext | None = None
+        self._scheduler: Scheduler | None = None
+        self._renderer: ChatRenderer | None = None
+        self._cond = threading.Condition()
+        self._inbox: deque[JobState] = deque()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._snapshot = self._empty_snapshot(ready=False)
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the model and start the engine thread (blocking: call it off the loop)."""
+        started = time.monotonic()
+        model = LlamaModel(self.model_path)
+        ctx = LlamaContext(
+            model,
+            ContextConfig(
+                n_ctx=self.config.n_ctx,
+                n_batch=self.config.n_batch,
+                n_seq_max=self.config.max_sequences,
+                n_threads=self.config.threads,
+            ),
+        )
+        self._model, self._ctx = model, ctx
+        self._renderer = ChatRenderer.from_model(model)
+        self._scheduler = Scheduler(
+            ctx, CellBudget(ctx.n_ctx, self.config.max_sequences), self.config.n_batch
+        )
+        self._thread = threading.Thread(target=self._run, name="edge-engine", daemon=True)
+        self._thread.start()
+        logger.info(
+            "Loaded %s in %.1fs (n_ctx=%d, max_sequences=%d, threads=%d)",
+            self.model_path.name,
+            time.monotonic() - started,
+            ctx.n_ctx,
+            self.config.max_sequences,
+            self.config.threads,
+        )
+
+    def stop(self) -> None:
+        """Stop the thread, fail what is still running, free the model."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        if self._scheduler is not None:
+            self._scheduler.batch.close()
+        if self._ctx is not None:
+            self._ctx.close()
+        if self._model is not None:
+            self._model.close()
+        self._snapshot = self._empty_snapshot(ready=False)
+
+    @property
+    def ready(self) -> bool:
+        return self._snapshot.ready
+
+    @property
+    def chat(self) -> ChatRenderer:
+        if self._renderer is None:
+            raise ServiceUnavailableError("The model is still loading.")
+        return self._renderer
+
+    def load(self) -> LoadSnapshot:
+        return self._snapshot
+
+    # -- submitting work ----------------------------------------------------------------
+
+    def submit(self, spec: JobSpec) -> JobHandle:
+        """Queue a job; call on the event loop that will consume its events.
+
+        Tokenises here, so a job that can never fit is refused before any byte is sent
+        (ContextOverflowError); ``max_tokens`` is clamped when only the prompt fits.
+        """
+        model, scheduler = self._model, self._scheduler
+        if model is None or scheduler is None or self._stopping:
+            raise ServiceUnavailableError("The model is not loaded.", retry_after=2)
+        if not spec.sequences:
+            raise InvalidRequestError("A job needs at least one sequence.")
+        prefix = model.tokenize(spec.prefix, add_special=spec.add_special, parse_special=True)
+        suffixes = [
+            model.tokenize(s.suffix, add_special=False, parse_special=False) if s.suffix else []
+            for s in spec.sequences
+        ]
+        if not prefix and not all(suffixes):
+            raise InvalidRequestError("The prompt is empty.", param="messages")
+        cost = scheduler.budget.fit(
+            JobCost(
+                len(prefix),
+                tuple(len(s) for s in suffixes),
+                tuple(s.params.max_tokens for s in spec.sequences),
+            )
+        )
+        sequences = [
+            SequenceState(
+                index=i,
+                suffix=suffix,
+                params=_with_max_tokens(seq.params, cost.max_tokens[i]),
+                cells=cost.sequence_cells(i),
+            )
+            for i, (seq, suffix) in enumerate(zip(spec.sequences, suffixes, strict=True))
+        ]
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
+
+        def emit(event: EngineEvent) -> None:
+            # A closed loop raises RuntimeError: nobody is listening any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        state = JobState(
+            job_id=f"job-{uuid.uuid4().hex[:16]}",
+            prefix=prefix,
+            sequences=sequences,
+            cost=cost,
+            emit=emit,
+            request_id=spec.request_id,
+        )
+        with self._cond:
+            self._inbox.append(state)
+            self._cond.notify()
+        return JobHandle(self, state, queue)
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    # -- the engine thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        scheduler = self._scheduler
+        assert scheduler is not None
+        self._publish(scheduler)
+        try:
+            while True:
+                with self._cond:
+                    while self._inbox:
+                        scheduler.enqueue(self._inbox.popleft())
+                    if self._stopping:
+                        break
+                    if not scheduler.busy:
+                        self._cond.wait(timeout=_IDLE_WAKE_SECONDS)
+                        self._publish(scheduler)
+                        continue
+                scheduler.reap_cancelled()
+                scheduler.admit()
+                # Publish before the (long) decode too, so freed capacity shows at once.
+                self._publish(scheduler)
+                worked = scheduler.step()
+                self._publish(scheduler)
+                if not worked:  # nothing runnable yet: do not spin
+                    with self._cond:
+                        self._cond.wait(timeout=0.05)
+        except Exception:
+            logger.exception("The engine thread crashed")
+            scheduler.fail_all(PiceError("The edge engine stopped unexpectedly."))
+            raise
+        finally:
+            scheduler.fail_all(ServiceUnavailableError("The edge agent is shutting down."))
+            self._publish(scheduler, ready=False)
+
+    def _publish(self, scheduler: Scheduler, *, ready: bool = True) -> None:
+        budget, counters = scheduler.budget, scheduler.counters
+        self._snapshot = LoadSnapshot(
+            ready=ready,
+            running_sequences=scheduler.running_sequences(),
+            queued_sequences=scheduler.queued_sequences(),
+            queued_jobs=len(scheduler.waiting),
+            max_sequences=budget.max_sequences,
+            free_sequence_slots=budget.free_slots,
+            kv_cells_total=budget.total_cells,
+            kv_cells_reserved=budget.reserved_cells,
+            decode_tokens_per_second=scheduler.throughput.rate(time.monotonic()),
+            threads=self.config.threads,
+            tokens_generated=counters.tokens_generated,
+            prefill_tokens=counters.prefill_tokens,
+            jobs=counters.jobs,
+            cancellations=counters.cancellations,
+        )
+
+    def _empty_snapshot(self, *, ready: bool) -> LoadSnapshot:
+        return LoadSnapshot(
+            ready=ready,
+            running_sequences=0,
+            queued_sequences=0,
+            queued_jobs=0,
+            max_sequences=self.config.max_sequences,
+            free_sequence_slots=self.config.max_sequences,
+            kv_cells_total=self.config.n_ctx,
+            kv_cells_reserved=0,
+            decode_tokens_per_second=0.0,
+            threads=self.config.threads,
+            tokens_generated=0,
+            prefill_tokens=0,
+            jobs=0,
+            cancellations=0,
+        )
+
+
+def _with_max_tokens(params: SamplingParams, max_tokens: int) -> SamplingParams:
+    return params if params.max_tokens == max_tokens else replace(params, max_tokens=max_tokens)

@@ -1,0 +1,67 @@
+"""Runtime state of a job and its sequences while the engine thread works on them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from edge_agent.engine.admission import JobCost
+from edge_agent.engine.sampling import Sampler
+from edge_agent.engine.text import TextAssembler
+from edge_agent.engine.types import EngineEvent, FinishReason, SamplingParams
+
+Emit = Callable[[EngineEvent], None]
+
+
+@dataclass(eq=False)
+class SequenceState:
+    index: int  # within the job
+    suffix: list[int]
+    params: SamplingParams
+    cells: int  # reserved for this sequence: suffix + max_tokens
+    seq_id: int = -1  # llama.cpp sequence id, set on admission
+    suffix_done: int = 0  # suffix tokens already prefilled
+    n_past: int = 0  # next position of this sequence
+    pending: int | None = None  # sampled token to feed at the next step
+    logits_row: int | None = None  # batch row to sample from after this step
+    generated: int = 0
+    logprob_sum: float = 0.0
+    first_token_at: float | None = None
+    finished: bool = False
+    sampler: Sampler | None = None
+    text: TextAssembler = field(default_factory=lambda: TextAssembler(()))
+
+    @property
+    def max_tokens(self) -> int:
+        return self.params.max_tokens
+
+
+@dataclass(eq=False)
+class JobState:
+    job_id: str
+    prefix: list[int]
+    sequences: list[SequenceState]
+    cost: JobCost
+    emit: Emit
+    request_id: str | None = None
+    submitted_at: float = field(default_factory=time.monotonic)
+    prefix_done: int = 0  # prefix tokens already prefilled (once, for every sequence)
+    # Set from any thread (a plain bool store is atomic under the GIL); read by the engine.
+    cancelled: bool = False
+
+    def live(self) -> list[SequenceState]:
+        return [s for s in self.sequences if not s.finished]
+
+    @property
+    def prefilled(self) -> bool:
+        return self.prefix_done >= len(self.prefix)
+
+
+def finish_reason_for(seq: SequenceState, *, eog: bool) -> FinishReason | None:
+    """Why ``seq`` stops after its latest token, or None when it goes on."""
+    if eog or seq.text.stopped:
+        return "stop"
+    if seq.generated >= seq.max_tokens:
+        return "length"
+    return None

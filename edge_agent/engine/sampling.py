@@ -1,0 +1,52 @@
+"""Per-sequence token sampling (llama.cpp sampler chains) and log-probabilities."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import llama_cpp
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.engine.types import SamplingParams
+
+# llama.cpp's "pick a random seed" value.
+_RANDOM_SEED = 0xFFFFFFFF
+
+
+class Sampler:
+    """A llama.cpp sampler chain for one sequence: greedy, or top-p then temperature."""
+
+    def __init__(self, params: SamplingParams) -> None:
+        chain: Any = llama_cpp.llama_sampler_chain_init(
+            llama_cpp.llama_sampler_chain_default_params()
+        )
+        if params.temperature <= 0.0:
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+        else:
+            if params.top_p < 1.0:
+                llama_cpp.llama_sampler_chain_add(
+                    chain, llama_cpp.llama_sampler_init_top_p(params.top_p, 1)
+                )
+            llama_cpp.llama_sampler_chain_add(
+                chain, llama_cpp.llama_sampler_init_temp(params.temperature)
+            )
+            seed = _RANDOM_SEED if params.seed is None else params.seed & 0xFFFFFFFF
+            llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed))
+        self._chain: Any = chain
+
+    def sample(self, ctx: Any, index: int) -> int:
+        """Pick the next token from batch row ``index`` of the last decode."""
+        return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
+
+    def close(self) -> None:
+        if self._chain is not None:
+            llama_cpp.llama_sampler_free(self._chain)
+            self._chain = None
+
+
+def token_logprob(logits: npt.NDArray[np.float32], token: int) -> float:
+    """log softmax(logits)[token] under the raw distribution (before temperature/top-p)."""
+    peak = float(logits.max())
+    log_z = peak + float(np.log(np.exp(logits - peak, dtype=np.float32).sum(dtype=np.float64)))
+    return float(logits[token]) - log_z

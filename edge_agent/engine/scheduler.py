@@ -1,0 +1,322 @@
+"""Continuous batching: one llama_decode per step over every running sequence.
+
+Each step builds one batch: first the next token of every generating sequence, then, in the
+remaining ``n_batch`` budget, prefill tokens of admitted jobs in admission order. A job's
+prefix tokens carry the sequence ids of all its sequences, so the prefix is computed and
+stored once (unified KV cache); its suffixes follow, each under its own sequence id. New jobs
+join at the next step, and a finished or cancelled sequence leaves at the next step with its
+KV cells freed. Everything here runs on the engine thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from edge_agent.engine.admission import CellBudget
+from edge_agent.engine.job import JobState, SequenceState, finish_reason_for
+from edge_agent.engine.llama import DECODE_NO_KV_SLOT, DECODE_OK, LlamaContext, TokenBatch
+from edge_agent.engine.sampling import Sampler, token_logprob
+from edge_agent.engine.stats import EngineCounters, ThroughputWindow
+from edge_agent.engine.text import TextAssembler
+from edge_agent.engine.types import (
+    FinishReason,
+    JobDone,
+    JobFailed,
+    JobStarted,
+    SequenceDone,
+    TokenDelta,
+)
+from pice.errors import PiceError, ServiceUnavailableError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Chunk:
+    """Prefill work placed in the batch, committed only if the decode succeeds."""
+
+    job: JobState
+    seq: SequenceState | None  # None = prefix tokens
+    count: int
+
+
+class Scheduler:
+    def __init__(self, ctx: LlamaContext, budget: CellBudget, n_batch: int) -> None:
+        self.ctx = ctx
+        self.model = ctx.model
+        self.budget = budget
+        self.n_batch = n_batch
+        self.batch = TokenBatch(n_batch, ctx.n_seq_max)
+        self.waiting: deque[JobState] = deque()
+        self.running: list[JobState] = []  # in admission order
+        self.counters = EngineCounters()
+        self.throughput = ThroughputWindow()
+        # Shrinks when llama.cpp finds no KV slot for a batch, grows back on success.
+        self._prefill_cap = n_batch
+
+    # -- queue -------------------------------------------------------------------------
+
+    def enqueue(self, job: JobState) -> None:
+        self.waiting.append(job)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.running or self.waiting)
+
+    def running_sequences(self) -> int:
+        return sum(len(job.live()) for job in self.running)
+
+    def queued_sequences(self) -> int:
+        return sum(len(job.sequences) for job in self.waiting)
+
+    def admit(self) -> None:
+        """Admit waiting jobs in strict FIFO order: the head waits until it fits."""
+        while self.waiting:
+            head = self.waiting[0]
+            if head.cancelled:
+                self.waiting.popleft()
+                self._cancel_waiting(head)
+                continue
+            if not self.budget.can_admit(head.cost):
+                return
+            self.waiting.popleft()
+            seq_ids = self.budget.admit(head.cost)
+            for seq, seq_id in zip(head.sequences, seq_ids, strict=True):
+                seq.seq_id = seq_id
+                seq.sampler = Sampler(seq.params)
+                seq.text = TextAssembler(seq.params.stop)
+            self.running.append(head)
+            self.counters.jobs += 1
+            queued_ms = (time.monotonic() - head.submitted_at) * 1000.0
+            head.emit(JobStarted(head.job_id, head.cost.prompt_tokens, queued_ms))
+
+    def _cancel_waiting(self, job: JobState) -> None:
+        for seq in job.sequences:
+            seq.finished = True
+            self.counters.cancellations += 1
+            job.emit(self._done_event(job, seq, "cancelled"))
+        job.emit(JobDone(job.cost.prompt_tokens, 0))
+
+    # -- cancellation and completion ----------------------------------------------------
+
+    def reap_cancelled(self) -> None:
+        """Drop cancelled jobs: running ones leave the batch, waiting ones the queue."""
+        for job in [j for j in self.waiting if j.cancelled]:
+            self.waiting.remove(job)
+            self._cancel_waiting(job)
+        for job in list(self.running):
+            if job.cancelled:
+                for seq in job.live():
+                    self._finish(job, seq, "cancelled")
+
+    def _finish(self, job: JobState, seq: SequenceState, reason: FinishReason) -> None:
+        seq.finished = True
+        seq.pending = None
+        if reason != "cancelled":
+            tail = seq.text.finish()
+            if tail:
+                job.emit(TokenDelta(seq.index, tail))
+        else:
+            self.counters.cancellations += 1
+        self.ctx.drop_sequence(seq.seq_id)
+        self.budget.release(seq.cells, seq.seq_id)
+        if seq.sampler is not None:
+            seq.sampler.close()
+            seq.sampler = None
+        job.emit(self._done_event(job, seq, reason))
+        if not job.live():
+            # The prefix cells went with the last sequence that referenced them.
+            self.budget.release(job.cost.prefix_tokens)
+            self.running.remove(job)
+            job.emit(JobDone(job.cost.prompt_tokens, sum(s.generated for s in job.sequences)))
+
+    def _done_event(self, job: JobState, seq: SequenceState, reason: FinishReason) -> SequenceDone:
+        now = time.monotonic()
+        ttft = None if seq.first_token_at is None else seq.first_token_at - job.submitted_at
+        return SequenceDone(
+            seq=seq.index,
+            finish_reason=reason,
+            text=seq.text.text,
+            prompt_tokens=len(seq.suffix),
+            completion_tokens=seq.generated,
+            logprob_sum=seq.logprob_sum,
+            logprob_mean=seq.logprob_sum / seq.generated if seq.generated else 0.0,
+            ttft_ms=None if ttft is None else ttft * 1000.0,
+            duration_ms=(now - job.submitted_at) * 1000.0,
+        )
+
+    def fail_job(self, job: JobState, error: PiceError) -> None:
+        """Stop ``job`` with an error event, freeing everything it holds."""
+        for seq in job.live():
+            seq.finished = True
+            self.ctx.drop_sequence(seq.seq_id)
+            self.budget.release(seq.cells, seq.seq_id)
+            if seq.sampler is not None:
+                seq.sampler.close()
+                seq.sampler = None
+        if job in self.running:
+            self.budget.release(job.cost.prefix_tokens)
+            self.running.remove(job)
+        job.emit(JobFailed(error))
+
+    def fail_all(self, error: PiceError) -> None:
+        for job in list(self.running):
+            self.fail_job(job, error)
+        while self.waiting:
+            self.waiting.popleft().emit(JobFailed(error))
+
+    # -- one decode step ----------------------------------------------------------------
+
+    def step(self) -> bool:
+        """Build one batch, decode it, sample every sequence that has new logits.
+
+        Returns False when there was nothing to decode.
+        """
+        chunks, decoding = self._build_batch()
+        if self.batch.n_tokens == 0:
+            return False
+        started = time.monotonic()
+        status = self.ctx.decode(self.batch)
+        if status == DECODE_NO_KV_SLOT:
+            self._on_no_slot(chunks)
+            return True
+        if status != DECODE_OK:
+            logger.error(
+                "llama_decode failed with status %d; failing the jobs in the batch", status
+            )
+            error = PiceError("The edge engine failed to decode a batch.")
+            in_batch = {id(c.job): c.job for c in chunks} | {id(j): j for j, _ in decoding}
+            for job in in_batch.values():
+                self.fail_job(job, error)
+            return True
+        self._prefill_cap = min(self.n_batch, self._prefill_cap * 2)
+        self._commit(chunks)
+        sampled = self._sample_all()
+        self.counters.decode_steps += 1
+        self.throughput.record(started, time.monotonic(), sampled)
+        return True
+
+    def _build_batch(self) -> tuple[list[_Chunk], list[tuple[JobState, SequenceState]]]:
+        batch = self.batch
+        batch.clear()
+        decoding: list[tuple[JobState, SequenceState]] = []
+        for job in self.running:
+            for seq in job.live():
+                seq.logits_row = None
+                if seq.pending is not None:
+                    seq.logits_row = batch.add(seq.pending, seq.n_past, (seq.seq_id,), logits=True)
+                    decoding.append((job, seq))
+        room = min(self.n_batch - batch.n_tokens, self._prefill_cap)
+        chunks: list[_Chunk] = []
+        for job in self.running:
+            if room <= 0:
+                break
+            room -= self._add_prefill(job, room, chunks)
+        return chunks, decoding
+
+    def _add_prefill(self, job: JobState, room: int, chunks: list[_Chunk]) -> int:
+        """Place up to ``room`` prefill tokens of ``job``; returns how many were placed."""
+        batch = self.batch
+        live = job.live()
+        used = 0
+        if not job.prefilled:
+            ids = tuple(seq.seq_id for seq in live)
+            start = job.prefix_done
+            count = min(room, len(job.prefix) - start)
+            end = start + count
+            for pos in range(start, end):
+                last = pos == len(job.prefix) - 1
+                row = batch.add(job.prefix[pos], pos, ids, logits=last)
+                if last:
+                    # Sequences without a suffix sample straight from the prefix's last token.
+                    for seq in live:
+                        if not seq.suffix:
+                            seq.logits_row = row
+            chunks.append(_Chunk(job, None, count))
+            used += count
+            if end < len(job.prefix):
+                return used
+        prefix_len = len(job.prefix)
+        for seq in live:
+            if used >= room:
+                break
+            remaining = len(seq.suffix) - seq.suffix_done
+            if remaining <= 0 or seq.pending is not None or seq.generated:
+                continue
+            count = min(room - used, remaining)
+            start = seq.suffix_done
+            for k in range(start, start + count):
+                last = k == len(seq.suffix) - 1
+                row = batch.add(seq.suffix[k], prefix_len + k, (seq.seq_id,), logits=last)
+                if last:
+                    seq.logits_row = row
+            chunks.append(_Chunk(job, seq, count))
+            used += count
+        return used
+
+    def _commit(self, chunks: list[_Chunk]) -> None:
+        for chunk in chunks:
+            self.counters.prefill_tokens += chunk.count
+            if chunk.seq is None:
+                chunk.job.prefix_done += chunk.count
+                if chunk.job.prefilled:
+                    for seq in chunk.job.live():
+                        seq.n_past = len(chunk.job.prefix)
+            else:
+                chunk.seq.suffix_done += chunk.count
+                chunk.seq.n_past = len(chunk.job.prefix) + chunk.seq.suffix_done
+
+    def _sample_all(self) -> int:
+        """Sample the next token of every sequence with fresh logits; returns how many."""
+        sampled = 0
+        for job in list(self.running):
+            for seq in job.live():
+                row = seq.logits_row
+                if row is None:
+                    continue
+                seq.logits_row = None
+                if seq.pending is not None:  # its token was decoded this step
+                    seq.pending = None
+                    seq.n_past += 1
+                self._sample(job, seq, row)
+                sampled += 1
+        return sampled
+
+    def _sample(self, job: JobState, seq: SequenceState, row: int) -> None:
+        assert seq.sampler is not None
+        token = seq.sampler.sample(self.ctx.ptr, row)
+        if seq.first_token_at is None:
+            seq.first_token_at = time.monotonic()
+        eog = self.model.is_eog(token)
+        if not eog:
+            seq.generated += 1
+            self.counters.tokens_generated += 1
+            seq.logprob_sum += token_logprob(self.ctx.logits(row), token)
+            text = seq.text.feed(self.model.piece(token))
+            if text:
+                job.emit(TokenDelta(seq.index, text))
+        reason = finish_reason_for(seq, eog=eog)
+        if reason is None:
+            seq.pending = token
+        else:
+            self._finish(job, seq, reason)
+
+    def _on_no_slot(self, chunks: list[_Chunk]) -> None:
+        """llama.cpp found no room for the batch; the cache is unchanged, so retry smaller."""
+        for job in self.running:
+            for seq in job.live():
+                seq.logits_row = None
+        if chunks and self._prefill_cap > 1:
+            self._prefill_cap = max(1, self._prefill_cap // 2)
+            logger.warning("No KV slot for a batch; prefill budget now %d", self._prefill_cap)
+            return
+        # Even single tokens do not fit: give up on the newest job so the others go on.
+        victim = self.running[-1]
+        logger.warning("KV cache exhausted; failing job %s", victim.job_id)
+        self.fail_job(
+            victim,
+            ServiceUnavailableError("The edge's KV cache is full; retry later.", retry_after=1),
+        )

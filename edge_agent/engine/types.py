@@ -1,0 +1,92 @@
+"""What goes into the engine (jobs of sequences) and what comes out (events)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pice.errors import PiceError
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How one sequence samples and when it stops."""
+
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    seed: int | None = None
+    max_tokens: int = 96
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    """One sequence of a job: its own suffix after the shared prefix, and how it samples.
+
+    An empty suffix makes the sequence sample from the logits of the prefix's last token, which
+    is how ``n > 1`` chat completions share one prompt.
+    """
+
+    suffix: str = ""
+    params: SamplingParams = field(default_factory=SamplingParams)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One shared prefix, prefilled once, and the sequences that continue it."""
+
+    prefix: str
+    sequences: tuple[SequenceSpec, ...]
+    request_id: str | None = None
+    # Let the tokenizer add BOS: False when a chat template already wrote its own.
+    add_special: bool = False
+
+
+@dataclass(frozen=True)
+class JobStarted:
+    """The job was admitted: its KV cells are reserved and it has joined the batch."""
+
+    job_id: str
+    prompt_tokens: int  # prefix once + every suffix
+    queued_ms: float
+
+
+@dataclass(frozen=True)
+class TokenDelta:
+    """New text of one sequence (stop strings already held back or removed)."""
+
+    seq: int
+    text: str
+
+
+@dataclass(frozen=True)
+class SequenceDone:
+    seq: int
+    finish_reason: FinishReason
+    text: str
+    prompt_tokens: int  # this sequence's own suffix
+    completion_tokens: int
+    logprob_sum: float
+    logprob_mean: float
+    ttft_ms: float | None
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class JobDone:
+    """Every sequence of the job has finished; the last event of a job."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    """The job could not run (or stopped running); the last event of a job."""
+
+    error: PiceError
+
+
+EngineEvent = JobStarted | TokenDelta | SequenceDone | JobDone | JobFailed

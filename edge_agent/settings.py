@@ -1,0 +1,75 @@
+"""Edge agent settings: defaults < YAML file (``--config``) < ``PICE_EDGE_*`` env < CLI flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_MODEL = "qwen2.5-0.5b-instruct"
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (a ``taskset`` pin counts), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class EdgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PICE_EDGE_", extra="ignore")
+
+    # A bundled model name, a path to a GGUF file, or a hub id (see pice.models.registry).
+    model: str = DEFAULT_MODEL
+    # The name clients use in "model"; defaults to the bundled name or the file's stem.
+    model_id: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8101, ge=0, le=65535)
+    threads: int = Field(default_factory=available_cpus, ge=1)
+    n_ctx: int = Field(default=4096, ge=256)
+    max_sequences: int = Field(default=16, ge=1, le=256)
+    n_batch: int = Field(default=512, ge=16)
+    api_token: str | None = None
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
+
+    @model_validator(mode="after")
+    def _batch_holds_every_sequence(self) -> EdgeSettings:
+        # Every running sequence decodes one token per step, all in one batch.
+        if self.n_batch < self.max_sequences:
+            raise ValueError("n_batch must be at least max_sequences")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> EdgeSettings:
+    """Settings from an optional YAML file, the environment and ``overrides`` (CLI flags)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if config is None:
+        return EdgeSettings(**given)
+    if not config.is_file():
+        raise FileNotFoundError(f"config file not found: {config}")
+
+    # The YAML path lives in the model config; a subclass made here keeps it out of module state.
+    class _FromFile(EdgeSettings):
+        model_config = SettingsConfigDict(yaml_file=config)
+
+    return _FromFile(**given)

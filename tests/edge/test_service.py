@@ -1,0 +1,265 @@
+"""The edge agent as a real server (subprocess) with the real 0.5B model."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.support.processes import ServerProcess, free_port, pice_argv, running
+
+pytestmark = pytest.mark.model
+
+TOKEN = "edge-test-token"
+MODEL_ID = "edge-under-test"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def server(small_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    argv = pice_argv(
+        "edge", "serve",
+        "--model", str(small_model_path),
+        "--model-id", MODEL_ID,
+        "--port", str(port),
+        "--threads", "1",
+        "--ctx", "2048",
+        "--max-seqs", "8",
+        "--token", TOKEN,
+    )  # fmt: skip
+    log = tmp_path_factory.mktemp("edge") / "edge.log"
+    with running(ServerProcess(argv=argv, port=port, log_path=log)) as proc:
+        yield proc.base_url
+
+
+@pytest.fixture
+def client(server: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server + "/v1", api_key=TOKEN, max_retries=0)
+
+
+def sse_payloads(lines: Iterator[str]) -> list[Any]:
+    out: list[Any] = []
+    for line in lines:
+        if line.startswith("data:"):
+            data = line[5:].strip()
+            out.append(data if data == "[DONE]" else json.loads(data))
+    return out
+
+
+def test_probes_and_model_list(server: str) -> None:
+    assert httpx.get(server + "/health").status_code == 200
+    assert httpx.get(server + "/ready").status_code == 200
+    models = httpx.get(server + "/v1/models", headers=AUTH).json()
+    assert models["object"] == "list"
+    assert [m["id"] for m in models["data"]] == [MODEL_ID]
+    assert models["data"][0]["object"] == "model"
+    load = httpx.get(server + "/v1/load", headers=AUTH).json()
+    assert load["ready"] is True
+    assert load["max_sequences"] == 8
+    assert load["kv_cells_total"] == 2048
+    assert load["threads"] == 1
+    metrics = httpx.get(server + "/metrics", headers=AUTH)
+    assert "pice_edge_running_sequences" in metrics.text
+    assert "pice_edge_tokens_generated_total" in metrics.text
+
+
+def test_expand_streams_typed_events(server: str) -> None:
+    body = {
+        "question": "How can I sleep better?",
+        "sketch": ["Keep a schedule", "Limit caffeine", "Darken the room"],
+        "points": [0, 2],
+        "max_tokens": 32,
+    }
+    with httpx.stream("POST", server + "/v1/expand", json=body, headers=AUTH, timeout=120) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = sse_payloads(r.iter_lines())
+    assert events[-1] == "[DONE]"
+    events = events[:-1]
+    assert events[0]["type"] == "start"
+    assert events[0]["model"] == MODEL_ID
+    assert events[-1]["type"] == "done"
+    done = {(e["point"], e["candidate"]): e for e in events if e["type"] == "point_done"}
+    assert sorted(done) == [(0, 0), (2, 0)]
+    for (point, _), event in done.items():
+        text = "".join(e["text"] for e in events if e["type"] == "delta" and e["point"] == point)
+        assert text == event["text"]
+        assert text.strip()
+        assert event["finish_reason"] in ("stop", "length")
+        assert event["logprob_sum"] < 0
+    usage = events[-1]["usage"]
+    assert usage["prompt_tokens"] == events[0]["prompt_tokens"]
+    assert usage["completion_tokens"] == sum(e["completion_tokens"] for e in done.values())
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+def test_chat_completion_with_the_openai_sdk(client: openai.OpenAI) -> None:
+    result = client.chat.completions.create(
+        model=MODEL_ID,
+        messages=[{"role": "user", "content": "Say hello in one word."}],
+        max_tokens=16,
+        temperature=0.7,
+        seed=1,
+        n=2,
+    )
+    assert result.object == "chat.completion"
+    assert result.model == MODEL_ID
+    assert [c.index for c in result.choices] == [0, 1]
+    assert all(c.message.content for c in result.choices)
+    assert all(c.finish_reason in ("stop", "length") for c in result.choices)
+    assert result.usage is not None
+    assert result.usage.completion_tokens >= 2
+    assert result.usage.total_tokens == result.usage.prompt_tokens + result.usage.completion_tokens
+
+
+def test_chat_stream_with_usage_and_stop(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=MODEL_ID,
+        messages=[
+            {"role": "user", "content": "List the numbers from 1 to 10 separated by commas."}
+        ],
+        max_completion_tokens=40,
+        temperature=0,
+        stop=["7"],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert len({c.id for c in chunks}) == 1
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop"
+    assert all(f is None for f in finishes[:-1])
+    assert "6" in text
+    assert "7" not in text
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens > 0
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+def test_unknown_model_is_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(
+            model="no-such-model", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert info.value.code == "model_not_found"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/chat/completions", {"model": MODEL_ID, "messages": [], "max_tokens": 4}, "messages"),
+        (
+            "/v1/chat/completions",
+            {"model": MODEL_ID, "messages": [{"role": "user", "content": "x"}], "temperature": 9},
+            "temperature",
+        ),
+        ("/v1/expand", {"question": "q", "sketch": []}, "sketch"),
+        ("/v1/expand", {"question": "q", "sketch": ["a"], "candidates": 99}, "candidates"),
+    ],
+)
+def test_bad_fields_are_400_with_an_openai_error_body(
+    server: str, path: str, body: dict[str, Any], param: str
+) -> None:
+    r = httpx.post(server + path, json=body, headers=AUTH)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert error["message"]
+
+
+def test_malformed_json_is_400(server: str) -> None:
+    r = httpx.post(
+        server + "/v1/chat/completions",
+        content=b'{"model": ',
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "invalid_json"
+
+
+def test_prompt_beyond_the_context_is_400(server: str) -> None:
+    body = {"model": MODEL_ID, "messages": [{"role": "user", "content": "word " * 3000}]}
+    r = httpx.post(server + "/v1/chat/completions", json=body, headers=AUTH, timeout=30)
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "context_length_exceeded"
+
+
+def test_body_too_large_is_413(server: str) -> None:
+    content = "x" * (1_048_576 + 10)
+    body = {"model": MODEL_ID, "messages": [{"role": "user", "content": content}]}
+    r = httpx.post(server + "/v1/chat/completions", json=body, headers=AUTH, timeout=30)
+    assert r.status_code == 413
+    assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_token_is_required_when_configured(server: str) -> None:
+    assert httpx.get(server + "/v1/models").status_code == 401
+    wrong = httpx.get(server + "/v1/load", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert wrong.json()["error"]["type"] == "authentication_error"
+    assert httpx.get(server + "/v1/models", headers=AUTH).status_code == 200
+
+
+def _wait_idle(server: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    load: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        load = httpx.get(server + "/v1/load", headers=AUTH).json()
+        if load["running_sequences"] == 0 and load["kv_cells_reserved"] == 0:
+            return load
+        time.sleep(0.05)
+    return load
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/expand"])
+def test_client_disconnect_cancels_the_sequences(server: str, path: str) -> None:
+    assert _wait_idle(server, 5)["running_sequences"] == 0
+    before = httpx.get(server + "/v1/load", headers=AUTH).json()["cancellations"]
+    if path == "/v1/expand":
+        body: dict[str, Any] = {
+            "question": "Count to a thousand.",
+            "sketch": ["Numbers one to five hundred", "Numbers five hundred to a thousand"],
+            "max_tokens": 300,
+            "stop": [],
+        }
+    else:
+        body = {
+            "model": MODEL_ID,
+            "messages": [{"role": "user", "content": "Count from 1 to 1000, one per line."}],
+            "max_tokens": 300,
+            "temperature": 0,
+            "n": 2,
+            "stream": True,
+        }
+    with (
+        httpx.Client(timeout=60) as http,
+        http.stream("POST", server + path, json=body, headers=AUTH) as r,
+    ):
+        assert r.status_code == 200
+        # One live iterator: abandoning httpx's line iterator would close the connection.
+        lines = r.iter_lines()
+        seen = 0
+        while seen < 3:
+            line = next(lines)
+            if '"text"' in line or '"content":"' in line.replace(" ", ""):
+                seen += 1
+        load = httpx.get(server + "/v1/load", headers=AUTH).json()
+        assert load["running_sequences"] == 2, load
+        assert load["cancellations"] == before
+    t0 = time.monotonic()
+    load = _wait_idle(server, 1.0)
+    assert load["running_sequences"] == 0, load
+    assert load["kv_cells_reserved"] == 0
+    assert load["cancellations"] - before == 2
+    assert time.monotonic() - t0 < 1.0
