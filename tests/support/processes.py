@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import httpx
 
@@ -36,7 +35,6 @@ class ServerProcess:
     env: dict[str, str] = field(default_factory=dict)
     ready_path: str = "/ready"
     proc: subprocess.Popen[bytes] | None = None
-    _log: IO[bytes] | None = None
 
     @property
     def base_url(self) -> str:
@@ -75,9 +73,6 @@ class ServerProcess:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
     def log_tail(self, lines: int = 40) -> str:
         try:
