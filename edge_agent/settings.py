@@ -7,12 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
+from pydantic_settings import SettingsConfigDict
+
+from pice.settings import YamlSettings, load_yaml_settings
 
 DEFAULT_MODEL = "qwen2.5-0.5b-instruct"
 
@@ -25,7 +22,7 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class EdgeSettings(BaseSettings):
+class EdgeSettings(YamlSettings):
     model_config = SettingsConfigDict(env_prefix="PICE_EDGE_", extra="ignore")
 
     # A bundled model name, a path to a GGUF file, or a hub id (see pice.models.registry).
@@ -48,28 +45,7 @@ class EdgeSettings(BaseSettings):
             raise ValueError("n_batch must be at least max_sequences")
         return self
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
-
 
 def load_settings(config: Path | None = None, **overrides: Any) -> EdgeSettings:
     """Settings from an optional YAML file, the environment and ``overrides`` (CLI flags)."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if config is None:
-        return EdgeSettings(**given)
-    if not config.is_file():
-        raise FileNotFoundError(f"config file not found: {config}")
-
-    # The YAML path lives in the model config; a subclass made here keeps it out of module state.
-    class _FromFile(EdgeSettings):
-        model_config = SettingsConfigDict(yaml_file=config)
-
-    return _FromFile(**given)
+    return load_yaml_settings(EdgeSettings, config, **overrides)

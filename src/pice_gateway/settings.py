@@ -12,12 +12,9 @@ from typing import Any
 
 import httpx
 from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
+from pydantic_settings import SettingsConfigDict
+
+from pice.settings import YamlSettings, load_yaml_settings
 
 
 class Timeouts(BaseModel):
@@ -84,7 +81,7 @@ class ProgressiveSettings(BaseModel):
     edge_stall_seconds: float = Field(default=20.0, gt=0)
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(YamlSettings):
     model_config = SettingsConfigDict(env_prefix="PICE_", env_nested_delimiter="__", extra="ignore")
 
     host: str = "127.0.0.1"
@@ -107,29 +104,7 @@ class GatewaySettings(BaseSettings):
             raise ValueError(f"edge names must be unique: {names}")
         return edges
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The YAML file (when ``load_settings`` names one) sits below the environment.
-        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
-
 
 def load_settings(config: Path | None = None, **overrides: Any) -> GatewaySettings:
-    """Build the settings from an optional YAML file, the environment and ``overrides``."""
-    if config is None:
-        return GatewaySettings(**overrides)
-    if not config.is_file():
-        raise FileNotFoundError(f"config file not found: {config}")
-
-    # pydantic-settings reads the YAML path from the model config; a subclass made here keeps
-    # the path out of module state.
-    class _FromFile(GatewaySettings):
-        model_config = SettingsConfigDict(yaml_file=config)
-
-    return _FromFile(**overrides)
+    """Settings from an optional YAML file, the environment and ``overrides`` (CLI flags)."""
+    return load_yaml_settings(GatewaySettings, config, **overrides)
