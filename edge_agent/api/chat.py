@@ -83,7 +83,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     prompt = engine.chat.render(_messages(body))
     handle = engine.submit(build_job(body, prompt.text, prompt.add_special))
     if body.stream:
-        return sse_response(_stream(handle, body, state.model_id))
+        return sse_response(_stream(handle, body, state.model_id), on_close=handle.cancel)
     completion = await until_disconnect(request, _collect(handle, body, state.model_id))
     return JSONResponse(dump(completion))
 

@@ -80,7 +80,7 @@ async def expand(body: ExpandRequest, request: Request) -> EventSourceResponse:
     # Submitting tokenises and checks the context: a job that can never fit is a 400 here,
     # before the stream starts.
     handle = engine.submit(spec)
-    return sse_response(_events(handle, labels, model_id))
+    return sse_response(_events(handle, labels, model_id), on_close=handle.cancel)
 
 
 def _event(model: BaseModel) -> ServerSentEvent:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.background import BackgroundTask
 
 from pice.http.auth import bearer_auth
 from pice.http.disconnect import until_disconnect
@@ -21,16 +19,6 @@ from pice_gateway.render import progressive_completion, progressive_stream
 from pice_gateway.routing import choose_route
 from pice_gateway.settings import GatewaySettings
 from pice_gateway.state import gateway_state
-
-
-def _closing(response: Response, aclose: Callable[[], Awaitable[None]]) -> Response:
-    """Release the upstream work even if the stream is never iterated (client gone at once).
-
-    Normally the event generator's ``finally`` does this; a generator that never started has no
-    ``finally`` to run. Closing twice is harmless.
-    """
-    response.background = BackgroundTask(aclose)
-    return response
 
 
 def build_router(settings: GatewaySettings) -> APIRouter:
@@ -71,7 +59,7 @@ def build_router(settings: GatewaySettings) -> APIRouter:
                     clock=clock,
                 )
                 await relay.start()
-                return _closing(sse_response(relay.events()), relay.aclose)
+                return sse_response(relay.events(), on_close=relay.aclose)
             completion = await until_disconnect(
                 request,
                 cloud_completion(
@@ -99,7 +87,8 @@ def build_router(settings: GatewaySettings) -> APIRouter:
             raise
         if body.stream:
             return sse_response(
-                progressive_stream(run, body.model, include_usage=body.include_usage())
+                progressive_stream(run, body.model, include_usage=body.include_usage()),
+                on_close=run.aclose,
             )
         return JSONResponse(
             await until_disconnect(request, progressive_completion(run, body.model))

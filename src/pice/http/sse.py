@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 
 from pice.errors import PiceError
 
@@ -34,16 +35,23 @@ def sse_done() -> ServerSentEvent:
 
 
 def sse_response(
-    events: AsyncIterator[ServerSentEvent], *, ping_seconds: int = PING_SECONDS
+    events: AsyncIterator[ServerSentEvent],
+    *,
+    on_close: Callable[[], Awaitable[None]] | Callable[[], None] | None = None,
+    ping_seconds: int = PING_SECONDS,
 ) -> EventSourceResponse:
     """Stream ``events`` as ``text/event-stream`` with pings and a send timeout.
 
     When the client disconnects, sse-starlette cancels the task iterating ``events``; the
-    generator's ``finally`` blocks are where upstream work is cancelled.
+    generator's ``finally`` blocks are where upstream work is cancelled. A generator that never
+    started (the client left before the first byte) has no ``finally`` to run, so work begun
+    before the response was built is released by ``on_close``, which runs once the response
+    ends however it ends. It must be safe to call after a normal finish.
     """
     return EventSourceResponse(
         events,
         ping=ping_seconds,
         send_timeout=SEND_TIMEOUT_SECONDS,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        background=None if on_close is None else BackgroundTask(on_close),
     )

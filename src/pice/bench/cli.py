@@ -1,0 +1,143 @@
+"""``pice bench``: PICE vs cloud-only vs Skeleton-of-Thought, latency, throughput and quality.
+
+Without URLs it sets up the testbed on this machine (cloud pinned to one core, edge agents to
+another, the gateway), runs every mode on the same cloud and questions, and tears it down.
+With ``--gateway-url`` / ``--cloud-url`` it measures an already running system instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_QUESTIONS = Path("benchmarks/questions.jsonl")
+ALL_MODES = "cloud-only,sot-cloud,pice-progressive,pice-auto"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmark PICE against cloud-only and Skeleton-of-Thought",
+        description=__doc__,
+    )
+    p.add_argument(
+        "--questions",
+        type=Path,
+        default=None,
+        help=f"JSONL of questions (default: {DEFAULT_QUESTIONS})",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-results"),
+        help="output directory (default: %(default)s)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few-minute run: 3 questions, short answers, one small load step",
+    )
+    p.add_argument(
+        "--modes", default=ALL_MODES, help="comma-separated modes to run (default: %(default)s)"
+    )
+    p.add_argument(
+        "--per-category", type=int, default=None, help="use at most N questions of each category"
+    )
+    p.add_argument("--limit", type=int, default=None, help="use at most N questions in all")
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="max_tokens of every request (default 256; --quick 48)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+
+    tb = p.add_argument_group("testbed (ignored with --gateway-url/--cloud-url)")
+    tb.add_argument(
+        "--cloud",
+        choices=("edge", "vllm"),
+        default="edge",
+        help="cloud engine: the project's llama.cpp engine (`pice edge serve`) or vLLM",
+    )
+    tb.add_argument("--cloud-model", default="qwen2.5-1.5b-instruct", help="default: %(default)s")
+    tb.add_argument("--edge-model", default="qwen2.5-0.5b-instruct", help="default: %(default)s")
+    tb.add_argument("--edges", type=int, default=1, help="edge agents (default: %(default)s)")
+    tb.add_argument(
+        "--threads", type=int, default=1, help="threads per model server (default: %(default)s)"
+    )
+    tb.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin the cloud to core 0 and the edges to the other cores",
+    )
+    tb.add_argument(
+        "--vllm-venv",
+        type=Path,
+        default=None,
+        help="vLLM environment (default: $PICE_VLLM_VENV or .venv-vllm)",
+    )
+
+    ext = p.add_argument_group("an already running system")
+    ext.add_argument("--gateway-url", default=None, help="e.g. http://127.0.0.1:8000/v1")
+    ext.add_argument("--cloud-url", default=None, help="the cloud's own base URL, .../v1")
+    ext.add_argument(
+        "--cloud-model-name",
+        default=None,
+        help="model id at --cloud-url (default: its first /v1/models entry)",
+    )
+    ext.add_argument("--api-key", default=None, help="bearer key of the gateway")
+    ext.add_argument("--cloud-api-key", default=None, help="bearer key of the cloud")
+
+    q = p.add_argument_group("quality")
+    q.add_argument(
+        "--judge-url",
+        default=None,
+        help="OpenAI-compatible base URL of the judge (default: the cloud)",
+    )
+    q.add_argument("--judge-model", default=None, help="judge model id (default: its first)")
+    q.add_argument("--judge-api-key", default=None)
+    q.add_argument(
+        "--judge-modes",
+        default="pice-progressive",
+        help="modes judged against cloud-only (default: %(default)s)",
+    )
+    q.add_argument("--no-judge", action="store_true", help="skip pairwise judging")
+
+    ld = p.add_argument_group("throughput (open-loop Poisson arrivals)")
+    ld.add_argument(
+        "--slo-seconds",
+        type=float,
+        default=None,
+        help="p95 end-to-end latency SLO (default 120; --quick 90)",
+    )
+    ld.add_argument(
+        "--rates",
+        default=None,
+        help="offered rates in req/s, comma-separated (default 0.01,0.02,0.04,0.08)",
+    )
+    ld.add_argument(
+        "--load-requests",
+        type=int,
+        default=None,
+        help="max requests per rate step (default 12; --quick 3)",
+    )
+    ld.add_argument(
+        "--load-seconds",
+        type=float,
+        default=None,
+        help="max arrival window per rate step (default 240; --quick 20)",
+    )
+    ld.add_argument(
+        "--load-all-questions",
+        action="store_true",
+        help="load with every question, not only those that suit points",
+    )
+    ld.add_argument("--no-load", action="store_true", help="skip the throughput sweep")
+    p.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from pice.bench.main import main
+
+    return main(args)

@@ -1,0 +1,60 @@
+"""Open-loop load: requests sent at Poisson arrival times whatever the system's backlog.
+
+Closed-loop clients (send the next request when the last one returns) slow down with the
+system and hide its queueing; open-loop arrivals do not, which is how a p95 SLO breaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from pice.bench.questions import Question
+from pice.bench.records import Answer, Mode, Phase, RequestRecord
+from pice.bench.schedule import poisson_arrivals
+from pice.bench.throughput import LoadStep
+
+AnswerFn = Callable[[Question], Awaitable[Answer]]
+
+
+async def run_load_step(
+    mode: Mode,
+    answer: AnswerFn,
+    questions: Sequence[Question],
+    rate: float,
+    *,
+    max_count: int,
+    max_duration: float,
+    deadline_s: float,
+    seed: int,
+    on_done: Callable[[], object] | None = None,
+) -> tuple[LoadStep, list[RequestRecord]]:
+    """Send ``questions`` round-robin at Poisson times of ``rate``; wait for every answer.
+
+    A request still running ``deadline_s`` after the step's start is cancelled (closing its
+    connection, so the servers stop working on it) and recorded as an error: the step's cost
+    stays bounded even when the system is far past saturation.
+    """
+    offsets = poisson_arrivals(rate, max_count=max_count, max_duration=max_duration, seed=seed)
+    start = time.perf_counter()
+
+    async def one(index: int, offset: float) -> RequestRecord:
+        question = questions[index % len(questions)]
+        await asyncio.sleep(max(0.0, start + offset - time.perf_counter()))
+        started = time.perf_counter() - start
+        try:
+            result = await asyncio.wait_for(answer(question), timeout=deadline_s - started)
+        except TimeoutError:
+            result = Answer(
+                latency_s=time.perf_counter() - start - started,
+                error=f"cancelled at the step deadline ({deadline_s:g} s)",
+            )
+        if on_done is not None:
+            on_done()
+        return RequestRecord.of(
+            mode, Phase.LOAD, question, result, rate=rate, scheduled_s=offset, started_s=started
+        )
+
+    records = await asyncio.gather(*(one(i, off) for i, off in enumerate(offsets)))
+    return LoadStep.of(mode, rate, records), list(records)

@@ -1,0 +1,169 @@
+"""``pice bench`` from parsed arguments to files on disk."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pice.bench.cli import DEFAULT_QUESTIONS
+from pice.bench.modes import Endpoints
+from pice.bench.questions import Question, load_questions, select_questions
+from pice.bench.records import Mode
+from pice.bench.runner import JudgeSpec, LoadSpec, RunSpec, run
+from pice.errors import PiceError
+from pice_gateway.up import StackError
+
+logger = logging.getLogger(__name__)
+
+
+def parse_modes(text: str) -> list[Mode]:
+    try:
+        return [Mode(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise SystemExit(f"unknown mode in {text!r}; modes: {[m.value for m in Mode]}") from exc
+
+
+def parse_rates(text: str) -> tuple[float, ...]:
+    rates = tuple(float(part) for part in text.split(",") if part.strip())
+    if not rates or min(rates) <= 0:
+        raise SystemExit(f"--rates needs positive numbers, got {text!r}")
+    return rates
+
+
+def quick_pick(questions: Sequence[Question], *, suitable: int, other: int) -> list[Question]:
+    """A handful from different categories: ``suitable`` that suit points, ``other`` not."""
+    spread = select_questions(questions, per_category=1)
+    pool = spread + [q for q in questions if q not in spread]
+    return [q for q in pool if q.suits_points][:suitable] + [q for q in pool if not q.suits_points][
+        :other
+    ]
+
+
+def default_questions_path() -> Path:
+    if DEFAULT_QUESTIONS.exists():
+        return DEFAULT_QUESTIONS
+    # Running outside the checkout's root: the file next to the source tree.
+    return Path(__file__).resolve().parents[3] / DEFAULT_QUESTIONS
+
+
+def first_model(base_url: str, api_key: str | None) -> str:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    response = httpx.get(base_url.rstrip("/") + "/models", headers=headers, timeout=10.0)
+    response.raise_for_status()
+    return str(response.json()["data"][0]["id"])
+
+
+@contextlib.contextmanager
+def systems_under_test(args: argparse.Namespace) -> Iterator[tuple[Endpoints, dict[str, Any]]]:
+    """The given URLs, or a testbed started here and stopped on exit; with its core plan."""
+    if args.gateway_url or args.cloud_url:
+        cloud_model = args.cloud_model_name
+        if args.cloud_url and cloud_model is None:
+            cloud_model = first_model(args.cloud_url, args.cloud_api_key)
+        endpoints = Endpoints(
+            gateway_url=args.gateway_url,
+            cloud_url=args.cloud_url,
+            cloud_model=cloud_model or "",
+            api_key=args.api_key,
+            cloud_api_key=args.cloud_api_key,
+        )
+        yield endpoints, {"note": "external system: cores not managed by pice bench"}
+        return
+    from pice.bench.stack import BenchStackSpec, bench_stack
+
+    spec = BenchStackSpec(
+        cloud=args.cloud,
+        cloud_model=args.cloud_model,
+        edge_model=args.edge_model,
+        edges=args.edges,
+        threads=args.threads,
+        pin=args.pin,
+        log_dir=args.out / "logs",
+        vllm_venv=args.vllm_venv,
+    )
+    with bench_stack(spec) as stack:
+        yield stack.endpoints, stack.cores
+
+
+def build_spec(
+    args: argparse.Namespace,
+    endpoints: Endpoints,
+    questions: list[Question],
+    cores: dict[str, Any],
+) -> RunSpec:
+    quick = bool(args.quick)
+    modes = parse_modes(args.modes)
+    judge = None
+    if not args.no_judge:
+        judge_url = args.judge_url or endpoints.cloud_url
+        if judge_url is None:
+            logger.warning("no judge: give --judge-url (there is no cloud URL to default to)")
+        else:
+            judge_key = args.judge_api_key if args.judge_url else endpoints.cloud_api_key
+            judge = JudgeSpec(
+                base_url=judge_url,
+                model=args.judge_model or first_model(judge_url, judge_key),
+                api_key=judge_key,
+                candidates=tuple(parse_modes(args.judge_modes)),
+            )
+    load = None
+    if not args.no_load:
+        load = LoadSpec(
+            rates=parse_rates(args.rates or ("0.1" if quick else "0.01,0.02,0.04,0.08")),
+            max_count=args.load_requests or (3 if quick else 12),
+            max_duration=args.load_seconds or (20.0 if quick else 240.0),
+            suits_only=not args.load_all_questions,
+        )
+    return RunSpec(
+        questions=questions,
+        modes=modes,
+        endpoints=endpoints,
+        max_tokens=args.max_tokens or (96 if quick else 512),
+        slo_seconds=args.slo_seconds or (90.0 if quick else 120.0),
+        out_dir=args.out,
+        judge=judge,
+        load=load,
+        seed=args.seed,
+        config={
+            "argv": sys.argv[1:],
+            "quick": quick,
+            "gateway_url": endpoints.gateway_url,
+            "cloud_url": endpoints.cloud_url,
+            "cloud_model": endpoints.cloud_model,
+            "cloud": "external" if (args.gateway_url or args.cloud_url) else args.cloud,
+            "edge_model": None if (args.gateway_url or args.cloud_url) else args.edge_model,
+            "edges": None if (args.gateway_url or args.cloud_url) else args.edges,
+            "cores": cores,
+            "judge_model": judge.model if judge else None,
+            "rates": list(load.rates) if load else [],
+        },
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    # One log line per request would bury the progress bars.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        questions = load_questions(args.questions or default_questions_path())
+        if args.quick:
+            questions = quick_pick(questions, suitable=2, other=1)
+        questions = select_questions(questions, per_category=args.per_category, limit=args.limit)
+        with systems_under_test(args) as (endpoints, cores):
+            spec = build_spec(args, endpoints, questions, cores)
+            logger.info(
+                "benchmarking %d questions on %s", len(questions), [m.value for m in spec.modes]
+            )
+            _, files = run(spec)
+    except (PiceError, StackError, httpx.HTTPError, ValueError) as exc:
+        logger.error("pice bench failed: %s", exc)
+        return 1
+    for path in files:
+        logger.info("wrote %s", path)
+    return 0

@@ -1,0 +1,91 @@
+"""PNG plots of a run (matplotlib, from the ``bench`` extra), drawn off-screen."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from pice.bench.results import BenchResults
+
+
+def write_plots(results: BenchResults, out_dir: Path) -> list[Path]:
+    """Latency vs arrival rate, per-category latency and throughput; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a server; must precede pyplot's import
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    slo = float(results.config.get("slo_seconds", math.inf))
+    modes = results.modes()
+
+    if results.load_steps:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for m in modes:
+            steps = results.steps_of(m)
+            if steps:
+                rates = [s.rate for s in steps]
+                ax.plot(rates, [s.p95_s for s in steps], marker="o", label=f"{m.value} p95")
+                ax.plot(
+                    rates,
+                    [s.p50_s for s in steps],
+                    marker=".",
+                    linestyle=":",
+                    color=ax.lines[-1].get_color(),
+                    label=f"{m.value} p50",
+                )
+        if math.isfinite(slo):
+            ax.axhline(slo, color="grey", linestyle="--", label=f"SLO {slo:g} s")
+        ax.set_xlabel("offered load (requests/s, Poisson)")
+        ax.set_ylabel("end-to-end latency (s)")
+        ax.set_title("Latency vs arrival rate")
+        ax.legend(fontsize="small")
+        ax.grid(alpha=0.3)
+        written.append(_save(fig, out_dir / "latency_vs_rate.png"))
+
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for m in modes:
+            steps = results.steps_of(m)
+            if steps:
+                ax.plot(
+                    [s.rate for s in steps],
+                    [s.achieved_rps for s in steps],
+                    marker="o",
+                    label=m.value,
+                )
+        top = max(s.rate for s in results.load_steps)
+        ax.plot([0, top], [0, top], color="grey", linestyle="--", label="offered = served")
+        ax.set_xlabel("offered load (requests/s)")
+        ax.set_ylabel("completed requests/s")
+        ax.set_title("Throughput")
+        ax.legend(fontsize="small")
+        ax.grid(alpha=0.3)
+        written.append(_save(fig, out_dir / "throughput.png"))
+
+    by_cat = results.latency_by_category()
+    if by_cat:
+        cats = list(by_cat)
+        width = 0.8 / max(len(modes), 1)
+        fig, ax = plt.subplots(figsize=(max(7.0, len(cats) * 0.9), 4.5))
+        for i, m in enumerate(modes):
+            xs = [c + i * width for c in range(len(cats))]
+            ax.bar(xs, [by_cat[c][m].p50 for c in cats], width=width, label=m.value)
+        ax.set_xticks([c + width * (len(modes) - 1) / 2 for c in range(len(cats))])
+        ax.set_xticklabels(cats, rotation=30, ha="right")
+        ax.set_ylabel("p50 latency (s), one request at a time")
+        ax.set_title("Latency per category")
+        ax.legend(fontsize="small")
+        ax.grid(axis="y", alpha=0.3)
+        written.append(_save(fig, out_dir / "latency_by_category.png"))
+    return written
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,120 @@
+"""The raw measurements a run produces: one record per request, one per judged pair."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pice.bench.questions import Question
+
+
+class Mode(StrEnum):
+    """The systems compared in one run, on the same cloud and the same questions."""
+
+    CLOUD = "cloud-only"
+    SOT = "sot-cloud"
+    PICE = "pice-progressive"
+    PICE_AUTO = "pice-auto"
+
+
+class Phase(StrEnum):
+    LATENCY = "latency"  # one request at a time: the latency of an idle system
+    LOAD = "load"  # open-loop Poisson arrivals at a given rate
+
+
+@dataclass
+class Tokens:
+    """Tokens spent on each side for one request."""
+
+    cloud_prompt: int = 0
+    cloud_completion: int = 0
+    edge_prompt: int = 0
+    edge_completion: int = 0
+
+    def __add__(self, other: Tokens) -> Tokens:
+        return Tokens(
+            self.cloud_prompt + other.cloud_prompt,
+            self.cloud_completion + other.cloud_completion,
+            self.edge_prompt + other.edge_prompt,
+            self.edge_completion + other.edge_completion,
+        )
+
+
+@dataclass
+class Answer:
+    """What one mode returned for one question, and how long it took."""
+
+    text: str = ""
+    latency_s: float = 0.0
+    ttft_s: float | None = None
+    tokens: Tokens = field(default_factory=Tokens)
+    points: list[str] = field(default_factory=list)
+    # What the system itself reported: the gateway's ``pice`` extension (mode chosen, timings).
+    served_mode: str | None = None
+    extension: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class RequestRecord:
+    mode: Mode
+    phase: Phase
+    question_id: str
+    category: str
+    suits_points: bool
+    answer: Answer
+    rate: float | None = None  # arrivals per second in the load phase
+    scheduled_s: float | None = None  # the arrival offset within its load step
+    started_s: float | None = None  # when it was actually sent (client lag shows here)
+
+    @classmethod
+    def of(
+        cls,
+        mode: Mode,
+        phase: Phase,
+        question: Question,
+        answer: Answer,
+        *,
+        rate: float | None = None,
+        scheduled_s: float | None = None,
+        started_s: float | None = None,
+    ) -> RequestRecord:
+        return cls(
+            mode=mode,
+            phase=phase,
+            question_id=question.id,
+            category=question.category,
+            suits_points=question.suits_points,
+            answer=answer,
+            rate=rate,
+            scheduled_s=scheduled_s,
+            started_s=started_s,
+        )
+
+    @property
+    def ok(self) -> bool:
+        return self.answer.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class JudgeRecord:
+    """One question judged in both orders: candidate (PICE) against baseline (cloud-only)."""
+
+    question_id: str
+    category: str
+    suits_points: bool
+    candidate: Mode
+    baseline: Mode
+    verdict_candidate_first: str
+    verdict_candidate_second: str
+    outcome: str
+    raw_first: str
+    raw_second: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,264 @@
+"""Markdown rendering of a run's results."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+from pice.bench.records import Mode
+from pice.bench.results import (
+    TARGET_NET_WIN_RATE,
+    TARGET_P50_REDUCTION,
+    TARGET_THROUGHPUT_RATIO,
+    BenchResults,
+    ModeLatency,
+)
+
+
+def fmt_s(value: float | None) -> str:
+    """Seconds with two decimals; an en dash when there is no value."""
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value:.2f}"
+
+
+def fmt_num(value: float | None, digits: int = 1) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def fmt_pct(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value * 100:+.0f} %"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub markdown table; cells are already formatted strings."""
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _latency_rows(rows: Sequence[ModeLatency]) -> list[list[str]]:
+    base = next((r.latency.p50 for r in rows if r.mode is Mode.CLOUD), math.nan)
+    return [
+        [
+            r.mode.value,
+            str(r.n),
+            str(r.errors),
+            fmt_s(r.latency.p50),
+            fmt_s(r.latency.p95),
+            fmt_s(r.ttft.p50),
+            fmt_s(r.ttft.p95),
+            fmt_num(r.cloud_completion_tokens),
+            fmt_num(r.edge_completion_tokens),
+            "–"
+            if r.mode is Mode.CLOUD
+            else fmt_pct(r.latency.p50 / base - 1 if base else math.nan),
+        ]
+        for r in rows
+    ]
+
+
+LATENCY_HEADER = (
+    "mode",
+    "n",
+    "errors",
+    "p50 latency s",
+    "p95 latency s",
+    "p50 TTFT s",
+    "p95 TTFT s",
+    "cloud out tokens",
+    "edge out tokens",
+    "p50 vs cloud-only",
+)
+
+
+def _suitability(results: BenchResults, category: str) -> str:
+    """How many of a category's questions suit points, e.g. "3/4"."""
+    flags = {r.question_id: r.suits_points for r in results.requests if r.category == category}
+    return f"{sum(flags.values())}/{len(flags)}"
+
+
+def _served_as(results: BenchResults, mode: Mode) -> str:
+    """How the system served the mode's answers, e.g. "progressive:outline ×5, cloud:direct ×1"."""
+    counts = Counter(r.answer.served_mode or "–" for r in results.latency_records(mode) if r.ok)
+    return ", ".join(f"{k} ×{n}" for k, n in counts.most_common())
+
+
+def _target(ok: bool | None) -> str:
+    return "–" if ok is None else ("met" if ok else "not met")
+
+
+def render_markdown(results: BenchResults) -> str:
+    slo = float(results.config.get("slo_seconds", math.inf))
+    modes = results.modes()
+    out: list[str] = ["# PICE benchmark results", ""]
+    cfg = results.config
+    out.append(
+        "Run: "
+        + ", ".join(
+            f"{k}={cfg[k]}"
+            for k in (
+                "cloud",
+                "cloud_model",
+                "edge_model",
+                "edges",
+                "max_tokens",
+                "questions",
+                "slo_seconds",
+            )
+            if k in cfg
+        )
+    )
+    out.append("")
+
+    out += ["## Latency, one request at a time, questions that suit points", ""]
+    out.append(table(LATENCY_HEADER, _latency_rows(results.latency_by_mode(suits_only=True))))
+    out += ["", "## Latency, one request at a time, all questions", ""]
+    out.append(table(LATENCY_HEADER, _latency_rows(results.latency_by_mode(suits_only=False))))
+
+    by_cat = results.latency_by_category()
+    if by_cat:
+        out += ["", "## Latency per category, one request at a time: p50 / p95 (s)", ""]
+        out.append(
+            table(
+                ["category", "suit points", *[m.value for m in modes]],
+                [
+                    [
+                        cat,
+                        _suitability(results, cat),
+                        *[f"{fmt_s(row[m].p50)} / {fmt_s(row[m].p95)}" for m in modes],
+                    ]
+                    for cat, row in by_cat.items()
+                ],
+            )
+        )
+
+    if results.load_steps:
+        out += ["", f"## Throughput: open-loop Poisson arrivals, SLO p95 ≤ {slo:g} s", ""]
+        rows = [
+            [
+                s.mode.value,
+                fmt_num(s.rate, 3),
+                str(s.sent),
+                str(s.completed),
+                str(s.errors),
+                fmt_s(s.p50_s),
+                fmt_s(s.p95_s),
+                fmt_num(s.achieved_rps, 3),
+                "yes" if s.sustained(slo) else "no",
+            ]
+            for m in modes
+            for s in results.steps_of(m)
+        ]
+        out.append(
+            table(
+                [
+                    "mode",
+                    "offered req/s",
+                    "sent",
+                    "done",
+                    "errors",
+                    "p50 s",
+                    "p95 s",
+                    "achieved req/s",
+                    "within SLO",
+                ],
+                rows,
+            )
+        )
+        sustained = results.max_sustained(slo)
+        out += ["", "Highest sustained rate per mode:", ""]
+        out.append(
+            table(
+                ["mode", "max sustained req/s", "vs cloud-only"],
+                [
+                    [
+                        m.value,
+                        fmt_num(v, 3),
+                        "–"
+                        if m is Mode.CLOUD
+                        else fmt_num(results.throughput_ratio(m, slo), 2) + "×",
+                    ]
+                    for m, v in sustained.items()
+                ],
+            )
+        )
+
+    for candidate in results.judged_candidates():
+        rates = results.win_rates(candidate)
+        out += ["", f"## Quality: {candidate.value} vs cloud-only, pairwise, both orders", ""]
+        out.append(
+            table(
+                ["group", "n", "wins", "losses", "ties", "net win rate"],
+                [
+                    [k, str(w.n), str(w.wins), str(w.losses), str(w.ties), f"{w.net:+.2f}"]
+                    for k, w in rates.items()
+                ],
+            )
+        )
+
+    cov = results.coverage()
+    if cov:
+        out += ["", "## Cheap checks: sketch coverage and answer length", ""]
+        out.append(
+            table(
+                [
+                    "mode",
+                    "served as",
+                    "answers with a sketch",
+                    "all points covered",
+                    "mean coverage",
+                    "p50 words",
+                    "mean words",
+                ],
+                [
+                    [
+                        c.mode.value,
+                        _served_as(results, c.mode),
+                        str(c.answers_with_points),
+                        str(c.all_points_covered),
+                        fmt_num(c.mean_fraction, 2),
+                        fmt_num(c.words.p50, 0),
+                        fmt_num(c.words.mean, 0),
+                    ]
+                    for c in cov
+                ],
+            )
+        )
+
+    out += ["", "## Targets", ""]
+    reduction = results.p50_reduction(Mode.PICE)
+    ratio = results.throughput_ratio(Mode.PICE, slo)
+    win = results.suitable_net_win_rate(Mode.PICE)
+    out.append(
+        table(
+            ["target", "measured", "status"],
+            [
+                [
+                    f"PICE p50 ≥ {TARGET_P50_REDUCTION:.0%} below cloud-only (suitable)",
+                    fmt_pct(-reduction if not math.isnan(reduction) else math.nan),
+                    _target(None if math.isnan(reduction) else reduction >= TARGET_P50_REDUCTION),
+                ],
+                [
+                    f"PICE sustained throughput ≥ {TARGET_THROUGHPUT_RATIO}× cloud-only",
+                    fmt_num(ratio, 2) + ("×" if not math.isnan(ratio) else ""),
+                    _target(None if math.isnan(ratio) else ratio >= TARGET_THROUGHPUT_RATIO),
+                ],
+                [
+                    f"net win rate ≥ {TARGET_NET_WIN_RATE} (suitable)",
+                    "–" if math.isnan(win) else f"{win:+.2f}",
+                    _target(None if math.isnan(win) else win >= TARGET_NET_WIN_RATE),
+                ],
+            ],
+        )
+    )
+    out.append("")
+    return "\n".join(out)

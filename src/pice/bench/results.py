@@ -1,0 +1,196 @@
+"""Everything one run measured, and the aggregates computed from it (no I/O here)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pice.bench.coverage import sketch_coverage, word_count
+from pice.bench.records import JudgeRecord, Mode, Phase, RequestRecord
+from pice.bench.stats import Summary, ratio_below
+from pice.bench.throughput import LoadStep, max_sustained_rate
+from pice.bench.winrate import Outcome, WinRate, win_rates_by
+
+# The issue's targets, checked against every run.
+TARGET_P50_REDUCTION = 0.40
+TARGET_THROUGHPUT_RATIO = 1.5
+TARGET_NET_WIN_RATE = -0.1
+
+
+@dataclass(frozen=True)
+class ModeLatency:
+    mode: Mode
+    n: int
+    errors: int
+    latency: Summary
+    ttft: Summary
+    cloud_completion_tokens: float
+    edge_completion_tokens: float
+    cloud_prompt_tokens: float
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def mode_latency(mode: Mode, records: Sequence[RequestRecord]) -> ModeLatency:
+    ok = [r for r in records if r.ok]
+    return ModeLatency(
+        mode=mode,
+        n=len(records),
+        errors=len(records) - len(ok),
+        latency=Summary.of([r.answer.latency_s for r in ok]),
+        ttft=Summary.of([r.answer.ttft_s for r in ok if r.answer.ttft_s is not None]),
+        cloud_completion_tokens=_mean([r.answer.tokens.cloud_completion for r in ok]),
+        edge_completion_tokens=_mean([r.answer.tokens.edge_completion for r in ok]),
+        cloud_prompt_tokens=_mean([r.answer.tokens.cloud_prompt for r in ok]),
+    )
+
+
+@dataclass(frozen=True)
+class CoverageSummary:
+    mode: Mode
+    answers_with_points: int
+    all_points_covered: int
+    mean_fraction: float
+    words: Summary
+
+
+@dataclass
+class BenchResults:
+    config: dict[str, Any]
+    requests: list[RequestRecord] = field(default_factory=list)
+    judgments: list[JudgeRecord] = field(default_factory=list)
+    load_steps: list[LoadStep] = field(default_factory=list)
+
+    # -- selections -------------------------------------------------------------------------
+    def modes(self) -> list[Mode]:
+        seen = {r.mode for r in self.requests} | {s.mode for s in self.load_steps}
+        return [m for m in Mode if m in seen]
+
+    def latency_records(
+        self, mode: Mode, where: Callable[[RequestRecord], bool] = lambda r: True
+    ) -> list[RequestRecord]:
+        return [
+            r for r in self.requests if r.mode is mode and r.phase is Phase.LATENCY and where(r)
+        ]
+
+    def categories(self) -> list[str]:
+        return sorted({r.category for r in self.requests if r.phase is Phase.LATENCY})
+
+    # -- aggregates -------------------------------------------------------------------------
+    def latency_by_mode(self, *, suits_only: bool) -> list[ModeLatency]:
+        return [
+            mode_latency(m, self.latency_records(m, lambda r: r.suits_points or not suits_only))
+            for m in self.modes()
+        ]
+
+    def latency_by_category(self) -> dict[str, dict[Mode, Summary]]:
+        return {
+            cat: {
+                m: Summary.of(
+                    [
+                        r.answer.latency_s
+                        for r in self.latency_records(m)
+                        if r.ok and r.category == cat
+                    ]
+                )
+                for m in self.modes()
+            }
+            for cat in self.categories()
+        }
+
+    def steps_of(self, mode: Mode) -> list[LoadStep]:
+        return sorted((s for s in self.load_steps if s.mode is mode), key=lambda s: s.rate)
+
+    def max_sustained(self, slo_s: float) -> dict[Mode, float | None]:
+        return {
+            m: max_sustained_rate(self.steps_of(m), slo_s) for m in self.modes() if self.steps_of(m)
+        }
+
+    def win_rates(self, candidate: Mode) -> dict[str, WinRate]:
+        """Net win rate of ``candidate`` per category, plus ``suitable``/``other`` and ``all``."""
+        judged = [j for j in self.judgments if j.candidate is candidate]
+        by_category = win_rates_by([(j.category, Outcome(j.outcome)) for j in judged])
+        for label, suits in (("suitable", True), ("other", False)):
+            group = [Outcome(j.outcome) for j in judged if j.suits_points is suits]
+            if group:
+                by_category[label] = WinRate.of(group)
+        return by_category
+
+    def judged_candidates(self) -> list[Mode]:
+        seen = {j.candidate for j in self.judgments}
+        return [m for m in Mode if m in seen]
+
+    def coverage(self) -> list[CoverageSummary]:
+        rows = []
+        for m in self.modes():
+            ok = [r for r in self.latency_records(m) if r.ok]
+            with_points = [r for r in ok if r.answer.points]
+            cov = [sketch_coverage(r.answer.points, r.answer.text) for r in with_points]
+            rows.append(
+                CoverageSummary(
+                    mode=m,
+                    answers_with_points=len(with_points),
+                    all_points_covered=sum(c.complete for c in cov),
+                    mean_fraction=_mean([c.fraction for c in cov]),
+                    words=Summary.of([float(word_count(r.answer.text)) for r in ok]),
+                )
+            )
+        return rows
+
+    # -- targets ----------------------------------------------------------------------------
+    def p50_reduction(self, mode: Mode) -> float:
+        """How far ``mode``'s p50 latency on suitable questions is below cloud-only's."""
+        rows = {row.mode: row for row in self.latency_by_mode(suits_only=True)}
+        if mode not in rows or Mode.CLOUD not in rows:
+            return math.nan
+        return ratio_below(rows[mode].latency.p50, rows[Mode.CLOUD].latency.p50)
+
+    def throughput_ratio(self, mode: Mode, slo_s: float) -> float:
+        sustained = self.max_sustained(slo_s)
+        base, ours = sustained.get(Mode.CLOUD), sustained.get(mode)
+        if not base or ours is None:
+            return math.nan
+        return ours / base
+
+    def suitable_net_win_rate(self, candidate: Mode) -> float:
+        rates = self.win_rates(candidate)
+        return rates["suitable"].net if "suitable" in rates else math.nan
+
+    # -- serialisation ----------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        slo = float(self.config.get("slo_seconds", math.inf))
+        return {
+            "config": self.config,
+            "summary": {
+                "latency_suitable": [asdict(r) for r in self.latency_by_mode(suits_only=True)],
+                "latency_all": [asdict(r) for r in self.latency_by_mode(suits_only=False)],
+                "latency_by_category": {
+                    cat: {m.value: asdict(s) for m, s in row.items()}
+                    for cat, row in self.latency_by_category().items()
+                },
+                "max_sustained_rate": {m.value: v for m, v in self.max_sustained(slo).items()},
+                "win_rates": {
+                    c.value: {k: {**asdict(w), "net": w.net} for k, w in self.win_rates(c).items()}
+                    for c in self.judged_candidates()
+                },
+                "coverage": [asdict(c) for c in self.coverage()],
+            },
+            "load_steps": [asdict(s) for s in self.load_steps],
+            "requests": [r.to_json() for r in self.requests],
+            "judgments": [j.to_json() for j in self.judgments],
+        }
+
+
+def nan_to_none(value: Any) -> Any:
+    """JSON has no NaN: replace it (recursively) with null so any parser reads the file."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [nan_to_none(v) for v in value]
+    return value

@@ -1,0 +1,90 @@
+"""The testbed on this machine, set up and torn down by the project's stack launcher.
+
+``pice bench`` reuses :func:`pice_gateway.up.launch_stack` (the code behind ``pice up``): the
+cloud pinned to the first core, the edge agents to the others, one thread per model server,
+the gateway unpinned. Only the ports differ from ``pice up``: free ones are picked so a bench
+can run beside a ``pice up`` on its default ports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pice.bench.modes import Endpoints
+
+CloudKind = Literal["edge", "vllm"]
+
+
+@dataclass(frozen=True)
+class BenchStackSpec:
+    cloud: CloudKind
+    cloud_model: str
+    edge_model: str
+    edges: int
+    threads: int
+    pin: bool
+    log_dir: Path
+    vllm_venv: Path | None = None
+
+
+@dataclass(frozen=True)
+class BenchStack:
+    endpoints: Endpoints
+    # Which core each server was pinned to ("unpinned" when not): the resource accounting.
+    cores: dict[str, Any]
+
+
+def _free_port_run(host: str, count: int, attempts: int = 50) -> int:
+    """The first of ``count`` consecutive free ports (the launcher puts edges on a range)."""
+    from pice_gateway.up import port_is_free
+
+    for _ in range(attempts):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            first = int(sock.getsockname()[1])
+        if first + count < 65536 and all(port_is_free(host, first + i) for i in range(count)):
+            return first
+    raise RuntimeError(f"no run of {count} free ports on {host}")
+
+
+@contextlib.contextmanager
+def bench_stack(spec: BenchStackSpec) -> Iterator[BenchStack]:
+    """Start cloud, edges and gateway; stop all of them when the block exits, however."""
+    from pice_gateway.up import StackSpec, launch_stack, plan_cores
+
+    host = "127.0.0.1"
+    stack_spec = StackSpec(
+        cloud=spec.cloud,
+        cloud_model=spec.cloud_model,
+        edge_model=spec.edge_model,
+        edges=spec.edges,
+        host=host,
+        gateway_port=_free_port_run(host, 1),
+        cloud_port=_free_port_run(host, 1),
+        edge_base_port=_free_port_run(host, spec.edges),
+        threads=spec.threads,
+        pin=spec.pin,
+        run_dir=spec.log_dir,
+        vllm_venv=spec.vllm_venv,
+    )
+    plan = plan_cores(spec.edges, pin=spec.pin)
+    with launch_stack(stack_spec) as stack:
+        assert stack.gateway_url is not None
+        yield BenchStack(
+            endpoints=Endpoints(
+                gateway_url=stack.gateway_url + "/v1",
+                cloud_url=stack.cloud_base_url,
+                cloud_model=stack.cloud_model,
+            ),
+            cores={
+                "cloud": plan.cloud or "unpinned",
+                "edges": [core or "unpinned" for core in plan.edges],
+                "gateway": "unpinned",
+                "threads_per_model_server": spec.threads,
+            },
+        )

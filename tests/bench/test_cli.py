@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+
+from pice.bench.main import parse_modes, parse_rates, quick_pick
+from pice.bench.questions import Question
+from pice.bench.records import Mode
+from pice.cli import build_parser
+
+
+def test_bench_is_a_pice_subcommand_with_its_defaults() -> None:
+    args = build_parser().parse_args(["bench", "--quick", "--gateway-url", "http://g/v1"])
+    assert args.quick is True
+    assert args.gateway_url == "http://g/v1"
+    assert args.cloud == "edge"
+    assert args.pin is True
+    assert parse_modes(args.modes) == [Mode.CLOUD, Mode.SOT, Mode.PICE, Mode.PICE_AUTO]
+
+
+def test_parse_modes_and_rates() -> None:
+    assert parse_modes("pice-progressive, cloud-only") == [Mode.PICE, Mode.CLOUD]
+    with pytest.raises(SystemExit, match="unknown mode"):
+        parse_modes("pice,cloud")
+    assert parse_rates("0.1,0.05") == (0.1, 0.05)
+    with pytest.raises(SystemExit, match="positive"):
+        parse_rates("0.1,0")
+
+
+def test_quick_pick_spreads_over_categories() -> None:
+    qs = [
+        Question("a1", "a", "?", True),
+        Question("a2", "a", "?", True),
+        Question("b1", "b", "?", True),
+        Question("m1", "math", "?", False),
+        Question("m2", "math", "?", False),
+    ]
+    assert [q.id for q in quick_pick(qs, suitable=2, other=1)] == ["a1", "b1", "m1"]
