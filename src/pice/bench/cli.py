@@ -129,6 +129,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="max arrival window per rate step (default 240; --quick 20)",
     )
     ld.add_argument(
+        "--load-modes",
+        default=None,
+        help="comma-separated modes to load (default: every mode of the run)",
+    )
+    ld.add_argument(
         "--load-all-questions",
         action="store_true",
         help="load with every question, not only those that suit points",

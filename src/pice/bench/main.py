@@ -120,6 +120,7 @@ def build_spec(
             max_count=args.load_requests or (3 if quick else 12),
             max_duration=args.load_seconds or (20.0 if quick else 240.0),
             suits_only=not args.load_all_questions,
+            modes=tuple(parse_modes(args.load_modes)) if args.load_modes else (),
         )
     return RunSpec(
         questions=questions,

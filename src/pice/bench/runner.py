@@ -40,6 +40,8 @@ class LoadSpec:
     max_count: int
     max_duration: float
     suits_only: bool = True
+    # The modes to load; empty = every mode of the run.
+    modes: tuple[Mode, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ async def run_load(systems: Systems, spec: RunSpec, results: BenchResults) -> No
     questions = questions or list(spec.questions)
     # A request still running this long after its step began is past any SLO worth measuring.
     deadline = load.max_duration + 3 * spec.slo_seconds
-    for mode in spec.modes:
+    for mode in load.modes or spec.modes:
         for rate in sorted(load.rates):
             with tqdm(desc=f"load {mode.value} @ {rate:g}/s", unit="req", leave=True) as bar:
                 step, records = await run_load_step(
