@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -221,31 +221,26 @@ def run_chats(base_url: str, count: int, max_tokens: int, out: TextIO) -> list[R
     model = _model_id(base_url)
     questions = [CHAT_QUESTIONS[i % len(CHAT_QUESTIONS)] for i in range(count)]
     _chat_once(base_url, model, questions[0], 4, time.monotonic())  # warm-up
-    t0 = time.monotonic()
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        results = list(
-            pool.map(lambda q: _chat_once(base_url, model, q, max_tokens, t0), questions)
-        )
-    concurrent = _row(
-        "chat",
-        count,
-        "concurrent",
-        sum(r[0] for r in results),
-        time.monotonic() - t0,
-        [r[1] for r in results],
-    )
-    _say(out, f"  chat {count} concurrent  {concurrent.tokens_per_second:6.1f} tok/s")
-    t0 = time.monotonic()
-    results = [_chat_once(base_url, model, q, max_tokens, t0) for q in questions]
-    sequential = _row(
-        "chat",
-        count,
-        "sequential",
-        sum(r[0] for r in results),
-        time.monotonic() - t0,
-        [r[1] for r in results],
-    )
-    _say(out, f"  chat {count} sequential  {sequential.tokens_per_second:6.1f} tok/s")
+
+    def measure(mode: str, run: Callable[[float], list[tuple[int, float]]]) -> Row:
+        t0 = time.monotonic()
+        results = run(t0)
+        tokens = sum(r[0] for r in results)
+        row = _row("chat", count, mode, tokens, time.monotonic() - t0, [r[1] for r in results])
+        _say(out, f"  chat {count} {mode:<11} {row.tokens_per_second:6.1f} tok/s")
+        return row
+
+    def concurrently(t0: float) -> list[tuple[int, float]]:
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            return list(
+                pool.map(lambda q: _chat_once(base_url, model, q, max_tokens, t0), questions)
+            )
+
+    def one_by_one(t0: float) -> list[tuple[int, float]]:
+        return [_chat_once(base_url, model, q, max_tokens, t0) for q in questions]
+
+    concurrent = measure("concurrent", concurrently)
+    sequential = measure("sequential", one_by_one)
     return [concurrent, sequential]
 
 
