@@ -478,12 +478,20 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so one ``finally`` stops the children in both cases."""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    """SIGTERM and SIGINT unwind alike, so one ``finally`` stops the children in both cases.
+
+    SIGINT is installed explicitly too: a process started in the background by a
+    non-interactive shell inherits SIGINT as ignored, and Python then never raises
+    KeyboardInterrupt, so Ctrl-C (or ``kill -INT``) would leave the stack running.
+    """
+    previous = {
+        sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run(args: argparse.Namespace) -> int:
