@@ -170,7 +170,9 @@ def run_expand(
     from pice.models.registry import resolve_model
 
     path = resolve_model(model, progress=False).path
-    engine = Engine(path, EngineConfig(threads=threads, max_sequences=max(16, *sizes)))
+    # No prefix cache: one-at-a-time would reuse the prefix too, and this measures batching.
+    config = EngineConfig(threads=threads, max_sequences=max(16, *sizes), prefix_cache_slots=0)
+    engine = Engine(path, config)
     engine.start()
     try:
         return asyncio.run(_expand_rows(engine, sizes, max_tokens, out))

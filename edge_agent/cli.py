@@ -24,6 +24,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-seqs", dest="max_sequences", type=int, help="sequences decoded at once (16)"
     )
     serve.add_argument("--n-batch", dest="n_batch", type=int, help="tokens per decode step (512)")
+    serve.add_argument(
+        "--prefix-cache",
+        dest="prefix_cache_slots",
+        type=int,
+        help="recent prompt prefixes kept in the KV cache for reuse (4; 0 = off)",
+    )
     serve.add_argument("--token", dest="api_token", help="require 'Authorization: Bearer T'")
     serve.add_argument("--config", type=Path, help="YAML file with these settings")
     serve.set_defaults(handler=_serve)
@@ -51,6 +57,7 @@ def _serve(args: argparse.Namespace) -> int:
         n_ctx=args.n_ctx,
         max_sequences=args.max_sequences,
         n_batch=args.n_batch,
+        prefix_cache_slots=args.prefix_cache_slots,
         api_token=args.api_token,
     )
     uvicorn.run(

@@ -12,6 +12,8 @@ from pydantic_settings import SettingsConfigDict
 from pice.settings import YamlSettings, load_yaml_settings
 
 DEFAULT_MODEL = "qwen2.5-0.5b-instruct"
+# llama.cpp's limit on sequence ids in one context (LLAMA_MAX_SEQ).
+LLAMA_MAX_SEQUENCES = 256
 
 
 def available_cpus() -> int:
@@ -35,6 +37,8 @@ class EdgeSettings(YamlSettings):
     n_ctx: int = Field(default=4096, ge=256)
     max_sequences: int = Field(default=16, ge=1, le=256)
     n_batch: int = Field(default=512, ge=16)
+    # Recent prompt prefixes whose KV cells are kept for later requests (0 = off).
+    prefix_cache_slots: int = Field(default=4, ge=0, le=64)
     api_token: str | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1)
 
@@ -43,6 +47,10 @@ class EdgeSettings(YamlSettings):
         # Every running sequence decodes one token per step, all in one batch.
         if self.n_batch < self.max_sequences:
             raise ValueError("n_batch must be at least max_sequences")
+        if self.max_sequences + self.prefix_cache_slots > LLAMA_MAX_SEQUENCES:
+            raise ValueError(
+                f"max_sequences + prefix_cache_slots must be at most {LLAMA_MAX_SEQUENCES}"
+            )
         return self
 
 

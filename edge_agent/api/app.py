@@ -35,6 +35,7 @@ def create_app(settings: EdgeSettings) -> FastAPI:
                 n_batch=settings.n_batch,
                 max_sequences=settings.max_sequences,
                 threads=settings.threads,
+                prefix_cache_slots=settings.prefix_cache_slots,
             ),
         )
         model_id = settings.model_id or resolved.name

@@ -124,3 +124,7 @@ class LoadResponse(BaseModel):
     prefill_tokens: int
     jobs: int
     cancellations: int
+    prefix_cache_entries: int
+    prefix_cache_cells: int
+    prefix_cache_hits: int
+    prefix_cache_reused_tokens: int

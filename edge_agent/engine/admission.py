@@ -81,15 +81,22 @@ class CellBudget:
             tuple(min(m, per_sequence) for m in cost.max_tokens),
         )
 
-    def can_admit(self, cost: JobCost) -> bool:
-        return (
-            cost.sequences <= len(self._free_slots)
-            and self.reserved_cells + cost.cells <= self.usable_cells
-        )
+    def can_reserve(self, cells: int) -> bool:
+        return self.reserved_cells + cells <= self.usable_cells
 
-    def admit(self, cost: JobCost) -> list[int]:
-        """Reserve the job's cells; returns one free sequence id per sequence."""
-        self.reserved_cells += cost.cells
+    def reserve(self, cells: int) -> None:
+        self.reserved_cells += cells
+
+    def has_slots(self, sequences: int) -> bool:
+        return sequences <= len(self._free_slots)
+
+    def can_admit(self, cost: JobCost, reused: int = 0) -> bool:
+        """Room for ``cost``, of whose prefix ``reused`` cells already exist (prefix cache)."""
+        return self.has_slots(cost.sequences) and self.can_reserve(cost.cells - reused)
+
+    def admit(self, cost: JobCost, reused: int = 0) -> list[int]:
+        """Reserve the job's new cells; returns one free sequence id per sequence."""
+        self.reserved_cells += cost.cells - reused
         return [self._free_slots.pop() for _ in range(cost.sequences)]
 
     def release(self, cells: int, seq_id: int | None = None) -> None:

@@ -45,6 +45,8 @@ class EngineConfig:
     n_batch: int = 512
     max_sequences: int = 16
     threads: int = 2
+    # Recent prompt prefixes kept in the KV cache for later jobs (0 turns the cache off).
+    prefix_cache_slots: int = 4
 
 
 class JobHandle:
@@ -128,14 +130,18 @@ class Engine:
             ContextConfig(
                 n_ctx=self.config.n_ctx,
                 n_batch=self.config.n_batch,
-                n_seq_max=self.config.max_sequences,
+                n_seq_max=self.config.max_sequences + self.config.prefix_cache_slots,
                 n_threads=self.config.threads,
             ),
         )
         self._model, self._ctx = model, ctx
         self._renderer = ChatRenderer.from_model(model)
+        first_cache_id = self.config.max_sequences
         self._scheduler = Scheduler(
-            ctx, CellBudget(ctx.n_ctx, self.config.max_sequences), self.config.n_batch
+            ctx,
+            CellBudget(ctx.n_ctx, self.config.max_sequences),
+            self.config.n_batch,
+            cache_seq_ids=range(first_cache_id, first_cache_id + self.config.prefix_cache_slots),
         )
         self._thread = threading.Thread(target=self._run, name="edge-engine", daemon=True)
         self._thread.start()
@@ -282,13 +288,18 @@ class Engine:
             max_sequences=budget.max_sequences,
             free_sequence_slots=budget.free_slots,
             kv_cells_total=budget.total_cells,
-            kv_cells_reserved=budget.reserved_cells,
+            # Cached prefixes give their cells up on demand: they are not load.
+            kv_cells_reserved=budget.reserved_cells - scheduler.cache.cells,
             decode_tokens_per_second=scheduler.throughput.rate(time.monotonic()),
             threads=self.config.threads,
             tokens_generated=counters.tokens_generated,
             prefill_tokens=counters.prefill_tokens,
             jobs=counters.jobs,
             cancellations=counters.cancellations,
+            prefix_cache_entries=len(scheduler.cache.entries),
+            prefix_cache_cells=scheduler.cache.cells,
+            prefix_cache_hits=scheduler.cache.stats.hits,
+            prefix_cache_reused_tokens=scheduler.cache.stats.reused_tokens,
         )
 
     def _empty_snapshot(self, *, ready: bool) -> LoadSnapshot:
@@ -307,6 +318,10 @@ class Engine:
             prefill_tokens=0,
             jobs=0,
             cancellations=0,
+            prefix_cache_entries=0,
+            prefix_cache_cells=0,
+            prefix_cache_hits=0,
+            prefix_cache_reused_tokens=0,
         )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edge_agent.engine.admission import JobCost
+from edge_agent.engine.prefix_cache import CachedPrefix
 from edge_agent.engine.sampling import Sampler
 from edge_agent.engine.text import TextAssembler
 from edge_agent.engine.types import EngineEvent, FinishReason, SamplingParams
@@ -47,6 +48,8 @@ class JobState:
     request_id: str | None = None
     submitted_at: float = field(default_factory=time.monotonic)
     prefix_done: int = 0  # prefix tokens already prefilled (once, for every sequence)
+    reused: int = 0  # leading prefix tokens taken from the prefix cache, never prefilled
+    cached: CachedPrefix | None = None  # the cache entry they came from, pinned while running
     # Set from any thread (a plain bool store is atomic under the GIL); read by the engine.
     cancelled: bool = False
 

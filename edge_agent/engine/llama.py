@@ -185,6 +185,13 @@ class LlamaContext:
         ptr = llama_cpp.llama_get_logits_ith(self.ptr, index)
         return np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,))
 
+    def share_cells(self, source: int, target: int, count: int) -> None:
+        """Tag the cells of ``source``'s first ``count`` positions with ``target`` as well.
+
+        On a unified cache this copies nothing: the cells simply belong to both sequences.
+        """
+        llama_cpp.llama_memory_seq_cp(self.memory, source, target, 0, count)
+
     def drop_sequence(self, seq: int) -> None:
         """Free every KV cell of ``seq`` (cells shared with other sequences stay theirs)."""
         llama_cpp.llama_memory_seq_rm(self.memory, seq, -1, -1)

@@ -52,6 +52,16 @@ class EngineCollector(Collector):
         yield counter("prefill_tokens", "Prompt positions prefilled", s.prefill_tokens)
         yield counter("jobs", "Jobs admitted", s.jobs)
         yield counter("cancellations", "Sequences cancelled", s.cancellations)
+        yield gauge(
+            "prefix_cache_entries", "Prompt prefixes kept for reuse", s.prefix_cache_entries
+        )
+        yield gauge("prefix_cache_cells", "KV cells held by cached prefixes", s.prefix_cache_cells)
+        yield counter("prefix_cache_hits", "Jobs that reused a cached prefix", s.prefix_cache_hits)
+        yield counter(
+            "prefix_cache_reused_tokens",
+            "Prompt positions taken from the prefix cache instead of prefilled",
+            s.prefix_cache_reused_tokens,
+        )
 
 
 def engine_registry(snapshot: Callable[[], LoadSnapshot], model: str) -> CollectorRegistry:

@@ -5,7 +5,8 @@ remaining ``n_batch`` budget, prefill tokens of admitted jobs in admission order
 prefix tokens carry the sequence ids of all its sequences, so the prefix is computed and
 stored once (unified KV cache); its suffixes follow, each under its own sequence id. New jobs
 join at the next step, and a finished or cancelled sequence leaves at the next step with its
-KV cells freed. Everything here runs on the engine thread.
+KV cells freed. A job whose prefix begins like a recent one reuses those cells from the prefix
+cache and prefills only the rest. Everything here runs on the engine thread.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edge_agent.engine.admission import CellBudget
 from edge_agent.engine.job import JobState, SequenceState, finish_reason_for
 from edge_agent.engine.llama import DECODE_NO_KV_SLOT, DECODE_OK, LlamaContext, TokenBatch
+from edge_agent.engine.prefix_cache import PrefixCache, PrefixHit
 from edge_agent.engine.sampling import Sampler, token_logprob
 from edge_agent.engine.stats import EngineCounters, ThroughputWindow
 from edge_agent.engine.text import TextAssembler
@@ -43,11 +46,25 @@ class _Chunk:
     count: int
 
 
+@dataclass(frozen=True)
+class _Room:
+    """A job fits now; ``hit`` is the cached prefix it starts from, if any."""
+
+    hit: PrefixHit | None
+
+
 class Scheduler:
-    def __init__(self, ctx: LlamaContext, budget: CellBudget, n_batch: int) -> None:
+    def __init__(
+        self,
+        ctx: LlamaContext,
+        budget: CellBudget,
+        n_batch: int,
+        cache_seq_ids: Sequence[int] = (),
+    ) -> None:
         self.ctx = ctx
         self.model = ctx.model
         self.budget = budget
+        self.cache = PrefixCache(ctx, budget, cache_seq_ids)
         self.n_batch = n_batch
         self.batch = TokenBatch(n_batch, ctx.n_seq_max)
         self.waiting: deque[JobState] = deque()
@@ -80,18 +97,39 @@ class Scheduler:
                 self.waiting.popleft()
                 self._cancel_waiting(head)
                 continue
-            if not self.budget.can_admit(head.cost):
+            room = self._room_for(head)
+            if room is None:
                 return
             self.waiting.popleft()
-            seq_ids = self.budget.admit(head.cost)
+            hit = room.hit
+            reused = hit.tokens if hit else 0
+            seq_ids = self.budget.admit(head.cost, reused)
             for seq, seq_id in zip(head.sequences, seq_ids, strict=True):
                 seq.seq_id = seq_id
                 seq.sampler = Sampler(seq.params)
                 seq.text = TextAssembler(seq.params.stop)
+            if hit:
+                self.cache.attach(hit, seq_ids)
+                head.cached = hit.entry
+                head.prefix_done = head.reused = reused
             self.running.append(head)
             self.counters.jobs += 1
             queued_ms = (time.monotonic() - head.submitted_at) * 1000.0
             head.emit(JobStarted(head.job_id, head.cost.prompt_tokens, queued_ms))
+
+    def _room_for(self, job: JobState) -> _Room | None:
+        """Room to admit ``job`` now (with the cached prefix it reuses), or None.
+
+        Idle cached prefixes are evicted when the job needs their cells.
+        """
+        if not self.budget.has_slots(job.cost.sequences):
+            return None
+        hit = self.cache.lookup(job.prefix) if job.prefix else None
+        if hit is not None and self.cache.make_room(job.cost.cells - hit.tokens, keep=hit.entry):
+            return _Room(hit)
+        if self.cache.make_room(job.cost.cells):
+            return _Room(None)
+        return None
 
     def _cancel_waiting(self, job: JobState) -> None:
         for seq in job.sequences:
@@ -129,7 +167,7 @@ class Scheduler:
         job.emit(self._done_event(job, seq, reason))
         if not job.live():
             # The prefix cells went with the last sequence that referenced them.
-            self.budget.release(job.cost.prefix_tokens)
+            self._release_prefix(job)
             self.running.remove(job)
             job.emit(JobDone(job.cost.prompt_tokens, sum(s.generated for s in job.sequences)))
 
@@ -158,9 +196,16 @@ class Scheduler:
                 seq.sampler.close()
                 seq.sampler = None
         if job in self.running:
-            self.budget.release(job.cost.prefix_tokens)
+            self._release_prefix(job)
             self.running.remove(job)
         job.emit(JobFailed(error))
+
+    def _release_prefix(self, job: JobState) -> None:
+        """Release the prefix cells the job reserved and unpin the cached prefix it reused."""
+        self.budget.release(job.cost.prefix_tokens - job.reused)
+        if job.cached is not None:
+            self.cache.detach(job.cached)
+            job.cached = None
 
     def fail_all(self, error: PiceError) -> None:
         for job in list(self.running):
@@ -261,10 +306,13 @@ class Scheduler:
         for chunk in chunks:
             self.counters.prefill_tokens += chunk.count
             if chunk.seq is None:
-                chunk.job.prefix_done += chunk.count
-                if chunk.job.prefilled:
-                    for seq in chunk.job.live():
-                        seq.n_past = len(chunk.job.prefix)
+                job = chunk.job
+                job.prefix_done += chunk.count
+                live = job.live()
+                if job.prefilled and live:
+                    for seq in live:
+                        seq.n_past = len(job.prefix)
+                    self.cache.store(job.prefix, live[0].seq_id)
             else:
                 chunk.seq.suffix_done += chunk.count
                 chunk.seq.n_past = len(chunk.job.prefix) + chunk.seq.suffix_done
@@ -309,6 +357,9 @@ class Scheduler:
         for job in self.running:
             for seq in job.live():
                 seq.logits_row = None
+        if self.cache.evict_one():
+            logger.warning("No KV slot for a batch; evicted a cached prefix")
+            return
         if chunks and self._prefill_cap > 1:
             self._prefill_cap = max(1, self._prefill_cap // 2)
             logger.warning("No KV slot for a batch; prefill budget now %d", self._prefill_cap)

@@ -63,6 +63,10 @@ class LoadSnapshot:
     prefill_tokens: int
     jobs: int
     cancellations: int
+    prefix_cache_entries: int
+    prefix_cache_cells: int
+    prefix_cache_hits: int
+    prefix_cache_reused_tokens: int  # prompt positions taken from the cache, not prefilled
 
     @property
     def kv_usage(self) -> float:

@@ -47,7 +47,14 @@ SKETCH = [
 def engine(small_model_path: Path) -> Iterator[Engine]:
     eng = Engine(
         small_model_path,
-        EngineConfig(n_ctx=N_CTX, n_batch=256, max_sequences=MAX_SEQUENCES, threads=1),
+        EngineConfig(
+            n_ctx=N_CTX,
+            n_batch=256,
+            max_sequences=MAX_SEQUENCES,
+            threads=1,
+            # These tests count prefill work; the prefix cache has tests of its own.
+            prefix_cache_slots=0,
+        ),
     )
     eng.start()
     yield eng
