@@ -1,6 +1,10 @@
 """The edge batching benchmark: one job of N points vs the same points one at a time, and
 8 concurrent chat completions vs 8 sequential ones against a real ``pice edge serve``.
 
+A third pair of rows is the hardware's own bound: raw ``llama_decode`` steps of 8 sequences vs
+1, no engine around them, so the engine's figures can be read against what the CPU's kernels
+give at all.
+
 Run it as ``pice edge bench`` or ``python benchmarks/edge_batching.py``. Heavy imports happen
 inside the functions; the chat part speaks HTTP with the standard library so that an
 edge-only install (no httpx) can run it.
@@ -63,6 +67,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chats", type=int, default=8, help="concurrent chat requests (0 = skip)")
     parser.add_argument(
         "--server-url", help="benchmark chats against this running server instead of starting one"
+    )
+    parser.add_argument(
+        "--raw-sequences",
+        type=int,
+        default=8,
+        help="sequences in the raw llama_decode bound (0 = skip; default 8)",
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--png", type=Path, help="draw a chart here (needs matplotlib)")
@@ -153,6 +163,54 @@ async def _expand_rows(
             all_ttfts += ttfts
         rows.append(_row("expand", n, "one-at-a-time", total, time.monotonic() - t0, all_ttfts))
         _say(out, f"  expand {n:>2} points  one-at-a-time {rows[-1].tokens_per_second:6.1f} tok/s")
+    return rows
+
+
+# -- the bound: raw llama_decode steps, no engine ----------------------------------------------
+
+
+def run_raw(model: str, threads: int, sequences: int, steps: int, out: TextIO) -> list[Row]:
+    """Greedy decode ``steps`` tokens for ``sequences`` sequences per step, then for 1."""
+    import numpy as np
+
+    from edge_agent.engine.chat_template import ChatRenderer
+    from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, TokenBatch
+    from edge_agent.prompts import expansion_messages
+    from pice.models.registry import resolve_model
+
+    llama = LlamaModel(resolve_model(model, progress=False).path)
+    ctx = LlamaContext(llama, ContextConfig(4096, 512, max(sequences, 1), threads))
+    batch = TokenBatch(512, max(sequences, 1))
+    prompt = ChatRenderer.from_model(llama).render(expansion_messages(QUESTION, SKETCH[:8]))
+    prefix = llama.tokenize(prompt.text, add_special=prompt.add_special, parse_special=True)
+    rows: list[Row] = []
+    try:
+        for k, mode in ((sequences, "batched"), (1, "one-at-a-time")):
+            ctx.clear()
+            batch.clear()
+            ids = tuple(range(k))
+            for pos, token in enumerate(prefix):
+                batch.add(token, pos, ids, logits=pos == len(prefix) - 1)
+            if ctx.decode(batch) != 0:
+                raise RuntimeError("llama_decode failed on the prefix")
+            last = [int(np.argmax(ctx.logits(batch.n_tokens - 1)))] * k
+            t0 = time.monotonic()
+            for step in range(steps):
+                batch.clear()
+                for seq in range(k):
+                    batch.add(last[seq], len(prefix) + step, (seq,), logits=True)
+                if ctx.decode(batch) != 0:
+                    raise RuntimeError("llama_decode failed")
+                last = [int(np.argmax(ctx.logits(seq))) for seq in range(k)]
+            seconds = time.monotonic() - t0
+            rows.append(_row("raw-decode", sequences, mode, steps * k, seconds, []))
+            _say(
+                out, f"  raw decode {k:>2} sequences/step   {rows[-1].tokens_per_second:6.1f} tok/s"
+            )
+    finally:
+        batch.close()
+        ctx.close()
+        llama.close()
     return rows
 
 
@@ -344,6 +402,8 @@ def run_from_args(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     sizes = [int(s) for s in str(args.points).split(",") if s]
     _say(out, f"edge batching benchmark: model={args.model} threads={args.threads}")
     rows = run_expand(args.model, args.threads, sizes, args.max_tokens, out)
+    if args.raw_sequences > 0:
+        rows += run_raw(args.model, args.threads, args.raw_sequences, args.max_tokens, out)
     if args.chats > 0:
         if args.server_url:
             rows += run_chats(args.server_url.rstrip("/"), args.chats, args.max_tokens, out)
