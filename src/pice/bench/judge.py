@@ -1,7 +1,9 @@
 """Pairwise answer judging by a model behind any OpenAI-compatible endpoint.
 
-The prompt follows MT-bench's pairwise template, cut down so that a small judge (the bundled
-1.5B by default) answers with a verdict first: it has few tokens to spare and tends to ramble.
+The judge grades both answers 1–10 in one short, fixed-format reply (an MT-bench-style rubric,
+cut down). Asked for a bare verdict, the bundled 1.5B picks a position rather than an answer
+(``[[B]]`` whatever the order); two grades carry a margin, and a margin survives the swap of
+the orders when the answers really differ (see :mod:`pice.bench.winrate`).
 """
 
 from __future__ import annotations
@@ -13,16 +15,21 @@ import httpx
 
 from pice.bench.questions import Question
 from pice.bench.records import JudgeRecord, Mode
-from pice.bench.winrate import Verdict, combine, parse_verdict
+from pice.bench.winrate import Judgment, Verdict, combine, combined_margin
 
 JUDGE_SYSTEM = (
-    "You are an impartial judge. Compare two assistant answers to the user's question. "
-    "Judge helpfulness, relevance, accuracy, depth and clarity. Do not let the order of the "
-    "answers or their length decide. Reply with the verdict first: [[A]] if answer A is "
-    "better, [[B]] if answer B is better, [[C]] for a tie. Then one short sentence of reason."
+    "You are an impartial judge. Grade each of two assistant answers to the user's question "
+    "on a scale of 1 to 10 for helpfulness, relevance, accuracy, completeness and clarity. "
+    "1-2: wrong, off-topic, empty, or cut off mid-sentence. 3-5: partly correct or incomplete. "
+    "6-8: correct and relevant but could be more complete or clearer. 9-10: correct, complete "
+    "and clear. Grade each answer on its own merits; do not let the order or the length of the "
+    "answers decide. Reply with exactly two lines and nothing else:\n"
+    "Score A: <n>\nScore B: <n>"
 )
 # Keeps two answers and the question inside a small model's context window.
 MAX_ANSWER_CHARS = 3000
+# Two grade lines are about a dozen tokens, twice that with markdown ("**Score A:** 7/10");
+# a judge that starts explaining instead is cut off early.
 JUDGE_MAX_TOKENS = 24
 
 
@@ -33,13 +40,13 @@ def judge_messages(question: str, answer_a: str, answer_b: str) -> list[dict[str
         "[The End of Assistant A's Answer]\n\n"
         f"[The Start of Assistant B's Answer]\n{answer_b[:MAX_ANSWER_CHARS]}\n"
         "[The End of Assistant B's Answer]\n\n"
-        "Verdict ([[A]], [[B]] or [[C]]):"
+        "Grade both answers, in exactly this format:\nScore A: <n>\nScore B: <n>"
     )
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
 
 
 class Judge:
-    """Asks one judge model for verdicts; ``base_url`` ends in ``/v1``."""
+    """Asks one judge model for judgments; ``base_url`` ends in ``/v1``."""
 
     def __init__(
         self, client: httpx.AsyncClient, base_url: str, model: str, api_key: str | None = None
@@ -49,8 +56,8 @@ class Judge:
         self._model = model
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
-    async def verdict(self, question: str, answer_a: str, answer_b: str) -> tuple[Verdict, str]:
-        """The verdict on (A, B) and the judge's raw reply; a failed call is ``INVALID``."""
+    async def judgment(self, question: str, answer_a: str, answer_b: str) -> tuple[Judgment, str]:
+        """The judgment on (A, B) and the judge's raw reply; a failed call is ``INVALID``."""
         body: dict[str, Any] = {
             "model": self._model,
             "messages": judge_messages(question, answer_a, answer_b),
@@ -62,8 +69,8 @@ class Judge:
             response.raise_for_status()
             reply = str(response.json()["choices"][0]["message"]["content"] or "")
         except (httpx.HTTPError, ValueError, KeyError, IndexError) as exc:
-            return Verdict.INVALID, f"judge call failed: {type(exc).__name__}: {exc}"
-        return parse_verdict(reply), reply
+            return Judgment(Verdict.INVALID), f"judge call failed: {type(exc).__name__}: {exc}"
+        return Judgment.parse(reply), reply
 
     async def judge_pair(
         self,
@@ -73,10 +80,10 @@ class Judge:
         baseline: Mode,
         baseline_answer: str,
     ) -> JudgeRecord:
-        """Judge the pair in both orders (concurrently) and combine the two verdicts."""
+        """Judge the pair in both orders (concurrently) and combine the two judgments."""
         (first, raw_first), (second, raw_second) = await asyncio.gather(
-            self.verdict(question.question, candidate_answer, baseline_answer),
-            self.verdict(question.question, baseline_answer, candidate_answer),
+            self.judgment(question.question, candidate_answer, baseline_answer),
+            self.judgment(question.question, baseline_answer, candidate_answer),
         )
         return JudgeRecord(
             question_id=question.id,
@@ -84,9 +91,12 @@ class Judge:
             suits_points=question.suits_points,
             candidate=candidate,
             baseline=baseline,
-            verdict_candidate_first=first.value,
-            verdict_candidate_second=second.value,
+            verdict_candidate_first=first.verdict.value,
+            verdict_candidate_second=second.verdict.value,
             outcome=combine(first, second).value,
             raw_first=raw_first,
             raw_second=raw_second,
+            scores_candidate_first=first.scores,
+            scores_candidate_second=second.scores,
+            margin=combined_margin(first, second),
         )

@@ -103,7 +103,12 @@ class RequestRecord:
 
 @dataclass
 class JudgeRecord:
-    """One question judged in both orders: candidate (PICE) against baseline (cloud-only)."""
+    """One question judged in both orders: candidate (PICE) against baseline (cloud-only).
+
+    Verdicts and grades are as the judge saw the answers: in the first order the candidate is
+    A, in the second it is B. The grades are absent when the judge gave none (its verdict was
+    read instead); ``margin`` is the candidate's summed lead over both orders.
+    """
 
     question_id: str
     category: str
@@ -115,6 +120,10 @@ class JudgeRecord:
     outcome: str
     raw_first: str
     raw_second: str
+    # Defaulted: a judgment read from verdicts alone, or an older results file, has no grades.
+    scores_candidate_first: tuple[int, int] | None = None  # (A, B)
+    scores_candidate_second: tuple[int, int] | None = None  # (A, B)
+    margin: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

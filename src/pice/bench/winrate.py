@@ -1,9 +1,15 @@
-"""Pairwise judging arithmetic: verdicts in both orders, outcomes, net win rates.
+"""Pairwise judging arithmetic: judgments in both orders, outcomes, net win rates.
 
 Each pair (candidate answer, baseline answer) is judged twice, once with the candidate shown as
-answer A and once as answer B, to cancel the judge's position bias. Each judgment scores +1 for
-the candidate, -1 for the baseline, 0 for a tie; the question's outcome is the sign of the sum,
-so two orders that disagree make a tie (the convention of the Skeleton-of-Thought paper).
+answer A and once as answer B, to cancel the judge's position bias. In each order the judge
+grades both answers 1–10; the order's *margin* is the candidate's grade minus the baseline's.
+The question's outcome is the sign of the two margins' sum. A judge that adds the same bonus to
+whichever answer comes first shifts the two margins by the same amount in opposite directions,
+so the bonus cancels and only a difference that survives the swap decides the outcome.
+
+A reply without both grades falls back to a verdict (``[[A]]`` / ``[[B]]`` / ``[[C]]``), which
+counts as a one-point margin; a reply with neither is invalid and counts as a tie in its order.
+With verdicts only this is the convention of the Skeleton-of-Thought paper.
 """
 
 from __future__ import annotations
@@ -32,7 +38,17 @@ class Outcome(StrEnum):
 
 
 _BRACKETED = re.compile(r"\[\[\s*(A|B|C|TIE)\s*\]\]", re.IGNORECASE)
-_LEADING = re.compile(r"^\W*(?:answer\s+|assistant\s+)?(A|B|TIE|C)\b", re.IGNORECASE)
+# A bare leading letter, but not the "A: 7" of a grade line whose other grade is missing.
+_LEADING = re.compile(
+    r"^\W*(?:answer\s+|assistant\s+)?(A|B|TIE|C)\b(?![\s*]*[:=]\s*\**\s*\d)", re.IGNORECASE
+)
+# "Score A: 7", "**Score for Assistant B:** 8/10", "Answer A - 7", or a line starting "A: 7".
+_SCORE = re.compile(
+    r"(?:\bscore\s*(?:for\s+)?(?:answer\s+|assistant\s+)?|\b(?:answer|assistant)\s+|^[\W_]*)"
+    r"(A|B)\b[\s*]*[:=-]?[\s*]*(\d{1,2})(?![\d.])",
+    re.IGNORECASE | re.MULTILINE,
+)
+MIN_SCORE, MAX_SCORE = 1, 10
 
 
 def parse_verdict(text: str) -> Verdict:
@@ -49,20 +65,53 @@ def parse_verdict(text: str) -> Verdict:
     return Verdict.TIE
 
 
-def score(verdict: Verdict, *, candidate_is_a: bool) -> int:
-    """+1 when the verdict favours the candidate, -1 the baseline, 0 a tie or invalid reply."""
-    if verdict is Verdict.A:
-        return 1 if candidate_is_a else -1
-    if verdict is Verdict.B:
-        return -1 if candidate_is_a else 1
-    return 0
+def parse_scores(text: str) -> tuple[int, int] | None:
+    """The grades (answer A, answer B) from a reply such as ``Score A: 7 / Score B: 4``; the
+    first grade given for each letter counts. ``None`` unless both are there and in 1–10."""
+    found: dict[str, int] = {}
+    for match in _SCORE.finditer(text):
+        found.setdefault(match.group(1).upper(), int(match.group(2)))
+    a, b = found.get("A"), found.get("B")
+    if a is None or b is None or not all(MIN_SCORE <= s <= MAX_SCORE for s in (a, b)):
+        return None
+    return a, b
 
 
-def combine(candidate_first: Verdict, candidate_second: Verdict) -> Outcome:
-    """The outcome from the two orders: candidate shown as A, then shown as B."""
-    total = score(candidate_first, candidate_is_a=True) + score(
-        candidate_second, candidate_is_a=False
+@dataclass(frozen=True)
+class Judgment:
+    """The judge's reply in one order, read: grades when it gave both, else only a verdict."""
+
+    verdict: Verdict
+    scores: tuple[int, int] | None = None  # (answer A, answer B)
+
+    @classmethod
+    def parse(cls, text: str) -> Judgment:
+        scores = parse_scores(text)
+        if scores is None:
+            return cls(parse_verdict(text))
+        a, b = scores
+        return cls(Verdict.A if a > b else Verdict.B if b > a else Verdict.TIE, scores)
+
+    def margin(self, *, candidate_is_a: bool) -> int:
+        """The candidate's grade minus the baseline's; a verdict alone counts as ±1, a tie or
+        an invalid reply as 0."""
+        if self.scores is not None:
+            diff = self.scores[0] - self.scores[1]
+        else:
+            diff = {Verdict.A: 1, Verdict.B: -1}.get(self.verdict, 0)
+        return diff if candidate_is_a else -diff
+
+
+def combined_margin(candidate_first: Judgment, candidate_second: Judgment) -> int:
+    """The sum of the margins of the two orders: candidate shown as A, then shown as B."""
+    return candidate_first.margin(candidate_is_a=True) + candidate_second.margin(
+        candidate_is_a=False
     )
+
+
+def combine(candidate_first: Judgment, candidate_second: Judgment) -> Outcome:
+    """The outcome from the two orders: the sign of their summed margin."""
+    total = combined_margin(candidate_first, candidate_second)
     if total > 0:
         return Outcome.WIN
     if total < 0:
