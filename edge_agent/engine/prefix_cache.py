@@ -10,8 +10,9 @@ those cells tagged with its own sequence ids and prefills only the rest.
 Accounting stays conservative, so a cached cell is never handed out twice: an entry reserves its
 whole length in the :class:`CellBudget` (cells it shares with another entry or a running job
 are counted twice), a job that reuses ``n`` cached tokens reserves ``n`` cells fewer, and an
-entry is only evicted while no running job reuses it. Entries are evicted least recently used
-first, when slots run out or when admission needs their cells. Engine thread only.
+entry is only evicted while no running job reuses it. Entries are evicted when slots run out or
+when admission needs their cells: those never reused first (so a stream of one-off prompts
+cannot push out a prefix every request shares), then least recently used. Engine thread only.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class CachedPrefix:
     tokens: tuple[int, ...]
     seq_id: int  # the cache's own llama.cpp sequence id
     users: int = 0  # running jobs whose sequences share these cells
+    hits: int = 0  # jobs that reused it so far
     last_used: float = field(default_factory=time.monotonic)
 
     @property
@@ -104,6 +106,7 @@ class PrefixCache:
         for seq_id in seq_ids:
             self._ctx.share_cells(hit.entry.seq_id, seq_id, hit.tokens)
         hit.entry.users += 1
+        hit.entry.hits += 1
         hit.entry.last_used = time.monotonic()
         self.stats.hits += 1
         self.stats.reused_tokens += hit.tokens
@@ -135,7 +138,8 @@ class PrefixCache:
         self.stats.stored += 1
 
     def make_room(self, cells: int, keep: CachedPrefix | None = None) -> bool:
-        """Evict idle entries (least recently used first) so that ``cells`` can be reserved.
+        """Evict idle entries (never reused, then least recently used first) so that ``cells``
+        can be reserved.
 
         Evicts nothing when even evicting every idle entry would not make room.
         """
@@ -149,14 +153,16 @@ class PrefixCache:
         return True
 
     def evict_one(self) -> bool:
-        """Evict the least recently used idle entry; False when there is none."""
+        """Evict one idle entry (never reused, then least recently used first); False if none."""
         return self._evict_lru()
 
     def _evict_lru(self, keep: CachedPrefix | None = None) -> bool:
         idle = [e for e in self.entries if e.users == 0 and e is not keep]
         if not idle:
             return False
-        self._evict(min(idle, key=lambda e: e.last_used))
+        # Prompts seen once (a unique chat, one point of a cloud-side SoT expansion) go before
+        # prefixes that proved shared (the sketch instructions), then least recently used.
+        self._evict(min(idle, key=lambda e: (e.hits > 0, e.last_used)))
         return True
 
     def _evict(self, entry: CachedPrefix) -> None:

@@ -91,6 +91,23 @@ def test_least_recently_used_idle_entry_makes_way_and_pinned_ones_stay() -> None
     assert budget.reserved_cells == 80
 
 
+def test_one_off_prompts_cannot_push_out_a_prefix_that_was_reused() -> None:
+    cache, cells, _ = make_cache(slots=2)
+    shared = tokens((0, 40))
+    cells.held[1] = 40
+    cache.store(shared, 1)
+    hit = cache.lookup(tokens((0, 40), (7, 9)))
+    assert hit is not None
+    cache.attach(hit, [2])
+    cache.detach(hit.entry)  # the reusing job finished: idle, but proved shared
+    for seq, start in ((3, 1000), (4, 2000), (5, 3000)):  # a stream of unique prompts
+        cells.held[seq] = 40
+        cache.store(tokens((start, start + 40)), seq)
+    # The shared prefix is the oldest entry, yet it stays; the unique prompts replace each other.
+    assert sorted(e.tokens[0] for e in cache.entries) == [0, 3000]
+    assert cache.stats.evicted == 2
+
+
 def test_make_room_evicts_only_when_that_makes_enough_room() -> None:
     cache, cells, budget = make_cache(n_ctx=1024, slots=2)
     cells.held[1] = 300
