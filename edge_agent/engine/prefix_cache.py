@@ -59,7 +59,6 @@ class PrefixHit:
 class PrefixCacheStats:
     hits: int = 0
     reused_tokens: int = 0
-    stored: int = 0
     evicted: int = 0
 
 
@@ -127,7 +126,7 @@ class PrefixCache:
         for entry in [e for e in self.entries if e.users == 0]:
             if tokens[: entry.cells] == entry.tokens:
                 self._evict(entry)
-        if not self._free_ids and not self._evict_lru():
+        if not self._free_ids and not self.evict_one():
             return
         if not self.make_room(len(tokens)):
             return
@@ -135,7 +134,6 @@ class PrefixCache:
         self._ctx.share_cells(source_seq_id, seq_id, len(tokens))
         self._budget.reserve(len(tokens))
         self.entries.append(CachedPrefix(tokens, seq_id))
-        self.stats.stored += 1
 
     def make_room(self, cells: int, keep: CachedPrefix | None = None) -> bool:
         """Evict idle entries (never reused, then least recently used first) so that ``cells``
@@ -149,14 +147,11 @@ class PrefixCache:
         if not self._budget.can_reserve(cells - idle):
             return False
         while not self._budget.can_reserve(cells):
-            self._evict_lru(keep)
+            self.evict_one(keep)
         return True
 
-    def evict_one(self) -> bool:
+    def evict_one(self, keep: CachedPrefix | None = None) -> bool:
         """Evict one idle entry (never reused, then least recently used first); False if none."""
-        return self._evict_lru()
-
-    def _evict_lru(self, keep: CachedPrefix | None = None) -> bool:
         idle = [e for e in self.entries if e.users == 0 and e is not keep]
         if not idle:
             return False
