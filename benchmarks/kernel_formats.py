@@ -1,0 +1,143 @@
+"""What llama.cpp's CPU kernels give per weight format (see docs/benchmarks-edge.md).
+
+For a model and requantised copies of it (``llama_model_quantize``): bare ``llama_decode``
+tokens/s with 1 and with 8 sequences per step (the same measurement as ``pice edge bench``'s
+``raw-decode`` rows), prefill tokens/s over a 400-token prompt, and perplexity over this
+repository's docs (to see what quantising twice costs).
+
+python benchmarks/kernel_formats.py --threads 2 --formats iq4_nl,q4_0 --out formats.json
+python benchmarks/kernel_formats.py --model qwen2.5-1.5b-instruct --threads 1 --formats "" \
+    --no-perplexity
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+import numpy as np
+
+from edge_agent.bench import run_raw
+from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, TokenBatch
+from pice.models.registry import resolve_model
+
+# llama_ftype values (llama.h).
+FTYPES = {"q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "iq4_nl": 25}
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+N_BATCH = 512
+
+
+def requantize(source: Path, fmt: str, folder: Path) -> Path:
+    out = folder / f"{source.stem}-{fmt}.gguf"
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.nthread = 2
+    params.ftype = FTYPES[fmt]
+    params.allow_requantize = True
+    if llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), params) != 0:
+        raise RuntimeError(f"llama_model_quantize failed for {fmt}")
+    return out
+
+
+def docs_tokens(model: LlamaModel, count: int) -> list[int]:
+    text = "\n".join(p.read_text() for p in sorted(DOCS.glob("*.md")))
+    return model.tokenize(text, add_special=True, parse_special=False)[:count]
+
+
+def prefill_and_perplexity(path: Path, threads: int, perplexity: bool) -> tuple[float, float]:
+    """Prefill tokens/s over 400 tokens; perplexity over 2048 tokens (NaN when skipped)."""
+    model = LlamaModel(path)
+    ctx = LlamaContext(model, ContextConfig(4096, N_BATCH, 1, threads))
+    batch = TokenBatch(N_BATCH, 1)
+    try:
+        prompt = docs_tokens(model, 400)
+        for pos, token in enumerate(prompt):
+            batch.add(token, pos, (0,), logits=pos == len(prompt) - 1)
+        started = time.monotonic()
+        if ctx.decode(batch) != 0:
+            raise RuntimeError("llama_decode failed")
+        prefill = len(prompt) / (time.monotonic() - started)
+        if not perplexity:
+            return prefill, float("nan")
+        ctx.clear()
+        tokens = docs_tokens(model, 2048)
+        nll, scored = 0.0, 0
+        for start in range(0, len(tokens) - 1, N_BATCH):
+            chunk = tokens[start : start + N_BATCH]
+            batch.clear()
+            for i, token in enumerate(chunk):
+                batch.add(token, start + i, (0,), logits=True)
+            if ctx.decode(batch) != 0:
+                raise RuntimeError("llama_decode failed")
+            for i in range(len(chunk)):
+                if start + i + 1 >= len(tokens):
+                    break
+                logits = ctx.logits(i).astype(np.float64)
+                peak = logits.max()
+                log_z = peak + np.log(np.exp(logits - peak).sum())
+                nll += float(log_z - logits[tokens[start + i + 1]])
+                scored += 1
+        return prefill, float(np.exp(nll / scored))
+    finally:
+        batch.close()
+        ctx.close()
+        model.close()
+
+
+def measure(path: Path, label: str, threads: int, perplexity: bool) -> dict[str, Any]:
+    rows = run_raw(str(path), threads, 8, 64, io.StringIO())
+    by_mode = {r.mode: r.tokens_per_second for r in rows}
+    prefill, ppl = prefill_and_perplexity(path, threads, perplexity)
+    return {
+        "weights": label,
+        "decode_1_seq_tok_s": by_mode["one-at-a-time"],
+        "decode_8_seq_tok_s": by_mode["batched"],
+        "ratio": by_mode["batched"] / by_mode["one-at-a-time"],
+        "prefill_tok_s": prefill,
+        "perplexity": ppl,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--model", default="qwen2.5-0.5b-instruct", help="model name or path")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--formats", default="iq4_nl,q4_0", help=f"of {', '.join(FTYPES)}")
+    parser.add_argument("--no-perplexity", dest="perplexity", action="store_false")
+    parser.add_argument("--out", type=Path, help="write the rows as JSON here")
+    args = parser.parse_args(argv)
+
+    source = resolve_model(args.model, progress=False).path
+    formats = [f for f in args.formats.split(",") if f]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        models = [(source, "as provisioned")]
+        for fmt in formats:
+            print(f"requantising to {fmt} …", file=sys.stderr, flush=True)
+            models.append((requantize(source, fmt, Path(folder)), f"requantised {fmt}"))
+        for path, label in models:
+            print(f"measuring {label} …", file=sys.stderr, flush=True)
+            rows.append(measure(path, label, args.threads, args.perplexity))
+    print(f"\n{args.model}, {args.threads} thread(s)\n")
+    print("| weights | 1 seq tok/s | 8 seqs tok/s | ratio | prefill tok/s | perplexity |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['weights']} | {r['decode_1_seq_tok_s']:.1f} | {r['decode_8_seq_tok_s']:.1f} "
+            f"| {r['ratio']:.2f}x | {r['prefill_tok_s']:.0f} | {r['perplexity']:.1f} |"
+        )
+    if args.out:
+        args.out.write_text(
+            json.dumps({"model": args.model, "threads": args.threads, "rows": rows})
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
