@@ -1,0 +1,244 @@
+"""Calibrate the pairwise judge on hand-made pairs (see docs/benchmarks.md, "Quality").
+
+The "clear" and "heldout" pairs put a correct, complete answer against a wrong, truncated or
+off-topic one; the "reasonable" pairs hold two acceptable answers. Every pair is judged in both
+orders with the graded prompt the bench uses (``pice.bench.judge.Judge``) and, for comparison,
+with the earlier bare-verdict prompt ([[A]]/[[B]]/[[C]]). Nothing here knows about modes.
+
+Start a judge, e.g. ``pice edge serve --model qwen2.5-1.5b-instruct --threads 1 --port 8177``,
+then: python benchmarks/judge_calibration.py --url http://127.0.0.1:8177/v1 --out calib.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from pice.bench.judge import Judge
+from pice.bench.winrate import Judgment, combine, combined_margin, parse_verdict
+
+OLD_SYSTEM = (
+    "You are an impartial judge. Compare two assistant answers to the user's question. "
+    "Judge helpfulness, relevance, accuracy, depth and clarity. Do not let the order of the "
+    "answers or their length decide. Reply with the verdict first: [[A]] if answer A is "
+    "better, [[B]] if answer B is better, [[C]] for a tie. Then one short sentence of reason."
+)
+
+
+def old_messages(question: str, a: str, b: str) -> list[dict[str, str]]:
+    user = (
+        f"[User Question]\n{question}\n\n"
+        f"[The Start of Assistant A's Answer]\n{a[:3000]}\n"
+        "[The End of Assistant A's Answer]\n\n"
+        f"[The Start of Assistant B's Answer]\n{b[:3000]}\n"
+        "[The End of Assistant B's Answer]\n\n"
+        "Verdict ([[A]], [[B]] or [[C]]):"
+    )
+    return [{"role": "system", "content": OLD_SYSTEM}, {"role": "user", "content": user}]
+
+
+CLEAR = [
+    (
+        "What causes the seasons on Earth?",
+        "The seasons are caused by the tilt of Earth's axis, about 23.5 degrees relative to its "
+        "orbit. As Earth orbits the Sun, the hemisphere tilted toward the Sun receives more direct "
+        "sunlight and longer days, so it has summer; the hemisphere tilted away gets sunlight at a "
+        "lower angle and shorter days, so it has winter. The distance to the Sun changes only a "
+        "little and is not the cause: Earth is actually closest to the Sun in January.",
+        "The seasons happen because Earth's distance from the Sun changes a lot during the year. "
+        "In summer Earth is much closer to the Sun, so it is hot, and in winter Earth is much "
+        "farther away, so it is cold. The tilt of the axis has nothing to do with it.",
+        "wrong",
+    ),
+    (
+        "Give three tips for sleeping better.",
+        "1. Keep a regular schedule: go to bed and get up at the same time every day, even at "
+        "weekends.\n2. Avoid caffeine after midday and heavy meals or alcohol close to bedtime.\n"
+        "3. Make the bedroom dark, quiet and cool, and put screens away an hour before sleep.",
+        "1. Keep a regular schedule: go to bed and get",
+        "truncated",
+    ),
+    (
+        "How do I reverse a list in Python?",
+        "Use `my_list.reverse()` to reverse the list in place, or `my_list[::-1]` to get a new "
+        "reversed copy:\n\n```python\nnums = [1, 2, 3]\nnums.reverse()   # nums is now [3, 2, 1]\n"
+        "rev = nums[::-1]  # a reversed copy: [1, 2, 3]\n```\n`reversed(my_list)` gives an "
+        "iterator if you only need to loop backwards.",
+        "Python is a popular high-level programming language created by Guido van Rossum and "
+        "first released in 1991. It emphasises readability and is widely used in web development, "
+        "data science and automation.",
+        "off-topic",
+    ),
+    (
+        "What is 17 multiplied by 24?",
+        "17 × 24 = 408 (17 × 20 = 340 and 17 × 4 = 68; 340 + 68 = 408).",
+        "17 × 24 = 418 (17 × 20 = 340 and 17 × 4 = 78; 340 + 78 = 418).",
+        "wrong",
+    ),
+    (
+        "Explain what a hash table is.",
+        "A hash table is a data structure that stores key-value pairs. A hash function turns "
+        "each key into an index in an array of buckets, so looking up, inserting or deleting a "
+        "key takes constant time on average. When two keys hash to the same bucket (a collision) "
+        "the table resolves it, for example by keeping a small list per bucket or by probing for "
+        "the next free slot. Python's dict is a hash table.",
+        "A hash table is a data structure that",
+        "truncated",
+    ),
+    (
+        "Suggest three ideas for a healthy breakfast.",
+        "1. Oatmeal with berries, a spoon of nuts and a little honey.\n2. Greek yogurt with "
+        "sliced fruit and granola.\n3. Whole-grain toast with avocado and a poached egg.",
+        "Lunch is usually eaten around midday. In many countries it is a lighter meal than "
+        "dinner, and sandwiches and salads are popular choices for people who work in offices.",
+        "off-topic",
+    ),
+]
+
+HELDOUT = [
+    (
+        "What is the capital of Australia?",
+        "The capital of Australia is Canberra. It was purpose-built as a compromise between "
+        "Sydney and Melbourne, the two largest cities, and has been the seat of government "
+        "since 1927.",
+        "The capital of Australia is Sydney. It is the largest city in the country and home to "
+        "the famous Opera House and Harbour Bridge.",
+        "wrong",
+    ),
+    (
+        "How do I make a cup of black tea?",
+        "1. Bring fresh water to the boil.\n2. Put a tea bag or a teaspoon of loose tea in a "
+        "warmed cup or pot.\n3. Pour the water over it and steep for 3-5 minutes.\n4. Remove "
+        "the tea and add milk, sugar or lemon to taste.",
+        "1. Bring fresh water to the boil.\n2. Put a tea",
+        "truncated",
+    ),
+    (
+        "Name three renewable energy sources.",
+        "Solar power (sunlight turned into electricity by panels), wind power (turbines driven "
+        "by the wind) and hydropower (water flowing through dams or rivers turning turbines).",
+        "Coal was the main fuel of the industrial revolution. It powered steam engines and "
+        "factories across Europe in the 18th and 19th centuries.",
+        "off-topic",
+    ),
+    (
+        "Why is the sky blue?",
+        "Sunlight contains all colours. Air molecules scatter short wavelengths much more than "
+        "long ones (Rayleigh scattering), so blue light is scattered across the whole sky and "
+        "reaches our eyes from every direction, which makes the sky look blue.",
+        "The sky is blue because it reflects the colour of the oceans, which cover most of the "
+        "Earth's surface.",
+        "wrong",
+    ),
+]
+
+REASONABLE = [
+    (
+        "What are the benefits of regular exercise?",
+        "Regular exercise strengthens the heart and lungs, helps control weight, builds muscle "
+        "and bone, improves mood and sleep, and lowers the risk of diabetes and some cancers.",
+        "Exercising regularly is good for you. It keeps your heart healthy and it can make you "
+        "feel happier because the body releases endorphins during physical activity.",
+    ),
+    (
+        "Explain recursion to a beginner.",
+        "Recursion is when a function calls itself to solve a smaller version of the same "
+        "problem. For example, factorial(n) = n × factorial(n − 1), and factorial(1) = 1 stops "
+        "the calls. Every recursive function needs such a base case, or it never ends.",
+        "Think of Russian nesting dolls: to reach the smallest doll you open a doll and find a "
+        "smaller one inside, and you repeat until there is no doll left to open. Recursion works "
+        "the same way: a function solves a problem by calling itself on a smaller piece, until "
+        "the piece is so small that the answer is obvious.",
+    ),
+    (
+        "Suggest a name for a small coffee shop.",
+        'How about "The Daily Grind"? It is short, easy to remember and hints at both coffee '
+        "and the everyday routine of the regulars.",
+        'Some ideas: "Bean There", "Brew & Co.", "Morning Ritual" or "The Cozy Cup". Pick '
+        "the one that fits the shop's atmosphere best.",
+    ),
+]
+
+
+async def old_verdict(
+    client: httpx.AsyncClient, url: str, model: str, q: str, a: str, b: str
+) -> tuple[str, str]:
+    body = {"model": model, "messages": old_messages(q, a, b), "max_tokens": 24, "temperature": 0.0}
+    r = await client.post(url + "/chat/completions", json=body)
+    r.raise_for_status()
+    reply = r.json()["choices"][0]["message"]["content"] or ""
+    return parse_verdict(reply).value, reply
+
+
+async def run(args: argparse.Namespace) -> None:
+    sets: dict[str, Sequence[Sequence[str]]] = {
+        "clear": CLEAR,
+        "reasonable": REASONABLE,
+        "heldout": HELDOUT,
+    }
+    log: list[dict[str, object]] = []
+    async with httpx.AsyncClient(timeout=600) as client:
+        judge = Judge(client, args.url, args.model)
+        for label in args.sets.split(","):
+            print(
+                f"== {label} pairs (x = first answer{'' if label == 'reasonable' else ' = better'})"
+            )
+            for pair in sets[label]:
+                q, x, y = pair[0], pair[1], pair[2]
+                t0 = time.monotonic()
+                if args.old:
+                    v1, r1 = await old_verdict(client, args.url, args.model, q, x, y)
+                    v2, r2 = await old_verdict(client, args.url, args.model, q, y, x)
+                else:
+                    v1, r1, v2, r2 = "-", "", "-", ""
+                old_out = combine(Judgment.parse(r1), Judgment.parse(r2))
+                j1, s1 = await judge.judgment(q, x, y)
+                j2, s2 = await judge.judgment(q, y, x)
+                new_out = combine(j1, j2)
+                margin = combined_margin(j1, j2)
+                print(
+                    f"- {q[:40]:40} old: {v1}/{v2} -> {old_out.value:4} | new: {j1.scores} "
+                    f"{j2.scores} margin={margin:+d} -> {new_out.value:4} "
+                    f"({time.monotonic() - t0:.0f}s)",
+                    flush=True,
+                )
+                log.append(
+                    {
+                        "set": label,
+                        "question": q,
+                        "old": [r1, r2],
+                        "old_outcome": old_out.value,
+                        "new": [s1, s2],
+                        "new_scores": [j1.scores, j2.scores],
+                        "margin": margin,
+                        "new_outcome": new_out.value,
+                    }
+                )
+    if args.out:
+        args.out.write_text(json.dumps(log, indent=1))
+    clear = [e for e in log if e["set"] != "reasonable"]
+    old_won = sum(e["old_outcome"] == "win" for e in clear)
+    new_won = sum(e["new_outcome"] == "win" for e in clear)
+    print(f"clear pairs, better answer won: old {old_won}/{len(clear)}, new {new_won}/{len(clear)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--url", default="http://127.0.0.1:8177/v1", help="judge base URL")
+    parser.add_argument("--model", default="qwen2.5-1.5b-instruct")
+    parser.add_argument("--sets", default="clear,heldout,reasonable")
+    parser.add_argument("--no-old", dest="old", action="store_false", help="skip the old prompt")
+    parser.add_argument("--out", type=Path, help="write every reply as JSON here")
+    asyncio.run(run(parser.parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
