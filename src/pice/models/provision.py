@@ -33,6 +33,7 @@ from pice.models.catalog import BundledModel, PartWheel
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+GGUF_MAGIC = b"GGUF"
 MARKER_SUFFIX = ".verified.json"
 PARTIAL_SUFFIX = ".partial"
 
@@ -49,6 +50,16 @@ class Marker:
     sha256: str
     size: int
     mtime_ns: int
+    # What a derived model was made from (DerivedModel.recipe); None for joined models.
+    recipe: str | None = None
+
+
+def is_gguf(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(GGUF_MAGIC)) == GGUF_MAGIC
+    except OSError:
+        return False
 
 
 def marker_path(model_path: Path) -> Path:
@@ -62,15 +73,21 @@ def partial_path(model_path: Path) -> Path:
 def read_marker(model_path: Path) -> Marker | None:
     try:
         data = json.loads(marker_path(model_path).read_text())
-        return Marker(str(data["sha256"]), int(data["size"]), int(data["mtime_ns"]))
+        recipe = data.get("recipe")
+        return Marker(
+            str(data["sha256"]),
+            int(data["size"]),
+            int(data["mtime_ns"]),
+            None if recipe is None else str(recipe),
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def write_marker(model_path: Path, sha256: str) -> Marker:
+def write_marker(model_path: Path, sha256: str, recipe: str | None = None) -> Marker:
     """Record that ``model_path``, as it is now on disk, hashes to ``sha256``."""
     stat = model_path.stat()
-    marker = Marker(sha256=sha256, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+    marker = Marker(sha256=sha256, size=stat.st_size, mtime_ns=stat.st_mtime_ns, recipe=recipe)
     target = marker_path(model_path)
     tmp = target.with_name(target.name + ".tmp")
     tmp.write_text(json.dumps(asdict(marker)) + "\n")
@@ -101,7 +118,7 @@ def model_state(model: BundledModel, cache_dir: Path) -> ModelState:
     return ModelState.PARTIAL if partial_path(path).exists() else ModelState.MISSING
 
 
-def _progress(total: int, desc: str, enabled: bool) -> tqdm[Any]:
+def progress_bar(total: int, desc: str, enabled: bool) -> tqdm[Any]:
     return tqdm(
         total=total,
         unit="B",
@@ -117,7 +134,7 @@ def hash_file(path: Path, *, progress: bool = False) -> str:
     digest = hashlib.sha256()
     with (
         path.open("rb") as handle,
-        _progress(path.stat().st_size, f"hash {path.name}", progress) as bar,
+        progress_bar(path.stat().st_size, f"hash {path.name}", progress) as bar,
     ):
         while block := handle.read(_CHUNK):
             digest.update(block)
@@ -125,7 +142,14 @@ def hash_file(path: Path, *, progress: bool = False) -> str:
     return digest.hexdigest()
 
 
-def verify_file(path: Path, *, sha256: str, size: int | None, progress: bool = False) -> bool:
+def verify_file(
+    path: Path,
+    *,
+    sha256: str,
+    size: int | None,
+    progress: bool = False,
+    recipe: str | None = None,
+) -> bool:
     """Rehash ``path`` fully; on a match write a fresh marker, otherwise drop any marker."""
     if not path.exists():
         return False
@@ -135,7 +159,7 @@ def verify_file(path: Path, *, sha256: str, size: int | None, progress: bool = F
     if hash_file(path, progress=progress) != sha256:
         remove_marker(path)
         return False
-    write_marker(path, sha256)
+    write_marker(path, sha256, recipe)
     return True
 
 
@@ -217,7 +241,7 @@ def join_parts(
     try:
         with (
             partial.open("wb") as out,
-            _progress(model.size, f"join {model.name}", progress) as bar,
+            progress_bar(model.size, f"join {model.name}", progress) as bar,
         ):
             for part, wheel in zip(model.parts, wheels, strict=True):
                 try:

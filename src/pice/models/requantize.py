@@ -1,0 +1,156 @@
+"""Derived models: a bundled GGUF requantised locally into another weight format.
+
+``llama_model_quantize`` (llama.cpp, through llama-cpp-python: the ``edge`` extra) writes
+``<name>.gguf.partial``; only a complete file that starts with the GGUF magic is renamed into
+place, with a marker that records its sha256 and its recipe (format + the source's pinned
+sha256). The same invariant as joined models holds: a file is used only while its marker
+matches it, and a marker for another recipe (a different source) is not trusted, so the file
+is rebuilt. A file changed since it was marked is rehashed against the marker, as for joined
+models; there is no catalog sha256 to compare with, because the exact bytes depend on the
+llama.cpp build (with one build the output is deterministic).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+from pice.errors import ModelProvisioningError
+from pice.models.catalog import DerivedModel
+from pice.models.provision import (
+    cache_lock,
+    hash_file,
+    is_gguf,
+    marker_matches,
+    partial_path,
+    progress_bar,
+    read_marker,
+    remove_marker,
+    verify_file,
+    write_marker,
+)
+
+logger = logging.getLogger(__name__)
+
+# llama_ftype values (llama.h) of the formats worth deriving on a CPU edge.
+WEIGHT_FORMATS = {"q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "iq4_nl": 25}
+_POLL_SECONDS = 0.2
+
+
+def requantize(
+    source: Path,
+    dest: Path,
+    weight_format: str,
+    *,
+    threads: int | None = None,
+    approx_size: int = 0,
+    progress: bool = False,
+) -> None:
+    """Write ``source`` requantised to ``weight_format`` at ``dest`` (any existing file is lost).
+
+    The conversion runs in llama.cpp (no GIL held); the bar follows the output file's growth.
+    """
+    if weight_format not in WEIGHT_FORMATS:
+        raise ModelProvisioningError(
+            f"unknown weight format {weight_format!r}: use one of {', '.join(WEIGHT_FORMATS)}"
+        )
+    try:
+        import llama_cpp
+        from llama_cpp import _logger as llama_logger
+    except ImportError as exc:
+        raise ModelProvisioningError(
+            "requantising a model needs llama-cpp-python: pip install 'pice[edge]'"
+        ) from exc
+    # llama.cpp logs a line per tensor; show them only when this process logs at DEBUG.
+    llama_logger.set_verbose(logger.isEnabledFor(logging.DEBUG))
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.nthread = threads or os.cpu_count() or 1
+    params.ftype = WEIGHT_FORMATS[weight_format]
+    params.allow_requantize = True
+    status: list[int] = []
+
+    def run() -> None:
+        status.append(
+            llama_cpp.llama_model_quantize(str(source).encode(), str(dest).encode(), params)
+        )
+
+    worker = threading.Thread(target=run, name="requantize", daemon=True)
+    with progress_bar(approx_size, f"requantise to {weight_format}", progress) as bar:
+        worker.start()
+        while worker.is_alive():
+            worker.join(_POLL_SECONDS)
+            written = dest.stat().st_size if dest.exists() else 0
+            bar.update(max(0, min(written, approx_size) - bar.n))
+    if status != [0]:
+        raise ModelProvisioningError(
+            f"llama.cpp could not requantise {source.name} to {weight_format} "
+            f"(status {status[0] if status else 'none'})"
+        )
+
+
+def derive(
+    model: DerivedModel,
+    source: Path,
+    cache_dir: Path,
+    *,
+    pull: bool = True,
+    progress: bool = True,
+) -> Path:
+    """A marked ``<cache>/<name>.gguf`` requantised from ``source`` (the verified source file).
+
+    - marker for this recipe matches the file: returned at once (one ``stat``);
+    - file changed since it was marked: rehashed if ``pull``, else refused;
+    - missing, corrupt, or made from another source: rebuilt if ``pull``, else refused.
+    """
+    path = model.path_in(cache_dir)
+    with cache_lock(cache_dir, model.name):
+        marker = read_marker(path)
+        ours = marker is not None and marker.recipe == model.recipe
+        if ours and marker_matches(path):
+            return path
+        if not pull:
+            state = "out of date" if path.exists() else "not provisioned"
+            raise ModelProvisioningError(
+                f"model {model.name!r} is {state} in {cache_dir}; "
+                f"run `pice models pull {model.name}`"
+            )
+        if ours and marker is not None and path.exists():
+            logger.info("verifying %s (changed since it was marked)", path)
+            if verify_file(
+                path, sha256=marker.sha256, size=marker.size, progress=progress, recipe=model.recipe
+            ):
+                return path
+            logger.warning("%s does not match its marker; requantising it again", path)
+        remove_marker(path)
+        path.unlink(missing_ok=True)
+        partial = partial_path(path)
+        started = time.monotonic()
+        try:
+            requantize(
+                source,
+                partial,
+                model.weight_format,
+                approx_size=model.approx_size,
+                progress=progress,
+            )
+            if not is_gguf(partial):
+                raise ModelProvisioningError(f"requantised {model.name} is not a GGUF file")
+            with partial.open("rb") as handle:
+                os.fsync(handle.fileno())
+            sha = hash_file(partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, path)
+        write_marker(path, sha, model.recipe)
+        logger.info(
+            "derived %s (%s, %d bytes) in %.1f s",
+            path,
+            model.weight_format,
+            path.stat().st_size,
+            time.monotonic() - started,
+        )
+        return path
