@@ -212,7 +212,7 @@ class StackSpec:
 
     cloud: CloudKind = "edge"
     cloud_model: str = "qwen2.5-1.5b-instruct"
-    edge_model: str = "qwen2.5-0.5b-instruct"
+    edge_model: str = "qwen2.5-0.5b-instruct-q8_0"
     edges: int = 2
     host: str = "127.0.0.1"
     gateway_port: int = 8000

@@ -74,7 +74,8 @@ def up(tmp_path: Path) -> Iterator[Up]:
     log = tmp_path / "pice-up.out"
     argv = pice_argv(
         "up",
-        *("--cloud-model", "qwen2.5-0.5b-instruct", "--edge-model", "qwen2.5-0.5b-instruct"),
+        # The edge model is the embedded default's (derived, requantised by `make models`).
+        *("--cloud-model", "qwen2.5-0.5b-instruct", "--edge-model", "qwen2.5-0.5b-instruct-q8_0"),
         *("--port", str(gateway), "--cloud-port", str(cloud)),
         *("--edge-base-port", str(edge_base), "--run-dir", str(tmp_path / "run")),
     )

@@ -60,7 +60,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="cloud engine: the project's llama.cpp engine (`pice edge serve`) or vLLM",
     )
     tb.add_argument("--cloud-model", default="qwen2.5-1.5b-instruct", help="default: %(default)s")
-    tb.add_argument("--edge-model", default="qwen2.5-0.5b-instruct", help="default: %(default)s")
+    tb.add_argument(
+        "--edge-model", default="qwen2.5-0.5b-instruct-q8_0", help="default: %(default)s"
+    )
     tb.add_argument("--edges", type=int, default=1, help="edge agents (default: %(default)s)")
     tb.add_argument(
         "--threads", type=int, default=1, help="threads per model server (default: %(default)s)"
