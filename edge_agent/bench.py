@@ -58,7 +58,9 @@ CHAT_QUESTIONS = (
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="qwen2.5-0.5b-instruct", help="model name or path")
+    from edge_agent.settings import DEFAULT_MODEL
+
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="model name or path")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument(
         "--points", default="1,4,8,16", help="point counts to compare (default 1,4,8,16)"
@@ -73,6 +75,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=8,
         help="sequences in the raw llama_decode bound (0 = skip; default 8)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="chat and raw-decode comparisons are repeated this many times, the two modes "
+        "alternating, so that a noisy machine slows both alike (default 3)",
     )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--png", type=Path, help="draw a chart here (needs matplotlib)")
@@ -89,6 +98,8 @@ class Row:
     seconds: float
     ttft_ms_mean: float
     ttft_ms_max: float
+    # For a batched/concurrent row measured in rounds: each round's speed-up over its baseline.
+    round_speedups: tuple[float, ...] = ()
 
     @property
     def tokens_per_second(self) -> float:
@@ -169,8 +180,13 @@ async def _expand_rows(
 # -- the bound: raw llama_decode steps, no engine ----------------------------------------------
 
 
-def run_raw(model: str, threads: int, sequences: int, steps: int, out: TextIO) -> list[Row]:
-    """Greedy decode ``steps`` tokens for ``sequences`` sequences per step, then for 1."""
+def run_raw(
+    model: str, threads: int, sequences: int, steps: int, out: TextIO, rounds: int = 1
+) -> list[Row]:
+    """Greedy decode ``steps`` tokens for ``sequences`` sequences per step, then for 1.
+
+    Repeated ``rounds`` times, alternating; the rows hold the sums over all rounds.
+    """
     import numpy as np
 
     from edge_agent.engine.chat_template import ChatRenderer
@@ -183,42 +199,78 @@ def run_raw(model: str, threads: int, sequences: int, steps: int, out: TextIO) -
     batch = TokenBatch(512, max(sequences, 1))
     prompt = ChatRenderer.from_model(llama).render(expansion_messages(QUESTION, SKETCH[:8]))
     prefix = llama.tokenize(prompt.text, add_special=prompt.add_special, parse_special=True)
-    rows: list[Row] = []
-    try:
-        for k, mode in ((sequences, "batched"), (1, "one-at-a-time")):
-            ctx.clear()
+
+    def decode(k: int) -> float:
+        """Seconds for ``steps`` steps of ``k`` sequences after the shared prompt."""
+        ctx.clear()
+        batch.clear()
+        ids = tuple(range(k))
+        for pos, token in enumerate(prefix):
+            batch.add(token, pos, ids, logits=pos == len(prefix) - 1)
+        if ctx.decode(batch) != 0:
+            raise RuntimeError("llama_decode failed on the prefix")
+        last = [int(np.argmax(ctx.logits(batch.n_tokens - 1)))] * k
+        t0 = time.monotonic()
+        for step in range(steps):
             batch.clear()
-            ids = tuple(range(k))
-            for pos, token in enumerate(prefix):
-                batch.add(token, pos, ids, logits=pos == len(prefix) - 1)
+            for seq in range(k):
+                batch.add(last[seq], len(prefix) + step, (seq,), logits=True)
             if ctx.decode(batch) != 0:
-                raise RuntimeError("llama_decode failed on the prefix")
-            last = [int(np.argmax(ctx.logits(batch.n_tokens - 1)))] * k
-            t0 = time.monotonic()
-            for step in range(steps):
-                batch.clear()
-                for seq in range(k):
-                    batch.add(last[seq], len(prefix) + step, (seq,), logits=True)
-                if ctx.decode(batch) != 0:
-                    raise RuntimeError("llama_decode failed")
-                last = [int(np.argmax(ctx.logits(seq))) for seq in range(k)]
-            seconds = time.monotonic() - t0
-            rows.append(_row("raw-decode", sequences, mode, steps * k, seconds, []))
+                raise RuntimeError("llama_decode failed")
+            last = [int(np.argmax(ctx.logits(seq))) for seq in range(k)]
+        return time.monotonic() - t0
+
+    try:
+        many: list[float] = []
+        one: list[float] = []
+        for r in range(rounds):
+            many.append(decode(sequences))
+            one.append(decode(1))
             _say(
-                out, f"  raw decode {k:>2} sequences/step   {rows[-1].tokens_per_second:6.1f} tok/s"
+                out,
+                f"  raw decode round {r + 1}: {sequences} sequences/step "
+                f"{steps * sequences / many[-1]:6.1f} tok/s, 1 sequence {steps / one[-1]:6.1f} "
+                f"tok/s",
             )
     finally:
         batch.close()
         ctx.close()
         llama.close()
-    return rows
+    speedups = tuple(sequences * o / m for m, o in zip(many, one, strict=True))
+    return [
+        _row(
+            "raw-decode",
+            sequences,
+            "batched",
+            steps * sequences * rounds,
+            sum(many),
+            [],
+            round_speedups=speedups,
+        ),
+        _row("raw-decode", sequences, "one-at-a-time", steps * rounds, sum(one), []),
+    ]
 
 
 def _row(
-    scenario: str, size: int, mode: str, tokens: int, seconds: float, ttfts: Sequence[float]
+    scenario: str,
+    size: int,
+    mode: str,
+    tokens: int,
+    seconds: float,
+    ttfts: Sequence[float],
+    round_speedups: tuple[float, ...] = (),
 ) -> Row:
     valid = [t for t in ttfts if t == t] or [0.0]
-    return Row(scenario, size, mode, tokens, seconds, statistics.fmean(valid), max(valid))
+    return Row(
+        scenario,
+        size,
+        mode,
+        tokens,
+        seconds,
+        statistics.fmean(valid),
+        max(valid),
+        round_speedups,
+    )
 
 
 def run_expand(
@@ -277,18 +329,32 @@ def _model_id(base_url: str) -> str:
         return str(json.load(response)["data"][0]["id"])
 
 
-def run_chats(base_url: str, count: int, max_tokens: int, out: TextIO) -> list[Row]:
+@dataclass(frozen=True)
+class _ChatRun:
+    tokens: int
+    seconds: float
+    ttfts: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_chats(
+    base_url: str, count: int, max_tokens: int, out: TextIO, rounds: int = 1
+) -> list[Row]:
+    """``count`` concurrent chats vs the same chats one after another, ``rounds`` times.
+
+    The modes alternate within each round; the rows hold the sums over all rounds.
+    """
     model = _model_id(base_url)
     questions = [CHAT_QUESTIONS[i % len(CHAT_QUESTIONS)] for i in range(count)]
     _chat_once(base_url, model, questions[0], 4, time.monotonic())  # warm-up
 
-    def measure(mode: str, run: Callable[[float], list[tuple[int, float]]]) -> Row:
+    def measure(run: Callable[[float], list[tuple[int, float]]]) -> _ChatRun:
         t0 = time.monotonic()
         results = run(t0)
-        tokens = sum(r[0] for r in results)
-        row = _row("chat", count, mode, tokens, time.monotonic() - t0, [r[1] for r in results])
-        _say(out, f"  chat {count} {mode:<11} {row.tokens_per_second:6.1f} tok/s")
-        return row
+        return _ChatRun(sum(r[0] for r in results), time.monotonic() - t0, [r[1] for r in results])
 
     def concurrently(t0: float) -> list[tuple[int, float]]:
         with ThreadPoolExecutor(max_workers=count) as pool:
@@ -299,9 +365,24 @@ def run_chats(base_url: str, count: int, max_tokens: int, out: TextIO) -> list[R
     def one_by_one(t0: float) -> list[tuple[int, float]]:
         return [_chat_once(base_url, model, q, max_tokens, t0) for q in questions]
 
-    concurrent = measure("concurrent", concurrently)
-    sequential = measure("sequential", one_by_one)
-    return [concurrent, sequential]
+    together: list[_ChatRun] = []
+    apart: list[_ChatRun] = []
+    for r in range(rounds):
+        together.append(measure(concurrently))
+        apart.append(measure(one_by_one))
+        _say(
+            out,
+            f"  chat round {r + 1}: {count} concurrent {together[-1].rate:6.1f} tok/s, "
+            f"sequential {apart[-1].rate:6.1f} tok/s",
+        )
+    gains = tuple(c.rate / a.rate for c, a in zip(together, apart, strict=True) if a.rate > 0)
+
+    def total(mode: str, runs: list[_ChatRun], speedups: tuple[float, ...]) -> Row:
+        tokens, seconds = sum(r.tokens for r in runs), sum(r.seconds for r in runs)
+        ttfts = [t for r in runs for t in r.ttfts]
+        return _row("chat", count, mode, tokens, seconds, ttfts, round_speedups=speedups)
+
+    return [total("concurrent", together, gains), total("sequential", apart, ())]
 
 
 def _start_server(model: str, threads: int) -> tuple[subprocess.Popen[bytes], str]:
@@ -361,15 +442,16 @@ def table(rows: Sequence[Row]) -> str:
     ratio = speedups(rows)
     lines = [
         "| scenario | size | mode | tokens | seconds | tok/s | mean TTFT ms | max TTFT ms "
-        "| speed-up |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| speed-up | per round |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         gain = ratio.get(f"{r.scenario}-{r.size}") if r.mode in ("batched", "concurrent") else None
+        per_round = " ".join(f"{g:.2f}x" for g in r.round_speedups)
         lines.append(
             f"| {r.scenario} | {r.size} | {r.mode} | {r.tokens} | {r.seconds:.2f} | "
             f"{r.tokens_per_second:.1f} | {r.ttft_ms_mean:.0f} | {r.ttft_ms_max:.0f} | "
-            f"{'' if gain is None else f'{gain:.2f}x'} |"
+            f"{'' if gain is None else f'{gain:.2f}x'} | {per_round} |"
         )
     return "\n".join(lines)
 
@@ -402,15 +484,16 @@ def run_from_args(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     sizes = [int(s) for s in str(args.points).split(",") if s]
     _say(out, f"edge batching benchmark: model={args.model} threads={args.threads}")
     rows = run_expand(args.model, args.threads, sizes, args.max_tokens, out)
+    rounds = max(1, args.rounds)
     if args.raw_sequences > 0:
-        rows += run_raw(args.model, args.threads, args.raw_sequences, args.max_tokens, out)
+        rows += run_raw(args.model, args.threads, args.raw_sequences, args.max_tokens, out, rounds)
     if args.chats > 0:
         if args.server_url:
-            rows += run_chats(args.server_url.rstrip("/"), args.chats, args.max_tokens, out)
+            rows += run_chats(args.server_url.rstrip("/"), args.chats, args.max_tokens, out, rounds)
         else:
             proc, base_url = _start_server(args.model, args.threads)
             try:
-                rows += run_chats(base_url, args.chats, args.max_tokens, out)
+                rows += run_chats(base_url, args.chats, args.max_tokens, out, rounds)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)

@@ -30,6 +30,8 @@ def test_edge_bench_writes_every_row_and_the_speedups(tmp_path: Path) -> None:
             "0",
             "--raw-sequences",
             "2",
+            "--rounds",
+            "2",
             "--out",
             str(out_json),
         ]
@@ -45,8 +47,37 @@ def test_edge_bench_writes_every_row_and_the_speedups(tmp_path: Path) -> None:
         ("raw-decode", 2, "batched"),
         ("raw-decode", 2, "one-at-a-time"),
     }
-    assert rows[("raw-decode", 2, "batched")]["tokens"] == 8  # 2 sequences x 4 steps
-    assert rows[("raw-decode", 2, "one-at-a-time")]["tokens"] == 4
+    # 2 rounds x 2 sequences x 4 steps, and 2 rounds x 1 sequence x 4 steps
+    assert rows[("raw-decode", 2, "batched")]["tokens"] == 16
+    assert rows[("raw-decode", 2, "one-at-a-time")]["tokens"] == 8
+    assert len(rows[("raw-decode", 2, "batched")]["round_speedups"]) == 2
+    assert rows[("expand", 2, "batched")]["round_speedups"] == []  # expansions: one round
     assert all(r["tokens_per_second"] > 0 for r in data["rows"])
     assert set(data["speedups"]) == {"expand-2", "raw-decode-2"}
     assert "| raw-decode | 2 | batched |" in printed.getvalue()
+
+
+def test_edge_bench_chats_alternate_modes_for_each_round(tmp_path: Path) -> None:
+    """The chat part starts a real ``pice edge serve`` and measures both modes every round."""
+    parser = argparse.ArgumentParser()
+    add_bench_arguments(parser)
+    out_json = tmp_path / "edge.json"
+    args = parser.parse_args(
+        [
+            *("--threads", "1", "--points", "1", "--max-tokens", "3", "--chats", "2"),
+            *("--raw-sequences", "0", "--rounds", "2", "--out", str(out_json)),
+        ]
+    )
+    printed = io.StringIO()
+    assert run_from_args(args, printed) == 0
+
+    data = json.loads(out_json.read_text())
+    rows = {(r["scenario"], r["size"], r["mode"]): r for r in data["rows"]}
+    concurrent, sequential = rows[("chat", 2, "concurrent")], rows[("chat", 2, "sequential")]
+    # Each round: 2 chats of at most 3 tokens per mode.
+    assert 2 <= concurrent["tokens"] <= 12
+    assert 2 <= sequential["tokens"] <= 12
+    assert len(concurrent["round_speedups"]) == 2
+    assert all(g > 0 for g in concurrent["round_speedups"])
+    assert printed.getvalue().count("chat round") == 2
+    assert "chat-2" in data["speedups"]
