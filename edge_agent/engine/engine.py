@@ -2,7 +2,10 @@
 
 Callers on the event loop :meth:`Engine.submit` a job and iterate its :class:`JobHandle`.
 The engine thread spends its time inside ``llama_decode`` (ctypes releases the GIL there), and
-hands events back to the loop with ``loop.call_soon_threadsafe``.
+hands events back to the loop once per step: everything the scheduler emitted while it
+sampled goes over in one ``loop.call_soon_threadsafe`` when the step ends. The loop then wakes
+once per step rather than once per token, and does its work while the engine thread is inside
+the next ``llama_decode`` instead of contending with it for the GIL mid-sampling.
 
 Cancellation: leaving the handle's ``async with`` block (the client disconnected, the handler
 task was cancelled) marks the job cancelled and wakes the engine thread; at its next step the
@@ -115,6 +118,10 @@ class Engine:
         self._renderer: ChatRenderer | None = None
         self._cond = threading.Condition()
         self._inbox: deque[JobState] = deque()
+        # Events emitted on the engine thread, delivered by _flush (engine thread only).
+        self._outbox: list[
+            tuple[asyncio.AbstractEventLoop, asyncio.Queue[EngineEvent], EngineEvent]
+        ] = []
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._snapshot = self._empty_snapshot(ready=False)
@@ -222,10 +229,8 @@ class Engine:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
 
-        def emit(event: EngineEvent) -> None:
-            # A closed loop raises RuntimeError: nobody is listening any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(queue.put_nowait, event)
+        def emit(event: EngineEvent) -> None:  # called on the engine thread only
+            self._outbox.append((loop, queue, event))
 
         state = JobState(
             job_id=f"job-{uuid.uuid4().hex[:16]}",
@@ -265,8 +270,10 @@ class Engine:
                 scheduler.admit()
                 # Publish before the (long) decode too, so freed capacity shows at once.
                 self._publish(scheduler)
+                self._flush()
                 worked = scheduler.step()
                 self._publish(scheduler)
+                self._flush()
                 if not worked:  # nothing runnable yet: do not spin
                     with self._cond:
                         self._cond.wait(timeout=0.05)
@@ -276,7 +283,23 @@ class Engine:
             raise
         finally:
             scheduler.fail_all(ServiceUnavailableError("The edge agent is shutting down."))
+            self._flush()
             self._publish(scheduler, ready=False)
+
+    def _flush(self) -> None:
+        """Deliver the emitted events: one ``call_soon_threadsafe`` per consuming loop."""
+        if not self._outbox:
+            return
+        batches: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Queue[EngineEvent], EngineEvent]]
+        ] = {}
+        for loop, queue, event in self._outbox:
+            batches.setdefault(loop, []).append((queue, event))
+        self._outbox.clear()
+        for loop, batch in batches.items():
+            # A closed loop raises RuntimeError: nobody is listening any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_deliver, batch)
 
     def _publish(self, scheduler: Scheduler, *, ready: bool = True) -> None:
         budget, counters = scheduler.budget, scheduler.counters
@@ -323,6 +346,11 @@ class Engine:
             prefix_cache_hits=0,
             prefix_cache_reused_tokens=0,
         )
+
+
+def _deliver(batch: list[tuple[asyncio.Queue[EngineEvent], EngineEvent]]) -> None:
+    for queue, event in batch:
+        queue.put_nowait(event)
 
 
 def _with_max_tokens(params: SamplingParams, max_tokens: int) -> SamplingParams:

@@ -274,3 +274,25 @@ async def test_max_tokens_is_clamped_when_only_the_prompt_fits(engine: Engine) -
         assert handle.max_tokens[0] >= 100
     # Leaving the block cancelled it; the engine is free again.
     assert await wait_for(lambda: engine.load().kv_cells_reserved == 0, 5)
+
+
+async def test_events_of_a_step_reach_the_loop_in_one_wake_up(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """4 points decode in lockstep: ~4 token events per step, one cross-thread call per step."""
+    loop = asyncio.get_running_loop()
+    calls = 0
+    real = loop.call_soon_threadsafe
+
+    def counting(callback: Callable[..., object], *args: object) -> asyncio.Handle:
+        nonlocal calls
+        calls += 1
+        return real(callback, *args)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counting)
+    out = await collect(engine.submit(expand_spec(engine, [0, 1, 2, 3], max_tokens=12)))
+    deltas = sum(len(d) for d in out.deltas.values())
+    assert deltas >= 12  # every point said something
+    assert out.job_done is not None
+    # Per event this would be > len(out.events); per step it is about a quarter of that.
+    assert calls <= len(out.events) / 2, (calls, len(out.events))
