@@ -2,10 +2,11 @@
 
 For a model and requantised copies of it (``llama_model_quantize``): bare ``llama_decode``
 tokens/s with 1 and with 8 sequences per step (the same measurement as ``pice edge bench``'s
-``raw-decode`` rows), prefill tokens/s over a 400-token prompt, and perplexity over this
-repository's docs (to see what quantising twice costs).
+``raw-decode`` rows; every model loaded at once and measured in interleaved rounds, medians
+reported), prefill tokens/s over a 400-token prompt, and perplexity over this repository's
+docs (to see what quantising twice costs).
 
-python benchmarks/kernel_formats.py --threads 2 --formats iq4_nl,q4_0 --out formats.json
+python benchmarks/kernel_formats.py --threads 2 --formats q8_0,iq4_nl,q4_0 --out formats.json
 python benchmarks/kernel_formats.py --model qwen2.5-1.5b-instruct --threads 1 --formats "" \
     --no-perplexity
 """
@@ -13,8 +14,8 @@ python benchmarks/kernel_formats.py --model qwen2.5-1.5b-instruct --threads 1 --
 from __future__ import annotations
 
 import argparse
-import io
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.bench import run_raw
+from edge_agent.bench import RawDecoder
 from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, TokenBatch
 from pice.models.registry import resolve_model
 from pice.models.requantize import WEIGHT_FORMATS, requantize
@@ -77,25 +78,40 @@ def prefill_and_perplexity(path: Path, threads: int, perplexity: bool) -> tuple[
         model.close()
 
 
-def measure(path: Path, label: str, threads: int, perplexity: bool) -> dict[str, Any]:
-    rows = run_raw(str(path), threads, 8, 64, io.StringIO())
-    by_mode = {r.mode: r.tokens_per_second for r in rows}
-    prefill, ppl = prefill_and_perplexity(path, threads, perplexity)
-    return {
-        "weights": label,
-        "decode_1_seq_tok_s": by_mode["one-at-a-time"],
-        "decode_8_seq_tok_s": by_mode["batched"],
-        "ratio": by_mode["batched"] / by_mode["one-at-a-time"],
-        "prefill_tok_s": prefill,
-        "perplexity": ppl,
-    }
+def decode_rounds(
+    models: list[tuple[Path, str]], threads: int, steps: int, rounds: int
+) -> dict[str, dict[str, list[float]]]:
+    """Tokens/s of 1 and of 8 sequences per step for every model, interleaved in rounds.
+
+    All models stay loaded and each round measures each of them, so a machine whose speed
+    drifts (a shared host) slows every format alike.
+    """
+    decoders = [(RawDecoder(path, threads, 8), label) for path, label in models]
+    speeds: dict[str, dict[str, list[float]]] = {label: {"1": [], "8": []} for _, label in models}
+    try:
+        for r in range(rounds):
+            for decoder, label in decoders:
+                speeds[label]["1"].append(steps / decoder.seconds(1, steps))
+                speeds[label]["8"].append(8 * steps / decoder.seconds(8, steps))
+            summary = ", ".join(
+                f"{label} {v['1'][-1]:.1f}/{v['8'][-1]:.1f}" for label, v in speeds.items()
+            )
+            print(f"round {r + 1}/{rounds} (1/8 seqs tok/s): {summary}", file=sys.stderr)
+    finally:
+        for decoder, _ in decoders:
+            decoder.close()
+    return speeds
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--model", default="qwen2.5-0.5b-instruct", help="model name or path")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--formats", default="iq4_nl,q4_0", help=f"of {', '.join(WEIGHT_FORMATS)}")
+    parser.add_argument(
+        "--formats", default="q8_0,iq4_nl,q4_0", help=f"of {', '.join(WEIGHT_FORMATS)}"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved decode rounds")
+    parser.add_argument("--steps", type=int, default=32, help="decode steps per measurement")
     parser.add_argument("--no-perplexity", dest="perplexity", action="store_false")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args(argv)
@@ -106,24 +122,42 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         models = [(source, "as provisioned")]
         for fmt in formats:
-            print(f"requantising to {fmt} …", file=sys.stderr, flush=True)
             out = Path(folder) / f"{source.stem}-{fmt}.gguf"
             requantize(source, out, fmt, progress=True)
             models.append((out, f"requantised {fmt}"))
+        speeds = decode_rounds(models, args.threads, args.steps, max(1, args.rounds))
         for path, label in models:
-            print(f"measuring {label} …", file=sys.stderr, flush=True)
-            rows.append(measure(path, label, args.threads, args.perplexity))
-    print(f"\n{args.model}, {args.threads} thread(s)\n")
-    print("| weights | 1 seq tok/s | 8 seqs tok/s | ratio | prefill tok/s | perplexity |")
+            print(f"prefill and perplexity: {label} …", file=sys.stderr, flush=True)
+            prefill, ppl = prefill_and_perplexity(path, args.threads, args.perplexity)
+            one, eight = speeds[label]["1"], speeds[label]["8"]
+            ratios = [b / a for a, b in zip(one, eight, strict=True)]
+            rows.append(
+                {
+                    "weights": label,
+                    "decode_1_seq_tok_s": statistics.median(one),
+                    "decode_8_seq_tok_s": statistics.median(eight),
+                    "ratio": statistics.median(ratios),
+                    "ratio_min": min(ratios),
+                    "ratio_max": max(ratios),
+                    "rounds": {"1": one, "8": eight},
+                    "prefill_tok_s": prefill,
+                    "perplexity": ppl,
+                }
+            )
+    print(f"\n{args.model}, {args.threads} thread(s), medians of {args.rounds} rounds\n")
+    print("| weights | 1 seq tok/s | 8 seqs tok/s | ratio (min-max) | prefill tok/s | perplexity |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['weights']} | {r['decode_1_seq_tok_s']:.1f} | {r['decode_8_seq_tok_s']:.1f} "
-            f"| {r['ratio']:.2f}x | {r['prefill_tok_s']:.0f} | {r['perplexity']:.1f} |"
+            f"| {r['ratio']:.2f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f}) "
+            f"| {r['prefill_tok_s']:.0f} | {r['perplexity']:.1f} |"
         )
     if args.out:
         args.out.write_text(
-            json.dumps({"model": args.model, "threads": args.threads, "rows": rows})
+            json.dumps(
+                {"model": args.model, "threads": args.threads, "rounds": args.rounds, "rows": rows}
+            )
         )
     return 0
 

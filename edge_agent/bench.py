@@ -180,6 +180,55 @@ async def _expand_rows(
 # -- the bound: raw llama_decode steps, no engine ----------------------------------------------
 
 
+class RawDecoder:
+    """Bare ``llama_decode`` steps over the expansion prompt: no engine, no HTTP, greedy argmax.
+
+    The hardware's bound for batching: what k sequences per step give against 1.
+    """
+
+    def __init__(self, path: Path, threads: int, max_sequences: int) -> None:
+        from edge_agent.engine.chat_template import ChatRenderer
+        from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, TokenBatch
+        from edge_agent.prompts import expansion_messages
+
+        self._model = LlamaModel(path)
+        self._ctx = LlamaContext(self._model, ContextConfig(4096, 512, max_sequences, threads))
+        self._batch = TokenBatch(512, max_sequences)
+        renderer = ChatRenderer.from_model(self._model)
+        prompt = renderer.render(expansion_messages(QUESTION, SKETCH[:8]))
+        self._prefix = self._model.tokenize(
+            prompt.text, add_special=prompt.add_special, parse_special=True
+        )
+
+    def seconds(self, sequences: int, steps: int) -> float:
+        """Wall time of ``steps`` steps of ``sequences`` sequences after the shared prompt."""
+        import numpy as np
+
+        ctx, batch, prefix = self._ctx, self._batch, self._prefix
+        ctx.clear()
+        batch.clear()
+        ids = tuple(range(sequences))
+        for pos, token in enumerate(prefix):
+            batch.add(token, pos, ids, logits=pos == len(prefix) - 1)
+        if ctx.decode(batch) != 0:
+            raise RuntimeError("llama_decode failed on the prefix")
+        last = [int(np.argmax(ctx.logits(batch.n_tokens - 1)))] * sequences
+        t0 = time.monotonic()
+        for step in range(steps):
+            batch.clear()
+            for seq in range(sequences):
+                batch.add(last[seq], len(prefix) + step, (seq,), logits=True)
+            if ctx.decode(batch) != 0:
+                raise RuntimeError("llama_decode failed")
+            last = [int(np.argmax(ctx.logits(seq))) for seq in range(sequences)]
+        return time.monotonic() - t0
+
+    def close(self) -> None:
+        self._batch.close()
+        self._ctx.close()
+        self._model.close()
+
+
 def run_raw(
     model: str, threads: int, sequences: int, steps: int, out: TextIO, rounds: int = 1
 ) -> list[Row]:
@@ -187,45 +236,15 @@ def run_raw(
 
     Repeated ``rounds`` times, alternating; the rows hold the sums over all rounds.
     """
-    import numpy as np
-
-    from edge_agent.engine.chat_template import ChatRenderer
-    from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, TokenBatch
-    from edge_agent.prompts import expansion_messages
     from pice.models.registry import resolve_model
 
-    llama = LlamaModel(resolve_model(model, progress=False).path)
-    ctx = LlamaContext(llama, ContextConfig(4096, 512, max(sequences, 1), threads))
-    batch = TokenBatch(512, max(sequences, 1))
-    prompt = ChatRenderer.from_model(llama).render(expansion_messages(QUESTION, SKETCH[:8]))
-    prefix = llama.tokenize(prompt.text, add_special=prompt.add_special, parse_special=True)
-
-    def decode(k: int) -> float:
-        """Seconds for ``steps`` steps of ``k`` sequences after the shared prompt."""
-        ctx.clear()
-        batch.clear()
-        ids = tuple(range(k))
-        for pos, token in enumerate(prefix):
-            batch.add(token, pos, ids, logits=pos == len(prefix) - 1)
-        if ctx.decode(batch) != 0:
-            raise RuntimeError("llama_decode failed on the prefix")
-        last = [int(np.argmax(ctx.logits(batch.n_tokens - 1)))] * k
-        t0 = time.monotonic()
-        for step in range(steps):
-            batch.clear()
-            for seq in range(k):
-                batch.add(last[seq], len(prefix) + step, (seq,), logits=True)
-            if ctx.decode(batch) != 0:
-                raise RuntimeError("llama_decode failed")
-            last = [int(np.argmax(ctx.logits(seq))) for seq in range(k)]
-        return time.monotonic() - t0
-
+    decoder = RawDecoder(resolve_model(model, progress=False).path, threads, max(sequences, 1))
+    many: list[float] = []
+    one: list[float] = []
     try:
-        many: list[float] = []
-        one: list[float] = []
         for r in range(rounds):
-            many.append(decode(sequences))
-            one.append(decode(1))
+            many.append(decoder.seconds(sequences, steps))
+            one.append(decoder.seconds(1, steps))
             _say(
                 out,
                 f"  raw decode round {r + 1}: {sequences} sequences/step "
@@ -233,9 +252,7 @@ def run_raw(
                 f"tok/s",
             )
     finally:
-        batch.close()
-        ctx.close()
-        llama.close()
+        decoder.close()
     speedups = tuple(sequences * o / m for m, o in zip(many, one, strict=True))
     return [
         _row(
