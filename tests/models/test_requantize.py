@@ -53,6 +53,12 @@ def test_without_llama_cpp_the_error_says_what_to_install(
         requantize.requantize(tmp_path / "a.gguf", tmp_path / "b.gguf", "q8_0")
 
 
+def test_missing_source_is_a_provisioning_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelProvisioningError, match="no such file"):
+        requantize.requantize(tmp_path / "absent.gguf", tmp_path / "out.gguf", "q8_0")
+    assert not (tmp_path / "out.gguf").exists()
+
+
 def test_unknown_weight_format_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelProvisioningError, match="q8_0"):
         requantize.requantize(tmp_path / "a.gguf", tmp_path / "b.gguf", "q3_weird")

@@ -64,6 +64,8 @@ def requantize(
         raise ModelProvisioningError(
             "requantising a model needs llama-cpp-python: pip install 'pice[edge]'"
         ) from exc
+    if not source.is_file():
+        raise ModelProvisioningError(f"cannot requantise {source}: no such file")
     # llama.cpp logs a line per tensor; show them only when this process logs at DEBUG.
     llama_logger.set_verbose(logger.isEnabledFor(logging.DEBUG))
     params = llama_cpp.llama_model_quantize_default_params()
@@ -77,13 +79,15 @@ def requantize(
             llama_cpp.llama_model_quantize(str(source).encode(), str(dest).encode(), params)
         )
 
+    # The output's size is only known afterwards; the source's is a fair guess for the bar.
+    total = approx_size if approx_size > 0 else source.stat().st_size
     worker = threading.Thread(target=run, name="requantize", daemon=True)
-    with progress_bar(approx_size, f"requantise to {weight_format}", progress) as bar:
+    with progress_bar(total, f"requantise to {weight_format}", progress) as bar:
         worker.start()
         while worker.is_alive():
             worker.join(_POLL_SECONDS)
             written = dest.stat().st_size if dest.exists() else 0
-            bar.update(max(0, min(written, approx_size) - bar.n))
+            bar.update(max(0, min(written, total) - bar.n))
     if status != [0]:
         raise ModelProvisioningError(
             f"llama.cpp could not requantise {source.name} to {weight_format} "
