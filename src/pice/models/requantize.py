@@ -112,8 +112,9 @@ def derive(
     path = model.path_in(cache_dir)
     with cache_lock(cache_dir, model.name):
         marker = read_marker(path)
-        ours = marker is not None and marker.recipe == model.recipe
-        if ours and marker_matches(path):
+        if marker is not None and marker.recipe != model.recipe:
+            marker = None  # made from another source or format: nothing to trust
+        if marker is not None and marker_matches(path):
             return path
         if not pull:
             state = "out of date" if path.exists() else "not provisioned"
@@ -121,7 +122,7 @@ def derive(
                 f"model {model.name!r} is {state} in {cache_dir}; "
                 f"run `pice models pull {model.name}`"
             )
-        if ours and marker is not None and path.exists():
+        if marker is not None and path.exists():
             logger.info("verifying %s (changed since it was marked)", path)
             if verify_file(
                 path, sha256=marker.sha256, size=marker.size, progress=progress, recipe=model.recipe
