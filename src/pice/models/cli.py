@@ -9,15 +9,9 @@ from pathlib import Path
 
 from pice.errors import ModelProvisioningError
 from pice.models.catalog import BUNDLED_MODELS, DERIVED_MODELS, BundledModel, DerivedModel
-from pice.models.provision import (
-    ModelState,
-    marker_matches,
-    model_state,
-    partial_path,
-    read_marker,
-    verify_file,
-)
+from pice.models.provision import ModelState, model_state, verify_file
 from pice.models.registry import default_cache_dir, resolve_model
+from pice.models.requantize import derived_state, verify_derived
 
 NAMES = sorted([*BUNDLED_MODELS, *DERIVED_MODELS])
 
@@ -61,18 +55,9 @@ def _cache(args: argparse.Namespace) -> Path:
     return cache if cache is not None else default_cache_dir()
 
 
-def _derived_state(model: DerivedModel, cache: Path) -> ModelState:
-    path = model.path_in(cache)
-    if not path.exists():
-        return ModelState.PARTIAL if partial_path(path).exists() else ModelState.MISSING
-    marker = read_marker(path)
-    ours = marker is not None and marker.recipe == model.recipe
-    return ModelState.VERIFIED if ours and marker_matches(path) else ModelState.UNVERIFIED
-
-
 def _state(model: BundledModel | DerivedModel, cache: Path) -> ModelState:
     if isinstance(model, DerivedModel):
-        return _derived_state(model, cache)
+        return derived_state(model, cache)
     return model_state(model, cache)
 
 
@@ -114,24 +99,16 @@ def _verify(args: argparse.Namespace) -> int:
         if _state(model, cache) in (ModelState.MISSING, ModelState.PARTIAL):
             sys.stdout.write(f"{name}: missing ({path})\n")
             failed = True
-        elif _rehash(model, path):
+        elif (
+            verify_derived(model, cache, progress=True)
+            if isinstance(model, DerivedModel)
+            else verify_file(path, sha256=model.sha256, size=model.size, progress=True)
+        ):
             sys.stdout.write(f"{name}: ok ({path})\n")
         else:
             sys.stdout.write(f"{name}: CORRUPT ({path}); run `pice models pull {name}`\n")
             failed = True
     return 1 if failed else 0
-
-
-def _rehash(model: BundledModel | DerivedModel, path: Path) -> bool:
-    """Bundled: against the catalog's sha256. Derived: against its own marker's."""
-    if isinstance(model, BundledModel):
-        return verify_file(path, sha256=model.sha256, size=model.size, progress=True)
-    marker = read_marker(path)
-    if marker is None or marker.recipe != model.recipe:
-        return False
-    return verify_file(
-        path, sha256=marker.sha256, size=marker.size, progress=True, recipe=model.recipe
-    )
 
 
 def _path(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 from pice.errors import ModelProvisioningError
 from pice.models.catalog import DerivedModel
 from pice.models.provision import (
+    ModelState,
     cache_lock,
     hash_file,
     is_gguf,
@@ -159,3 +160,25 @@ def derive(
             time.monotonic() - started,
         )
         return path
+
+
+def derived_state(model: DerivedModel, cache_dir: Path) -> ModelState:
+    """Like :func:`pice.models.provision.model_state`, for a derived model."""
+    path = model.path_in(cache_dir)
+    if not path.exists():
+        return ModelState.PARTIAL if partial_path(path).exists() else ModelState.MISSING
+    marker = read_marker(path)
+    if marker is not None and marker.recipe == model.recipe and marker_matches(path):
+        return ModelState.VERIFIED
+    return ModelState.UNVERIFIED
+
+
+def verify_derived(model: DerivedModel, cache_dir: Path, *, progress: bool = False) -> bool:
+    """Rehash the file against its marker's sha256; False without a marker for this recipe."""
+    path = model.path_in(cache_dir)
+    marker = read_marker(path)
+    if marker is None or marker.recipe != model.recipe:
+        return False
+    return verify_file(
+        path, sha256=marker.sha256, size=marker.size, progress=progress, recipe=model.recipe
+    )
