@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from pice.bench.judge import Judge
+from pice.bench.judge import Judge, answer_pair
 from pice.bench.winrate import Judgment, combine, combined_margin, parse_verdict
 
 OLD_SYSTEM = (
@@ -33,14 +33,7 @@ OLD_SYSTEM = (
 
 
 def old_messages(question: str, a: str, b: str) -> list[dict[str, str]]:
-    user = (
-        f"[User Question]\n{question}\n\n"
-        f"[The Start of Assistant A's Answer]\n{a[:3000]}\n"
-        "[The End of Assistant A's Answer]\n\n"
-        f"[The Start of Assistant B's Answer]\n{b[:3000]}\n"
-        "[The End of Assistant B's Answer]\n\n"
-        "Verdict ([[A]], [[B]] or [[C]]):"
-    )
+    user = answer_pair(question, a, b) + "Verdict ([[A]], [[B]] or [[C]]):"
     return [{"role": "system", "content": OLD_SYSTEM}, {"role": "user", "content": user}]
 
 

@@ -33,13 +33,19 @@ MAX_ANSWER_CHARS = 3000
 JUDGE_MAX_TOKENS = 24
 
 
-def judge_messages(question: str, answer_a: str, answer_b: str) -> list[dict[str, str]]:
-    user = (
+def answer_pair(question: str, answer_a: str, answer_b: str) -> str:
+    """The question and both answers, as the judge reads them (MT-Bench's pairwise layout)."""
+    return (
         f"[User Question]\n{question}\n\n"
         f"[The Start of Assistant A's Answer]\n{answer_a[:MAX_ANSWER_CHARS]}\n"
         "[The End of Assistant A's Answer]\n\n"
         f"[The Start of Assistant B's Answer]\n{answer_b[:MAX_ANSWER_CHARS]}\n"
         "[The End of Assistant B's Answer]\n\n"
+    )
+
+
+def judge_messages(question: str, answer_a: str, answer_b: str) -> list[dict[str, str]]:
+    user = answer_pair(question, answer_a, answer_b) + (
         "Grade both answers, in exactly this format:\nScore A: <n>\nScore B: <n>"
     )
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
