@@ -12,14 +12,19 @@ PICE_VLLM ?= 1
 
 .PHONY: install models vllm-env run test check lint typecheck unit bench clean
 
-$(STAMP): pyproject.toml
+# llama-cpp-python is built by scripts/install-llama-cpp.sh (for this CPU, never with llama.cpp's
+# crashing AMX kernels) and rebuilt whenever its flags or the CPU change: `install` re-checks
+# that on every run, in well under a second when nothing changed.
+$(STAMP): pyproject.toml scripts/install-llama-cpp.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet pip
-	@echo "Installing pice and its dependencies (llama-cpp-python compiles for ~6 min the first time)..."
+	bash scripts/install-llama-cpp.sh $(VENV)
+	@echo "Installing pice and its dependencies..."
 	$(BIN)/python -m pip install --progress-bar on -e '.[edge,gateway,hub,bench,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
+	@bash scripts/install-llama-cpp.sh $(VENV)
 
 models: install
 	$(BIN)/pice models pull qwen2.5-0.5b-instruct qwen2.5-0.5b-instruct-q8_0 qwen2.5-1.5b-instruct

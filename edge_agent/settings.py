@@ -41,6 +41,9 @@ class EdgeSettings(YamlSettings):
     n_batch: int = Field(default=512, ge=16)
     # Recent prompt prefixes whose KV cells are kept for later requests (0 = off).
     prefix_cache_slots: int = Field(default=4, ge=0, le=64)
+    # llama.cpp's AMX weight buffers crash on the first decode (edge_agent/engine/cpu.py); set
+    # true only with a llama.cpp whose AMX path is fixed.
+    allow_amx: bool = False
     api_token: str | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1)
 

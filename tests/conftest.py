@@ -19,3 +19,21 @@ def small_model_path() -> Path:
     from pice.models.registry import resolve_model
 
     return resolve_model("qwen2.5-0.5b-instruct", pull=False).path
+
+
+def pytest_report_header() -> list[str]:
+    """Which CPU kernels llama.cpp uses in this run, so a log shows what the model tests ran on.
+
+    Machines differ (AVX2-only, AVX-512, AMX), and llama.cpp picks different kernels on each.
+    """
+    from edge_agent.engine.cpu import cpu_flags
+
+    lines = [f"cpu flags: {' '.join(sorted(cpu_flags())) or 'unknown'}"]
+    try:
+        from edge_agent.engine.cpu import choose_kernels
+        from edge_agent.engine.llama import system_info
+    except ImportError as exc:  # the unit tier runs without llama-cpp-python
+        return [*lines, f"llama.cpp: not importable ({exc})"]
+    info = system_info()
+    choice = choose_kernels(info)
+    return [*lines, f"llama.cpp: {info}", f"llama.cpp extra weight buffers: {choice.reason}"]

@@ -36,6 +36,7 @@ def create_app(settings: EdgeSettings) -> FastAPI:
                 max_sequences=settings.max_sequences,
                 threads=settings.threads,
                 prefix_cache_slots=settings.prefix_cache_slots,
+                allow_amx=settings.allow_amx,
             ),
         )
         model_id = settings.model_id or resolved.name

@@ -20,21 +20,21 @@ import contextlib
 import logging
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from edge_agent.engine.admission import CellBudget, JobCost
+from edge_agent.engine.admission import CellBudget
 from edge_agent.engine.chat_template import ChatRenderer
-from edge_agent.engine.job import JobState, SequenceState
-from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel
+from edge_agent.engine.job import JobState, build_job
+from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, system_info
 from edge_agent.engine.scheduler import Scheduler
 from edge_agent.engine.stats import LoadSnapshot
-from edge_agent.engine.types import EngineEvent, JobDone, JobFailed, JobSpec, SamplingParams
-from pice.errors import InvalidRequestError, PiceError, ServiceUnavailableError
+from edge_agent.engine.types import EngineEvent, JobDone, JobFailed, JobSpec
+from edge_agent.engine.warmup import warm_up
+from pice.errors import PiceError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,10 @@ class EngineConfig:
     threads: int = 2
     # Recent prompt prefixes kept in the KV cache for later jobs (0 turns the cache off).
     prefix_cache_slots: int = 4
+    # Use llama.cpp's AMX weight buffers where the build has them (they crash: engine/cpu.py).
+    allow_amx: bool = False
+    # Sequences in the batched warm-up decode that runs before the engine reports ready.
+    warmup_sequences: int = 4
 
 
 class JobHandle:
@@ -131,7 +135,7 @@ class Engine:
     def start(self) -> None:
         """Load the model and start the engine thread (blocking: call it off the loop)."""
         started = time.monotonic()
-        model = LlamaModel(self.model_path)
+        model = LlamaModel(self.model_path, allow_amx=self.config.allow_amx)
         ctx = LlamaContext(
             model,
             ContextConfig(
@@ -143,22 +147,29 @@ class Engine:
         )
         self._model, self._ctx = model, ctx
         self._renderer = ChatRenderer.from_model(model)
-        first_cache_id = self.config.max_sequences
-        self._scheduler = Scheduler(
-            ctx,
-            CellBudget(ctx.n_ctx, self.config.max_sequences),
-            self.config.n_batch,
-            cache_seq_ids=range(first_cache_id, first_cache_id + self.config.prefix_cache_slots),
-        )
+        logger.info("llama.cpp: %s", system_info())
+        warmup = warm_up(self._new_scheduler(ctx), self.config.warmup_sequences)
+        ctx.clear()  # the warm-up leaves nothing behind: fresh cache, fresh counters
+        self._scheduler = self._new_scheduler(ctx)
         self._thread = threading.Thread(target=self._run, name="edge-engine", daemon=True)
         self._thread.start()
         logger.info(
-            "Loaded %s in %.1fs (n_ctx=%d, max_sequences=%d, threads=%d)",
+            "Loaded %s in %.1fs (n_ctx=%d, max_sequences=%d, threads=%d; warm-up: %s)",
             self.model_path.name,
             time.monotonic() - started,
             ctx.n_ctx,
             self.config.max_sequences,
             self.config.threads,
+            warmup,
+        )
+
+    def _new_scheduler(self, ctx: LlamaContext) -> Scheduler:
+        first_cache_id = self.config.max_sequences
+        return Scheduler(
+            ctx,
+            CellBudget(ctx.n_ctx, self.config.max_sequences),
+            self.config.n_batch,
+            cache_seq_ids=range(first_cache_id, first_cache_id + self.config.prefix_cache_slots),
         )
 
     def stop(self) -> None:
@@ -201,45 +212,13 @@ class Engine:
         model, scheduler = self._model, self._scheduler
         if model is None or scheduler is None or self._stopping:
             raise ServiceUnavailableError("The model is not loaded.", retry_after=2)
-        if not spec.sequences:
-            raise InvalidRequestError("A job needs at least one sequence.")
-        prefix = model.tokenize(spec.prefix, add_special=spec.add_special, parse_special=True)
-        suffixes = [
-            model.tokenize(s.suffix, add_special=False, parse_special=False) if s.suffix else []
-            for s in spec.sequences
-        ]
-        if not prefix and not all(suffixes):
-            raise InvalidRequestError("The prompt is empty.", param="messages")
-        cost = scheduler.budget.fit(
-            JobCost(
-                len(prefix),
-                tuple(len(s) for s in suffixes),
-                tuple(s.params.max_tokens for s in spec.sequences),
-            )
-        )
-        sequences = [
-            SequenceState(
-                index=i,
-                suffix=suffix,
-                params=_with_max_tokens(seq.params, cost.max_tokens[i]),
-                cells=cost.sequence_cells(i),
-            )
-            for i, (seq, suffix) in enumerate(zip(spec.sequences, suffixes, strict=True))
-        ]
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
 
         def emit(event: EngineEvent) -> None:  # called on the engine thread only
             self._outbox.append((loop, queue, event))
 
-        state = JobState(
-            job_id=f"job-{uuid.uuid4().hex[:16]}",
-            prefix=prefix,
-            sequences=sequences,
-            cost=cost,
-            emit=emit,
-            request_id=spec.request_id,
-        )
+        state = build_job(model, scheduler.budget, spec, emit)
         with self._cond:
             self._inbox.append(state)
             self._cond.notify()
@@ -351,7 +330,3 @@ class Engine:
 def _deliver(batch: list[tuple[asyncio.Queue[EngineEvent], EngineEvent]]) -> None:
     for queue, event in batch:
         queue.put_nowait(event)
-
-
-def _with_max_tokens(params: SamplingParams, max_tokens: int) -> SamplingParams:
-    return params if params.max_tokens == max_tokens else replace(params, max_tokens=max_tokens)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from edge_agent.engine.admission import JobCost
+from edge_agent.engine.admission import CellBudget, JobCost
+from edge_agent.engine.llama import LlamaModel
 from edge_agent.engine.prefix_cache import CachedPrefix
 from edge_agent.engine.sampling import Sampler
 from edge_agent.engine.text import TextAssembler
-from edge_agent.engine.types import EngineEvent, FinishReason, SamplingParams
+from edge_agent.engine.types import EngineEvent, FinishReason, JobSpec, SamplingParams
+from pice.errors import InvalidRequestError
 
 Emit = Callable[[EngineEvent], None]
 
@@ -68,3 +71,48 @@ def finish_reason_for(seq: SequenceState, *, eog: bool) -> FinishReason | None:
     if seq.generated >= seq.max_tokens:
         return "length"
     return None
+
+
+def build_job(model: LlamaModel, budget: CellBudget, spec: JobSpec, emit: Emit) -> JobState:
+    """Tokenise ``spec`` and cost it against ``budget``: the job as the scheduler runs it.
+
+    A job that can never fit is refused here, before any byte is sent
+    (ContextOverflowError); ``max_tokens`` is clamped when only the prompt fits.
+    """
+    if not spec.sequences:
+        raise InvalidRequestError("A job needs at least one sequence.")
+    prefix = model.tokenize(spec.prefix, add_special=spec.add_special, parse_special=True)
+    suffixes = [
+        model.tokenize(s.suffix, add_special=False, parse_special=False) if s.suffix else []
+        for s in spec.sequences
+    ]
+    if not prefix and not all(suffixes):
+        raise InvalidRequestError("The prompt is empty.", param="messages")
+    cost = budget.fit(
+        JobCost(
+            len(prefix),
+            tuple(len(s) for s in suffixes),
+            tuple(s.params.max_tokens for s in spec.sequences),
+        )
+    )
+    sequences = [
+        SequenceState(
+            index=i,
+            suffix=suffix,
+            params=_with_max_tokens(seq.params, cost.max_tokens[i]),
+            cells=cost.sequence_cells(i),
+        )
+        for i, (seq, suffix) in enumerate(zip(spec.sequences, suffixes, strict=True))
+    ]
+    return JobState(
+        job_id=f"job-{uuid.uuid4().hex[:16]}",
+        prefix=prefix,
+        sequences=sequences,
+        cost=cost,
+        emit=emit,
+        request_id=spec.request_id,
+    )
+
+
+def _with_max_tokens(params: SamplingParams, max_tokens: int) -> SamplingParams:
+    return params if params.max_tokens == max_tokens else replace(params, max_tokens=max_tokens)

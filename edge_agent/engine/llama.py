@@ -19,6 +19,7 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
+from edge_agent.engine.cpu import KernelChoice, choose_kernels
 from pice.errors import ModelProvisioningError
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,12 @@ class ContextConfig:
     n_threads: int
 
 
+def system_info() -> str:
+    """llama.cpp's one-line report of the CPU features its build uses."""
+    info: bytes = llama_cpp.llama_print_system_info()
+    return info.decode(errors="replace").strip()
+
+
 def _quiet_llama_logs() -> None:
     """Send llama.cpp's chatter to stderr only when this process logs at DEBUG."""
     from llama_cpp import _logger
@@ -44,14 +51,23 @@ def _quiet_llama_logs() -> None:
 
 
 class LlamaModel:
-    """A loaded GGUF model and its vocabulary."""
+    """A loaded GGUF model and its vocabulary.
 
-    def __init__(self, path: Path) -> None:
+    ``allow_amx``: use llama.cpp's AMX weight buffers if the build has them (see
+    :mod:`edge_agent.engine.cpu`; off by default because they crash). ``extra_buffers=False``
+    turns every extra weight buffer (AMX and the CPU repack) off, for measuring what they give.
+    """
+
+    def __init__(self, path: Path, *, allow_amx: bool = False, extra_buffers: bool = True) -> None:
         if not path.is_file():
             raise ModelProvisioningError(f"Model file not found: {path}")
         _quiet_llama_logs()
         llama_cpp.llama_backend_init()
+        self.kernels: KernelChoice = choose_kernels(system_info(), allow_amx=allow_amx)
+        if not self.kernels.use_extra_buffers:
+            logger.warning("%s", self.kernels.reason)
         params = llama_cpp.llama_model_default_params()
+        params.use_extra_bufts = self.kernels.use_extra_buffers and extra_buffers
         model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
         if not model:
             raise ModelProvisioningError(f"llama.cpp could not load {path}")

@@ -196,10 +196,23 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def exit_description(returncode: int | None) -> str:
+    """``exited with code 3`` or ``was killed by SIGSEGV (Segmentation fault)``."""
+    if returncode is None:
+        return "is still running"
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        sig = signal.Signals(-returncode)
+    except ValueError:
+        return f"was killed by signal {-returncode}"
+    return f"was killed by {sig.name} ({signal.strsignal(sig) or sig.name})"
+
+
 def _died(child: ChildProcess) -> str:
     return (
-        f"{child.name} exited with code {child.proc.returncode}; "
-        f"log {child.log_path}:\n{child.log_tail()}"
+        f"{child.name} (pid {child.pid}) {exit_description(child.proc.returncode)}; "
+        f"last lines of its log {child.log_path}:\n{child.log_tail()}"
     )
 
 

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from edge_agent.engine import (
@@ -22,6 +24,7 @@ from edge_agent.engine import (
 )
 from edge_agent.engine.chat_template import Message
 from edge_agent.engine.engine import Engine, EngineConfig, JobHandle
+from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, TokenBatch
 from edge_agent.prompts import expansion_messages, point_stops, point_suffix
 from pice.errors import ContextOverflowError
 
@@ -103,15 +106,6 @@ def expand_spec(engine: Engine, points: Sequence[int], max_tokens: int = 16) -> 
     return JobSpec(prompt.text, seqs, add_special=prompt.add_special)
 
 
-def common_prefix_ratio(a: str, b: str) -> float:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n / max(len(a), len(b), 1)
-
-
 def is_idle(engine: Engine) -> bool:
     load = engine.load()
     return (
@@ -130,8 +124,66 @@ async def wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
     return False
 
 
-async def test_batched_points_agree_with_lone_decoding_and_prefix_is_prefilled_once(
-    engine: Engine,
+@pytest.fixture(scope="module")
+def lone(small_model_path: Path) -> Iterator[LoneDecoder]:
+    decoder = LoneDecoder(small_model_path)
+    yield decoder
+    decoder.close()
+
+
+class LoneDecoder:
+    """One sequence at a time on a context of its own: the reference for batched decoding."""
+
+    def __init__(self, path: Path) -> None:
+        self.model = LlamaModel(path)
+        self.ctx = LlamaContext(self.model, ContextConfig(2048, 512, 1, 1))
+        self.batch = TokenBatch(512, 1)
+
+    def greedy_gaps(self, prompt: list[int], continuation: list[int]) -> list[float]:
+        """Teacher-force ``continuation`` after ``prompt``; per token, how far (in nats of
+        log-probability) it is from this context's own greedy choice (0 = it is the argmax)."""
+        self.ctx.clear()
+        tokens = [*prompt, *continuation]
+        gaps: list[float] = []
+        row = -1
+        for pos, token in enumerate(tokens):
+            if pos >= len(prompt):
+                logprobs = log_softmax(self.ctx.logits(row))
+                gaps.append(float(logprobs.max() - logprobs[token]))
+            if self.batch.n_tokens == 512:
+                assert self.ctx.decode(self.batch) == 0
+                self.batch.clear()
+            # Prompt tokens go in chunks; each continuation token needs the logits before it.
+            row = self.batch.add(token, pos, (0,), logits=pos >= len(prompt) - 1)
+            if pos >= len(prompt) - 1:
+                assert self.ctx.decode(self.batch) == 0
+                self.batch.clear()
+        return gaps
+
+    def close(self) -> None:
+        self.batch.close()
+        self.ctx.close()
+        self.model.close()
+
+
+def log_softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    x = logits.astype(np.float64)
+    x = x - x.max()
+    return x - np.log(np.exp(x).sum())
+
+
+# Batched and lone decoding run different kernels (matrix-matrix vs matrix-vector, and other
+# reduction orders on AVX2, AVX-512 and AMX builds), so greedy texts may part ways after a
+# near-tie: bitwise agreement is not guaranteed, and a test that asks for it fails on some
+# CPUs. What *is* guaranteed is that every token the batch chose was (nearly) the lone
+# decoder's greedy choice given the same history. A batching defect (a wrong position, a
+# sequence reading another's cells) makes tokens that the lone decoder ranks far below its
+# argmax: the "different point" control below shows the size of such a gap.
+NEAR_TIE_NATS = 0.5
+
+
+async def test_batched_points_are_greedy_under_lone_decoding_and_prefix_is_prefilled_once(
+    engine: Engine, lone: LoneDecoder
 ) -> None:
     points = list(range(len(SKETCH)))
     before = engine.load().prefill_tokens
@@ -145,11 +197,25 @@ async def test_batched_points_agree_with_lone_decoding_and_prefix_is_prefilled_o
     suffixes = prefilled - handle.prefix_tokens
     assert 0 < suffixes < len(points) * 20
 
-    lone = [await collect(engine.submit(expand_spec(engine, [p]))) for p in points]
-    pairs = [(batched.done[i].text, lone[i].done[0].text) for i in points]
-    identical = sum(a == b for a, b in pairs)
-    ratio = sum(common_prefix_ratio(a, b) for a, b in pairs) / len(pairs)
-    assert identical >= 6 or ratio >= 0.8, pairs
+    prompt = engine.chat.render(expansion_messages(QUESTION, SKETCH))
+    model = lone.model
+    prefix = model.tokenize(prompt.text, add_special=prompt.add_special, parse_special=True)
+    worst: list[float] = []
+    control: list[float] = []
+    for i in points:
+        suffix = model.tokenize(point_suffix(i, SKETCH[i]), add_special=False, parse_special=False)
+        text = model.tokenize(batched.done[i].text, add_special=False, parse_special=False)
+        # The last token may have carried the stop string, which the text no longer has.
+        gaps = lone.greedy_gaps(prefix + suffix, text)[:-1]
+        worst.append(max(gaps, default=0.0))
+        # Control: point i's text after point i+1's title, where it is no greedy choice.
+        other = (i + 1) % len(points)
+        other_suffix = model.tokenize(
+            point_suffix(other, SKETCH[other]), add_special=False, parse_special=False
+        )
+        control.append(max(lone.greedy_gaps(prefix + other_suffix, text)[:-1], default=0.0))
+    assert max(worst) <= NEAR_TIE_NATS, worst
+    assert sum(g > NEAR_TIE_NATS for g in control) >= len(points) // 2, control
     for i in points:
         done = batched.done[i]
         assert done.text == "".join(batched.deltas.get(i, []))
@@ -296,3 +362,21 @@ async def test_events_of_a_step_reach_the_loop_in_one_wake_up(
     assert out.job_done is not None
     # Per event this would be > len(out.events); per step it is about a quarter of that.
     assert calls <= len(out.events) / 2, (calls, len(out.events))
+
+
+async def test_the_warm_up_leaves_nothing_behind(small_model_path: Path) -> None:
+    """The batched warm-up ran before ready, yet counters, cache and KV start empty."""
+    fresh = Engine(
+        small_model_path, EngineConfig(n_ctx=1024, max_sequences=4, threads=1, prefix_cache_slots=2)
+    )
+    fresh.start()
+    try:
+        load = fresh.load()
+        assert (load.jobs, load.prefill_tokens, load.tokens_generated) == (0, 0, 0)
+        assert (load.prefix_cache_entries, load.kv_cells_reserved) == (0, 0)
+        assert load.free_sequence_slots == 4
+        out = await collect(fresh.submit(expand_spec(fresh, [0, 1], max_tokens=4)))
+        assert out.job_done is not None
+        assert fresh.load().prefix_cache_hits == 0  # the warm-up's prefix was not kept
+    finally:
+        fresh.stop()

@@ -80,6 +80,30 @@ def test_a_child_that_dies_during_startup_fails_fast_with_its_log(tmp_path: Path
     supervisor.stop()
 
 
+def test_a_child_killed_by_a_signal_is_named_with_the_signal_and_its_log(
+    tmp_path: Path,
+) -> None:
+    """What a llama.cpp kernel crash looks like to the supervisor: SIGSEGV after a log line."""
+    supervisor = Supervisor(tmp_path)
+    crashing = ChildSpec(
+        name="edge-1",
+        argv=(
+            sys.executable,
+            "-c",
+            "import os, signal; print('Loaded model.gguf', flush=True); "
+            "os.kill(os.getpid(), signal.SIGSEGV)",
+        ),
+        port=free_port(),
+    )
+    child = supervisor.start(crashing)
+    with pytest.raises(StackError) as caught:
+        supervisor.wait_ready([child])
+    message = str(caught.value)
+    assert message.startswith(f"edge-1 (pid {child.pid}) was killed by SIGSEGV")
+    assert "Loaded model.gguf" in message
+    supervisor.stop()
+
+
 def test_wait_returns_nonzero_when_any_child_dies(tmp_path: Path) -> None:
     supervisor = Supervisor(tmp_path)
     children = [supervisor.start(_server(f"s{i}")) for i in range(2)]
