@@ -151,7 +151,7 @@ DERIVED_MODELS: Mapping[str, DerivedModel] = {
     for model in (
         DerivedModel(
             name="qwen2.5-coder-0.5b-instruct-q8_0",
-            description="Qwen2.5-Coder-0.5B-Instruct requantised to Q8_0 (edge default: batches better)",
+            description="Qwen2.5-Coder-0.5B-Instruct, Q8_0 (edge default: batches better)",
             deprecated_names=("qwen2.5-0.5b-instruct-q8_0",),
             cache_stem="qwen2.5-0.5b-instruct-q8_0",
             source=BUNDLED_MODELS["qwen2.5-coder-0.5b-instruct"],
@@ -173,8 +173,8 @@ DEPRECATED_NAMES: Mapping[str, str] = {
 def canonical_name(name: str, *, stacklevel: int = 1) -> str:
     """``name``, or the current name of a deprecated one (with a warning).
 
-    The DeprecationWarning points ``stacklevel`` frames above this function's caller (1: the
-    caller itself), so a function that resolves names on behalf of its own caller passes 2.
+    ``stacklevel`` counts from the caller: 1 blames the code that called this function, 2 that
+    code's caller (what a function resolving names on behalf of its own caller passes).
     Python hides DeprecationWarnings outside ``__main__`` by default, so the rename is also
     logged, once per name per process, for users of the CLI and of configuration files.
     """
