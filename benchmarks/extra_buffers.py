@@ -34,7 +34,11 @@ from edge_agent.engine.llama import (
 from edge_agent.prompts import expansion_messages
 from pice.models.registry import resolve_model
 
-MODELS = ("qwen2.5-0.5b-instruct-q8_0", "qwen2.5-0.5b-instruct", "qwen2.5-1.5b-instruct")
+MODELS = (
+    "qwen2.5-coder-0.5b-instruct-q8_0",
+    "qwen2.5-coder-0.5b-instruct",
+    "qwen2.5-coder-1.5b-instruct",
+)
 
 
 class Decoder:

@@ -5,7 +5,7 @@ off-topic one; the "reasonable" pairs hold two acceptable answers. Every pair is
 orders with the graded prompt the bench uses (``pice.bench.judge.Judge``) and, for comparison,
 with the earlier bare-verdict prompt ([[A]]/[[B]]/[[C]]). Nothing here knows about modes.
 
-Start a judge, e.g. ``pice edge serve --model qwen2.5-1.5b-instruct --threads 1 --port 8177``,
+Start a judge, e.g. ``pice edge serve --model qwen2.5-coder-1.5b-instruct --threads 1 --port 8177``,
 then: python benchmarks/judge_calibration.py --url http://127.0.0.1:8177/v1 --out calib.json
 """
 
@@ -225,7 +225,7 @@ async def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--url", default="http://127.0.0.1:8177/v1", help="judge base URL")
-    parser.add_argument("--model", default="qwen2.5-1.5b-instruct")
+    parser.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
     parser.add_argument("--sets", default="clear,heldout,reasonable")
     parser.add_argument("--no-old", dest="old", action="store_false", help="skip the old prompt")
     parser.add_argument("--out", type=Path, help="write every reply as JSON here")

@@ -7,7 +7,7 @@ reported), prefill tokens/s over a 400-token prompt, and perplexity over this re
 docs (to see what quantising twice costs).
 
 python benchmarks/kernel_formats.py --threads 2 --formats q8_0,iq4_nl,q4_0 --out formats.json
-python benchmarks/kernel_formats.py --model qwen2.5-1.5b-instruct --threads 1 --formats "" \
+python benchmarks/kernel_formats.py --model qwen2.5-coder-1.5b-instruct --threads 1 --formats "" \
     --no-perplexity
 """
 
@@ -105,7 +105,7 @@ def decode_rounds(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--model", default="qwen2.5-0.5b-instruct", help="model name or path")
+    parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct", help="model name or path")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--formats", default="q8_0,iq4_nl,q4_0", help=f"of {', '.join(WEIGHT_FORMATS)}"

@@ -13,7 +13,7 @@ from pice.settings import YamlSettings, load_yaml_settings
 
 # Q8_0 weights: llama.cpp's CPU kernels batch them about 2x better than the bundled file's
 # Q5_0 mix, at no measured quality cost (docs/benchmarks-edge.md).
-DEFAULT_MODEL = "qwen2.5-0.5b-instruct-q8_0"
+DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct-q8_0"
 # llama.cpp's limit on sequence ids in one context (LLAMA_MAX_SEQ).
 LLAMA_MAX_SEQUENCES = 256
 

@@ -8,14 +8,14 @@
 # Environment: PYTHON (interpreter for the new venv, default python3), PICE_PYTHON (a python
 # with pice installed, default .venv/bin/python; conversion is skipped if it is missing —
 # `pice up --cloud vllm` and the tests then convert on first use), PICE_VLLM_MODELS (models
-# to convert, default qwen2.5-0.5b-instruct).
+# to convert, default qwen2.5-coder-0.5b-instruct).
 set -euo pipefail
 
 VENV="${1:-.venv-vllm}"
 PYTHON="${PYTHON:-python3}"
 PICE_PYTHON="${PICE_PYTHON:-.venv/bin/python}"
 VLLM_VERSION="0.32.0"
-MODELS="${PICE_VLLM_MODELS:-qwen2.5-0.5b-instruct}"
+MODELS="${PICE_VLLM_MODELS:-qwen2.5-coder-0.5b-instruct}"
 
 # vLLM pins its own torch, transformers and fastapi: it gets an environment of its own.
 if [[ ! -x "$VENV/bin/python" ]]; then

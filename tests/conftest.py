@@ -15,10 +15,10 @@ def _models_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def small_model_path() -> Path:
-    """The bundled Qwen2.5-0.5B-Instruct GGUF, provisioned by ``pice models pull``."""
+    """The bundled Qwen2.5-Coder-0.5B-Instruct GGUF, provisioned by ``pice models pull``."""
     from pice.models.registry import resolve_model
 
-    return resolve_model("qwen2.5-0.5b-instruct", pull=False).path
+    return resolve_model("qwen2.5-coder-0.5b-instruct", pull=False).path
 
 
 def pytest_report_header() -> list[str]:

@@ -44,7 +44,7 @@ def create_app(settings: EdgeSettings) -> FastAPI:
             settings=settings,
             engine=engine,
             model_id=model_id,
-            aliases=frozenset({model_id, resolved.name}),
+            aliases=frozenset({model_id, resolved.name, *resolved.aliases}),
             metrics=engine_registry(engine.load, model_id),
         )
         # Load in the background so /health answers at once and /ready says 503 until done.

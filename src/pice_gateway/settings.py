@@ -33,7 +33,7 @@ class CloudSettings(BaseModel):
     """The cloud LLM: any OpenAI-compatible server (vLLM, or a ``pice edge serve`` stand-in)."""
 
     base_url: str = "http://127.0.0.1:8100/v1"
-    model: str = "qwen2.5-1.5b-instruct"
+    model: str = "qwen2.5-coder-1.5b-instruct"
     api_key: str | None = None
     timeouts: Timeouts = Field(default_factory=Timeouts)
 

@@ -224,8 +224,8 @@ class StackSpec:
     """What ``pice up`` runs. Edge ``i`` (0-based) listens on ``edge_base_port + i``."""
 
     cloud: CloudKind = "edge"
-    cloud_model: str = "qwen2.5-1.5b-instruct"
-    edge_model: str = "qwen2.5-0.5b-instruct-q8_0"
+    cloud_model: str = "qwen2.5-coder-1.5b-instruct"
+    edge_model: str = "qwen2.5-coder-0.5b-instruct-q8_0"
     edges: int = 2
     host: str = "127.0.0.1"
     gateway_port: int = 8000

@@ -74,7 +74,9 @@ def _describe(returncode: int) -> str:
     return f"exited with code {returncode}"
 
 
-@pytest.mark.parametrize("model", ["qwen2.5-0.5b-instruct", "qwen2.5-0.5b-instruct-q8_0"])
+@pytest.mark.parametrize(
+    "model", ["qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-0.5b-instruct-q8_0"]
+)
 def test_batched_shared_prefix_decoding_runs_to_completion(model: str, tmp_path: Path) -> None:
     from pice.models.registry import resolve_model
 

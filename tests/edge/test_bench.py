@@ -1,4 +1,4 @@
-"""``pice edge bench`` end to end at a toy size, against the real Qwen2.5-0.5B."""
+"""``pice edge bench`` end to end at a toy size, against the real Qwen2.5-Coder-0.5B."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The batched engine against the real Qwen2.5-0.5B model (one engine for the module)."""
+"""The batched engine against the real Qwen2.5-Coder-0.5B model (one engine for the module)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The cross-job prefix cache: its bookkeeping (fake context), then the real engine reusing
-cached KV cells with the real Qwen2.5-0.5B."""
+cached KV cells with the real Qwen2.5-Coder-0.5B."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from tests.support.processes import ServerProcess, free_port, pice_argv
 
 pytestmark = pytest.mark.model
 
-MODEL = "qwen2.5-0.5b-instruct"
+MODEL = "qwen2.5-coder-0.5b-instruct"
 KEY = "test-key"
 QUESTION = "What are good ways to stay healthy?"
 

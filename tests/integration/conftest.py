@@ -24,7 +24,7 @@ def vllm_spec() -> VllmServer:
         pytest.skip(f"{VENV_ENV} is not set (create one with `make vllm-env`)")
     # Conversion to a safetensors checkpoint happens here, once per machine.
     return prepare_vllm_server(
-        "qwen2.5-0.5b-instruct",
+        "qwen2.5-coder-0.5b-instruct",
         port=free_port(),
         venv=Path(venv),
         # As in `pice up`: the cloud on the first core, edge agents on the other.

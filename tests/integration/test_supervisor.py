@@ -149,7 +149,10 @@ def test_generated_gateway_config_loads_as_gateway_settings(tmp_path: Path) -> N
 
     spec = StackSpec(gateway_port=18000, api_keys=("k1",))
     config = gateway_config(
-        spec, "http://127.0.0.1:8100/v1", "qwen2.5-1.5b-instruct", ["http://a:1", "http://b:2"]
+        spec,
+        "http://127.0.0.1:8100/v1",
+        "qwen2.5-coder-1.5b-instruct",
+        ["http://a:1", "http://b:2"],
     )
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -157,7 +160,7 @@ def test_generated_gateway_config_loads_as_gateway_settings(tmp_path: Path) -> N
     assert settings.port == 18000
     assert settings.api_keys == ["k1"]
     assert settings.cloud.base_url == "http://127.0.0.1:8100/v1"
-    assert settings.cloud.model == "qwen2.5-1.5b-instruct"
+    assert settings.cloud.model == "qwen2.5-coder-1.5b-instruct"
     assert [(edge.name, edge.url) for edge in settings.edges] == [
         ("edge-1", "http://a:1"),
         ("edge-2", "http://b:2"),

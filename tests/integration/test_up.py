@@ -75,7 +75,12 @@ def up(tmp_path: Path) -> Iterator[Up]:
     argv = pice_argv(
         "up",
         # The edge model is the embedded default's (derived, requantised by `make models`).
-        *("--cloud-model", "qwen2.5-0.5b-instruct", "--edge-model", "qwen2.5-0.5b-instruct-q8_0"),
+        *(
+            "--cloud-model",
+            "qwen2.5-coder-0.5b-instruct",
+            "--edge-model",
+            "qwen2.5-coder-0.5b-instruct-q8_0",
+        ),
         *("--port", str(gateway), "--cloud-port", str(cloud)),
         *("--edge-base-port", str(edge_base), "--run-dir", str(tmp_path / "run")),
     )

@@ -17,7 +17,7 @@ from tests.support.processes import ServerProcess, free_port, pice_argv, pinned
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1800)]
 
-EDGE_MODEL = "qwen2.5-0.5b-instruct"
+EDGE_MODEL = "qwen2.5-coder-0.5b-instruct"
 
 
 @pytest.fixture(scope="module")

@@ -32,8 +32,8 @@ def test_list_shows_every_bundled_and_derived_model_and_its_state(
 def test_a_derived_file_without_its_marker_is_unverified_and_fails_verify(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    name = "qwen2.5-0.5b-instruct-q8_0"
-    (tmp_path / f"{name}.gguf").write_bytes(b"GGUF placed by hand")
+    name = "qwen2.5-coder-0.5b-instruct-q8_0"
+    DERIVED_MODELS[name].path_in(tmp_path).write_bytes(b"GGUF placed by hand")
     assert run("models", "--cache-dir", str(tmp_path), "list") == 0
     line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith(name))
     assert "unverified" in line

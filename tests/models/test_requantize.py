@@ -14,7 +14,7 @@ from pice.models.catalog import BUNDLED_MODELS, DERIVED_MODELS
 from pice.models.provision import hash_file, marker_path, partial_path, read_marker
 from pice.models.requantize import derive
 
-VARIANT = DERIVED_MODELS["qwen2.5-0.5b-instruct-q8_0"]
+VARIANT = DERIVED_MODELS["qwen2.5-coder-0.5b-instruct-q8_0"]
 
 
 def _fake_source(tmp_path: Path, content: bytes) -> Path:
@@ -24,7 +24,7 @@ def _fake_source(tmp_path: Path, content: bytes) -> Path:
 
 
 def test_recipe_names_the_format_and_the_pinned_source() -> None:
-    assert VARIANT.source is BUNDLED_MODELS["qwen2.5-0.5b-instruct"]
+    assert VARIANT.source is BUNDLED_MODELS["qwen2.5-coder-0.5b-instruct"]
     assert VARIANT.recipe == f"q8_0 from sha256:{VARIANT.source.sha256}"
 
 

