@@ -45,13 +45,16 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The fast tier: no weights, no vLLM, in-process fakes (seconds).
 unit: install
 	$(BIN)/pytest -m "not model and not vllm"
 
+# The whole suite, as CI runs it: real models, real edge agents, real vLLM.
 test: models lint typecheck $(if $(filter 1,$(PICE_VLLM)),vllm-env)
 	PICE_VLLM_VENV=$(abspath $(VLLM_VENV)) $(BIN)/pytest
 
-check: test
+# Before every commit: format, lint, strict types and the fast tier, well under a minute.
+check: lint typecheck unit
 
 bench: models
 	$(BIN)/python benchmarks/edge_batching.py
