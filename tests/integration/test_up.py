@@ -129,6 +129,29 @@ def test_up_serves_a_request_and_ctrl_c_stops_every_child(up: Up) -> None:
     assert completion.usage is not None
     assert completion.usage.total_tokens > 0
 
+    # What a user of `make run` sees: a streamed progressive answer, points arriving one by one.
+    stream = client.chat.completions.create(
+        model="pice-progressive",
+        messages=[{"role": "user", "content": "What are good ways to deal with stress?"}],
+        max_tokens=40,
+        stream=True,
+        timeout=300,
+    )
+    arrivals: list[tuple[float, str]] = []
+    report = None
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append((time.monotonic(), chunk.choices[0].delta.content))
+        report = (chunk.model_extra or {}).get("pice", report)
+    assert report is not None
+    assert len(report["points"]) >= 3, report
+    text = "".join(piece for _, piece in arrivals)
+    starts = [text.find(f"{n}. ") for n in (1, 2, 3)]
+    assert -1 not in starts, text
+    assert starts == sorted(starts), text
+    assert len(arrivals) >= 6
+    assert arrivals[-1][0] - arrivals[0][0] > 0.5, "the answer arrived in one piece"
+
     up.proc.send_signal(signal.SIGINT)
     assert up.proc.wait(timeout=30) == 0
     deadline = time.monotonic() + 10
