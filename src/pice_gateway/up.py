@@ -37,6 +37,7 @@ import httpx
 import yaml
 
 from pice.cloud.vllm import VllmServer, prepare_vllm_server, taskset_argv
+from pice.command import pice_argv
 from pice.errors import ModelProvisioningError
 from pice.models.registry import resolve_model
 
@@ -257,11 +258,6 @@ def plan_cores(edges: int, *, pin: bool, available: Sequence[int] | None = None)
     return CorePlan(
         cloud=str(cores[0]), edges=tuple(str(rest[i % len(rest)]) for i in range(edges))
     )
-
-
-def pice_argv(*args: str) -> tuple[str, ...]:
-    """``pice ARGS`` with this interpreter, so children run in the same environment."""
-    return (sys.executable, "-m", "pice.cli", *args)
 
 
 def gateway_config(
