@@ -18,7 +18,7 @@ _COMPONENTS = (
     "pice.models.cli",
     "edge_agent.cli",
     "pice_gateway.cli",
-    "pice_gateway.up",
+    "pice_stack.stack",
     "pice.bench.cli",
 )
 
@@ -35,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ImportError as exc:  # an edge-only install has no gateway extras
-            if exc.name and exc.name.split(".")[0] in {"pice", "pice_gateway", "edge_agent"}:
+            if exc.name and exc.name.split(".")[0] in {
+                "pice",
+                "pice_gateway",
+                "pice_stack",
+                "edge_agent",
+            }:
                 raise
             continue
         module.register(subparsers)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pice_gateway.settings import load_settings
-from pice_gateway.up import (
+from pice_stack.stack import (
     ChildSpec,
     RunningStack,
     StackError,
