@@ -18,7 +18,7 @@ _COMPONENTS = (
     "pice.models.cli",
     "edge_agent.cli",
     "pice_gateway.cli",
-    "pice_stack.stack",
+    "pice_stack.cli",
     "pice.bench.cli",
 )
 

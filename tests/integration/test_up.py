@@ -14,7 +14,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from pice_stack.stack import port_is_free
+from pice_stack.supervisor import port_is_free
 from tests.support.processes import free_port, pice_argv
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]

@@ -18,7 +18,7 @@ from pice.bench.questions import Question, load_questions, select_questions
 from pice.bench.records import Mode
 from pice.bench.runner import JudgeSpec, LoadSpec, RunSpec, run
 from pice.errors import PiceError
-from pice_stack.stack import StackError
+from pice_stack.supervisor import StackError
 
 logger = logging.getLogger(__name__)
 

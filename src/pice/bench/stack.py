@@ -41,7 +41,7 @@ class BenchStack:
 
 def _free_port_run(host: str, count: int, attempts: int = 50) -> int:
     """The first of ``count`` consecutive free ports (the launcher puts edges on a range)."""
-    from pice_stack.stack import port_is_free
+    from pice_stack.supervisor import port_is_free
 
     for _ in range(attempts):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
