@@ -19,7 +19,7 @@ _COMPONENTS = (
     "edge_agent.cli",
     "pice_gateway.cli",
     "pice_stack.cli",
-    "pice.bench.cli",
+    "pice_bench.cli",
 )
 
 Handler = Callable[[argparse.Namespace], int]
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "pice",
                 "pice_gateway",
                 "pice_stack",
+                "pice_bench",
                 "edge_agent",
             }:
                 raise

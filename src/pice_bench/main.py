@@ -12,12 +12,12 @@ from typing import Any
 
 import httpx
 
-from pice.bench.cli import DEFAULT_QUESTIONS
-from pice.bench.modes import Endpoints
-from pice.bench.questions import Question, load_questions, select_questions
-from pice.bench.records import Mode
-from pice.bench.runner import JudgeSpec, LoadSpec, RunSpec, run
 from pice.errors import PiceError
+from pice_bench.cli import DEFAULT_QUESTIONS
+from pice_bench.modes import Endpoints
+from pice_bench.questions import Question, load_questions, select_questions
+from pice_bench.records import Mode
+from pice_bench.runner import JudgeSpec, LoadSpec, RunSpec, run
 from pice_stack.supervisor import StackError
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def default_questions_path() -> Path:
     if DEFAULT_QUESTIONS.exists():
         return DEFAULT_QUESTIONS
     # Running outside the checkout's root: the file next to the source tree.
-    return Path(__file__).resolve().parents[3] / DEFAULT_QUESTIONS
+    return Path(__file__).resolve().parents[2] / DEFAULT_QUESTIONS
 
 
 def first_model(base_url: str, api_key: str | None) -> str:
@@ -76,7 +76,7 @@ def systems_under_test(args: argparse.Namespace) -> Iterator[tuple[Endpoints, di
         )
         yield endpoints, {"note": "external system: cores not managed by pice bench"}
         return
-    from pice.bench.stack import BenchStackSpec, bench_stack
+    from pice_bench.stack import BenchStackSpec, bench_stack
 
     spec = BenchStackSpec(
         cloud=args.cloud,

@@ -147,6 +147,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from pice.bench.main import main
+    from pice_bench.main import main
 
     return main(args)

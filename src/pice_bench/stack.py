@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pice.bench.modes import Endpoints
+from pice_bench.modes import Endpoints
 
 CloudKind = Literal["edge", "vllm"]
 
