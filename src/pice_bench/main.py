@@ -7,15 +7,18 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from pice.errors import PiceError
-from pice_bench.cli import DEFAULT_QUESTIONS
 from pice_bench.modes import Endpoints
-from pice_bench.questions import Question, load_questions, select_questions
+from pice_bench.questions import (
+    Question,
+    default_questions_path,
+    load_questions,
+    select_questions,
+)
 from pice_bench.records import Mode
 from pice_bench.runner import JudgeSpec, LoadSpec, RunSpec, run
 from pice_stack.supervisor import StackError
@@ -44,13 +47,6 @@ def quick_pick(questions: Sequence[Question], *, suitable: int, other: int) -> l
     return [q for q in pool if q.suits_points][:suitable] + [q for q in pool if not q.suits_points][
         :other
     ]
-
-
-def default_questions_path() -> Path:
-    if DEFAULT_QUESTIONS.exists():
-        return DEFAULT_QUESTIONS
-    # Running outside the checkout's root: the file next to the source tree.
-    return Path(__file__).resolve().parents[2] / DEFAULT_QUESTIONS
 
 
 def first_model(base_url: str, api_key: str | None) -> str:
