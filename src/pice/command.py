@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 # The package that implements the ``pice`` console script (``[project.scripts]``).
-CLI_MODULE = "pice.cli"
+CLI_MODULE = "pice_cli"
 
 
 def pice_argv(*args: str) -> tuple[str, ...]:
