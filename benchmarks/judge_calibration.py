@@ -2,7 +2,7 @@
 
 The "clear" and "heldout" pairs put a correct, complete answer against a wrong, truncated or
 off-topic one; the "reasonable" pairs hold two acceptable answers. Every pair is judged in both
-orders with the graded prompt the bench uses (``pice.bench.judge.Judge``) and, for comparison,
+orders with the graded prompt the bench uses (``pice_bench.judge.Judge``) and, for comparison,
 with the earlier bare-verdict prompt ([[A]]/[[B]]/[[C]]). Nothing here knows about modes.
 
 Start a judge, e.g. ``pice edge serve --model qwen2.5-coder-1.5b-instruct --threads 1 --port 8177``,
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from pice.bench.judge import Judge, answer_pair
-from pice.bench.winrate import Judgment, combine, combined_margin, parse_verdict
+from pice_bench.judge import Judge, answer_pair
+from pice_bench.winrate import Judgment, combine, combined_margin, parse_verdict
 
 OLD_SYSTEM = (
     "You are an impartial judge. Compare two assistant answers to the user's question. "

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from pice.command import pice_argv
+
 QUESTION = "How can a small city reduce traffic congestion and make its streets safer?"
 SKETCH = (
     "Expand public transit",
@@ -409,19 +411,9 @@ def _start_server(model: str, threads: int) -> tuple[subprocess.Popen[bytes], st
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pice.cli",
-            "edge",
-            "serve",
-            "--model",
-            model,
-            "--port",
-            str(port),
-            "--threads",
-            str(threads),
-        ],
+        pice_argv(
+            "edge", "serve", "--model", model, "--port", str(port), "--threads", str(threads)
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from pice.bench.main import parse_modes, parse_rates, quick_pick
-from pice.bench.questions import Question
-from pice.bench.records import Mode
-from pice.cli import build_parser
+from pice_bench.main import parse_modes, parse_rates, quick_pick
+from pice_bench.questions import Question
+from pice_bench.records import Mode
+from pice_cli.main import build_parser
 
 
 def test_bench_is_a_pice_subcommand_with_its_defaults() -> None:

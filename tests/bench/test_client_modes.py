@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from pice.bench.client import chat_body, stream_chat
-from pice.bench.modes import Endpoints, Systems, answer_from_gateway
-from pice.bench.questions import Question
-from pice.bench.records import Mode
+from pice_bench.client import chat_body, stream_chat
+from pice_bench.modes import Endpoints, Systems, answer_from_gateway
+from pice_bench.questions import Question
+from pice_bench.records import Mode
 
 
 def sse(chunks: list[dict[str, Any]], *, done: bool = True) -> bytes:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pice.bench.coverage import point_covered, sketch_coverage, word_count
+from pice_bench.coverage import point_covered, sketch_coverage, word_count
 
 
 def test_point_covered_by_content_words() -> None:

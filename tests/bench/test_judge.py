@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from pice.bench.judge import JUDGE_MAX_TOKENS, Judge
-from pice.bench.questions import Question
-from pice.bench.records import JudgeRecord, Mode
+from pice_bench.judge import JUDGE_MAX_TOKENS, Judge
+from pice_bench.questions import Question
+from pice_bench.records import JudgeRecord, Mode
 
 QUESTION = Question(id="q1", category="generic", question="Why is the sky blue?", suits_points=True)
 GOOD = "Air scatters blue sunlight more than red (Rayleigh scattering)."

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from pice.bench.load import run_load_step
-from pice.bench.questions import Question
-from pice.bench.records import Answer, Mode
+from pice_bench.load import run_load_step
+from pice_bench.questions import Question
+from pice_bench.records import Answer, Mode
 
 QUESTIONS = [Question(f"q{i}", "generic", f"question {i}", True) for i in range(3)]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pice.bench.questions import (
+from pice_bench.questions import (
     DEFAULT_CATEGORY,
     QuestionsFileError,
     load_questions,

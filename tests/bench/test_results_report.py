@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pice.bench.records import Answer, JudgeRecord, Mode, Phase, RequestRecord, Tokens
-from pice.bench.report import render_markdown, table
-from pice.bench.results import BenchResults, nan_to_none
-from pice.bench.throughput import LoadStep, max_sustained_rate
+from pice_bench.records import Answer, JudgeRecord, Mode, Phase, RequestRecord, Tokens
+from pice_bench.report import render_markdown, table
+from pice_bench.results import BenchResults, nan_to_none
+from pice_bench.throughput import LoadStep, max_sustained_rate
 
 
 def rec(
@@ -137,7 +137,7 @@ def test_json_has_raw_measurements_and_no_nan(tmp_path: Path) -> None:
 
 def test_plots_are_written(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from pice.bench.plots import write_plots
+    from pice_bench.plots import write_plots
 
     files = write_plots(make_results(), tmp_path)
     assert sorted(p.name for p in files) == [

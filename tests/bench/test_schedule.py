@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from pice.bench.schedule import poisson_arrivals
+from pice_bench.schedule import poisson_arrivals
 
 
 def test_schedule_is_bounded_by_count() -> None:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from pice.bench.stats import Summary, percentile, ratio_below
+from pice_bench.stats import Summary, percentile, ratio_below
 
 
 def test_percentile_matches_linear_interpolation() -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pice.bench.winrate import (
+from pice_bench.winrate import (
     Judgment,
     Outcome,
     Verdict,

@@ -11,15 +11,8 @@ from pathlib import Path
 import pytest
 
 from pice_gateway.settings import load_settings
-from pice_gateway.up import (
-    ChildSpec,
-    RunningStack,
-    StackError,
-    StackSpec,
-    Supervisor,
-    gateway_config,
-    plan_cores,
-)
+from pice_stack.stack import RunningStack, StackSpec, gateway_config, plan_cores
+from pice_stack.supervisor import ChildSpec, StackError, Supervisor
 from tests.support.processes import free_port
 
 # A tiny HTTP server whose /ready answers 200, and which starts a grandchild (as vLLM does)

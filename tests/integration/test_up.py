@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -14,7 +15,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from pice_gateway.up import port_is_free
+from pice_stack.supervisor import port_is_free
 from tests.support.processes import free_port, pice_argv
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
@@ -173,7 +174,8 @@ def test_up_stops_everything_and_fails_when_a_child_dies(up: Up) -> None:
     os.kill(edge, signal.SIGKILL)
 
     assert up.proc.wait(timeout=30) != 0
-    assert "edge-2 exited" in up.output()
+    # The supervisor names the signal that ended the child (ChildProcess.exit_report).
+    assert re.search(r"edge-2 \(pid \d+\) was killed by SIGKILL", up.output())
     deadline = time.monotonic() + 10
     while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -11,7 +11,7 @@ import yaml
 from openai import OpenAI
 
 from pice.cloud.vllm import VllmServer
-from pice_gateway.up import StackSpec, gateway_config
+from pice_stack.stack import StackSpec, gateway_config
 from tests.integration.conftest import two_cores
 from tests.support.processes import ServerProcess, free_port, pice_argv, pinned
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from pice import command
 from pice.cloud.vllm import taskset_argv
-from pice_gateway import up
 
 
 def free_port() -> int:
@@ -83,7 +83,7 @@ class ServerProcess:
 
 def pice_argv(*args: str) -> list[str]:
     """``pice ARGS`` run with this interpreter, so tests use the venv they run in."""
-    return list(up.pice_argv(*args))
+    return list(command.pice_argv(*args))
 
 
 # Tests pin servers the same way `pice up` and the vLLM launcher do.

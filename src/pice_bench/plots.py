@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pice.bench.results import BenchResults
+from pice_bench.results import BenchResults
 
 
 def write_plots(results: BenchResults, out_dir: Path) -> list[Path]:

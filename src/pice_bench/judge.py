@@ -3,7 +3,7 @@
 The judge grades both answers 1–10 in one short, fixed-format reply (an MT-bench-style rubric,
 cut down). Asked for a bare verdict, the bundled 1.5B picks a position rather than an answer
 (``[[B]]`` whatever the order); two grades carry a margin, and a margin survives the swap of
-the orders when the answers really differ (see :mod:`pice.bench.winrate`).
+the orders when the answers really differ (see :mod:`pice_bench.winrate`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from pice.bench.questions import Question
-from pice.bench.records import JudgeRecord, Mode
-from pice.bench.winrate import Judgment, Verdict, combine, combined_margin
+from pice_bench.questions import Question
+from pice_bench.records import JudgeRecord, Mode
+from pice_bench.winrate import Judgment, Verdict, combine, combined_margin
 
 JUDGE_SYSTEM = (
     "You are an impartial judge. Grade each of two assistant answers to the user's question "

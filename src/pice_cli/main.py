@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import sys
 from collections.abc import Callable, Sequence
 
 # Modules that each add one subcommand; imported when the parser is built.
@@ -18,8 +17,12 @@ _COMPONENTS = (
     "pice.models.cli",
     "edge_agent.cli",
     "pice_gateway.cli",
-    "pice_gateway.up",
-    "pice.bench.cli",
+    "pice_stack.cli",
+    "pice_bench.cli",
+)
+# A missing module of these packages is a bug, never a missing extra.
+_FIRST_PARTY = frozenset(
+    {"pice", "edge_agent", "pice_gateway", "pice_stack", "pice_bench", "pice_cli"}
 )
 
 Handler = Callable[[argparse.Namespace], int]
@@ -35,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ImportError as exc:  # an edge-only install has no gateway extras
-            if exc.name and exc.name.split(".")[0] in {"pice", "pice_gateway", "edge_agent"}:
+            if exc.name and exc.name.split(".")[0] in _FIRST_PARTY:
                 raise
             continue
         module.register(subparsers)
@@ -51,7 +54,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     handler: Handler = args.handler
     return handler(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

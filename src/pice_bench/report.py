@@ -6,8 +6,8 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
-from pice.bench.records import Mode
-from pice.bench.results import (
+from pice_bench.records import Mode
+from pice_bench.results import (
     TARGET_NET_WIN_RATE,
     TARGET_P50_REDUCTION,
     TARGET_THROUGHPUT_RATIO,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pice.bench.records import Mode, RequestRecord
-from pice.bench.stats import percentile
+from pice_bench.records import Mode, RequestRecord
+from pice_bench.stats import percentile
 
 
 @dataclass(frozen=True)

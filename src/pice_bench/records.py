@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pice.bench.questions import Question
+from pice_bench.questions import Question
 
 
 class Mode(StrEnum):

@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
-from pice.bench.judge import Judge
-from pice.bench.load import run_load_step
-from pice.bench.modes import Endpoints, Systems
-from pice.bench.plots import write_plots
-from pice.bench.questions import Question
-from pice.bench.records import Mode, Phase, RequestRecord
-from pice.bench.report import render_markdown
-from pice.bench.results import BenchResults, nan_to_none
+from pice_bench.judge import Judge
+from pice_bench.load import run_load_step
+from pice_bench.modes import Endpoints, Systems
+from pice_bench.plots import write_plots
+from pice_bench.questions import Question
+from pice_bench.records import Mode, Phase, RequestRecord
+from pice_bench.report import render_markdown
+from pice_bench.results import BenchResults, nan_to_none
 
 logger = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from pice.bench.questions import Question
-from pice.bench.records import Answer, Mode, Phase, RequestRecord
-from pice.bench.schedule import poisson_arrivals
-from pice.bench.throughput import LoadStep
+from pice_bench.questions import Question
+from pice_bench.records import Answer, Mode, Phase, RequestRecord
+from pice_bench.schedule import poisson_arrivals
+from pice_bench.throughput import LoadStep
 
 AnswerFn = Callable[[Question], Awaitable[Answer]]
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEFAULT_QUESTIONS = Path("benchmarks/questions.jsonl")
+from pice_bench.questions import DEFAULT_QUESTIONS
+
 ALL_MODES = "cloud-only,sot-cloud,pice-progressive,pice-auto"
 
 
@@ -147,6 +148,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from pice.bench.main import main
+    # The parser is here, the run in main.py, imported only when the command runs (it pulls in
+    # httpx and the gateway's progressive parts); main.py never imports this module.
+    from pice_bench.main import main
 
     return main(args)

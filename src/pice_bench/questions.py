@@ -18,6 +18,8 @@ from typing import Any
 from pice.errors import InvalidRequestError
 
 DEFAULT_CATEGORY = "uncategorized"
+# The project's question set, relative to the checkout's root.
+DEFAULT_QUESTIONS = Path("benchmarks/questions.jsonl")
 
 
 class QuestionsFileError(InvalidRequestError):
@@ -84,6 +86,13 @@ def parse_questions(lines: Iterable[str]) -> list[Question]:
     if not questions:
         raise QuestionsFileError("the questions file holds no questions")
     return questions
+
+
+def default_questions_path() -> Path:
+    if DEFAULT_QUESTIONS.exists():
+        return DEFAULT_QUESTIONS
+    # Running outside the checkout's root: the file next to the source tree.
+    return Path(__file__).resolve().parents[2] / DEFAULT_QUESTIONS
 
 
 def load_questions(path: Path) -> list[Question]:

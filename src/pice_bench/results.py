@@ -7,11 +7,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pice.bench.coverage import sketch_coverage, word_count
-from pice.bench.records import JudgeRecord, Mode, Phase, RequestRecord
-from pice.bench.stats import Summary, ratio_below
-from pice.bench.throughput import LoadStep, max_sustained_rate
-from pice.bench.winrate import Outcome, WinRate, win_rates_by
+from pice_bench.coverage import sketch_coverage, word_count
+from pice_bench.records import JudgeRecord, Mode, Phase, RequestRecord
+from pice_bench.stats import Summary, ratio_below
+from pice_bench.throughput import LoadStep, max_sustained_rate
+from pice_bench.winrate import Outcome, WinRate, win_rates_by
 
 # The targets, checked against every run.
 TARGET_P50_REDUCTION = 0.40

@@ -18,11 +18,11 @@ from typing import Any
 
 import httpx
 
-from pice.bench.client import OnDelta, StreamResult, chat_body, stream_chat
-from pice.bench.load import AnswerFn
-from pice.bench.questions import Question
-from pice.bench.records import Answer, Mode, Tokens
 from pice.openai_protocol import ChatMessage
+from pice_bench.client import OnDelta, StreamResult, chat_body, stream_chat
+from pice_bench.load import AnswerFn
+from pice_bench.questions import Question
+from pice_bench.records import Answer, Mode, Tokens
 from pice_gateway.progressive.expand_prompt import EchoStripper, cloud_expansion_messages
 from pice_gateway.progressive.merge import Merger
 from pice_gateway.progressive.sketch import DirectText, PointFound, SketchParser, sketch_messages

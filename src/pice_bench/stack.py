@@ -1,6 +1,6 @@
 """The testbed on this machine, set up and torn down by the project's stack launcher.
 
-``pice bench`` reuses :func:`pice_gateway.up.launch_stack` (the code behind ``pice up``): the
+``pice bench`` reuses :func:`pice_stack.stack.launch_stack` (the code behind ``pice up``): the
 cloud pinned to the first core, the edge agents to the others, one thread per model server,
 the gateway unpinned. Only the ports differ from ``pice up``: free ones are picked so a bench
 can run beside a ``pice up`` on its default ports.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pice.bench.modes import Endpoints
+from pice_bench.modes import Endpoints
 
 CloudKind = Literal["edge", "vllm"]
 
@@ -41,7 +41,7 @@ class BenchStack:
 
 def _free_port_run(host: str, count: int, attempts: int = 50) -> int:
     """The first of ``count`` consecutive free ports (the launcher puts edges on a range)."""
-    from pice_gateway.up import port_is_free
+    from pice_stack.supervisor import port_is_free
 
     for _ in range(attempts):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -55,7 +55,7 @@ def _free_port_run(host: str, count: int, attempts: int = 50) -> int:
 @contextlib.contextmanager
 def bench_stack(spec: BenchStackSpec) -> Iterator[BenchStack]:
     """Start cloud, edges and gateway; stop all of them when the block exits, however."""
-    from pice_gateway.up import StackSpec, launch_stack, plan_cores
+    from pice_stack.stack import StackSpec, launch_stack, plan_cores
 
     host = "127.0.0.1"
     stack_spec = StackSpec(

@@ -7,18 +7,21 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from pice.bench.cli import DEFAULT_QUESTIONS
-from pice.bench.modes import Endpoints
-from pice.bench.questions import Question, load_questions, select_questions
-from pice.bench.records import Mode
-from pice.bench.runner import JudgeSpec, LoadSpec, RunSpec, run
 from pice.errors import PiceError
-from pice_gateway.up import StackError
+from pice_bench.modes import Endpoints
+from pice_bench.questions import (
+    Question,
+    default_questions_path,
+    load_questions,
+    select_questions,
+)
+from pice_bench.records import Mode
+from pice_bench.runner import JudgeSpec, LoadSpec, RunSpec, run
+from pice_stack.supervisor import StackError
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +49,6 @@ def quick_pick(questions: Sequence[Question], *, suitable: int, other: int) -> l
     ]
 
 
-def default_questions_path() -> Path:
-    if DEFAULT_QUESTIONS.exists():
-        return DEFAULT_QUESTIONS
-    # Running outside the checkout's root: the file next to the source tree.
-    return Path(__file__).resolve().parents[3] / DEFAULT_QUESTIONS
-
-
 def first_model(base_url: str, api_key: str | None) -> str:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     response = httpx.get(base_url.rstrip("/") + "/models", headers=headers, timeout=10.0)
@@ -76,7 +72,7 @@ def systems_under_test(args: argparse.Namespace) -> Iterator[tuple[Endpoints, di
         )
         yield endpoints, {"note": "external system: cores not managed by pice bench"}
         return
-    from pice.bench.stack import BenchStackSpec, bench_stack
+    from pice_bench.stack import BenchStackSpec, bench_stack
 
     spec = BenchStackSpec(
         cloud=args.cloud,

@@ -1,0 +1,163 @@
+"""``pice up``: its arguments, the banner it prints, and the signals that stop it."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+from pice.errors import ModelProvisioningError
+from pice_stack.stack import RunningStack, StackSpec, launch_stack
+from pice_stack.supervisor import StackError
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    defaults = StackSpec()
+    parser = subparsers.add_parser(
+        "up", help="run cloud, edge agents and gateway on this machine (Ctrl-C stops all)"
+    )
+    parser.add_argument("--port", type=int, default=defaults.gateway_port, help="gateway port")
+    parser.add_argument("--edges", type=int, default=defaults.edges, help="edge agents (2)")
+    parser.add_argument(
+        "--cloud",
+        choices=("edge", "vllm"),
+        default=defaults.cloud,
+        help="edge: llama.cpp stand-in (default); vllm: a real vLLM server",
+    )
+    parser.add_argument("--cloud-model", default=defaults.cloud_model)
+    parser.add_argument("--edge-model", default=defaults.edge_model)
+    parser.add_argument("--cloud-port", type=int, default=defaults.cloud_port)
+    parser.add_argument(
+        "--edge-base-port",
+        type=int,
+        default=defaults.edge_base_port,
+        help="first edge port; edge i listens on this + i",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=defaults.threads, help="CPU threads per model server (1)"
+    )
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin servers to cores with taskset",
+    )
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="where the children's logs and the gateway config go",
+    )
+    parser.add_argument(
+        "--vllm-venv",
+        type=Path,
+        default=None,
+        help="vLLM environment (default: $PICE_VLLM_VENV or .venv-vllm)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGINT unwind alike, so one ``finally`` stops the children in both cases.
+
+    SIGINT is installed explicitly too: a process started in the background by a
+    non-interactive shell inherits SIGINT as ignored, and Python then never raises
+    KeyboardInterrupt, so Ctrl-C (or ``kill -INT``) would leave the stack running.
+    """
+    previous = {
+        sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = StackSpec(
+        cloud=args.cloud,
+        cloud_model=args.cloud_model,
+        edge_model=args.edge_model,
+        edges=args.edges,
+        gateway_port=args.port,
+        cloud_port=args.cloud_port,
+        edge_base_port=args.edge_base_port,
+        threads=args.threads,
+        pin=args.pin,
+        run_dir=args.run_dir or Path(tempfile.mkdtemp(prefix="pice-up-")),
+        vllm_venv=args.vllm_venv,
+    )
+    # One line per readiness probe would bury the children's progress.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    out = sys.stdout
+    out.write(f"pice up: logs in {spec.run_dir}\n")
+    out.flush()
+    stack: RunningStack | None = None
+    with _sigterm_as_interrupt():
+        try:
+            stack = launch_stack(spec)
+            out.write(_banner(stack))
+            out.flush()
+            code = stack.wait()
+        except KeyboardInterrupt:
+            code = 0
+        except (ModelProvisioningError, StackError) as exc:
+            sys.stderr.write(f"pice up: {exc}\n")
+            code = 1
+        finally:
+            if stack is not None:
+                # A second Ctrl-C must not cut the shutdown of the children short.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                out.write("pice up: stopping\n")
+                out.flush()
+                stack.stop()
+    return code
+
+
+_EXAMPLE_QUESTION = "Give me three tips for better sleep."
+_EXAMPLE_BODY = {
+    "model": "pice",
+    "stream": True,
+    "messages": [{"role": "user", "content": _EXAMPLE_QUESTION}],
+}
+
+
+def _banner(stack: RunningStack) -> str:
+    url = stack.gateway_url
+    edges = ", ".join(stack.edge_urls)
+    return f"""
+PICE is up.
+  gateway  {url}/v1   (models: pice, pice-progressive, pice-cloud)
+  cloud    {stack.cloud_base_url}   ({stack.cloud_model})
+  edges    {edges}
+  logs     {stack.run_dir}
+
+Try it with curl:
+  curl -N {url}/v1/chat/completions -H 'Content-Type: application/json' \\
+    -d '{json.dumps(_EXAMPLE_BODY)}'
+
+or with the OpenAI SDK:
+  from openai import OpenAI
+  client = OpenAI(base_url="{url}/v1", api_key="unused")
+  stream = client.chat.completions.create(
+      model="pice", stream=True,
+      messages=[{{"role": "user", "content": "{_EXAMPLE_QUESTION}"}}])
+  for chunk in stream:
+      print(chunk.choices[0].delta.content or "" if chunk.choices else "", end="", flush=True)
+
+Ctrl-C stops everything.
+"""

@@ -1,0 +1,243 @@
+"""The stack ``pice up`` runs: a cloud, edge agents and the gateway on one machine.
+
+The embedded default needs nothing but this package and the bundled models: the "cloud" is an
+edge agent serving the 1.5B model through its OpenAI chat endpoint, two edge agents serve the
+0.5B model, and the gateway fronts them on 127.0.0.1:8000. ``--cloud vllm`` puts a real vLLM
+server in the cloud's place. Each server is a child process in its own process group, pinned
+to its own core where the machine has several, so the cloud and the edges do not steal each
+other's CPU, as they would not on real hardware.
+
+:func:`launch_stack` builds the stack from a :class:`StackSpec` and hands the children to a
+:class:`~pice_stack.supervisor.Supervisor`; the benchmarks reuse it to set up their testbed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import yaml
+
+from pice.cloud.vllm import VllmServer, prepare_vllm_server, taskset_argv
+from pice.command import pice_argv
+from pice.models.registry import resolve_model
+from pice_stack.supervisor import ChildSpec, Supervisor
+
+logger = logging.getLogger(__name__)
+
+CloudKind = Literal["edge", "vllm"]
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """What ``pice up`` runs. Edge ``i`` (0-based) listens on ``edge_base_port + i``."""
+
+    cloud: CloudKind = "edge"
+    cloud_model: str = "qwen2.5-coder-1.5b-instruct"
+    edge_model: str = "qwen2.5-coder-0.5b-instruct-q8_0"
+    edges: int = 2
+    host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    cloud_port: int = 8100
+    edge_base_port: int = 8101
+    threads: int = 1
+    pin: bool = True
+    gateway: bool = True
+    api_keys: tuple[str, ...] = ()
+    run_dir: Path | None = None
+    cache_dir: Path | None = None
+    vllm_venv: Path | None = None
+    # Extra settings merged into the generated gateway YAML (benchmarks tune the gateway).
+    gateway_overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CorePlan:
+    cloud: str | None
+    edges: tuple[str | None, ...]
+
+
+def plan_cores(edges: int, *, pin: bool, available: Sequence[int] | None = None) -> CorePlan:
+    """Cloud on the first core, edges round-robin over the rest; nothing pinned on one core."""
+    cores = sorted(available if available is not None else os.sched_getaffinity(0))
+    if not pin or len(cores) < 2:
+        return CorePlan(cloud=None, edges=(None,) * edges)
+    rest = cores[1:]
+    return CorePlan(
+        cloud=str(cores[0]), edges=tuple(str(rest[i % len(rest)]) for i in range(edges))
+    )
+
+
+def gateway_config(
+    spec: StackSpec, cloud_base_url: str, cloud_model: str, edge_urls: Sequence[str]
+) -> dict[str, Any]:
+    """The gateway's settings, in the schema of ``pice_gateway.settings``."""
+    config: dict[str, Any] = {
+        "host": spec.host,
+        "port": spec.gateway_port,
+        "api_keys": list(spec.api_keys),
+        "cloud": {"base_url": cloud_base_url, "model": cloud_model, "api_key": None},
+        "edges": [
+            {"name": f"edge-{i + 1}", "url": url, "token": None} for i, url in enumerate(edge_urls)
+        ],
+    }
+    config.update(spec.gateway_overrides)
+    return config
+
+
+class RunningStack:
+    """A launched stack: where each server is, and how to stop it."""
+
+    def __init__(
+        self,
+        spec: StackSpec,
+        supervisor: Supervisor,
+        *,
+        cloud_base_url: str,
+        cloud_model: str,
+        edge_urls: Sequence[str],
+        config_path: Path | None,
+    ) -> None:
+        self.spec = spec
+        self.supervisor = supervisor
+        self.cloud_base_url = cloud_base_url
+        self.cloud_model = cloud_model
+        self.edge_urls = list(edge_urls)
+        self.config_path = config_path
+
+    @property
+    def run_dir(self) -> Path:
+        return self.supervisor.run_dir
+
+    @property
+    def gateway_url(self) -> str | None:
+        if not self.spec.gateway:
+            return None
+        return f"http://{self.spec.host}:{self.spec.gateway_port}"
+
+    @property
+    def pids(self) -> list[int]:
+        return [child.pid for child in self.supervisor.children]
+
+    def wait(self) -> int:
+        """Block until a child dies (returns 1, after logging why); Ctrl-C propagates."""
+        dead = self.supervisor.wait_any_exit()
+        logger.error("%s", dead.exit_report())
+        return 1
+
+    def stop(self) -> None:
+        self.supervisor.stop()
+
+    def __enter__(self) -> RunningStack:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def launch_stack(spec: StackSpec) -> RunningStack:
+    """Provision the models, start cloud and edges, wait for them, then start the gateway.
+
+    On any failure (or Ctrl-C) everything already started is stopped before the error
+    propagates. Raises :class:`ModelProvisioningError` or :class:`StackError`.
+    """
+    run_dir = spec.run_dir or Path(tempfile.mkdtemp(prefix="pice-up-"))
+    env = {"PICE_MODEL_CACHE": str(spec.cache_dir)} if spec.cache_dir else {}
+    cores = plan_cores(spec.edges, pin=spec.pin)
+    # Provision first, in the foreground with progress bars, so children only load files.
+    edge_model = resolve_model(spec.edge_model, cache_dir=spec.cache_dir)
+    cloud_spec, cloud_model, cloud_base_url = _cloud_child(spec, cores.cloud, env)
+
+    supervisor = Supervisor(run_dir)
+    try:
+        started = [supervisor.start(cloud_spec)]
+        edge_urls = []
+        for i in range(spec.edges):
+            port = spec.edge_base_port + i
+            argv = pice_argv(
+                *("edge", "serve", "--model", str(edge_model.path), "--model-id", edge_model.name),
+                *("--host", spec.host, "--port", str(port), "--threads", str(spec.threads)),
+            )
+            child = ChildSpec(
+                name=f"edge-{i + 1}",
+                argv=tuple(taskset_argv(argv, cores.edges[i])),
+                port=port,
+                host=spec.host,
+                env=env,
+            )
+            started.append(supervisor.start(child))
+            edge_urls.append(child.url)
+        supervisor.wait_ready(started)
+
+        config_path = None
+        if spec.gateway:
+            config_path = run_dir / "gateway.yaml"
+            config = gateway_config(spec, cloud_base_url, cloud_model, edge_urls)
+            config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+            gateway = ChildSpec(
+                name="gateway",
+                argv=pice_argv("gateway", "--config", str(config_path)),
+                port=spec.gateway_port,
+                host=spec.host,
+                ready_timeout_s=60.0,
+            )
+            supervisor.wait_ready([supervisor.start(gateway)])
+    except BaseException:
+        supervisor.stop()
+        raise
+    return RunningStack(
+        spec,
+        supervisor,
+        cloud_base_url=cloud_base_url,
+        cloud_model=cloud_model,
+        edge_urls=edge_urls,
+        config_path=config_path,
+    )
+
+
+def _cloud_child(
+    spec: StackSpec, core: str | None, env: Mapping[str, str]
+) -> tuple[ChildSpec, str, str]:
+    """The cloud server's child spec, its model name and its OpenAI base URL."""
+    if spec.cloud == "vllm":
+        server: VllmServer = prepare_vllm_server(
+            spec.cloud_model,
+            port=spec.cloud_port,
+            venv=spec.vllm_venv,
+            cores=core,
+            cache_dir=spec.cache_dir,
+        )
+        child = ChildSpec(
+            name="cloud-vllm",
+            argv=tuple(server.argv()),
+            port=spec.cloud_port,
+            host=server.host,
+            ready_path=server.ready_path,
+            env={**env, **server.env()},
+            ready_timeout_s=server.startup_timeout_s,
+        )
+        return child, server.served_model_name, server.openai_base_url
+    model = resolve_model(spec.cloud_model, cache_dir=spec.cache_dir)
+    argv = pice_argv(
+        *("edge", "serve", "--model", str(model.path), "--model-id", model.name),
+        *("--host", spec.host, "--port", str(spec.cloud_port), "--threads", str(spec.threads)),
+    )
+    child = ChildSpec(
+        name="cloud",
+        argv=tuple(taskset_argv(argv, core)),
+        port=spec.cloud_port,
+        host=spec.host,
+        env=env,
+    )
+    return child, model.name, f"{child.url}/v1"

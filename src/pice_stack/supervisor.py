@@ -1,0 +1,203 @@
+"""Child processes started together, watched together and stopped together.
+
+:class:`Supervisor` owns the children: it starts each in its own process group (so a signal
+reaches the grandchildren too, such as vLLM's engine core), waits for their readiness
+endpoints, and stops every one of them (SIGTERM to the group, then SIGKILL). Nothing here knows
+what the children are; :mod:`pice_stack.stack` decides that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+_POLL_S = 0.5
+_STOP_GRACE_S = 15.0
+
+
+class StackError(RuntimeError):
+    """A child failed to start or died; the message carries the tail of its log."""
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """One server to run: its command, where it listens and how to tell it is ready."""
+
+    name: str
+    argv: tuple[str, ...]
+    port: int
+    host: str = "127.0.0.1"
+    ready_path: str = "/ready"
+    env: Mapping[str, str] = field(default_factory=dict)
+    ready_timeout_s: float = 300.0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it if ``pice up`` itself is killed (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class ChildProcess:
+    """A started child in its own session, so signals reach its whole process group."""
+
+    def __init__(self, spec: ChildSpec, log_path: Path) -> None:
+        self.spec = spec
+        self.log_path = log_path
+        self.started_at = time.monotonic()
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                list(spec.argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **spec.env},
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def exited(self) -> bool:
+        return self.proc.poll() is not None
+
+    def is_ready(self, client: httpx.Client) -> bool:
+        try:
+            return client.get(self.spec.url + self.spec.ready_path).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def exit_report(self) -> str:
+        """How the child ended and the last lines of its log, for the error that follows."""
+        return (
+            f"{self.name} (pid {self.pid}) {exit_description(self.proc.returncode)}; "
+            f"last lines of its log {self.log_path}:\n{self.log_tail()}"
+        )
+
+
+class Supervisor:
+    """Starts children, waits until they are ready, and stops all of them together."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.children: list[ChildProcess] = []
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, spec: ChildSpec) -> ChildProcess:
+        # Another server on the port would answer our readiness probe in the child's place.
+        if not port_is_free(spec.host, spec.port):
+            raise StackError(f"cannot start {spec.name}: {spec.host}:{spec.port} is in use")
+        log_path = self.run_dir / f"{spec.name}.log"
+        logger.info("starting %s on port %d (log: %s)", spec.name, spec.port, log_path)
+        logger.debug("%s argv: %s", spec.name, " ".join(spec.argv))
+        child = ChildProcess(spec, log_path)
+        self.children.append(child)
+        return child
+
+    def wait_ready(self, children: Sequence[ChildProcess]) -> None:
+        """Block until every child answers its readiness path with 200.
+
+        Raises :class:`StackError` as soon as one of them exits or overruns its timeout.
+        """
+        pending = list(children)
+        with httpx.Client(timeout=2.0) as client:
+            while pending:
+                for child in list(pending):
+                    if child.exited():
+                        raise StackError(child.exit_report())
+                    if child.is_ready(client):
+                        waited = time.monotonic() - child.started_at
+                        logger.info("%s is ready (%.1f s)", child.name, waited)
+                        pending.remove(child)
+                    elif time.monotonic() - child.started_at > child.spec.ready_timeout_s:
+                        raise StackError(
+                            f"{child.name} not ready after {child.spec.ready_timeout_s:.0f} s; "
+                            f"log {child.log_path}:\n{child.log_tail()}"
+                        )
+                if pending:
+                    time.sleep(_POLL_S)
+
+    def first_exited(self) -> ChildProcess | None:
+        return next((child for child in self.children if child.exited()), None)
+
+    def wait_any_exit(self) -> ChildProcess:
+        """Block until one of the children exits, and return it."""
+        while True:
+            dead = self.first_exited()
+            if dead is not None:
+                return dead
+            time.sleep(_POLL_S)
+
+    def stop(self, grace_s: float = _STOP_GRACE_S) -> None:
+        """SIGTERM every group (the gateway first: it fronts the others), then SIGKILL."""
+        for child in reversed(self.children):
+            child.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for child in reversed(self.children):
+            try:
+                child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("%s did not stop in %.0f s; killing it", child.name, grace_s)
+            # Grandchildren (vLLM's engine core) may outlive their parent: sweep the group.
+            child.signal_group(signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.proc.wait(timeout=5)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Like uvicorn, so a port in TIME_WAIT counts as free and only a listener does not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def exit_description(returncode: int | None) -> str:
+    """``exited with code 3`` or ``was killed by SIGSEGV (Segmentation fault)``."""
+    if returncode is None:
+        return "is still running"
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        sig = signal.Signals(-returncode)
+    except ValueError:
+        return f"was killed by signal {-returncode}"
+    return f"was killed by {sig.name} ({signal.strsignal(sig) or sig.name})"
