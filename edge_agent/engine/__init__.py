@@ -1,7 +1,7 @@
 """A batched llama.cpp engine: continuous batching over many sequences of one model.
 
 ``types`` (jobs in, events out) · ``llama`` (the ctypes layer) · ``admission`` (KV budget)
-· ``scheduler`` (one decode step) · ``engine`` (thread + asyncio handles) · ``sampling``,
+· ``batcher`` (one decode step) · ``engine`` (thread + asyncio handles) · ``sampling``,
 ``text``, ``chat_template``, ``stats``, ``metrics``.
 """
 

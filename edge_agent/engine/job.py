@@ -74,7 +74,7 @@ def finish_reason_for(seq: SequenceState, *, eog: bool) -> FinishReason | None:
 
 
 def build_job(model: LlamaModel, budget: CellBudget, spec: JobSpec, emit: Emit) -> JobState:
-    """Tokenise ``spec`` and cost it against ``budget``: the job as the scheduler runs it.
+    """Tokenise ``spec`` and cost it against ``budget``: the job as the batcher runs it.
 
     A job that can never fit is refused here, before any byte is sent
     (ContextOverflowError); ``max_tokens`` is clamped when only the prompt fits.

@@ -53,7 +53,13 @@ class _Room:
     hit: PrefixHit | None
 
 
-class Scheduler:
+class Batcher:
+    """Continuous batching over one context: admission, prefill, one decode, sampling.
+
+    Named for what it does to distinguish it from the gateway's ``Scheduler``
+    (``pice_gateway.scheduling``), which places sketch points on edges.
+    """
+
     def __init__(
         self,
         ctx: LlamaContext,
