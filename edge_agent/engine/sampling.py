@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import llama_cpp
 import numpy as np
@@ -12,6 +13,20 @@ from edge_agent.engine.types import SamplingParams
 
 # llama.cpp's "pick a random seed" value.
 _RANDOM_SEED = 0xFFFFFFFF
+
+
+class TokenSampler(Protocol):
+    """What the batcher needs of a sequence's sampler (:class:`Sampler`, or a test fake)."""
+
+    def sample(self, ctx: Any, index: int) -> int:
+        """Pick the next token from batch row ``index``; ``ctx`` is the context's ``ptr``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# One sampler per sequence, built from its parameters when the sequence is admitted.
+SamplerFactory = Callable[[SamplingParams], TokenSampler]
 
 
 class Sampler:
