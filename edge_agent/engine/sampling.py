@@ -1,4 +1,9 @@
-"""Per-sequence token sampling (llama.cpp sampler chains) and log-probabilities."""
+"""Per-sequence token sampling (llama.cpp sampler chains) and log-probabilities.
+
+:class:`TokenSampler` is what the batcher needs of a sampler; the batcher builds one per
+sequence through a :data:`SamplerFactory` (by default :class:`Sampler`), which is how the
+fake-context tests sample without a llama.cpp context.
+"""
 
 from __future__ import annotations
 
