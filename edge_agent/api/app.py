@@ -1,17 +1,24 @@
-"""The edge agent's app factory: settings in, FastAPI app out; the engine lives in the lifespan."""
+"""The edge agent's app factory: settings in, FastAPI app out; the engine lives in the lifespan.
+
+The engine is whatever ``backend`` builds (:class:`~edge_agent.engine.backend.EngineBackend`);
+by default :func:`llama_backend`, the batched llama.cpp engine over ``settings.model``. The
+handlers only see the protocol, so a test serves the real routes over a fake engine.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, FastAPI
 
 from edge_agent.api import chat, expand, service
 from edge_agent.api.state import EdgeState
+from edge_agent.engine.backend import EngineBackend
 from edge_agent.engine.engine import Engine, EngineConfig
 from edge_agent.engine.metrics import engine_registry
 from edge_agent.settings import EdgeSettings
@@ -23,28 +30,51 @@ from pice.models.registry import resolve_model
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: EdgeSettings) -> FastAPI:
+@dataclass(frozen=True)
+class ServedBackend:
+    """An engine built for the settings (not started yet) and the model's own names."""
+
+    engine: EngineBackend
+    # The model's own name (a bundled name or the file's stem); the served id defaults to it.
+    name: str
+    # Further names clients may put in "model" (a bundled model's deprecated names).
+    aliases: tuple[str, ...] = ()
+
+
+# Builds the engine; blocking (it may fetch and verify a model), so it runs off the loop, and
+# what it raises aborts start-up.
+BackendFactory = Callable[[EdgeSettings], ServedBackend]
+
+
+def llama_backend(settings: EdgeSettings) -> ServedBackend:
+    """The default backend: the batched llama.cpp engine over ``settings.model``."""
+    resolved = resolve_model(settings.model, progress=False)
+    engine = Engine(
+        resolved.path,
+        EngineConfig(
+            n_ctx=settings.n_ctx,
+            n_batch=settings.n_batch,
+            max_sequences=settings.max_sequences,
+            threads=settings.threads,
+            prefix_cache_slots=settings.prefix_cache_slots,
+            allow_amx=settings.allow_amx,
+        ),
+    )
+    return ServedBackend(engine, resolved.name, resolved.aliases)
+
+
+def create_app(settings: EdgeSettings, backend: BackendFactory = llama_backend) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         # Resolving may fetch and verify a bundled model; a failure aborts start-up.
-        resolved = await asyncio.to_thread(resolve_model, settings.model, progress=False)
-        engine = Engine(
-            resolved.path,
-            EngineConfig(
-                n_ctx=settings.n_ctx,
-                n_batch=settings.n_batch,
-                max_sequences=settings.max_sequences,
-                threads=settings.threads,
-                prefix_cache_slots=settings.prefix_cache_slots,
-                allow_amx=settings.allow_amx,
-            ),
-        )
-        model_id = settings.model_id or resolved.name
+        served = await asyncio.to_thread(backend, settings)
+        engine = served.engine
+        model_id = settings.model_id or served.name
         state = EdgeState(
             settings=settings,
             engine=engine,
             model_id=model_id,
-            aliases=frozenset({model_id, resolved.name, *resolved.aliases}),
+            aliases=frozenset({model_id, served.name, *served.aliases}),
             metrics=engine_registry(engine.load, model_id),
         )
         # Load in the background so /health answers at once and /ready says 503 until done.

@@ -22,8 +22,8 @@ from edge_agent.engine import (
     SequenceSpec,
     TokenDelta,
 )
+from edge_agent.engine.backend import EngineJob
 from edge_agent.engine.chat_template import Message
-from edge_agent.engine.engine import JobHandle
 from pice.http.disconnect import until_disconnect
 from pice.http.sse import sse_done, sse_error, sse_json, sse_response
 from pice.openai_protocol import (
@@ -88,7 +88,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     return JSONResponse(dump(completion))
 
 
-async def _collect(handle: JobHandle, body: ChatCompletionRequest, model_id: str) -> ChatCompletion:
+async def _collect(handle: EngineJob, body: ChatCompletionRequest, model_id: str) -> ChatCompletion:
     texts = [""] * body.n
     reasons: list[str | None] = [None] * body.n
     usage = Usage()
@@ -114,7 +114,7 @@ async def _collect(handle: JobHandle, body: ChatCompletionRequest, model_id: str
 
 
 async def _stream(
-    handle: JobHandle, body: ChatCompletionRequest, model_id: str
+    handle: EngineJob, body: ChatCompletionRequest, model_id: str
 ) -> AsyncIterator[ServerSentEvent]:
     cid, created = completion_id(), now()
 

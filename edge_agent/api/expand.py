@@ -28,8 +28,8 @@ from edge_agent.engine import (
     SequenceSpec,
     TokenDelta,
 )
+from edge_agent.engine.backend import EngineJob
 from edge_agent.engine.chat_template import Message
-from edge_agent.engine.engine import JobHandle
 from edge_agent.prompts import expansion_messages, point_stops, point_suffix
 from pice.http.sse import sse_done, sse_json, sse_response
 from pice.openai_protocol import Usage
@@ -88,7 +88,7 @@ def _event(model: BaseModel) -> ServerSentEvent:
 
 
 async def _events(
-    handle: JobHandle, labels: list[tuple[int, int]], model_id: str
+    handle: EngineJob, labels: list[tuple[int, int]], model_id: str
 ) -> AsyncIterator[ServerSentEvent]:
     async with handle:  # leaving early (client gone) cancels the job's sequences
         async for event in handle:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from prometheus_client import CollectorRegistry
 
-from edge_agent.engine.engine import Engine
+from edge_agent.engine.backend import EngineBackend
 from edge_agent.settings import EdgeSettings
 from pice.errors import ModelNotFoundError, ServiceUnavailableError
 from pice.openai_protocol import now
@@ -16,7 +16,7 @@ from pice.openai_protocol import now
 @dataclass
 class EdgeState:
     settings: EdgeSettings
-    engine: Engine
+    engine: EngineBackend
     model_id: str
     # Names a client may put in "model": the served id and the model's own name.
     aliases: frozenset[str]
@@ -30,7 +30,7 @@ def edge_state(request: Request) -> EdgeState:
     return state
 
 
-def ready_engine(request: Request) -> Engine:
+def ready_engine(request: Request) -> EngineBackend:
     """The engine, or 503 while the model is still loading."""
     state = edge_state(request)
     if not state.engine.ready:

@@ -1,8 +1,9 @@
 """A batched llama.cpp engine: continuous batching over many sequences of one model.
 
-``types`` (jobs in, events out) · ``llama`` (the ctypes layer) · ``admission`` (KV budget)
-· ``scheduler`` (one decode step) · ``engine`` (thread + asyncio handles) · ``sampling``,
-``text``, ``chat_template``, ``stats``, ``metrics``.
+``types`` (jobs in, events out) · ``backend`` (what the HTTP layer needs of an engine)
+· ``llama`` (the ctypes layer) · ``admission`` (KV budget) · ``batcher`` (one decode step)
+· ``engine`` (thread + asyncio handles) · ``sampling``, ``text``, ``chat_template``,
+``stats``, ``metrics``.
 """
 
 from edge_agent.engine.types import (

@@ -1,15 +1,15 @@
-"""The engine: one model, one scheduler on a dedicated thread, asyncio handles for callers.
+"""The engine: one model, one batcher on a dedicated thread, asyncio handles for callers.
 
 Callers on the event loop :meth:`Engine.submit` a job and iterate its :class:`JobHandle`.
 The engine thread spends its time inside ``llama_decode`` (ctypes releases the GIL there), and
-hands events back to the loop once per step: everything the scheduler emitted while it
+hands events back to the loop once per step: everything the batcher emitted while it
 sampled goes over in one ``loop.call_soon_threadsafe`` when the step ends. The loop then wakes
 once per step rather than once per token, and does its work while the engine thread is inside
 the next ``llama_decode`` instead of contending with it for the GIL mid-sampling.
 
 Cancellation: leaving the handle's ``async with`` block (the client disconnected, the handler
 task was cancelled) marks the job cancelled and wakes the engine thread; at its next step the
-scheduler drops the job's sequences from the batch and frees their KV cells, and a job still
+batcher drops the job's sequences from the batch and frees their KV cells, and a job still
 waiting in the queue is removed from it. Nothing else needs to happen for a client that is gone.
 """
 
@@ -27,10 +27,10 @@ from pathlib import Path
 from types import TracebackType
 
 from edge_agent.engine.admission import CellBudget
+from edge_agent.engine.batcher import Batcher
 from edge_agent.engine.chat_template import ChatRenderer
 from edge_agent.engine.job import JobState, build_job
 from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, system_info
-from edge_agent.engine.scheduler import Scheduler
 from edge_agent.engine.stats import LoadSnapshot
 from edge_agent.engine.types import EngineEvent, JobDone, JobFailed, JobSpec
 from edge_agent.engine.warmup import warm_up
@@ -118,7 +118,7 @@ class Engine:
         self.config = config
         self._model: LlamaModel | None = None
         self._ctx: LlamaContext | None = None
-        self._scheduler: Scheduler | None = None
+        self._batcher: Batcher | None = None
         self._renderer: ChatRenderer | None = None
         self._cond = threading.Condition()
         self._inbox: deque[JobState] = deque()
@@ -148,9 +148,9 @@ class Engine:
         self._model, self._ctx = model, ctx
         self._renderer = ChatRenderer.from_model(model)
         logger.info("llama.cpp: %s", system_info())
-        warmup = warm_up(self._new_scheduler(ctx), self.config.warmup_sequences)
+        warmup = warm_up(self._new_batcher(ctx), self.config.warmup_sequences)
         ctx.clear()  # the warm-up leaves nothing behind: fresh cache, fresh counters
-        self._scheduler = self._new_scheduler(ctx)
+        self._batcher = self._new_batcher(ctx)
         self._thread = threading.Thread(target=self._run, name="edge-engine", daemon=True)
         self._thread.start()
         logger.info(
@@ -163,9 +163,9 @@ class Engine:
             warmup,
         )
 
-    def _new_scheduler(self, ctx: LlamaContext) -> Scheduler:
+    def _new_batcher(self, ctx: LlamaContext) -> Batcher:
         first_cache_id = self.config.max_sequences
-        return Scheduler(
+        return Batcher(
             ctx,
             CellBudget(ctx.n_ctx, self.config.max_sequences),
             self.config.n_batch,
@@ -180,8 +180,8 @@ class Engine:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        if self._scheduler is not None:
-            self._scheduler.batch.close()
+        if self._batcher is not None:
+            self._batcher.batch.close()
         if self._ctx is not None:
             self._ctx.close()
         if self._model is not None:
@@ -209,8 +209,8 @@ class Engine:
         Tokenises here, so a job that can never fit is refused before any byte is sent
         (ContextOverflowError); ``max_tokens`` is clamped when only the prompt fits.
         """
-        model, scheduler = self._model, self._scheduler
-        if model is None or scheduler is None or self._stopping:
+        model, batcher = self._model, self._batcher
+        if model is None or batcher is None or self._stopping:
             raise ServiceUnavailableError("The model is not loaded.", retry_after=2)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
@@ -218,7 +218,7 @@ class Engine:
         def emit(event: EngineEvent) -> None:  # called on the engine thread only
             self._outbox.append((loop, queue, event))
 
-        state = build_job(model, scheduler.budget, spec, emit)
+        state = build_job(model, batcher.budget, spec, emit)
         with self._cond:
             self._inbox.append(state)
             self._cond.notify()
@@ -231,39 +231,39 @@ class Engine:
     # -- the engine thread --------------------------------------------------------------
 
     def _run(self) -> None:
-        scheduler = self._scheduler
-        assert scheduler is not None
-        self._publish(scheduler)
+        batcher = self._batcher
+        assert batcher is not None
+        self._publish(batcher)
         try:
             while True:
                 with self._cond:
                     while self._inbox:
-                        scheduler.enqueue(self._inbox.popleft())
+                        batcher.enqueue(self._inbox.popleft())
                     if self._stopping:
                         break
-                    if not scheduler.busy:
+                    if not batcher.busy:
                         self._cond.wait(timeout=_IDLE_WAKE_SECONDS)
-                        self._publish(scheduler)
+                        self._publish(batcher)
                         continue
-                scheduler.reap_cancelled()
-                scheduler.admit()
+                batcher.reap_cancelled()
+                batcher.admit()
                 # Publish before the (long) decode too, so freed capacity shows at once.
-                self._publish(scheduler)
+                self._publish(batcher)
                 self._flush()
-                worked = scheduler.step()
-                self._publish(scheduler)
+                worked = batcher.step()
+                self._publish(batcher)
                 self._flush()
                 if not worked:  # nothing runnable yet: do not spin
                     with self._cond:
                         self._cond.wait(timeout=0.05)
         except Exception:
             logger.exception("The engine thread crashed")
-            scheduler.fail_all(PiceError("The edge engine stopped unexpectedly."))
+            batcher.fail_all(PiceError("The edge engine stopped unexpectedly."))
             raise
         finally:
-            scheduler.fail_all(ServiceUnavailableError("The edge agent is shutting down."))
+            batcher.fail_all(ServiceUnavailableError("The edge agent is shutting down."))
             self._flush()
-            self._publish(scheduler, ready=False)
+            self._publish(batcher, ready=False)
 
     def _flush(self) -> None:
         """Deliver the emitted events: one ``call_soon_threadsafe`` per consuming loop."""
@@ -280,28 +280,28 @@ class Engine:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_deliver, batch)
 
-    def _publish(self, scheduler: Scheduler, *, ready: bool = True) -> None:
-        budget, counters = scheduler.budget, scheduler.counters
+    def _publish(self, batcher: Batcher, *, ready: bool = True) -> None:
+        budget, counters = batcher.budget, batcher.counters
         self._snapshot = LoadSnapshot(
             ready=ready,
-            running_sequences=scheduler.running_sequences(),
-            queued_sequences=scheduler.queued_sequences(),
-            queued_jobs=len(scheduler.waiting),
+            running_sequences=batcher.running_sequences(),
+            queued_sequences=batcher.queued_sequences(),
+            queued_jobs=len(batcher.waiting),
             max_sequences=budget.max_sequences,
             free_sequence_slots=budget.free_slots,
             kv_cells_total=budget.total_cells,
             # Cached prefixes give their cells up on demand: they are not load.
-            kv_cells_reserved=budget.reserved_cells - scheduler.cache.cells,
-            decode_tokens_per_second=scheduler.throughput.rate(time.monotonic()),
+            kv_cells_reserved=budget.reserved_cells - batcher.cache.cells,
+            decode_tokens_per_second=batcher.throughput.rate(time.monotonic()),
             threads=self.config.threads,
             tokens_generated=counters.tokens_generated,
             prefill_tokens=counters.prefill_tokens,
             jobs=counters.jobs,
             cancellations=counters.cancellations,
-            prefix_cache_entries=len(scheduler.cache.entries),
-            prefix_cache_cells=scheduler.cache.cells,
-            prefix_cache_hits=scheduler.cache.stats.hits,
-            prefix_cache_reused_tokens=scheduler.cache.stats.reused_tokens,
+            prefix_cache_entries=len(batcher.cache.entries),
+            prefix_cache_cells=batcher.cache.cells,
+            prefix_cache_hits=batcher.cache.stats.hits,
+            prefix_cache_reused_tokens=batcher.cache.stats.reused_tokens,
         )
 
     def _empty_snapshot(self, *, ready: bool) -> LoadSnapshot:

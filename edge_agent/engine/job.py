@@ -6,16 +6,22 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from edge_agent.engine.admission import CellBudget, JobCost
-from edge_agent.engine.llama import LlamaModel
 from edge_agent.engine.prefix_cache import CachedPrefix
-from edge_agent.engine.sampling import Sampler
+from edge_agent.engine.sampling import TokenSampler
 from edge_agent.engine.text import TextAssembler
 from edge_agent.engine.types import EngineEvent, FinishReason, JobSpec, SamplingParams
 from pice.errors import InvalidRequestError
 
 Emit = Callable[[EngineEvent], None]
+
+
+class Tokenizer(Protocol):
+    """What :func:`build_job` needs of a model (``LlamaModel``)."""
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]: ...
 
 
 @dataclass(eq=False)
@@ -33,7 +39,7 @@ class SequenceState:
     logprob_sum: float = 0.0
     first_token_at: float | None = None
     finished: bool = False
-    sampler: Sampler | None = None
+    sampler: TokenSampler | None = None
     text: TextAssembler = field(default_factory=lambda: TextAssembler(()))
 
     @property
@@ -73,8 +79,8 @@ def finish_reason_for(seq: SequenceState, *, eog: bool) -> FinishReason | None:
     return None
 
 
-def build_job(model: LlamaModel, budget: CellBudget, spec: JobSpec, emit: Emit) -> JobState:
-    """Tokenise ``spec`` and cost it against ``budget``: the job as the scheduler runs it.
+def build_job(model: Tokenizer, budget: CellBudget, spec: JobSpec, emit: Emit) -> JobState:
+    """Tokenise ``spec`` and cost it against ``budget``: the job as the batcher runs it.
 
     A job that can never fit is refused here, before any byte is sent
     (ContextOverflowError); ``max_tokens`` is clamped when only the prompt fits.

@@ -1,8 +1,14 @@
-"""Per-sequence token sampling (llama.cpp sampler chains) and log-probabilities."""
+"""Per-sequence token sampling (llama.cpp sampler chains) and log-probabilities.
+
+:class:`TokenSampler` is what the batcher needs of a sampler; the batcher builds one per
+sequence through a :data:`SamplerFactory` (by default :class:`Sampler`), which is how the
+fake-context tests sample without a llama.cpp context.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import llama_cpp
 import numpy as np
@@ -12,6 +18,20 @@ from edge_agent.engine.types import SamplingParams
 
 # llama.cpp's "pick a random seed" value.
 _RANDOM_SEED = 0xFFFFFFFF
+
+
+class TokenSampler(Protocol):
+    """What the batcher needs of a sequence's sampler (:class:`Sampler`, or a test fake)."""
+
+    def sample(self, ctx: Any, index: int) -> int:
+        """Pick the next token from batch row ``index``; ``ctx`` is the context's ``ptr``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# One sampler per sequence, built from its parameters when the sequence is admitted.
+SamplerFactory = Callable[[SamplingParams], TokenSampler]
 
 
 class Sampler:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from edge_agent.engine.batcher import Batcher
 from edge_agent.engine.job import build_job
-from edge_agent.engine.scheduler import Scheduler
 from edge_agent.engine.types import EngineEvent, JobDone, JobFailed, JobSpec, SamplingParams
 from edge_agent.engine.types import SequenceSpec as Seq
 from pice.errors import ModelProvisioningError
@@ -43,21 +43,21 @@ class WarmupReport:
         )
 
 
-def warm_up(scheduler: Scheduler, sequences: int, max_tokens: int = 4) -> WarmupReport:
-    """Run one batched job to completion on ``scheduler`` (on the calling thread)."""
-    sequences = max(1, min(sequences, scheduler.budget.max_sequences))
+def warm_up(batcher: Batcher, sequences: int, max_tokens: int = 4) -> WarmupReport:
+    """Run one batched job to completion on ``batcher`` (on the calling thread)."""
+    sequences = max(1, min(sequences, batcher.budget.max_sequences))
     events: list[EngineEvent] = []
     spec = JobSpec(
         _PREFIX,
         tuple(Seq(f"{i + 1}.", SamplingParams(max_tokens=max_tokens)) for i in range(sequences)),
     )
-    job = build_job(scheduler.model, scheduler.budget, spec, events.append)
+    job = build_job(batcher.model, batcher.budget, spec, events.append)
     started = time.monotonic()
-    scheduler.enqueue(job)
+    batcher.enqueue(job)
     steps = 0
-    while scheduler.busy and steps < _MAX_STEPS:
-        scheduler.admit()
-        scheduler.step()
+    while batcher.busy and steps < _MAX_STEPS:
+        batcher.admit()
+        batcher.step()
         steps += 1
     failed = [e for e in events if isinstance(e, JobFailed)]
     done = [e for e in events if isinstance(e, JobDone)]

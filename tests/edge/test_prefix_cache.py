@@ -221,9 +221,9 @@ async def test_cancelled_job_unpins_its_cache_entry_and_leaves_no_cells_reserved
     assert load.running_sequences == 0
     assert load.kv_cells_reserved == 0  # cached prefixes are not counted as load
     assert load.prefix_cache_cells > 0
-    scheduler = cached._scheduler
-    assert scheduler is not None
-    assert all(entry.users == 0 for entry in scheduler.cache.entries)
+    batcher = cached._batcher
+    assert batcher is not None
+    assert all(entry.users == 0 for entry in batcher.cache.entries)
 
 
 @pytest.mark.model
@@ -240,12 +240,12 @@ async def test_a_job_that_needs_the_cached_cells_evicts_them(small_model_path: P
         big = chat_job(
             engine, "Describe a walk in a forest.", max_tokens=usable - small.prompt_tokens - 8
         )
-        scheduler = engine._scheduler
-        assert scheduler is not None
-        evicted = scheduler.cache.stats.evicted
+        batcher = engine._batcher
+        assert batcher is not None
+        evicted = batcher.cache.stats.evicted
         text, done = await asyncio.wait_for(run(engine, big), timeout=300)
         assert done.completion_tokens > 0
         assert text
-        assert scheduler.cache.stats.evicted > evicted
+        assert batcher.cache.stats.evicted > evicted
     finally:
         engine.stop()

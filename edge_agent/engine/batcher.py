@@ -7,6 +7,11 @@ stored once (unified KV cache); its suffixes follow, each under its own sequence
 join at the next step, and a finished or cancelled sequence leaves at the next step with its
 KV cells freed. A job whose prefix begins like a recent one reuses those cells from the prefix
 cache and prefills only the rest. Everything here runs on the engine thread.
+
+The batcher reaches llama.cpp only through :class:`DecodeContext` (what it uses of
+``LlamaContext`` and ``LlamaModel``), the ``llama_batch`` it fills (:class:`TokenBatch`) and
+the samplers ``new_sampler`` builds, so ``tests/edge/test_batcher_fake.py`` runs it over a
+fake context, with no weights, and reads back exactly the batches llama.cpp would decode.
 """
 
 from __future__ import annotations
@@ -16,12 +21,16 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from edge_agent.engine.admission import CellBudget
-from edge_agent.engine.job import JobState, SequenceState, finish_reason_for
-from edge_agent.engine.llama import DECODE_NO_KV_SLOT, DECODE_OK, LlamaContext, TokenBatch
-from edge_agent.engine.prefix_cache import PrefixCache, PrefixHit
-from edge_agent.engine.sampling import Sampler, token_logprob
+from edge_agent.engine.job import JobState, SequenceState, Tokenizer, finish_reason_for
+from edge_agent.engine.llama import DECODE_NO_KV_SLOT, DECODE_OK, TokenBatch
+from edge_agent.engine.prefix_cache import CellSharing, PrefixCache, PrefixHit
+from edge_agent.engine.sampling import Sampler, SamplerFactory, token_logprob
 from edge_agent.engine.stats import EngineCounters, ThroughputWindow
 from edge_agent.engine.text import TextAssembler
 from edge_agent.engine.types import (
@@ -35,6 +44,35 @@ from edge_agent.engine.types import (
 from pice.errors import PiceError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
+
+
+class DecodeModel(Tokenizer, Protocol):
+    """What the batcher (and the warm-up's :func:`build_job`) needs of ``LlamaModel``."""
+
+    def piece(self, token: int) -> bytes: ...
+
+    def is_eog(self, token: int) -> bool: ...
+
+
+class DecodeContext(CellSharing, Protocol):
+    """What the batcher needs of ``LlamaContext``: decode a batch, read logits, move cells."""
+
+    @property
+    def model(self) -> DecodeModel: ...
+
+    @property
+    def ptr(self) -> Any:
+        """The raw context, handed to the samplers (llama.cpp's sample from it)."""
+        ...
+
+    @property
+    def n_seq_max(self) -> int: ...
+
+    def decode(self, batch: TokenBatch) -> int:
+        """0 = ok, ``DECODE_NO_KV_SLOT`` = no room (nothing changed), <0 = error."""
+        ...
+
+    def logits(self, index: int) -> npt.NDArray[np.float32]: ...
 
 
 @dataclass
@@ -53,15 +91,23 @@ class _Room:
     hit: PrefixHit | None
 
 
-class Scheduler:
+class Batcher:
+    """Continuous batching over one context: admission, prefill, one decode, sampling.
+
+    Named for what it does to distinguish it from the gateway's ``Scheduler``
+    (``pice_gateway.scheduling``), which places sketch points on edges.
+    """
+
     def __init__(
         self,
-        ctx: LlamaContext,
+        ctx: DecodeContext,
         budget: CellBudget,
         n_batch: int,
         cache_seq_ids: Sequence[int] = (),
+        new_sampler: SamplerFactory = Sampler,
     ) -> None:
         self.ctx = ctx
+        self._new_sampler = new_sampler
         self.model = ctx.model
         self.budget = budget
         self.cache = PrefixCache(ctx, budget, cache_seq_ids)
@@ -106,7 +152,7 @@ class Scheduler:
             seq_ids = self.budget.admit(head.cost, reused)
             for seq, seq_id in zip(head.sequences, seq_ids, strict=True):
                 seq.seq_id = seq_id
-                seq.sampler = Sampler(seq.params)
+                seq.sampler = self._new_sampler(seq.params)
                 seq.text = TextAssembler(seq.params.stop)
             if hit:
                 self.cache.attach(hit, seq_ids)

@@ -1,0 +1,303 @@
+"""The edge agent's real routes over a fake engine: the ``EngineBackend`` seam, no weights.
+
+The app runs in process through ``httpx.ASGITransport``, its lifespan driven by hand (the
+transport sends no lifespan events), so ``/ready``, ``/v1/load``, ``/v1/expand`` and
+``/v1/chat/completions`` are served exactly as in production, only the engine is scripted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import pytest
+
+from edge_agent.api.app import ServedBackend, create_app
+from edge_agent.engine import (
+    EngineEvent,
+    JobDone,
+    JobSpec,
+    JobStarted,
+    SequenceDone,
+    TokenDelta,
+)
+from edge_agent.engine.chat_template import Message, RenderedPrompt
+from edge_agent.engine.stats import LoadSnapshot
+from edge_agent.prompts import point_suffix
+from edge_agent.settings import EdgeSettings
+from pice.errors import ContextOverflowError
+
+TOKEN = "seam-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MODEL_ID = "edge-fake"
+
+
+class Renderer:
+    """A recognisable prompt, so the test sees the handler rendered through the backend."""
+
+    def render(self, messages: Sequence[Message]) -> RenderedPrompt:
+        return RenderedPrompt("|".join(f"{m.role}:{m.content}" for m in messages), False)
+
+
+class FakeJob:
+    """Per sequence: two text deltas, then done; the events a real job sends, in its order."""
+
+    def __init__(self, spec: JobSpec) -> None:
+        self.spec = spec
+        self.ended = False
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        if not self.ended:  # like JobHandle: cancelling a finished job does nothing
+            self.cancelled = True
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cancel()
+
+    def __aiter__(self) -> AsyncIterator[EngineEvent]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[EngineEvent]:
+        n = len(self.spec.sequences)
+        yield JobStarted("job-fake", prompt_tokens=10 + n, queued_ms=1.5)
+        for i in range(n):
+            yield TokenDelta(i, f"seq{i} ")
+            yield TokenDelta(i, "text")
+            yield SequenceDone(i, "stop", f"seq{i} text", 1, 2, -1.0, -0.5, 3.0, 4.0)
+        self.ended = True
+        yield JobDone(prompt_tokens=10 + n, completion_tokens=2 * n)
+
+
+@dataclass
+class FakeBackend:
+    """An engine that loads when the test says so and answers every job from a script."""
+
+    may_start: threading.Event = field(default_factory=threading.Event)
+    started: bool = False
+    stopped: bool = False
+    refuse: Exception | None = None
+    jobs: list[FakeJob] = field(default_factory=list)
+
+    def start(self) -> None:
+        assert self.may_start.wait(timeout=10)
+        self.started = True
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    @property
+    def ready(self) -> bool:
+        return self.started and not self.stopped
+
+    @property
+    def chat(self) -> Renderer:
+        return Renderer()
+
+    def load(self) -> LoadSnapshot:
+        return LoadSnapshot(
+            ready=self.ready,
+            running_sequences=3,
+            queued_sequences=0,
+            queued_jobs=0,
+            max_sequences=7,
+            free_sequence_slots=4,
+            kv_cells_total=1000,
+            kv_cells_reserved=250,
+            decode_tokens_per_second=12.345,
+            threads=1,
+            tokens_generated=5,
+            prefill_tokens=6,
+            jobs=1,
+            cancellations=0,
+            prefix_cache_entries=0,
+            prefix_cache_cells=0,
+            prefix_cache_hits=0,
+            prefix_cache_reused_tokens=0,
+        )
+
+    def submit(self, spec: JobSpec) -> FakeJob:
+        if self.refuse is not None:
+            raise self.refuse
+        job = FakeJob(spec)
+        self.jobs.append(job)
+        return job
+
+
+@contextlib.asynccontextmanager
+async def serve(fake: FakeBackend) -> AsyncIterator[httpx.AsyncClient]:
+    """The app over ``fake``, its lifespan running, behind an in-process client."""
+    settings = EdgeSettings(model="fake.gguf", model_id=MODEL_ID, api_token=TOKEN)
+
+    def backend(_: EdgeSettings) -> ServedBackend:
+        return ServedBackend(fake, name="fake-model", aliases=("old-fake-name",))
+
+    app = create_app(settings, backend)
+    try:
+        async with app.router.lifespan_context(app) as state:
+            assert state is not None
+
+            # What uvicorn does with lifespan state: a copy in every request's scope.
+            async def with_state(scope: Any, receive: Any, send: Any) -> None:
+                scope["state"] = dict(state)
+                await app(scope, receive, send)
+
+            transport = httpx.ASGITransport(app=with_state)
+            async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+                yield client
+    finally:
+        fake.may_start.set()  # a failed test must not leave the lifespan waiting on start()
+
+
+async def until_ready(client: httpx.AsyncClient) -> None:
+    for _ in range(500):
+        if (await client.get("/ready")).status_code == 200:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("/ready never said 200")
+
+
+def sse_data(body: str) -> list[Any]:
+    lines = [line[5:].strip() for line in body.splitlines() if line.startswith("data:")]
+    return [d if d == "[DONE]" else json.loads(d) for d in lines]
+
+
+async def test_ready_follows_the_backend_and_load_reads_its_snapshot() -> None:
+    fake = FakeBackend()
+    async with serve(fake) as client:
+        assert (await client.get("/health")).status_code == 200
+        loading = await client.get("/ready")
+        assert loading.status_code == 503
+        assert loading.json()["error"]["message"] == "The model is still loading."
+        # The handlers refuse work until the backend is ready.
+        early = await client.post(
+            "/v1/expand", json={"question": "q", "sketch": ["a"]}, headers=AUTH
+        )
+        assert early.status_code == 503
+        assert fake.jobs == []
+
+        fake.may_start.set()
+
+        await until_ready(client)
+        assert (await client.get("/ready")).json() == {"status": "ready", "model": MODEL_ID}
+        load = (await client.get("/v1/load", headers=AUTH)).json()
+        assert load["model"] == MODEL_ID
+        assert load["running_sequences"] == 3
+        assert load["kv_usage"] == 0.25
+        assert load["decode_tokens_per_second"] == 12.35
+        metrics = (await client.get("/metrics", headers=AUTH)).text
+        assert 'pice_edge_running_sequences{model="edge-fake"} 3.0' in metrics
+        assert not fake.stopped
+    assert fake.stopped  # the lifespan stops the backend it built
+
+
+async def test_expand_streams_the_backends_events_as_typed_sse() -> None:
+    fake = FakeBackend()
+    fake.may_start.set()
+    async with serve(fake) as client:
+        await until_ready(client)
+        body = {
+            "question": "How do I sleep?",
+            "sketch": ["Keep a schedule", "Limit caffeine", "Darken the room"],
+            "points": [0, 2],
+            "candidates": 2,
+            "max_tokens": 7,
+        }
+        r = await client.post("/v1/expand", json=body, headers=AUTH)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+
+    [job] = fake.jobs
+    spec = job.spec
+    assert spec.prefix.startswith("system:")  # rendered by the backend's chat renderer
+    assert "How do I sleep?" in spec.prefix
+    assert spec.add_special is False
+    suffixes = [s.suffix for s in spec.sequences]
+    assert (
+        suffixes
+        == [point_suffix(0, "Keep a schedule")] * 2 + [point_suffix(2, "Darken the room")] * 2
+    )
+    assert {s.params.max_tokens for s in spec.sequences} == {7}
+    assert not job.cancelled  # iterated to the end, then released
+
+    events = sse_data(r.text)
+    assert events[-1] == "[DONE]"
+    start, *middle, done = events[:-1]
+    assert start == {
+        "type": "start",
+        "job_id": "job-fake",
+        "model": MODEL_ID,
+        "prompt_tokens": 14,
+        "queued_ms": 1.5,
+    }
+    # Sequence i of the job is (point, candidate) in request order.
+    labels = [(0, 0), (0, 1), (2, 0), (2, 1)]
+    point_done = [e for e in middle if e["type"] == "point_done"]
+    assert [(e["point"], e["candidate"]) for e in point_done] == labels
+    assert [e["text"] for e in point_done] == [f"seq{i} text" for i in range(4)]
+    deltas = [(e["point"], e["candidate"], e["text"]) for e in middle if e["type"] == "delta"]
+    assert deltas[:2] == [(0, 0, "seq0 "), (0, 0, "text")]
+    assert len(deltas) == 8
+    assert done == {
+        "type": "done",
+        "usage": {"prompt_tokens": 14, "completion_tokens": 8, "total_tokens": 22},
+    }
+
+
+async def test_chat_completions_answer_from_the_backend_under_every_alias() -> None:
+    fake = FakeBackend()
+    fake.may_start.set()
+    async with serve(fake) as client:
+        await until_ready(client)
+        replies = []
+        for model in (MODEL_ID, "fake-model", "old-fake-name"):
+            body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "n": 2}
+            replies.append(await client.post("/v1/chat/completions", json=body, headers=AUTH))
+        unknown = await client.post(
+            "/v1/chat/completions",
+            json={"model": "other", "messages": [{"role": "user", "content": "hi"}]},
+            headers=AUTH,
+        )
+    assert [r.status_code for r in replies] == [200, 200, 200]
+    reply = replies[0].json()
+    assert reply["model"] == MODEL_ID
+    assert [c["message"]["content"] for c in reply["choices"]] == ["seq0 text", "seq1 text"]
+    assert [c["finish_reason"] for c in reply["choices"]] == ["stop", "stop"]
+    assert reply["usage"] == {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16}
+    assert fake.jobs[0].spec.prefix == "user:hi"
+    assert unknown.status_code == 404
+    assert len(fake.jobs) == 3
+
+
+async def test_a_job_the_backend_refuses_is_a_status_code_before_the_stream() -> None:
+    fake = FakeBackend(refuse=ContextOverflowError("too long", param="messages"))
+    fake.may_start.set()
+    async with serve(fake) as client:
+        await until_ready(client)
+        r = await client.post("/v1/expand", json={"question": "q", "sketch": ["a"]}, headers=AUTH)
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "context_length_exceeded"
+
+
+@pytest.fixture(autouse=True)
+def _no_real_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake backend never resolves a model: fail loudly if anything tries."""
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("resolve_model called with a fake backend")
+
+    monkeypatch.setattr("edge_agent.api.app.resolve_model", refuse)
