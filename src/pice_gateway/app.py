@@ -11,7 +11,8 @@ from fastapi import FastAPI
 
 from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
-from pice_gateway.edges import Edge, EdgeRegistry, edge_client
+from pice_gateway.edge_client import HttpEdgeClient
+from pice_gateway.edges import Edge, EdgeRegistry
 from pice_gateway.routes import build_router
 from pice_gateway.scheduling.base import Scheduler
 from pice_gateway.scheduling.least_loaded import LeastLoadedScheduler
@@ -36,7 +37,7 @@ def create_app(settings: GatewaySettings, scheduler: Scheduler | None = None) ->
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout = settings.edge_client.timeouts.to_httpx()
         registry = EdgeRegistry(
-            [Edge(edge, edge_client(edge, timeout)) for edge in settings.edges],
+            [Edge(HttpEdgeClient.connect(endpoint, timeout)) for endpoint in settings.edges],
             poll_interval=settings.edge_client.poll_interval,
         )
         cloud = cloud_http_client(settings)

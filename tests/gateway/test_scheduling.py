@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pice_gateway.scheduling import EdgeStatus, LeastLoadedScheduler, PointPlacement
-from pice_gateway.scheduling.base import EdgeLoad
+from tests.gateway.fakes import load_report
 
 
 def edge(
@@ -16,13 +16,7 @@ def edge(
     ready: bool = True,
     last_placed: float = 0.0,
 ) -> EdgeStatus:
-    load = EdgeLoad(
-        ready=ready,
-        running_sequences=running,
-        queued_sequences=0,
-        max_sequences=capacity,
-        decode_tokens_per_second=0.0,
-    )
+    load = load_report(ready=ready, running_sequences=running, max_sequences=capacity)
     return EdgeStatus(name=name, up=up, in_flight=in_flight, load=load, last_placed=last_placed)
 
 

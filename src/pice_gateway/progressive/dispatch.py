@@ -28,13 +28,19 @@ from typing import Any, Protocol
 
 import httpx
 
-from pice.errors import PiceError, UpstreamError, UpstreamTimeoutError
-from pice.openai_protocol import Usage
+from pice.edge_protocol import (
+    DeltaEvent,
+    DoneEvent,
+    ExpandRequest,
+    PointDoneEvent,
+    StartEvent,
+)
+from pice.errors import PiceError, UpstreamError, UpstreamProtocolError, UpstreamTimeoutError
+from pice.openai_protocol import ChatMessage, Usage
 from pice_gateway.cloud import CLOUD, CloudTextStream
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.progressive.expand_prompt import EchoStripper, cloud_expansion_messages
 from pice_gateway.scheduling.base import PointPlacement, Scheduler
-from pice_gateway.upstream import json_events, open_stream
 
 logger = logging.getLogger(__name__)
 
@@ -198,15 +204,15 @@ class Dispatcher:
             self._job_over()
 
     async def _stream_edge_job(self, edge: str, indices: list[int], remaining: set[int]) -> None:
-        client = self._registry.get(edge).client
+        client = self._registry.client(edge)
         spec = self._spec
-        payload: dict[str, Any] = {
-            "messages": spec.messages,
-            "sketch": self._titles(),
-            "points": indices,
-            "request_id": spec.request_id,
+        request = ExpandRequest(
+            messages=[ChatMessage(**message) for message in spec.messages],
+            sketch=self._titles(),
+            points=indices,
+            request_id=spec.request_id,
             **spec.sampling(),
-        }
+        )
         prompt_tokens = 0
         completion_tokens = 0
         loop = asyncio.get_running_loop()
@@ -215,50 +221,38 @@ class Dispatcher:
             # headers, queueing on the edge and every gap between tokens.
             async with (
                 asyncio.timeout(spec.stall_seconds) as deadline,
-                open_stream(client, edge, "/v1/expand", payload) as response,
-                contextlib.aclosing(json_events(response, edge)) as events,
+                contextlib.aclosing(client.expand(request)) as events,
             ):
-                while True:
-                    event = await anext(events, None)
-                    if event is None:
-                        break
+                async for event in events:
                     deadline.reschedule(loop.time() + spec.stall_seconds)
-                    kind = event.get("type")
-                    if kind == "start":
-                        prompt_tokens = int(event.get("prompt_tokens", 0))
+                    if isinstance(event, StartEvent):
+                        prompt_tokens = event.prompt_tokens
                         self._setup_over(edge)
-                    elif kind == "delta":
-                        point = int(event["point"])
-                        if point in remaining:
-                            self._sink.point_delta(point, str(event.get("text", "")))
-                    elif kind == "point_done":
-                        point = int(event["point"])
+                    elif isinstance(event, DeltaEvent):
+                        if event.point in remaining:
+                            self._sink.point_delta(event.point, event.text)
+                    elif isinstance(event, PointDoneEvent):
+                        point = event.point
                         if point not in remaining:
                             continue
-                        reason = event.get("finish_reason")
-                        if reason == "cancelled":
+                        if event.finish_reason == "cancelled":
                             raise _JobFailed(
                                 UpstreamError(f"edge {edge} cancelled point {point}"),
                                 edge_down=False,
                             )
-                        tokens = int(event.get("completion_tokens", 0))
-                        completion_tokens += tokens
+                        completion_tokens += event.completion_tokens
                         remaining.discard(point)
                         self._registry.release(edge, 1)
                         self._sink.point_done(
-                            point, str(event.get("text", "")), edge, reason, tokens
+                            point, event.text, edge, event.finish_reason, event.completion_tokens
                         )
-                    elif kind == "done":
-                        usage = event.get("usage")
-                        if isinstance(usage, dict):
-                            self._sink.add_usage(edge, Usage.model_validate(usage))
-                            prompt_tokens = completion_tokens = 0
+                    elif isinstance(event, DoneEvent):
+                        self._sink.add_usage(edge, event.usage)
+                        prompt_tokens = completion_tokens = 0
                         break
-                    elif kind == "error":
-                        body = event.get("error")
-                        message = body.get("message") if isinstance(body, dict) else body
+                    else:
                         raise _JobFailed(
-                            UpstreamError(f"edge {edge} reported an error: {message}"),
+                            UpstreamError(f"edge {edge} reported an error: {event.error.message}"),
                             edge_down=False,
                         )
         except TimeoutError as exc:
@@ -266,12 +260,10 @@ class Dispatcher:
                 UpstreamTimeoutError(f"edge {edge} stalled: no event for {spec.stall_seconds}s"),
                 edge_down=True,
             ) from exc
+        except UpstreamProtocolError as err:
+            raise _JobFailed(err, edge_down=False) from err
         except PiceError as err:
             raise _JobFailed(err, edge_down=isinstance(err, UpstreamError)) from err
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _JobFailed(
-                UpstreamError(f"edge {edge} sent a malformed event: {exc!r}"), edge_down=False
-            ) from exc
         finally:
             if prompt_tokens or completion_tokens:
                 # The job ended without its ``done`` usage: count what its events reported.

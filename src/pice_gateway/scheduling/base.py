@@ -11,16 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-
-@dataclass(frozen=True)
-class EdgeLoad:
-    """What an edge's ``GET /v1/load`` last reported (see docs/edge-api.md)."""
-
-    ready: bool
-    running_sequences: int
-    queued_sequences: int
-    max_sequences: int
-    decode_tokens_per_second: float
+from pice.edge_protocol import LoadResponse
 
 
 @dataclass(frozen=True)
@@ -31,7 +22,8 @@ class EdgeStatus:
     up: bool
     # Sequences this gateway has sent and not yet seen finish.
     in_flight: int
-    load: EdgeLoad | None
+    # What its ``GET /v1/load`` last reported; ``None`` before the first answer.
+    load: LoadResponse | None
     # Monotonic time this gateway last placed work on it (spreads ties).
     last_placed: float
 
