@@ -74,7 +74,7 @@ class ProgressiveSettings(BaseModel):
     # a request's own max_tokens wins.
     direct_max_tokens: int = Field(default=512, ge=16)
     sketch_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    # Per point; a request's max_tokens lowers it (see ``progressive.budget``).
+    # Per point; a request's max_tokens lowers it (see ``progressive.spec``).
     expansion_max_tokens: int = Field(default=96, ge=1)
     expansion_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     # An edge job that sends no event for this long loses its points to another edge.
