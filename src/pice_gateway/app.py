@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import httpx
 from fastapi import FastAPI
@@ -13,9 +13,9 @@ from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
 from pice_gateway.edge_client import HttpEdgeClient
 from pice_gateway.edges import Edge, EdgeRegistry
+from pice_gateway.observers import ReportObserver, log_report
 from pice_gateway.routes import build_router
-from pice_gateway.scheduling.base import Scheduler
-from pice_gateway.scheduling.least_loaded import LeastLoadedScheduler
+from pice_gateway.scheduling.registry import placement_policy
 from pice_gateway.settings import GatewaySettings
 from pice_gateway.state import GatewayState
 
@@ -30,8 +30,13 @@ def cloud_http_client(settings: GatewaySettings) -> httpx.AsyncClient:
     )
 
 
-def create_app(settings: GatewaySettings, scheduler: Scheduler | None = None) -> FastAPI:
-    """The gateway app. One pooled client per upstream lives from start-up to shutdown."""
+def create_app(
+    settings: GatewaySettings, *, report_observers: Sequence[ReportObserver] = (log_report,)
+) -> FastAPI:
+    """The gateway app. One pooled client per upstream lives from start-up to shutdown.
+
+    ``report_observers`` see every finished chat request (:mod:`pice_gateway.observers`).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,7 +50,8 @@ def create_app(settings: GatewaySettings, scheduler: Scheduler | None = None) ->
             settings=settings,
             cloud=cloud,
             edges=registry,
-            scheduler=scheduler or LeastLoadedScheduler(),
+            scheduler=placement_policy(settings.progressive.placement),
+            report_observers=tuple(report_observers),
         )
         # One poll before serving, so the first requests already know which edges are up.
         await registry.poll_once()

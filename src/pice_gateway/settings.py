@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from pice.settings import YamlSettings, load_yaml_settings
+from pice_gateway.scheduling.registry import PLACEMENT_POLICIES
 
 
 class Timeouts(BaseModel):
@@ -79,6 +80,16 @@ class ProgressiveSettings(BaseModel):
     expansion_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     # An edge job that sends no event for this long loses its points to another edge.
     edge_stall_seconds: float = Field(default=20.0, gt=0)
+    # Which edge expands each point: a name registered in ``scheduling.registry``.
+    placement: str = "least-loaded"
+
+    @field_validator("placement")
+    @classmethod
+    def _registered_placement(cls, name: str) -> str:
+        if name not in PLACEMENT_POLICIES:
+            known = ", ".join(sorted(PLACEMENT_POLICIES))
+            raise ValueError(f"unknown placement policy {name!r}; registered: {known}")
+        return name
 
 
 class GatewaySettings(YamlSettings):

@@ -8,6 +8,7 @@ import httpx
 from fastapi import Request
 
 from pice_gateway.edges import EdgeRegistry
+from pice_gateway.observers import ReportObserver
 from pice_gateway.progressive.pipeline import Upstreams
 from pice_gateway.scheduling.base import Scheduler
 from pice_gateway.settings import GatewaySettings
@@ -19,6 +20,8 @@ class GatewayState:
     cloud: httpx.AsyncClient
     edges: EdgeRegistry
     scheduler: Scheduler
+    # Called once per finished chat request (see ``pice_gateway.observers``).
+    report_observers: tuple[ReportObserver, ...]
 
     def upstreams(self) -> Upstreams:
         return Upstreams(cloud=self.cloud, registry=self.edges, scheduler=self.scheduler)

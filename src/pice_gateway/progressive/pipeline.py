@@ -106,6 +106,11 @@ class ProgressiveRun:
             emit=self._on_dispatch_event,
         )
 
+    @property
+    def report(self) -> PiceReport:
+        """The ``pice`` report as far as the run got (complete once it finished)."""
+        return self._report
+
     async def start(self) -> None:
         """Send the sketch request; an unreachable or failing cloud raises here."""
         await self._sketch.open(self._stack)

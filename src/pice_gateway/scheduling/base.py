@@ -1,8 +1,14 @@
-"""The scheduler seam: given a point and the edges' state, choose where it runs.
+"""The placement seam: given a point and the edges' state, choose where it runs.
 
-A scheduler is a pure decision over snapshots; it does not talk to edges and keeps no request
-state, so it can be swapped (latency-aware, affinity, ensembles that place one point on
-several edges) without touching dispatch. ``None`` means "no edge": the cloud expands it.
+A policy is a pure decision over snapshots; it does not talk to edges and keeps no request
+state, so another one (latency-aware, prefix affinity) plugs in by name (settings
+``progressive.placement``, :mod:`.registry`) without touching dispatch. ``None`` means "no
+edge": the cloud expands the point.
+
+It places one attempt of one point on one edge. Running one point on several edges at once (an
+ensemble across edges) would need dispatch to run concurrent attempts, which it does not; the
+several candidates one edge can decode for a point are chosen among in
+:mod:`pice_gateway.progressive.candidates`.
 """
 
 from __future__ import annotations
