@@ -6,28 +6,18 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
-import httpx
 from fastapi import FastAPI
 
 from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
+from pice_gateway.cloud_client import cloud_http_client
 from pice_gateway.edge_client import HttpEdgeClient
 from pice_gateway.edges import Edge, EdgeRegistry
 from pice_gateway.observers import ReportObserver, log_report
+from pice_gateway.placement.registry import placement_policy
 from pice_gateway.routes import build_router
-from pice_gateway.scheduling.registry import placement_policy
 from pice_gateway.settings import GatewaySettings
 from pice_gateway.state import GatewayState
-
-
-def cloud_http_client(settings: GatewaySettings) -> httpx.AsyncClient:
-    cloud = settings.cloud
-    headers = {"Authorization": f"Bearer {cloud.api_key}"} if cloud.api_key else {}
-    return httpx.AsyncClient(
-        base_url=cloud.base_url.rstrip("/") + "/",
-        timeout=cloud.timeouts.to_httpx(),
-        headers=headers,
-    )
 
 
 def create_app(
@@ -50,7 +40,7 @@ def create_app(
             settings=settings,
             cloud=cloud,
             edges=registry,
-            scheduler=placement_policy(settings.progressive.placement),
+            placement=placement_policy(settings.progressive.placement),
             report_observers=tuple(report_observers),
         )
         # One poll before serving, so the first requests already know which edges are up.

@@ -20,8 +20,8 @@ from pydantic import ValidationError
 
 from pice.edge_protocol import ExpandEvent, ExpandRequest, LoadResponse, parse_expand_event
 from pice.errors import UpstreamProtocolError
-from pice_gateway.settings import EdgeSettings
-from pice_gateway.upstream import json_events, open_stream, post_json
+from pice_gateway.settings import EdgeEndpoint
+from pice_gateway.upstream import get_json, json_events, open_stream
 
 
 class EdgeClient(Protocol):
@@ -60,7 +60,7 @@ class HttpEdgeClient:
         self._http = http
 
     @classmethod
-    def connect(cls, endpoint: EdgeSettings, timeout: httpx.Timeout) -> HttpEdgeClient:
+    def connect(cls, endpoint: EdgeEndpoint, timeout: httpx.Timeout) -> HttpEdgeClient:
         """A client for a configured edge, with its bearer token and the edge timeouts."""
         headers = {"Authorization": f"Bearer {endpoint.token}"} if endpoint.token else {}
         http = httpx.AsyncClient(base_url=endpoint.url, timeout=timeout, headers=headers)
@@ -84,7 +84,7 @@ class HttpEdgeClient:
                     yield event
 
     async def load(self) -> LoadResponse:
-        body = await post_json(self._http, self._name, "/v1/load")
+        body = await get_json(self._http, self._name, "/v1/load")
         try:
             return LoadResponse.model_validate(body)
         except ValidationError as exc:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pice.edge_protocol import LoadResponse
 from pice.errors import PiceError
 from pice_gateway.edge_client import EdgeClient
-from pice_gateway.scheduling.base import EdgeStatus
+from pice_gateway.placement.base import EdgeStatus
 
 logger = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ from pice.http.auth import bearer_auth
 from pice.http.disconnect import until_disconnect
 from pice.http.sse import sse_response
 from pice.openai_protocol import ChatCompletionRequest, ModelCard, ModelList, dump, now
-from pice_gateway.cloud_direct import CloudRelay, cloud_completion
+from pice_gateway.direct_path import CloudRelay, cloud_completion
 from pice_gateway.observers import RequestObservation
+from pice_gateway.path_choice import PathChoice, choose_path
 from pice_gateway.progressive.accounting import Clock, PiceReport
 from pice_gateway.progressive.pipeline import ProgressiveRun
 from pice_gateway.render import progressive_completion, progressive_stream
-from pice_gateway.routing import Route, choose_route
 from pice_gateway.settings import GatewaySettings
 from pice_gateway.state import GatewayState, gateway_state
 
@@ -41,12 +41,12 @@ def _closing(
 async def _cloud_path(
     state: GatewayState,
     body: ChatCompletionRequest,
-    route: Route,
+    choice: PathChoice,
     request: Request,
     observation: RequestObservation,
     clock: Clock,
 ) -> Response:
-    report = observation.report = PiceReport(mode="cloud", reason=route.reason)
+    report = observation.report = PiceReport(mode="cloud", reason=choice.reason)
     cloud_model = state.settings.cloud.model
     if body.stream:
         relay = CloudRelay(state.cloud, body, cloud_model=cloud_model, report=report, clock=clock)
@@ -63,7 +63,7 @@ async def _cloud_path(
 async def _progressive_path(
     state: GatewayState,
     body: ChatCompletionRequest,
-    route: Route,
+    choice: PathChoice,
     request: Request,
     observation: RequestObservation,
     clock: Clock,
@@ -72,7 +72,7 @@ async def _progressive_path(
         state.upstreams(),
         state.settings,
         body,
-        allow_direct=route.allow_direct,
+        allow_direct=choice.allow_direct,
         request_id=observation.request_id,
         clock=clock,
     )
@@ -126,9 +126,9 @@ def build_router(settings: GatewaySettings) -> APIRouter:
             stream=body.stream,
         )
         try:
-            route = choose_route(body, settings.models, edges_up=state.edges.any_up())
-            path = _cloud_path if route.mode == "cloud" else _progressive_path
-            return await path(state, body, route, request, observation, clock)
+            choice = choose_path(body, settings.models, edges_up=state.edges.any_up())
+            path = _cloud_path if choice.mode == "cloud" else _progressive_path
+            return await path(state, body, choice, request, observation, clock)
         except BaseException as exc:
             observation.failed(exc)
             raise

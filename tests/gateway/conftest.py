@@ -8,7 +8,7 @@ from typing import Any
 
 from pice_gateway.app import create_app
 from pice_gateway.observers import ReportObserver, log_report
-from pice_gateway.settings import EdgeSettings, GatewaySettings
+from pice_gateway.settings import EdgeEndpoint, GatewaySettings
 from tests.gateway.fakes import CloudScript, EdgeScript, fake_cloud, fake_edge, serve
 
 
@@ -16,7 +16,7 @@ def settings_for(cloud_url: str, edges: dict[str, str], **overrides: Any) -> Gat
     progressive = {"edge_stall_seconds": 5.0, **overrides.pop("progressive", {})}
     return GatewaySettings(
         cloud={"base_url": cloud_url + "/v1", "model": "cloud-model"},
-        edges=[EdgeSettings(name=name, url=url) for name, url in edges.items()],
+        edges=[EdgeEndpoint(name=name, url=url) for name, url in edges.items()],
         edge_client={"poll_interval": 0.2},
         progressive=progressive,
         **overrides,

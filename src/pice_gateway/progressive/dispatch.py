@@ -34,8 +34,9 @@ from pice.edge_protocol import (
 )
 from pice.errors import PiceError, UpstreamError, UpstreamProtocolError, UpstreamTimeoutError
 from pice.openai_protocol import Usage
-from pice_gateway.cloud import CLOUD, CloudTextStream
+from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.edges import EdgeRegistry
+from pice_gateway.placement.base import PlacementPolicy, PointPlacement
 from pice_gateway.progressive.events import (
     DispatchEvent,
     ExpansionFailed,
@@ -50,7 +51,6 @@ from pice_gateway.progressive.expand_prompt import EchoStripper
 from pice_gateway.progressive.lanes import Lanes
 from pice_gateway.progressive.spec import ExpansionSpec
 from pice_gateway.progressive.tasks import Job, TaskSet
-from pice_gateway.scheduling.base import PointPlacement, Scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -93,13 +93,13 @@ class Dispatcher:
         self,
         *,
         registry: EdgeRegistry,
-        scheduler: Scheduler,
+        policy: PlacementPolicy,
         cloud: httpx.AsyncClient,
         spec: ExpansionSpec,
         emit: Callable[[DispatchEvent], None],
     ) -> None:
         self._registry = registry
-        self._scheduler = scheduler
+        self._policy = policy
         self._cloud = cloud
         self._spec = spec
         self._emit = emit
@@ -138,7 +138,7 @@ class Dispatcher:
             title=self._outline[index],
             excluded=frozenset(self._excluded.setdefault(index, set())),
         )
-        edge = self._scheduler.place(placement, self._registry.snapshot())
+        edge = self._policy.place(placement, self._registry.snapshot())
         if edge is None:
             self._emit(PointStarted(index, CLOUD))
             self._start(self._cloud_job(index))

@@ -1,7 +1,7 @@
 """What dispatch reports to the run: one event per thing that happened to an expansion.
 
 A point is expanded by one *attempt* at a time on one *source* (an edge's name, or
-:data:`~pice_gateway.cloud.CLOUD`); an attempt may decode several *candidates* of the point
+:data:`~pice_gateway.cloud_client.CLOUD`); an attempt may decode several *candidates* of the point
 (``candidate`` is their index, 0 when there is one), and the run's candidate selector chooses
 which one the answer shows (:mod:`pice_gateway.progressive.candidates`). An attempt that fails
 is followed by another on a different source, until the cloud itself expands the point.

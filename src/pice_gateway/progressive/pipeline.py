@@ -21,8 +21,9 @@ import httpx
 
 from pice.errors import PiceError
 from pice.openai_protocol import ChatCompletionRequest, Usage
-from pice_gateway.cloud import CLOUD, CloudTextStream
+from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.edges import EdgeRegistry
+from pice_gateway.placement.base import PlacementPolicy
 from pice_gateway.progressive.accounting import Clock, PiceReport, PointReport
 from pice_gateway.progressive.candidates import CandidateSelector, FirstCandidate, SelectorFactory
 from pice_gateway.progressive.dispatch import Dispatcher
@@ -40,7 +41,6 @@ from pice_gateway.progressive.merge import Merger
 from pice_gateway.progressive.sketch import DirectText, PointFound, SketchEvent, SketchParser
 from pice_gateway.progressive.spec import ExpansionSpec, sketch_payload
 from pice_gateway.progressive.tasks import TaskSet
-from pice_gateway.scheduling.base import Scheduler
 from pice_gateway.settings import GatewaySettings
 
 
@@ -66,7 +66,7 @@ class Upstreams:
 
     cloud: httpx.AsyncClient
     registry: EdgeRegistry
-    scheduler: Scheduler
+    policy: PlacementPolicy
 
 
 class ProgressiveRun:
@@ -100,7 +100,7 @@ class ProgressiveRun:
         self._parser = SketchParser(settings.progressive.max_points)
         self._dispatcher = Dispatcher(
             registry=upstreams.registry,
-            scheduler=upstreams.scheduler,
+            policy=upstreams.policy,
             cloud=upstreams.cloud,
             spec=ExpansionSpec.for_request(settings, request, request_id),
             emit=self._on_dispatch_event,

@@ -18,7 +18,7 @@ from sse_starlette import ServerSentEvent
 from pice.errors import PiceError
 from pice.http.sse import sse_done, sse_error, sse_json
 from pice.openai_protocol import ChatCompletionRequest, Usage
-from pice_gateway.cloud import CLOUD
+from pice_gateway.cloud_client import CLOUD
 from pice_gateway.observers import RequestObservation
 from pice_gateway.progressive.accounting import Clock, PiceReport
 from pice_gateway.upstream import json_events, open_stream, post_json

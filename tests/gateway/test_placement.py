@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pice_gateway.scheduling import EdgeStatus, LeastLoadedScheduler, PointPlacement
+from pice_gateway.placement import EdgeStatus, LeastLoadedPolicy, PointPlacement
 from tests.gateway.fakes import load_report
 
 
@@ -22,7 +22,7 @@ def edge(
 
 def place(*edges: EdgeStatus, excluded: frozenset[str] = frozenset()) -> str | None:
     point = PointPlacement(request_id="r", point=0, title="t", excluded=excluded)
-    return LeastLoadedScheduler().place(point, list(edges))
+    return LeastLoadedPolicy().place(point, list(edges))
 
 
 def test_picks_the_smallest_share_of_capacity() -> None:

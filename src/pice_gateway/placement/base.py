@@ -36,7 +36,7 @@ class EdgeStatus:
 
 @dataclass(frozen=True)
 class PointPlacement:
-    """What the scheduler is asked to place: one point of one request."""
+    """What the policy is asked to place: one point of one request."""
 
     request_id: str
     point: int
@@ -45,7 +45,7 @@ class PointPlacement:
     excluded: frozenset[str]
 
 
-class Scheduler(Protocol):
+class PlacementPolicy(Protocol):
     def place(self, point: PointPlacement, edges: Sequence[EdgeStatus]) -> str | None:
         """The name of the edge that expands ``point``, or ``None`` for the cloud."""
         ...

@@ -9,16 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
-from pice_gateway.scheduling.base import Scheduler
-from pice_gateway.scheduling.least_loaded import LeastLoadedScheduler
+from pice_gateway.placement.base import PlacementPolicy
+from pice_gateway.placement.least_loaded import LeastLoadedPolicy
 
-PolicyFactory = Callable[[], Scheduler]
+PolicyFactory = Callable[[], PlacementPolicy]
 
 PLACEMENT_POLICIES: Mapping[str, PolicyFactory] = MappingProxyType(
-    {"least-loaded": LeastLoadedScheduler}
+    {"least-loaded": LeastLoadedPolicy}
 )
 
 
-def placement_policy(name: str) -> Scheduler:
+def placement_policy(name: str) -> PlacementPolicy:
     """A fresh policy of the registered ``name`` (validated by the settings)."""
     return PLACEMENT_POLICIES[name]()
