@@ -52,6 +52,8 @@ class CloudScript:
     # Break the connection after this many sketch chunks.
     die_after_chunks: int | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # Streams closed (the in-process cloud only: ``tests.gateway.inprocess.mock_cloud``).
+    closed: int = 0
 
 
 def _kind(body: dict[str, Any]) -> str:
@@ -70,6 +72,47 @@ def _pieces(text: str) -> list[str]:
     return out
 
 
+def _reply_text(script: CloudScript, kind: str) -> str:
+    return {"sketch": script.sketch, "expansion": script.expansion, "answer": script.answer}[kind]
+
+
+def _usage(pieces: list[str]) -> dict[str, int]:
+    return {"prompt_tokens": 10, "completion_tokens": len(pieces), "total_tokens": 10 + len(pieces)}
+
+
+async def cloud_chunks(script: CloudScript, body: dict[str, Any]) -> AsyncIterator[str]:
+    """The ``data:`` payloads of the fake cloud's streamed answer to ``body``, then ``[DONE]``.
+
+    Raises :class:`CloudDies` where the script breaks the connection.
+    """
+    kind = _kind(body)
+    pieces = _pieces(_reply_text(script, kind))
+    base = {"id": "cmpl-fake", "object": "chat.completion.chunk", "created": 1}
+    base["model"] = body["model"]
+    yield json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+    for n, piece in enumerate(pieces):
+        if (
+            kind == "sketch"
+            and script.die_after_chunks is not None
+            and n >= script.die_after_chunks
+        ):
+            raise CloudDies("fake cloud dies")
+        await asyncio.sleep(script.token_delay)
+        yield json.dumps({**base, "choices": [{"index": 0, "delta": {"content": piece}}]})
+    yield json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if (body.get("stream_options") or {}).get("include_usage"):
+        yield json.dumps({**base, "choices": [], "usage": _usage(pieces)})
+    yield "[DONE]"
+
+
+class CloudDies(RuntimeError):
+    """The fake cloud breaks the connection mid-stream."""
+
+
+def cloud_error() -> dict[str, Any]:
+    return {"error": {"message": "cloud down", "type": "x", "param": None, "code": None}}
+
+
 def fake_cloud(script: CloudScript) -> FastAPI:
     app = FastAPI()
 
@@ -78,27 +121,9 @@ def fake_cloud(script: CloudScript) -> FastAPI:
         body = await request.json()
         script.requests.append(body)
         if script.fail_status is not None:
-            return JSONResponse(
-                {"error": {"message": "cloud down", "type": "x", "param": None, "code": None}},
-                status_code=script.fail_status,
-            )
-        kind = _kind(body)
-        text = {"sketch": script.sketch, "expansion": script.expansion, "answer": script.answer}[
-            kind
-        ]
-        pieces = _pieces(text)
-        usage = {
-            "prompt_tokens": 10,
-            "completion_tokens": len(pieces),
-            "total_tokens": 10 + len(pieces),
-        }
-        base = {
-            "id": "cmpl-fake",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": body["model"],
-        }
+            return JSONResponse(cloud_error(), status_code=script.fail_status)
         if not body.get("stream"):
+            text = _reply_text(script, _kind(body))
             return JSONResponse(
                 {
                     "id": "cmpl-fake",
@@ -112,29 +137,10 @@ def fake_cloud(script: CloudScript) -> FastAPI:
                             "finish_reason": "stop",
                         }
                     ],
-                    "usage": usage,
+                    "usage": _usage(_pieces(text)),
                 }
             )
-
-        async def events() -> AsyncIterator[str]:
-            yield json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
-            for n, piece in enumerate(pieces):
-                if (
-                    kind == "sketch"
-                    and script.die_after_chunks is not None
-                    and n >= script.die_after_chunks
-                ):
-                    raise RuntimeError("fake cloud dies")
-                await asyncio.sleep(script.token_delay)
-                yield json.dumps({**base, "choices": [{"index": 0, "delta": {"content": piece}}]})
-            yield json.dumps(
-                {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-            )
-            if (body.get("stream_options") or {}).get("include_usage"):
-                yield json.dumps({**base, "choices": [], "usage": usage})
-            yield "[DONE]"
-
-        return EventSourceResponse(events())
+        return EventSourceResponse(cloud_chunks(script, body))
 
     return app
 
@@ -171,10 +177,10 @@ def point_words(point: int, edge: str) -> list[str]:
     return _pieces(f"Body of point {point + 1} from {edge}.")
 
 
-def point_done(point: int, words: list[str]) -> PointDoneEvent:
+def point_done(point: int, words: list[str], candidate: int = 0) -> PointDoneEvent:
     return PointDoneEvent(
         point=point,
-        candidate=0,
+        candidate=candidate,
         finish_reason="stop",
         text="".join(words),
         prompt_tokens=5,
