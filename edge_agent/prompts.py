@@ -14,6 +14,9 @@ from collections.abc import Sequence
 
 from edge_agent.engine.chat_template import Message
 
+# The default stop strings are part of the wire protocol (``ExpandRequest.stop``).
+from pice.edge_protocol import DEFAULT_STOP as DEFAULT_STOP
+
 SYSTEM_PROMPT = (
     "You are a helpful expert. The user gives a question and a numbered outline of the answer. "
     "Your reply expands exactly ONE point of the outline: the point your reply starts with. "
@@ -25,8 +28,6 @@ INSTRUCTION = (
     "Expand only the point your reply starts with, in one or two short, specific sentences "
     "that answer the question."
 )
-
-DEFAULT_STOP = ("\n",)
 
 
 def outline(sketch: Sequence[str]) -> str:

@@ -10,7 +10,8 @@
     ├── RateLimitError             429 rate_limit_exceeded
     ├── ServiceUnavailableError    503 service_unavailable  (carries Retry-After)
     │   └── UpstreamError          503 upstream_error       (a cloud or edge failed)
-    │       └── UpstreamTimeoutError
+    │       ├── UpstreamTimeoutError
+    │       └── UpstreamProtocolError                   (it answered outside its wire protocol)
     └── ModelProvisioningError     500 model_provisioning   (CLI / start-up only)
 
 Every error a client can see is one of these. Handlers map them by *type* (see
@@ -117,6 +118,14 @@ class UpstreamError(ServiceUnavailableError):
 
 class UpstreamTimeoutError(UpstreamError):
     default_code = "upstream_timeout"
+
+
+class UpstreamProtocolError(UpstreamError):
+    """An upstream answered, but with a message its wire protocol does not allow.
+
+    Unlike a timeout or a broken connection, it says nothing about the server being down: the
+    fault is in one response (the gateway keeps such an edge in service).
+    """
 
 
 class ModelProvisioningError(PiceError):

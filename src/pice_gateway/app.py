@@ -4,39 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
-import httpx
 from fastapi import FastAPI
 
 from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
-from pice_gateway.edges import Edge, EdgeRegistry, edge_client
+from pice_gateway.cloud_client import cloud_http_client
+from pice_gateway.edge_client import HttpEdgeClient
+from pice_gateway.edges import Edge, EdgeRegistry
+from pice_gateway.observers import ReportObserver, log_report
+from pice_gateway.placement.registry import placement_policy
 from pice_gateway.routes import build_router
-from pice_gateway.scheduling.base import Scheduler
-from pice_gateway.scheduling.least_loaded import LeastLoadedScheduler
 from pice_gateway.settings import GatewaySettings
 from pice_gateway.state import GatewayState
 
 
-def cloud_http_client(settings: GatewaySettings) -> httpx.AsyncClient:
-    cloud = settings.cloud
-    headers = {"Authorization": f"Bearer {cloud.api_key}"} if cloud.api_key else {}
-    return httpx.AsyncClient(
-        base_url=cloud.base_url.rstrip("/") + "/",
-        timeout=cloud.timeouts.to_httpx(),
-        headers=headers,
-    )
+def create_app(
+    settings: GatewaySettings, *, report_observers: Sequence[ReportObserver] = (log_report,)
+) -> FastAPI:
+    """The gateway app. One pooled client per upstream lives from start-up to shutdown.
 
-
-def create_app(settings: GatewaySettings, scheduler: Scheduler | None = None) -> FastAPI:
-    """The gateway app. One pooled client per upstream lives from start-up to shutdown."""
+    ``report_observers`` see every finished chat request (:mod:`pice_gateway.observers`).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout = settings.edge_client.timeouts.to_httpx()
         registry = EdgeRegistry(
-            [Edge(edge, edge_client(edge, timeout)) for edge in settings.edges],
+            [Edge(HttpEdgeClient.connect(endpoint, timeout)) for endpoint in settings.edges],
             poll_interval=settings.edge_client.poll_interval,
         )
         cloud = cloud_http_client(settings)
@@ -44,7 +40,8 @@ def create_app(settings: GatewaySettings, scheduler: Scheduler | None = None) ->
             settings=settings,
             cloud=cloud,
             edges=registry,
-            scheduler=scheduler or LeastLoadedScheduler(),
+            placement=placement_policy(settings.progressive.placement),
+            report_observers=tuple(report_observers),
         )
         # One poll before serving, so the first requests already know which edges are up.
         await registry.poll_once()

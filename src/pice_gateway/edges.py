@@ -1,4 +1,4 @@
-"""The edge registry: one pooled client per edge, its polled load, and in-flight counts."""
+"""The edge registry: every edge's client, its polled load, and this gateway's in-flight counts."""
 
 from __future__ import annotations
 
@@ -8,28 +8,25 @@ import logging
 import time
 from dataclasses import dataclass
 
-import httpx
-
+from pice.edge_protocol import LoadResponse
 from pice.errors import PiceError
-from pice_gateway.scheduling.base import EdgeLoad, EdgeStatus
-from pice_gateway.settings import EdgeSettings
-from pice_gateway.upstream import post_json
+from pice_gateway.edge_client import EdgeClient
+from pice_gateway.placement.base import EdgeStatus
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class Edge:
-    settings: EdgeSettings
-    client: httpx.AsyncClient
+    client: EdgeClient
     up: bool = False
-    load: EdgeLoad | None = None
+    load: LoadResponse | None = None
     in_flight: int = 0
     last_placed: float = 0.0
 
     @property
     def name(self) -> str:
-        return self.settings.name
+        return self.client.name
 
     def status(self) -> EdgeStatus:
         return EdgeStatus(
@@ -39,25 +36,6 @@ class Edge:
             load=self.load,
             last_placed=self.last_placed,
         )
-
-
-def edge_client(settings: EdgeSettings, timeout: httpx.Timeout) -> httpx.AsyncClient:
-    headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
-    return httpx.AsyncClient(base_url=settings.url, timeout=timeout, headers=headers)
-
-
-def _parse_load(body: dict[str, object]) -> EdgeLoad:
-    def num(key: str) -> float:
-        value = body.get(key, 0)
-        return float(value) if isinstance(value, int | float) else 0.0
-
-    return EdgeLoad(
-        ready=bool(body.get("ready", False)),
-        running_sequences=int(num("running_sequences")),
-        queued_sequences=int(num("queued_sequences")),
-        max_sequences=max(1, int(num("max_sequences"))),
-        decode_tokens_per_second=num("decode_tokens_per_second"),
-    )
 
 
 class EdgeRegistry:
@@ -71,8 +49,8 @@ class EdgeRegistry:
         self._edges = {edge.name: edge for edge in edges}
         self._poll_interval = poll_interval
 
-    def get(self, name: str) -> Edge:
-        return self._edges[name]
+    def client(self, name: str) -> EdgeClient:
+        return self._edges[name].client
 
     def names(self) -> list[str]:
         return list(self._edges)
@@ -102,9 +80,8 @@ class EdgeRegistry:
 
     async def _poll(self, edge: Edge) -> None:
         try:
-            body = await asyncio.wait_for(
-                post_json(edge.client, edge.name, "/v1/load"),
-                timeout=max(1.0, self._poll_interval * 2),
+            load = await asyncio.wait_for(
+                edge.client.load(), timeout=max(1.0, self._poll_interval * 2)
             )
         except (PiceError, TimeoutError) as exc:
             if edge.up:
@@ -113,7 +90,7 @@ class EdgeRegistry:
             return
         if not edge.up:
             logger.info("edge %s is up", edge.name)
-        edge.load = _parse_load(body)
+        edge.load = load
         edge.up = True
 
     async def poll_once(self) -> None:

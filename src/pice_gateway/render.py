@@ -20,6 +20,7 @@ from pice.openai_protocol import (
     dump,
     now,
 )
+from pice_gateway.observers import RequestObservation
 from pice_gateway.progressive.accounting import total_usage
 from pice_gateway.progressive.pipeline import Finished, ProgressiveRun, TextOut
 
@@ -58,7 +59,7 @@ class ChunkWriter:
 
 
 async def progressive_stream(
-    run: ProgressiveRun, model: str, *, include_usage: bool
+    run: ProgressiveRun, model: str, *, include_usage: bool, observation: RequestObservation
 ) -> AsyncIterator[ServerSentEvent]:
     """The SSE events of a progressive run; a failure after the first byte is an error event."""
     writer = ChunkWriter(model, include_usage=include_usage)
@@ -68,6 +69,7 @@ async def progressive_stream(
             if isinstance(event, TextOut):
                 yield sse_json(writer.content(event.text))
             elif isinstance(event, Finished):
+                observation.ok()
                 pice = event.report.model_dump(mode="json")
                 if include_usage:
                     yield sse_json(writer.finish(event.finish_reason))
@@ -76,7 +78,13 @@ async def progressive_stream(
                 else:
                     yield sse_json(writer.finish(event.finish_reason, pice=pice))
     except PiceError as err:
+        observation.failed(err)
         yield sse_error(err)
+    except Exception as exc:
+        observation.failed(exc)
+        raise
+    finally:
+        observation.cancelled()  # the client left first (nothing if the run ended)
     yield sse_done()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -12,13 +13,83 @@ from pice.http.auth import bearer_auth
 from pice.http.disconnect import until_disconnect
 from pice.http.sse import sse_response
 from pice.openai_protocol import ChatCompletionRequest, ModelCard, ModelList, dump, now
-from pice_gateway.cloud_direct import CloudRelay, cloud_completion
-from pice_gateway.progressive.accounting import Clock
+from pice_gateway.direct_path import CloudRelay, cloud_completion
+from pice_gateway.observers import RequestObservation
+from pice_gateway.path_choice import PathChoice, choose_path
+from pice_gateway.progressive.accounting import Clock, PiceReport
 from pice_gateway.progressive.pipeline import ProgressiveRun
 from pice_gateway.render import progressive_completion, progressive_stream
-from pice_gateway.routing import choose_route
 from pice_gateway.settings import GatewaySettings
-from pice_gateway.state import gateway_state
+from pice_gateway.state import GatewayState, gateway_state
+
+
+def _closing(
+    aclose: Callable[[], Awaitable[None]], observation: RequestObservation
+) -> Callable[[], Awaitable[None]]:
+    """A stream's ``on_close``: release its work, and observe a client that left before the
+    stream's generator even started (otherwise the generator has already ended it)."""
+
+    async def close() -> None:
+        try:
+            await aclose()
+        finally:
+            observation.cancelled()
+
+    return close
+
+
+async def _cloud_path(
+    state: GatewayState,
+    body: ChatCompletionRequest,
+    choice: PathChoice,
+    request: Request,
+    observation: RequestObservation,
+    clock: Clock,
+) -> Response:
+    report = observation.report = PiceReport(mode="cloud", reason=choice.reason)
+    cloud_model = state.settings.cloud.model
+    if body.stream:
+        relay = CloudRelay(state.cloud, body, cloud_model=cloud_model, report=report, clock=clock)
+        await relay.start()
+        return sse_response(relay.events(observation), on_close=_closing(relay.aclose, observation))
+    completion = await until_disconnect(
+        request,
+        cloud_completion(state.cloud, body, cloud_model=cloud_model, report=report, clock=clock),
+    )
+    observation.ok()
+    return JSONResponse(completion)
+
+
+async def _progressive_path(
+    state: GatewayState,
+    body: ChatCompletionRequest,
+    choice: PathChoice,
+    request: Request,
+    observation: RequestObservation,
+    clock: Clock,
+) -> Response:
+    run = ProgressiveRun(
+        state.upstreams(),
+        state.settings,
+        body,
+        allow_direct=choice.allow_direct,
+        request_id=observation.request_id,
+        clock=clock,
+    )
+    observation.report = run.report
+    try:
+        await run.start()
+    except BaseException:
+        await run.aclose()
+        raise
+    if body.stream:
+        events = progressive_stream(
+            run, body.model, include_usage=body.include_usage(), observation=observation
+        )
+        return sse_response(events, on_close=_closing(run.aclose, observation))
+    completion = await until_disconnect(request, progressive_completion(run, body.model))
+    observation.ok()
+    return JSONResponse(completion)
 
 
 def build_router(settings: GatewaySettings) -> APIRouter:
@@ -48,51 +119,19 @@ def build_router(settings: GatewaySettings) -> APIRouter:
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         state = gateway_state(request)
         clock = Clock()
-        route = choose_route(body, settings.models, edges_up=state.edges.any_up())
-        if route.mode == "cloud":
-            if body.stream:
-                relay = CloudRelay(
-                    state.cloud,
-                    body,
-                    cloud_model=settings.cloud.model,
-                    reason=route.reason,
-                    clock=clock,
-                )
-                await relay.start()
-                return sse_response(relay.events(), on_close=relay.aclose)
-            completion = await until_disconnect(
-                request,
-                cloud_completion(
-                    state.cloud,
-                    body,
-                    cloud_model=settings.cloud.model,
-                    reason=route.reason,
-                    clock=clock,
-                ),
-            )
-            return JSONResponse(completion)
-
-        run = ProgressiveRun(
-            state.upstreams(),
-            settings,
-            body,
-            allow_direct=route.allow_direct,
+        observation = RequestObservation(
+            state.report_observers,
             request_id=f"pice-{uuid.uuid4().hex[:12]}",
-            clock=clock,
+            model=body.model,
+            stream=body.stream,
         )
         try:
-            await run.start()
-        except BaseException:
-            await run.aclose()
+            choice = choose_path(body, settings.models, edges_up=state.edges.any_up())
+            path = _cloud_path if choice.mode == "cloud" else _progressive_path
+            return await path(state, body, choice, request, observation, clock)
+        except BaseException as exc:
+            observation.failed(exc)
             raise
-        if body.stream:
-            return sse_response(
-                progressive_stream(run, body.model, include_usage=body.include_usage()),
-                on_close=run.aclose,
-            )
-        return JSONResponse(
-            await until_disconnect(request, progressive_completion(run, body.model))
-        )
 
     router.include_router(authed)
     return router

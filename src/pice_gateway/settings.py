@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from pice.settings import YamlSettings, load_yaml_settings
+from pice_gateway.placement.registry import PLACEMENT_POLICIES
 
 
 class Timeouts(BaseModel):
@@ -38,8 +39,12 @@ class CloudSettings(BaseModel):
     timeouts: Timeouts = Field(default_factory=Timeouts)
 
 
-class EdgeSettings(BaseModel):
-    """One edge agent (``pice edge serve``)."""
+class EdgeEndpoint(BaseModel):
+    """Where the gateway reaches one edge agent (an item of ``edges``).
+
+    Not the agent's own settings (``edge_agent.settings.EdgeSettings``, what ``pice edge serve``
+    reads): the name, URL and token the gateway uses to call it.
+    """
 
     name: str
     url: str
@@ -49,7 +54,7 @@ class EdgeSettings(BaseModel):
 class EdgeClientSettings(BaseModel):
     """How the gateway talks to every edge agent."""
 
-    # /v1/load is polled this often (seconds); the scheduler places points on what it saw.
+    # /v1/load is polled this often (seconds); the placement policy reads what it saw.
     poll_interval: float = Field(default=1.0, gt=0)
     timeouts: Timeouts = Field(
         default_factory=lambda: Timeouts(connect=2.0, read=60.0, write=10.0, pool=5.0)
@@ -74,11 +79,21 @@ class ProgressiveSettings(BaseModel):
     # a request's own max_tokens wins.
     direct_max_tokens: int = Field(default=512, ge=16)
     sketch_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    # Per point; a request's max_tokens lowers it (see ``progressive.budget``).
+    # Per point; a request's max_tokens lowers it (see ``progressive.spec``).
     expansion_max_tokens: int = Field(default=96, ge=1)
     expansion_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     # An edge job that sends no event for this long loses its points to another edge.
     edge_stall_seconds: float = Field(default=20.0, gt=0)
+    # Which edge expands each point: a name registered in ``placement.registry``.
+    placement: str = "least-loaded"
+
+    @field_validator("placement")
+    @classmethod
+    def _registered_placement(cls, name: str) -> str:
+        if name not in PLACEMENT_POLICIES:
+            known = ", ".join(sorted(PLACEMENT_POLICIES))
+            raise ValueError(f"unknown placement policy {name!r}; registered: {known}")
+        return name
 
 
 class GatewaySettings(YamlSettings):
@@ -89,8 +104,8 @@ class GatewaySettings(YamlSettings):
     api_keys: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1_048_576, ge=1)
     cloud: CloudSettings = Field(default_factory=CloudSettings)
-    edges: list[EdgeSettings] = Field(
-        default_factory=lambda: [EdgeSettings(name="edge-1", url="http://127.0.0.1:8101")]
+    edges: list[EdgeEndpoint] = Field(
+        default_factory=lambda: [EdgeEndpoint(name="edge-1", url="http://127.0.0.1:8101")]
     )
     edge_client: EdgeClientSettings = Field(default_factory=EdgeClientSettings)
     models: ModelNames = Field(default_factory=ModelNames)
@@ -98,7 +113,7 @@ class GatewaySettings(YamlSettings):
 
     @field_validator("edges")
     @classmethod
-    def _unique_edge_names(cls, edges: list[EdgeSettings]) -> list[EdgeSettings]:
+    def _unique_edge_names(cls, edges: list[EdgeEndpoint]) -> list[EdgeEndpoint]:
         names = [edge.name for edge in edges]
         if len(names) != len(set(names)):
             raise ValueError(f"edge names must be unique: {names}")

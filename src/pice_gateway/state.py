@@ -8,8 +8,9 @@ import httpx
 from fastapi import Request
 
 from pice_gateway.edges import EdgeRegistry
+from pice_gateway.observers import ReportObserver
+from pice_gateway.placement.base import PlacementPolicy
 from pice_gateway.progressive.pipeline import Upstreams
-from pice_gateway.scheduling.base import Scheduler
 from pice_gateway.settings import GatewaySettings
 
 
@@ -18,10 +19,12 @@ class GatewayState:
     settings: GatewaySettings
     cloud: httpx.AsyncClient
     edges: EdgeRegistry
-    scheduler: Scheduler
+    placement: PlacementPolicy
+    # Called once per finished chat request (see ``pice_gateway.observers``).
+    report_observers: tuple[ReportObserver, ...]
 
     def upstreams(self) -> Upstreams:
-        return Upstreams(cloud=self.cloud, registry=self.edges, scheduler=self.scheduler)
+        return Upstreams(cloud=self.cloud, registry=self.edges, policy=self.placement)
 
 
 def gateway_state(request: Request) -> GatewayState:

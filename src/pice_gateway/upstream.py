@@ -125,20 +125,24 @@ async def json_events(
             yield payload
 
 
-async def post_json(
-    client: httpx.AsyncClient, upstream: str, path: str, payload: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """POST (or GET when ``payload`` is None) and return the JSON body, errors translated."""
+def _json_object(upstream: str, response: httpx.Response) -> dict[str, Any]:
+    if response.status_code >= 400:
+        raise error_from_status(upstream, response.status_code, response.content, response.headers)
+    body = response.json()
+    if not isinstance(body, dict):
+        raise ValueError("expected a JSON object")
+    return body
+
+
+async def get_json(client: httpx.AsyncClient, upstream: str, path: str) -> dict[str, Any]:
+    """GET ``path`` and return its JSON object, errors translated."""
     async with translated(upstream):
-        if payload is None:
-            response = await client.get(path)
-        else:
-            response = await client.post(path, json=payload)
-        if response.status_code >= 400:
-            raise error_from_status(
-                upstream, response.status_code, response.content, response.headers
-            )
-        body = response.json()
-        if not isinstance(body, dict):
-            raise ValueError("expected a JSON object")
-        return body
+        return _json_object(upstream, await client.get(path))
+
+
+async def post_json(
+    client: httpx.AsyncClient, upstream: str, path: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """POST ``payload`` and return the JSON object answered, errors translated."""
+    async with translated(upstream):
+        return _json_object(upstream, await client.post(path, json=payload))

@@ -2,6 +2,8 @@
 
 Features are proven against real edge agents elsewhere (``test_real_models.py``); these fakes
 exist to make failures happen on cue: an edge that dies mid-stream or stalls, a cloud that errors.
+The fake edge speaks the typed wire protocol (:mod:`pice.edge_protocol`): it validates every
+``/v1/expand`` body the gateway sends and builds every answer from the agent's own models.
 """
 
 from __future__ import annotations
@@ -18,8 +20,20 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from sse_starlette.sse import EventSourceResponse
 
+from pice.edge_protocol import (
+    DeltaEvent,
+    DoneEvent,
+    ErrorBody,
+    ErrorEvent,
+    ExpandRequest,
+    LoadResponse,
+    PointDoneEvent,
+    StartEvent,
+)
+from pice.openai_protocol import Usage
 from tests.support.processes import free_port
 
 OUTLINE = "1. Alpha point\n2. Beta point\n3. Gamma point\n"
@@ -38,6 +52,8 @@ class CloudScript:
     # Break the connection after this many sketch chunks.
     die_after_chunks: int | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # Streams closed (the in-process cloud only: ``tests.gateway.inprocess.mock_cloud``).
+    closed: int = 0
 
 
 def _kind(body: dict[str, Any]) -> str:
@@ -56,6 +72,47 @@ def _pieces(text: str) -> list[str]:
     return out
 
 
+def _reply_text(script: CloudScript, kind: str) -> str:
+    return {"sketch": script.sketch, "expansion": script.expansion, "answer": script.answer}[kind]
+
+
+def _usage(pieces: list[str]) -> dict[str, int]:
+    return {"prompt_tokens": 10, "completion_tokens": len(pieces), "total_tokens": 10 + len(pieces)}
+
+
+async def cloud_chunks(script: CloudScript, body: dict[str, Any]) -> AsyncIterator[str]:
+    """The ``data:`` payloads of the fake cloud's streamed answer to ``body``, then ``[DONE]``.
+
+    Raises :class:`CloudDies` where the script breaks the connection.
+    """
+    kind = _kind(body)
+    pieces = _pieces(_reply_text(script, kind))
+    base = {"id": "cmpl-fake", "object": "chat.completion.chunk", "created": 1}
+    base["model"] = body["model"]
+    yield json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
+    for n, piece in enumerate(pieces):
+        if (
+            kind == "sketch"
+            and script.die_after_chunks is not None
+            and n >= script.die_after_chunks
+        ):
+            raise CloudDies("fake cloud dies")
+        await asyncio.sleep(script.token_delay)
+        yield json.dumps({**base, "choices": [{"index": 0, "delta": {"content": piece}}]})
+    yield json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if (body.get("stream_options") or {}).get("include_usage"):
+        yield json.dumps({**base, "choices": [], "usage": _usage(pieces)})
+    yield "[DONE]"
+
+
+class CloudDies(RuntimeError):
+    """The fake cloud breaks the connection mid-stream."""
+
+
+def cloud_error() -> dict[str, Any]:
+    return {"error": {"message": "cloud down", "type": "x", "param": None, "code": None}}
+
+
 def fake_cloud(script: CloudScript) -> FastAPI:
     app = FastAPI()
 
@@ -64,27 +121,9 @@ def fake_cloud(script: CloudScript) -> FastAPI:
         body = await request.json()
         script.requests.append(body)
         if script.fail_status is not None:
-            return JSONResponse(
-                {"error": {"message": "cloud down", "type": "x", "param": None, "code": None}},
-                status_code=script.fail_status,
-            )
-        kind = _kind(body)
-        text = {"sketch": script.sketch, "expansion": script.expansion, "answer": script.answer}[
-            kind
-        ]
-        pieces = _pieces(text)
-        usage = {
-            "prompt_tokens": 10,
-            "completion_tokens": len(pieces),
-            "total_tokens": 10 + len(pieces),
-        }
-        base = {
-            "id": "cmpl-fake",
-            "object": "chat.completion.chunk",
-            "created": 1,
-            "model": body["model"],
-        }
+            return JSONResponse(cloud_error(), status_code=script.fail_status)
         if not body.get("stream"):
+            text = _reply_text(script, _kind(body))
             return JSONResponse(
                 {
                     "id": "cmpl-fake",
@@ -98,31 +137,68 @@ def fake_cloud(script: CloudScript) -> FastAPI:
                             "finish_reason": "stop",
                         }
                     ],
-                    "usage": usage,
+                    "usage": _usage(_pieces(text)),
                 }
             )
-
-        async def events() -> AsyncIterator[str]:
-            yield json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
-            for n, piece in enumerate(pieces):
-                if (
-                    kind == "sketch"
-                    and script.die_after_chunks is not None
-                    and n >= script.die_after_chunks
-                ):
-                    raise RuntimeError("fake cloud dies")
-                await asyncio.sleep(script.token_delay)
-                yield json.dumps({**base, "choices": [{"index": 0, "delta": {"content": piece}}]})
-            yield json.dumps(
-                {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-            )
-            if (body.get("stream_options") or {}).get("include_usage"):
-                yield json.dumps({**base, "choices": [], "usage": usage})
-            yield "[DONE]"
-
-        return EventSourceResponse(events())
+        return EventSourceResponse(cloud_chunks(script, body))
 
     return app
+
+
+def load_report(**fields: Any) -> LoadResponse:
+    """A whole ``/v1/load`` record of an idle 16-sequence edge, with ``fields`` changed."""
+    idle: dict[str, Any] = {
+        "model": "fake",
+        "ready": True,
+        "running_sequences": 0,
+        "queued_sequences": 0,
+        "queued_jobs": 0,
+        "max_sequences": 16,
+        "free_sequence_slots": 16,
+        "kv_cells_total": 4096,
+        "kv_cells_reserved": 0,
+        "kv_usage": 0.0,
+        "decode_tokens_per_second": 0.0,
+        "threads": 1,
+        "tokens_generated": 0,
+        "prefill_tokens": 0,
+        "jobs": 0,
+        "cancellations": 0,
+        "prefix_cache_entries": 0,
+        "prefix_cache_cells": 0,
+        "prefix_cache_hits": 0,
+        "prefix_cache_reused_tokens": 0,
+    }
+    return LoadResponse.model_validate(idle | fields)
+
+
+def point_words(point: int, edge: str) -> list[str]:
+    """The six "tokens" a fake edge writes for ``point``."""
+    return _pieces(f"Body of point {point + 1} from {edge}.")
+
+
+def point_done(point: int, words: list[str], candidate: int = 0) -> PointDoneEvent:
+    return PointDoneEvent(
+        point=point,
+        candidate=candidate,
+        finish_reason="stop",
+        text="".join(words),
+        prompt_tokens=5,
+        completion_tokens=len(words),
+        logprob_sum=-1.0 * len(words),
+        logprob_mean=-1.0,
+        ttft_ms=1.0,
+        duration_ms=1.0,
+    )
+
+
+def job_done(points: int) -> DoneEvent:
+    return DoneEvent(usage=Usage.of(20 + 5 * points, 6 * points))
+
+
+def wire(event: BaseModel) -> str:
+    """One event as the edge agent writes it on a ``data:`` line."""
+    return json.dumps(event.model_dump(mode="json"))
 
 
 @dataclass
@@ -144,61 +220,36 @@ def fake_edge(script: EdgeScript) -> FastAPI:
 
     @app.get("/v1/load")
     async def load() -> dict[str, Any]:
-        return {
-            "model": "fake",
-            "ready": True,
-            "running_sequences": script.running,
-            "queued_sequences": 0,
-            "max_sequences": 16,
-            "decode_tokens_per_second": 0.0,
-        }
+        return load_report(running_sequences=script.running).model_dump(mode="json")
 
     @app.post("/v1/expand")
     async def expand(request: Request) -> EventSourceResponse:
         body = await request.json()
         script.jobs.append(body)
-        points: list[int] = body.get("points") or list(range(len(body["sketch"])))
+        points = ExpandRequest.model_validate(body).point_indices()
 
         async def events() -> AsyncIterator[str]:
             script.running += len(points)
             finished = False
             try:
                 await asyncio.sleep(script.start_delay)
-                yield json.dumps(
-                    {"type": "start", "job_id": "j", "model": "fake", "prompt_tokens": 20}
-                )
+                yield wire(StartEvent(job_id="j", model="fake", prompt_tokens=20, queued_ms=0.0))
                 if script.behaviour == "error":
-                    yield json.dumps({"type": "error", "error": {"message": "boom"}})
+                    yield wire(ErrorEvent(error=ErrorBody(message="boom", type="internal_error")))
                     yield "[DONE]"
                     finished = True
                     return
                 for point in points:
-                    # Six "tokens" per point.
-                    words = _pieces(f"Body of point {point + 1} from {script.name}.")
+                    words = point_words(point, script.name)
                     for n, word in enumerate(words):
                         if script.behaviour == "die" and n == 1:
                             raise RuntimeError("fake edge dies")
                         if script.behaviour == "stall" and n == 1:
                             await asyncio.sleep(3600)
                         await asyncio.sleep(script.token_delay)
-                        yield json.dumps(
-                            {"type": "delta", "point": point, "candidate": 0, "text": word}
-                        )
-                    yield json.dumps(
-                        {
-                            "type": "point_done",
-                            "point": point,
-                            "candidate": 0,
-                            "finish_reason": "stop",
-                            "text": "".join(words),
-                            "prompt_tokens": 5,
-                            "completion_tokens": len(words),
-                        }
-                    )
-                total = 20 + 5 * len(points)
-                done = {"prompt_tokens": total, "completion_tokens": 6 * len(points)}
-                done["total_tokens"] = done["prompt_tokens"] + done["completion_tokens"]
-                yield json.dumps({"type": "done", "usage": done})
+                        yield wire(DeltaEvent(point=point, candidate=0, text=word))
+                    yield wire(point_done(point, words))
+                yield wire(job_done(len(points)))
                 yield "[DONE]"
                 finished = True
             finally:

@@ -49,3 +49,12 @@ def test_duplicate_edge_names_are_refused(tmp_path: Path) -> None:
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_placement_policy_is_chosen_by_a_registered_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert GatewaySettings().progressive.placement == "least-loaded"
+    monkeypatch.setenv("PICE_PROGRESSIVE__PLACEMENT", "round-robin")
+    with pytest.raises(ValueError, match="unknown placement policy 'round-robin'; registered: "):
+        load_settings()
+    monkeypatch.setenv("PICE_PROGRESSIVE__PLACEMENT", "least-loaded")
+    assert load_settings().progressive.placement == "least-loaded"

@@ -1,20 +1,17 @@
-"""Pipelined dispatch of sketch points to edges, with failover to other edges and the cloud.
+"""Dispatch of sketch points to edges, with failover to other edges and the cloud.
 
-Batching versus pipelining: an edge expands every point of one ``/v1/expand`` job over one
-shared, once-prefilled prefix, so points of a request that go to the same edge should share a
-job; but waiting for more points delays the first one. Each edge therefore has a *lane*: the
-first point placed on an idle lane goes out at once, and points placed on it while that job is
-being set up (request sent, ``start`` event not yet received: queueing and prefill) wait and
-leave together as the next job when it starts. No fixed batching window is needed: with a slow
-cloud (a CPU sketch writes a line every ~0.5 s) each point leaves immediately, which is what
-keeps an otherwise idle edge busy; with a fast cloud (vLLM on a GPU writes lines every few
-milliseconds) lines pile up behind the first job's setup and go out as one batch. Sequences of
-different jobs still share every decode step on the edge; only the prefix prefill is repeated.
+Each point the sketch names is placed by the placement policy on an edge's lane
+(:mod:`~pice_gateway.progressive.lanes` batches the points of one edge into jobs) or, when no
+edge can take it, on the cloud. Everything that happens goes to the run as
+:mod:`~pice_gateway.progressive.events`, delivered synchronously through ``emit``: the run sees
+each event while :attr:`Dispatcher.idle` still matches it (through a queue, ``idle`` could run
+ahead of events not yet read, and the run could finish before a job's usage arrived).
 
 Failover: a job that fails (connection error, error status or event, a point cancelled, or no
-event for ``edge_stall_seconds``) marks its edge down and gives each unfinished point back to
-the scheduler, excluding every edge that already failed that point; when no edge is left, the
-cloud expands the point itself. Only a failure of the cloud fails the request.
+event for ``edge_stall_seconds``) gives each unfinished point back to the policy, excluding
+every edge that already failed that point; when no edge is left, the cloud expands the point
+itself. A broken connection or a stall also marks the edge down; an error the edge reported
+(or a malformed event) does not. Only a failure of the cloud fails the request.
 """
 
 from __future__ import annotations
@@ -22,67 +19,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import httpx
 
-from pice.errors import PiceError, UpstreamError, UpstreamTimeoutError
+from pice.edge_protocol import (
+    DeltaEvent,
+    DoneEvent,
+    ErrorEvent,
+    ExpandEvent,
+    PointDoneEvent,
+    StartEvent,
+)
+from pice.errors import PiceError, UpstreamError, UpstreamProtocolError, UpstreamTimeoutError
 from pice.openai_protocol import Usage
-from pice_gateway.cloud import CLOUD, CloudTextStream
+from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.edges import EdgeRegistry
-from pice_gateway.progressive.expand_prompt import EchoStripper, cloud_expansion_messages
-from pice_gateway.scheduling.base import PointPlacement, Scheduler
-from pice_gateway.upstream import json_events, open_stream
+from pice_gateway.placement.base import PlacementPolicy, PointPlacement
+from pice_gateway.progressive.events import (
+    DispatchEvent,
+    ExpansionFailed,
+    JobEnded,
+    PointDelta,
+    PointDone,
+    PointFailed,
+    PointStarted,
+    UsageCounted,
+)
+from pice_gateway.progressive.expand_prompt import EchoStripper
+from pice_gateway.progressive.lanes import Lanes
+from pice_gateway.progressive.spec import ExpansionSpec
+from pice_gateway.progressive.tasks import Job, TaskSet
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ExpansionSpec:
-    """What every expansion of one request shares."""
-
-    request_id: str
-    messages: list[dict[str, Any]]
-    max_tokens: int
-    temperature: float
-    top_p: float | None
-    seed: int | None
-    stall_seconds: float
-    cloud_model: str
-
-    def sampling(self) -> dict[str, Any]:
-        """The sampling fields, as both ``/v1/expand`` and chat completions name them."""
-        fields: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": self.temperature}
-        if self.top_p is not None:
-            fields["top_p"] = self.top_p
-        if self.seed is not None:
-            fields["seed"] = self.seed
-        return fields
-
-
-class PointSink(Protocol):
-    """Where expansions go: implemented by the progressive run."""
-
-    def point_attempt(self, index: int, source: str) -> None: ...
-    def point_delta(self, index: int, text: str) -> None: ...
-    def point_restart(self, index: int) -> None: ...
-    def point_done(
-        self, index: int, text: str | None, source: str, finish_reason: str | None, tokens: int
-    ) -> None: ...
-    def add_usage(self, source: str, usage: Usage, *, estimated: bool = False) -> None: ...
-    def fail(self, err: PiceError) -> None: ...
-    def jobs_changed(self) -> None: ...
-
-
-Spawn = Callable[[Coroutine[Any, Any, None]], None]
-
-
-@dataclass
-class _Lane:
-    pending: list[int] = field(default_factory=list)
-    setting_up: bool = False
 
 
 class _JobFailed(Exception):
@@ -92,223 +62,228 @@ class _JobFailed(Exception):
         self.edge_down = edge_down
 
 
+def _failure(err: PiceError) -> _JobFailed:
+    """A job's failure; a transport failure (not a protocol breach) takes its edge down."""
+    edge_down = isinstance(err, UpstreamError) and not isinstance(err, UpstreamProtocolError)
+    return _JobFailed(err, edge_down=edge_down)
+
+
+@dataclass
+class _EdgeJob:
+    """One ``/v1/expand`` job in flight, and what it has not finished or reported yet."""
+
+    edge: str
+    points: list[int]
+    # Per unfinished point, its candidates still decoding.
+    open: dict[int, int] = field(default_factory=dict)
+    # Tokens its events reported and its ``done`` usage has not yet covered.
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def unreported_usage(self) -> Usage | None:
+        if not (self.prompt_tokens or self.completion_tokens):
+            return None
+        return Usage.of(self.prompt_tokens, self.completion_tokens)
+
+
 class Dispatcher:
+    """Places the points of one request, runs their jobs, and fails over; see the module doc."""
+
     def __init__(
         self,
         *,
         registry: EdgeRegistry,
-        scheduler: Scheduler,
+        policy: PlacementPolicy,
         cloud: httpx.AsyncClient,
         spec: ExpansionSpec,
-        titles: Callable[[], list[str]],
-        sink: PointSink,
-        spawn: Spawn,
+        emit: Callable[[DispatchEvent], None],
     ) -> None:
         self._registry = registry
-        self._scheduler = scheduler
+        self._policy = policy
         self._cloud = cloud
         self._spec = spec
-        self._titles = titles
-        self._sink = sink
-        self._spawn = spawn
-        self._lanes: dict[str, _Lane] = {}
+        self._emit = emit
+        self._tasks = TaskSet(lambda err: emit(ExpansionFailed(err)), name="progressive run")
+        self._outline: list[str] = []
+        self._lanes = Lanes()
         self._excluded: dict[int, set[str]] = {}
         self._active = 0
 
     @property
     def idle(self) -> bool:
         """No job running and no point waiting."""
-        return self._active == 0 and not any(lane.pending for lane in self._lanes.values())
+        return self._active == 0 and not self._lanes.any_waiting
 
-    def submit(self, index: int) -> None:
-        """Place point ``index`` (its title is known) and start it as soon as its lane allows."""
-        excluded = self._excluded.setdefault(index, set())
+    def add_point(self, index: int, title: str) -> None:
+        """The sketch named point ``index``: place it now."""
+        if index != len(self._outline):
+            raise ValueError(f"points must be added in order: got {index}")
+        self._outline.append(title)
+        self._place(index)
+
+    def close(self) -> None:
+        """Start no more jobs (a job failing while being cancelled must not start another)."""
+        self._tasks.close()
+
+    async def aclose(self) -> None:
+        """Cancel every job; each closes its upstream stream, which stops the work there."""
+        await self._tasks.aclose()
+
+    # -- placement ---------------------------------------------------------------------------
+
+    def _place(self, index: int) -> None:
         placement = PointPlacement(
             request_id=self._spec.request_id,
             point=index,
-            title=self._titles()[index],
-            excluded=frozenset(excluded),
+            title=self._outline[index],
+            excluded=frozenset(self._excluded.setdefault(index, set())),
         )
-        edge = self._scheduler.place(placement, self._registry.snapshot())
+        edge = self._policy.place(placement, self._registry.snapshot())
         if edge is None:
-            self._sink.point_attempt(index, CLOUD)
-            self._start(self._cloud_point(index))
+            self._emit(PointStarted(index, CLOUD))
+            self._start(self._cloud_job(index))
             return
-        self._sink.point_attempt(index, edge)
-        self._registry.acquire(edge, 1)
-        lane = self._lanes.setdefault(edge, _Lane())
-        lane.pending.append(index)
-        if not lane.setting_up:
-            self._launch(edge)
+        self._emit(PointStarted(index, edge))
+        self._registry.acquire(edge, self._spec.candidates)
+        self._launch(edge, self._lanes.place(edge, index))
 
-    def _start(self, job: Coroutine[Any, Any, None]) -> None:
+    def _retry(self, index: int, failed: str, reason: str) -> None:
+        self._emit(PointFailed(index, failed, reason))
+        self._place(index)
+
+    def _launch(self, edge: str, points: list[int]) -> None:
+        if points:
+            self._start(self._edge_job(_EdgeJob(edge, points)))
+
+    def _start(self, job: Job) -> None:
         self._active += 1
-        self._spawn(job)
+        self._tasks.spawn(job)
 
-    def _launch(self, edge: str) -> None:
-        lane = self._lanes[edge]
-        indices, lane.pending = lane.pending, []
-        lane.setting_up = True
-        self._start(self._edge_job(edge, indices))
-
-    def _setup_over(self, edge: str) -> None:
-        lane = self._lanes[edge]
-        if not lane.setting_up:
-            return
-        lane.setting_up = False
-        if lane.pending:
-            self._launch(edge)
-
-    def _job_over(self) -> None:
+    def _job_over(self, source: str) -> None:
         self._active -= 1
-        self._sink.jobs_changed()
+        self._emit(JobEnded(source))
 
-    def _reassign(self, edge: str, indices: list[int]) -> None:
-        for index in indices:
-            self._excluded.setdefault(index, set()).add(edge)
-            self._sink.point_restart(index)
-            self.submit(index)
+    # -- edge jobs ---------------------------------------------------------------------------
 
-    async def _edge_job(self, edge: str, indices: list[int]) -> None:
-        remaining = set(indices)
+    async def _edge_job(self, job: _EdgeJob) -> None:
         try:
-            await self._stream_edge_job(edge, indices, remaining)
+            await self._stream(job)
         except _JobFailed as failure:
-            logger.warning(
-                "edge %s failed points %s of %s: %s",
-                edge,
-                sorted(remaining),
-                self._spec.request_id,
-                failure.err.message,
-            )
-            self._registry.release(edge, len(remaining))
-            if failure.edge_down:
-                self._registry.mark_down(edge, failure.err.message)
-            lane = self._lanes[edge]
-            # Points still waiting in this lane would go to the same failed edge.
-            waiting, lane.pending = lane.pending, []
-            lane.setting_up = False
-            self._registry.release(edge, len(waiting))
-            self._reassign(edge, sorted(remaining))
-            for index in waiting:
-                self._sink.point_restart(index)
-                self.submit(index)
+            self._job_failed(job, failure)
         finally:
-            self._setup_over(edge)
-            self._job_over()
+            self._launch(job.edge, self._lanes.setup_over(job.edge))
+            self._job_over(job.edge)
 
-    async def _stream_edge_job(self, edge: str, indices: list[int], remaining: set[int]) -> None:
-        client = self._registry.get(edge).client
-        spec = self._spec
-        payload: dict[str, Any] = {
-            "messages": spec.messages,
-            "sketch": self._titles(),
-            "points": indices,
-            "request_id": spec.request_id,
-            **spec.sampling(),
-        }
-        prompt_tokens = 0
-        completion_tokens = 0
+    async def _stream(self, job: _EdgeJob) -> None:
+        job.open = dict.fromkeys(job.points, self._spec.candidates)
+        request = self._spec.expand_request(self._outline, job.points)
+        stall = self._spec.stall_seconds
         loop = asyncio.get_running_loop()
         try:
             # One deadline, pushed back by every event: it covers connecting, the response
             # headers, queueing on the edge and every gap between tokens.
             async with (
-                asyncio.timeout(spec.stall_seconds) as deadline,
-                open_stream(client, edge, "/v1/expand", payload) as response,
-                contextlib.aclosing(json_events(response, edge)) as events,
+                asyncio.timeout(stall) as deadline,
+                contextlib.aclosing(self._registry.client(job.edge).expand(request)) as events,
             ):
-                while True:
-                    event = await anext(events, None)
-                    if event is None:
+                async for event in events:
+                    deadline.reschedule(loop.time() + stall)
+                    if self._on_edge_event(job, event):
                         break
-                    deadline.reschedule(loop.time() + spec.stall_seconds)
-                    kind = event.get("type")
-                    if kind == "start":
-                        prompt_tokens = int(event.get("prompt_tokens", 0))
-                        self._setup_over(edge)
-                    elif kind == "delta":
-                        point = int(event["point"])
-                        if point in remaining:
-                            self._sink.point_delta(point, str(event.get("text", "")))
-                    elif kind == "point_done":
-                        point = int(event["point"])
-                        if point not in remaining:
-                            continue
-                        reason = event.get("finish_reason")
-                        if reason == "cancelled":
-                            raise _JobFailed(
-                                UpstreamError(f"edge {edge} cancelled point {point}"),
-                                edge_down=False,
-                            )
-                        tokens = int(event.get("completion_tokens", 0))
-                        completion_tokens += tokens
-                        remaining.discard(point)
-                        self._registry.release(edge, 1)
-                        self._sink.point_done(
-                            point, str(event.get("text", "")), edge, reason, tokens
-                        )
-                    elif kind == "done":
-                        usage = event.get("usage")
-                        if isinstance(usage, dict):
-                            self._sink.add_usage(edge, Usage.model_validate(usage))
-                            prompt_tokens = completion_tokens = 0
-                        break
-                    elif kind == "error":
-                        body = event.get("error")
-                        message = body.get("message") if isinstance(body, dict) else body
-                        raise _JobFailed(
-                            UpstreamError(f"edge {edge} reported an error: {message}"),
-                            edge_down=False,
-                        )
         except TimeoutError as exc:
-            raise _JobFailed(
-                UpstreamTimeoutError(f"edge {edge} stalled: no event for {spec.stall_seconds}s"),
-                edge_down=True,
-            ) from exc
+            message = f"edge {job.edge} stalled: no event for {stall}s"
+            raise _JobFailed(UpstreamTimeoutError(message), edge_down=True) from exc
         except PiceError as err:
-            raise _JobFailed(err, edge_down=isinstance(err, UpstreamError)) from err
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _JobFailed(
-                UpstreamError(f"edge {edge} sent a malformed event: {exc!r}"), edge_down=False
-            ) from exc
+            raise _failure(err) from err
         finally:
-            if prompt_tokens or completion_tokens:
+            if (usage := job.unreported_usage()) is not None:
                 # The job ended without its ``done`` usage: count what its events reported.
-                self._sink.add_usage(
-                    edge, Usage.of(prompt_tokens, completion_tokens), estimated=True
-                )
-        if remaining:
-            raise _JobFailed(
-                UpstreamError(
-                    f"edge {edge} ended the job with points {sorted(remaining)} unfinished"
-                ),
-                edge_down=False,
-            )
+                self._emit(UsageCounted(job.edge, usage, estimated=True))
+        if job.open:
+            message = f"edge {job.edge} ended the job with points {sorted(job.open)} unfinished"
+            raise _JobFailed(UpstreamError(message), edge_down=False)
 
-    async def _cloud_point(self, index: int) -> None:
-        titles = self._titles()
-        spec = self._spec
-        payload: dict[str, Any] = {
-            "model": spec.cloud_model,
-            "messages": cloud_expansion_messages(spec.messages, titles, index),
-            **spec.sampling(),
-        }
-        stream = CloudTextStream(self._cloud, payload)
-        echo = EchoStripper(index, titles[index])
+    def _on_edge_event(self, job: _EdgeJob, event: ExpandEvent) -> bool:
+        """Act on one event of ``job``; ``True`` once the job is complete."""
+        match event:
+            case StartEvent():
+                job.prompt_tokens = event.prompt_tokens
+                self._launch(job.edge, self._lanes.setup_over(job.edge))
+            case DeltaEvent() if event.point in job.open:
+                self._emit(PointDelta(event.point, job.edge, event.candidate, event.text))
+            case PointDoneEvent() if event.point in job.open:
+                self._candidate_done(job, event)
+            case DoneEvent():
+                self._emit(UsageCounted(job.edge, event.usage))
+                job.prompt_tokens = job.completion_tokens = 0
+                return True
+            case ErrorEvent():
+                message = f"edge {job.edge} reported an error: {event.error.message}"
+                raise _JobFailed(UpstreamError(message), edge_down=False)
+        return False
+
+    def _candidate_done(self, job: _EdgeJob, event: PointDoneEvent) -> None:
+        point = event.point
+        if event.finish_reason == "cancelled":
+            message = f"edge {job.edge} cancelled point {point}"
+            raise _JobFailed(UpstreamError(message), edge_down=False)
+        job.completion_tokens += event.completion_tokens
+        job.open[point] -= 1
+        if not job.open[point]:
+            del job.open[point]
+        self._registry.release(job.edge, 1)
+        self._emit(
+            PointDone(
+                point,
+                job.edge,
+                event.candidate,
+                event.text,
+                event.finish_reason,
+                event.completion_tokens,
+                event.logprob_mean,
+            )
+        )
+
+    def _job_failed(self, job: _EdgeJob, failure: _JobFailed) -> None:
+        """Give the job's unfinished points, and those waiting for its edge, to other sources."""
+        edge, reason = job.edge, failure.err.message
+        unfinished = sorted(job.open)
+        logger.warning(
+            "edge %s failed points %s of %s: %s", edge, unfinished, self._spec.request_id, reason
+        )
+        self._registry.release(edge, sum(job.open.values()))
+        if failure.edge_down:
+            self._registry.mark_down(edge, reason)
+        # Points still waiting in this lane would go to the same failed edge.
+        waiting = self._lanes.abandon(edge)
+        self._registry.release(edge, len(waiting) * self._spec.candidates)
+        for index in unfinished:
+            self._excluded.setdefault(index, set()).add(edge)
+            self._retry(index, edge, reason)
+        for index in waiting:
+            self._retry(index, edge, reason)
+
+    # -- the cloud as the last resort --------------------------------------------------------
+
+    async def _cloud_job(self, index: int) -> None:
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                await stream.open(stack)
-                async with contextlib.aclosing(stream.texts()) as texts:
-                    async for text in texts:
-                        if out := echo.feed(text):
-                            self._sink.point_delta(index, out)
-            if out := echo.flush():
-                self._sink.point_delta(index, out)
-            usage = stream.usage_or_estimate()
-            self._sink.add_usage(CLOUD, usage, estimated=stream.usage_estimated)
-            self._sink.point_done(index, None, CLOUD, stream.finish_reason, usage.completion_tokens)
+            await self._cloud_expand(index)
         except PiceError as err:
-            self._sink.fail(err)
+            self._emit(ExpansionFailed(err))
         finally:
-            self._job_over()
+            self._job_over(CLOUD)
+
+    async def _cloud_expand(self, index: int) -> None:
+        stream = CloudTextStream(self._cloud, self._spec.cloud_payload(self._outline, index))
+        echo = EchoStripper(index, self._outline[index])
+        async with contextlib.AsyncExitStack() as stack:
+            await stream.open(stack)
+            async with contextlib.aclosing(stream.texts()) as texts:
+                async for text in texts:
+                    if out := echo.feed(text):
+                        self._emit(PointDelta(index, CLOUD, 0, out))
+        if out := echo.flush():
+            self._emit(PointDelta(index, CLOUD, 0, out))
+        usage = stream.usage_or_estimate()
+        self._emit(UsageCounted(CLOUD, usage, estimated=stream.usage_estimated))
+        self._emit(PointDone(index, CLOUD, 0, None, stream.finish_reason, usage.completion_tokens))

@@ -14,31 +14,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
 from pice.errors import PiceError
 from pice.openai_protocol import ChatCompletionRequest, Usage
-from pice_gateway.cloud import CLOUD, CloudTextStream
+from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.edges import EdgeRegistry
+from pice_gateway.placement.base import PlacementPolicy
 from pice_gateway.progressive.accounting import Clock, PiceReport, PointReport
-from pice_gateway.progressive.dispatch import Dispatcher, ExpansionSpec
-from pice_gateway.progressive.merge import Merger
-from pice_gateway.progressive.sketch import (
-    DirectText,
-    PointFound,
-    SketchEvent,
-    SketchParser,
-    sketch_messages,
+from pice_gateway.progressive.candidates import CandidateSelector, FirstCandidate, SelectorFactory
+from pice_gateway.progressive.dispatch import Dispatcher
+from pice_gateway.progressive.events import (
+    DispatchEvent,
+    ExpansionFailed,
+    JobEnded,
+    PointDelta,
+    PointDone,
+    PointFailed,
+    PointStarted,
+    UsageCounted,
 )
-from pice_gateway.scheduling.base import Scheduler
+from pice_gateway.progressive.merge import Merger
+from pice_gateway.progressive.sketch import DirectText, PointFound, SketchEvent, SketchParser
+from pice_gateway.progressive.spec import ExpansionSpec, sketch_payload
+from pice_gateway.progressive.tasks import TaskSet
 from pice_gateway.settings import GatewaySettings
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class Upstreams:
 
     cloud: httpx.AsyncClient
     registry: EdgeRegistry
-    scheduler: Scheduler
+    policy: PlacementPolicy
 
 
 class ProgressiveRun:
@@ -78,58 +81,35 @@ class ProgressiveRun:
         allow_direct: bool,
         request_id: str,
         clock: Clock | None = None,
+        selector: SelectorFactory = FirstCandidate,
     ) -> None:
-        self._upstreams = upstreams
-        self._settings = settings
-        self._request = request
-        self._allow_direct = allow_direct
         self._clock = clock or Clock()
         self._queue: asyncio.Queue[RunEvent | PiceError] = asyncio.Queue()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(self._fail, name="progressive run")
         self._stack = contextlib.AsyncExitStack()
         self._merger = Merger()
+        self._new_selector = selector
+        self._selectors: dict[int, CandidateSelector] = {}
         self._report = PiceReport(mode="progressive", reason="outline")
         self._sketch_done = False
         self._finished = False
-        self._closed = False
         self._first_dispatch_ms: float | None = None
-
-        knobs = settings.progressive
-        limit = request.token_limit()
-        sketch_budget = knobs.direct_max_tokens if allow_direct else knobs.sketch_max_tokens
         self._sketch = CloudTextStream(
-            upstreams.cloud,
-            {
-                "model": settings.cloud.model,
-                "messages": sketch_messages(request.messages, allow_direct=allow_direct),
-                "max_tokens": min(sketch_budget, limit) if limit else sketch_budget,
-                "temperature": knobs.sketch_temperature,
-            },
+            upstreams.cloud, sketch_payload(settings, request, allow_direct=allow_direct)
         )
+        self._parser = SketchParser(settings.progressive.max_points)
         self._dispatcher = Dispatcher(
             registry=upstreams.registry,
-            scheduler=upstreams.scheduler,
+            policy=upstreams.policy,
             cloud=upstreams.cloud,
-            spec=ExpansionSpec(
-                request_id=request_id,
-                messages=[{"role": m.role, "content": m.text()} for m in request.messages],
-                # A request's max_tokens caps every point (and the sketch), not their sum.
-                max_tokens=min(knobs.expansion_max_tokens, limit)
-                if limit
-                else knobs.expansion_max_tokens,
-                temperature=request.temperature
-                if request.temperature is not None
-                else knobs.expansion_temperature,
-                top_p=request.top_p,
-                seed=request.seed,
-                stall_seconds=knobs.edge_stall_seconds,
-                cloud_model=settings.cloud.model,
-            ),
-            titles=lambda: self._merger.titles,
-            sink=self,
-            spawn=self._spawn,
+            spec=ExpansionSpec.for_request(settings, request, request_id),
+            emit=self._on_dispatch_event,
         )
-        self._parser = SketchParser(knobs.max_points)
+
+    @property
+    def report(self) -> PiceReport:
+        """The ``pice`` report as far as the run got (complete once it finished)."""
+        return self._report
 
     async def start(self) -> None:
         """Send the sketch request; an unreachable or failing cloud raises here."""
@@ -137,7 +117,7 @@ class ProgressiveRun:
 
     async def events(self) -> AsyncIterator[RunEvent]:
         """Answer text as it becomes sendable, then one :class:`Finished`; errors are raised."""
-        self._spawn(self._read_sketch())
+        self._tasks.spawn(self._read_sketch())
         try:
             while True:
                 item = await self._queue.get()
@@ -153,33 +133,13 @@ class ProgressiveRun:
 
     async def aclose(self) -> None:
         """Cancel every task of the run and close every upstream stream it holds."""
-        # Closed first: a job that fails while being cancelled must not start a replacement.
-        self._closed = True
-        while self._tasks:
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        # Both closed first: a job that fails while being cancelled must not start a replacement.
+        self._tasks.close()
+        self._dispatcher.close()
+        await asyncio.gather(self._tasks.aclose(), self._dispatcher.aclose())
         await self._stack.aclose()
 
-    # -- tasks -------------------------------------------------------------------------------
-
-    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
-        if self._closed:
-            job.close()
-            return
-        task = asyncio.create_task(self._guard(job))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _guard(self, job: Coroutine[Any, Any, None]) -> None:
-        try:
-            await job
-        except PiceError as err:
-            self.fail(err)
-        except Exception as exc:  # a bug must end the request, not hang it
-            logger.exception("progressive run failed")
-            self.fail(PiceError(f"internal error: {type(exc).__name__}"))
+    # -- the sketch --------------------------------------------------------------------------
 
     async def _read_sketch(self) -> None:
         parser = self._parser
@@ -196,7 +156,7 @@ class ProgressiveRun:
             await self._stack.aclose()
         self._sketch_done = True
         self._report.timings.sketch_ms = self._clock.ms()
-        self.add_usage(
+        self._add_usage(
             CLOUD, self._sketch.usage_or_estimate(), estimated=self._sketch.usage_estimated
         )
         if parser.is_outline:
@@ -213,9 +173,46 @@ class ProgressiveRun:
             self._emit(self._merger.add_point(event.index, event.title))
             if self._first_dispatch_ms is None:
                 self._first_dispatch_ms = self._clock.ms()
-            self._dispatcher.submit(event.index)
+            self._dispatcher.add_point(event.index, event.title)
         elif isinstance(event, DirectText):
             self._emit(event.text)
+
+    # -- the expansions ----------------------------------------------------------------------
+
+    def _on_dispatch_event(self, event: DispatchEvent) -> None:
+        match event:
+            case PointStarted(point=index, source=source):
+                self._report.points[index].attempts.append(source)
+                self._selectors[index] = self._new_selector()
+            case PointDelta(point=index):
+                if shown := self._selectors[index].delta(event):
+                    self._emit(self._merger.delta(index, shown))
+            case PointDone(point=index):
+                if (chosen := self._selectors[index].done(event)) is not None:
+                    self._point_done(chosen)
+            case PointFailed(point=index):
+                self._merger.restart(index)
+            case UsageCounted(source=source, usage=usage, estimated=estimated):
+                self._add_usage(source, usage, estimated=estimated)
+            case JobEnded():
+                self._maybe_finish()
+            case ExpansionFailed(error=error):
+                self._fail(error)
+
+    def _point_done(self, done: PointDone) -> None:
+        point = self._report.points[done.point]
+        point.edge = done.source
+        point.finish_reason = done.finish_reason
+        point.tokens = done.tokens
+        self._emit(self._merger.done(done.point, done.text))
+        self._maybe_finish()
+
+    def _add_usage(self, source: str, usage: Usage, *, estimated: bool = False) -> None:
+        if source == CLOUD:
+            self._report.cloud_usage = self._report.cloud_usage + usage
+        else:
+            self._report.edge_usage = self._report.edge_usage + usage
+        self._report.usage_estimated |= estimated
 
     # -- output ------------------------------------------------------------------------------
 
@@ -241,38 +238,7 @@ class ProgressiveRun:
         self._report.timings.total_ms = self._clock.ms()
         self._queue.put_nowait(Finished(self._report, finish_reason))
 
-    # -- PointSink ---------------------------------------------------------------------------
-
-    def point_attempt(self, index: int, source: str) -> None:
-        self._report.points[index].attempts.append(source)
-
-    def point_delta(self, index: int, text: str) -> None:
-        self._emit(self._merger.delta(index, text))
-
-    def point_restart(self, index: int) -> None:
-        self._merger.restart(index)
-
-    def point_done(
-        self, index: int, text: str | None, source: str, finish_reason: str | None, tokens: int
-    ) -> None:
-        point = self._report.points[index]
-        point.edge = source
-        point.finish_reason = finish_reason
-        point.tokens = tokens
-        self._emit(self._merger.done(index, text))
-        self._maybe_finish()
-
-    def add_usage(self, source: str, usage: Usage, *, estimated: bool = False) -> None:
-        if source == CLOUD:
-            self._report.cloud_usage = self._report.cloud_usage + usage
-        else:
-            self._report.edge_usage = self._report.edge_usage + usage
-        self._report.usage_estimated |= estimated
-
-    def fail(self, err: PiceError) -> None:
+    def _fail(self, err: PiceError) -> None:
         if not self._finished:
             self._finished = True
             self._queue.put_nowait(err)
-
-    def jobs_changed(self) -> None:
-        self._maybe_finish()

@@ -47,7 +47,9 @@ def progressive_blocker(request: ChatCompletionRequest) -> str | None:
 
 
 @dataclass(frozen=True)
-class Route:
+class PathChoice:
+    """The path a request takes; ``reason`` becomes the ``pice`` report's ``reason``."""
+
     mode: Literal["progressive", "cloud"]
     # Why: "model", "no_edges", "unsupported:<param>", or "outline" for the progressive path.
     reason: str
@@ -55,10 +57,16 @@ class Route:
     allow_direct: bool = False
 
 
-def choose_route(request: ChatCompletionRequest, models: ModelNames, *, edges_up: bool) -> Route:
-    """Route by model name; unknown models are a 404, unusable fields on pice-progressive a 400."""
+def choose_path(
+    request: ChatCompletionRequest, models: ModelNames, *, edges_up: bool
+) -> PathChoice:
+    """Choose by model name; an unknown model is a 404, an unusable field on pice-progressive a 400.
+
+    ``pice`` takes the progressive path when it can (no such field, an edge up) and lets the
+    sketch answer directly; otherwise it goes to the cloud, which honours every field.
+    """
     if request.model == models.cloud:
-        return Route("cloud", "model")
+        return PathChoice("cloud", "model")
     if request.model == models.progressive:
         blocker = progressive_blocker(request)
         if blocker is not None:
@@ -68,12 +76,12 @@ def choose_route(request: ChatCompletionRequest, models: ModelNames, *, edges_up
                 param=blocker,
                 code="unsupported_parameter",
             )
-        return Route("progressive", "outline")
+        return PathChoice("progressive", "outline")
     if request.model == models.auto:
         blocker = progressive_blocker(request)
         if blocker is not None:
-            return Route("cloud", f"unsupported:{blocker}")
+            return PathChoice("cloud", f"unsupported:{blocker}")
         if not edges_up:
-            return Route("cloud", "no_edges")
-        return Route("progressive", "outline", allow_direct=True)
+            return PathChoice("cloud", "no_edges")
+        return PathChoice("progressive", "outline", allow_direct=True)
     raise ModelNotFoundError(request.model)

@@ -18,7 +18,8 @@ from sse_starlette import ServerSentEvent
 from pice.errors import PiceError
 from pice.http.sse import sse_done, sse_error, sse_json
 from pice.openai_protocol import ChatCompletionRequest, Usage
-from pice_gateway.cloud import CLOUD
+from pice_gateway.cloud_client import CLOUD
+from pice_gateway.observers import RequestObservation
 from pice_gateway.progressive.accounting import Clock, PiceReport
 from pice_gateway.upstream import json_events, open_stream, post_json
 
@@ -29,13 +30,11 @@ def cloud_payload(request: ChatCompletionRequest, cloud_model: str) -> dict[str,
     return payload
 
 
-def _report(reason: str, clock: Clock, usage: Any, first_token_ms: float | None) -> dict[str, Any]:
-    report = PiceReport(mode="cloud", reason=reason)
+def _account(report: PiceReport, clock: Clock, usage: Any, first_token_ms: float | None) -> None:
     if isinstance(usage, dict):
         report.cloud_usage = Usage.model_validate(usage)
     report.timings.first_token_ms = first_token_ms
     report.timings.total_ms = clock.ms()
-    return report.model_dump(mode="json")
 
 
 async def cloud_completion(
@@ -43,12 +42,14 @@ async def cloud_completion(
     request: ChatCompletionRequest,
     *,
     cloud_model: str,
-    reason: str,
+    report: PiceReport,
     clock: Clock,
 ) -> dict[str, Any]:
+    """The cloud's completion with the gateway's model name and ``report`` filled in."""
     body = await post_json(client, CLOUD, "chat/completions", cloud_payload(request, cloud_model))
     body["model"] = request.model
-    body["pice"] = _report(reason, clock, body.get("usage"), clock.ms())
+    _account(report, clock, body.get("usage"), clock.ms())
+    body["pice"] = report.model_dump(mode="json")
     return body
 
 
@@ -61,13 +62,13 @@ class CloudRelay:
         request: ChatCompletionRequest,
         *,
         cloud_model: str,
-        reason: str,
+        report: PiceReport,
         clock: Clock,
     ) -> None:
         self._client = client
         self._request = request
         self._payload = cloud_payload(request, cloud_model)
-        self._reason = reason
+        self._report = report
         self._clock = clock
         self._stack = contextlib.AsyncExitStack()
         self._response: httpx.Response | None = None
@@ -80,7 +81,7 @@ class CloudRelay:
     async def aclose(self) -> None:
         await self._stack.aclose()
 
-    async def events(self) -> AsyncIterator[ServerSentEvent]:
+    async def events(self, observation: RequestObservation) -> AsyncIterator[ServerSentEvent]:
         """Relay the chunks, holding each back by one so the last can carry ``pice``."""
         assert self._response is not None, "start() first"
         held: dict[str, Any] | None = None
@@ -97,13 +98,20 @@ class CloudRelay:
                     if held is not None:
                         yield sse_json(held)
                     held = chunk
+            _account(self._report, self._clock, usage, first_token_ms)
+            observation.ok()
             if held is not None:
-                held["pice"] = _report(self._reason, self._clock, usage, first_token_ms)
+                held["pice"] = self._report.model_dump(mode="json")
                 yield sse_json(held)
         except PiceError as err:
+            observation.failed(err)
             if held is not None:
                 yield sse_json(held)
             yield sse_error(err)
+        except Exception as exc:
+            observation.failed(exc)
+            raise
         finally:
+            observation.cancelled()  # the client left first (nothing if the relay ended)
             await asyncio.shield(asyncio.ensure_future(self.aclose()))
         yield sse_done()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pice_gateway.scheduling import EdgeStatus, LeastLoadedScheduler, PointPlacement
-from pice_gateway.scheduling.base import EdgeLoad
+from pice_gateway.placement import EdgeStatus, LeastLoadedPolicy, PointPlacement
+from tests.gateway.fakes import load_report
 
 
 def edge(
@@ -16,19 +16,13 @@ def edge(
     ready: bool = True,
     last_placed: float = 0.0,
 ) -> EdgeStatus:
-    load = EdgeLoad(
-        ready=ready,
-        running_sequences=running,
-        queued_sequences=0,
-        max_sequences=capacity,
-        decode_tokens_per_second=0.0,
-    )
+    load = load_report(ready=ready, running_sequences=running, max_sequences=capacity)
     return EdgeStatus(name=name, up=up, in_flight=in_flight, load=load, last_placed=last_placed)
 
 
 def place(*edges: EdgeStatus, excluded: frozenset[str] = frozenset()) -> str | None:
     point = PointPlacement(request_id="r", point=0, title="t", excluded=excluded)
-    return LeastLoadedScheduler().place(point, list(edges))
+    return LeastLoadedPolicy().place(point, list(edges))
 
 
 def test_picks_the_smallest_share_of_capacity() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pice_gateway.scheduling.base import EdgeStatus, PointPlacement
+from pice_gateway.placement.base import EdgeStatus, PointPlacement
 
 
 def occupancy(edge: EdgeStatus) -> float:
@@ -20,7 +20,7 @@ def occupancy(edge: EdgeStatus) -> float:
     return max(polled, edge.in_flight) / max(1, edge.load.max_sequences)
 
 
-class LeastLoadedScheduler:
+class LeastLoadedPolicy:
     def place(self, point: PointPlacement, edges: Sequence[EdgeStatus]) -> str | None:
         candidates = [
             edge

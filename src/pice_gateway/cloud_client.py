@@ -1,4 +1,8 @@
-"""The cloud as a text source: one streamed chat completion reduced to its text and usage."""
+"""The cloud upstream: its pooled client, and a streamed chat completion read as plain text.
+
+The progressive path reads the cloud as a text source (the sketch, and the points no edge could
+expand); the direct path (:mod:`pice_gateway.direct_path`) relays its chunks as they are.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,22 @@ from typing import Any
 import httpx
 
 from pice.openai_protocol import Usage
+from pice_gateway.settings import GatewaySettings
 from pice_gateway.upstream import json_events, open_stream
 
+# The cloud's name as a source of text, in the ``pice`` report and in errors.
 CLOUD = "cloud"
+
+
+def cloud_http_client(settings: GatewaySettings) -> httpx.AsyncClient:
+    """The one pooled client to the cloud, with its key and timeouts (closed at shutdown)."""
+    cloud = settings.cloud
+    headers = {"Authorization": f"Bearer {cloud.api_key}"} if cloud.api_key else {}
+    return httpx.AsyncClient(
+        base_url=cloud.base_url.rstrip("/") + "/",
+        timeout=cloud.timeouts.to_httpx(),
+        headers=headers,
+    )
 
 
 class CloudTextStream:

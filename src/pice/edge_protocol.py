@@ -1,0 +1,183 @@
+"""The edge agent's wire protocol, typed once for the agent, the gateway and the test fakes.
+
+Three messages cross the process boundary between the gateway and an edge agent
+(docs/edge-api.md):
+
+    POST /v1/expand   body  ExpandRequest
+                      SSE   one ExpandEvent per ``data:`` line, then ``data: [DONE]``:
+                            StartEvent, DeltaEvent*, PointDoneEvent per sequence, DoneEvent
+                            (or an ErrorEvent once something failed after the stream started)
+    GET  /v1/load     body  LoadResponse
+
+The agent serialises these models with ``model_dump(mode="json")``; the gateway validates what
+it receives with the same models (:func:`parse_expand_event`, ``LoadResponse.model_validate``),
+so a field renamed on one side fails the other side's tests instead of turning into a silent
+default.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, Field, TypeAdapter, model_validator
+
+from pice.openai_protocol import (
+    ChatMessage,
+    FinishReason,
+    MaxTokens,
+    OpenAIModel,
+    Temperature,
+    TopP,
+    Usage,
+)
+
+MAX_POINTS = 32
+MAX_CANDIDATES = 8
+# A point's body stays on its list item's line: the agent always stops a sequence at a newline
+# unless the request gives its own stop strings.
+DEFAULT_STOP: Final = ("\n",)
+
+
+class ExpandRequest(OpenAIModel):
+    """``POST /v1/expand``: expand ``points`` of ``sketch`` (all of them by default) as one job."""
+
+    question: str | None = None
+    messages: list[ChatMessage] | None = None
+    sketch: list[str] = Field(min_length=1, max_length=MAX_POINTS)
+    points: list[Annotated[int, Field(ge=0)]] | None = None
+    candidates: int = Field(default=1, ge=1, le=MAX_CANDIDATES)
+    max_tokens: MaxTokens = 96
+    temperature: Temperature = 0.0
+    top_p: TopP = 1.0
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=lambda: list(DEFAULT_STOP), max_length=8)
+    request_id: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ExpandRequest:
+        if self.question is None and not self.messages:
+            raise ValueError("give 'question' or 'messages'")
+        if self.question is None and not any(m.role == "user" for m in self.messages or []):
+            raise ValueError("'messages' has no user turn to expand")
+        if self.points is not None:
+            if not self.points:
+                raise ValueError("'points' must name at least one point")
+            if len(set(self.points)) != len(self.points):
+                raise ValueError("'points' has duplicates")
+            if max(self.points) >= len(self.sketch):
+                raise ValueError(f"'points' must be below {len(self.sketch)} (the sketch's size)")
+        return self
+
+    def point_indices(self) -> list[int]:
+        return list(range(len(self.sketch))) if self.points is None else list(self.points)
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON body as sent: only the fields the sender set (the agent fills defaults)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+# -- events of POST /v1/expand (one JSON object per `data:` line) ----------------------
+
+
+class StartEvent(BaseModel):
+    """The job was admitted and its shared prefix is being prefilled."""
+
+    type: Literal["start"] = "start"
+    job_id: str
+    model: str
+    prompt_tokens: int
+    queued_ms: float
+
+
+class DeltaEvent(BaseModel):
+    """New body text of one candidate of one point (the title is never repeated)."""
+
+    type: Literal["delta"] = "delta"
+    point: int
+    candidate: int
+    text: str
+
+
+class PointDoneEvent(BaseModel):
+    """One candidate of one point finished; ``text`` is its whole body, stop strings removed."""
+
+    type: Literal["point_done"] = "point_done"
+    point: int
+    candidate: int
+    finish_reason: FinishReason
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    logprob_sum: float
+    logprob_mean: float
+    ttft_ms: float | None
+    duration_ms: float
+
+
+class DoneEvent(BaseModel):
+    """Every sequence of the job finished; ``usage`` counts the shared prefix once."""
+
+    type: Literal["done"] = "done"
+    usage: Usage
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorEvent(BaseModel):
+    """The job failed after the stream started (before it, the agent answers an error status)."""
+
+    type: Literal["error"] = "error"
+    error: ErrorBody
+
+
+ExpandEvent = StartEvent | DeltaEvent | PointDoneEvent | DoneEvent | ErrorEvent
+
+_EXPAND_EVENT: TypeAdapter[ExpandEvent] = TypeAdapter(
+    Annotated[ExpandEvent, Field(discriminator="type")]
+)
+_EXPAND_EVENT_TYPES = frozenset(
+    model.model_fields["type"].default
+    for model in (StartEvent, DeltaEvent, PointDoneEvent, DoneEvent, ErrorEvent)
+)
+
+
+def parse_expand_event(payload: dict[str, Any]) -> ExpandEvent | None:
+    """The typed event of one ``data:`` object; ``None`` for a type this side does not know.
+
+    Unknown types are skipped rather than refused so that an agent may add event types without
+    breaking older gateways; a known type with missing or mistyped fields raises
+    :class:`pydantic.ValidationError`.
+    """
+    if payload.get("type") not in _EXPAND_EVENT_TYPES:
+        return None
+    return _EXPAND_EVENT.validate_python(payload)
+
+
+class LoadResponse(BaseModel):
+    """``GET /v1/load``: what the gateway's placement policy reads (see docs/edge-api.md)."""
+
+    model: str
+    ready: bool
+    running_sequences: int
+    queued_sequences: int
+    queued_jobs: int
+    max_sequences: int
+    free_sequence_slots: int
+    kv_cells_total: int
+    kv_cells_reserved: int
+    kv_usage: float
+    decode_tokens_per_second: float
+    threads: int
+    tokens_generated: int
+    prefill_tokens: int
+    jobs: int
+    cancellations: int
+    prefix_cache_entries: int
+    prefix_cache_cells: int
+    prefix_cache_hits: int
+    prefix_cache_reused_tokens: int

@@ -1,0 +1,91 @@
+"""What dispatch reports to the run: one event per thing that happened to an expansion.
+
+A point is expanded by one *attempt* at a time on one *source* (an edge's name, or
+:data:`~pice_gateway.cloud_client.CLOUD`); an attempt may decode several *candidates* of the point
+(``candidate`` is their index, 0 when there is one), and the run's candidate selector chooses
+which one the answer shows (:mod:`pice_gateway.progressive.candidates`). An attempt that fails
+is followed by another on a different source, until the cloud itself expands the point.
+
+Per point, in order: ``PointStarted``, then ``PointDelta``* and ``PointDone`` per candidate, or
+``PointFailed`` and a new ``PointStarted``. ``UsageCounted``, ``JobEnded`` and
+``ExpansionFailed`` concern jobs and the request rather than one point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pice.errors import PiceError
+from pice.openai_protocol import Usage
+
+
+@dataclass(frozen=True)
+class PointStarted:
+    """An attempt at ``point`` was placed on ``source``."""
+
+    point: int
+    source: str
+
+
+@dataclass(frozen=True)
+class PointDelta:
+    """More body text of one candidate."""
+
+    point: int
+    source: str
+    candidate: int
+    text: str
+
+
+@dataclass(frozen=True)
+class PointDone:
+    """One candidate finished.
+
+    ``text`` is its whole body when the source reports one (an edge does; it replaces what the
+    deltas built), ``None`` when the deltas are the whole body (the cloud). ``logprob_mean`` is
+    the edge's mean token log-probability, what an ensemble selector would compare.
+    """
+
+    point: int
+    source: str
+    candidate: int
+    text: str | None
+    finish_reason: str | None
+    tokens: int
+    logprob_mean: float | None = None
+
+
+@dataclass(frozen=True)
+class PointFailed:
+    """The attempt at ``point`` on ``source`` failed; a new ``PointStarted`` follows."""
+
+    point: int
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class UsageCounted:
+    """Tokens one job used; ``estimated`` when counted from events the job got to send."""
+
+    source: str
+    usage: Usage
+    estimated: bool = False
+
+
+@dataclass(frozen=True)
+class JobEnded:
+    """A job on ``source`` ended, so the dispatcher may have become idle."""
+
+    source: str
+
+
+@dataclass(frozen=True)
+class ExpansionFailed:
+    """A point could not be expanded anywhere (the cloud failed too): the request fails."""
+
+    error: PiceError
+
+
+PointEvent = PointStarted | PointDelta | PointDone | PointFailed
+DispatchEvent = PointEvent | UsageCounted | JobEnded | ExpansionFailed

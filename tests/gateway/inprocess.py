@@ -1,0 +1,131 @@
+"""In-process doubles of the upstreams for the fast tier: no socket, no server thread.
+
+:class:`InProcessEdge` implements the gateway's :class:`~pice_gateway.edge_client.EdgeClient`
+with the typed wire events (:mod:`pice.edge_protocol`), and :func:`mock_cloud` serves the fake
+cloud's script (:mod:`tests.gateway.fakes`) through ``httpx.MockTransport``. Both write the same
+texts as the uvicorn fakes, so the expected answers are the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from pice.edge_protocol import (
+    DeltaEvent,
+    ErrorBody,
+    ErrorEvent,
+    ExpandEvent,
+    ExpandRequest,
+    LoadResponse,
+    StartEvent,
+)
+from pice.errors import UpstreamError, UpstreamProtocolError
+from tests.gateway.fakes import (
+    CloudDies,
+    CloudScript,
+    cloud_chunks,
+    cloud_error,
+    job_done,
+    load_report,
+    point_done,
+    point_words,
+)
+
+
+@dataclass
+class InProcessEdge:
+    """An edge agent as an object. ``behaviour`` after the first delta of a job: ``ok``, ``die``
+    (the connection breaks), ``stall`` (silence), ``malformed`` (a broken event), or ``error``
+    (an error event instead of any delta)."""
+
+    name: str
+    behaviour: str = "ok"
+    token_delay: float = 0.0
+    start_delay: float = 0.0
+    # False: /v1/load fails, as for an edge that is not running.
+    reachable: bool = True
+    jobs: list[ExpandRequest] = field(default_factory=list)
+    running: int = 0
+    cancelled: int = 0
+    closed: bool = False
+
+    async def load(self) -> LoadResponse:
+        if not self.reachable:
+            raise UpstreamError(f"{self.name} failed: ConnectError: connection refused")
+        return load_report(running_sequences=self.running)
+
+    async def expand(self, request: ExpandRequest) -> AsyncGenerator[ExpandEvent, None]:
+        self.jobs.append(request)
+        sequences = len(request.point_indices()) * request.candidates
+        self.running += sequences
+        finished = False
+        try:
+            await asyncio.sleep(self.start_delay)
+            yield StartEvent(job_id="j", model="fake", prompt_tokens=20, queued_ms=0.0)
+            if self.behaviour == "error":
+                yield ErrorEvent(error=ErrorBody(message="boom", type="internal_error"))
+                finished = True
+                return
+            for point in request.point_indices():
+                async for event in self._point(point, request.candidates):
+                    yield event
+            yield job_done(len(request.point_indices()))
+            finished = True
+        finally:
+            self.running -= sequences
+            if not finished:
+                self.cancelled += 1
+
+    async def _point(self, point: int, candidates: int) -> AsyncIterator[ExpandEvent]:
+        words = point_words(point, self.name)
+        for n, word in enumerate(words):
+            if n == 1 and self.behaviour == "die":
+                raise UpstreamError(f"{self.name} failed: RemoteProtocolError: peer closed")
+            if n == 1 and self.behaviour == "stall":
+                await asyncio.Event().wait()
+            if n == 1 and self.behaviour == "malformed":
+                raise UpstreamProtocolError(f"edge {self.name} sent a malformed 'delta' event")
+            await asyncio.sleep(self.token_delay)
+            for candidate in range(candidates):
+                # Candidate c > 0 writes its words in upper case, so a mix would show.
+                text = word if candidate == 0 else word.upper()
+                yield DeltaEvent(point=point, candidate=candidate, text=text)
+        for candidate in range(candidates):
+            body = words if candidate == 0 else [word.upper() for word in words]
+            yield point_done(point, body, candidate)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def mock_cloud(script: CloudScript) -> httpx.MockTransport:
+    """The same fake cloud in process (streamed answers only): no socket, no server thread.
+
+    The body is an async generator, so the client reads it chunk by chunk as it is written, and
+    closing the response closes the generator (which the script's ``closed`` count shows).
+    """
+
+    async def body(request_body: dict[str, Any]) -> AsyncIterator[bytes]:
+        try:
+            async for payload in cloud_chunks(script, request_body):
+                yield f"data: {payload}\n\n".encode()
+        except CloudDies as exc:
+            raise httpx.RemoteProtocolError("peer closed connection") from exc
+        finally:
+            script.closed += 1
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        request_body = json.loads(request.content)
+        script.requests.append(request_body)
+        if script.fail_status is not None:
+            return httpx.Response(script.fail_status, json=cloud_error())
+        headers = {"content-type": "text/event-stream"}
+        return httpx.Response(200, headers=headers, content=body(request_body))
+
+    return httpx.MockTransport(handle)

@@ -1,0 +1,301 @@
+"""Dispatch and the progressive run against in-process upstreams: no sockets, no servers.
+
+The same behaviours ``test_protocol.py`` shows through HTTP and uvicorn (placement, merge order,
+failover, cancellation), here driven directly so that each runs in milliseconds and each failure
+happens exactly where the test puts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from pice.errors import UpstreamError
+from pice.openai_protocol import ChatCompletionRequest
+from pice_gateway.cloud_client import CLOUD
+from pice_gateway.edges import Edge, EdgeRegistry
+from pice_gateway.placement import LeastLoadedPolicy
+from pice_gateway.progressive.dispatch import Dispatcher
+from pice_gateway.progressive.events import (
+    DispatchEvent,
+    JobEnded,
+    PointDelta,
+    PointDone,
+    PointStarted,
+    UsageCounted,
+)
+from pice_gateway.progressive.pipeline import Finished, ProgressiveRun, TextOut, Upstreams
+from pice_gateway.progressive.spec import ExpansionSpec
+from pice_gateway.settings import GatewaySettings
+from tests.gateway.fakes import CloudScript
+from tests.gateway.inprocess import InProcessEdge, mock_cloud
+
+pytestmark = pytest.mark.timeout(10)
+
+EXPECTED = (
+    "1. **Alpha point**: Body of point 1 from {0}.\n"
+    "2. **Beta point**: Body of point 2 from {1}.\n"
+    "3. **Gamma point**: Body of point 3 from {2}.\n"
+)
+CLOUD_EXPECTED = (
+    "1. **Alpha point**: Expanded by the cloud.\n"
+    "2. **Beta point**: Expanded by the cloud.\n"
+    "3. **Gamma point**: Expanded by the cloud.\n"
+)
+
+
+@contextlib.asynccontextmanager
+async def upstreams(cloud: CloudScript, *edges: InProcessEdge) -> AsyncIterator[Upstreams]:
+    """The shared clients of a run, as the app's lifespan makes them, after one load poll."""
+    registry = EdgeRegistry([Edge(edge) for edge in edges], poll_interval=1.0)
+    await registry.poll_once()
+    transport = mock_cloud(cloud)
+    async with httpx.AsyncClient(base_url="http://cloud/v1/", transport=transport) as http:
+        yield Upstreams(cloud=http, registry=registry, policy=LeastLoadedPolicy())
+
+
+def progressive_run(
+    shared: Upstreams, *, model: str = "pice", stall_seconds: float = 5.0
+) -> ProgressiveRun:
+    settings = GatewaySettings(
+        cloud={"model": "cloud-model"}, progressive={"edge_stall_seconds": stall_seconds}
+    )
+    request = ChatCompletionRequest.model_validate(
+        {"model": model, "messages": [{"role": "user", "content": "How to stay healthy?"}]}
+    )
+    return ProgressiveRun(
+        shared, settings, request, allow_direct=model == "pice", request_id="pice-test"
+    )
+
+
+async def answer(run: ProgressiveRun) -> tuple[list[str], Finished]:
+    """Every text piece the client would be sent, and the run's end."""
+    await run.start()
+    pieces: list[str] = []
+    async for event in run.events():
+        if isinstance(event, TextOut):
+            pieces.append(event.text)
+        else:
+            return pieces, event
+    raise AssertionError("the run ended without Finished")
+
+
+def sources(finished: Finished) -> list[str | None]:
+    return [point.edge for point in finished.report.points]
+
+
+async def test_points_are_placed_on_edges_and_merged_in_point_order() -> None:
+    e1, e2 = InProcessEdge("e1", token_delay=0.001), InProcessEdge("e2", token_delay=0.001)
+    async with upstreams(CloudScript(), e1, e2) as shared:
+        pieces, finished = await answer(progressive_run(shared))
+    assert "".join(pieces) == EXPECTED.format(*sources(finished))
+    assert sorted(set(sources(finished))) == ["e1", "e2"], "least-loaded spreads the points"
+    # The header of point 1 goes out before any body text.
+    assert pieces[0] == "1. **Alpha point**:"
+    report = finished.report
+    assert report.edge_usage.completion_tokens == 18
+    assert report.cloud_usage.completion_tokens == 7
+    assert all(point.attempts == [point.edge] for point in report.points)
+    assert finished.finish_reason == "stop"
+    assert e1.running == e2.running == 0
+    assert shared.registry.snapshot()[0].in_flight == 0
+
+
+async def test_an_edge_failing_mid_point_hands_over_without_repeating_sent_text() -> None:
+    bad, good = InProcessEdge("bad", behaviour="die"), InProcessEdge("good")
+    async with upstreams(CloudScript(), bad, good) as shared:
+        pieces, finished = await answer(progressive_run(shared))
+    text = "".join(pieces)
+    assert text == EXPECTED.format("good", "good", "good")
+    # "Body" of point 1 went out from the bad edge before it died; the good edge's attempt
+    # repeats it, and the client is sent only what comes after.
+    assert any(piece.strip() == "Body" for piece in pieces)
+    assert text.count("Body") == 3
+    assert finished.report.points[0].attempts == ["bad", "good"]
+    assert bad.jobs, "the bad edge got work"
+    assert not shared.registry.snapshot()[0].up, "a broken connection takes the edge down"
+
+
+async def test_an_error_event_hands_points_over_but_keeps_the_edge_up() -> None:
+    bad, good = InProcessEdge("bad", behaviour="error"), InProcessEdge("good")
+    async with upstreams(CloudScript(), bad, good) as shared:
+        pieces, finished = await answer(progressive_run(shared))
+    assert "".join(pieces) == EXPECTED.format("good", "good", "good")
+    assert any(point.attempts[0] == "bad" for point in finished.report.points)
+    assert shared.registry.snapshot()[0].up
+
+
+async def test_a_stalled_edge_loses_its_points_and_its_job_is_cancelled() -> None:
+    stalled, good = InProcessEdge("stalled", behaviour="stall"), InProcessEdge("good")
+    async with upstreams(CloudScript(), stalled, good) as shared:
+        started = asyncio.get_running_loop().time()
+        pieces, finished = await answer(progressive_run(shared, stall_seconds=0.2))
+        elapsed = asyncio.get_running_loop().time() - started
+    assert "".join(pieces) == EXPECTED.format("good", "good", "good")
+    assert finished.report.points[0].attempts == ["stalled", "good"]
+    assert stalled.running == 0
+    assert stalled.cancelled == len(stalled.jobs) >= 1
+    assert not shared.registry.snapshot()[0].up
+    assert 0.2 <= elapsed < 2.0
+
+
+async def test_with_every_edge_down_the_cloud_expands_every_point() -> None:
+    cloud = CloudScript()
+    down = InProcessEdge("down", reachable=False)
+    async with upstreams(cloud, down) as shared:
+        assert not shared.registry.any_up()
+        pieces, finished = await answer(progressive_run(shared, model="pice-progressive"))
+    assert "".join(pieces) == CLOUD_EXPECTED
+    assert sources(finished) == [CLOUD] * 3
+    assert down.jobs == []
+    expansions = [r for r in cloud.requests if "Outline of the answer" in str(r["messages"])]
+    assert len(expansions) == 3
+    assert finished.report.cloud_usage.completion_tokens == 7 + 3 * 4
+
+
+async def test_when_the_only_edge_fails_the_cloud_takes_its_points() -> None:
+    bad = InProcessEdge("bad", behaviour="die")
+    async with upstreams(CloudScript(), bad) as shared:
+        pieces, finished = await answer(progressive_run(shared))
+    text = "".join(pieces)
+    assert sources(finished) == [CLOUD] * 3
+    assert text.count("Expanded by the cloud.") == 3
+    # Point 1's "Body" was sent before the edge died; the cloud's text follows it.
+    assert text.startswith("1. **Alpha point**: Body … Expanded by the cloud.\n")
+
+
+async def test_a_client_that_leaves_cancels_the_sketch_and_every_edge_job() -> None:
+    cloud = CloudScript(token_delay=0.1)  # the sketch is still being written when it leaves
+    slow = InProcessEdge("slow", token_delay=0.05)
+    async with upstreams(cloud, slow) as shared:
+        run = progressive_run(shared)
+        await run.start()
+        body_seen = asyncio.Event()
+
+        async def client() -> None:
+            async for event in run.events():
+                if isinstance(event, TextOut) and "Body" in event.text:
+                    body_seen.set()
+
+        reader = asyncio.create_task(client())
+        await body_seen.wait()
+        assert slow.running > 0
+        reader.cancel()  # what sse-starlette does when the client disconnects
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        jobs = len(slow.jobs)
+        assert slow.running == 0
+        assert slow.cancelled == jobs
+        assert len(run.report.points) < 3, "the sketch was cut short"
+        assert cloud.closed == len(cloud.requests) == 1
+        await asyncio.sleep(0.2)
+        assert len(slow.jobs) == jobs, "no job starts after the client left"
+
+
+async def test_a_cloud_that_fails_a_point_fails_the_request() -> None:
+    cloud = CloudScript()
+    bad = InProcessEdge("bad", behaviour="die")
+    async with upstreams(cloud, bad) as shared:
+        run = progressive_run(shared)
+        await run.start()
+        cloud.fail_status = 500  # the sketch is already streaming; cloud expansions fail
+        with pytest.raises(UpstreamError, match="cloud answered 500"):
+            async for _ in run.events():
+                pass
+    assert bad.running == 0
+
+
+# -- the dispatcher alone ---------------------------------------------------------------------
+
+
+def spec(**fields: Any) -> ExpansionSpec:
+    values: dict[str, Any] = {
+        "request_id": "r",
+        "messages": [{"role": "user", "content": "q"}],
+        "max_tokens": 16,
+        "temperature": 0.0,
+        "top_p": None,
+        "seed": None,
+        "stall_seconds": 5.0,
+        "cloud_model": "cloud-model",
+    }
+    return ExpansionSpec(**(values | fields))
+
+
+class Recorder:
+    """The run's side of a dispatcher: keeps its events, and tells when it went idle."""
+
+    def __init__(self) -> None:
+        self.events: list[DispatchEvent] = []
+        self.idle = asyncio.Event()
+        self.dispatcher: Dispatcher | None = None
+
+    def __call__(self, event: DispatchEvent) -> None:
+        self.events.append(event)
+        if isinstance(event, JobEnded) and self.dispatcher is not None and self.dispatcher.idle:
+            self.idle.set()
+
+
+async def dispatch_one_point(shared: Upstreams, expansion: ExpansionSpec) -> list[DispatchEvent]:
+    recorder = Recorder()
+    dispatcher = Dispatcher(
+        registry=shared.registry,
+        policy=shared.policy,
+        cloud=shared.cloud,
+        spec=expansion,
+        emit=recorder,
+    )
+    recorder.dispatcher = dispatcher
+    dispatcher.add_point(0, "Alpha")
+    assert not dispatcher.idle
+    await recorder.idle.wait()
+    return recorder.events
+
+
+async def test_dispatcher_reports_one_points_life_in_order() -> None:
+    edge = InProcessEdge("e1")
+    async with upstreams(CloudScript(), edge) as shared:
+        events = await dispatch_one_point(shared, spec())
+    kinds = [type(event).__name__ for event in events]
+    assert kinds == ["PointStarted"] + ["PointDelta"] * 6 + [
+        "PointDone",
+        "UsageCounted",
+        "JobEnded",
+    ]
+    assert events[0] == PointStarted(0, "e1")
+    done = events[7]
+    assert isinstance(done, PointDone)
+    assert (done.point, done.source, done.candidate, done.tokens) == (0, "e1", 0, 6)
+    assert done.text == "Body of point 1 from e1."
+    usage = events[8]
+    assert isinstance(usage, UsageCounted)
+    assert not usage.estimated
+    assert edge.jobs[0].wire() == {
+        "messages": [{"role": "user", "content": "q"}],
+        "sketch": ["Alpha"],
+        "points": [0],
+        "request_id": "r",
+        "max_tokens": 16,
+        "temperature": 0.0,
+    }
+
+
+async def test_several_candidates_of_a_point_arrive_labelled_never_mixed() -> None:
+    edge = InProcessEdge("e1")
+    async with upstreams(CloudScript(), edge) as shared:
+        events = await dispatch_one_point(shared, spec(candidates=2))
+        assert shared.registry.snapshot()[0].in_flight == 0
+    assert edge.jobs[0].candidates == 2
+    texts = {0: "", 1: ""}
+    for event in events:
+        if isinstance(event, PointDelta):
+            texts[event.candidate] += event.text
+    assert texts == {0: "Body of point 1 from e1.", 1: "BODY OF POINT 1 FROM E1."}
+    done = [event for event in events if isinstance(event, PointDone)]
+    assert [event.candidate for event in done] == [0, 1]
+    assert isinstance(events[-1], JobEnded)
