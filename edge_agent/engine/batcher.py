@@ -95,7 +95,7 @@ class Batcher:
     """Continuous batching over one context: admission, prefill, one decode, sampling.
 
     Named for what it does to distinguish it from the gateway's ``Scheduler``
-    (``pice_gateway.scheduling``), which places sketch points on edges.
+    (``pice_gateway.placement``), which places sketch points on edges.
     """
 
     def __init__(
