@@ -16,22 +16,11 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from edge_agent.bench import QUESTION, SKETCH
-from edge_agent.engine.chat_template import ChatRenderer
-from edge_agent.engine.llama import (
-    ContextConfig,
-    LlamaContext,
-    LlamaModel,
-    TokenBatch,
-    system_info,
-)
-from edge_agent.prompts import expansion_messages
+from edge_agent.bench import RawDecoder
+from edge_agent.engine.llama import system_info
 from pice.models.registry import resolve_model
 
 MODELS = (
@@ -41,50 +30,17 @@ MODELS = (
 )
 
 
-class Decoder:
-    """One model loaded with or without extra buffers: prefill and decode timings."""
-
-    def __init__(self, path: Path, threads: int, extra_buffers: bool) -> None:
-        self.model = LlamaModel(path, extra_buffers=extra_buffers)
-        self.ctx = LlamaContext(self.model, ContextConfig(4096, 512, 8, threads))
-        self.batch = TokenBatch(512, 8)
-        prompt = ChatRenderer.from_model(self.model).render(expansion_messages(QUESTION, SKETCH))
-        self.prefix = self.model.tokenize(
-            prompt.text, add_special=prompt.add_special, parse_special=True
-        )
-
-    def measure(self, sequences: int, steps: int) -> tuple[float, float]:
-        """(prefill tok/s, decode tok/s) for ``sequences`` sequences after the shared prompt."""
-        ctx, batch, prefix = self.ctx, self.batch, self.prefix
-        ctx.clear()
-        batch.clear()
-        ids = tuple(range(sequences))
-        for pos, token in enumerate(prefix):
-            batch.add(token, pos, ids, logits=pos == len(prefix) - 1)
-        t0 = time.monotonic()
-        if ctx.decode(batch) != 0:
-            raise RuntimeError("llama_decode failed on the prefix")
-        prefill = len(prefix) / (time.monotonic() - t0)
-        last = [int(np.argmax(ctx.logits(batch.n_tokens - 1)))] * sequences
-        t0 = time.monotonic()
-        for step in range(steps):
-            batch.clear()
-            for seq in range(sequences):
-                batch.add(last[seq], len(prefix) + step, (seq,), logits=True)
-            if ctx.decode(batch) != 0:
-                raise RuntimeError("llama_decode failed")
-            last = [int(np.argmax(ctx.logits(seq))) for seq in range(sequences)]
-        return prefill, steps * sequences / (time.monotonic() - t0)
-
-    def close(self) -> None:
-        self.batch.close()
-        self.ctx.close()
-        self.model.close()
+def measure(decoder: RawDecoder, sequences: int, steps: int) -> tuple[float, float]:
+    """(prefill tok/s, decode tok/s) for ``sequences`` sequences after the shared prompt."""
+    seconds = decoder.seconds(sequences, steps)
+    return decoder.prefill_rate, steps * sequences / seconds
 
 
 def measure_model(name: str, threads: int, rounds: int, steps: int) -> dict[str, Any]:
     path = resolve_model(name, progress=False).path
-    decoders = {"on": Decoder(path, threads, True), "off": Decoder(path, threads, False)}
+    decoders = {
+        mode: RawDecoder(path, threads, 8, extra_buffers=mode == "on") for mode in ("on", "off")
+    }
     samples: dict[str, dict[str, list[float]]] = {
         mode: {"prefill": [], "decode_1": [], "decode_8": []} for mode in decoders
     }
@@ -92,8 +48,8 @@ def measure_model(name: str, threads: int, rounds: int, steps: int) -> dict[str,
         for r in range(rounds):
             order = ["on", "off"] if r % 2 == 0 else ["off", "on"]
             for mode in order:
-                prefill, one = decoders[mode].measure(1, steps)
-                _, eight = decoders[mode].measure(8, steps)
+                prefill, one = measure(decoders[mode], 1, steps)
+                _, eight = measure(decoders[mode], 8, steps)
                 samples[mode]["prefill"].append(prefill)
                 samples[mode]["decode_1"].append(one)
                 samples[mode]["decode_8"].append(eight)

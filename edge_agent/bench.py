@@ -188,13 +188,17 @@ class RawDecoder:
     The hardware's bound for batching: what k sequences per step give against 1.
     """
 
-    def __init__(self, path: Path, threads: int, max_sequences: int) -> None:
+    def __init__(
+        self, path: Path, threads: int, max_sequences: int, *, extra_buffers: bool = True
+    ) -> None:
         from edge_agent.engine.chat_template import ChatRenderer
         from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, TokenBatch
         from edge_agent.prompts import expansion_messages
 
-        self._model = LlamaModel(path)
+        self._model = LlamaModel(path, extra_buffers=extra_buffers)
         self._ctx = LlamaContext(self._model, ContextConfig(4096, 512, max_sequences, threads))
+        # Prefill speed of the last seconds() call's shared prompt, tokens/s.
+        self.prefill_rate = 0.0
         self._batch = TokenBatch(512, max_sequences)
         renderer = ChatRenderer.from_model(self._model)
         prompt = renderer.render(expansion_messages(QUESTION, SKETCH[:8]))
@@ -212,8 +216,10 @@ class RawDecoder:
         ids = tuple(range(sequences))
         for pos, token in enumerate(prefix):
             batch.add(token, pos, ids, logits=pos == len(prefix) - 1)
+        t0 = time.monotonic()
         if ctx.decode(batch) != 0:
             raise RuntimeError("llama_decode failed on the prefix")
+        self.prefill_rate = len(prefix) / (time.monotonic() - t0)
         last = [int(np.argmax(ctx.logits(batch.n_tokens - 1)))] * sequences
         t0 = time.monotonic()
         for step in range(steps):
