@@ -28,6 +28,7 @@ install: $(STAMP)
 
 models: install
 	$(BIN)/pice models pull qwen2.5-coder-0.5b-instruct qwen2.5-coder-0.5b-instruct-q8_0 qwen2.5-coder-1.5b-instruct
+	$(BIN)/pice router pull
 
 $(VLLM_STAMP): scripts/setup-vllm.sh
 	bash scripts/setup-vllm.sh $(VLLM_VENV)

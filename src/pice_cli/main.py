@@ -17,6 +17,7 @@ _COMPONENTS = (
     "pice.models.cli",
     "edge_agent.cli",
     "pice_gateway.cli",
+    "pice_gateway.router.cli",
     "pice_stack.cli",
     "pice_bench.cli",
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from fastapi import FastAPI
 
@@ -15,17 +15,30 @@ from pice_gateway.edge_client import HttpEdgeClient
 from pice_gateway.edges import Edge, EdgeRegistry
 from pice_gateway.observers import ReportObserver, log_report
 from pice_gateway.placement.registry import placement_policy
+from pice_gateway.router.service import RequestRouter
 from pice_gateway.routes import build_router
-from pice_gateway.settings import GatewaySettings
+from pice_gateway.settings import GatewaySettings, RouterSettings
 from pice_gateway.state import GatewayState
+
+RouterFactory = Callable[[RouterSettings], RequestRouter | None]
+
+
+def load_router(settings: RouterSettings) -> RequestRouter | None:
+    """The shipped router, or None when ``router.enabled`` is false."""
+    return RequestRouter.load(settings) if settings.enabled else None
 
 
 def create_app(
-    settings: GatewaySettings, *, report_observers: Sequence[ReportObserver] = (log_report,)
+    settings: GatewaySettings,
+    *,
+    report_observers: Sequence[ReportObserver] = (log_report,),
+    router: RouterFactory = load_router,
 ) -> FastAPI:
     """The gateway app. One pooled client per upstream lives from start-up to shutdown.
 
-    ``report_observers`` see every finished chat request (:mod:`pice_gateway.observers`).
+    ``report_observers`` see every finished chat request (:mod:`pice_gateway.observers`);
+    ``router`` builds the outline/direct router (blocking; run off the event loop). A router
+    that cannot load (its encoder cannot be fetched) stops start-up with the reason.
     """
 
     @contextlib.asynccontextmanager
@@ -35,6 +48,7 @@ def create_app(
             [Edge(HttpEdgeClient.connect(endpoint, timeout)) for endpoint in settings.edges],
             poll_interval=settings.edge_client.poll_interval,
         )
+        request_router = await asyncio.to_thread(router, settings.router)
         cloud = cloud_http_client(settings)
         app.state.gateway = GatewayState(
             settings=settings,
@@ -42,6 +56,7 @@ def create_app(
             edges=registry,
             placement=placement_policy(settings.progressive.placement),
             report_observers=tuple(report_observers),
+            router=request_router,
         )
         # One poll before serving, so the first requests already know which edges are up.
         await registry.poll_once()

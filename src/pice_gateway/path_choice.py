@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pice.errors import InvalidRequestError, ModelNotFoundError
 from pice.openai_protocol import ChatCompletionRequest
+from pice_gateway.router.model import RouteDecision
 from pice_gateway.settings import ModelNames
 
 # Request fields the progressive path cannot honour (the answer is a merged outline written by
@@ -51,10 +52,19 @@ class PathChoice:
     """The path a request takes; ``reason`` becomes the ``pice`` report's ``reason``."""
 
     mode: Literal["progressive", "cloud"]
-    # Why: "model", "no_edges", "unsupported:<param>", or "outline" for the progressive path.
+    # Why: "model", "no_edges", "unsupported:<param>", "router" (the router chose a direct
+    # answer), or "outline" for the progressive path.
     reason: str
-    # Whether the sketch may decide to answer directly instead of outlining.
+    # Whether the sketch may decide to answer directly instead of outlining (model ``pice``
+    # without a router); a router that has decided turns this off.
     allow_direct: bool = False
+    # The router's decision, when it made one (``pice`` with the router enabled).
+    route: RouteDecision | None = None
+
+    @property
+    def wants_route(self) -> bool:
+        """``pice`` may go either way and nothing has decided yet: ask the router."""
+        return self.allow_direct and self.route is None
 
 
 def choose_path(
@@ -85,3 +95,11 @@ def choose_path(
             return PathChoice("cloud", "no_edges")
         return PathChoice("progressive", "outline", allow_direct=True)
     raise ModelNotFoundError(request.model)
+
+
+def apply_route(choice: PathChoice, decision: RouteDecision) -> PathChoice:
+    """The path after the router: an outline stays progressive (the sketch no longer gets to
+    answer directly), a direct answer goes to the cloud with the user's own messages."""
+    if decision.route == "direct":
+        return PathChoice("cloud", "router", route=decision)
+    return replace(choice, allow_direct=False, route=decision)

@@ -15,7 +15,7 @@ from pice.http.sse import sse_response
 from pice.openai_protocol import ChatCompletionRequest, ModelCard, ModelList, dump, now
 from pice_gateway.direct_path import CloudRelay, cloud_completion
 from pice_gateway.observers import RequestObservation
-from pice_gateway.path_choice import PathChoice, choose_path
+from pice_gateway.path_choice import PathChoice, apply_route, choose_path
 from pice_gateway.progressive.accounting import Clock, PiceReport
 from pice_gateway.progressive.pipeline import ProgressiveRun
 from pice_gateway.render import progressive_completion, progressive_stream
@@ -46,7 +46,9 @@ async def _cloud_path(
     observation: RequestObservation,
     clock: Clock,
 ) -> Response:
-    report = observation.report = PiceReport(mode="cloud", reason=choice.reason)
+    report = observation.report = PiceReport(
+        mode="cloud", reason=choice.reason, router=choice.route.report() if choice.route else None
+    )
     cloud_model = state.settings.cloud.model
     if body.stream:
         relay = CloudRelay(state.cloud, body, cloud_model=cloud_model, report=report, clock=clock)
@@ -77,6 +79,8 @@ async def _progressive_path(
         clock=clock,
     )
     observation.report = run.report
+    if choice.route is not None:
+        run.report.router = choice.route.report()
     try:
         await run.start()
     except BaseException:
@@ -127,6 +131,8 @@ def build_router(settings: GatewaySettings) -> APIRouter:
         )
         try:
             choice = choose_path(body, settings.models, edges_up=state.edges.any_up())
+            if choice.wants_route and state.router is not None:
+                choice = apply_route(choice, await state.router.decide(body.messages))
             path = _cloud_path if choice.mode == "cloud" else _progressive_path
             return await path(state, body, choice, request, observation, clock)
         except BaseException as exc:

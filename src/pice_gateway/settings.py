@@ -96,6 +96,20 @@ class ProgressiveSettings(BaseModel):
         return name
 
 
+class RouterSettings(BaseModel):
+    """The outline/direct router of model ``pice`` (``pice_gateway.router``)."""
+
+    # Off: ``pice`` lets the sketch decide in-band (a DIRECT marker), as before the router.
+    enabled: bool = True
+    # P(outline) at or above which a question is outlined; None = the weights' tuned value.
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    # A weights JSON written by ``pice router train``; None = the one shipped with PICE.
+    weights: Path | None = None
+    # Where the encoder files are cached (default: the model cache); fetched when missing.
+    cache_dir: Path | None = None
+    pull: bool = True
+
+
 class GatewaySettings(YamlSettings):
     model_config = SettingsConfigDict(env_prefix="PICE_", env_nested_delimiter="__", extra="ignore")
 
@@ -110,6 +124,7 @@ class GatewaySettings(YamlSettings):
     edge_client: EdgeClientSettings = Field(default_factory=EdgeClientSettings)
     models: ModelNames = Field(default_factory=ModelNames)
     progressive: ProgressiveSettings = Field(default_factory=ProgressiveSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
 
     @field_validator("edges")
     @classmethod

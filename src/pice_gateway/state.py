@@ -11,6 +11,7 @@ from pice_gateway.edges import EdgeRegistry
 from pice_gateway.observers import ReportObserver
 from pice_gateway.placement.base import PlacementPolicy
 from pice_gateway.progressive.pipeline import Upstreams
+from pice_gateway.router.service import RequestRouter
 from pice_gateway.settings import GatewaySettings
 
 
@@ -22,6 +23,8 @@ class GatewayState:
     placement: PlacementPolicy
     # Called once per finished chat request (see ``pice_gateway.observers``).
     report_observers: tuple[ReportObserver, ...]
+    # Outline or direct for model ``pice``; None when the router is disabled.
+    router: RequestRouter | None = None
 
     def upstreams(self) -> Upstreams:
         return Upstreams(cloud=self.cloud, registry=self.edges, policy=self.placement)

@@ -14,6 +14,8 @@ from tests.gateway.fakes import CloudScript, EdgeScript, fake_cloud, fake_edge, 
 
 def settings_for(cloud_url: str, edges: dict[str, str], **overrides: Any) -> GatewaySettings:
     progressive = {"edge_stall_seconds": 5.0, **overrides.pop("progressive", {})}
+    # These fakes exercise the in-band decision of model `pice`; router tests enable it.
+    overrides.setdefault("router", {"enabled": False})
     return GatewaySettings(
         cloud={"base_url": cloud_url + "/v1", "model": "cloud-model"},
         edges=[EdgeEndpoint(name=name, url=url) for name, url in edges.items()],

@@ -30,7 +30,11 @@ def test_pice_gateway_serves_from_a_yaml_config(tmp_path: Path) -> None:
         config = tmp_path / "gateway.yaml"
         config.write_text(
             yaml.safe_dump(
-                {"cloud": {"base_url": cloud + "/v1"}, "edges": [{"name": "e1", "url": edge}]}
+                {
+                    "cloud": {"base_url": cloud + "/v1"},
+                    "edges": [{"name": "e1", "url": edge}],
+                    "router": {"enabled": False},  # no encoder files in the fast tier
+                }
             )
         )
         argv = pice_argv("gateway", "--config", str(config), "--port", str(port))

@@ -42,6 +42,7 @@ def gateway_settings(cloud: ServerProcess, edges: dict[str, ServerProcess]) -> G
         cloud={"base_url": cloud.base_url + "/v1", "model": MODEL},
         edges=[{"name": name, "url": edge.base_url} for name, edge in edges.items()],
         edge_client={"poll_interval": 0.25},
+        router={"enabled": False},  # tests/gateway/test_router_real.py has the real router
         progressive={
             "max_points": 4,
             "sketch_max_tokens": 64,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -42,6 +42,8 @@ class PiceReport(BaseModel):
     edge_usage: Usage = Field(default_factory=Usage)
     # True when a cloud stream was closed early and its tokens were counted from chunks.
     usage_estimated: bool = False
+    # The router's decision for model ``pice``: decision, score, threshold, version, ms.
+    router: dict[str, Any] | None = None
 
 
 class Clock:

@@ -1,0 +1,98 @@
+"""``pice router train`` and ``pice router eval``: reproduce and measure the shipped router."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("router", help="train or evaluate the outline/direct router")
+    commands = parser.add_subparsers(dest="router_command", required=True)
+
+    pull = commands.add_parser("pull", help="download and verify the router's encoder files")
+    pull.add_argument("--cache-dir", type=Path, default=None)
+    pull.set_defaults(handler=_pull)
+
+    train = commands.add_parser("train", help="train the router head (writes weights JSON)")
+    train.add_argument("--train", type=Path, default=None, help="training JSONL")
+    train.add_argument("--dev", type=Path, default=None, help="development JSONL (threshold)")
+    train.add_argument("--out", type=Path, default=None, help="weights JSON to write")
+    train.add_argument("--version", default="router-v1")
+    train.add_argument("--cache-dir", type=Path, default=None)
+    train.set_defaults(handler=_train)
+
+    ev = commands.add_parser("eval", help="agreement with labels, interval, latency")
+    ev.add_argument("data", type=Path, nargs="+", help="labelled JSONL file(s)")
+    ev.add_argument("--weights", type=Path, default=None)
+    ev.add_argument("--threshold", type=float, default=None)
+    ev.add_argument("--out", type=Path, default=None, help="write the evaluation as JSON")
+    ev.add_argument("--cache-dir", type=Path, default=None)
+    ev.set_defaults(handler=_eval)
+
+
+def _encoder(cache_dir: Path | None) -> Any:
+    from pice_gateway.router.assets import provision_encoder
+    from pice_gateway.router.encoder import SentenceEncoder
+
+    return SentenceEncoder(provision_encoder(cache_dir))
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from pice_gateway.router.assets import provision_encoder
+
+    files = provision_encoder(args.cache_dir)
+    sys.stdout.write(f"router encoder: {files.onnx}\nrouter tokenizer: {files.tokenizer}\n")
+    return 0
+
+
+def _log(line: str) -> None:
+    sys.stderr.write(line + "\n")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pice_gateway.router.model import BUNDLED_WEIGHTS
+    from pice_gateway.router.training import DATA_DIR, train
+
+    encoder = _encoder(args.cache_dir)
+    weights = train(
+        encoder.embed,
+        args.train or DATA_DIR / "train.jsonl",
+        args.dev or DATA_DIR / "dev.jsonl",
+        version=args.version,
+        log=_log,
+    )
+    out = args.out or BUNDLED_WEIGHTS
+    weights.save(out)
+    sys.stdout.write(f"wrote {out}: {json.dumps(weights.meta)}\n")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pice_gateway.router.model import BUNDLED_WEIGHTS, RouterWeights
+    from pice_gateway.router.training import evaluate, load_examples
+
+    encoder = _encoder(args.cache_dir)
+    weights = RouterWeights.load(args.weights or BUNDLED_WEIGHTS)
+    encoder.embed("warm-up")  # the first run of an ONNX session allocates; do not time it
+    results: dict[str, Any] = {"weights": weights.version, "threshold": args.threshold}
+    out = sys.stdout
+    out.write(
+        "| data | n | agreement | 95% CI | outline->direct | direct->outline | p50 ms | p95 ms |\n"
+    )
+    out.write("|---|---|---|---|---|---|---|---|\n")
+    for path in args.data:
+        result = evaluate(load_examples(path), encoder.embed, weights, args.threshold)
+        lo, hi = result.ci95
+        out.write(
+            f"| {path.name} | {result.n} | {result.accuracy:.3f} | {lo:.3f}–{hi:.3f} | "
+            f"{result.confusion['outline->direct']} | {result.confusion['direct->outline']} | "
+            f"{result.latency_ms_p50:.2f} | {result.latency_ms_p95:.2f} |\n"
+        )
+        results[str(path)] = result.as_dict()
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+    return 0

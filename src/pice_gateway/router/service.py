@@ -1,0 +1,47 @@
+"""The router as the gateway uses it: loaded in the lifespan, asked once per ``pice`` request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+from pice.openai_protocol import ChatMessage
+from pice_gateway.router.assets import ENCODER_ID, provision_encoder
+from pice_gateway.router.encoder import Encoder, SentenceEncoder
+from pice_gateway.router.model import BUNDLED_WEIGHTS, RouteDecision, RouterWeights, route_text
+from pice_gateway.settings import RouterSettings
+
+
+class RequestRouter:
+    """Embeds the last user message (in a worker thread) and applies the trained head."""
+
+    def __init__(
+        self, encoder: Encoder, weights: RouterWeights, threshold: float | None = None
+    ) -> None:
+        self._encoder = encoder
+        self.weights = weights
+        self.threshold = weights.threshold if threshold is None else threshold
+
+    @classmethod
+    def load(cls, settings: RouterSettings) -> RequestRouter:
+        """Provision the encoder, load the weights (blocking: call it off the event loop)."""
+        weights = RouterWeights.load(settings.weights or BUNDLED_WEIGHTS)
+        if weights.encoder != ENCODER_ID:
+            raise ValueError(
+                f"router weights {weights.version} were trained on {weights.encoder}, "
+                f"not on this encoder ({ENCODER_ID})"
+            )
+        files = provision_encoder(settings.cache_dir, pull=settings.pull)
+        router = cls(SentenceEncoder(files), weights, settings.threshold)
+        router.decide_sync("warm-up")  # the ONNX session allocates on its first run
+        return router
+
+    def decide_sync(self, text: str) -> RouteDecision:
+        started = time.perf_counter()
+        decision = self.weights.decide(self._encoder.embed(text), self.threshold)
+        return replace(decision, ms=(time.perf_counter() - started) * 1000.0)
+
+    async def decide(self, messages: Sequence[ChatMessage]) -> RouteDecision:
+        return await asyncio.to_thread(self.decide_sync, route_text(messages))

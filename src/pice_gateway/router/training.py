@@ -1,0 +1,192 @@
+"""Train and measure the router (``pice router train`` / ``pice router eval``).
+
+Data: JSONL lines ``{"question", "label": "outline"|"direct", "category"}``. The shipped sets
+(``data/train.jsonl``, ``data/dev.jsonl``) were written for this project, by a rule documented
+in ``data/README.md``; no public benchmark question is in them, so a benchmark can be used
+to evaluate.
+
+Training: scikit-learn's ``LogisticRegression`` on the encoder's embeddings of ``train``, its
+``C`` chosen by 5-fold cross-validation on ``train`` alone; then the decision threshold is the
+one that maximises accuracy on ``dev`` (ties: the one closest to 0.5). Deterministic: the same
+data and encoder give the same weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pice.errors import InvalidRequestError
+from pice_gateway.router.assets import ENCODER_ID
+from pice_gateway.router.model import Route, RouterWeights
+
+DATA_DIR = Path(__file__).with_name("data")
+LABELS: tuple[Route, Route] = ("direct", "outline")
+Embed = Callable[[str], npt.NDArray[np.float32]]
+
+
+@dataclass(frozen=True)
+class Example:
+    question: str
+    label: Route
+    category: str = ""
+
+
+def load_examples(path: Path) -> list[Example]:
+    examples = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        data = json.loads(line)
+        label = data.get("label")
+        if label not in LABELS:
+            raise InvalidRequestError(f"{path}:{number}: label must be outline or direct")
+        examples.append(Example(str(data["question"]), label, str(data.get("category", ""))))
+    return examples
+
+
+def data_sha256(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def embed_all(
+    examples: Sequence[Example], embed: Embed
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    x = np.stack([embed(e.question) for e in examples])
+    y = np.asarray([e.label == "outline" for e in examples], dtype=np.int64)
+    return x, y
+
+
+def best_threshold(scores: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> float:
+    """The cut (between two observed scores) with the best accuracy; ties: nearest 0.5."""
+    observed = np.unique(scores)
+    mids = np.concatenate([[0.0, 0.5], (observed[:-1] + observed[1:]) / 2, [1.0]])
+    accuracy = [float(np.mean((scores >= t) == (y == 1))) for t in mids]
+    best = max(accuracy)
+    ties = [t for t, a in zip(mids, accuracy, strict=True) if a == best]
+    nearest = min(ties, key=lambda t: abs(float(t) - 0.5))
+    return round(float(nearest), 4)
+
+
+def train(
+    embed: Embed, train_path: Path, dev_path: Path, *, version: str, log: Callable[[str], None]
+) -> RouterWeights:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    train_set, dev_set = load_examples(train_path), load_examples(dev_path)
+    log(f"embedding {len(train_set)} training and {len(dev_set)} development questions")
+    x, y = embed_all(train_set, embed)
+    x_dev, y_dev = embed_all(dev_set, embed)
+    search = GridSearchCV(
+        LogisticRegression(max_iter=5000),
+        {"C": [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]},
+        cv=StratifiedKFold(5, shuffle=True, random_state=0),
+        scoring="accuracy",
+    )
+    search.fit(x, y)
+    model = search.best_estimator_
+    log(f"C={search.best_params_['C']}: cross-validated accuracy {search.best_score_:.3f}")
+    dev_scores = model.predict_proba(x_dev)[:, 1]
+    threshold = best_threshold(dev_scores, y_dev)
+    dev_accuracy = float(np.mean((dev_scores >= threshold) == (y_dev == 1)))
+    log(f"threshold {threshold} (dev accuracy {dev_accuracy:.3f})")
+    return RouterWeights(
+        version=version,
+        encoder=ENCODER_ID,
+        coef=tuple(float(c) for c in model.coef_[0]),
+        intercept=float(model.intercept_[0]),
+        threshold=threshold,
+        meta={
+            "data_sha256": data_sha256(train_path, dev_path),
+            "train_examples": len(train_set),
+            "dev_examples": len(dev_set),
+            "C": float(search.best_params_["C"]),
+            "cv_accuracy": round(float(search.best_score_), 4),
+            "dev_accuracy": round(dev_accuracy, 4),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    n: int
+    accuracy: float
+    ci95: tuple[float, float]
+    confusion: dict[str, int]
+    by_category: dict[str, tuple[int, int]]  # category -> (right, total)
+    latency_ms_p50: float
+    latency_ms_p95: float
+    errors: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "accuracy": round(self.accuracy, 4),
+            "ci95": [round(self.ci95[0], 4), round(self.ci95[1], 4)],
+            "confusion": self.confusion,
+            "by_category": {k: {"right": r, "total": t} for k, (r, t) in self.by_category.items()},
+            "latency_ms_p50": round(self.latency_ms_p50, 3),
+            "latency_ms_p95": round(self.latency_ms_p95, 3),
+            "errors": self.errors,
+        }
+
+
+def bootstrap_ci(hits: Sequence[bool], rounds: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean of ``hits``."""
+    rng = random.Random(seed)
+    n = len(hits)
+    means = sorted(sum(rng.choices(hits, k=n)) / n for _ in range(rounds))
+    return means[int(0.025 * rounds)], means[int(0.975 * rounds) - 1]
+
+
+def evaluate(
+    examples: Sequence[Example],
+    embed: Embed,
+    weights: RouterWeights,
+    threshold: float | None = None,
+) -> Evaluation:
+    """Accuracy against the labels, with a bootstrap interval; per-question decision latency
+    (embedding + head, the whole decision the gateway makes)."""
+    hits: list[bool] = []
+    latencies: list[float] = []
+    confusion = {f"{t}->{p}": 0 for t in LABELS for p in LABELS}
+    by_category: dict[str, list[int]] = {}
+    errors = []
+    for example in examples:
+        started = time.perf_counter()
+        decision = weights.decide(embed(example.question), threshold)
+        latencies.append((time.perf_counter() - started) * 1000.0)
+        hit = decision.route == example.label
+        hits.append(hit)
+        confusion[f"{example.label}->{decision.route}"] += 1
+        tally = by_category.setdefault(example.category or "-", [0, 0])
+        tally[0] += hit
+        tally[1] += 1
+        if not hit:
+            errors.append(
+                {"question": example.question, "label": example.label, "score": decision.score}
+            )
+    return Evaluation(
+        n=len(hits),
+        accuracy=sum(hits) / max(len(hits), 1),
+        ci95=bootstrap_ci(hits) if hits else (0.0, 0.0),
+        confusion=confusion,
+        by_category={k: (v[0], v[1]) for k, v in sorted(by_category.items())},
+        latency_ms_p50=statistics.median(latencies) if latencies else 0.0,
+        latency_ms_p95=float(np.percentile(latencies, 95)) if latencies else 0.0,
+        errors=errors,
+    )

@@ -1,0 +1,234 @@
+"""The router without its encoder: the head, the path it chooses, and the gateway around it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import openai
+import pytest
+
+from pice.openai_protocol import ChatMessage
+from pice_gateway.app import create_app
+from pice_gateway.path_choice import PathChoice, apply_route
+from pice_gateway.router.model import (
+    BUNDLED_WEIGHTS,
+    MAX_TEXT_CHARS,
+    RouteDecision,
+    RouterWeights,
+    route_text,
+)
+from pice_gateway.router.service import RequestRouter
+from pice_gateway.router.training import (
+    DATA_DIR,
+    Example,
+    best_threshold,
+    bootstrap_ci,
+    data_sha256,
+    evaluate,
+    load_examples,
+    train,
+)
+from pice_gateway.settings import RouterSettings
+from tests.gateway.conftest import settings_for
+from tests.gateway.fakes import CloudScript, EdgeScript, fake_cloud, fake_edge, serve
+
+DIM = 8
+
+
+class KeywordEncoder:
+    """A stand-in encoder: axis 0 says "this asks for a list", axis 1 "this asks for code"."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def embed(self, text: str) -> npt.NDArray[np.float32]:
+        self.calls.append(text)
+        v = np.zeros(DIM, dtype=np.float32)
+        lowered = text.lower()
+        v[0] = 1.0 if any(w in lowered for w in ("tips", "ways", "reasons")) else -1.0
+        v[1] = 1.0 if any(w in lowered for w in ("code", "function", "compute")) else 0.0
+        v[2] = 0.1 * (len(text) % 3)  # noise the head must learn to ignore
+        return v / np.linalg.norm(v)
+
+
+def weights(threshold: float = 0.5) -> RouterWeights:
+    coef = [0.0] * DIM
+    coef[0], coef[1] = 6.0, -4.0
+    return RouterWeights("test-v1", "keyword", tuple(coef), 0.0, threshold)
+
+
+def test_the_head_scores_and_decides_by_its_threshold() -> None:
+    w = weights()
+    encoder = KeywordEncoder()
+    listy = encoder.embed("Give me tips to sleep better")
+    code = encoder.embed("Write code to compute primes")
+    assert w.score(listy) > 0.9
+    assert w.score(code) < 0.1
+    assert w.decide(listy).route == "outline"
+    assert w.decide(code).route == "direct"
+    assert w.decide(listy, threshold=0.999).route == "direct"
+
+
+def test_weights_round_trip_through_json(tmp_path: Path) -> None:
+    original = weights(0.42)
+    path = tmp_path / "w.json"
+    original.save(path)
+    loaded = RouterWeights.load(path)
+    assert (loaded.version, loaded.encoder, loaded.threshold) == ("test-v1", "keyword", 0.42)
+    assert loaded.coef == pytest.approx(original.coef)
+
+
+def test_the_router_reads_the_last_user_message_and_its_end_when_long() -> None:
+    messages = [
+        ChatMessage(role="system", content="You are a pirate."),
+        ChatMessage(role="user", content="Write a poem."),
+        ChatMessage(role="assistant", content="Arr..."),
+        ChatMessage(role="user", content=[{"type": "text", "text": "Now give me tips."}]),
+    ]
+    assert route_text(messages) == "Now give me tips."
+    long = "x" * (MAX_TEXT_CHARS + 500) + " the question?"
+    assert route_text([ChatMessage(role="user", content=long)]).endswith("the question?")
+    assert len(route_text([ChatMessage(role="user", content=long)])) == MAX_TEXT_CHARS
+
+
+def test_threshold_is_the_most_accurate_cut_nearest_one_half() -> None:
+    scores = np.asarray([0.1, 0.2, 0.35, 0.4, 0.8, 0.9])
+    labels = np.asarray([0, 0, 0, 1, 1, 1])
+    cut = best_threshold(scores, labels)
+    assert 0.35 < cut <= 0.4
+    assert best_threshold(np.asarray([0.2, 0.8]), np.asarray([0, 1])) == 0.5
+
+
+def test_bootstrap_interval_brackets_the_mean() -> None:
+    hits = [True] * 45 + [False] * 5
+    lo, hi = bootstrap_ci(hits)
+    assert lo < 0.9 < hi
+    assert lo > 0.75
+    assert hi <= 1.0
+
+
+def test_training_learns_the_signal_and_is_deterministic(tmp_path: Path) -> None:
+    lines = []
+    for i in range(40):
+        lines.append({"question": f"Give me tips number {i}", "label": "outline"})
+        lines.append({"question": f"Write code for task {i}", "label": "direct"})
+    train_path, dev_path = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
+    train_path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    dev_path.write_text("\n".join(json.dumps(x) for x in lines[:20]) + "\n")
+    encoder = KeywordEncoder()
+    first = train(encoder.embed, train_path, dev_path, version="t", log=lambda _: None)
+    second = train(encoder.embed, train_path, dev_path, version="t", log=lambda _: None)
+    assert first.coef == second.coef
+    assert first.meta["dev_accuracy"] == 1.0
+    assert first.meta["data_sha256"] == data_sha256(train_path, dev_path)
+    result = evaluate(load_examples(dev_path), encoder.embed, first)
+    assert result.accuracy == 1.0
+    assert result.confusion["outline->direct"] == result.confusion["direct->outline"] == 0
+
+
+def test_evaluation_counts_errors_by_label_and_category() -> None:
+    examples = [
+        Example("Give me tips", "outline", "advice"),
+        Example("Write code", "direct", "coding"),
+        Example("Compute this code", "outline", "coding"),  # the head says direct
+    ]
+    result = evaluate(examples, KeywordEncoder().embed, weights())
+    assert result.n == 3
+    assert result.accuracy == pytest.approx(2 / 3)
+    assert result.confusion["outline->direct"] == 1
+    assert result.by_category["coding"] == (1, 2)
+    assert [e["question"] for e in result.errors] == ["Compute this code"]
+
+
+def test_apply_route_sends_direct_answers_to_the_cloud() -> None:
+    auto = PathChoice("progressive", "outline", allow_direct=True)
+    assert auto.wants_route
+    direct = apply_route(auto, RouteDecision("direct", 0.1, 0.5, "v"))
+    assert (direct.mode, direct.reason) == ("cloud", "router")
+    outline = apply_route(auto, RouteDecision("outline", 0.9, 0.5, "v"))
+    assert (outline.mode, outline.allow_direct) == ("progressive", False)
+    assert not outline.wants_route
+
+
+def test_the_shipped_weights_were_trained_on_the_shipped_data() -> None:
+    shipped = RouterWeights.load(BUNDLED_WEIGHTS)
+    assert shipped.meta["data_sha256"] == data_sha256(
+        DATA_DIR / "train.jsonl", DATA_DIR / "dev.jsonl"
+    )
+    assert len(shipped.coef) == 384
+    assert 0.0 < shipped.threshold < 1.0
+    train_questions = {e.question.lower() for e in load_examples(DATA_DIR / "train.jsonl")}
+    dev_questions = {e.question.lower() for e in load_examples(DATA_DIR / "dev.jsonl")}
+    assert not train_questions & dev_questions
+
+
+# -- the gateway with a router ----------------------------------------------------------------
+
+
+@pytest.fixture
+def routed() -> Iterator[tuple[str, CloudScript, KeywordEncoder]]:
+    cloud = CloudScript()
+    encoder = KeywordEncoder()
+
+    def make_router(_: RouterSettings) -> RequestRouter:
+        return RequestRouter(encoder, weights())
+
+    with serve(fake_cloud(cloud)) as cloud_url, serve(fake_edge(EdgeScript("e1"))) as edge_url:
+        settings = settings_for(cloud_url, {"e1": edge_url}, router={"enabled": True})
+        with serve(create_app(settings, router=make_router)) as gateway_url:
+            yield gateway_url + "/v1", cloud, encoder
+
+
+def _ask(url: str, question: str, model: str = "pice") -> openai.types.chat.ChatCompletion:
+    client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=30)
+    return client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": question}]
+    )
+
+
+def test_a_direct_question_goes_to_the_cloud_with_the_users_own_messages(
+    routed: tuple[str, CloudScript, KeywordEncoder],
+) -> None:
+    url, cloud, encoder = routed
+    completion = _ask(url, "Write code to compute primes")
+    assert completion.choices[0].message.content == "Plain cloud answer."
+    report = (completion.model_extra or {})["pice"]
+    assert (report["mode"], report["reason"]) == ("cloud", "router")
+    assert report["router"]["decision"] == "direct"
+    assert report["router"]["version"] == "test-v1"
+    assert report["router"]["score"] < report["router"]["threshold"]
+    # One cloud call, carrying exactly the user's messages: no sketch prompt, no extra call.
+    assert len(cloud.requests) == 1
+    assert cloud.requests[0]["messages"] == [
+        {"role": "user", "content": "Write code to compute primes"}
+    ]
+    assert encoder.calls == ["Write code to compute primes"]
+
+
+def test_an_outline_question_is_sketched_and_expanded_on_the_edges(
+    routed: tuple[str, CloudScript, KeywordEncoder],
+) -> None:
+    url, cloud, _ = routed
+    completion = _ask(url, "Give me tips for sleeping well")
+    report = (completion.model_extra or {})["pice"]
+    assert report["mode"] == "progressive"
+    assert report["router"]["decision"] == "outline"
+    assert [p["edge"] for p in report["points"]] == ["e1", "e1", "e1"]
+    # The sketch prompt no longer offers the cloud a direct answer: the router has decided.
+    system = cloud.requests[0]["messages"][0]["content"]
+    assert "DIRECT" not in system
+
+
+def test_other_models_do_not_consult_the_router(
+    routed: tuple[str, CloudScript, KeywordEncoder],
+) -> None:
+    url, _, encoder = routed
+    cloud_only = _ask(url, "Give me tips", model="pice-cloud")
+    assert (cloud_only.model_extra or {})["pice"]["router"] is None
+    progressive = _ask(url, "Write code", model="pice-progressive")
+    assert (progressive.model_extra or {})["pice"]["mode"] == "progressive"
+    assert encoder.calls == []

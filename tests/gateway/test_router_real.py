@@ -1,0 +1,68 @@
+"""The router with its real encoder (all-MiniLM-L6-v2 int8 ONNX, provisioned by `make models`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pice_gateway.router.assets import provision_encoder
+from pice_gateway.router.encoder import SentenceEncoder
+from pice_gateway.router.model import BUNDLED_WEIGHTS, RouterWeights
+from pice_gateway.router.service import RequestRouter
+from pice_gateway.router.training import DATA_DIR, train
+from pice_gateway.settings import RouterSettings
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def encoder() -> SentenceEncoder:
+    return SentenceEncoder(provision_encoder(pull=False))
+
+
+def test_embeddings_are_normalised_and_put_paraphrases_together(encoder: SentenceEncoder) -> None:
+    a = encoder.embed("How can I sleep better at night?")
+    b = encoder.embed("What are some tips for improving my sleep?")
+    c = encoder.embed("Write a Python function that reverses a linked list.")
+    assert a.shape == (384,)
+    assert float(np.linalg.norm(a)) == pytest.approx(1.0, abs=1e-4)
+    assert float(a @ b) > 0.6
+    assert float(a @ b) > float(a @ c) + 0.4
+    # Long inputs are cut to the model's window, keeping the end (where the question is).
+    long = encoder.embed("background " * 400 + "How can I sleep better at night?")
+    assert long.shape == (384,)
+
+
+def test_retraining_on_the_shipped_data_reproduces_the_shipped_weights(
+    encoder: SentenceEncoder, tmp_path: Path
+) -> None:
+    shipped = RouterWeights.load(BUNDLED_WEIGHTS)
+    again = train(
+        encoder.embed,
+        DATA_DIR / "train.jsonl",
+        DATA_DIR / "dev.jsonl",
+        version=shipped.version,
+        log=lambda _: None,
+    )
+    assert again.threshold == pytest.approx(shipped.threshold, abs=1e-3)
+    assert np.allclose(again.coef, shipped.coef, atol=1e-3)
+    assert again.meta["dev_accuracy"] == pytest.approx(shipped.meta["dev_accuracy"], abs=0.01)
+
+
+async def test_the_shipped_router_decides_clear_cases() -> None:
+    router = RequestRouter.load(RouterSettings(pull=False))
+    from pice.openai_protocol import ChatMessage
+
+    def ask(text: str) -> list[ChatMessage]:
+        return [ChatMessage(role="user", content=text)]
+
+    outline = await router.decide(ask("What are the main benefits of regular exercise?"))
+    direct = await router.decide(ask("What is 17 multiplied by 23?"))
+    code = await router.decide(ask("Write a Python function that checks if a number is prime."))
+    assert outline.route == "outline", outline
+    assert direct.route == "direct", direct
+    assert code.route == "direct", code
+    assert outline.version == direct.version == RouterWeights.load(BUNDLED_WEIGHTS).version
+    assert outline.ms > 0
