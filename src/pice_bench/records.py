@@ -68,6 +68,8 @@ class RequestRecord:
     rate: float | None = None  # arrivals per second in the load phase
     scheduled_s: float | None = None  # the arrival offset within its load step
     started_s: float | None = None  # when it was actually sent (client lag shows here)
+    # 0-based slot of this mode in its question's (shuffled) mode order, latency phase only.
+    position: int | None = None
 
     @classmethod
     def of(

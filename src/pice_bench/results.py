@@ -77,6 +77,14 @@ class BenchResults:
             r for r in self.requests if r.mode is mode and r.phase is Phase.LATENCY and where(r)
         ]
 
+    def mode_orders(self) -> dict[str, list[str]]:
+        """Per question, the modes in the order they ran (latency phase)."""
+        slots: dict[str, list[tuple[int, str]]] = {}
+        for r in self.requests:
+            if r.phase is Phase.LATENCY and r.position is not None:
+                slots.setdefault(r.question_id, []).append((r.position, r.mode.value))
+        return {qid: [m for _, m in sorted(s)] for qid, s in slots.items()}
+
     def categories(self) -> list[str]:
         return sorted({r.category for r in self.requests if r.phase is Phase.LATENCY})
 
@@ -179,6 +187,7 @@ class BenchResults:
                 },
                 "coverage": [asdict(c) for c in self.coverage()],
             },
+            "mode_orders": self.mode_orders(),
             "load_steps": [asdict(s) for s in self.load_steps],
             "requests": [r.to_json() for r in self.requests],
             "judgments": [j.to_json() for j in self.judgments],

@@ -22,6 +22,7 @@ from pice_bench.questions import Question
 from pice_bench.records import Mode, Phase, RequestRecord
 from pice_bench.report import render_markdown
 from pice_bench.results import BenchResults, nan_to_none
+from pice_bench.schedule import mode_order
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +74,16 @@ async def run_latency(
     """Every question on every mode, one request at a time.
 
     Modes alternate per question (not mode after mode), so a drift in machine load during the
-    run lands on every mode alike.
+    run lands on every mode alike, in an order shuffled per question (seeded, recorded as each
+    record's ``position``), so no mode always runs after another on a warm prefix cache.
     """
     by_key: dict[tuple[str, Mode], RequestRecord] = {}
     with tqdm(total=len(spec.questions) * len(spec.modes), desc="latency", unit="req") as bar:
         for question in spec.questions:
-            for mode in spec.modes:
+            for position, mode in enumerate(mode_order(spec.modes, question.id, seed=spec.seed)):
                 answer = await systems.answer_fn(mode)(question)
                 record = RequestRecord.of(mode, Phase.LATENCY, question, answer)
+                record.position = position
                 if answer.error:
                     logger.warning("%s on %s failed: %s", mode.value, question.id, answer.error)
                 results.requests.append(record)

@@ -1,8 +1,12 @@
-"""Open-loop Poisson arrival schedules for the throughput sweep."""
+"""Seeded schedules: Poisson arrivals for the throughput sweep, mode order per question."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def poisson_arrivals(
@@ -27,3 +31,16 @@ def poisson_arrivals(
             break
         offsets.append(nxt)
     return offsets
+
+
+def mode_order(modes: Sequence[T], question_id: str, *, seed: int = 0) -> list[T]:
+    """The order in which one question's modes are run: a seeded shuffle per question.
+
+    A fixed order lets a mode that runs later reuse the cloud's prefix cache warmed by an
+    earlier one on the same question (``sot-cloud`` and ``pice-progressive`` send the same
+    sketch prompt); shuffling gives every mode the later slot equally often. Seeded by the run's
+    seed and the question's id, so a rerun, or a subset of the questions, keeps each order.
+    """
+    order = list(modes)
+    random.Random(f"order:{seed}:{question_id}").shuffle(order)
+    return order

@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from pice_bench.schedule import poisson_arrivals
+from pice_bench.schedule import mode_order, poisson_arrivals
 
 
 def test_schedule_is_bounded_by_count() -> None:
@@ -42,3 +42,22 @@ def test_schedule_is_reproducible_per_seed_and_rate() -> None:
 def test_bad_parameters_are_refused(rate: float, count: int, duration: float) -> None:
     with pytest.raises(ValueError, match="must be"):
         poisson_arrivals(rate, max_count=count, max_duration=duration)
+
+
+MODES = ["cloud-only", "sot-cloud", "pice-progressive", "pice-auto"]
+
+
+def test_mode_order_is_a_seeded_permutation_per_question() -> None:
+    order = mode_order(MODES, "q1", seed=3)
+    assert sorted(order) == sorted(MODES)
+    assert mode_order(MODES, "q1", seed=3) == order  # reproducible
+    assert MODES == ["cloud-only", "sot-cloud", "pice-progressive", "pice-auto"]  # not in place
+
+
+def test_mode_order_varies_so_no_mode_always_follows_another() -> None:
+    orders = [mode_order(MODES, f"q{i}", seed=0) for i in range(60)]
+    assert len({tuple(o) for o in orders}) > 10
+    # sot-cloud and pice-progressive share a sketch prompt: each runs first about half the time.
+    sot_first = sum(o.index("sot-cloud") < o.index("pice-progressive") for o in orders)
+    assert 18 <= sot_first <= 42
+    assert [mode_order(MODES, f"q{i}", seed=1) for i in range(60)] != orders
