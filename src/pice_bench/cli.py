@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-tokens",
         type=int,
         default=None,
-        help="max_tokens of every request (default 256; --quick 48)",
+        help="max_tokens of every request (default 768; --quick 96)",
     )
     p.add_argument("--seed", type=int, default=0)
 

@@ -201,6 +201,7 @@ class SotRun:
         self._ttft: float | None = None
         self._tokens = Tokens()
         self._error: str | None = None
+        self._cut = False
 
     def _emit(self, text: str) -> None:
         if text:
@@ -223,6 +224,7 @@ class SotRun:
         self._tokens += Tokens(cloud_prompt=result.prompt_tokens, cloud_completion=completion)
         if result.error and self._error is None:
             self._error = result.error
+        self._cut |= result.finish_reason == "length"
 
     async def _expand(self, index: int, messages: list[dict[str, Any]], budget: int) -> None:
         echo = EchoStripper(index, self._merger.titles[index])
@@ -269,6 +271,6 @@ class SotRun:
             tokens=self._tokens,
             points=titles,
             served_mode="sot:outline" if titles else "sot:direct",
-            finish_reason="stop" if self._error is None else "error",
+            finish_reason="error" if self._error else "length" if self._cut else "stop",
             error=self._error,
         )

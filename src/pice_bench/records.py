@@ -56,6 +56,19 @@ class Answer:
     finish_reason: str | None = None
     error: str | None = None
 
+    @property
+    def cut_off(self) -> bool:
+        """Whether the token budget cut the answer short.
+
+        The stream ended on ``length``, or, for an outlined PICE answer (whose stream ends on
+        ``stop`` once every point is done), any point's expansion did, as its ``pice`` report
+        says. The SoT baseline reports ``length`` when any of its own streams did.
+        """
+        if self.finish_reason == "length":
+            return True
+        points = (self.extension or {}).get("points") or []
+        return any(isinstance(p, dict) and p.get("finish_reason") == "length" for p in points)
+
 
 @dataclass
 class RequestRecord:
@@ -126,6 +139,9 @@ class JudgeRecord:
     scores_candidate_first: tuple[int, int] | None = None  # (A, B)
     scores_candidate_second: tuple[int, int] | None = None  # (A, B)
     margin: int = 0
+    # Whether the budget cut either answer (``Answer.cut_off``); the judge is not told.
+    candidate_cut: bool = False
+    baseline_cut: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

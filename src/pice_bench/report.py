@@ -35,6 +35,12 @@ def fmt_pct(value: float | None) -> str:
     return f"{value * 100:+.0f} %"
 
 
+def fmt_share(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value * 100:.0f} %"
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A GitHub markdown table; cells are already formatted strings."""
     lines = [
@@ -58,6 +64,7 @@ def _latency_rows(rows: Sequence[ModeLatency]) -> list[list[str]]:
             fmt_s(r.ttft.p95),
             fmt_num(r.cloud_completion_tokens),
             fmt_num(r.edge_completion_tokens),
+            f"{r.cut_off} ({fmt_share(r.cut_off_share)})",
             "–"
             if r.mode is Mode.CLOUD
             else fmt_pct(r.latency.p50 / base - 1 if base else math.nan),
@@ -76,6 +83,7 @@ LATENCY_HEADER = (
     "p95 TTFT s",
     "cloud out tokens",
     "edge out tokens",
+    "cut off",
     "p50 vs cloud-only",
 )
 

@@ -17,6 +17,8 @@ from pice_bench.winrate import Outcome, WinRate, win_rates_by
 TARGET_P50_REDUCTION = 0.40
 TARGET_THROUGHPUT_RATIO = 1.5
 TARGET_NET_WIN_RATE = -0.1
+# The win-rate group of suitable pairs in which the budget cut neither answer.
+NEITHER_CUT = "suitable, neither cut"
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,12 @@ class ModeLatency:
     cloud_completion_tokens: float
     edge_completion_tokens: float
     cloud_prompt_tokens: float
+    # Answers the token budget cut short (``Answer.cut_off``), and their share of ``n``.
+    cut_off: int = 0
+
+    @property
+    def cut_off_share(self) -> float:
+        return self.cut_off / self.n if self.n else math.nan
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -46,6 +54,7 @@ def mode_latency(mode: Mode, records: Sequence[RequestRecord]) -> ModeLatency:
         cloud_completion_tokens=_mean([r.answer.tokens.cloud_completion for r in ok]),
         edge_completion_tokens=_mean([r.answer.tokens.edge_completion for r in ok]),
         cloud_prompt_tokens=_mean([r.answer.tokens.cloud_prompt for r in ok]),
+        cut_off=sum(r.answer.cut_off for r in ok),
     )
 
 
@@ -119,11 +128,17 @@ class BenchResults:
         }
 
     def win_rates(self, candidate: Mode) -> dict[str, WinRate]:
-        """Net win rate of ``candidate`` per category, plus ``suitable``/``other`` and ``all``."""
+        """Net win rate of ``candidate`` per category, plus ``suitable``/``other``, ``all`` and
+        ``suitable, neither cut`` (pairs where the budget cut neither answer)."""
         judged = [j for j in self.judgments if j.candidate is candidate]
         by_category = win_rates_by([(j.category, Outcome(j.outcome)) for j in judged])
-        for label, suits in (("suitable", True), ("other", False)):
-            group = [Outcome(j.outcome) for j in judged if j.suits_points is suits]
+        groups: list[tuple[str, Callable[[JudgeRecord], bool]]] = [
+            ("suitable", lambda j: j.suits_points),
+            ("other", lambda j: not j.suits_points),
+            (NEITHER_CUT, lambda j: j.suits_points and not (j.candidate_cut or j.baseline_cut)),
+        ]
+        for label, keep in groups:
+            group = [Outcome(j.outcome) for j in judged if keep(j)]
             if group:
                 by_category[label] = WinRate.of(group)
         return by_category
@@ -174,8 +189,10 @@ class BenchResults:
         return {
             "config": self.config,
             "summary": {
-                "latency_suitable": [asdict(r) for r in self.latency_by_mode(suits_only=True)],
-                "latency_all": [asdict(r) for r in self.latency_by_mode(suits_only=False)],
+                "latency_suitable": [
+                    _latency_json(r) for r in self.latency_by_mode(suits_only=True)
+                ],
+                "latency_all": [_latency_json(r) for r in self.latency_by_mode(suits_only=False)],
                 "latency_by_category": {
                     cat: {m.value: asdict(s) for m, s in row.items()}
                     for cat, row in self.latency_by_category().items()
@@ -192,6 +209,10 @@ class BenchResults:
             "requests": [r.to_json() for r in self.requests],
             "judgments": [j.to_json() for j in self.judgments],
         }
+
+
+def _latency_json(row: ModeLatency) -> dict[str, Any]:
+    return {**asdict(row), "cut_off_share": row.cut_off_share}
 
 
 def nan_to_none(value: Any) -> Any:

@@ -110,15 +110,10 @@ async def run_judging(
         if cand in spec.modes and answers[(q.id, cand)].ok and answers[(q.id, Mode.CLOUD)].ok
     ]
     for q, cand in tqdm(pairs, desc="judging", unit="pair"):
-        results.judgments.append(
-            await judge.judge_pair(
-                q,
-                cand,
-                answers[(q.id, cand)].answer.text,
-                Mode.CLOUD,
-                answers[(q.id, Mode.CLOUD)].answer.text,
-            )
-        )
+        candidate, baseline = answers[(q.id, cand)].answer, answers[(q.id, Mode.CLOUD)].answer
+        record = await judge.judge_pair(q, cand, candidate.text, Mode.CLOUD, baseline.text)
+        record.candidate_cut, record.baseline_cut = candidate.cut_off, baseline.cut_off
+        results.judgments.append(record)
 
 
 async def run_load(systems: Systems, spec: RunSpec, results: BenchResults) -> None:

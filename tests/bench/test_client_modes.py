@@ -142,3 +142,19 @@ async def test_sot_baseline_uses_the_gateway_prompts_and_merges_in_order() -> No
 def test_gateway_modes_need_a_gateway(mode: Mode) -> None:
     systems = Systems(httpx.AsyncClient(), Endpoints(None, "http://c/v1", "m"), max_tokens=8)
     assert mode not in systems.available()
+
+
+async def test_sot_baseline_reports_length_when_a_point_was_cut() -> None:
+    def handler(body: dict[str, Any]) -> httpx.Response:
+        if "Outline of the answer" not in body["messages"][-1]["content"]:
+            return event_stream(sse([content("1. Fixed schedule\n2. Dark room\n"), usage(80, 9)]))
+        return event_stream(sse([content("Go to bed", finish="length"), usage(90, 3)]))
+
+    endpoints = Endpoints(gateway_url=None, cloud_url="http://cloud/v1", cloud_model="m")
+    async with client_for(handler) as client:
+        answer = await Systems(client, endpoints, max_tokens=64).sot_cloud(
+            Question("q", "generic", "Sleep better?", True)
+        )
+    assert answer.error is None
+    assert answer.finish_reason == "length"
+    assert answer.cut_off
