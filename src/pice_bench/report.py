@@ -6,6 +6,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
+from pice_bench.coverage import MIN_NEW_WORDS
 from pice_bench.records import Mode
 from pice_bench.results import (
     TARGET_NET_WIN_RATE,
@@ -14,6 +15,9 @@ from pice_bench.results import (
     BenchResults,
     ModeLatency,
 )
+
+# Listed failures in the markdown report (all of them are in results.json).
+MAX_LISTED = 20
 
 
 def fmt_s(value: float | None) -> str:
@@ -215,15 +219,21 @@ def render_markdown(results: BenchResults) -> str:
 
     cov = results.coverage()
     if cov:
-        out += ["", "## Cheap checks: sketch coverage and answer length", ""]
+        out += ["", "## Cheap checks: sketch points expanded, answer length", ""]
+        out.append(
+            "A point counts as expanded when its body is there, adds at least "
+            f"{MIN_NEW_WORDS} content words to its title and does not repeat an earlier "
+            "point's body."
+        )
+        out.append("")
         out.append(
             table(
                 [
                     "mode",
                     "served as",
                     "answers with a sketch",
-                    "all points covered",
-                    "mean coverage",
+                    "all points expanded",
+                    "points expanded",
                     "p50 words",
                     "mean words",
                 ],
@@ -233,7 +243,7 @@ def render_markdown(results: BenchResults) -> str:
                         _served_as(results, c.mode),
                         str(c.answers_with_points),
                         str(c.all_points_covered),
-                        fmt_num(c.mean_fraction, 2),
+                        f"{c.points_covered}/{c.points} ({fmt_share(c.points_share)})",
                         fmt_num(c.words.p50, 0),
                         fmt_num(c.words.mean, 0),
                     ]
@@ -241,6 +251,19 @@ def render_markdown(results: BenchResults) -> str:
                 ],
             )
         )
+        misses = [(c.mode, f) for c in cov for f in c.failures]
+        if misses:
+            out += [
+                "",
+                "Points not expanded"
+                + (f" (first {MAX_LISTED})" if len(misses) > MAX_LISTED else "")
+                + ":",
+                "",
+            ]
+            out += [
+                f'- {m.value}, {f.question_id}, point {f.index + 1} "{f.title}": {f.why}'
+                for m, f in misses[:MAX_LISTED]
+            ]
 
     out += ["", "## Targets", ""]
     reduction = results.p50_reduction(Mode.PICE)

@@ -59,12 +59,28 @@ def mode_latency(mode: Mode, records: Sequence[RequestRecord]) -> ModeLatency:
 
 
 @dataclass(frozen=True)
+class PointMiss:
+    """One sketch point that the answer did not really expand (see :mod:`.coverage`)."""
+
+    question_id: str
+    index: int
+    title: str
+    why: str
+
+
+@dataclass(frozen=True)
 class CoverageSummary:
     mode: Mode
     answers_with_points: int
-    all_points_covered: int
-    mean_fraction: float
+    all_points_covered: int  # answers in which every point passed
+    points: int
+    points_covered: int
     words: Summary
+    failures: list[PointMiss] = field(default_factory=list)
+
+    @property
+    def points_share(self) -> float:
+        return self.points_covered / self.points if self.points else math.nan
 
 
 @dataclass
@@ -152,14 +168,20 @@ class BenchResults:
         for m in self.modes():
             ok = [r for r in self.latency_records(m) if r.ok]
             with_points = [r for r in ok if r.answer.points]
-            cov = [sketch_coverage(r.answer.points, r.answer.text) for r in with_points]
+            cov = [(r, sketch_coverage(r.answer.points, r.answer.text)) for r in with_points]
             rows.append(
                 CoverageSummary(
                     mode=m,
                     answers_with_points=len(with_points),
-                    all_points_covered=sum(c.complete for c in cov),
-                    mean_fraction=_mean([c.fraction for c in cov]),
+                    all_points_covered=sum(c.complete for _, c in cov),
+                    points=sum(c.points for _, c in cov),
+                    points_covered=sum(c.covered for _, c in cov),
                     words=Summary.of([float(word_count(r.answer.text)) for r in ok]),
+                    failures=[
+                        PointMiss(r.question_id, i, title, why.value)
+                        for r, c in cov
+                        for i, title, why in c.failures
+                    ],
                 )
             )
         return rows
@@ -202,7 +224,9 @@ class BenchResults:
                     c.value: {k: {**asdict(w), "net": w.net} for k, w in self.win_rates(c).items()}
                     for c in self.judged_candidates()
                 },
-                "coverage": [asdict(c) for c in self.coverage()],
+                "coverage": [
+                    {**asdict(c), "points_share": c.points_share} for c in self.coverage()
+                ],
             },
             "mode_orders": self.mode_orders(),
             "load_steps": [asdict(s) for s in self.load_steps],

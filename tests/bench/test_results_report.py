@@ -32,7 +32,7 @@ def rec(
         category=category,
         suits_points=suits,
         answer=Answer(
-            text="1. **Exercise**: walk daily. 2. **Sleep**: rest well.",
+            text="1. **Exercise**: walk thirty minutes daily. 2. **Sleep**: Sleep, sleep well.",
             latency_s=latency,
             ttft_s=latency / 4,
             tokens=Tokens(cloud_completion=100 if mode is Mode.CLOUD else 20, edge_completion=80),
@@ -103,7 +103,12 @@ def test_aggregates() -> None:
     assert rates["other"].net == pytest.approx(-1.0)
     assert results.latency_by_category()["math"][Mode.PICE].p50 == 3.0
     [cloud_cov, pice_cov] = results.coverage()
-    assert (pice_cov.answers_with_points, pice_cov.all_points_covered) == (4, 4)
+    # Every PICE answer expands "Exercise" and only restates "Sleep".
+    assert (pice_cov.answers_with_points, pice_cov.all_points_covered) == (4, 0)
+    assert (pice_cov.points, pice_cov.points_covered, pice_cov.points_share) == (8, 4, 0.5)
+    assert {(f.index, f.title, f.why) for f in pice_cov.failures} == {
+        (1, "Sleep", "restates-title")
+    }
     assert cloud_cov.answers_with_points == 0
 
 
@@ -120,6 +125,8 @@ def test_markdown_report_states_the_targets() -> None:
     assert "2.00× | met |" in md
     assert "| suitable | 2 | 1 | 0 | 1 | +0.50 |" in md
     assert "SLO p95 ≤ 10 s" in md
+    assert "| 4 | 0 | 4/8 (50 %) |" in md  # answers with a sketch, all expanded, points
+    assert 'point 2 "Sleep": restates-title' in md
 
 
 def test_json_has_raw_measurements_and_no_nan(tmp_path: Path) -> None:
