@@ -45,6 +45,13 @@ def fmt_share(value: float | None) -> str:
     return f"{value * 100:.0f} %"
 
 
+def fmt_interval(low: float, high: float, *, signed: bool = False) -> str:
+    """A bootstrap interval, e.g. "[-0.21, +0.05]"; an en dash when there is none."""
+    if math.isnan(low) or math.isnan(high):
+        return "–"
+    return f"[{low:+.2f}, {high:+.2f}]" if signed else f"[{low:.2f}, {high:.2f}]"
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A GitHub markdown table; cells are already formatted strings."""
     lines = [
@@ -55,7 +62,16 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _latency_rows(rows: Sequence[ModeLatency]) -> list[list[str]]:
+def _ratio(results: BenchResults, mode: Mode, *, suits_only: bool) -> str:
+    if mode is Mode.CLOUD:
+        return "–"
+    ratio, low, high = results.latency_ratio(mode, suits_only=suits_only)
+    return f"{fmt_num(ratio, 2)} {fmt_interval(low, high)}"
+
+
+def _latency_rows(
+    results: BenchResults, rows: Sequence[ModeLatency], *, suits_only: bool
+) -> list[list[str]]:
     base = next((r.latency.p50 for r in rows if r.mode is Mode.CLOUD), math.nan)
     return [
         [
@@ -72,6 +88,7 @@ def _latency_rows(rows: Sequence[ModeLatency]) -> list[list[str]]:
             "–"
             if r.mode is Mode.CLOUD
             else fmt_pct(r.latency.p50 / base - 1 if base else math.nan),
+            _ratio(results, r.mode, suits_only=suits_only),
         ]
         for r in rows
     ]
@@ -89,6 +106,7 @@ LATENCY_HEADER = (
     "edge out tokens",
     "cut off",
     "p50 vs cloud-only",
+    "p50 / cloud-only p50, paired [95% CI]",
 )
 
 
@@ -132,9 +150,19 @@ def render_markdown(results: BenchResults) -> str:
     out.append("")
 
     out += ["## Latency, one request at a time, questions that suit points", ""]
-    out.append(table(LATENCY_HEADER, _latency_rows(results.latency_by_mode(suits_only=True))))
+    out.append(
+        table(
+            LATENCY_HEADER,
+            _latency_rows(results, results.latency_by_mode(suits_only=True), suits_only=True),
+        )
+    )
     out += ["", "## Latency, one request at a time, all questions", ""]
-    out.append(table(LATENCY_HEADER, _latency_rows(results.latency_by_mode(suits_only=False))))
+    out.append(
+        table(
+            LATENCY_HEADER,
+            _latency_rows(results, results.latency_by_mode(suits_only=False), suits_only=False),
+        )
+    )
 
     by_cat = results.latency_by_category()
     if by_cat:
@@ -206,12 +234,21 @@ def render_markdown(results: BenchResults) -> str:
 
     for candidate in results.judged_candidates():
         rates = results.win_rates(candidate)
+        cis = results.win_rate_intervals(candidate)
         out += ["", f"## Quality: {candidate.value} vs cloud-only, pairwise, both orders", ""]
         out.append(
             table(
-                ["group", "n", "wins", "losses", "ties", "net win rate"],
+                ["group", "n", "wins", "losses", "ties", "net win rate", "95% CI"],
                 [
-                    [k, str(w.n), str(w.wins), str(w.losses), str(w.ties), f"{w.net:+.2f}"]
+                    [
+                        k,
+                        str(w.n),
+                        str(w.wins),
+                        str(w.losses),
+                        str(w.ties),
+                        f"{w.net:+.2f}",
+                        fmt_interval(*cis[k], signed=True),
+                    ]
                     for k, w in rates.items()
                 ],
             )
@@ -285,7 +322,10 @@ def render_markdown(results: BenchResults) -> str:
                 ],
                 [
                     f"net win rate ≥ {TARGET_NET_WIN_RATE} (suitable)",
-                    "–" if math.isnan(win) else f"{win:+.2f}",
+                    "–"
+                    if math.isnan(win)
+                    else f"{win:+.2f} "
+                    + fmt_interval(*results.win_rate_intervals(Mode.PICE)["suitable"], signed=True),
                     _target(None if math.isnan(win) else win >= TARGET_NET_WIN_RATE),
                 ],
             ],

@@ -9,9 +9,9 @@ from typing import Any
 
 from pice_bench.coverage import sketch_coverage, word_count
 from pice_bench.records import JudgeRecord, Mode, Phase, RequestRecord
-from pice_bench.stats import Summary, ratio_below
+from pice_bench.stats import Summary, bootstrap_interval, percentile, ratio_below
 from pice_bench.throughput import LoadStep, max_sustained_rate
-from pice_bench.winrate import Outcome, WinRate, win_rates_by
+from pice_bench.winrate import Outcome, WinRate
 
 # The issue's targets, checked against every run.
 TARGET_P50_REDUCTION = 0.40
@@ -143,21 +143,64 @@ class BenchResults:
             m: max_sustained_rate(self.steps_of(m), slo_s) for m in self.modes() if self.steps_of(m)
         }
 
-    def win_rates(self, candidate: Mode) -> dict[str, WinRate]:
-        """Net win rate of ``candidate`` per category, plus ``suitable``/``other``, ``all`` and
+    def judged_groups(self, candidate: Mode) -> dict[str, list[JudgeRecord]]:
+        """``candidate``'s judged pairs per category, then ``all``, ``suitable``, ``other`` and
         ``suitable, neither cut`` (pairs where the budget cut neither answer)."""
         judged = [j for j in self.judgments if j.candidate is candidate]
-        by_category = win_rates_by([(j.category, Outcome(j.outcome)) for j in judged])
-        groups: list[tuple[str, Callable[[JudgeRecord], bool]]] = [
+        groups: dict[str, list[JudgeRecord]] = {}
+        for j in judged:
+            groups.setdefault(j.category, []).append(j)
+        groups = dict(sorted(groups.items()))
+        groups["all"] = judged
+        selections: list[tuple[str, Callable[[JudgeRecord], bool]]] = [
             ("suitable", lambda j: j.suits_points),
             ("other", lambda j: not j.suits_points),
             (NEITHER_CUT, lambda j: j.suits_points and not (j.candidate_cut or j.baseline_cut)),
         ]
-        for label, keep in groups:
-            group = [Outcome(j.outcome) for j in judged if keep(j)]
-            if group:
-                by_category[label] = WinRate.of(group)
-        return by_category
+        for label, keep in selections:
+            if selected := [j for j in judged if keep(j)]:
+                groups[label] = selected
+        return groups
+
+    def win_rates(self, candidate: Mode) -> dict[str, WinRate]:
+        """Net win rate of ``candidate`` per group of :meth:`judged_groups`."""
+        return {
+            k: WinRate.of(Outcome(j.outcome) for j in group)
+            for k, group in self.judged_groups(candidate).items()
+        }
+
+    def win_rate_intervals(self, candidate: Mode) -> dict[str, tuple[float, float]]:
+        """A 95% bootstrap interval of each group's net win rate, resampling its questions."""
+        return {
+            k: bootstrap_interval(
+                [Outcome(j.outcome) for j in group],
+                lambda sample: WinRate.of(sample).net,
+                seed=self.seed,
+            )
+            for k, group in self.judged_groups(candidate).items()
+        }
+
+    def latency_ratio(self, mode: Mode, *, suits_only: bool) -> tuple[float, float, float]:
+        """p50 latency of ``mode`` / p50 of cloud-only, over the questions both answered, with
+        its 95% bootstrap interval (questions resampled, each keeping both latencies)."""
+        base = {r.question_id: r.answer.latency_s for r in self.latency_records(Mode.CLOUD)
+                if r.ok and (r.suits_points or not suits_only)}  # fmt: skip
+        pairs = [
+            (r.answer.latency_s, base[r.question_id])
+            for r in self.latency_records(mode)
+            if r.ok and r.question_id in base
+        ]
+
+        def ratio(sample: Sequence[tuple[float, float]]) -> float:
+            p50_base = percentile([b for _, b in sample], 50)
+            return percentile([m for m, _ in sample], 50) / p50_base if p50_base else math.nan
+
+        low, high = bootstrap_interval(pairs, ratio, seed=self.seed)
+        return (ratio(pairs) if pairs else math.nan), low, high
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
 
     def judged_candidates(self) -> list[Mode]:
         seen = {j.candidate for j in self.judgments}
@@ -221,8 +264,29 @@ class BenchResults:
                 },
                 "max_sustained_rate": {m.value: v for m, v in self.max_sustained(slo).items()},
                 "win_rates": {
-                    c.value: {k: {**asdict(w), "net": w.net} for k, w in self.win_rates(c).items()}
+                    c.value: {
+                        k: {**asdict(w), "net": w.net, "net_ci95": ci}
+                        for (k, w), ci in zip(
+                            self.win_rates(c).items(),
+                            self.win_rate_intervals(c).values(),
+                            strict=True,
+                        )
+                    }
                     for c in self.judged_candidates()
+                },
+                "latency_ratio_p50": {
+                    group: {
+                        m.value: dict(
+                            zip(
+                                ("ratio", "ci95_low", "ci95_high"),
+                                self.latency_ratio(m, suits_only=suits),
+                                strict=True,
+                            )
+                        )
+                        for m in self.modes()
+                        if m is not Mode.CLOUD
+                    }
+                    for group, suits in (("suitable", True), ("all", False))
                 },
                 "coverage": [
                     {**asdict(c), "points_share": c.points_share} for c in self.coverage()

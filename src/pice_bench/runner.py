@@ -163,6 +163,7 @@ async def run_bench(spec: RunSpec) -> BenchResults:
     results = BenchResults(
         config={**spec.config, "slo_seconds": spec.slo_seconds, "max_tokens": spec.max_tokens,
                 "questions": len(spec.questions), "modes": [m.value for m in spec.modes],
+                "seed": spec.seed, "mode_order": "shuffled per question (seeded)",
                 "started_unix": time.time()},
     )  # fmt: skip
     async with _client(spec.request_timeout) as client:

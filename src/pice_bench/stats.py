@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+BOOTSTRAP_RESAMPLES = 2000
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -54,3 +60,28 @@ def ratio_below(value: float, baseline: float) -> float:
     if baseline <= 0 or math.isnan(baseline) or math.isnan(value):
         return math.nan
     return 1.0 - value / baseline
+
+
+def bootstrap_interval(
+    items: Sequence[T],
+    statistic: Callable[[Sequence[T]], float],
+    *,
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """A percentile-bootstrap interval of ``statistic`` over ``items`` (the units resampled
+    with replacement: here questions, so paired measurements stay together). Seeded, so a
+    report is reproducible; resamples whose statistic is NaN are left out. ``(nan, nan)``
+    for an empty sample."""
+    if not items:
+        return math.nan, math.nan
+    rng = random.Random(f"bootstrap:{seed}")
+    n = len(items)
+    values = []
+    for _ in range(resamples):
+        value = statistic([items[rng.randrange(n)] for _ in range(n)])
+        if not math.isnan(value):
+            values.append(value)
+    tail = (1.0 - level) / 2 * 100
+    return percentile(values, tail), percentile(values, 100 - tail)

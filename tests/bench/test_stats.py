@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pytest
 
-from pice_bench.stats import Summary, percentile, ratio_below
+from pice_bench.stats import Summary, bootstrap_interval, percentile, ratio_below
 
 
 def test_percentile_matches_linear_interpolation() -> None:
@@ -41,3 +42,19 @@ def test_ratio_below() -> None:
     assert ratio_below(6.0, 10.0) == pytest.approx(0.4)
     assert ratio_below(12.0, 10.0) == pytest.approx(-0.2)
     assert math.isnan(ratio_below(1.0, 0.0))
+
+
+def test_bootstrap_interval_brackets_the_statistic_and_narrows_with_n() -> None:
+    def mean(xs: Sequence[float]) -> float:
+        return sum(xs) / len(xs)
+
+    small = [0.0, 1.0] * 5
+    low, high = bootstrap_interval(small, mean, seed=1)
+    assert low < 0.5 < high
+    assert bootstrap_interval(small, mean, seed=1) == (low, high)  # seeded
+    wide = high - low
+    low, high = bootstrap_interval([0.0, 1.0] * 200, mean, seed=1)
+    assert low < 0.5 < high
+    assert high - low < wide / 4
+    assert bootstrap_interval([3.0] * 7, mean) == (3.0, 3.0)
+    assert all(math.isnan(v) for v in bootstrap_interval([], mean))
