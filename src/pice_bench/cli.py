@@ -46,6 +46,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--limit", type=int, default=None, help="use at most N questions in all")
     p.add_argument(
+        "--suitable",
+        type=int,
+        default=None,
+        help="use N questions that suit points, spread over their categories "
+        "(with --unsuitable M, M that do not); replaces --per-category",
+    )
+    p.add_argument(
+        "--unsuitable",
+        type=int,
+        default=0,
+        help="with --suitable: also M questions that do not suit points (default: %(default)s)",
+    )
+    p.add_argument(
         "--max-tokens",
         type=int,
         default=None,

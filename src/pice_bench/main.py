@@ -17,6 +17,7 @@ from pice_bench.questions import (
     Question,
     default_questions_path,
     load_questions,
+    select_by_suitability,
     select_questions,
 )
 from pice_bench.records import Mode
@@ -155,6 +156,10 @@ def main(args: argparse.Namespace) -> int:
         questions = load_questions(args.questions or default_questions_path())
         if args.quick:
             questions = quick_pick(questions, suitable=2, other=1)
+        if args.suitable is not None:
+            questions = select_by_suitability(
+                questions, suitable=args.suitable, unsuitable=args.unsuitable
+            )
         questions = select_questions(questions, per_category=args.per_category, limit=args.limit)
         with systems_under_test(args) as (endpoints, cores):
             spec = build_spec(args, endpoints, questions, cores)

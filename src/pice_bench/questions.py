@@ -123,3 +123,28 @@ def select_questions(
         taken[question.category] = count + 1
         chosen.append(question)
     return chosen if limit is None else chosen[:limit]
+
+
+def spread(questions: Sequence[Question], count: int) -> list[Question]:
+    """``count`` questions taken round-robin over the categories, each in file order."""
+    by_category: dict[str, list[Question]] = {}
+    for question in questions:
+        by_category.setdefault(question.category, []).append(question)
+    queues = list(by_category.values())
+    chosen: list[Question] = []
+    depth = 0
+    while len(chosen) < count and any(depth < len(q) for q in queues):
+        chosen += [q[depth] for q in queues if depth < len(q)][: count - len(chosen)]
+        depth += 1
+    return chosen
+
+
+def select_by_suitability(
+    questions: Sequence[Question], *, suitable: int, unsuitable: int = 0
+) -> list[Question]:
+    """``suitable`` questions that suit points and ``unsuitable`` that do not, each group
+    spread over its categories; fewer when the file has fewer. The quality figure is computed
+    on the suitable ones, so they are what a run needs many of."""
+    return spread([q for q in questions if q.suits_points], suitable) + spread(
+        [q for q in questions if not q.suits_points], unsuitable
+    )

@@ -35,3 +35,9 @@ def test_quick_pick_spreads_over_categories() -> None:
         Question("m2", "math", "?", False),
     ]
     assert [q.id for q in quick_pick(qs, suitable=2, other=1)] == ["a1", "b1", "m1"]
+
+
+def test_suitable_selection_and_answer_budget_flags() -> None:
+    args = build_parser().parse_args(["bench", "--suitable", "48", "--unsuitable", "20"])
+    assert (args.suitable, args.unsuitable, args.max_tokens) == (48, 20, None)
+    assert build_parser().parse_args(["bench"]).suitable is None

@@ -8,10 +8,13 @@ import pytest
 
 from pice_bench.questions import (
     DEFAULT_CATEGORY,
+    Question,
     QuestionsFileError,
     load_questions,
     parse_questions,
+    select_by_suitability,
     select_questions,
+    spread,
 )
 
 BUNDLED = Path(__file__).resolve().parents[2] / "benchmarks" / "questions.jsonl"
@@ -83,3 +86,26 @@ def test_select_takes_from_every_category() -> None:
     two = select_questions(questions, per_category=2)
     assert max(Counter(q.category for q in two).values()) == 2
     assert select_questions(questions, per_category=2, limit=3) == two[:3]
+
+
+def test_the_bundled_file_has_enough_questions_of_each_kind() -> None:
+    questions = load_questions(BUNDLED)
+    assert sum(q.suits_points for q in questions) >= 48
+    for category in ("math", "fact", "fermi", "coding", "writing"):
+        other = [q for q in questions if q.category == category and not q.suits_points]
+        assert len(other) >= 4, category
+    chosen = select_by_suitability(questions, suitable=48, unsuitable=20)
+    assert len(chosen) == 68
+    assert all(q.suits_points for q in chosen[:48])
+    assert not any(q.suits_points for q in chosen[48:])
+    assert len({q.id for q in chosen}) == 68
+    # The unsuitable 20 cover all five of their categories, four each.
+    assert {q.category for q in chosen[48:]} == {"math", "fact", "fermi", "coding", "writing"}
+
+
+def test_spread_goes_round_robin_over_categories_in_file_order() -> None:
+    qs = [Question(f"{c}{i}", c, "?", True) for c in "ab" for i in range(3)]
+    qs.append(Question("c0", "c", "?", True))
+    assert [q.id for q in spread(qs, 5)] == ["a0", "b0", "c0", "a1", "b1"]
+    assert len(spread(qs, 99)) == 7
+    assert select_by_suitability(qs, suitable=2, unsuitable=3) == qs[:1] + qs[3:4]
