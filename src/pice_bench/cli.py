@@ -121,6 +121,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="modes judged against cloud-only (default: %(default)s)",
     )
     q.add_argument("--no-judge", action="store_true", help="skip pairwise judging")
+    q.add_argument(
+        "--calibrate-judge",
+        action="store_true",
+        help="also measure the judge's position and length bias and its accuracy on pairs "
+        "with a known better answer (about 50 extra judge calls)",
+    )
 
     ld = p.add_argument_group("throughput (open-loop Poisson arrivals)")
     ld.add_argument(

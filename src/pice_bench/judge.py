@@ -78,6 +78,10 @@ class Judge:
             return Judgment(Verdict.INVALID), f"judge call failed: {type(exc).__name__}: {exc}"
         return Judgment.parse(reply), reply
 
+    async def grade(self, question: str, answer_a: str, answer_b: str) -> Judgment:
+        """The judgment alone (see :meth:`judgment`)."""
+        return (await self.judgment(question, answer_a, answer_b))[0]
+
     async def judge_pair(
         self,
         question: Question,

@@ -113,6 +113,7 @@ def build_spec(
                 model=args.judge_model or first_model(judge_url, judge_key),
                 api_key=judge_key,
                 candidates=tuple(parse_modes(args.judge_modes)),
+                calibrate=args.calibrate_judge,
             )
     load = None
     if not args.no_load:
@@ -144,6 +145,9 @@ def build_spec(
             "edges": None if (args.gateway_url or args.cloud_url) else args.edges,
             "cores": cores,
             "judge_model": judge.model if judge else None,
+            "judge_url": judge.base_url if judge else None,
+            # Who judges: with no --judge-url, the cloud model grades its own answers.
+            "judge_is_cloud": judge is not None and not args.judge_url,
             "rates": list(load.rates) if load else [],
         },
     )

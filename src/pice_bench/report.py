@@ -6,6 +6,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 
+from pice_bench.calibration import OrderStats
 from pice_bench.coverage import MIN_NEW_WORDS
 from pice_bench.records import Mode
 from pice_bench.results import (
@@ -120,6 +121,63 @@ def _served_as(results: BenchResults, mode: Mode) -> str:
     """How the system served the mode's answers, e.g. "progressive:outline ×5, cloud:direct ×1"."""
     counts = Counter(r.answer.served_mode or "–" for r in results.latency_records(mode) if r.ok)
     return ", ".join(f"{k} ×{n}" for k, n in counts.most_common())
+
+
+def _orders_cells(stats: OrderStats | None) -> list[str]:
+    if stats is None:
+        return ["–"] * 5
+    top = max(stats.grades, key=lambda g: stats.grades[g]) if stats.grades else None
+    return [
+        str(stats.pairs),
+        fmt_share(stats.position_following),
+        fmt_share(stats.order_agreement),
+        fmt_num(stats.position_bonus, 2),
+        "–" if top is None else f"{fmt_share(stats.commonest_grade_share)} (grade {top})",
+    ]
+
+
+def _judge_section(results: BenchResults) -> list[str]:
+    """The judge's own figures: order statistics of the run's judgments, and calibration."""
+    cal = results.judge_calibration
+    candidates = results.judged_candidates()
+    if cal is None and not candidates:
+        return []
+    cfg = results.config
+    who = f"`{cfg.get('judge_model', '?')}`"
+    if cfg.get("judge_is_cloud"):
+        who += ": the cloud model itself, grading its own answers against PICE's"
+    out = ["", "## Judge", "", f"Judge: {who}.", ""]
+    labels = ["pairs (both orders)", "verdict follows the position", "orders agree",
+              "position bonus (grade A − B)", "commonest grade"]  # fmt: skip
+    columns = [(f"run: {c.value} vs cloud-only", results.judge_diagnostics(c)) for c in candidates]
+    if cal is not None:
+        columns.append(("calibration pairs", cal.orders))
+    cells = [_orders_cells(stats) for _, stats in columns]
+    rows = [[label, *[c[i] for c in cells]] for i, label in enumerate(labels)]
+    out.append(table(["measure", *[name for name, _ in columns]], rows))
+    if cal is not None:
+        out += ["", "Calibration on hand-made pairs:", ""]
+        out.append(
+            table(
+                ["measure", "value"],
+                [
+                    [
+                        "known better answer wins, both orders combined",
+                        f"{fmt_share(cal.accuracy)} of {cal.known_better}",
+                    ],
+                    [
+                        "known better answer wins, one order alone",
+                        fmt_share(cal.single_order_accuracy),
+                    ],
+                    [
+                        "padded (not better) answer beats the original: length bias",
+                        f"{cal.padded_wins} of {cal.padded_pairs} ({fmt_share(cal.length_bias)}); "
+                        f"original wins {cal.original_wins}",
+                    ],
+                ],
+            )
+        )
+    return out
 
 
 def _target(ok: bool | None) -> str:
@@ -253,6 +311,8 @@ def render_markdown(results: BenchResults) -> str:
                 ],
             )
         )
+
+    out += _judge_section(results)
 
     cov = results.coverage()
     if cov:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pice_bench.calibration import Calibration, OrderStats, judgment_diagnostics
 from pice_bench.coverage import sketch_coverage, word_count
 from pice_bench.records import JudgeRecord, Mode, Phase, RequestRecord
 from pice_bench.stats import Summary, bootstrap_interval, percentile, ratio_below
@@ -89,6 +90,7 @@ class BenchResults:
     requests: list[RequestRecord] = field(default_factory=list)
     judgments: list[JudgeRecord] = field(default_factory=list)
     load_steps: list[LoadStep] = field(default_factory=list)
+    judge_calibration: Calibration | None = None
 
     # -- selections -------------------------------------------------------------------------
     def modes(self) -> list[Mode]:
@@ -202,6 +204,10 @@ class BenchResults:
     def seed(self) -> int:
         return int(self.config.get("seed", 0))
 
+    def judge_diagnostics(self, candidate: Mode) -> OrderStats:
+        """Position-following, order agreement and grades of the run's own judgments."""
+        return judgment_diagnostics([j for j in self.judgments if j.candidate is candidate])
+
     def judged_candidates(self) -> list[Mode]:
         seen = {j.candidate for j in self.judgments}
         return [m for m in Mode if m in seen]
@@ -292,11 +298,25 @@ class BenchResults:
                     {**asdict(c), "points_share": c.points_share} for c in self.coverage()
                 ],
             },
+            "judge_calibration": _calibration_json(self.judge_calibration),
+            "judge_diagnostics": {
+                c.value: _orders_json(self.judge_diagnostics(c)) for c in self.judged_candidates()
+            },
             "mode_orders": self.mode_orders(),
             "load_steps": [asdict(s) for s in self.load_steps],
             "requests": [r.to_json() for r in self.requests],
             "judgments": [j.to_json() for j in self.judgments],
         }
+
+
+def _orders_json(stats: OrderStats) -> dict[str, Any]:
+    return {**asdict(stats), "commonest_grade_share": stats.commonest_grade_share}
+
+
+def _calibration_json(cal: Calibration | None) -> dict[str, Any] | None:
+    if cal is None:
+        return None
+    return {**asdict(cal), "length_bias": cal.length_bias, "orders": _orders_json(cal.orders)}
 
 
 def _latency_json(row: ModeLatency) -> dict[str, Any]:

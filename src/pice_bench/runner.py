@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from tqdm import tqdm
 
+from pice_bench.calibration import calibrate
 from pice_bench.judge import Judge
 from pice_bench.load import run_load_step
 from pice_bench.modes import Endpoints, Systems
@@ -33,6 +34,8 @@ class JudgeSpec:
     model: str
     api_key: str | None = None
     candidates: tuple[Mode, ...] = (Mode.PICE,)
+    # Also measure the judge on the calibration pairs (:mod:`pice_bench.calibration`).
+    calibrate: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,9 +103,14 @@ async def run_judging(
     results: BenchResults,
 ) -> None:
     judge_spec = spec.judge
-    if judge_spec is None or Mode.CLOUD not in spec.modes:
+    if judge_spec is None:
         return
     judge = Judge(client, judge_spec.base_url, judge_spec.model, judge_spec.api_key)
+    if judge_spec.calibrate:
+        logger.info("calibrating the judge %s", judge_spec.model)
+        results.judge_calibration = await calibrate(judge.grade)
+    if Mode.CLOUD not in spec.modes:
+        return
     pairs = [
         (q, cand)
         for q in spec.questions
