@@ -12,8 +12,8 @@ then: python benchmarks/judge_calibration.py --url http://127.0.0.1:8177/v1 --ou
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import asyncio
+import dataclasses
 import json
 import sys
 import time
