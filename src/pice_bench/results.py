@@ -271,7 +271,7 @@ class BenchResults:
                 "max_sustained_rate": {m.value: v for m, v in self.max_sustained(slo).items()},
                 "win_rates": {
                     c.value: {
-                        k: {**asdict(w), "net": w.net, "net_ci95": ci}
+                        k: {**asdict(w), "n": w.n, "net": w.net, "net_ci95": ci}
                         for (k, w), ci in zip(
                             self.win_rates(c).items(),
                             self.win_rate_intervals(c).values(),
