@@ -21,10 +21,11 @@ from pice.openai_protocol import Usage
 
 @dataclass(frozen=True)
 class PointStarted:
-    """An attempt at ``point`` was placed on ``source``."""
+    """An attempt at ``point`` was placed on ``source``, decoding ``candidates`` candidates."""
 
     point: int
     source: str
+    candidates: int = 1
 
 
 @dataclass(frozen=True)
