@@ -48,6 +48,15 @@ def _conversation(body: ExpandRequest) -> tuple[str, list[Message]]:
     return turns[last_user].content, turns[:last_user]
 
 
+def candidate_temperature(body: ExpandRequest, candidate: int) -> float:
+    """Candidate 0 decodes with the request's own sampling (greedy by default), so a point's
+    first candidate is what a single-candidate request would get; the others use
+    ``candidate_temperature`` when given, which is what makes them differ."""
+    if candidate == 0 or body.candidate_temperature is None:
+        return body.temperature
+    return body.candidate_temperature
+
+
 def build_job(
     body: ExpandRequest, prefix: str, add_special: bool
 ) -> tuple[JobSpec, list[tuple[int, int]]]:
@@ -56,9 +65,10 @@ def build_job(
     labels: list[tuple[int, int]] = []
     for point in body.point_indices():
         for candidate in range(body.candidates):
+            # Distinct seeds per (point, candidate); with no seed each sequence draws its own.
             seed = None if body.seed is None else body.seed + 1000 * point + candidate
             params = SamplingParams(
-                temperature=body.temperature,
+                temperature=candidate_temperature(body, candidate),
                 top_p=body.top_p,
                 seed=seed,
                 max_tokens=body.max_tokens,

@@ -48,6 +48,11 @@ class ExpandRequest(OpenAIModel):
     candidates: int = Field(default=1, ge=1, le=MAX_CANDIDATES)
     max_tokens: MaxTokens = 96
     temperature: Temperature = 0.0
+    # Candidates 1..k-1 of each point sample at this temperature (candidate 0 keeps
+    # ``temperature``), so an ensemble has different texts to choose among; ``None``: every
+    # candidate uses ``temperature``. An older agent ignores the field (unknown fields are
+    # accepted), and then all k are decoded alike, as before.
+    candidate_temperature: Temperature | None = None
     top_p: TopP = 1.0
     seed: int | None = None
     stop: list[str] = Field(default_factory=lambda: list(DEFAULT_STOP), max_length=8)

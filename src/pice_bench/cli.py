@@ -39,7 +39,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a few-minute run: 3 questions, short answers, one small load step",
     )
     p.add_argument(
-        "--modes", default=ALL_MODES, help="comma-separated modes to run (default: %(default)s)"
+        "--modes",
+        default=ALL_MODES,
+        help="comma-separated modes to run (default: %(default)s; add pice-ensemble to compare "
+        "the ensemble of edge candidates with single-candidate pice-progressive)",
     )
     p.add_argument(
         "--per-category", type=int, default=None, help="use at most N questions of each category"
@@ -117,8 +120,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     q.add_argument("--judge-api-key", default=None)
     q.add_argument(
         "--judge-modes",
-        default="pice-progressive",
-        help="modes judged against cloud-only (default: %(default)s)",
+        default="pice-progressive,pice-ensemble",
+        help="modes judged against cloud-only, those of them that run (default: %(default)s)",
     )
     q.add_argument("--no-judge", action="store_true", help="skip pairwise judging")
     q.add_argument(

@@ -50,8 +50,9 @@ def chat_body(
     max_tokens: int,
     temperature: float = 0.0,
     stop: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A streamed chat request that reports usage in its last chunk."""
+    """A streamed chat request that reports usage in its last chunk; ``extra``: more fields."""
     body: dict[str, Any] = {
         "model": model,
         "messages": messages,
@@ -62,7 +63,7 @@ def chat_body(
     }
     if stop:
         body["stop"] = stop
-    return body
+    return body | (extra or {})
 
 
 def _error_message(status: int, body: bytes) -> str:

@@ -1,4 +1,4 @@
-"""The four systems under test, each as ``answer(question) -> Answer``.
+"""The systems under test, each as ``answer(question) -> Answer``.
 
 - cloud-only: the cloud model writes the whole answer (its own chat endpoint, or the gateway's
   ``pice-cloud`` when only a gateway is given).
@@ -7,6 +7,13 @@
   prompt, merged by the gateway's own merger. Same prompts as PICE, so the difference
   measured is where the points are expanded, not how they are asked for.
 - pice-progressive / pice-auto: the gateway's ``pice-progressive`` and ``pice`` models.
+  pice-progressive is single-candidate PICE: it pins ``pice: {"candidates": 1}`` (the request
+  extension, ``pice_gateway.progressive.options``) whatever the gateway's ensemble setting;
+  pice-auto runs with the gateway's own settings.
+- pice-ensemble: ``pice-progressive`` with ``pice: {"candidates": k}`` (k =
+  ``Endpoints.ensemble_candidates``), the ensemble of edge candidates; side by side with
+  pice-progressive it measures what the ensemble adds (judged against cloud-only, as every
+  candidate mode is, and latency on the same questions).
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ class Endpoints:
     progressive_model: str = "pice-progressive"
     auto_model: str = "pice"
     cloud_via_gateway_model: str = "pice-cloud"
+    # Candidates per point pice-ensemble asks for (pice-progressive asks for 1).
+    ensemble_candidates: int = 3
 
 
 def _headers(key: str | None) -> dict[str, str]:
@@ -123,7 +132,7 @@ class Systems:
         if self._ep.cloud_url:
             modes.append(Mode.SOT)
         if self._ep.gateway_url:
-            modes += [Mode.PICE, Mode.PICE_AUTO]
+            modes += [Mode.PICE, Mode.PICE_AUTO, Mode.PICE_ENSEMBLE]
         return modes
 
     def answer_fn(self, mode: Mode) -> AnswerFn:
@@ -131,8 +140,11 @@ class Systems:
             return self.cloud_only
         if mode is Mode.SOT:
             return self.sot_cloud
-        model = self._ep.progressive_model if mode is Mode.PICE else self._ep.auto_model
-        return lambda q: self.via_gateway(model, q)
+        if mode is Mode.PICE_AUTO:
+            return lambda q: self.via_gateway(self._ep.auto_model, q)
+        k = self._ep.ensemble_candidates if mode is Mode.PICE_ENSEMBLE else 1
+        extension = {"pice": {"candidates": k}}
+        return lambda q: self.via_gateway(self._ep.progressive_model, q, extra=extension)
 
     # -- modes -------------------------------------------------------------------------------
 
@@ -154,12 +166,16 @@ class Systems:
         answer.served_mode = "cloud"
         return answer
 
-    async def via_gateway(self, model: str, question: Question) -> Answer:
+    async def via_gateway(
+        self, model: str, question: Question, extra: dict[str, Any] | None = None
+    ) -> Answer:
         assert self._ep.gateway_url is not None
         result = await stream_chat(
             self._client,
             self._ep.gateway_url.rstrip("/") + "/chat/completions",
-            chat_body(model, _question_messages(question), max_tokens=self._max_tokens),
+            chat_body(
+                model, _question_messages(question), max_tokens=self._max_tokens, extra=extra
+            ),
             headers=_headers(self._ep.api_key),
         )
         return answer_from_gateway(result)

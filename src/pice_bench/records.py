@@ -16,6 +16,7 @@ class Mode(StrEnum):
     SOT = "sot-cloud"
     PICE = "pice-progressive"
     PICE_AUTO = "pice-auto"
+    PICE_ENSEMBLE = "pice-ensemble"
 
 
 class Phase(StrEnum):

@@ -27,6 +27,8 @@ from pice_gateway.upstream import json_events, open_stream, post_json
 def cloud_payload(request: ChatCompletionRequest, cloud_model: str) -> dict[str, Any]:
     payload = request.model_dump(mode="json", exclude_unset=True)
     payload["model"] = cloud_model
+    # PICE's own request extension (progressive.options) means nothing to the cloud.
+    payload.pop("pice", None)
     return payload
 
 

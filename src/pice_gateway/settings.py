@@ -14,6 +14,7 @@ import httpx
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from pice.edge_protocol import MAX_CANDIDATES
 from pice.settings import YamlSettings, load_yaml_settings
 from pice_gateway.placement.registry import PLACEMENT_POLICIES
 
@@ -86,6 +87,11 @@ class ProgressiveSettings(BaseModel):
     edge_stall_seconds: float = Field(default=20.0, gt=0)
     # Which edge expands each point: a name registered in ``placement.registry``.
     placement: str = "least-loaded"
+    # Candidates per point after the first when the edge has spare slots (1 = no ensemble);
+    # a request's ``pice.candidates`` overrides it. See ``placement.candidates``.
+    ensemble_candidates: int = Field(default=3, ge=1, le=MAX_CANDIDATES)
+    # Sampling temperature of candidates 1..k-1 (candidate 0 keeps the request's own).
+    ensemble_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
 
     @field_validator("placement")
     @classmethod

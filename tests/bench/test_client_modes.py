@@ -6,6 +6,7 @@ These check the bench's own parsing and accounting; the real systems are measure
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from pice_bench.client import chat_body, stream_chat
 from pice_bench.modes import Endpoints, Systems, answer_from_gateway
 from pice_bench.questions import Question
-from pice_bench.records import Mode
+from pice_bench.records import Answer, Mode
 
 
 def sse(chunks: list[dict[str, Any]], *, done: bool = True) -> bytes:
@@ -158,3 +159,36 @@ async def test_sot_baseline_reports_length_when_a_point_was_cut() -> None:
     assert answer.error is None
     assert answer.finish_reason == "length"
     assert answer.cut_off
+
+
+def test_pice_ensemble_asks_the_gateway_for_candidates_and_pice_progressive_for_one() -> None:
+    from tests.gateway.conftest import fake_stack
+    from tests.gateway.fakes import CloudScript, EdgeScript
+
+    edge = EdgeScript("e1", token_delay=0.0)
+    question = Question("q", "generic", "How to stay healthy?", True)
+
+    async def ask(url: str, mode: Mode) -> Answer:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            systems = Systems(client, Endpoints(url, None, "m"), max_tokens=64)
+            assert mode in systems.available()
+            return await systems.answer_fn(mode)(question)
+
+    with fake_stack(CloudScript(), [edge]) as url:
+        single = asyncio.run(ask(url, Mode.PICE))
+        jobs = len(edge.jobs)
+        ensemble = asyncio.run(ask(url, Mode.PICE_ENSEMBLE))
+    assert single.error is None
+    assert ensemble.error is None
+    assert single.text == ensemble.text, "the fake's candidates agree, so candidate 0 wins"
+
+    def candidates_per_point(jobs: list[dict[str, Any]]) -> dict[int, int]:
+        return {p: job.get("candidates", 1) for job in jobs for p in job["points"]}
+
+    assert candidates_per_point(edge.jobs[:jobs]) == {0: 1, 1: 1, 2: 1}
+    assert candidates_per_point(edge.jobs[jobs:]) == {0: 1, 1: 3, 2: 3}
+    assert single.extension is not None
+    assert ensemble.extension is not None
+    assert [p["winner"] for p in single.extension["points"]] == [None, None, None]
+    assert [p["winner"] for p in ensemble.extension["points"]] == [None, 0, 0]
+    assert [len(p["candidates"]) for p in ensemble.extension["points"]] == [0, 3, 3]

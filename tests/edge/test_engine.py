@@ -380,3 +380,36 @@ async def test_the_warm_up_leaves_nothing_behind(small_model_path: Path) -> None
         assert fresh.load().prefix_cache_hits == 0  # the warm-up's prefix was not kept
     finally:
         fresh.stop()
+
+
+async def test_candidate_zero_is_greedy_and_the_others_are_sampled(
+    engine: Engine, lone: LoneDecoder
+) -> None:
+    from edge_agent.api.expand import build_job
+    from pice.edge_protocol import ExpandRequest
+
+    point = 1
+    prompt = engine.chat.render(expansion_messages(QUESTION, SKETCH))
+
+    def job(**fields: object) -> JobSpec:
+        body = ExpandRequest.model_validate(
+            {"question": QUESTION, "sketch": SKETCH, "points": [point], "max_tokens": 12} | fields
+        )
+        return build_job(body, prompt.text, prompt.add_special)[0]
+
+    single = await collect(engine.submit(job()))
+    ensemble = await collect(engine.submit(job(candidates=3, candidate_temperature=0.9, seed=3)))
+    texts = [ensemble.done[seq].text for seq in range(3)]
+
+    # Candidate 0 is what a single-candidate request gets: greedy. Not bitwise the k=1 text,
+    # since three sequences prefill their suffixes with other kernels than one (see
+    # NEAR_TIE_NATS); but every token it chose is the lone decoder's argmax up to a near-tie.
+    model = lone.model
+    prefix = model.tokenize(prompt.text, add_special=prompt.add_special, parse_special=True)
+    suffix = model.tokenize(
+        point_suffix(point, SKETCH[point]), add_special=False, parse_special=False
+    )
+    for text in (single.done[0].text, texts[0]):
+        tokens = model.tokenize(text, add_special=False, parse_special=False)
+        assert max(lone.greedy_gaps(prefix + suffix, tokens)[:-1], default=0.0) <= NEAR_TIE_NATS
+    assert any(text != texts[0] for text in texts[1:]), texts

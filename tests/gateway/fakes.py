@@ -65,7 +65,8 @@ def _kind(body: dict[str, Any]) -> str:
     return "answer"
 
 
-def _pieces(text: str) -> list[str]:
+def split_words(text: str) -> list[str]:
+    """``text`` as the "tokens" a fake writes: words, each but the first after its space."""
     out: list[str] = []
     for word in text.split(" "):
         out.append(word if not out else " " + word)
@@ -86,7 +87,7 @@ async def cloud_chunks(script: CloudScript, body: dict[str, Any]) -> AsyncIterat
     Raises :class:`CloudDies` where the script breaks the connection.
     """
     kind = _kind(body)
-    pieces = _pieces(_reply_text(script, kind))
+    pieces = split_words(_reply_text(script, kind))
     base = {"id": "cmpl-fake", "object": "chat.completion.chunk", "created": 1}
     base["model"] = body["model"]
     yield json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
@@ -137,7 +138,7 @@ def fake_cloud(script: CloudScript) -> FastAPI:
                             "finish_reason": "stop",
                         }
                     ],
-                    "usage": _usage(_pieces(text)),
+                    "usage": _usage(split_words(text)),
                 }
             )
         return EventSourceResponse(cloud_chunks(script, body))
@@ -174,10 +175,17 @@ def load_report(**fields: Any) -> LoadResponse:
 
 def point_words(point: int, edge: str) -> list[str]:
     """The six "tokens" a fake edge writes for ``point``."""
-    return _pieces(f"Body of point {point + 1} from {edge}.")
+    return split_words(f"Body of point {point + 1} from {edge}.")
 
 
-def point_done(point: int, words: list[str], candidate: int = 0) -> PointDoneEvent:
+def candidate_words(words: list[str], candidate: int) -> list[str]:
+    """What candidate ``candidate`` of a fake edge writes: c > 0 in upper case, so a mix shows."""
+    return words if candidate == 0 else [word.upper() for word in words]
+
+
+def point_done(
+    point: int, words: list[str], candidate: int = 0, logprob_mean: float = -1.0
+) -> PointDoneEvent:
     return PointDoneEvent(
         point=point,
         candidate=candidate,
@@ -185,8 +193,8 @@ def point_done(point: int, words: list[str], candidate: int = 0) -> PointDoneEve
         text="".join(words),
         prompt_tokens=5,
         completion_tokens=len(words),
-        logprob_sum=-1.0 * len(words),
-        logprob_mean=-1.0,
+        logprob_sum=logprob_mean * len(words),
+        logprob_mean=logprob_mean,
         ttft_ms=1.0,
         duration_ms=1.0,
     )
@@ -226,10 +234,11 @@ def fake_edge(script: EdgeScript) -> FastAPI:
     async def expand(request: Request) -> EventSourceResponse:
         body = await request.json()
         script.jobs.append(body)
-        points = ExpandRequest.model_validate(body).point_indices()
+        expand = ExpandRequest.model_validate(body)
+        points, candidates = expand.point_indices(), expand.candidates
 
         async def events() -> AsyncIterator[str]:
-            script.running += len(points)
+            script.running += len(points) * candidates
             finished = False
             try:
                 await asyncio.sleep(script.start_delay)
@@ -247,13 +256,16 @@ def fake_edge(script: EdgeScript) -> FastAPI:
                         if script.behaviour == "stall" and n == 1:
                             await asyncio.sleep(3600)
                         await asyncio.sleep(script.token_delay)
-                        yield wire(DeltaEvent(point=point, candidate=0, text=word))
-                    yield wire(point_done(point, words))
+                        for candidate in range(candidates):
+                            text = candidate_words([word], candidate)[0]
+                            yield wire(DeltaEvent(point=point, candidate=candidate, text=text))
+                    for candidate in range(candidates):
+                        yield wire(point_done(point, candidate_words(words, candidate), candidate))
                 yield wire(job_done(len(points)))
                 yield "[DONE]"
                 finished = True
             finally:
-                script.running -= len(points)
+                script.running -= len(points) * candidates
                 if not finished:
                     script.cancelled += 1
 

@@ -29,12 +29,14 @@ from pice.errors import UpstreamError, UpstreamProtocolError
 from tests.gateway.fakes import (
     CloudDies,
     CloudScript,
+    candidate_words,
     cloud_chunks,
     cloud_error,
     job_done,
     load_report,
     point_done,
     point_words,
+    split_words,
 )
 
 
@@ -42,7 +44,11 @@ from tests.gateway.fakes import (
 class InProcessEdge:
     """An edge agent as an object. ``behaviour`` after the first delta of a job: ``ok``, ``die``
     (the connection breaks), ``stall`` (silence), ``malformed`` (a broken event), or ``error``
-    (an error event instead of any delta)."""
+    (an error event instead of any delta).
+
+    ``variants`` gives each candidate its own body and ``logprob_mean`` (``{point}`` and
+    ``{edge}`` are filled in); without them candidate c > 0 writes candidate 0's words in upper
+    case. ``free_slots`` is what ``/v1/load`` reports free (16 sequences in all)."""
 
     name: str
     behaviour: str = "ok"
@@ -50,6 +56,8 @@ class InProcessEdge:
     start_delay: float = 0.0
     # False: /v1/load fails, as for an edge that is not running.
     reachable: bool = True
+    variants: list[tuple[str, float]] = field(default_factory=list)
+    free_slots: int = 16
     jobs: list[ExpandRequest] = field(default_factory=list)
     running: int = 0
     cancelled: int = 0
@@ -58,7 +66,7 @@ class InProcessEdge:
     async def load(self) -> LoadResponse:
         if not self.reachable:
             raise UpstreamError(f"{self.name} failed: ConnectError: connection refused")
-        return load_report(running_sequences=self.running)
+        return load_report(running_sequences=self.running, free_sequence_slots=self.free_slots)
 
     async def expand(self, request: ExpandRequest) -> AsyncGenerator[ExpandEvent, None]:
         self.jobs.append(request)
@@ -82,9 +90,15 @@ class InProcessEdge:
             if not finished:
                 self.cancelled += 1
 
+    def _candidate(self, point: int, candidate: int) -> tuple[list[str], float]:
+        if not self.variants:
+            return candidate_words(point_words(point, self.name), candidate), -1.0
+        text, logprob = self.variants[candidate]
+        return split_words(text.format(point=point + 1, edge=self.name)), logprob
+
     async def _point(self, point: int, candidates: int) -> AsyncIterator[ExpandEvent]:
-        words = point_words(point, self.name)
-        for n, word in enumerate(words):
+        bodies = [self._candidate(point, c) for c in range(candidates)]
+        for n in range(max(len(body) for body, _ in bodies)):
             if n == 1 and self.behaviour == "die":
                 raise UpstreamError(f"{self.name} failed: RemoteProtocolError: peer closed")
             if n == 1 and self.behaviour == "stall":
@@ -92,13 +106,11 @@ class InProcessEdge:
             if n == 1 and self.behaviour == "malformed":
                 raise UpstreamProtocolError(f"edge {self.name} sent a malformed 'delta' event")
             await asyncio.sleep(self.token_delay)
-            for candidate in range(candidates):
-                # Candidate c > 0 writes its words in upper case, so a mix would show.
-                text = word if candidate == 0 else word.upper()
-                yield DeltaEvent(point=point, candidate=candidate, text=text)
-        for candidate in range(candidates):
-            body = words if candidate == 0 else [word.upper() for word in words]
-            yield point_done(point, body, candidate)
+            for candidate, (body, _) in enumerate(bodies):
+                if n < len(body):
+                    yield DeltaEvent(point=point, candidate=candidate, text=body[n])
+        for candidate, (body, logprob) in enumerate(bodies):
+            yield point_done(point, body, candidate, logprob)
 
     async def aclose(self) -> None:
         self.closed = True

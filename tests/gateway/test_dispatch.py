@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from pice.errors import UpstreamError
+from pice.errors import InvalidRequestError, UpstreamError
 from pice.openai_protocol import ChatCompletionRequest
 from pice_gateway.cloud_client import CLOUD
+from pice_gateway.direct_path import cloud_payload
 from pice_gateway.edges import Edge, EdgeRegistry
 from pice_gateway.placement import LeastLoadedPolicy
 from pice_gateway.progressive.dispatch import Dispatcher
@@ -60,13 +61,17 @@ async def upstreams(cloud: CloudScript, *edges: InProcessEdge) -> AsyncIterator[
 
 
 def progressive_run(
-    shared: Upstreams, *, model: str = "pice", stall_seconds: float = 5.0
+    shared: Upstreams,
+    *,
+    model: str = "pice",
+    stall_seconds: float = 5.0,
+    **body: Any,
 ) -> ProgressiveRun:
     settings = GatewaySettings(
         cloud={"model": "cloud-model"}, progressive={"edge_stall_seconds": stall_seconds}
     )
     request = ChatCompletionRequest.model_validate(
-        {"model": model, "messages": [{"role": "user", "content": "How to stay healthy?"}]}
+        {"model": model, "messages": [{"role": "user", "content": "How to stay healthy?"}]} | body
     )
     return ProgressiveRun(
         shared, settings, request, allow_direct=model == "pice", request_id="pice-test"
@@ -241,7 +246,9 @@ class Recorder:
             self.idle.set()
 
 
-async def dispatch_one_point(shared: Upstreams, expansion: ExpansionSpec) -> list[DispatchEvent]:
+async def dispatch_points(
+    shared: Upstreams, expansion: ExpansionSpec, titles: list[str]
+) -> list[DispatchEvent]:
     recorder = Recorder()
     dispatcher = Dispatcher(
         registry=shared.registry,
@@ -251,10 +258,15 @@ async def dispatch_one_point(shared: Upstreams, expansion: ExpansionSpec) -> lis
         emit=recorder,
     )
     recorder.dispatcher = dispatcher
-    dispatcher.add_point(0, "Alpha")
+    for index, title in enumerate(titles):
+        dispatcher.add_point(index, title)
     assert not dispatcher.idle
     await recorder.idle.wait()
     return recorder.events
+
+
+async def dispatch_one_point(shared: Upstreams, expansion: ExpansionSpec) -> list[DispatchEvent]:
+    return await dispatch_points(shared, expansion, ["Alpha"])
 
 
 async def test_dispatcher_reports_one_points_life_in_order() -> None:
@@ -288,14 +300,90 @@ async def test_dispatcher_reports_one_points_life_in_order() -> None:
 async def test_several_candidates_of_a_point_arrive_labelled_never_mixed() -> None:
     edge = InProcessEdge("e1")
     async with upstreams(CloudScript(), edge) as shared:
-        events = await dispatch_one_point(shared, spec(candidates=2))
+        events = await dispatch_points(shared, spec(candidates=2), ["Alpha", "Beta"])
         assert shared.registry.snapshot()[0].in_flight == 0
-    assert edge.jobs[0].candidates == 2
+    # The first point streams live with one candidate; the second gets the ensemble's two.
+    assert [(job.points, job.candidates) for job in edge.jobs] == [([0], 1), ([1], 2)]
+    assert edge.jobs[1].candidate_temperature == 0.7
+    assert "candidate_temperature" not in edge.jobs[0].wire()
+    assert [e.candidates for e in events if isinstance(e, PointStarted)] == [1, 2]
     texts = {0: "", 1: ""}
     for event in events:
-        if isinstance(event, PointDelta):
+        if isinstance(event, PointDelta) and event.point == 1:
             texts[event.candidate] += event.text
-    assert texts == {0: "Body of point 1 from e1.", 1: "BODY OF POINT 1 FROM E1."}
-    done = [event for event in events if isinstance(event, PointDone)]
+    assert texts == {0: "Body of point 2 from e1.", 1: "BODY OF POINT 2 FROM E1."}
+    done = [event for event in events if isinstance(event, PointDone) and event.point == 1]
     assert [event.candidate for event in done] == [0, 1]
     assert isinstance(events[-1], JobEnded)
+
+
+# -- the ensemble through the whole run ------------------------------------------------------
+
+# Candidate 0 (greedy, most confident) drifts off topic; 1 and 2 agree, and 1 is surer than 2.
+VARIANTS = [
+    ("Weather in {edge} is sunny today.", -0.2),
+    ("Walk daily and drink water for point {point}.", -0.8),
+    ("Walk daily and drink plenty of water for point {point}.", -0.9),
+]
+ENSEMBLE_EXPECTED = (
+    "1. **Alpha point**: Weather in e1 is sunny today.\n"
+    "2. **Beta point**: Walk daily and drink water for point 2.\n"
+    "3. **Gamma point**: Walk daily and drink water for point 3.\n"
+)
+
+
+async def test_later_points_show_the_ensembles_choice_and_report_every_candidate() -> None:
+    edge = InProcessEdge("e1", variants=VARIANTS)
+    async with upstreams(CloudScript(), edge) as shared:
+        pieces, finished = await answer(progressive_run(shared))
+        assert shared.registry.snapshot()[0].in_flight == 0
+    text = "".join(pieces)
+    assert text == ENSEMBLE_EXPECTED
+    # Never a candidate that lost, never the winner twice.
+    assert "plenty" not in text
+    assert text.count("Walk daily") == 2
+    assert edge.jobs[0].points == [0]
+    assert [job.candidates for job in edge.jobs] == [1] + [3] * (len(edge.jobs) - 1)
+    first, *later = finished.report.points
+    assert (first.winner, first.candidates) == (None, [])
+    for point in later:
+        assert point.winner == 1
+        assert [c.candidate for c in point.candidates] == [0, 1, 2]
+        assert {c.edge for c in point.candidates} == {"e1"}
+        scores = [c.score for c in point.candidates]
+        assert scores[1] > scores[2] > scores[0]
+        assert [c.logprob_mean for c in point.candidates] == [-0.2, -0.8, -0.9]
+        assert point.candidates[0].agreement < point.candidates[1].agreement
+        assert point.tokens == point.candidates[1].tokens
+        assert point.finish_reason == "stop"
+    # Every candidate decoded is paid for.
+    assert finished.report.edge_usage.total_tokens > 0
+
+
+async def test_an_edge_without_spare_slots_gets_one_candidate_per_point() -> None:
+    edge = InProcessEdge("e1", variants=VARIANTS, free_slots=2)
+    async with upstreams(CloudScript(), edge) as shared:
+        pieces, finished = await answer(progressive_run(shared))
+    assert {job.candidates for job in edge.jobs} == {1}
+    assert "".join(pieces).count("Weather in e1") == 3
+    assert all(p.winner is None and not p.candidates for p in finished.report.points)
+
+
+async def test_a_request_can_turn_the_ensemble_off_and_a_bad_value_is_refused() -> None:
+    edge = InProcessEdge("e1", variants=VARIANTS)
+    async with upstreams(CloudScript(), edge) as shared:
+        _, finished = await answer(progressive_run(shared, pice={"candidates": 1}))
+        assert {job.candidates for job in edge.jobs} == {1}
+        assert all(p.winner is None for p in finished.report.points)
+        with pytest.raises(InvalidRequestError, match=r"pice\.candidates"):
+            progressive_run(shared, pice={"candidates": 0})
+
+
+def test_the_pice_extension_is_never_forwarded_to_the_cloud() -> None:
+    request = ChatCompletionRequest.model_validate(
+        {"model": "pice", "messages": [{"role": "user", "content": "q"}], "user": "u"}
+        | {"pice": {"candidates": 2}}
+    )
+    payload = cloud_payload(request, "cloud-model")
+    assert "pice" not in payload
+    assert payload["user"] == "u", "other unknown fields are still forwarded"

@@ -12,6 +12,19 @@ from pice.openai_protocol import Usage
 Mode = Literal["progressive", "cloud"]
 
 
+class CandidateReport(BaseModel):
+    """One scored candidate of a point (see :mod:`pice_gateway.progressive.ensemble`)."""
+
+    candidate: int
+    edge: str
+    score: float
+    logprob_mean: float | None
+    agreement: float
+    relevance: float
+    tokens: int
+    finish_reason: str | None
+
+
 class PointReport(BaseModel):
     title: str
     # The edge's name, or "cloud" when the cloud expanded the point itself.
@@ -20,6 +33,10 @@ class PointReport(BaseModel):
     tokens: int = 0
     # Every source that tried this point, in order (more than one after a failover).
     attempts: list[str] = Field(default_factory=list)
+    # The ensemble's choice: every candidate of the last attempt with its score, and the index
+    # of the one shown; empty and ``None`` when the point had one candidate (no choice made).
+    candidates: list[CandidateReport] = Field(default_factory=list)
+    winner: int | None = None
 
 
 class Timings(BaseModel):

@@ -7,6 +7,11 @@ edge can take it, on the cloud. Everything that happens goes to the run as
 each event while :attr:`Dispatcher.idle` still matches it (through a queue, ``idle`` could run
 ahead of events not yet read, and the run could finish before a job's usage arrived).
 
+Candidates: once the policy chose an edge, :func:`~pice_gateway.placement.candidates.candidates_for`
+says how many candidates the point decodes there (one for the first point, the ensemble's k for
+later ones when the edge has room). A job asks one ``candidates`` of all its points, so the
+points leaving a lane together go out as one job per distinct k.
+
 Failover: a job that fails (connection error, error status or event, a point cancelled, or no
 event for ``edge_stall_seconds``) gives each unfinished point back to the policy, excluding
 every edge that already failed that point; when no edge is left, the cloud expands the point
@@ -37,6 +42,7 @@ from pice.openai_protocol import Usage
 from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.placement.base import PlacementPolicy, PointPlacement
+from pice_gateway.placement.candidates import candidates_for
 from pice_gateway.progressive.events import (
     DispatchEvent,
     ExpansionFailed,
@@ -74,6 +80,7 @@ class _EdgeJob:
 
     edge: str
     points: list[int]
+    candidates: int = 1
     # Per unfinished point, its candidates still decoding.
     open: dict[int, int] = field(default_factory=dict)
     # Tokens its events reported and its ``done`` usage has not yet covered.
@@ -107,6 +114,8 @@ class Dispatcher:
         self._outline: list[str] = []
         self._lanes = Lanes()
         self._excluded: dict[int, set[str]] = {}
+        # Per point, the candidates its current attempt decodes.
+        self._candidates: dict[int, int] = {}
         self._active = 0
 
     @property
@@ -138,13 +147,19 @@ class Dispatcher:
             title=self._outline[index],
             excluded=frozenset(self._excluded.setdefault(index, set())),
         )
-        edge = self._policy.place(placement, self._registry.snapshot())
+        snapshot = self._registry.snapshot()
+        edge = self._policy.place(placement, snapshot)
         if edge is None:
+            self._candidates[index] = 1
             self._emit(PointStarted(index, CLOUD))
             self._start(self._cloud_job(index))
             return
-        self._emit(PointStarted(index, edge))
-        self._registry.acquire(edge, self._spec.candidates)
+        status = next(status for status in snapshot if status.name == edge)
+        k = self._candidates[index] = candidates_for(
+            index, configured=self._spec.candidates, max_points=self._spec.max_points, edge=status
+        )
+        self._emit(PointStarted(index, edge, k))
+        self._registry.acquire(edge, k)
         self._launch(edge, self._lanes.place(edge, index))
 
     def _retry(self, index: int, failed: str, reason: str) -> None:
@@ -152,8 +167,11 @@ class Dispatcher:
         self._place(index)
 
     def _launch(self, edge: str, points: list[int]) -> None:
-        if points:
-            self._start(self._edge_job(_EdgeJob(edge, points)))
+        by_k: dict[int, list[int]] = {}
+        for index in points:
+            by_k.setdefault(self._candidates[index], []).append(index)
+        for k, group in by_k.items():
+            self._start(self._edge_job(_EdgeJob(edge, group, k)))
 
     def _start(self, job: Job) -> None:
         self._active += 1
@@ -175,8 +193,8 @@ class Dispatcher:
             self._job_over(job.edge)
 
     async def _stream(self, job: _EdgeJob) -> None:
-        job.open = dict.fromkeys(job.points, self._spec.candidates)
-        request = self._spec.expand_request(self._outline, job.points)
+        job.open = dict.fromkeys(job.points, job.candidates)
+        request = self._spec.expand_request(self._outline, job.points, job.candidates)
         stall = self._spec.stall_seconds
         loop = asyncio.get_running_loop()
         try:
@@ -256,7 +274,7 @@ class Dispatcher:
             self._registry.mark_down(edge, reason)
         # Points still waiting in this lane would go to the same failed edge.
         waiting = self._lanes.abandon(edge)
-        self._registry.release(edge, len(waiting) * self._spec.candidates)
+        self._registry.release(edge, sum(self._candidates[index] for index in waiting))
         for index in unfinished:
             self._excluded.setdefault(index, set()).add(edge)
             self._retry(index, edge, reason)

@@ -21,10 +21,11 @@ from pice.openai_protocol import Usage
 
 @dataclass(frozen=True)
 class PointStarted:
-    """An attempt at ``point`` was placed on ``source``."""
+    """An attempt at ``point`` was placed on ``source``, decoding ``candidates`` candidates."""
 
     point: int
     source: str
+    candidates: int = 1
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class PointDone:
 
     ``text`` is its whole body when the source reports one (an edge does; it replaces what the
     deltas built), ``None`` when the deltas are the whole body (the cloud). ``logprob_mean`` is
-    the edge's mean token log-probability, what an ensemble selector would compare.
+    the edge's mean token log-probability, one of the ensemble's criteria.
     """
 
     point: int

@@ -25,7 +25,12 @@ from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.placement.base import PlacementPolicy
 from pice_gateway.progressive.accounting import Clock, PiceReport, PointReport
-from pice_gateway.progressive.candidates import CandidateSelector, FirstCandidate, SelectorFactory
+from pice_gateway.progressive.candidates import (
+    Attempt,
+    CandidateSelector,
+    SelectorFactory,
+    ensemble_selector,
+)
 from pice_gateway.progressive.dispatch import Dispatcher
 from pice_gateway.progressive.events import (
     DispatchEvent,
@@ -81,7 +86,7 @@ class ProgressiveRun:
         allow_direct: bool,
         request_id: str,
         clock: Clock | None = None,
-        selector: SelectorFactory = FirstCandidate,
+        selector: SelectorFactory = ensemble_selector,
     ) -> None:
         self._clock = clock or Clock()
         self._queue: asyncio.Queue[RunEvent | PiceError] = asyncio.Queue()
@@ -90,6 +95,10 @@ class ProgressiveRun:
         self._merger = Merger()
         self._new_selector = selector
         self._selectors: dict[int, CandidateSelector] = {}
+        # What the ensemble's relevance is measured against: the turn being answered.
+        self._question = next(
+            (m.text() for m in reversed(request.messages) if m.role == "user"), ""
+        )
         self._report = PiceReport(mode="progressive", reason="outline")
         self._sketch_done = False
         self._finished = False
@@ -181,9 +190,11 @@ class ProgressiveRun:
 
     def _on_dispatch_event(self, event: DispatchEvent) -> None:
         match event:
-            case PointStarted(point=index, source=source):
-                self._report.points[index].attempts.append(source)
-                self._selectors[index] = self._new_selector()
+            case PointStarted(point=index, source=source, candidates=candidates):
+                point = self._report.points[index]
+                point.attempts.append(source)
+                attempt = Attempt(index, source, candidates, point.title, self._question)
+                self._selectors[index] = self._new_selector(attempt)
             case PointDelta(point=index):
                 if shown := self._selectors[index].delta(event):
                     self._emit(self._merger.delta(index, shown))
@@ -204,6 +215,8 @@ class ProgressiveRun:
         point.edge = done.source
         point.finish_reason = done.finish_reason
         point.tokens = done.tokens
+        point.candidates = self._selectors[done.point].scores()
+        point.winner = done.candidate if point.candidates else None
         self._emit(self._merger.done(done.point, done.text))
         self._maybe_finish()
 

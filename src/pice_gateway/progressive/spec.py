@@ -3,7 +3,8 @@
 Token budgets: a request's ``max_tokens`` (or ``max_completion_tokens``) caps the sketch and
 *each* point's expansion, not their sum, since the points are written in parallel. Sampling:
 the request's ``temperature``, ``top_p`` and ``seed`` apply to the expansions; the sketch keeps
-its own temperature (a steady outline format matters more than variety).
+its own temperature (a steady outline format matters more than variety). Ensemble candidates
+1..k-1 sample at ``progressive.ensemble_temperature`` instead (candidate 0 keeps the request's).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from pice.edge_protocol import ExpandRequest
 from pice.openai_protocol import ChatCompletionRequest, ChatMessage
 from pice_gateway.progressive.expand_prompt import cloud_expansion_messages
+from pice_gateway.progressive.options import pice_options
 from pice_gateway.progressive.sketch import sketch_messages
 from pice_gateway.settings import GatewaySettings
 
@@ -48,8 +50,12 @@ class ExpansionSpec:
     seed: int | None
     stall_seconds: float
     cloud_model: str
-    # Candidates per point on an edge; the run's selector shows one.
+    # Candidates per point on an edge when it has room (``placement.candidates`` decides per
+    # point); the run's selector shows one.
     candidates: int = 1
+    candidate_temperature: float = 0.7
+    # The most points a sketch may name (the k rule keeps a slot for each one still to come).
+    max_points: int = 8
 
     @classmethod
     def for_request(
@@ -67,6 +73,9 @@ class ExpansionSpec:
             seed=request.seed,
             stall_seconds=knobs.edge_stall_seconds,
             cloud_model=settings.cloud.model,
+            candidates=pice_options(request).candidates or knobs.ensemble_candidates,
+            candidate_temperature=knobs.ensemble_temperature,
+            max_points=knobs.max_points,
         )
 
     def sampling(self) -> dict[str, Any]:
@@ -78,9 +87,15 @@ class ExpansionSpec:
             fields["seed"] = self.seed
         return fields
 
-    def expand_request(self, outline: list[str], points: list[int]) -> ExpandRequest:
-        """The ``/v1/expand`` job for ``points`` of ``outline`` (every title known so far)."""
-        extra: dict[str, Any] = {"candidates": self.candidates} if self.candidates > 1 else {}
+    def expand_request(
+        self, outline: list[str], points: list[int], candidates: int = 1
+    ) -> ExpandRequest:
+        """The ``/v1/expand`` job for ``points`` of ``outline`` (every title known so far),
+        ``candidates`` per point; the ensemble fields are sent only when there is a choice, so a
+        single-candidate job's body is what it was before the ensemble."""
+        extra: dict[str, Any] = {}
+        if candidates > 1:
+            extra = {"candidates": candidates, "candidate_temperature": self.candidate_temperature}
         return ExpandRequest(
             messages=[ChatMessage(role=m["role"], content=m["content"]) for m in self.messages],
             sketch=outline,

@@ -1,0 +1,39 @@
+"""The request's ``pice`` object: PICE's own knobs carried in an OpenAI chat request.
+
+An opt-in extension field, ``{"pice": {"candidates": 3}}`` in the request body (the OpenAI SDK
+sends it with ``extra_body={"pice": {...}}``). Every field is optional and overrides the
+gateway's setting for this request only; unknown keys are ignored, like unknown request fields,
+and a wrong value is a 400 before the first byte. The field is never forwarded to the cloud.
+
+    candidates   int 1..8   ensemble candidates per point (``progressive.ensemble_candidates``);
+                            1 turns the ensemble off, the load rule may still lower it
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pice.edge_protocol import MAX_CANDIDATES
+from pice.errors import InvalidRequestError
+from pice.openai_protocol import ChatCompletionRequest
+
+FIELD = "pice"
+
+
+class PiceOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    candidates: int | None = Field(default=None, ge=1, le=MAX_CANDIDATES)
+
+
+def pice_options(request: ChatCompletionRequest) -> PiceOptions:
+    """The request's ``pice`` object, validated (an absent one gives every default)."""
+    raw = (request.model_extra or {}).get(FIELD)
+    if raw is None:
+        return PiceOptions()
+    try:
+        return PiceOptions.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in (FIELD, *error["loc"]))
+        raise InvalidRequestError(f"'{where}': {error['msg']}", param=where) from exc

@@ -1,0 +1,30 @@
+"""How ``/v1/expand`` turns a request into sequences: labels, seeds and per-candidate sampling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge_agent.api.expand import build_job
+from pice.edge_protocol import ExpandRequest
+
+
+def request(**fields: Any) -> ExpandRequest:
+    return ExpandRequest.model_validate({"question": "q", "sketch": ["a", "b"]} | fields)
+
+
+def test_candidate_zero_keeps_the_requests_sampling_and_the_others_use_the_ensembles() -> None:
+    spec, labels = build_job(
+        request(candidates=3, candidate_temperature=0.7, seed=5), "prefix", add_special=False
+    )
+    assert labels == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    temperatures = [s.params.temperature for s in spec.sequences]
+    assert temperatures == [0.0, 0.7, 0.7, 0.0, 0.7, 0.7]
+    assert [s.params.seed for s in spec.sequences] == [5, 6, 7, 1005, 1006, 1007]
+
+
+def test_without_candidate_temperature_every_candidate_decodes_as_before() -> None:
+    spec, _ = build_job(request(candidates=2, temperature=0.3), "prefix", add_special=False)
+    assert [s.params.temperature for s in spec.sequences] == [0.3] * 4
+    assert [s.params.seed for s in spec.sequences] == [None] * 4
+    # A gateway that never sets the field sends the same body as before it existed.
+    assert "candidate_temperature" not in request(candidates=2).wire()
