@@ -88,8 +88,10 @@ class ProgressiveSettings(BaseModel):
     # Which edge expands each point: a name registered in ``placement.registry``.
     placement: str = "least-loaded"
     # Candidates per point after the first when the edge has spare slots (1 = no ensemble);
-    # a request's ``pice.candidates`` overrides it. See ``placement.candidates``.
-    ensemble_candidates: int = Field(default=3, ge=1, le=MAX_CANDIDATES)
+    # a request's ``pice.candidates`` overrides it. See ``placement.candidates``. Off by
+    # default: on a CPU edge whose cores are already busy, free sequence slots are not spare
+    # compute, and k = 3 made answers 49% slower end to end (docs/benchmarks.md, "Ensemble").
+    ensemble_candidates: int = Field(default=1, ge=1, le=MAX_CANDIDATES)
     # Sampling temperature of candidates 1..k-1 (candidate 0 keeps the request's own).
     ensemble_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
 

@@ -65,10 +65,12 @@ def progressive_run(
     *,
     model: str = "pice",
     stall_seconds: float = 5.0,
+    ensemble: int = 1,
     **body: Any,
 ) -> ProgressiveRun:
     settings = GatewaySettings(
-        cloud={"model": "cloud-model"}, progressive={"edge_stall_seconds": stall_seconds}
+        cloud={"model": "cloud-model"},
+        progressive={"edge_stall_seconds": stall_seconds, "ensemble_candidates": ensemble},
     )
     request = ChatCompletionRequest.model_validate(
         {"model": model, "messages": [{"role": "user", "content": "How to stay healthy?"}]} | body
@@ -335,7 +337,7 @@ ENSEMBLE_EXPECTED = (
 async def test_later_points_show_the_ensembles_choice_and_report_every_candidate() -> None:
     edge = InProcessEdge("e1", variants=VARIANTS)
     async with upstreams(CloudScript(), edge) as shared:
-        pieces, finished = await answer(progressive_run(shared))
+        pieces, finished = await answer(progressive_run(shared, ensemble=3))
         assert shared.registry.snapshot()[0].in_flight == 0
     text = "".join(pieces)
     assert text == ENSEMBLE_EXPECTED
@@ -363,16 +365,25 @@ async def test_later_points_show_the_ensembles_choice_and_report_every_candidate
 async def test_an_edge_without_spare_slots_gets_one_candidate_per_point() -> None:
     edge = InProcessEdge("e1", variants=VARIANTS, free_slots=2)
     async with upstreams(CloudScript(), edge) as shared:
-        pieces, finished = await answer(progressive_run(shared))
+        pieces, finished = await answer(progressive_run(shared, ensemble=3))
     assert {job.candidates for job in edge.jobs} == {1}
     assert "".join(pieces).count("Weather in e1") == 3
     assert all(p.winner is None and not p.candidates for p in finished.report.points)
 
 
+async def test_the_ensemble_is_off_by_default_and_a_request_can_turn_it_on() -> None:
+    edge = InProcessEdge("e1", variants=VARIANTS)
+    async with upstreams(CloudScript(), edge) as shared:
+        await answer(progressive_run(shared))
+        assert {job.candidates for job in edge.jobs} == {1}
+        await answer(progressive_run(shared, pice={"candidates": 3}))
+        assert max(job.candidates for job in edge.jobs) == 3
+
+
 async def test_a_request_can_turn_the_ensemble_off_and_a_bad_value_is_refused() -> None:
     edge = InProcessEdge("e1", variants=VARIANTS)
     async with upstreams(CloudScript(), edge) as shared:
-        _, finished = await answer(progressive_run(shared, pice={"candidates": 1}))
+        _, finished = await answer(progressive_run(shared, ensemble=3, pice={"candidates": 1}))
         assert {job.candidates for job in edge.jobs} == {1}
         assert all(p.winner is None for p in finished.report.points)
         with pytest.raises(InvalidRequestError, match=r"pice\.candidates"):
