@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.conftest import fake_stack
+from tests.gateway.conftest import fake_stack, openai_client
 from tests.gateway.fakes import CloudScript, EdgeScript
 from tests.support.processes import free_port
 
@@ -26,7 +26,7 @@ EXPECTED = (
 
 
 def client(base_url: str, key: str = "none") -> openai.OpenAI:
-    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=30)
+    return openai_client(base_url, key)
 
 
 def ask(model: str = "pice", **kwargs: Any) -> dict[str, Any]:
