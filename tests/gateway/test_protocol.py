@@ -113,6 +113,26 @@ def test_stream_ends_with_done_and_pice_on_the_last_chunk() -> None:
     assert all("usage" not in p for p in payloads[:-1])
 
 
+def test_models_retrieve_serves_each_name_and_404s_others() -> None:
+    with fake_stack(CloudScript(), [EdgeScript("e1")], api_keys=["sekret"]) as url:
+        sdk = client(url, key="sekret")
+        for name in ("pice", "pice-progressive", "pice-cloud"):
+            card = sdk.models.retrieve(name)
+            assert (card.id, card.object, card.owned_by) == (name, "model", "pice")
+            assert card.created > 0
+        with pytest.raises(openai.NotFoundError) as missing:
+            sdk.models.retrieve("gpt-nope")
+        with pytest.raises(openai.AuthenticationError):
+            client(url, key="wrong").models.retrieve("pice")
+    assert missing.value.code == "model_not_found"
+    assert missing.value.body == {
+        "message": "The model 'gpt-nope' does not exist.",
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": "model_not_found",
+    }
+
+
 def test_api_keys_are_enforced() -> None:
     with fake_stack(CloudScript(), [EdgeScript("e1")], api_keys=["sekret"]) as url:
         with pytest.raises(openai.AuthenticationError) as info:
