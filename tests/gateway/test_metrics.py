@@ -3,6 +3,7 @@ observer's arithmetic on hand-made reports."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -119,18 +120,31 @@ def test_a_scrape_counts_progressive_cloud_and_refused_requests(
     assert value(samples, "pice_gateway_edge_in_flight_sequences", edge="e1") == 0
 
 
-def test_in_flight_is_read_from_the_edge_registry_at_scrape_time() -> None:
+def test_in_flight_is_read_at_scrape_time_and_released_when_the_client_leaves() -> None:
     edge = EdgeScript("e1", token_delay=0.3)
+
+    def in_flight() -> float:
+        return value(scrape(url), "pice_gateway_edge_in_flight_sequences", edge="e1")
+
     with fake_stack(CloudScript(), [edge]) as url:
+        seen: list[float] = []
         with httpx.stream(
             "POST", url + "/chat/completions", json=ask(stream=True), timeout=30
         ) as response:
+            # Keep reading (leaving the loop closes the stream, which cancels the run). The
+            # first point may go out as a job of its own a moment before the other two.
             for line in response.iter_lines():
                 if "Body" in line:
-                    break
-            busy = scrape(url)
-        # The three points were placed as one job of three sequences on the only edge.
-        assert value(busy, "pice_gateway_edge_in_flight_sequences", edge="e1") == 3
+                    seen.append(in_flight())
+                    if seen[-1] == 3:
+                        break
+        assert seen[-1] == 3
+        # The client left with all three sequences running: the run gives them back.
+        deadline = time.monotonic() + 5
+        while in_flight() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert in_flight() == 0
+        assert edge.cancelled >= 1
 
 
 def test_failover_counts_every_attempt() -> None:
