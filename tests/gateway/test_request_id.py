@@ -3,12 +3,14 @@ the cloud and the edges, and stamped on the gateway's log lines."""
 
 from __future__ import annotations
 
+import io
+import logging
 import re
 
 import httpx
 import pytest
 
-from pice_gateway.request_id import RequestIdFilter, accepted
+from pice_gateway.request_id import RequestIdFilter, accepted, install_log_request_ids
 from tests.gateway.conftest import fake_stack
 from tests.gateway.fakes import CloudScript, EdgeScript
 from tests.gateway.test_observers import Recorder
@@ -87,3 +89,16 @@ def test_log_lines_of_a_request_carry_its_id(caplog: pytest.LogCaptureFixture) -
     mine = [record for record in lines if "r-log" in record.getMessage()]
     assert mine
     assert all(getattr(record, "request_id", None) == "r-log" for record in mine)
+
+
+def test_installed_log_format_names_the_request() -> None:
+    stream = io.StringIO()
+    logger = logging.getLogger("tests.request_id")
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    try:
+        install_log_request_ids(logger)
+        logger.warning("outside")
+    finally:
+        logger.removeHandler(handler)
+    assert "[-]: outside" in stream.getvalue()
