@@ -13,8 +13,10 @@ from pice.http.limits import BodySizeLimitMiddleware
 from pice_gateway.cloud_client import cloud_http_client
 from pice_gateway.edge_client import HttpEdgeClient
 from pice_gateway.edges import Edge, EdgeRegistry
+from pice_gateway.metrics import GatewayMetrics
 from pice_gateway.observers import ReportObserver, log_report
 from pice_gateway.placement.registry import placement_policy
+from pice_gateway.request_id import RequestIdMiddleware
 from pice_gateway.router.service import RequestRouter
 from pice_gateway.routes import build_router
 from pice_gateway.settings import GatewaySettings, RouterSettings
@@ -36,10 +38,13 @@ def create_app(
 ) -> FastAPI:
     """The gateway app. One pooled client per upstream lives from start-up to shutdown.
 
-    ``report_observers`` see every finished chat request (:mod:`pice_gateway.observers`);
+    ``report_observers`` see every finished chat request (:mod:`pice_gateway.observers`), as
+    does the app's own metrics observer (``GET /metrics``, :mod:`pice_gateway.metrics`);
     ``router`` builds the outline/direct router (blocking; run off the event loop). A router
     that cannot load (its encoder cannot be fetched) stops start-up with the reason.
     """
+
+    metrics = GatewayMetrics(settings.models)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,6 +53,7 @@ def create_app(
             [Edge(HttpEdgeClient.connect(endpoint, timeout)) for endpoint in settings.edges],
             poll_interval=settings.edge_client.poll_interval,
         )
+        metrics.watch_edges(registry.snapshot)
         request_router = await asyncio.to_thread(router, settings.router)
         cloud = cloud_http_client(settings)
         app.state.gateway = GatewayState(
@@ -55,7 +61,7 @@ def create_app(
             cloud=cloud,
             edges=registry,
             placement=placement_policy(settings.progressive.placement),
-            report_observers=tuple(report_observers),
+            report_observers=(*report_observers, metrics.observe),
             router=request_router,
         )
         # One poll before serving, so the first requests already know which edges are up.
@@ -73,5 +79,8 @@ def create_app(
     app = FastAPI(title="PICE gateway", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Outermost, so every response carries the request id (a 413 from the size limit too).
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(build_router(settings))
+    app.include_router(metrics.router())
     return app

@@ -21,12 +21,15 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from pice_gateway.app import create_app
+    from pice_gateway.request_id import install_log_request_ids
     from pice_gateway.settings import load_settings
 
     overrides = {
         key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None
     }
     settings = load_settings(args.config, **overrides)
+    # Every log line of a request names it (``[pice-…]``; ``[-]`` outside requests).
+    install_log_request_ids()
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from pice.openai_protocol import Usage
+from pice_gateway.request_id import propagate_request_id
 from pice_gateway.settings import GatewaySettings
 from pice_gateway.upstream import json_events, open_stream
 
@@ -28,6 +29,7 @@ def cloud_http_client(settings: GatewaySettings) -> httpx.AsyncClient:
         base_url=cloud.base_url.rstrip("/") + "/",
         timeout=cloud.timeouts.to_httpx(),
         headers=headers,
+        event_hooks={"request": [propagate_request_id]},
     )
 
 

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from pice.edge_protocol import ExpandEvent, ExpandRequest, LoadResponse, parse_expand_event
 from pice.errors import UpstreamProtocolError
+from pice_gateway.request_id import propagate_request_id
 from pice_gateway.settings import EdgeEndpoint
 from pice_gateway.upstream import get_json, json_events, open_stream
 
@@ -63,7 +64,12 @@ class HttpEdgeClient:
     def connect(cls, endpoint: EdgeEndpoint, timeout: httpx.Timeout) -> HttpEdgeClient:
         """A client for a configured edge, with its bearer token and the edge timeouts."""
         headers = {"Authorization": f"Bearer {endpoint.token}"} if endpoint.token else {}
-        http = httpx.AsyncClient(base_url=endpoint.url, timeout=timeout, headers=headers)
+        http = httpx.AsyncClient(
+            base_url=endpoint.url,
+            timeout=timeout,
+            headers=headers,
+            event_hooks={"request": [propagate_request_id]},
+        )
         return cls(endpoint.name, http)
 
     @property

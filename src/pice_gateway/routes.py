@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from pice.errors import ModelNotFoundError
 from pice.http.auth import bearer_auth
 from pice.http.disconnect import until_disconnect
 from pice.http.sse import sse_response
@@ -19,6 +19,7 @@ from pice_gateway.path_choice import PathChoice, apply_route, choose_path
 from pice_gateway.progressive.accounting import Clock, PiceReport
 from pice_gateway.progressive.pipeline import ProgressiveRun
 from pice_gateway.render import progressive_completion, progressive_stream
+from pice_gateway.request_id import current_request_id
 from pice_gateway.settings import GatewaySettings
 from pice_gateway.state import GatewayState, gateway_state
 
@@ -110,14 +111,21 @@ def build_router(settings: GatewaySettings) -> APIRouter:
         edges = gateway_state(request).edges.snapshot()
         return {"status": "ready", "edges": {edge.name: edge.up for edge in edges}}
 
+    names = settings.models
+    cards = {
+        name: ModelCard(id=name, created=created, owned_by="pice")
+        for name in (names.auto, names.progressive, names.cloud)
+    }
+
     @authed.get("/models")
     async def models() -> dict[str, Any]:
-        names = settings.models
-        cards = [
-            ModelCard(id=name, created=created, owned_by="pice")
-            for name in (names.auto, names.progressive, names.cloud)
-        ]
-        return dump(ModelList(data=cards))
+        return dump(ModelList(data=list(cards.values())))
+
+    @authed.get("/models/{model_id}")
+    async def model(model_id: str) -> dict[str, Any]:
+        if model_id not in cards:
+            raise ModelNotFoundError(model_id)
+        return dump(cards[model_id])
 
     @authed.post("/chat/completions", response_model=None)
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
@@ -125,7 +133,7 @@ def build_router(settings: GatewaySettings) -> APIRouter:
         clock = Clock()
         observation = RequestObservation(
             state.report_observers,
-            request_id=f"pice-{uuid.uuid4().hex[:12]}",
+            request_id=current_request_id(),
             model=body.model,
             stream=body.stream,
         )

@@ -6,10 +6,31 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import openai
+import pytest
+
 from pice_gateway.app import create_app
 from pice_gateway.observers import ReportObserver, log_report
 from pice_gateway.settings import EdgeEndpoint, GatewaySettings
 from tests.gateway.fakes import CloudScript, EdgeScript, fake_cloud, fake_edge, serve
+
+# SDK clients made by the tests, closed after each test: one left open keeps its pooled socket
+# until a later garbage collection, whose ResourceWarning then fails whichever test is running.
+_openai_clients: list[openai.OpenAI] = []
+
+
+def openai_client(base_url: str, key: str = "none") -> openai.OpenAI:
+    """The real OpenAI SDK against ``base_url``, no retries, closed after the test."""
+    client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=30)
+    _openai_clients.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_openai_clients() -> Iterator[None]:
+    yield
+    while _openai_clients:
+        _openai_clients.pop().close()
 
 
 def settings_for(cloud_url: str, edges: dict[str, str], **overrides: Any) -> GatewaySettings:

@@ -52,6 +52,8 @@ class CloudScript:
     # Break the connection after this many sketch chunks.
     die_after_chunks: int | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # The ``x-request-id`` header of each request (None when absent).
+    request_ids: list[str | None] = field(default_factory=list)
     # Streams closed (the in-process cloud only: ``tests.gateway.inprocess.mock_cloud``).
     closed: int = 0
 
@@ -121,6 +123,7 @@ def fake_cloud(script: CloudScript) -> FastAPI:
     async def chat(request: Request) -> Response:
         body = await request.json()
         script.requests.append(body)
+        script.request_ids.append(request.headers.get("x-request-id"))
         if script.fail_status is not None:
             return JSONResponse(cloud_error(), status_code=script.fail_status)
         if not body.get("stream"):
@@ -220,6 +223,8 @@ class EdgeScript:
     start_delay: float = 0.0
     running: int = 0
     jobs: list[dict[str, Any]] = field(default_factory=list)
+    # The ``x-request-id`` header of each ``/v1/expand`` request (None when absent).
+    request_ids: list[str | None] = field(default_factory=list)
     cancelled: int = 0
 
 
@@ -234,6 +239,7 @@ def fake_edge(script: EdgeScript) -> FastAPI:
     async def expand(request: Request) -> EventSourceResponse:
         body = await request.json()
         script.jobs.append(body)
+        script.request_ids.append(request.headers.get("x-request-id"))
         expand = ExpandRequest.model_validate(body)
         points, candidates = expand.point_indices(), expand.candidates
 

@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway.conftest import fake_stack
+from tests.gateway.conftest import fake_stack, openai_client
 from tests.gateway.fakes import CloudScript, EdgeScript
 from tests.support.processes import free_port
 
@@ -26,7 +26,7 @@ EXPECTED = (
 
 
 def client(base_url: str, key: str = "none") -> openai.OpenAI:
-    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=30)
+    return openai_client(base_url, key)
 
 
 def ask(model: str = "pice", **kwargs: Any) -> dict[str, Any]:
@@ -111,6 +111,26 @@ def test_stream_ends_with_done_and_pice_on_the_last_chunk() -> None:
     assert "pice" in payloads[-2]
     assert payloads[-2]["choices"][0]["finish_reason"] == "stop"
     assert all("usage" not in p for p in payloads[:-1])
+
+
+def test_models_retrieve_serves_each_name_and_404s_others() -> None:
+    with fake_stack(CloudScript(), [EdgeScript("e1")], api_keys=["sekret"]) as url:
+        sdk = client(url, key="sekret")
+        for name in ("pice", "pice-progressive", "pice-cloud"):
+            card = sdk.models.retrieve(name)
+            assert (card.id, card.object, card.owned_by) == (name, "model", "pice")
+            assert card.created > 0
+        with pytest.raises(openai.NotFoundError) as missing:
+            sdk.models.retrieve("gpt-nope")
+        with pytest.raises(openai.AuthenticationError):
+            client(url, key="wrong").models.retrieve("pice")
+    assert missing.value.code == "model_not_found"
+    assert missing.value.body == {
+        "message": "The model 'gpt-nope' does not exist.",
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": "model_not_found",
+    }
 
 
 def test_api_keys_are_enforced() -> None:

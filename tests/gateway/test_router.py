@@ -33,7 +33,7 @@ from pice_gateway.router.training import (
     train,
 )
 from pice_gateway.settings import RouterSettings
-from tests.gateway.conftest import settings_for
+from tests.gateway.conftest import openai_client, settings_for
 from tests.gateway.fakes import CloudScript, EdgeScript, fake_cloud, fake_edge, serve
 
 DIM = 8
@@ -184,8 +184,7 @@ def routed() -> Iterator[tuple[str, CloudScript, KeywordEncoder]]:
 
 
 def _ask(url: str, question: str, model: str = "pice") -> openai.types.chat.ChatCompletion:
-    client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=30)
-    return client.chat.completions.create(
+    return openai_client(url).chat.completions.create(
         model=model, messages=[{"role": "user", "content": question}]
     )
 

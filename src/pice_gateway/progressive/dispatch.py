@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -117,6 +118,9 @@ class Dispatcher:
         # Per point, the candidates its current attempt decodes.
         self._candidates: dict[int, int] = {}
         self._active = 0
+        # Sequences this run holds on each edge's in-flight count; what aclose gives back when
+        # the run is cancelled with jobs running or points waiting in a lane.
+        self._held: Counter[str] = Counter()
 
     @property
     def idle(self) -> bool:
@@ -137,6 +141,17 @@ class Dispatcher:
     async def aclose(self) -> None:
         """Cancel every job; each closes its upstream stream, which stops the work there."""
         await self._tasks.aclose()
+        for edge, sequences in list(self._held.items()):
+            self._release(edge, sequences)
+
+    def _acquire(self, edge: str, sequences: int) -> None:
+        self._held[edge] += sequences
+        self._registry.acquire(edge, sequences)
+
+    def _release(self, edge: str, sequences: int) -> None:
+        sequences = min(sequences, self._held[edge])
+        self._held[edge] -= sequences
+        self._registry.release(edge, sequences)
 
     # -- placement ---------------------------------------------------------------------------
 
@@ -159,7 +174,7 @@ class Dispatcher:
             index, configured=self._spec.candidates, max_points=self._spec.max_points, edge=status
         )
         self._emit(PointStarted(index, edge, k))
-        self._registry.acquire(edge, k)
+        self._acquire(edge, k)
         self._launch(edge, self._lanes.place(edge, index))
 
     def _retry(self, index: int, failed: str, reason: str) -> None:
@@ -249,7 +264,7 @@ class Dispatcher:
         job.open[point] -= 1
         if not job.open[point]:
             del job.open[point]
-        self._registry.release(job.edge, 1)
+        self._release(job.edge, 1)
         self._emit(
             PointDone(
                 point,
@@ -269,12 +284,12 @@ class Dispatcher:
         logger.warning(
             "edge %s failed points %s of %s: %s", edge, unfinished, self._spec.request_id, reason
         )
-        self._registry.release(edge, sum(job.open.values()))
+        self._release(edge, sum(job.open.values()))
         if failure.edge_down:
             self._registry.mark_down(edge, reason)
         # Points still waiting in this lane would go to the same failed edge.
         waiting = self._lanes.abandon(edge)
-        self._registry.release(edge, sum(self._candidates[index] for index in waiting))
+        self._release(edge, sum(self._candidates[index] for index in waiting))
         for index in unfinished:
             self._excluded.setdefault(index, set()).add(edge)
             self._retry(index, edge, reason)
