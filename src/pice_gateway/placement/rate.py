@@ -14,10 +14,13 @@ compute ceiling. The default α = 1/3 is this repo's edge bench (docs/benchmarks
 one-at-a-time pays the shared prefix once per point there, so they measure prefill sharing as
 much as decoding.
 
-Fitting. An edge reports ``decode_tokens_per_second`` (its aggregate over the last 10 s) and
-``running_sequences`` in every ``/v1/load``. :class:`RateFit` keeps those pairs, decayed, and
-fits the model by least squares on its linear form ``b / aggregate = (1 − α)/r1 + (α/r1)·b``;
-while it has seen one batch size only it keeps the default α and solves for r1.
+Fitting. An edge reports ``decode_tokens_per_second`` (its aggregate over the last 10 s of
+decoding) and ``decode_batch_mean`` (the mean batch over the same steps) in every
+``/v1/load``; an older agent sends no batch mean, and its instantaneous ``running_sequences``
+stands in (a worse pairing: in the simulator it biased r1 and α upwards by 1.2–2.7×).
+:class:`RateFit` keeps those pairs, decayed, and fits the model by least squares on its linear
+form ``b / aggregate = (1 − α)/r1 + (α/r1)·b``; while it has seen one batch size only it keeps
+the default α and solves for r1.
 """
 
 from __future__ import annotations
@@ -66,8 +69,8 @@ class RateFit:
         self._decay = decay
         self._w = self._x = self._y = self._xx = self._xy = 0.0
 
-    def observe(self, batch: int, aggregate: float) -> None:
-        if batch < 1 or aggregate <= 0.0:
+    def observe(self, batch: float, aggregate: float) -> None:
+        if batch < 1.0 or aggregate <= 0.0:
             return
         x, y = float(batch), batch / aggregate
         d = self._decay
@@ -78,8 +81,11 @@ class RateFit:
         self._xy = self._xy * d + x * y
 
     def observe_load(self, load: LoadResponse) -> None:
-        """Take the rate an edge's load report carries."""
-        self.observe(load.running_sequences, load.decode_tokens_per_second)
+        """Take the rate an edge's load report carries, at the batch it was measured at."""
+        batch = load.decode_batch_mean
+        self.observe(
+            load.running_sequences if batch is None else batch, load.decode_tokens_per_second
+        )
 
     def curve(self) -> RateCurve | None:
         """The fitted curve; ``None`` before the first report with decoding in it."""
