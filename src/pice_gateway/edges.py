@@ -33,6 +33,13 @@ class Edge:
     def name(self) -> str:
         return self.client.name
 
+    def record_load(self, load: LoadResponse, round_trip: float) -> None:
+        """A ``/v1/load`` answer that took ``round_trip`` seconds: the edge is up."""
+        self.rtt = ewma(self.rtt, round_trip)
+        self.rate_fit.observe_load(load)
+        self.load = load
+        self.up = True
+
     def status(self) -> EdgeStatus:
         return EdgeStatus(
             name=self.name,
@@ -110,10 +117,7 @@ class EdgeRegistry:
             return
         if not edge.up:
             logger.info("edge %s is up", edge.name)
-        edge.rtt = ewma(edge.rtt, time.monotonic() - started)
-        edge.rate_fit.observe_load(load)
-        edge.load = load
-        edge.up = True
+        edge.record_load(load, time.monotonic() - started)
 
     async def poll_once(self) -> None:
         await asyncio.gather(*(self._poll(edge) for edge in self._edges.values()))
