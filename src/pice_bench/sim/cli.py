@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report(config, results), indent=1) + "\n")
     if args.png is not None:
-        title = f"{config.edges} {config.mix} edges (simulated)"
+        slots = f"{config.slots} slots each" if config.slots else "slots per device class"
+        title = f"{config.edges} {config.mix} edges, {slots} (simulated)"
         write_plot(results, args.png, title)
     return 0
