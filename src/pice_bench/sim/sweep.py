@@ -41,7 +41,12 @@ def run_one(config: SimConfig, policy: str, load: float) -> RunResult:
     workload = replace(config.workload, rate=rate_for_load(load, edges, config.workload))
 
     def progress(t: float) -> None:
-        logger.info("%s at load %.2f: %.0f / %.0f s simulated", policy, load, t, workload.duration)
+        if t <= workload.duration:
+            logger.info(
+                "%s at load %.2f: %.0f / %.0f s simulated", policy, load, t, workload.duration
+            )
+        else:
+            logger.info("%s at load %.2f: %.0f s simulated, draining the queues", policy, load, t)
 
     simulation = Simulation(
         edges, workload, placement_policy(policy), seed=config.seed, progress=progress
