@@ -47,6 +47,7 @@ async def load(request: Request) -> LoadResponse:
     fields = asdict(s) | {
         "kv_usage": round(s.kv_usage, 4),
         "decode_tokens_per_second": round(s.decode_tokens_per_second, 2),
+        "decode_batch_mean": None if s.decode_batch_mean is None else round(s.decode_batch_mean, 2),
     }
     return LoadResponse(model=state.model_id, **fields)
 

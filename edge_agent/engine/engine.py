@@ -282,6 +282,7 @@ class Engine:
 
     def _publish(self, batcher: Batcher, *, ready: bool = True) -> None:
         budget, counters = batcher.budget, batcher.counters
+        now = time.monotonic()
         self._snapshot = LoadSnapshot(
             ready=ready,
             running_sequences=batcher.running_sequences(),
@@ -292,7 +293,8 @@ class Engine:
             kv_cells_total=budget.total_cells,
             # Cached prefixes give their cells up on demand: they are not load.
             kv_cells_reserved=budget.reserved_cells - batcher.cache.cells,
-            decode_tokens_per_second=batcher.throughput.rate(time.monotonic()),
+            decode_tokens_per_second=batcher.throughput.rate(now),
+            decode_batch_mean=batcher.throughput.batch_mean(now),
             threads=self.config.threads,
             tokens_generated=counters.tokens_generated,
             prefill_tokens=counters.prefill_tokens,

@@ -40,6 +40,15 @@ class ThroughputWindow:
         tokens = sum(n for _, _, n in self._steps)
         return tokens / busy if busy > 0 else 0.0
 
+    def batch_mean(self, now: float) -> float | None:
+        """The mean batch of the same steps, weighted by their time: a step samples one token
+        per sequence, so its tokens are its batch. The batch :meth:`rate` was measured at, which
+        the gateway's rate-vs-batch fit pairs it with; ``None`` when the window is empty."""
+        self._trim(now)
+        busy = sum(end - start for start, end, _ in self._steps)
+        weighted = sum((end - start) * n for start, end, n in self._steps)
+        return weighted / busy if busy > 0 else None
+
     def _trim(self, now: float) -> None:
         while self._steps and self._steps[0][1] < now - self._window:
             self._steps.popleft()
@@ -67,6 +76,8 @@ class LoadSnapshot:
     prefix_cache_cells: int
     prefix_cache_hits: int
     prefix_cache_reused_tokens: int  # prompt positions taken from the cache, not prefilled
+    # The mean batch of the decode steps ``decode_tokens_per_second`` covers.
+    decode_batch_mean: float | None = None
 
     @property
     def kv_usage(self) -> float:

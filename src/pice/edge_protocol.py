@@ -177,6 +177,10 @@ class LoadResponse(BaseModel):
     kv_cells_reserved: int
     kv_usage: float
     decode_tokens_per_second: float
+    # The mean batch (running sequences, weighted by decode time) over the same window as
+    # ``decode_tokens_per_second``: the batch size that rate was measured at. ``None`` from an
+    # agent that predates it; the gateway then pairs the rate with ``running_sequences``.
+    decode_batch_mean: float | None = None
     threads: int
     tokens_generated: int
     prefill_tokens: int

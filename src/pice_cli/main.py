@@ -20,6 +20,7 @@ _COMPONENTS = (
     "pice_gateway.router.cli",
     "pice_stack.cli",
     "pice_bench.cli",
+    "pice_bench.sim.cli",
 )
 # A missing module of these packages is a bug, never a missing extra.
 _FIRST_PARTY = frozenset(

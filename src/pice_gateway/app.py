@@ -52,6 +52,7 @@ def create_app(
         registry = EdgeRegistry(
             [Edge(HttpEdgeClient.connect(endpoint, timeout)) for endpoint in settings.edges],
             poll_interval=settings.edge_client.poll_interval,
+            point_tokens=settings.progressive.expected_point_tokens,
         )
         metrics.watch_edges(registry.snapshot)
         request_router = await asyncio.to_thread(router, settings.router)

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pice.edge_protocol import LoadResponse
 from pice.errors import PiceError
 from pice_gateway.edge_client import EdgeClient
 from pice_gateway.placement.base import EdgeStatus
+from pice_gateway.placement.estimate import DEFAULT_POINT_TOKENS
+from pice_gateway.placement.rate import RateFit, ewma
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +25,20 @@ class Edge:
     load: LoadResponse | None = None
     in_flight: int = 0
     last_placed: float = 0.0
+    # Seconds a ``/v1/load`` GET took (EWMA): the link's round trip plus a trivial handler.
+    rtt: float | None = None
+    rate_fit: RateFit = field(default_factory=RateFit)
 
     @property
     def name(self) -> str:
         return self.client.name
+
+    def record_load(self, load: LoadResponse, round_trip: float) -> None:
+        """A ``/v1/load`` answer that took ``round_trip`` seconds: the edge is up."""
+        self.rtt = ewma(self.rtt, round_trip)
+        self.rate_fit.observe_load(load)
+        self.load = load
+        self.up = True
 
     def status(self) -> EdgeStatus:
         return EdgeStatus(
@@ -35,6 +47,8 @@ class Edge:
             in_flight=self.in_flight,
             load=self.load,
             last_placed=self.last_placed,
+            rtt=self.rtt,
+            rate=self.rate_fit.curve(),
         )
 
 
@@ -42,12 +56,17 @@ class EdgeRegistry:
     """Every configured edge, whether it is up, and how busy it is.
 
     ``up`` follows the last ``/v1/load`` poll; a failed job marks an edge down at once so that
-    other requests stop placing points on it until a poll sees it healthy again.
+    other requests stop placing points on it until a poll sees it healthy again. Each poll also
+    times the round trip and feeds the edge's rate fit; the points edges finish feed a running
+    mean of their length (starting from ``point_tokens``), which the ``eft`` policy reads.
     """
 
-    def __init__(self, edges: list[Edge], poll_interval: float) -> None:
+    def __init__(
+        self, edges: list[Edge], poll_interval: float, point_tokens: float = DEFAULT_POINT_TOKENS
+    ) -> None:
         self._edges = {edge.name: edge for edge in edges}
         self._poll_interval = poll_interval
+        self._point_tokens = point_tokens
 
     def client(self, name: str) -> EdgeClient:
         return self._edges[name].client
@@ -72,6 +91,13 @@ class EdgeRegistry:
         edge = self._edges[name]
         edge.in_flight = max(0, edge.in_flight - sequences)
 
+    def observe_point(self, completion_tokens: int) -> None:
+        """An edge finished a point of ``completion_tokens`` tokens."""
+        self._point_tokens = ewma(self._point_tokens, float(completion_tokens), weight=0.05)
+
+    def expected_point_tokens(self) -> float:
+        return self._point_tokens
+
     def mark_down(self, name: str, reason: str) -> None:
         edge = self._edges[name]
         if edge.up:
@@ -79,6 +105,7 @@ class EdgeRegistry:
         edge.up = False
 
     async def _poll(self, edge: Edge) -> None:
+        started = time.monotonic()
         try:
             load = await asyncio.wait_for(
                 edge.client.load(), timeout=max(1.0, self._poll_interval * 2)
@@ -90,8 +117,7 @@ class EdgeRegistry:
             return
         if not edge.up:
             logger.info("edge %s is up", edge.name)
-        edge.load = load
-        edge.up = True
+        edge.record_load(load, time.monotonic() - started)
 
     async def poll_once(self) -> None:
         await asyncio.gather(*(self._poll(edge) for edge in self._edges.values()))

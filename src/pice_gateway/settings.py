@@ -83,10 +83,18 @@ class ProgressiveSettings(BaseModel):
     # Per point; a request's max_tokens lowers it (see ``progressive.spec``).
     expansion_max_tokens: int = Field(default=96, ge=1)
     expansion_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    # An edge job that sends no event for this long loses its points to another edge.
+    # An edge job admitted by the edge (its ``start`` event) that then sends no event for this
+    # long loses its points to another edge, and the edge is marked down.
     edge_stall_seconds: float = Field(default=20.0, gt=0)
-    # Which edge expands each point: a name registered in ``placement.registry``.
+    # Before admission a job is queued on the edge, which is not a stall: it may wait this long
+    # (from the request, connecting included) for its ``start`` event.
+    edge_queue_seconds: float = Field(default=120.0, gt=0)
+    # Which edge expands each point: a name registered in ``placement.registry``
+    # (``least-loaded``, ``eft``, ``round-robin``).
     placement: str = "least-loaded"
+    # Tokens a point is expected to decode before any finished (``eft`` reads a running mean of
+    # the points edges finish, starting here, capped by the request's per-point budget).
+    expected_point_tokens: float = Field(default=32.0, gt=0)
     # Candidates per point after the first when the edge has spare slots (1 = no ensemble);
     # a request's ``pice.candidates`` overrides it. See ``placement.candidates``. Off by
     # default: on a CPU edge whose cores are already busy, free sequence slots are not spare

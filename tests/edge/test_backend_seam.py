@@ -128,6 +128,7 @@ class FakeBackend:
             prefix_cache_cells=0,
             prefix_cache_hits=0,
             prefix_cache_reused_tokens=0,
+            decode_batch_mean=2.499,
         )
 
     def submit(self, spec: JobSpec) -> FakeJob:
@@ -199,6 +200,7 @@ async def test_ready_follows_the_backend_and_load_reads_its_snapshot() -> None:
         assert load["running_sequences"] == 3
         assert load["kv_usage"] == 0.25
         assert load["decode_tokens_per_second"] == 12.35
+        assert load["decode_batch_mean"] == 2.5
         metrics = (await client.get("/metrics", headers=AUTH)).text
         assert 'pice_edge_running_sequences{model="edge-fake"} 3.0' in metrics
         assert not fake.stopped

@@ -66,12 +66,15 @@ def progressive_run(
     model: str = "pice",
     stall_seconds: float = 5.0,
     ensemble: int = 1,
+    queue_seconds: float = 120.0,
     **body: Any,
 ) -> ProgressiveRun:
-    settings = GatewaySettings(
-        cloud={"model": "cloud-model"},
-        progressive={"edge_stall_seconds": stall_seconds, "ensemble_candidates": ensemble},
-    )
+    knobs = {
+        "edge_stall_seconds": stall_seconds,
+        "edge_queue_seconds": queue_seconds,
+        "ensemble_candidates": ensemble,
+    }
+    settings = GatewaySettings(cloud={"model": "cloud-model"}, progressive=knobs)
     request = ChatCompletionRequest.model_validate(
         {"model": model, "messages": [{"role": "user", "content": "How to stay healthy?"}]} | body
     )
@@ -149,6 +152,41 @@ async def test_a_stalled_edge_loses_its_points_and_its_job_is_cancelled() -> Non
     assert stalled.cancelled == len(stalled.jobs) >= 1
     assert not shared.registry.snapshot()[0].up
     assert 0.2 <= elapsed < 2.0
+
+
+async def test_a_job_queued_longer_than_the_stall_bound_is_not_a_stall() -> None:
+    # The edge admits each job (its ``start`` event) only after 0.3 s, three stall bounds.
+    queued = InProcessEdge("queued", start_delay=0.3)
+    async with upstreams(CloudScript(), queued) as shared:
+        pieces, finished = await answer(progressive_run(shared, stall_seconds=0.1))
+    assert "".join(pieces) == EXPECTED.format("queued", "queued", "queued")
+    assert all(point.attempts == ["queued"] for point in finished.report.points)
+    sent = sorted(point for job in queued.jobs for point in job.point_indices())
+    assert sent == [0, 1, 2], "no point was given up and sent again"
+    assert shared.registry.snapshot()[0].up
+
+
+async def test_a_job_that_stalls_after_a_long_queue_still_fails_over() -> None:
+    stalled = InProcessEdge("stalled", behaviour="stall", start_delay=0.3)
+    good = InProcessEdge("good")
+    async with upstreams(CloudScript(), stalled, good) as shared:
+        pieces, finished = await answer(progressive_run(shared, stall_seconds=0.1))
+    assert "".join(pieces) == EXPECTED.format("good", "good", "good")
+    assert finished.report.points[0].attempts == ["stalled", "good"]
+    assert stalled.cancelled == len(stalled.jobs) >= 1
+    assert not shared.registry.snapshot()[0].up
+
+
+async def test_a_job_never_admitted_within_the_queue_bound_moves_but_the_edge_stays_up() -> None:
+    full, good = InProcessEdge("full", start_delay=5.0), InProcessEdge("good")
+    async with upstreams(CloudScript(), full, good) as shared:
+        pieces, finished = await answer(
+            progressive_run(shared, stall_seconds=0.05, queue_seconds=0.2)
+        )
+    assert "".join(pieces) == EXPECTED.format("good", "good", "good")
+    assert finished.report.points[0].attempts == ["full", "good"]
+    assert full.cancelled == len(full.jobs) >= 1
+    assert shared.registry.snapshot()[0].up, "a full edge is not a dead one"
 
 
 async def test_with_every_edge_down_the_cloud_expands_every_point() -> None:

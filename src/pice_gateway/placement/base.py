@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pice.edge_protocol import LoadResponse
+from pice_gateway.placement.rate import RateCurve
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,11 @@ class EdgeStatus:
     load: LoadResponse | None
     # Monotonic time this gateway last placed work on it (spreads ties).
     last_placed: float
+    # Round trip of its ``/v1/load`` GET, seconds (EWMA); ``None`` before the first answer.
+    rtt: float | None = None
+    # Its decode rate vs batch size, fitted from its load reports (:mod:`.rate`); ``None``
+    # until it reported decoding.
+    rate: RateCurve | None = None
 
 
 @dataclass(frozen=True)
@@ -43,9 +49,28 @@ class PointPlacement:
     title: str
     # Edges that already failed this point in this request; never chosen again for it.
     excluded: frozenset[str]
+    # Tokens the point is expected to decode (``None``: the policy's own default).
+    expected_tokens: float | None = None
 
 
 class PlacementPolicy(Protocol):
     def place(self, point: PointPlacement, edges: Sequence[EdgeStatus]) -> str | None:
         """The name of the edge that expands ``point``, or ``None`` for the cloud."""
         ...
+
+
+def usable(edge: EdgeStatus, point: PointPlacement) -> bool:
+    """Up, ready (or not polled yet), and not already failed at this point."""
+    return edge.up and edge.name not in point.excluded and (edge.load is None or edge.load.ready)
+
+
+def busy_sequences(edge: EdgeStatus) -> int:
+    """Sequences on the edge (running or queued), from the polled load and this gateway's count.
+
+    The polled count already includes this gateway's sequences as of the last poll, and the
+    in-flight count includes ones sent since; the larger of the two is the best estimate
+    without double counting.
+    """
+    if edge.load is None:
+        return edge.in_flight
+    return max(edge.load.running_sequences + edge.load.queued_sequences, edge.in_flight)

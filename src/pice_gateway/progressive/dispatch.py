@@ -12,11 +12,18 @@ says how many candidates the point decodes there (one for the first point, the e
 later ones when the edge has room). A job asks one ``candidates`` of all its points, so the
 points leaving a lane together go out as one job per distinct k.
 
-Failover: a job that fails (connection error, error status or event, a point cancelled, or no
-event for ``edge_stall_seconds``) gives each unfinished point back to the policy, excluding
-every edge that already failed that point; when no edge is left, the cloud expands the point
-itself. A broken connection or a stall also marks the edge down; an error the edge reported
-(or a malformed event) does not. Only a failure of the cloud fails the request.
+Failover: a job that fails (connection error, error status or event, a point cancelled, no
+``start`` event within ``edge_queue_seconds``, or after it no event for ``edge_stall_seconds``)
+gives each unfinished point back to the policy, excluding every edge that already failed that
+point; when no edge is left, the cloud expands the point itself. A broken connection or a stall
+also marks the edge down; an error the edge reported (or a malformed event) does not, nor does
+a job left queued too long (the edge is alive, only full; its load report says so).
+Only a failure of the cloud fails the request.
+
+Queued is not stalled: the edge sends its ``start`` event when its batcher admits the job
+(``JobStarted``), and nothing before it but SSE keep-alive comments, so until then the job may
+be waiting behind others on a healthy edge. The stall timer starts at ``start``; before it the
+longer queue bound applies. This needs nothing new on the wire.
 """
 
 from __future__ import annotations
@@ -161,6 +168,7 @@ class Dispatcher:
             point=index,
             title=self._outline[index],
             excluded=frozenset(self._excluded.setdefault(index, set())),
+            expected_tokens=min(self._spec.max_tokens, self._registry.expected_point_tokens()),
         )
         snapshot = self._registry.snapshot()
         edge = self._policy.place(placement, snapshot)
@@ -210,20 +218,27 @@ class Dispatcher:
     async def _stream(self, job: _EdgeJob) -> None:
         job.open = dict.fromkeys(job.points, job.candidates)
         request = self._spec.expand_request(self._outline, job.points, job.candidates)
-        stall = self._spec.stall_seconds
+        stall, queue = self._spec.stall_seconds, self._spec.queue_seconds
         loop = asyncio.get_running_loop()
+        admitted = False
         try:
-            # One deadline, pushed back by every event: it covers connecting, the response
-            # headers, queueing on the edge and every gap between tokens.
+            # One deadline: ``queue`` from now covers connecting, the response headers and
+            # waiting for admission; from the ``start`` event on, every event pushes it to
+            # ``stall`` ahead, covering prefill and every gap between tokens.
             async with (
-                asyncio.timeout(stall) as deadline,
+                asyncio.timeout(queue) as deadline,
                 contextlib.aclosing(self._registry.client(job.edge).expand(request)) as events,
             ):
                 async for event in events:
-                    deadline.reschedule(loop.time() + stall)
+                    admitted = admitted or isinstance(event, StartEvent)
+                    if admitted:
+                        deadline.reschedule(loop.time() + stall)
                     if self._on_edge_event(job, event):
                         break
         except TimeoutError as exc:
+            if not admitted:
+                message = f"edge {job.edge} did not admit the job within {queue}s"
+                raise _JobFailed(UpstreamTimeoutError(message), edge_down=False) from exc
             message = f"edge {job.edge} stalled: no event for {stall}s"
             raise _JobFailed(UpstreamTimeoutError(message), edge_down=True) from exc
         except PiceError as err:
@@ -261,6 +276,7 @@ class Dispatcher:
             message = f"edge {job.edge} cancelled point {point}"
             raise _JobFailed(UpstreamError(message), edge_down=False)
         job.completion_tokens += event.completion_tokens
+        self._registry.observe_point(event.completion_tokens)
         job.open[point] -= 1
         if not job.open[point]:
             del job.open[point]

@@ -56,6 +56,9 @@ class ExpansionSpec:
     candidate_temperature: float = 0.7
     # The most points a sketch may name (the k rule keeps a slot for each one still to come).
     max_points: int = 8
+    # How long a job may wait on the edge for admission (its ``start`` event); the stall bound
+    # applies only after it.
+    queue_seconds: float = 120.0
 
     @classmethod
     def for_request(
@@ -76,6 +79,7 @@ class ExpansionSpec:
             candidates=pice_options(request).candidates or knobs.ensemble_candidates,
             candidate_temperature=knobs.ensemble_temperature,
             max_points=knobs.max_points,
+            queue_seconds=knobs.edge_queue_seconds,
         )
 
     def sampling(self) -> dict[str, Any]:

@@ -1,0 +1,293 @@
+"""The discrete-event simulation of one gateway, its cloud sketcher and a fleet of edges.
+
+What is simulated, and what is the gateway's own code:
+
+- requests arrive as a Poisson process; each names k points (uniform in ``points``) of random
+  length (lognormal around ``mean_tokens``, capped at ``max_tokens``); the cloud writes the
+  sketch, point i becoming known ``sketch_first + i·sketch_per_point`` seconds after arrival;
+- every point is placed, when it becomes known, by **the gateway's policy object**
+  (``PlacementPolicy.place``) over :class:`~pice_gateway.placement.base.EdgeStatus` snapshots
+  built like :class:`~pice_gateway.edges.EdgeRegistry` builds them: the edge's last load record
+  (polled every ``poll_interval``), this gateway's in-flight count, the round trip measured at
+  each poll (the gateway's EWMA) and the rate curve fitted by the gateway's
+  :class:`~pice_gateway.placement.rate.RateFit` from the reports; the point's expected length
+  is the gateway's running mean of finished points (starting at ``progressive``'s default);
+- the point travels half a round trip to its edge, decodes there (:mod:`.edge`), and its
+  result half a round trip back; a request's latency runs from its arrival to its last point's
+  result at the gateway. Points a policy leaves to the cloud decode at ``cloud_rate``.
+
+Requests arriving during the warm-up are served but not measured; after ``duration`` no new
+request arrives and the run goes on until every measured request finished. Deterministic for a
+seed: the workload (arrivals, k, lengths) comes from its own generator, so every policy is
+measured on the same requests.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from pice.edge_protocol import ExpandEvent, ExpandRequest, LoadResponse
+from pice_bench.sim.edge import SimEdge, SimSequence
+from pice_bench.sim.profiles import EdgeProfile
+from pice_bench.stats import percentile
+from pice_gateway.edges import Edge
+from pice_gateway.placement.base import PlacementPolicy, PointPlacement
+from pice_gateway.placement.estimate import DEFAULT_POINT_TOKENS
+from pice_gateway.placement.rate import ewma
+
+
+@dataclass(frozen=True)
+class Workload:
+    rate: float = 1.0  # requests per second
+    duration: float = 300.0  # seconds of arrivals
+    warmup: float = 30.0  # seconds of arrivals not measured
+    points: tuple[int, int] = (3, 8)
+    mean_tokens: float = 40.0
+    sigma: float = 0.5  # of the lognormal point length
+    max_tokens: int = 96
+    sketch_first: float = 0.4  # seconds to the first point of a sketch
+    sketch_per_point: float = 0.25
+    poll_interval: float = 1.0
+    cloud_rate: float = 30.0  # tok/s per point the cloud expands itself
+
+    def mean_points(self) -> float:
+        return (self.points[0] + self.points[1]) / 2.0
+
+    def mean_point_tokens(self) -> float:
+        """The mean of the capped lognormal lengths (close enough: the cap cuts far out)."""
+        return self.mean_tokens
+
+
+def rate_for_load(load: float, fleet: list[EdgeProfile], workload: Workload) -> float:
+    """The arrival rate whose decoding is ``load`` times the fleet's saturated throughput."""
+    capacity = sum(edge.capacity() for edge in fleet)
+    return load * capacity / (workload.mean_points() * workload.mean_point_tokens())
+
+
+class _Kind(IntEnum):
+    # At the same instant: results first, then arrivals at edges, then placement, then polls.
+    RESULT = 0
+    EDGE_DONE = 1
+    AT_EDGE = 2
+    POINT = 3
+    ARRIVAL = 4
+    POLL = 5
+
+
+@dataclass
+class _Request:
+    arrival: float
+    lengths: list[int]
+    measured: bool
+    left: int = 0
+
+
+@dataclass
+class RunResult:
+    policy: str
+    load: float
+    rate: float
+    latencies: list[float] = field(repr=False)
+    cloud_points: int
+    points: int
+    sim_seconds: float
+    events: int
+
+    @property
+    def p50(self) -> float:
+        return percentile(self.latencies, 50)
+
+    @property
+    def p95(self) -> float:
+        return percentile(self.latencies, 95)
+
+    def summary(self) -> dict[str, float | int | str]:
+        return {
+            "policy": self.policy,
+            "load": self.load,
+            "rate_rps": round(self.rate, 3),
+            "requests": len(self.latencies),
+            "p50_s": round(self.p50, 4),
+            "p95_s": round(self.p95, 4),
+            "mean_s": round(sum(self.latencies) / max(1, len(self.latencies)), 4),
+            "points": self.points,
+            "cloud_points": self.cloud_points,
+            "sim_seconds": round(self.sim_seconds, 1),
+            "events": self.events,
+        }
+
+
+def workload_requests(workload: Workload, seed: int) -> list[_Request]:
+    """The requests of a run: arrival times, k and point lengths (the same for every policy)."""
+    rng = random.Random(seed)
+    requests = []
+    t = rng.expovariate(workload.rate)
+    mu = math.log(workload.mean_tokens) - workload.sigma**2 / 2.0
+    while t < workload.duration:
+        k = rng.randint(*workload.points)
+        lengths = [
+            max(1, min(workload.max_tokens, round(rng.lognormvariate(mu, workload.sigma))))
+            for _ in range(k)
+        ]
+        requests.append(_Request(t, lengths, measured=t >= workload.warmup))
+        t += rng.expovariate(workload.rate)
+    return requests
+
+
+class _Unreachable:
+    """The client an :class:`~pice_gateway.edges.Edge` needs; the simulation never calls it."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def expand(self, request: ExpandRequest) -> AsyncGenerator[ExpandEvent, None]:
+        raise NotImplementedError("a simulated edge is not reached over HTTP")
+
+    async def load(self) -> LoadResponse:
+        raise NotImplementedError("a simulated edge is not reached over HTTP")
+
+    async def aclose(self) -> None:
+        pass
+
+
+class Simulation:
+    def __init__(
+        self,
+        fleet: list[EdgeProfile],
+        workload: Workload,
+        policy: PlacementPolicy,
+        *,
+        seed: int = 0,
+        progress: Callable[[float], None] | None = None,
+    ) -> None:
+        self._fleet = fleet
+        self._workload = workload
+        self._policy = policy
+        self._seed = seed
+        self._progress = progress
+        self._edges = [SimEdge(profile) for profile in fleet]
+        # The gateway's own per-edge state (load, in-flight count, round trip, rate fit); its
+        # ``status()`` is the snapshot the policy reads, rebuilt only when it changes.
+        self._gateway = [Edge(_Unreachable(profile.name)) for profile in fleet]
+        self._status = [edge.status() for edge in self._gateway]
+        self._index = {profile.name: i for i, profile in enumerate(fleet)}
+        self._point_tokens = DEFAULT_POINT_TOKENS
+        self._events: list[tuple[float, int, int, tuple[int, ...]]] = []
+        self._order = 0
+        self._link_rng = random.Random(seed + 1)
+
+    def _push(self, t: float, kind: _Kind, *data: int) -> None:
+        self._order += 1
+        heapq.heappush(self._events, (t, kind * 10**12 + self._order, kind, data))
+
+    def _one_way(self, i: int) -> float:
+        return self._fleet[i].link.round_trip(self._link_rng) / 2.0
+
+    def _reschedule(self, i: int) -> None:
+        edge = self._edges[i]
+        when = edge.next_finish()
+        if when is not None:
+            self._push(when, _Kind.EDGE_DONE, i, edge.version)
+
+    def run(self, policy_name: str = "", load: float = math.nan) -> RunResult:
+        workload = self._workload
+        requests = workload_requests(workload, self._seed)
+        for r, request in enumerate(requests):
+            request.left = len(request.lengths)
+            self._push(request.arrival, _Kind.ARRIVAL, r)
+        self._push(0.0, _Kind.POLL)
+        outstanding = sum(1 for request in requests if request.measured)
+        latencies: list[float] = []
+        cloud_points = points = events = 0
+        next_report = workload.duration / 10.0
+        t = 0.0
+        while self._events and outstanding:
+            t, _, kind, data = heapq.heappop(self._events)
+            events += 1
+            if self._progress is not None and t >= next_report:
+                self._progress(t)
+                next_report += workload.duration / 10.0
+            if kind == _Kind.ARRIVAL:
+                (r,) = data
+                for p in range(len(requests[r].lengths)):
+                    ready = t + workload.sketch_first + p * workload.sketch_per_point
+                    self._push(ready, _Kind.POINT, r, p)
+            elif kind == _Kind.POINT:
+                r, p = data
+                points += 1
+                placement = PointPlacement(
+                    request_id=str(r),
+                    point=p,
+                    title="",
+                    excluded=frozenset(),
+                    expected_tokens=min(workload.max_tokens, self._point_tokens),
+                )
+                name = self._policy.place(placement, self._status)
+                if name is None:
+                    cloud_points += 1
+                    done = t + requests[r].lengths[p] / workload.cloud_rate
+                    self._push(done, _Kind.RESULT, r, p, -1)
+                    continue
+                i = self._index[name]
+                self._gateway[i].in_flight += 1
+                self._gateway[i].last_placed = t
+                self._status[i] = self._gateway[i].status()
+                self._push(t + self._one_way(i), _Kind.AT_EDGE, i, r, p)
+            elif kind == _Kind.AT_EDGE:
+                i, r, p = data
+                edge = self._edges[i]
+                edge.advance(t)
+                edge.arrive(SimSequence(r, p, requests[r].lengths[p]))
+                self._reschedule(i)
+            elif kind == _Kind.EDGE_DONE:
+                i, version = data
+                edge = self._edges[i]
+                if version != edge.version:
+                    continue
+                edge.advance(t)
+                for sequence in edge.finish_due():
+                    self._push(
+                        t + self._one_way(i), _Kind.RESULT, sequence.request, sequence.point, i
+                    )
+                self._reschedule(i)
+            elif kind == _Kind.RESULT:
+                r, p, i = data
+                request = requests[r]
+                if i >= 0:
+                    self._gateway[i].in_flight -= 1
+                    self._status[i] = self._gateway[i].status()
+                    self._point_tokens = ewma(self._point_tokens, request.lengths[p], weight=0.05)
+                request.left -= 1
+                if not request.left and request.measured:
+                    latencies.append(t - request.arrival)
+                    outstanding -= 1
+            elif kind == _Kind.POLL:
+                self._poll(t)
+                self._push(t + workload.poll_interval, _Kind.POLL)
+        return RunResult(
+            policy=policy_name,
+            load=load,
+            rate=workload.rate,
+            latencies=latencies,
+            cloud_points=cloud_points,
+            points=points,
+            sim_seconds=t,
+            events=events,
+        )
+
+    def _poll(self, t: float) -> None:
+        """What the registry's poller does: the load record, the timed round trip, the fit."""
+        for i, edge in enumerate(self._edges):
+            edge.advance(t)
+            round_trip = self._fleet[i].link.round_trip(self._link_rng)
+            self._gateway[i].record_load(edge.load(), round_trip)
+            self._status[i] = self._gateway[i].status()

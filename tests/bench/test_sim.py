@@ -1,0 +1,132 @@
+"""``pice sim``: the simulated edge, the run, and that it drives the gateway's own policies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from pice_bench.sim.edge import SimEdge, SimSequence
+from pice_bench.sim.engine import Workload, rate_for_load
+from pice_bench.sim.profiles import AGX_ORIN, LAN, ORIN_NANO, ORIN_NX, EdgeProfile, fleet
+from pice_bench.sim.sweep import SimConfig, report, run_one, table
+from pice_cli.main import main
+from pice_gateway.placement import registry
+from pice_gateway.placement.base import EdgeStatus, PointPlacement
+from pice_gateway.placement.least_loaded import LeastLoadedPolicy
+from pice_gateway.placement.rate import RateCurve
+
+SHORT = Workload(duration=120.0, warmup=10.0)
+
+
+def config(mix: str, seed: int = 0) -> SimConfig:
+    return SimConfig(edges=4, mix=mix, workload=SHORT, seed=seed)
+
+
+def p95s(cfg: SimConfig, load: float = 0.7) -> dict[str, float]:
+    return {policy: run_one(cfg, policy, load).p95 for policy in cfg.policies}
+
+
+def test_a_batch_decodes_at_the_per_sequence_rate_and_the_queue_waits_its_turn() -> None:
+    curve = RateCurve(single=10.0, alpha=0.5)
+    edge = SimEdge(EdgeProfile("e", "test", curve, max_sequences=2, link=LAN))
+    for point, tokens in enumerate([10, 20, 5]):
+        edge.arrive(SimSequence(0, point, tokens))
+    assert (edge.running, len(edge.queue)) == (2, 1)
+    # Two running at 10·2/1.5/2 = 6.67 tok/s each: the first 10 tokens take 1.5 s.
+    finish = edge.next_finish()
+    assert finish == pytest.approx(1.5)
+    edge.advance(finish)
+    assert [s.point for s in edge.finish_due()] == [0]
+    assert (edge.running, len(edge.queue)) == (2, 0), "the queued sequence took the slot"
+    load = edge.load()
+    assert load.decode_tokens_per_second == pytest.approx(curve.aggregate(2))
+    assert load.decode_batch_mean == pytest.approx(2.0)
+    assert load.free_sequence_slots == 0
+
+
+def test_device_profiles_keep_the_published_ratios() -> None:
+    assert ORIN_NANO.curve().aggregate(8) / ORIN_NANO.curve().aggregate(1) == pytest.approx(2.4)
+    assert AGX_ORIN.curve().single / ORIN_NANO.curve().single == pytest.approx(204.8 / 68)
+    ceiling = AGX_ORIN.curve().single / AGX_ORIN.curve().alpha
+    assert ceiling / (ORIN_NANO.curve().single / ORIN_NANO.curve().alpha) == pytest.approx(6.875)
+    assert ORIN_NX.max_sequences == 16
+    edges = fleet(10, {"orin-nano": 0.5, "agx-orin": 0.5}, seed=3)
+    assert sorted(e.device for e in edges) == ["agx-orin"] * 5 + ["orin-nano"] * 5
+    assert edges == fleet(10, {"orin-nano": 0.5, "agx-orin": 0.5}, seed=3)
+
+
+def test_load_is_a_share_of_the_fleets_saturated_throughput() -> None:
+    edges = fleet(4, {"orin-nx": 1.0}, seed=0)
+    rate = rate_for_load(0.5, edges, SHORT)
+    offered = rate * SHORT.mean_points() * SHORT.mean_point_tokens()
+    assert offered == pytest.approx(0.5 * 4 * ORIN_NX.curve().aggregate(16))
+
+
+def test_on_unequal_edges_eft_beats_least_loaded_beats_round_robin() -> None:
+    for seed in (0, 1):
+        p95 = p95s(config("heterogeneous", seed))
+        assert p95["eft"] < p95["least-loaded"] < p95["round-robin"], p95
+
+
+def test_on_equal_edges_the_policies_are_about_even() -> None:
+    p95 = p95s(config("homogeneous"))
+    assert max(p95.values()) / min(p95.values()) < 1.15, p95
+
+
+def test_a_run_is_deterministic_for_a_seed() -> None:
+    first = run_one(config("heterogeneous"), "eft", 0.7)
+    again = run_one(config("heterogeneous"), "eft", 0.7)
+    assert first.latencies == again.latencies
+    assert first.latencies != run_one(config("heterogeneous", seed=5), "eft", 0.7).latencies
+
+
+class Spy(LeastLoadedPolicy):
+    seen: ClassVar[list[tuple[PointPlacement, list[EdgeStatus]]]] = []
+
+    def place(self, point: PointPlacement, edges: Sequence[EdgeStatus]) -> str | None:
+        Spy.seen.append((point, list(edges)))
+        return super().place(point, edges)
+
+
+def test_the_simulator_asks_the_gateways_registered_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "PLACEMENT_POLICIES", {"spy": Spy})
+    Spy.seen.clear()
+    cfg = SimConfig(edges=4, policies=("spy",), workload=SHORT)
+    result = run_one(cfg, "spy", 0.5)
+    assert len(Spy.seen) == result.points > 0
+    point, edges = Spy.seen[-1]
+    assert point.expected_tokens is not None
+    assert point.expected_tokens > 0
+    assert [edge.name for edge in edges] == [profile.name for profile in cfg.fleet()]
+    for edge in edges:
+        assert edge.up
+        assert edge.load is not None
+        assert edge.rtt is not None
+        assert edge.rtt > 0
+        assert edge.rate is not None, "the gateway's rate fit saw the edge decode"
+
+
+def test_pice_sim_prints_a_table_and_writes_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sim.json"
+    argv = ["sim", "--edges", "4", "--duration", "30", "--warmup", "5", "--loads", "0.5"]
+    assert main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("| load | policy |")
+    assert "| 0.50 | eft |" in printed
+    record = json.loads(out.read_text())
+    assert [r["policy"] for r in record["results"]] == ["round-robin", "least-loaded", "eft"]
+    assert len(record["fleet"]) == 4
+    assert main(["sim", "--policies", "fastest"]) == 2
+
+
+def test_the_table_gives_p95_as_a_ratio_to_eft() -> None:
+    cfg = SimConfig(edges=4, workload=SHORT)
+    results = [run_one(cfg, policy, 0.5) for policy in ("least-loaded", "eft")]
+    assert table(results).splitlines()[-1].endswith("| 1.00 |")
+    assert report(cfg, results)["config"]["policies"] == list(cfg.policies)

@@ -1,0 +1,118 @@
+"""The estimator core: the rate-vs-batch model, its fit, and the expected finish time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+
+import pytest
+
+from pice.edge_protocol import ExpandEvent, ExpandRequest, LoadResponse
+from pice_gateway.edges import Edge, EdgeRegistry
+from pice_gateway.placement.base import EdgeStatus
+from pice_gateway.placement.estimate import expected_finish
+from pice_gateway.placement.rate import DEFAULT_ALPHA, RateCurve, RateFit
+from tests.gateway.fakes import load_report
+
+
+def status(running: int = 0, queued: int = 0, in_flight: int = 0, rtt: float = 0.0) -> EdgeStatus:
+    load = load_report(running_sequences=running, queued_sequences=queued, max_sequences=8)
+    return EdgeStatus("e", True, in_flight, load, 0.0, rtt=rtt)
+
+
+def test_the_default_slope_is_the_edge_benchs_8_sequence_ratio() -> None:
+    curve = RateCurve(single=22.4)
+    assert curve.aggregate(8) / curve.aggregate(1) == pytest.approx(2.4)
+    assert curve.per_sequence(8) < curve.per_sequence(2) < curve.per_sequence(1) == 22.4
+    assert RateCurve(10.0, alpha=0.0).aggregate(4) == 40.0
+    assert RateCurve(10.0, alpha=1.0).aggregate(4) == 10.0
+
+
+def test_a_curve_through_one_measurement() -> None:
+    curve = RateCurve.through(8, 54.0)
+    assert curve.alpha == DEFAULT_ALPHA
+    assert curve.aggregate(8) == pytest.approx(54.0)
+
+
+def test_the_fit_recovers_a_curve_from_reports_at_several_batch_sizes() -> None:
+    truth = RateCurve(single=30.0, alpha=0.2)
+    fit = RateFit()
+    for batch in [1, 2, 4, 8, 3, 6]:
+        fit.observe(batch, truth.aggregate(batch))
+    curve = fit.curve()
+    assert curve is not None
+    assert curve.single == pytest.approx(30.0)
+    assert curve.alpha == pytest.approx(0.2)
+
+
+def test_one_batch_size_keeps_the_default_slope_and_idle_reports_say_nothing() -> None:
+    fit = RateFit()
+    assert fit.curve() is None
+    fit.observe(0, 0.0)
+    fit.observe(3, 0.0)
+    assert fit.curve() is None
+    fit.observe(4, 40.0)
+    fit.observe(4, 40.0)
+    curve = fit.curve()
+    assert curve is not None
+    assert curve.alpha == DEFAULT_ALPHA
+    assert curve.aggregate(4) == pytest.approx(40.0)
+
+
+def test_the_fit_follows_an_edge_that_slows_down() -> None:
+    fit = RateFit()
+    for _ in range(20):
+        fit.observe(2, RateCurve(40.0).aggregate(2))
+    for _ in range(100):
+        fit.observe(2, RateCurve(20.0).aggregate(2))
+    curve = fit.curve()
+    assert curve is not None
+    assert curve.single == pytest.approx(20.0, rel=0.01)
+
+
+def test_finish_time_with_a_free_slot_is_rtt_plus_decoding_in_the_bigger_batch() -> None:
+    curve = RateCurve(single=40.0)
+    idle = expected_finish(status(), 32.0, curve)
+    assert idle == pytest.approx(32.0 / 40.0)
+    four = expected_finish(status(running=4, rtt=0.1), 32.0, curve)
+    assert four == pytest.approx(0.1 + 32.0 / curve.per_sequence(5))
+
+
+def test_finish_time_on_a_full_edge_waits_for_the_sequences_ahead() -> None:
+    curve = RateCurve(single=40.0)
+    # 8 running, 4 queued: 5 sequences must finish before this one starts.
+    full = expected_finish(status(running=8, queued=4), 32.0, curve)
+    assert full == pytest.approx(5 * 32.0 / curve.aggregate(8) + 32.0 / curve.per_sequence(8))
+    # This gateway's newer count wins over an older poll.
+    assert expected_finish(status(running=8, in_flight=12), 32.0, curve) == pytest.approx(full)
+
+
+class TimedEdge:
+    """A client whose ``/v1/load`` takes 20 ms and reports 4 sequences at 60 tok/s."""
+
+    name = "timed"
+
+    def expand(self, request: ExpandRequest) -> AsyncGenerator[ExpandEvent, None]:
+        raise NotImplementedError
+
+    async def load(self) -> LoadResponse:
+        await asyncio.sleep(0.02)
+        return load_report(running_sequences=4, decode_tokens_per_second=60.0)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_the_poller_measures_the_round_trip_and_fits_the_rate() -> None:
+    registry = EdgeRegistry([Edge(TimedEdge())], poll_interval=1.0, point_tokens=40.0)
+    assert registry.snapshot()[0].rtt is None
+    assert registry.snapshot()[0].rate is None
+    await registry.poll_once()
+    edge = registry.snapshot()[0]
+    assert edge.rtt is not None
+    assert 0.015 <= edge.rtt < 0.5
+    assert edge.rate is not None
+    assert edge.rate.aggregate(4) == pytest.approx(60.0)
+    assert registry.expected_point_tokens() == 40.0
+    registry.observe_point(60)
+    assert 40.0 < registry.expected_point_tokens() < 60.0
