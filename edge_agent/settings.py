@@ -44,6 +44,9 @@ class EdgeSettings(YamlSettings):
     # llama.cpp's AMX weight buffers crash on the first decode (edge_agent/engine/cpu.py); set
     # true only with a llama.cpp whose AMX path is fixed.
     allow_amx: bool = False
+    # llama.cpp's extra weight buffers (its CPU repack kernels, and AMX where allowed). Which
+    # is faster depends on the CPU and the weight format: benchmarks/extra_buffers.py measures.
+    extra_buffers: bool = True
     api_token: str | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1)
 

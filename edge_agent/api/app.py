@@ -58,6 +58,7 @@ def llama_backend(settings: EdgeSettings) -> ServedBackend:
             threads=settings.threads,
             prefix_cache_slots=settings.prefix_cache_slots,
             allow_amx=settings.allow_amx,
+            extra_buffers=settings.extra_buffers,
         ),
     )
     return ServedBackend(engine, resolved.name, resolved.aliases)

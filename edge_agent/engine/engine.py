@@ -52,6 +52,8 @@ class EngineConfig:
     prefix_cache_slots: int = 4
     # Use llama.cpp's AMX weight buffers where the build has them (they crash: engine/cpu.py).
     allow_amx: bool = False
+    # False: load without any extra weight buffer (no repacked kernels), see engine/cpu.py.
+    extra_buffers: bool = True
     # Sequences in the batched warm-up decode that runs before the engine reports ready.
     warmup_sequences: int = 4
 
@@ -135,7 +137,11 @@ class Engine:
     def start(self) -> None:
         """Load the model and start the engine thread (blocking: call it off the loop)."""
         started = time.monotonic()
-        model = LlamaModel(self.model_path, allow_amx=self.config.allow_amx)
+        model = LlamaModel(
+            self.model_path,
+            allow_amx=self.config.allow_amx,
+            extra_buffers=self.config.extra_buffers,
+        )
         ctx = LlamaContext(
             model,
             ContextConfig(

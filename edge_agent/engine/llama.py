@@ -67,7 +67,9 @@ class LlamaModel:
         if not self.kernels.use_extra_buffers:
             logger.warning("%s", self.kernels.reason)
         params = llama_cpp.llama_model_default_params()
-        params.use_extra_bufts = self.kernels.use_extra_buffers and extra_buffers
+        # Whether this model's weights may sit in llama.cpp's extra (repacked/AMX) buffers.
+        self.extra_buffers: bool = self.kernels.use_extra_buffers and extra_buffers
+        params.use_extra_bufts = self.extra_buffers
         model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
         if not model:
             raise ModelProvisioningError(f"llama.cpp could not load {path}")

@@ -364,6 +364,22 @@ async def test_events_of_a_step_reach_the_loop_in_one_wake_up(
     assert calls <= len(out.events) / 2, (calls, len(out.events))
 
 
+async def test_an_engine_without_extra_buffers_loads_and_decodes(small_model_path: Path) -> None:
+    plain = Engine(
+        small_model_path,
+        EngineConfig(n_ctx=1024, max_sequences=4, threads=1, extra_buffers=False),
+    )
+    plain.start()
+    try:
+        assert plain._model is not None
+        assert plain._model.extra_buffers is False
+        out = await collect(plain.submit(expand_spec(plain, [0, 1], max_tokens=4)))
+        assert out.job_done is not None
+        assert all(done.completion_tokens >= 1 for done in out.done.values())
+    finally:
+        plain.stop()
+
+
 async def test_the_warm_up_leaves_nothing_behind(small_model_path: Path) -> None:
     """The batched warm-up ran before ready, yet counters, cache and KV start empty."""
     fresh = Engine(

@@ -20,6 +20,18 @@ def test_defaults() -> None:
     assert s.api_token is None
 
 
+def test_extra_buffers_and_amx_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert EdgeSettings().extra_buffers is True
+    assert EdgeSettings().allow_amx is False
+    monkeypatch.setenv("PICE_EDGE_EXTRA_BUFFERS", "false")
+    monkeypatch.setenv("PICE_EDGE_ALLOW_AMX", "true")
+    s = EdgeSettings()
+    assert s.extra_buffers is False
+    assert s.allow_amx is True
+
+
 def test_yaml_then_env_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "edge.yaml"
     config.write_text("model: /models/a.gguf\nport: 9001\nthreads: 3\nn_ctx: 1024\n")
