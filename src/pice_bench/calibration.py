@@ -92,7 +92,8 @@ def order_stats(pairs: Sequence[tuple[Judgment, Judgment]]) -> OrderStats:
 
 
 def judgment_diagnostics(records: Sequence[JudgeRecord]) -> OrderStats:
-    """The order statistics of a run's own judgments (candidate shown as A, then as B)."""
+    """The order statistics of a run's own judgments (candidate shown as A, then as B); pairs
+    of identical answers were never shown to the judge and are left out."""
     return order_stats(
         [
             (
@@ -100,6 +101,7 @@ def judgment_diagnostics(records: Sequence[JudgeRecord]) -> OrderStats:
                 Judgment(Verdict(r.verdict_candidate_second), r.scores_candidate_second),
             )
             for r in records
+            if not r.identical
         ]
     )
 

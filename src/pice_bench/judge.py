@@ -15,7 +15,7 @@ import httpx
 
 from pice_bench.questions import Question
 from pice_bench.records import JudgeRecord, Mode
-from pice_bench.winrate import Judgment, Verdict, combine, combined_margin
+from pice_bench.winrate import Judgment, Outcome, Verdict, combine, combined_margin
 
 JUDGE_SYSTEM = (
     "You are an impartial judge. Grade each of two assistant answers to the user's question "
@@ -90,7 +90,26 @@ class Judge:
         baseline: Mode,
         baseline_answer: str,
     ) -> JudgeRecord:
-        """Judge the pair in both orders (concurrently) and combine the two judgments."""
+        """Judge the pair in both orders (concurrently) and combine the two judgments.
+
+        Two answers of the same text are a tie without asking the judge: its verdict on them
+        could only measure its position bias, which :func:`judgment_diagnostics` reports from
+        the pairs that differ.
+        """
+        if candidate_answer.strip() == baseline_answer.strip():
+            return JudgeRecord(
+                question_id=question.id,
+                category=question.category,
+                suits_points=question.suits_points,
+                candidate=candidate,
+                baseline=baseline,
+                verdict_candidate_first=Verdict.TIE.value,
+                verdict_candidate_second=Verdict.TIE.value,
+                outcome=Outcome.TIE.value,
+                raw_first="",
+                raw_second="",
+                identical=True,
+            )
         (first, raw_first), (second, raw_second) = await asyncio.gather(
             self.judgment(question.question, candidate_answer, baseline_answer),
             self.judgment(question.question, baseline_answer, candidate_answer),

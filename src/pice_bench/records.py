@@ -143,6 +143,9 @@ class JudgeRecord:
     # Whether the budget cut either answer (``Answer.cut_off``); the judge is not told.
     candidate_cut: bool = False
     baseline_cut: bool = False
+    # The two answers were the same text (e.g. ``pice`` routed the question to the cloud with
+    # the user's own messages): a tie by definition, the judge not asked.
+    identical: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -311,6 +311,11 @@ def render_markdown(results: BenchResults) -> str:
                 ],
             )
         )
+        same = sum(1 for j in results.judgments if j.candidate is candidate and j.identical)
+        if same:
+            out += ["", f"{same} of these ties are identical answers (the same text as "
+                        "cloud-only's, e.g. questions routed to the cloud), not shown to the "
+                        "judge."]  # fmt: skip
 
     out += _judge_section(results)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -97,6 +98,8 @@ def test_the_runs_own_judgments_give_order_statistics_and_a_report() -> None:
 
     results = BenchResults(config={"judge_model": "qwen", "judge_is_cloud": True})
     results.judgments += [rec((8, 8), (8, 8)), rec((8, 6), (8, 6)), rec((7, 8), (8, 7))]
+    # A pair of identical answers the judge never saw does not count.
+    results.judgments.append(replace(rec((9, 1), (9, 1)), identical=True))
     stats = results.judge_diagnostics(Mode.PICE)
     assert stats.pairs == 3
     assert stats.position_following == pytest.approx(1 / 3)

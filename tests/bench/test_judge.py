@@ -104,8 +104,20 @@ async def test_a_bonus_for_the_first_position_cancels() -> None:
         assert (record.outcome, record.margin) == ("win", 10)
         assert (record.scores_candidate_first, record.scores_candidate_second) == ((10, 3), (5, 8))
         # ...and with nothing between the answers, the bonus alone is a tie.
-        record = await judge.judge_pair(QUESTION, Mode.PICE, POOR, Mode.CLOUD, POOR)
+        record = await judge.judge_pair(QUESTION, Mode.PICE, POOR, Mode.CLOUD, POOR + " sea")
         assert (record.outcome, record.margin) == ("tie", 0)
+
+
+async def test_identical_answers_tie_without_asking_the_judge() -> None:
+    seen: list[httpx.Request] = []
+    async with judge_for(lambda a, b: "Score A: 9\nScore B: 2", seen) as judge:
+        record = await judge.judge_pair(QUESTION, Mode.PICE_AUTO, GOOD + "\n", Mode.CLOUD, GOOD)
+        assert seen == []
+        assert (record.outcome, record.margin, record.identical) == ("tie", 0, True)
+        # One character apart is not identical: the judge is asked.
+        record = await judge.judge_pair(QUESTION, Mode.PICE_AUTO, GOOD + "!", Mode.CLOUD, GOOD)
+    assert len(seen) == 2
+    assert not record.identical
 
 
 async def test_a_judge_that_always_prefers_a_by_the_same_amount_ties() -> None:
