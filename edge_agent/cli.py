@@ -46,6 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from edge_agent.api.app import create_app
     from edge_agent.settings import load_settings
+    from pice.logs import configure_logging
 
     settings = load_settings(
         args.config,
@@ -60,10 +61,14 @@ def _serve(args: argparse.Namespace) -> int:
         prefix_cache_slots=args.prefix_cache_slots,
         api_token=args.api_token,
     )
+    # Log lines carry the gateway's request id (``x-request-id``), as text or JSON; uvicorn's
+    # own lines go through the same handler (no log_config of its own).
+    configure_logging(settings.log_format, args.log_level.upper())
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        log_config=None,
         log_level="warning",
         timeout_graceful_shutdown=5,
     )

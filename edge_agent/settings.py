@@ -9,7 +9,9 @@ from typing import Any
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from pice.logs import LogFormat
 from pice.settings import YamlSettings, load_yaml_settings
+from pice.tracing import TracingSettings
 
 # Q8_0 weights: llama.cpp's CPU kernels batch them about 2x better than the bundled file's
 # Q5_0 mix, at no measured quality cost (docs/benchmarks-edge.md).
@@ -27,7 +29,10 @@ def available_cpus() -> int:
 
 
 class EdgeSettings(YamlSettings):
-    model_config = SettingsConfigDict(env_prefix="PICE_EDGE_", extra="ignore")
+    # Nested fields use ``__`` (``PICE_EDGE_TRACING__ENABLED``), as the gateway's do.
+    model_config = SettingsConfigDict(
+        env_prefix="PICE_EDGE_", env_nested_delimiter="__", extra="ignore"
+    )
 
     # A bundled model name, a path to a GGUF file, or a hub id (see pice.models.registry).
     model: str = DEFAULT_MODEL
@@ -49,6 +54,13 @@ class EdgeSettings(YamlSettings):
     extra_buffers: bool = True
     api_token: str | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1)
+    # Log lines as text or JSON (``pice.logs``). Defaults to ``PICE_LOG_FORMAT``, the gateway's
+    # variable, so one variable switches a whole ``pice up`` stack; PICE_EDGE_LOG_FORMAT wins.
+    log_format: LogFormat = Field(
+        default_factory=lambda: os.environ.get("PICE_LOG_FORMAT", "text"), validate_default=True
+    )
+    # OpenTelemetry traces (off; ``pice.tracing``): the /v1/expand job continues the gateway's.
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @model_validator(mode="after")
     def _batch_holds_every_sequence(self) -> EdgeSettings:

@@ -25,7 +25,10 @@ from edge_agent.settings import EdgeSettings
 from pice.http.auth import bearer_auth
 from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
+from pice.http.request_id import RequestIdMiddleware
 from pice.models.registry import resolve_model
+from pice.tracing import Tracing, TracingMiddleware
+from pice.tracing_factory import build_tracing
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +67,16 @@ def llama_backend(settings: EdgeSettings) -> ServedBackend:
     return ServedBackend(engine, resolved.name, resolved.aliases)
 
 
-def create_app(settings: EdgeSettings, backend: BackendFactory = llama_backend) -> FastAPI:
+def create_app(
+    settings: EdgeSettings,
+    backend: BackendFactory = llama_backend,
+    *,
+    tracing: Tracing | None = None,
+) -> FastAPI:
+    """The edge agent. ``tracing`` defaults to what ``settings.tracing`` builds (off unless
+    enabled): each ``/v1/expand`` job continues the gateway's trace (its ``traceparent``)."""
+    tracing = tracing if tracing is not None else build_tracing(settings.tracing, "pice-edge")
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         # Resolving may fetch and verify a bundled model; a failure aborts start-up.
@@ -77,6 +89,7 @@ def create_app(settings: EdgeSettings, backend: BackendFactory = llama_backend) 
             model_id=model_id,
             aliases=frozenset({model_id, served.name, *served.aliases}),
             metrics=engine_registry(engine.load, model_id),
+            tracing=tracing,
         )
         # Load in the background so /health answers at once and /ready says 503 until done.
         loading = asyncio.create_task(_load(state))
@@ -85,10 +98,16 @@ def create_app(settings: EdgeSettings, backend: BackendFactory = llama_backend) 
         finally:
             await loading
             await asyncio.to_thread(engine.stop)
+            await asyncio.to_thread(tracing.shutdown)
 
     app = FastAPI(title="PICE edge agent", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if tracing.enabled:
+        paths = ("/v1/expand", "/v1/chat/completions")
+        app.add_middleware(TracingMiddleware, tracing=tracing, paths=paths)
+    # Outermost: the gateway's x-request-id (or a new one) on every response and log line.
+    app.add_middleware(RequestIdMiddleware)
     auth = [Depends(bearer_auth([settings.api_token] if settings.api_token else []))]
     app.include_router(service.probes)
     app.include_router(service.router, dependencies=auth)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
@@ -33,6 +33,7 @@ from edge_agent.engine.chat_template import Message
 from edge_agent.prompts import expansion_messages, point_stops, point_suffix
 from pice.http.sse import sse_done, sse_json, sse_response
 from pice.openai_protocol import Usage
+from pice.tracing import Span
 
 router = APIRouter()
 
@@ -83,14 +84,39 @@ def build_job(
 @router.post("/v1/expand", response_model=None)
 async def expand(body: ExpandRequest, request: Request) -> EventSourceResponse:
     engine = ready_engine(request)
-    model_id = edge_state(request).model_id
+    state = edge_state(request)
     question, history = _conversation(body)
     prompt = engine.chat.render(expansion_messages(question, body.sketch, history))
     spec, labels = build_job(body, prompt.text, prompt.add_special)
     # Submitting tokenises and checks the context: a job that can never fit is a 400 here,
     # before the stream starts.
     handle = engine.submit(spec)
-    return sse_response(_events(handle, labels, model_id), on_close=handle.cancel)
+    # A child of this request's server span, which continues the gateway's edge-job span.
+    span = state.tracing.start(
+        "pice.edge.job",
+        attributes={
+            "pice.points": body.point_indices(),
+            "pice.candidates": body.candidates,
+            "pice.model": state.model_id,
+        },
+    )
+    return sse_response(
+        _events(handle, labels, state.model_id, span),
+        on_close=_closing(handle.cancel, span),
+    )
+
+
+def _closing(cancel: Callable[[], None], span: Span) -> Callable[[], None]:
+    """The stream's ``on_close``: cancel what is left of the job, and end its span (a client
+    that left before the stream started never reaches the generator's end)."""
+
+    def close() -> None:
+        try:
+            cancel()
+        finally:
+            span.end()
+
+    return close
 
 
 def _event(model: BaseModel) -> ServerSentEvent:
@@ -98,10 +124,11 @@ def _event(model: BaseModel) -> ServerSentEvent:
 
 
 async def _events(
-    handle: EngineJob, labels: list[tuple[int, int]], model_id: str
+    handle: EngineJob, labels: list[tuple[int, int]], model_id: str, span: Span
 ) -> AsyncIterator[ServerSentEvent]:
     async with handle:  # leaving early (client gone) cancels the job's sequences
         async for event in handle:
+            _trace(span, event)
             if isinstance(event, TokenDelta):
                 point, candidate = labels[event.seq]
                 yield _event(DeltaEvent(point=point, candidate=candidate, text=event.text))
@@ -136,4 +163,15 @@ async def _events(
             elif isinstance(event, JobFailed):
                 body = event.error.to_body()["error"]
                 yield _event(ErrorEvent(error=ErrorBody(**body)))
+    span.end()
     yield sse_done()
+
+
+def _trace(span: Span, event: object) -> None:
+    """What the job's span records of its events (its token counts, its failure)."""
+    if isinstance(event, JobStarted):
+        span.set({"pice.prompt_tokens": event.prompt_tokens, "pice.queued_ms": event.queued_ms})
+    elif isinstance(event, JobDone):
+        span.set({"pice.completion_tokens": event.completion_tokens})
+    elif isinstance(event, JobFailed):
+        span.fail(event.error.message)

@@ -11,6 +11,7 @@ from edge_agent.engine.backend import EngineBackend
 from edge_agent.settings import EdgeSettings
 from pice.errors import ModelNotFoundError, ServiceUnavailableError
 from pice.openai_protocol import now
+from pice.tracing import NO_TRACING, Tracing
 
 
 @dataclass
@@ -23,6 +24,7 @@ class EdgeState:
     metrics: CollectorRegistry
     created: int = field(default_factory=now)
     load_error: str | None = None
+    tracing: Tracing = NO_TRACING
 
 
 def edge_state(request: Request) -> EdgeState:

@@ -10,13 +10,15 @@ from fastapi import FastAPI
 
 from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
+from pice.http.request_id import RequestIdMiddleware
+from pice.tracing import Tracing, TracingMiddleware
+from pice.tracing_factory import build_tracing
 from pice_gateway.cloud_client import cloud_http_client
 from pice_gateway.edge_client import HttpEdgeClient
 from pice_gateway.edges import Edge, EdgeRegistry
 from pice_gateway.metrics import GatewayMetrics
 from pice_gateway.observers import ReportObserver, log_report
 from pice_gateway.placement.registry import placement_policy
-from pice_gateway.request_id import RequestIdMiddleware
 from pice_gateway.router.service import RequestRouter
 from pice_gateway.routes import build_router
 from pice_gateway.settings import GatewaySettings, RouterSettings
@@ -35,6 +37,7 @@ def create_app(
     *,
     report_observers: Sequence[ReportObserver] = (log_report,),
     router: RouterFactory = load_router,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """The gateway app. One pooled client per upstream lives from start-up to shutdown.
 
@@ -42,21 +45,24 @@ def create_app(
     does the app's own metrics observer (``GET /metrics``, :mod:`pice_gateway.metrics`);
     ``router`` builds the outline/direct router (blocking; run off the event loop). A router
     that cannot load (its encoder cannot be fetched) stops start-up with the reason.
+    ``tracing`` defaults to what ``settings.tracing`` builds (off unless enabled); tests pass
+    one over an in-memory exporter.
     """
 
     metrics = GatewayMetrics(settings.models)
+    tracing = tracing if tracing is not None else build_tracing(settings.tracing, "pice-gateway")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout = settings.edge_client.timeouts.to_httpx()
         registry = EdgeRegistry(
-            [Edge(HttpEdgeClient.connect(endpoint, timeout)) for endpoint in settings.edges],
+            [Edge(HttpEdgeClient.connect(e, timeout, tracing)) for e in settings.edges],
             poll_interval=settings.edge_client.poll_interval,
             point_tokens=settings.progressive.expected_point_tokens,
         )
         metrics.watch_edges(registry.snapshot)
         request_router = await asyncio.to_thread(router, settings.router)
-        cloud = cloud_http_client(settings)
+        cloud = cloud_http_client(settings, tracing)
         app.state.gateway = GatewayState(
             settings=settings,
             cloud=cloud,
@@ -64,6 +70,7 @@ def create_app(
             placement=placement_policy(settings.progressive.placement),
             report_observers=(*report_observers, metrics.observe),
             router=request_router,
+            tracing=tracing,
         )
         # One poll before serving, so the first requests already know which edges are up.
         await registry.poll_once()
@@ -76,10 +83,14 @@ def create_app(
                 await poller
             await registry.aclose()
             await cloud.aclose()
+            await asyncio.to_thread(tracing.shutdown)
 
     app = FastAPI(title="PICE gateway", lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if tracing.enabled:
+        # Inside the request id's middleware, so the request's span records its id.
+        app.add_middleware(TracingMiddleware, tracing=tracing, paths=("/v1/chat/completions",))
     # Outermost, so every response carries the request id (a 413 from the size limit too).
     app.add_middleware(RequestIdMiddleware)
     app.include_router(build_router(settings))

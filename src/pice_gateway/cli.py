@@ -20,20 +20,22 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from pice.logs import configure_logging
     from pice_gateway.app import create_app
-    from pice_gateway.request_id import install_log_request_ids
     from pice_gateway.settings import load_settings
 
     overrides = {
         key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None
     }
     settings = load_settings(args.config, **overrides)
-    # Every log line of a request names it (``[pice-…]``; ``[-]`` outside requests).
-    install_log_request_ids()
+    # Every log line of a request names it (``[pice-…]``; ``-`` outside requests), as text
+    # or JSON; uvicorn's own lines go through the same handler (no log_config of its own).
+    configure_logging(settings.log_format, args.log_level.upper())
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        log_config=None,
         log_level=args.log_level.lower(),
         # Streams hold connections open; a slow shutdown must not wait on them forever.
         timeout_graceful_shutdown=5,

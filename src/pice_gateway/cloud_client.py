@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 
 from pice.openai_protocol import Usage
-from pice_gateway.request_id import propagate_request_id
+from pice.tracing import NO_TRACING, Tracing
+from pice_gateway.request_id import request_hooks
 from pice_gateway.settings import GatewaySettings
 from pice_gateway.upstream import json_events, open_stream
 
@@ -21,7 +22,9 @@ from pice_gateway.upstream import json_events, open_stream
 CLOUD = "cloud"
 
 
-def cloud_http_client(settings: GatewaySettings) -> httpx.AsyncClient:
+def cloud_http_client(
+    settings: GatewaySettings, tracing: Tracing = NO_TRACING
+) -> httpx.AsyncClient:
     """The one pooled client to the cloud, with its key and timeouts (closed at shutdown)."""
     cloud = settings.cloud
     headers = {"Authorization": f"Bearer {cloud.api_key}"} if cloud.api_key else {}
@@ -29,7 +32,7 @@ def cloud_http_client(settings: GatewaySettings) -> httpx.AsyncClient:
         base_url=cloud.base_url.rstrip("/") + "/",
         timeout=cloud.timeouts.to_httpx(),
         headers=headers,
-        event_hooks={"request": [propagate_request_id]},
+        event_hooks={"request": request_hooks(tracing)},
     )
 
 

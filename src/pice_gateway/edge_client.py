@@ -20,7 +20,8 @@ from pydantic import ValidationError
 
 from pice.edge_protocol import ExpandEvent, ExpandRequest, LoadResponse, parse_expand_event
 from pice.errors import UpstreamProtocolError
-from pice_gateway.request_id import propagate_request_id
+from pice.tracing import NO_TRACING, Tracing
+from pice_gateway.request_id import request_hooks
 from pice_gateway.settings import EdgeEndpoint
 from pice_gateway.upstream import get_json, json_events, open_stream
 
@@ -61,14 +62,16 @@ class HttpEdgeClient:
         self._http = http
 
     @classmethod
-    def connect(cls, endpoint: EdgeEndpoint, timeout: httpx.Timeout) -> HttpEdgeClient:
+    def connect(
+        cls, endpoint: EdgeEndpoint, timeout: httpx.Timeout, tracing: Tracing = NO_TRACING
+    ) -> HttpEdgeClient:
         """A client for a configured edge, with its bearer token and the edge timeouts."""
         headers = {"Authorization": f"Bearer {endpoint.token}"} if endpoint.token else {}
         http = httpx.AsyncClient(
             base_url=endpoint.url,
             timeout=timeout,
             headers=headers,
-            event_hooks={"request": [propagate_request_id]},
+            event_hooks={"request": request_hooks(tracing)},
         )
         return cls(endpoint.name, http)
 

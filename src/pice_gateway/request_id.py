@@ -1,90 +1,16 @@
-"""Request ids: one per HTTP request, from the client's ``x-request-id`` or generated.
-
-:class:`RequestIdMiddleware` (pure ASGI, so streams are not buffered) takes the client's
-``x-request-id`` when it is printable ASCII of at most 128 characters, otherwise makes one
-(``pice-<hex>``); it puts the id on every response's headers (errors and streams too) and in a
-context variable for the rest of the request. Everything downstream reads that variable:
-
-- the chat handler, as the request id of the ``pice`` report and of the report observers;
-- :func:`propagate_request_id`, an httpx request hook on the cloud and edge clients, which
-  sends it upstream as ``x-request-id`` (the edge's ``/v1/expand`` body carries it too);
-- :class:`RequestIdFilter`, which stamps log records with it (``%(request_id)s``).
-
-Tasks started while handling a request (edge dispatch, the response stream) copy the context
-when they are created, so they see the id; the edge poller, started at start-up, sees ``-``.
-"""
+"""What the gateway's upstream calls carry of the request being handled: its id, and its trace
+context when tracing is on (the id itself: :mod:`pice.http.request_id`)."""
 
 from __future__ import annotations
 
-import contextvars
-import logging
-import uuid
+from collections.abc import Awaitable, Callable
 
 import httpx
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-HEADER = "x-request-id"
-MAX_LENGTH = 128
-# Outside a request (start-up, the edge poller).
-NO_REQUEST = "-"
+from pice.http.request_id import HEADER, NO_REQUEST, current_request_id
+from pice.tracing import Tracing
 
-_current: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "pice_request_id", default=NO_REQUEST
-)
-
-
-def new_request_id() -> str:
-    return f"pice-{uuid.uuid4().hex[:12]}"
-
-
-def accepted(value: str | None) -> str | None:
-    """``value`` when it is usable as a request id (printable ASCII, 1 to 128 chars), else None.
-
-    Printable ASCII keeps ids safe to echo in a header and in a log line (no CR/LF injection).
-    """
-    if value is None or not 0 < len(value) <= MAX_LENGTH:
-        return None
-    if not all(" " < char <= "~" for char in value):
-        return None
-    return value
-
-
-def current_request_id() -> str:
-    """The id of the request being handled, or ``-`` outside one."""
-    return _current.get()
-
-
-class RequestIdMiddleware:
-    """Sets the request id of each HTTP request and returns it in the ``x-request-id`` header."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = next(
-            (
-                value.decode("latin-1")
-                for name, value in scope["headers"]
-                if name == b"x-request-id"
-            ),
-            None,
-        )
-        request_id = accepted(given) or new_request_id()
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)[HEADER] = request_id
-            await send(message)
-
-        token = _current.set(request_id)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            _current.reset(token)
+RequestHook = Callable[[httpx.Request], Awaitable[None]]
 
 
 async def propagate_request_id(request: httpx.Request) -> None:
@@ -94,20 +20,13 @@ async def propagate_request_id(request: httpx.Request) -> None:
         request.headers[HEADER] = request_id
 
 
-class RequestIdFilter(logging.Filter):
-    """Stamps every record with ``request_id`` (``-`` outside a request); filters nothing."""
+def request_hooks(tracing: Tracing) -> list[RequestHook]:
+    """The httpx request hooks of the cloud and edge clients: the request id, and ``traceparent``
+    of the span current where the call is made (the sketch's, an edge job's) when tracing."""
+    if not tracing.enabled:
+        return [propagate_request_id]
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = current_request_id()
-        return True
+    async def propagate_trace(request: httpx.Request) -> None:
+        tracing.inject(request.headers)
 
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
-
-
-def install_log_request_ids(logger: logging.Logger | None = None) -> None:
-    """Put the request id in every line of ``logger``'s handlers (the root's by default)."""
-    target = logger or logging.getLogger()
-    for handler in target.handlers:
-        handler.addFilter(RequestIdFilter())
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    return [propagate_request_id, propagate_trace]

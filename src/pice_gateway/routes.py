@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from pice.errors import ModelNotFoundError
 from pice.http.auth import bearer_auth
 from pice.http.disconnect import until_disconnect
+from pice.http.request_id import current_request_id
 from pice.http.sse import sse_response
 from pice.openai_protocol import ChatCompletionRequest, ModelCard, ModelList, dump, now
 from pice_gateway.direct_path import CloudRelay, cloud_completion
@@ -19,7 +20,6 @@ from pice_gateway.path_choice import PathChoice, apply_route, choose_path
 from pice_gateway.progressive.accounting import Clock, PiceReport
 from pice_gateway.progressive.pipeline import ProgressiveRun
 from pice_gateway.render import progressive_completion, progressive_stream
-from pice_gateway.request_id import current_request_id
 from pice_gateway.settings import GatewaySettings
 from pice_gateway.state import GatewayState, gateway_state
 
@@ -97,6 +97,15 @@ async def _progressive_path(
     return JSONResponse(completion)
 
 
+def _route_attributes(report: dict[str, Any]) -> dict[str, str | float]:
+    """The router's report (decision, score, threshold, ...) as span attributes."""
+    return {
+        f"pice.router.{key}": value
+        for key, value in report.items()
+        if isinstance(value, str | float | int) and not isinstance(value, bool)
+    }
+
+
 def build_router(settings: GatewaySettings) -> APIRouter:
     router = APIRouter()
     authed = APIRouter(prefix="/v1", dependencies=[Depends(bearer_auth(settings.api_keys))])
@@ -137,10 +146,17 @@ def build_router(settings: GatewaySettings) -> APIRouter:
             model=body.model,
             stream=body.stream,
         )
+        # The request's server span (TracingMiddleware's) names the model and the path taken.
+        span = state.tracing.current()
+        span.set({"pice.model": body.model, "pice.stream": body.stream})
         try:
             choice = choose_path(body, settings.models, edges_up=state.edges.any_up())
             if choice.wants_route and state.router is not None:
-                choice = apply_route(choice, await state.router.decide(body.messages))
+                with state.tracing.span("pice.router") as route_span:
+                    decision = await state.router.decide(body.messages)
+                    route_span.set(_route_attributes(decision.report()))
+                choice = apply_route(choice, decision)
+            span.set({"pice.mode": choice.mode, "pice.reason": choice.reason})
             path = _cloud_path if choice.mode == "cloud" else _progressive_path
             return await path(state, body, choice, request, observation, clock)
         except BaseException as exc:

@@ -15,7 +15,9 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from pice.edge_protocol import MAX_CANDIDATES
+from pice.logs import LogFormat
 from pice.settings import YamlSettings, load_yaml_settings
+from pice.tracing import TracingSettings
 from pice_gateway.placement.registry import PLACEMENT_POLICIES
 
 
@@ -141,6 +143,10 @@ class GatewaySettings(YamlSettings):
     models: ModelNames = Field(default_factory=ModelNames)
     progressive: ProgressiveSettings = Field(default_factory=ProgressiveSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
+    # Log lines as text or one JSON object each, every one with its request id (``pice.logs``).
+    log_format: LogFormat = "text"
+    # OpenTelemetry traces (off; ``pice.tracing``).
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @field_validator("edges")
     @classmethod

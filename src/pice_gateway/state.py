@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import httpx
 from fastapi import Request
 
+from pice.tracing import NO_TRACING, Tracing
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.observers import ReportObserver
 from pice_gateway.placement.base import PlacementPolicy
@@ -25,9 +26,12 @@ class GatewayState:
     report_observers: tuple[ReportObserver, ...]
     # Outline or direct for model ``pice``; None when the router is disabled.
     router: RequestRouter | None = None
+    tracing: Tracing = NO_TRACING
 
     def upstreams(self) -> Upstreams:
-        return Upstreams(cloud=self.cloud, registry=self.edges, policy=self.placement)
+        return Upstreams(
+            cloud=self.cloud, registry=self.edges, policy=self.placement, tracing=self.tracing
+        )
 
 
 def gateway_state(request: Request) -> GatewayState:

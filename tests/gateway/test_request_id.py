@@ -10,7 +10,8 @@ import re
 import httpx
 import pytest
 
-from pice_gateway.request_id import RequestIdFilter, accepted, install_log_request_ids
+from pice.http.request_id import accepted
+from pice.logs import RequestIdFilter, log_handler
 from tests.gateway.conftest import fake_stack
 from tests.gateway.fakes import CloudScript, EdgeScript
 from tests.gateway.test_observers import Recorder
@@ -94,11 +95,9 @@ def test_log_lines_of_a_request_carry_its_id(caplog: pytest.LogCaptureFixture) -
 def test_installed_log_format_names_the_request() -> None:
     stream = io.StringIO()
     logger = logging.getLogger("tests.request_id")
-    handler = logging.StreamHandler(stream)
-    logger.addHandler(handler)
+    logger.addHandler(log_handler("text", stream))
     try:
-        install_log_request_ids(logger)
         logger.warning("outside")
     finally:
-        logger.removeHandler(handler)
+        logger.handlers.clear()
     assert "[-]: outside" in stream.getvalue()

@@ -47,6 +47,7 @@ from pice.edge_protocol import (
 )
 from pice.errors import PiceError, UpstreamError, UpstreamProtocolError, UpstreamTimeoutError
 from pice.openai_protocol import Usage
+from pice.tracing import NO_SPAN, NO_TRACING, Attributes, Span, Tracing
 from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.placement.base import PlacementPolicy, PointPlacement
@@ -112,8 +113,14 @@ class Dispatcher:
         cloud: httpx.AsyncClient,
         spec: ExpansionSpec,
         emit: Callable[[DispatchEvent], None],
+        tracing: Tracing = NO_TRACING,
+        parent: Span = NO_SPAN,
     ) -> None:
         self._registry = registry
+        self._tracing = tracing
+        # Each job's span is a child of the request's (a job is started from whichever task
+        # placed its points: the sketch reader's, or a failed job's).
+        self._parent = parent
         self._policy = policy
         self._cloud = cloud
         self._spec = spec
@@ -206,12 +213,24 @@ class Dispatcher:
 
     # -- edge jobs ---------------------------------------------------------------------------
 
+    def _job_span(self, source: str, points: list[int], candidates: int) -> Span:
+        attributes: Attributes = {
+            "pice.edge": source,
+            "pice.points": points,
+            "pice.candidates": candidates,
+        }
+        return self._tracing.start("pice.expand", parent=self._parent, attributes=attributes)
+
     async def _edge_job(self, job: _EdgeJob) -> None:
+        span = self._job_span(job.edge, job.points, job.candidates)
         try:
-            await self._stream(job)
+            with span.activate():  # its traceparent goes to the edge
+                await self._stream(job)
         except _JobFailed as failure:
+            span.fail(failure.err.message)
             self._job_failed(job, failure)
         finally:
+            span.end()
             self._launch(job.edge, self._lanes.setup_over(job.edge))
             self._job_over(job.edge)
 
@@ -315,11 +334,15 @@ class Dispatcher:
     # -- the cloud as the last resort --------------------------------------------------------
 
     async def _cloud_job(self, index: int) -> None:
+        span = self._job_span(CLOUD, [index], 1)
         try:
-            await self._cloud_expand(index)
+            with span.activate():  # its traceparent goes to the cloud
+                await self._cloud_expand(index)
         except PiceError as err:
+            span.fail(err.message)
             self._emit(ExpansionFailed(err))
         finally:
+            span.end()
             self._job_over(CLOUD)
 
     async def _cloud_expand(self, index: int) -> None:

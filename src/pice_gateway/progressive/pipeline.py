@@ -21,6 +21,7 @@ import httpx
 
 from pice.errors import PiceError
 from pice.openai_protocol import ChatCompletionRequest, Usage
+from pice.tracing import NO_TRACING, Span, Tracing
 from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.placement.base import PlacementPolicy
@@ -72,6 +73,7 @@ class Upstreams:
     cloud: httpx.AsyncClient
     registry: EdgeRegistry
     policy: PlacementPolicy
+    tracing: Tracing = NO_TRACING
 
 
 class ProgressiveRun:
@@ -103,6 +105,14 @@ class ProgressiveRun:
         self._sketch_done = False
         self._finished = False
         self._first_dispatch_ms: float | None = None
+        # Spans: the sketch and each point are children of the request's span (current here,
+        # in the handler); their work runs in tasks, so the parent is kept, not looked up.
+        self._tracing = upstreams.tracing
+        self._span = upstreams.tracing.current()
+        self._sketch_span: Span = self._tracing.start(
+            "pice.sketch", parent=self._span, attributes={"pice.allow_direct": allow_direct}
+        )
+        self._point_spans: dict[int, Span] = {}
         self._sketch = CloudTextStream(
             upstreams.cloud, sketch_payload(settings, request, allow_direct=allow_direct)
         )
@@ -113,6 +123,8 @@ class ProgressiveRun:
             cloud=upstreams.cloud,
             spec=ExpansionSpec.for_request(settings, request, request_id),
             emit=self._on_dispatch_event,
+            tracing=upstreams.tracing,
+            parent=self._span,
         )
 
     @property
@@ -122,7 +134,13 @@ class ProgressiveRun:
 
     async def start(self) -> None:
         """Send the sketch request; an unreachable or failing cloud raises here."""
-        await self._sketch.open(self._stack)
+        try:
+            with self._sketch_span.activate():  # its traceparent goes to the cloud
+                await self._sketch.open(self._stack)
+        except Exception as exc:
+            self._sketch_span.fail(exc)
+            self._sketch_span.end()
+            raise
 
     async def events(self) -> AsyncIterator[RunEvent]:
         """Answer text as it becomes sendable, then one :class:`Finished`; errors are raised."""
@@ -147,6 +165,9 @@ class ProgressiveRun:
         self._dispatcher.close()
         await asyncio.gather(self._tasks.aclose(), self._dispatcher.aclose())
         await self._stack.aclose()
+        # Spans of work the run did not finish (a client that left, a failed request).
+        for span in (self._sketch_span, *self._point_spans.values()):
+            span.end()
 
     # -- the sketch --------------------------------------------------------------------------
 
@@ -161,8 +182,15 @@ class ProgressiveRun:
                         break  # closing the stream stops the cloud writing past the outline
             for event in parser.close():
                 self._on_sketch_event(event)
+        except Exception as exc:
+            self._sketch_span.fail(exc)
+            raise
         finally:
             await self._stack.aclose()
+            self._sketch_span.set(
+                {"pice.points": len(self._report.points), "pice.outline": parser.is_outline}
+            )
+            self._sketch_span.end()
         self._sketch_done = True
         self._report.timings.sketch_ms = self._clock.ms()
         self._add_usage(
@@ -193,6 +221,7 @@ class ProgressiveRun:
             case PointStarted(point=index, source=source, candidates=candidates):
                 point = self._report.points[index]
                 point.attempts.append(source)
+                self._point_span(index).set({"pice.edge": source, "pice.candidates": candidates})
                 attempt = Attempt(index, source, candidates, point.title, self._question)
                 self._selectors[index] = self._new_selector(attempt)
             case PointDelta(point=index):
@@ -201,7 +230,8 @@ class ProgressiveRun:
             case PointDone(point=index):
                 if (chosen := self._selectors[index].done(event)) is not None:
                     self._point_done(chosen)
-            case PointFailed(point=index):
+            case PointFailed(point=index, source=source, reason=reason):
+                self._point_span(index).event("failover", {"pice.edge": source, "reason": reason})
                 self._merger.restart(index)
             case UsageCounted(source=source, usage=usage, estimated=estimated):
                 self._add_usage(source, usage, estimated=estimated)
@@ -217,8 +247,26 @@ class ProgressiveRun:
         point.tokens = done.tokens
         point.candidates = self._selectors[done.point].scores()
         point.winner = done.candidate if point.candidates else None
+        span = self._point_span(done.point)
+        span.set(
+            {
+                "pice.edge": done.source,
+                "pice.tokens": done.tokens,
+                "pice.finish_reason": done.finish_reason or "",
+                "pice.attempts": point.attempts,
+            }
+        )
+        span.end()
         self._emit(self._merger.done(done.point, done.text))
         self._maybe_finish()
+
+    def _point_span(self, index: int) -> Span:
+        """Point ``index``'s span, from its first placement to its chosen text."""
+        if index not in self._point_spans:
+            self._point_spans[index] = self._tracing.start(
+                "pice.point", parent=self._span, attributes={"pice.point": index}
+            )
+        return self._point_spans[index]
 
     def _add_usage(self, source: str, usage: Usage, *, estimated: bool = False) -> None:
         if source == CLOUD:

@@ -1,0 +1,64 @@
+"""Log lines of the gateway and the edge agent: the request id on each, as text or JSON.
+
+:func:`configure_logging` is called once by ``pice gateway`` and ``pice edge serve`` (never at
+import, never by an app factory: tests and embedders keep their own logging). It gives the root
+logger one stderr handler that
+
+- stamps every record with the id of the request being handled (:class:`RequestIdFilter`,
+  reading :mod:`pice.http.request_id`'s context variable; ``-`` outside a request), and
+- writes ``text`` lines (``2026-01-01 12:00:00,000 INFO pice_gateway.observers [r-42]: …``)
+  or ``json``: one object per line with ``time``, ``level``, ``logger``, ``message`` and
+  ``request_id``, plus any ``extra`` fields and ``exc_info`` (python-json-logger writes them).
+
+uvicorn is started with ``log_config=None`` so its own records (access lines included, which
+uvicorn logs while the response starts, inside the request) go through the same handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import IO, Literal
+
+from pythonjsonlogger.json import JsonFormatter
+
+from pice.http.request_id import current_request_id
+
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+# python-json-logger takes the listed record attributes as the object's keys (renamed below).
+_JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s"
+_JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps every record with ``request_id`` (``-`` outside a request); filters nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = current_request_id()
+        return True
+
+
+def formatter(log_format: LogFormat) -> logging.Formatter:
+    if log_format == "json":
+        return JsonFormatter(_JSON_FIELDS, rename_fields=_JSON_NAMES)
+    return logging.Formatter(TEXT_FORMAT)
+
+
+def log_handler(log_format: LogFormat, stream: IO[str] | None = None) -> logging.Handler:
+    """A handler writing ``log_format`` lines, each with its request id, to ``stream``."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(formatter(log_format))
+    return handler
+
+
+def configure_logging(log_format: LogFormat, level: int | str = logging.INFO) -> None:
+    """Make the root logger write ``log_format`` lines with request ids (replacing its handlers)."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(log_handler(log_format))
+    root.setLevel(level)
