@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, Request
@@ -35,6 +36,7 @@ from pice.http.sse import sse_done, sse_json, sse_response
 from pice.openai_protocol import Usage
 from pice.tracing import Span
 
+logger = logging.getLogger(__name__)
 router = APIRouter()
 
 
@@ -168,10 +170,17 @@ async def _events(
 
 
 def _trace(span: Span, event: object) -> None:
-    """What the job's span records of its events (its token counts, its failure)."""
+    """What the job's span and the log record of its events (one line per job; the log
+    filter stamps it with the gateway's request id)."""
     if isinstance(event, JobStarted):
         span.set({"pice.prompt_tokens": event.prompt_tokens, "pice.queued_ms": event.queued_ms})
     elif isinstance(event, JobDone):
         span.set({"pice.completion_tokens": event.completion_tokens})
+        logger.info(
+            "expand job done: prompt_tokens=%d completion_tokens=%d",
+            event.prompt_tokens,
+            event.completion_tokens,
+        )
     elif isinstance(event, JobFailed):
         span.fail(event.error.message)
+        logger.warning("expand job failed: %s", event.error.message)

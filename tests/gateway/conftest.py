@@ -9,6 +9,7 @@ from typing import Any
 import openai
 import pytest
 
+from pice.tracing import Tracing
 from pice_gateway.app import create_app
 from pice_gateway.observers import ReportObserver, log_report
 from pice_gateway.settings import EdgeEndpoint, GatewaySettings
@@ -52,6 +53,7 @@ def fake_stack(
     edges: list[EdgeScript],
     *,
     report_observers: Sequence[ReportObserver] = (log_report,),
+    tracing: Tracing | None = None,
     **overrides: Any,
 ) -> Iterator[str]:
     """Fake cloud and edges plus a real gateway, all under uvicorn; yields the gateway's /v1 URL."""
@@ -61,6 +63,6 @@ def fake_stack(
         extra = overrides.pop("extra_edges", {})
         settings = settings_for(cloud_url, {**edge_urls, **extra}, **overrides)
         gateway_url = stack.enter_context(
-            serve(create_app(settings, report_observers=report_observers))
+            serve(create_app(settings, report_observers=report_observers, tracing=tracing))
         )
         yield gateway_url + "/v1"

@@ -54,6 +54,8 @@ class CloudScript:
     requests: list[dict[str, Any]] = field(default_factory=list)
     # The ``x-request-id`` header of each request (None when absent).
     request_ids: list[str | None] = field(default_factory=list)
+    # The W3C ``traceparent`` header of each request (None when absent).
+    traceparents: list[str | None] = field(default_factory=list)
     # Streams closed (the in-process cloud only: ``tests.gateway.inprocess.mock_cloud``).
     closed: int = 0
 
@@ -124,6 +126,7 @@ def fake_cloud(script: CloudScript) -> FastAPI:
         body = await request.json()
         script.requests.append(body)
         script.request_ids.append(request.headers.get("x-request-id"))
+        script.traceparents.append(request.headers.get("traceparent"))
         if script.fail_status is not None:
             return JSONResponse(cloud_error(), status_code=script.fail_status)
         if not body.get("stream"):
@@ -225,6 +228,8 @@ class EdgeScript:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     # The ``x-request-id`` header of each ``/v1/expand`` request (None when absent).
     request_ids: list[str | None] = field(default_factory=list)
+    # The W3C ``traceparent`` header of each ``/v1/expand`` request (None when absent).
+    traceparents: list[str | None] = field(default_factory=list)
     cancelled: int = 0
 
 
@@ -240,6 +245,7 @@ def fake_edge(script: EdgeScript) -> FastAPI:
         body = await request.json()
         script.jobs.append(body)
         script.request_ids.append(request.headers.get("x-request-id"))
+        script.traceparents.append(request.headers.get("traceparent"))
         expand = ExpandRequest.model_validate(body)
         points, candidates = expand.point_indices(), expand.candidates
 
