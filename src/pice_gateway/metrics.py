@@ -112,6 +112,24 @@ class GatewayMetrics:
             "Points that needed more than one attempt",
             registry=registry,
         )
+        self.failures = Counter(
+            "pice_gateway_point_failures",
+            "Point attempts that failed on each source (an edge, or the cloud) and were retried",
+            ["edge"],
+            registry=registry,
+        )
+        # Fed by the report's hedge counts (``progressive.hedging`` duplicates a late point on
+        # a spare edge; the first attempt to finish wins).
+        self.hedges = Counter(
+            "pice_gateway_point_hedges",
+            "Late points duplicated on another edge (hedging)",
+            registry=registry,
+        )
+        self.hedges_won = Counter(
+            "pice_gateway_point_hedges_won",
+            "Hedged points that the duplicate finished first",
+            registry=registry,
+        )
         self.routes = Counter(
             "pice_gateway_router_decisions",
             "The router's decisions for the auto model",
@@ -147,6 +165,13 @@ class GatewayMetrics:
                 self.placements.labels(source).inc()
             if len(point.attempts) > 1:
                 self.failovers.inc()
+            # Every attempt but the last was given up for the next one.
+            for source in point.attempts[:-1]:
+                self.failures.labels(source).inc()
+        if report.hedges:
+            self.hedges.inc(report.hedges)
+        if report.hedges_won:
+            self.hedges_won.inc(report.hedges_won)
         if outcome.status != "ok":
             return
         timings = report.timings

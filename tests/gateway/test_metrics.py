@@ -160,6 +160,8 @@ def test_failover_counts_every_attempt() -> None:
     assert value(samples, "pice_gateway_point_failovers_total") == len(failed_over)
     assert value(samples, "pice_gateway_point_placements_total", edge="bad") == len(failed_over)
     assert value(samples, "pice_gateway_point_placements_total", edge="good") == 3
+    assert value(samples, "pice_gateway_point_failures_total", edge="bad") == len(failed_over)
+    assert ("pice_gateway_point_failures_total", frozenset({("edge", "good")})) not in samples
 
 
 def test_metrics_need_no_api_key() -> None:
@@ -180,6 +182,8 @@ def test_the_observer_counts_router_decisions_failovers_and_bounded_labels() -> 
         ],
         cloud_usage=Usage.of(7, 5),
         edge_usage=Usage.of(0, 11),
+        hedges=3,
+        hedges_won=1,
     )
     failed = RequestOutcome("r1", "pice", True, "error", UpstreamError("cloud down"))
     metrics.observe(report, failed)
@@ -189,6 +193,12 @@ def test_the_observer_counts_router_decisions_failovers_and_bounded_labels() -> 
     assert value(samples, "pice_gateway_point_failovers_total") == 2
     assert value(samples, "pice_gateway_point_placements_total", edge="e1") == 2
     assert value(samples, "pice_gateway_point_placements_total", edge="cloud") == 1
+    # e1 failed both points, e2 the second one; the last attempts are not failures.
+    assert value(samples, "pice_gateway_point_failures_total", edge="e1") == 2
+    assert value(samples, "pice_gateway_point_failures_total", edge="e2") == 1
+    assert ("pice_gateway_point_failures_total", frozenset({("edge", "cloud")})) not in samples
+    assert value(samples, "pice_gateway_point_hedges_total") == 3
+    assert value(samples, "pice_gateway_point_hedges_won_total") == 1
     assert value(samples, "pice_gateway_request_errors_total", type="upstream_error") == 1
     assert value(samples, "pice_gateway_tokens_total", source="cloud", kind="prompt") == 7
     assert value(samples, "pice_gateway_tokens_total", source="edge", kind="completion") == 11

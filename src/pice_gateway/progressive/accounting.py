@@ -61,6 +61,10 @@ class PiceReport(BaseModel):
     usage_estimated: bool = False
     # The router's decision for model ``pice``: decision, score, threshold, version, ms.
     router: dict[str, Any] | None = None
+    # Points duplicated by hedging, and how many of those the duplicate won (metrics count
+    # these; the per-point detail is in ``points[].hedges``).
+    hedges: int = 0
+    hedges_won: int = 0
 
 
 class Clock:
