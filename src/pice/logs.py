@@ -20,6 +20,7 @@ import logging
 import sys
 from typing import IO, Literal
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from pice.http.request_id import current_request_id
@@ -31,6 +32,8 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 # python-json-logger takes the listed record attributes as the object's keys (renamed below).
 _JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s"
 _JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+# uvicorn adds a terminal-coloured copy of some messages as an extra; not worth a key.
+_NOT_EXTRAS = (*RESERVED_ATTRS, "color_message")
 
 
 class RequestIdFilter(logging.Filter):
@@ -43,7 +46,7 @@ class RequestIdFilter(logging.Filter):
 
 def formatter(log_format: LogFormat) -> logging.Formatter:
     if log_format == "json":
-        return JsonFormatter(_JSON_FIELDS, rename_fields=_JSON_NAMES)
+        return JsonFormatter(_JSON_FIELDS, rename_fields=_JSON_NAMES, reserved_attrs=_NOT_EXTRAS)
     return logging.Formatter(TEXT_FORMAT)
 
 
