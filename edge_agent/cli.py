@@ -47,6 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
     from edge_agent.api.app import create_app
     from edge_agent.settings import load_settings
     from pice.logs import configure_logging
+    from pice.tracing_factory import log_filters
 
     settings = load_settings(
         args.config,
@@ -63,7 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     # Log lines carry the gateway's request id (``x-request-id``), as text or JSON; uvicorn's
     # own lines go through the same handler (no log_config of its own).
-    configure_logging(settings.log_format, args.log_level.upper())
+    configure_logging(settings.log_format, args.log_level.upper(), log_filters(settings.tracing))
     uvicorn.run(
         create_app(settings),
         host=settings.host,

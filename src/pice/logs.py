@@ -8,7 +8,8 @@ logger one stderr handler that
   reading :mod:`pice.http.request_id`'s context variable; ``-`` outside a request), and
 - writes ``text`` lines (``2026-01-01 12:00:00,000 INFO pice_gateway.observers [r-42]: …``)
   or ``json``: one object per line with ``time``, ``level``, ``logger``, ``message`` and
-  ``request_id``, plus any ``extra`` fields and ``exc_info`` (python-json-logger writes them).
+  ``request_id``, plus any ``extra`` fields and ``exc_info`` (python-json-logger writes them),
+  and with tracing on the current span's ``trace_id`` and ``span_id``.
 
 uvicorn is started with ``log_config=None`` so its own records (access lines included, which
 uvicorn logs while the response starts, inside the request) go through the same handler.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 from typing import IO, Literal
 
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -50,18 +52,28 @@ def formatter(log_format: LogFormat) -> logging.Formatter:
     return logging.Formatter(TEXT_FORMAT)
 
 
-def log_handler(log_format: LogFormat, stream: IO[str] | None = None) -> logging.Handler:
-    """A handler writing ``log_format`` lines, each with its request id, to ``stream``."""
+def log_handler(
+    log_format: LogFormat,
+    stream: IO[str] | None = None,
+    filters: Iterable[logging.Filter] = (),
+) -> logging.Handler:
+    """A handler writing ``log_format`` lines, each with its request id, to ``stream``;
+    ``filters`` may stamp more fields (``pice.tracing_factory.log_filters``: trace ids)."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.addFilter(RequestIdFilter())
+    for log_filter in (RequestIdFilter(), *filters):
+        handler.addFilter(log_filter)
     handler.setFormatter(formatter(log_format))
     return handler
 
 
-def configure_logging(log_format: LogFormat, level: int | str = logging.INFO) -> None:
+def configure_logging(
+    log_format: LogFormat,
+    level: int | str = logging.INFO,
+    filters: Iterable[logging.Filter] = (),
+) -> None:
     """Make the root logger write ``log_format`` lines with request ids (replacing its handlers)."""
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(log_handler(log_format))
+    root.addHandler(log_handler(log_format, filters=filters))
     root.setLevel(level)

@@ -7,6 +7,7 @@ build an :class:`OtelTracing` over their own provider (an in-memory exporter).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
 
@@ -110,3 +111,15 @@ class OtelTracing(Tracing):
 
     def shutdown(self) -> None:
         self.provider.shutdown()
+
+
+class TraceIdFilter(logging.Filter):
+    """Stamps records logged inside a span with its ``trace_id`` and ``span_id`` (hex, as trace
+    back ends show them), so a JSON log line leads to its trace; filters nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = format(context.trace_id, "032x")
+            record.span_id = format(context.span_id, "016x")
+        return True

@@ -21,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from pice.logs import configure_logging
+    from pice.tracing_factory import log_filters
     from pice_gateway.app import create_app
     from pice_gateway.settings import load_settings
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, **overrides)
     # Every log line of a request names it (``[pice-…]``; ``-`` outside requests), as text
     # or JSON; uvicorn's own lines go through the same handler (no log_config of its own).
-    configure_logging(settings.log_format, args.log_level.upper())
+    configure_logging(settings.log_format, args.log_level.upper(), log_filters(settings.tracing))
     uvicorn.run(
         create_app(settings),
         host=settings.host,

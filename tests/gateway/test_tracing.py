@@ -3,6 +3,8 @@ the global one), their parent/child structure, and ``traceparent`` on every upst
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 from collections.abc import Iterator, Sequence
 
@@ -15,10 +17,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from edge_agent.api.app import ServedBackend, create_app
 from edge_agent.settings import EdgeSettings
-from pice.logs import RequestIdFilter
+from pice.logs import RequestIdFilter, log_handler
 from pice.otel import OtelTracing
 from pice.tracing import NO_TRACING, TracingSettings
-from pice.tracing_factory import build_tracing
+from pice.tracing_factory import build_tracing, log_filters
 from pice_gateway.router.service import RequestRouter
 from pice_gateway.settings import RouterSettings
 from tests.edge.test_backend_seam import FakeBackend
@@ -210,3 +212,22 @@ def test_the_edge_agent_continues_the_gateways_trace(
     assert edge_lines
     assert {getattr(r, "request_id", None) for r in edge_lines} == {"r-trace"}
     on_edge.tracing.shutdown()
+
+
+def test_json_log_lines_inside_a_span_name_its_trace(recording: Recording) -> None:
+    stream = io.StringIO()
+    logger = logging.getLogger("tests.tracing.logs")
+    logger.addHandler(log_handler("json", stream, log_filters(TracingSettings(enabled=True))))
+    try:
+        logger.warning("outside")
+        with recording.tracing.span("work"):
+            logger.warning("inside")
+    finally:
+        logger.handlers.clear()
+    outside, inside = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert "trace_id" not in outside
+    span = recording.one("work")
+    assert span.context is not None
+    assert inside["trace_id"] == f"{span.context.trace_id:032x}"
+    assert inside["span_id"] == f"{span.context.span_id:016x}"
+    assert log_filters(TracingSettings()) == []
