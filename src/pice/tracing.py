@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Iterator, Mapping, MutableMapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Literal
 
 from pydantic import BaseModel
@@ -60,12 +61,14 @@ class Span:
     def end(self) -> None:
         """End the span; ending it again does nothing."""
 
-    @contextlib.contextmanager
-    def activate(self) -> Iterator[None]:
+    def activate(self) -> AbstractContextManager[None]:
         """Make this span the current one for the block (within one task)."""
-        yield
+        return _NOTHING
 
 
+# Reusable, and several times cheaper to enter than a generator-based context manager: the
+# untraced request path enters one per edge job.
+_NOTHING = contextlib.nullcontext()
 NO_SPAN = Span()
 
 
