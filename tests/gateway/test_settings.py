@@ -35,7 +35,7 @@ def test_environment_overrides_yaml_and_overrides_win(monkeypatch: pytest.Monkey
     assert settings.cloud.model == "from-env"
     assert settings.cloud.base_url == "http://127.0.0.1:8100/v1"  # from the YAML
     assert settings.port == 9000
-    assert settings.api_keys == ["k1"]
+    assert [key.get_secret_value() for key in settings.api_keys] == ["k1"]
     assert [edge.name for edge in settings.edges] == ["edge-1", "edge-2"]
 
 

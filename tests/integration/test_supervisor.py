@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pice_gateway.settings import load_settings
-from pice_stack.stack import RunningStack, StackSpec, gateway_config, plan_cores
+from pice_stack.stack import RunningStack, StackSpec, gateway_config, gateway_env, plan_cores
 from pice_stack.supervisor import ChildSpec, StackError, Supervisor
 from tests.support.processes import free_port
 
@@ -137,10 +137,12 @@ def test_core_plan_puts_cloud_and_edges_on_separate_cores() -> None:
     assert plan_cores(2, pin=False, available=[0, 1]).edges == (None, None)
 
 
-def test_generated_gateway_config_loads_as_gateway_settings(tmp_path: Path) -> None:
+def test_generated_gateway_config_loads_as_gateway_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import yaml
 
-    spec = StackSpec(gateway_port=18000, api_keys=("k1",))
+    spec = StackSpec(gateway_port=18000, api_keys=("k1-secret",))
     config = gateway_config(
         spec,
         "http://127.0.0.1:8100/v1",
@@ -149,9 +151,21 @@ def test_generated_gateway_config_loads_as_gateway_settings(tmp_path: Path) -> N
     )
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))
+    # Secrets travel in the child's environment, never in the YAML on disk.
+    env = gateway_env(spec, "edge-secret", "cloud-secret")
+    text = path.read_text()
+    assert not any(secret in text for secret in ("k1-secret", "edge-secret", "cloud-secret"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     settings = load_settings(path)
     assert settings.port == 18000
-    assert settings.api_keys == ["k1"]
+    assert [key.get_secret_value() for key in settings.api_keys] == ["k1-secret"]
+    assert settings.cloud.api_key is not None
+    assert settings.cloud.api_key.get_secret_value() == "cloud-secret"
+    assert [edge.token.get_secret_value() for edge in settings.edges if edge.token] == [
+        "edge-secret",
+        "edge-secret",
+    ]
     assert settings.cloud.base_url == "http://127.0.0.1:8100/v1"
     assert settings.cloud.model == "qwen2.5-coder-1.5b-instruct"
     assert [(edge.name, edge.url) for edge in settings.edges] == [
