@@ -180,7 +180,11 @@ class RouterSettings(BaseModel):
 
 
 class GatewaySettings(YamlSettings):
-    model_config = SettingsConfigDict(env_prefix="PICE_", env_nested_delimiter="__", extra="ignore")
+    # env_ignore_empty: an empty variable (a Secret not filled in, PICE_API_KEYS="") counts as
+    # unset, so the start-up check names the missing keys instead of a JSON parse error.
+    model_config = SettingsConfigDict(
+        env_prefix="PICE_", env_nested_delimiter="__", extra="ignore", env_ignore_empty=True
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
