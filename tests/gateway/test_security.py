@@ -307,3 +307,14 @@ async def test_cors_allows_listed_origins_and_denies_others() -> None:
     # An error still carries the header, so the browser lets the page read the 401.
     assert refused.status_code == 401
     assert refused.headers["access-control-allow-origin"] == "https://a.example"
+
+
+def test_an_upstream_429_keeps_its_retry_after() -> None:
+    from pice.errors import RateLimitError
+    from pice_gateway.upstream import error_from_status
+
+    body = b'{"error": {"message": "slow down", "code": "rate_limit_exceeded"}}'
+    err = error_from_status("cloud", 429, body, httpx.Headers({"retry-after": "7"}))
+    assert isinstance(err, RateLimitError)
+    assert err.headers() == {"Retry-After": "7"}
+    assert err.to_body()["error"]["type"] == "rate_limit_error"
