@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from pice.security import OptionalSecret, read_secret
+from pice.security import OptionalSecret, secret_or_file
 from pice.settings import YamlSettings, load_yaml_settings
 
 # Q8_0 weights: llama.cpp's CPU kernels batch them about 2x better than the bundled file's
@@ -64,8 +64,7 @@ class EdgeSettings(YamlSettings):
 
     @model_validator(mode="after")
     def _token_from_file(self) -> EdgeSettings:
-        if self.api_token is None and self.api_token_file is not None:
-            self.api_token = read_secret(self.api_token_file)
+        self.api_token = secret_or_file(self.api_token, self.api_token_file)
         return self
 
     @model_validator(mode="after")

@@ -87,45 +87,35 @@ class PayloadTooLargeError(PiceError):
     default_code = "request_too_large"
 
 
-class RateLimitError(PiceError):
+class _RetryAfterError(PiceError):
+    """An error that tells the client when to retry (``Retry-After``, whole seconds)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: int = 1,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class RateLimitError(_RetryAfterError):
     """Too many requests; ``Retry-After`` says how many seconds until one would be accepted."""
 
     status_code = 429
     error_type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: int = 1,
-        param: str | None = None,
-        code: str | None = None,
-    ) -> None:
-        super().__init__(message, param=param, code=code)
-        self.retry_after = retry_after
 
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
-
-
-class ServiceUnavailableError(PiceError):
+class ServiceUnavailableError(_RetryAfterError):
     status_code = 503
     error_type = "service_unavailable"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: int = 1,
-        param: str | None = None,
-        code: str | None = None,
-    ) -> None:
-        super().__init__(message, param=param, code=code)
-        self.retry_after = retry_after
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
 
 
 class UpstreamError(ServiceUnavailableError):

@@ -101,3 +101,10 @@ def read_secret_lines(path: Path) -> list[SecretStr]:
 def read_secret(path: Path) -> SecretStr:
     """The one secret in ``path`` (its first key line)."""
     return read_secret_lines(path)[0]
+
+
+def secret_or_file(secret: SecretStr | None, path: Path | None) -> SecretStr | None:
+    """A ``x`` / ``x_file`` setting pair resolved: the value given, else the file's secret."""
+    if secret is None and path is not None:
+        return read_secret(path)
+    return secret

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import SettingsConfigDict
 
 from pice.edge_protocol import MAX_CANDIDATES
-from pice.security import OptionalSecret, read_secret, read_secret_lines, stripped_secret
+from pice.security import OptionalSecret, read_secret_lines, secret_or_file, stripped_secret
 from pice.settings import YamlSettings, load_yaml_settings
 from pice_gateway.placement.registry import PLACEMENT_POLICIES
 
@@ -44,50 +44,46 @@ class CloudSettings(BaseModel):
 
     @model_validator(mode="after")
     def _key_from_file(self) -> CloudSettings:
-        if self.api_key is None and self.api_key_file is not None:
-            self.api_key = read_secret(self.api_key_file)
+        self.api_key = secret_or_file(self.api_key, self.api_key_file)
         return self
 
 
-class EdgeEndpoint(BaseModel):
-    """Where the gateway reaches one edge agent (an item of ``edges``).
+class _EdgeToken(BaseModel):
+    """A bearer token for edge agents: given, or read from ``token_file`` (its first line)."""
 
-    Not the agent's own settings (``edge_agent.settings.EdgeSettings``, what ``pice edge serve``
-    reads): the name, URL and token the gateway uses to call it.
-    """
-
-    name: str
-    url: str
-    # The edge agent's token (its ``api_token``), or a file holding it; with neither, the
-    # gateway sends ``edge_client.token``.
     token: OptionalSecret = None
     token_file: Path | None = None
 
     @model_validator(mode="after")
-    def _token_from_file(self) -> EdgeEndpoint:
-        if self.token is None and self.token_file is not None:
-            self.token = read_secret(self.token_file)
+    def _token_from_file(self) -> _EdgeToken:
+        self.token = secret_or_file(self.token, self.token_file)
         return self
 
 
-class EdgeClientSettings(BaseModel):
-    """How the gateway talks to every edge agent."""
+class EdgeEndpoint(_EdgeToken):
+    """Where the gateway reaches one edge agent (an item of ``edges``).
+
+    Not the agent's own settings (``edge_agent.settings.EdgeSettings``, what ``pice edge serve``
+    reads): the name, URL and token the gateway uses to call it. ``token`` is the agent's
+    ``api_token``; without one (nor ``token_file``) the gateway sends ``edge_client.token``.
+    """
+
+    name: str
+    url: str
+
+
+class EdgeClientSettings(_EdgeToken):
+    """How the gateway talks to every edge agent.
+
+    ``token`` / ``token_file``: the token of every edge that has none of its own (one shared
+    secret for a fleet, e.g. PICE_EDGE_CLIENT__TOKEN).
+    """
 
     # /v1/load is polled this often (seconds); the placement policy reads what it saw.
     poll_interval: float = Field(default=1.0, gt=0)
     timeouts: Timeouts = Field(
         default_factory=lambda: Timeouts(connect=2.0, read=60.0, write=10.0, pool=5.0)
     )
-    # The token of every edge that has none of its own (one shared secret for a fleet; set it
-    # with PICE_EDGE_CLIENT__TOKEN or a file).
-    token: OptionalSecret = None
-    token_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _token_from_file(self) -> EdgeClientSettings:
-        if self.token is None and self.token_file is not None:
-            self.token = read_secret(self.token_file)
-        return self
 
 
 class RateLimitSettings(BaseModel):

@@ -172,3 +172,58 @@ def test_generated_gateway_config_loads_as_gateway_settings(
         ("edge-1", "http://a:1"),
         ("edge-2", "http://b:2"),
     ]
+
+
+class _RecordingSupervisor:
+    """A Supervisor that records what it would start instead of starting it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.children: list[ChildSpec] = []
+
+    def start(self, spec: ChildSpec) -> ChildSpec:
+        self.children.append(spec)
+        return spec
+
+    def wait_ready(self, _: object) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def test_pice_up_gives_edges_cloud_and_gateway_a_fresh_token_outside_argv_and_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    import pice_stack.stack as stack_module
+
+    monkeypatch.setattr(
+        stack_module,
+        "resolve_model",
+        lambda name, **_: SimpleNamespace(path=tmp_path / f"{name}.gguf", name=name),
+    )
+    monkeypatch.setattr(stack_module, "Supervisor", _RecordingSupervisor)
+    tokens = []
+    for run in range(2):
+        run_dir = tmp_path / str(run)
+        run_dir.mkdir()
+        spec = StackSpec(run_dir=run_dir, pin=False, api_keys=("client-key",))
+        running = stack_module.launch_stack(spec)
+        children = {child.name: child for child in running.supervisor.children}
+        token = children["edge-1"].env["PICE_EDGE_API_TOKEN"]
+        assert len(token) >= 32
+        assert children["edge-2"].env["PICE_EDGE_API_TOKEN"] == token
+        assert children["cloud"].env["PICE_EDGE_API_TOKEN"] == token
+        gateway_env = children["gateway"].env
+        assert gateway_env["PICE_EDGE_CLIENT__TOKEN"] == token
+        assert gateway_env["PICE_CLOUD__API_KEY"] == token
+        assert gateway_env["PICE_API_KEYS"] == '["client-key"]'
+        assert running.cloud_api_key == token
+        assert all(token not in " ".join(child.argv) for child in children.values())
+        yaml_text = (run_dir / "gateway.yaml").read_text()
+        assert token not in yaml_text
+        assert "client-key" not in yaml_text
+        tokens.append(token)
+    assert tokens[0] != tokens[1]
