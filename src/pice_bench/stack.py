@@ -80,6 +80,7 @@ def bench_stack(spec: BenchStackSpec) -> Iterator[BenchStack]:
                 gateway_url=stack.gateway_url + "/v1",
                 cloud_url=stack.cloud_base_url,
                 cloud_model=stack.cloud_model,
+                cloud_api_key=stack.cloud_api_key,
             ),
             cores={
                 "cloud": plan.cloud or "unpinned",
