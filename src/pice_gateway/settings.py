@@ -119,6 +119,27 @@ class ModelNames(BaseModel):
     cloud: str = "pice-cloud"
 
 
+class HedgingSettings(BaseModel):
+    """Duplicating a late point on another edge (``placement.hedging``)."""
+
+    # Off by default: a hedge spends edge capacity on a duplicate, worth it only with unequal
+    # or unreliable edges.
+    enabled: bool = False
+    # A point still unfinished ``factor`` × its expected finish + ``floor_seconds`` after it was
+    # placed is duplicated on another edge with a free slot; the first to finish wins.
+    factor: float = Field(default=2.0, gt=0)
+    floor_seconds: float = Field(default=2.0, ge=0)
+
+
+class AdmissionSettings(BaseModel):
+    """Bounded work in the gateway: past these, a request is refused with 429."""
+
+    # Progressive runs (``pice`` and ``pice-progressive``) in flight at once; None = no cap.
+    max_progressive_requests: int | None = Field(default=64, ge=1)
+    # What ``Retry-After`` tells a refused client, seconds.
+    retry_after_seconds: int = Field(default=1, ge=1)
+
+
 class ProgressiveSettings(BaseModel):
     """Knobs of the progressive path (sketch, expansion, failover)."""
 
@@ -151,6 +172,7 @@ class ProgressiveSettings(BaseModel):
     ensemble_candidates: int = Field(default=1, ge=1, le=MAX_CANDIDATES)
     # Sampling temperature of candidates 1..k-1 (candidate 0 keeps the request's own).
     ensemble_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+    hedging: HedgingSettings = Field(default_factory=HedgingSettings)
 
     @field_validator("placement")
     @classmethod
@@ -201,6 +223,7 @@ class GatewaySettings(YamlSettings):
     models: ModelNames = Field(default_factory=ModelNames)
     progressive: ProgressiveSettings = Field(default_factory=ProgressiveSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
 
     @field_validator("edges")
     @classmethod

@@ -226,6 +226,9 @@ class EdgeScript:
     # The ``x-request-id`` header of each ``/v1/expand`` request (None when absent).
     request_ids: list[str | None] = field(default_factory=list)
     cancelled: int = 0
+    # The edge name its bodies say (default its own): two edges with one voice write the same
+    # text, as one model decoding greedily on two devices does.
+    voice: str | None = None
 
 
 def fake_edge(script: EdgeScript) -> FastAPI:
@@ -255,7 +258,7 @@ def fake_edge(script: EdgeScript) -> FastAPI:
                     finished = True
                     return
                 for point in points:
-                    words = point_words(point, script.name)
+                    words = point_words(point, script.voice or script.name)
                     for n, word in enumerate(words):
                         if script.behaviour == "die" and n == 1:
                             raise RuntimeError("fake edge dies")

@@ -24,7 +24,8 @@ from pice.openai_protocol import ChatCompletionRequest, Usage
 from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.placement.base import PlacementPolicy
-from pice_gateway.progressive.accounting import Clock, PiceReport, PointReport
+from pice_gateway.placement.hedging import HedgeRule
+from pice_gateway.progressive.accounting import Clock, HedgeReport, PiceReport, PointReport
 from pice_gateway.progressive.candidates import (
     Attempt,
     CandidateSelector,
@@ -35,10 +36,12 @@ from pice_gateway.progressive.dispatch import Dispatcher
 from pice_gateway.progressive.events import (
     DispatchEvent,
     ExpansionFailed,
+    HedgeSettled,
     JobEnded,
     PointDelta,
     PointDone,
     PointFailed,
+    PointHedged,
     PointStarted,
     UsageCounted,
 )
@@ -113,6 +116,7 @@ class ProgressiveRun:
             cloud=upstreams.cloud,
             spec=ExpansionSpec.for_request(settings, request, request_id),
             emit=self._on_dispatch_event,
+            hedging=HedgeRule(**settings.progressive.hedging.model_dump()),
         )
 
     @property
@@ -203,6 +207,20 @@ class ProgressiveRun:
                     self._point_done(chosen)
             case PointFailed(point=index):
                 self._merger.restart(index)
+            case PointHedged(point=index):
+                self._report.hedges += 1
+                self._report.points[index].hedges.append(
+                    HedgeReport(
+                        source=event.source,
+                        hedge=event.hedge,
+                        after_s=round(event.elapsed, 3),
+                        estimate_s=round(event.estimate, 3),
+                    )
+                )
+            case HedgeSettled(point=index, winner=winner):
+                self._report.points[index].hedges[-1].winner = winner
+                if winner is not None and winner == self._report.points[index].hedges[-1].hedge:
+                    self._report.hedges_won += 1
             case UsageCounted(source=source, usage=usage, estimated=estimated):
                 self._add_usage(source, usage, estimated=estimated)
             case JobEnded():
