@@ -39,6 +39,10 @@ class EdgeSettings(YamlSettings):
     threads: int = Field(default_factory=available_cpus, ge=1)
     n_ctx: int = Field(default=4096, ge=256)
     max_sequences: int = Field(default=16, ge=1, le=256)
+    # Jobs submitted and not yet admitted by the batcher (waiting for slots or KV cells); past
+    # this, /v1/expand answers 429 with Retry-After and the gateway places the work elsewhere.
+    # None = unbounded.
+    max_queued_jobs: int | None = Field(default=32, ge=1)
     n_batch: int = Field(default=512, ge=16)
     # Recent prompt prefixes whose KV cells are kept for later requests (0 = off).
     prefix_cache_slots: int = Field(default=4, ge=0, le=64)

@@ -8,6 +8,7 @@
     │   └── ModelNotFoundError     404 model_not_found
     ├── PayloadTooLargeError       413 request_too_large
     ├── RateLimitError             429 rate_limit_error     (carries Retry-After)
+    │   └── OverloadedError        429 rate_limit_error, code server_overloaded
     ├── ServiceUnavailableError    503 service_unavailable  (carries Retry-After)
     │   └── UpstreamError          503 upstream_error       (a cloud or edge failed)
     │       ├── UpstreamTimeoutError
@@ -111,6 +112,13 @@ class RateLimitError(_RetryAfterError):
     status_code = 429
     error_type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
+
+
+class OverloadedError(RateLimitError):
+    """This service's own bounded queue is full (``pice.admission``): retry after
+    ``retry_after`` seconds. The code tells it apart from an upstream's rate limit."""
+
+    default_code = "server_overloaded"
 
 
 class ServiceUnavailableError(_RetryAfterError):

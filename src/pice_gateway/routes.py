@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from pice.admission import AdmissionGate, Ticket
 from pice.errors import ModelNotFoundError
 from pice.http.auth import bearer_auth
 from pice.http.disconnect import until_disconnect
@@ -71,6 +72,7 @@ async def _progressive_path(
     request: Request,
     observation: RequestObservation,
     clock: Clock,
+    ticket: Ticket,
 ) -> Response:
     run = ProgressiveRun(
         state.upstreams(),
@@ -83,17 +85,28 @@ async def _progressive_path(
     observation.report = run.report
     if choice.route is not None:
         run.report.router = choice.route.report()
+
+    async def close_run() -> None:
+        # The admission ticket goes back however the run ends (done, failed, client gone).
+        try:
+            await run.aclose()
+        finally:
+            ticket.release()
+
     try:
         await run.start()
     except BaseException:
-        await run.aclose()
+        await close_run()
         raise
     if body.stream:
         events = progressive_stream(
             run, body.model, include_usage=body.include_usage(), observation=observation
         )
-        return sse_response(events, on_close=_closing(run.aclose, observation))
-    completion = await until_disconnect(request, progressive_completion(run, body.model))
+        return sse_response(events, on_close=_closing(close_run, observation))
+    try:
+        completion = await until_disconnect(request, progressive_completion(run, body.model))
+    finally:
+        ticket.release()
     observation.ok()
     return JSONResponse(completion)
 
@@ -103,6 +116,11 @@ def build_router(settings: GatewaySettings) -> APIRouter:
     guard = authorize(bearer_auth(settings.api_keys), settings.rate_limit)
     authed = APIRouter(prefix="/v1", dependencies=[Depends(guard)])
     created = now()
+    admission = AdmissionGate(
+        settings.admission.max_progressive_requests,
+        what="progressive requests in flight",
+        retry_after=settings.admission.retry_after_seconds,
+    )
 
     @router.get("/health")
     async def health() -> dict[str, str]:
@@ -143,8 +161,16 @@ def build_router(settings: GatewaySettings) -> APIRouter:
             choice = choose_path(body, settings.models, edges_up=state.edges.any_up())
             if choice.wants_route and state.router is not None:
                 choice = apply_route(choice, await state.router.decide(body.messages))
-            path = _cloud_path if choice.mode == "cloud" else _progressive_path
-            return await path(state, body, choice, request, observation, clock)
+            if choice.mode == "cloud":
+                return await _cloud_path(state, body, choice, request, observation, clock)
+            ticket = admission.admit()
+            try:
+                return await _progressive_path(
+                    state, body, choice, request, observation, clock, ticket
+                )
+            except BaseException:
+                ticket.release()
+                raise
         except BaseException as exc:
             observation.failed(exc)
             raise

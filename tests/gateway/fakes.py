@@ -214,7 +214,8 @@ def wire(event: BaseModel) -> str:
 
 @dataclass
 class EdgeScript:
-    """What a fake edge does: ``ok``, ``die`` (after the first delta), ``stall``, ``error``."""
+    """What a fake edge does: ``ok``, ``die`` (after the first delta), ``stall``, ``error``,
+    or ``full`` (its job queue is full: every ``/v1/expand`` is a 429 with Retry-After)."""
 
     name: str
     behaviour: str = "ok"
@@ -238,11 +239,15 @@ def fake_edge(script: EdgeScript) -> FastAPI:
     async def load() -> dict[str, Any]:
         return load_report(running_sequences=script.running).model_dump(mode="json")
 
-    @app.post("/v1/expand")
-    async def expand(request: Request) -> EventSourceResponse:
+    @app.post("/v1/expand", response_model=None)
+    async def expand(request: Request) -> Response:
         body = await request.json()
         script.jobs.append(body)
         script.request_ids.append(request.headers.get("x-request-id"))
+        if script.behaviour == "full":
+            error = {"message": "full", "type": "rate_limit_error", "param": None}
+            error["code"] = "server_overloaded"
+            return JSONResponse({"error": error}, status_code=429, headers={"Retry-After": "1"})
         expand = ExpandRequest.model_validate(body)
         points, candidates = expand.point_indices(), expand.candidates
 
