@@ -17,7 +17,8 @@ Failover: a job that fails (connection error, error status or event, a point can
 gives each unfinished point back to the policy, excluding every edge that already failed that
 point; when no edge is left, the cloud expands the point itself. A broken connection or a stall
 also marks the edge down; an error the edge reported (or a malformed event) does not, nor does
-a job left queued too long (the edge is alive, only full; its load report says so).
+a job left queued too long, nor an edge's 429 (its job queue is full: the edge is alive, only
+full; its load report says so).
 Only a failure of the cloud fails the request.
 
 Queued is not stalled: the edge sends its ``start`` event when its batcher admits the job
