@@ -60,6 +60,10 @@ class PathChoice:
     allow_direct: bool = False
     # The router's decision, when it made one (``pice`` with the router enabled).
     route: RouteDecision | None = None
+    # The decision from load (``pice_gateway.load_decision``) and its inputs, when it ran; and
+    # the points it allows the sketch (``None``: the setting's own).
+    load: dict[str, Any] | None = None
+    max_points: int | None = None
 
     @property
     def wants_route(self) -> bool:

@@ -140,6 +140,23 @@ class AdmissionSettings(BaseModel):
     retry_after_seconds: int = Field(default=1, ge=1)
 
 
+class LoadDecisionSettings(BaseModel):
+    """The per-request decision from load (``pice_gateway.load_decision``)."""
+
+    # Off by default: every request takes the path its model and the router chose.
+    enabled: bool = False
+    # The cloud's decode rate for one answer, tokens/s; None turns the "edges much slower than
+    # the cloud" rule off (the gateway does not measure the cloud's rate).
+    cloud_tokens_per_second: float | None = Field(default=None, gt=0)
+    # Model ``pice`` answers from the cloud when the fastest edge's expected finish of one
+    # point exceeds this many times the cloud writing the whole answer alone.
+    edge_slowdown: float = Field(default=2.0, gt=0)
+    # With this many requests of this gateway on the cloud, the sketch is asked for
+    # ``busy_max_points`` points; None turns the rule off.
+    cloud_busy_requests: int | None = Field(default=None, ge=1)
+    busy_max_points: int = Field(default=4, ge=1, le=32)
+
+
 class ProgressiveSettings(BaseModel):
     """Knobs of the progressive path (sketch, expansion, failover)."""
 
@@ -224,6 +241,7 @@ class GatewaySettings(YamlSettings):
     progressive: ProgressiveSettings = Field(default_factory=ProgressiveSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
     admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
+    load_decision: LoadDecisionSettings = Field(default_factory=LoadDecisionSettings)
 
     @field_validator("edges")
     @classmethod

@@ -75,6 +75,8 @@ class PiceReport(BaseModel):
     usage_estimated: bool = False
     # The router's decision for model ``pice``: decision, score, threshold, version, ms.
     router: dict[str, Any] | None = None
+    # The decision from load, with its inputs (``pice_gateway.load_decision``), when it ran.
+    load: dict[str, Any] | None = None
     # Points duplicated by hedging, and how many of those the duplicate won (metrics count
     # these; the per-point detail is in ``points[].hedges``).
     hedges: int = 0
