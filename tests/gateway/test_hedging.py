@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from pice.openai_protocol import ChatCompletionRequest
 from pice_gateway.placement import EftPolicy, LeastLoadedPolicy
-from pice_gateway.placement.base import EdgeStatus, PointPlacement
+from pice_gateway.placement.base import EdgeStatus, PointPlacement, usable
 from pice_gateway.placement.hedging import (
     HedgeRule,
     RunningPoint,
@@ -22,9 +23,12 @@ from pice_gateway.placement.hedging import (
     next_due,
 )
 from pice_gateway.placement.rate import RateCurve
+from pice_gateway.progressive.pipeline import ProgressiveRun, Upstreams
 from pice_gateway.settings import GatewaySettings
 from tests.gateway.conftest import fake_stack
 from tests.gateway.fakes import CloudScript, EdgeScript, load_report
+from tests.gateway.inprocess import InProcessEdge
+from tests.gateway.test_dispatch import answer, upstreams
 
 RULE = HedgeRule(enabled=True, factor=2.0, floor_seconds=1.0)
 
@@ -205,3 +209,75 @@ def test_without_hedging_nothing_is_duplicated() -> None:
     assert text == twin_text()
     assert report["hedges"] == 0
     assert not hedges_of(report)
+
+
+# -- the race in process: the first attempt failing, the duplicate failing -------------------
+
+
+class Prefer:
+    """Places every point on ``first`` while it is usable (so the test knows who runs what)."""
+
+    def __init__(self, first: str) -> None:
+        self._first = first
+        self._fallback = LeastLoadedPolicy()
+
+    def place(self, point: PointPlacement, edges: Sequence[EdgeStatus]) -> str | None:
+        if any(e.name == self._first and usable(e, point) for e in edges):
+            return self._first
+        return self._fallback.place(point, edges)
+
+
+def hedged_run(shared: Upstreams, *, stall_seconds: float = 5.0) -> ProgressiveRun:
+    knobs = {
+        "edge_stall_seconds": stall_seconds,
+        "hedging": {"enabled": True, "factor": 0.01, "floor_seconds": 0.05},
+    }
+    settings = GatewaySettings(cloud={"model": "cloud-model"}, progressive=knobs)
+    request = ChatCompletionRequest.model_validate(
+        {"model": "pice-progressive", "messages": [{"role": "user", "content": "Q?"}]}
+    )
+    return ProgressiveRun(shared, settings, request, allow_direct=False, request_id="pice-hedge")
+
+
+TWIN = [("Body of point {point} from twin.", -1.0)]
+
+
+@pytest.mark.timeout(10)
+async def test_the_first_attempt_failing_while_hedged_hands_the_point_to_the_duplicate() -> None:
+    # The first edge stalls after one word; its duplicate is slow but alive. The stall bound
+    # (0.3 s) ends the first attempt while the duplicate is still decoding: the duplicate takes
+    # over mid-point, and its held text is matched against what was sent.
+    first = InProcessEdge("first", behaviour="stall", variants=TWIN)
+    second = InProcessEdge("second", token_delay=0.1, variants=TWIN)
+    async with upstreams(CloudScript(), first, second) as shared:
+        shared = Upstreams(shared.cloud, shared.registry, Prefer("first"))
+        pieces, finished = await answer(hedged_run(shared, stall_seconds=0.3))
+    assert "".join(pieces) == twin_text()
+    report = finished.report
+    for point in report.points:
+        assert point.edge == "second"
+        assert point.attempts == ["first", "second"]
+        assert [(h.source, h.hedge, h.winner) for h in point.hedges] == [
+            ("first", "second", "second")
+        ]
+    assert report.hedges == report.hedges_won == 3
+    assert first.running == second.running == 0
+    assert shared.registry.snapshot()[0].in_flight == shared.registry.snapshot()[1].in_flight == 0
+
+
+@pytest.mark.timeout(10)
+async def test_a_failing_duplicate_leaves_the_first_attempt_alone() -> None:
+    slow = InProcessEdge("slow", token_delay=0.05, variants=TWIN)
+    broken = InProcessEdge("broken", behaviour="error", variants=TWIN)
+    async with upstreams(CloudScript(), slow, broken) as shared:
+        shared = Upstreams(shared.cloud, shared.registry, Prefer("slow"))
+        pieces, finished = await answer(hedged_run(shared))
+    assert "".join(pieces) == twin_text()
+    report = finished.report
+    assert all(point.attempts == ["slow"] for point in report.points)
+    hedges = [h for point in report.points for h in point.hedges]
+    assert hedges, "the slow points were duplicated"
+    assert all(h.hedge == "broken" and h.winner is None for h in hedges)
+    assert report.hedges_won == 0
+    assert shared.registry.snapshot()[1].up, "an error event does not take the edge down"
+    assert all(status.in_flight == 0 for status in shared.registry.snapshot())
