@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import yaml
 from pice.cloud.vllm import VllmServer, prepare_vllm_server, taskset_argv
 from pice.command import pice_argv
 from pice.models.registry import resolve_model
+from pice_stack.profile import EdgeProfile, LinkProfile, TestbedProfile
 from pice_stack.supervisor import ChildSpec, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -36,7 +38,12 @@ CloudKind = Literal["edge", "vllm"]
 
 @dataclass(frozen=True)
 class StackSpec:
-    """What ``pice up`` runs. Edge ``i`` (0-based) listens on ``edge_base_port + i``."""
+    """What ``pice up`` runs. Edge ``i`` (0-based) listens on ``edge_base_port + i``.
+
+    With a ``profile``, the edges are the profile's (``edges`` is ignored), each with its own
+    threads, CPU quota, model and link; edge ``i``'s link proxy listens on
+    ``link_base_port + i`` and the gateway reaches the edge through it.
+    """
 
     cloud: CloudKind = "edge"
     cloud_model: str = "qwen2.5-coder-1.5b-instruct"
@@ -46,6 +53,7 @@ class StackSpec:
     gateway_port: int = 8000
     cloud_port: int = 8100
     edge_base_port: int = 8101
+    link_base_port: int = 8201
     threads: int = 1
     pin: bool = True
     gateway: bool = True
@@ -55,6 +63,13 @@ class StackSpec:
     vllm_venv: Path | None = None
     # Extra settings merged into the generated gateway YAML (benchmarks tune the gateway).
     gateway_overrides: Mapping[str, Any] = field(default_factory=dict)
+    profile: TestbedProfile | None = None
+
+    def edge_profiles(self) -> list[EdgeProfile]:
+        """One entry per edge: the profile's, or ``edges`` plain ones."""
+        if self.profile is not None:
+            return list(self.profile.edges)
+        return [EdgeProfile() for _ in range(self.edges)]
 
 
 @dataclass(frozen=True)
@@ -154,20 +169,26 @@ def launch_stack(spec: StackSpec) -> RunningStack:
     """
     run_dir = spec.run_dir or Path(tempfile.mkdtemp(prefix="pice-up-"))
     env = {"PICE_MODEL_CACHE": str(spec.cache_dir)} if spec.cache_dir else {}
-    cores = plan_cores(spec.edges, pin=spec.pin)
+    edge_profiles = spec.edge_profiles()
+    cores = plan_cores(len(edge_profiles), pin=spec.pin)
     # Provision first, in the foreground with progress bars, so children only load files.
-    edge_model = resolve_model(spec.edge_model, cache_dir=spec.cache_dir)
+    edge_models = {
+        name: resolve_model(name, cache_dir=spec.cache_dir)
+        for name in {ep.model or spec.edge_model for ep in edge_profiles}
+    }
     cloud_spec, cloud_model, cloud_base_url = _cloud_child(spec, cores.cloud, env)
 
     supervisor = Supervisor(run_dir)
     try:
         started = [supervisor.start(cloud_spec)]
         edge_urls = []
-        for i in range(spec.edges):
+        for i, edge in enumerate(edge_profiles):
             port = spec.edge_base_port + i
+            model = edge_models[edge.model or spec.edge_model]
+            threads = edge.threads or spec.threads
             argv = pice_argv(
-                *("edge", "serve", "--model", str(edge_model.path), "--model-id", edge_model.name),
-                *("--host", spec.host, "--port", str(port), "--threads", str(spec.threads)),
+                *("edge", "serve", "--model", str(model.path), "--model-id", model.name),
+                *("--host", spec.host, "--port", str(port), "--threads", str(threads)),
             )
             child = ChildSpec(
                 name=f"edge-{i + 1}",
@@ -175,9 +196,19 @@ def launch_stack(spec: StackSpec) -> RunningStack:
                 port=port,
                 host=spec.host,
                 env=env,
+                cpu_quota=edge.cpu_quota,
             )
             started.append(supervisor.start(child))
-            edge_urls.append(child.url)
+            if edge.link is None:
+                edge_urls.append(child.url)
+                continue
+            # Its readiness probe crosses the link to the edge's /ready, so "ready" means the
+            # edge is ready and reachable the way the gateway will reach it.
+            link = link_child(
+                f"link-{i + 1}", edge.link, spec.host, spec.link_base_port + i, port, seed=i
+            )
+            started.append(supervisor.start(link))
+            edge_urls.append(link.url)
         supervisor.wait_ready(started)
 
         config_path = None
@@ -204,6 +235,25 @@ def launch_stack(spec: StackSpec) -> RunningStack:
         edge_urls=edge_urls,
         config_path=config_path,
     )
+
+
+def link_child(
+    name: str, link: LinkProfile, host: str, port: int, upstream_port: int, *, seed: int = 0
+) -> ChildSpec:
+    """A link proxy (``pice_stack.link``) on ``port`` in front of ``upstream_port``.
+
+    Unpinned, like the gateway: it moves bytes and sleeps, and pinning it to an edge's core
+    would slow the edge it fronts.
+    """
+    argv = [
+        *(sys.executable, "-m", "pice_stack.link"),
+        *("--listen", f"{host}:{port}", "--upstream", f"{host}:{upstream_port}"),
+        *("--delay-ms", f"{link.delay_ms:g}", "--jitter-ms", f"{link.jitter_ms:g}"),
+        *("--seed", str(seed)),
+    ]
+    if link.rate_mbit is not None:
+        argv += ["--rate-mbit", f"{link.rate_mbit:g}"]
+    return ChildSpec(name=name, argv=tuple(argv), port=port, host=host)
 
 
 def _cloud_child(

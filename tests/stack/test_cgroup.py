@@ -32,7 +32,7 @@ def test_quota_arithmetic() -> None:
     assert quota_us(0.33) == 33_000
     assert quota_us(2.0) == 200_000
     assert quota_us(0.001) == 1_000  # the kernel's floor
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="positive"):
         quota_us(0)
 
 

@@ -45,9 +45,9 @@ def test_link_spec_units_and_validation() -> None:
     assert spec.jitter_s == pytest.approx(0.010)
     assert spec.rate_bytes_s == pytest.approx(2_500_000)
     assert LinkSpec().is_transparent
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="jitter"):
         LinkSpec(delay_s=0.01, jitter_s=0.02)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rate"):
         LinkSpec(rate_bytes_s=0)
 
 
