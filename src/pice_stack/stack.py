@@ -118,12 +118,16 @@ class RunningStack:
         cloud_model: str,
         edge_urls: Sequence[str],
         config_path: Path | None,
+        edge_models: Sequence[str] = (),
     ) -> None:
         self.spec = spec
         self.supervisor = supervisor
         self.cloud_base_url = cloud_base_url
         self.cloud_model = cloud_model
+        # As the gateway reaches each edge: through its link proxy when it has one.
         self.edge_urls = list(edge_urls)
+        # The model id each edge serves (its OpenAI chat endpoint answers to it).
+        self.edge_models = list(edge_models)
         self.config_path = config_path
 
     @property
@@ -182,6 +186,7 @@ def launch_stack(spec: StackSpec) -> RunningStack:
     try:
         started = [supervisor.start(cloud_spec)]
         edge_urls = []
+        edge_model_ids = []
         for i, edge in enumerate(edge_profiles):
             port = spec.edge_base_port + i
             model = edge_models[edge.model or spec.edge_model]
@@ -199,6 +204,7 @@ def launch_stack(spec: StackSpec) -> RunningStack:
                 cpu_quota=edge.cpu_quota,
             )
             started.append(supervisor.start(child))
+            edge_model_ids.append(model.name)
             if edge.link is None:
                 edge_urls.append(child.url)
                 continue
@@ -234,6 +240,7 @@ def launch_stack(spec: StackSpec) -> RunningStack:
         cloud_model=cloud_model,
         edge_urls=edge_urls,
         config_path=config_path,
+        edge_models=edge_model_ids,
     )
 
 
