@@ -232,6 +232,10 @@ class LinkProxy:
                     _Direction(self.spec, up_r, client_w, rngs[1]),
                 )
             )
+        except asyncio.CancelledError:
+            # Only :meth:`aclose` cancels a connection; end it quietly (asyncio's stream server
+            # would log a handler task that ends cancelled as an error).
+            pass
         finally:
             for writer in writers:
                 writer.close()

@@ -169,3 +169,18 @@ async def test_an_unreachable_upstream_closes_the_client() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
         assert await asyncio.wait_for(reader.read(), timeout=5) == b""
         writer.close()
+
+
+async def test_closing_the_proxy_with_open_connections_logs_no_error(
+    echo: Echo, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = LinkProxy(LinkSpec(delay_s=0.010), "127.0.0.1", echo.port)
+    await proxy.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"hello")
+    assert await reader.readexactly(5) == b"hello"
+    await proxy.aclose()
+    await asyncio.sleep(0.05)  # the stream server's done-callbacks run
+    assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+    writer.close()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
