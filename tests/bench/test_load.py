@@ -14,6 +14,7 @@ from pice_bench.load import run_load_step
 from pice_bench.modes import Endpoints, Systems
 from pice_bench.questions import Question
 from pice_bench.records import Answer, Mode
+from pice_bench.report import render_markdown
 from pice_bench.results import BenchResults
 from pice_bench.runner import LoadSpec, RunSpec, run_load
 from pice_bench.schedule import load_schedule
@@ -98,6 +99,9 @@ async def test_every_mode_gets_the_same_arrival_schedule(tmp_path: Path) -> None
     recorded = results.config["load_schedules"]
     assert set(recorded) == {"100", "200"}
     assert all(entry["requests"] == 30 for entry in recorded.values())
+    md = render_markdown(results)
+    assert recorded["100"]["fingerprint"] in md
+    assert "the same for every mode" in md
 
 
 def test_a_schedule_is_the_same_whoever_builds_it_and_differs_by_seed() -> None:
