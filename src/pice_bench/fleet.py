@@ -27,6 +27,8 @@ class Backend:
     model: str
     # The cloud model's tokens count as cloud tokens, the edges' as edge tokens.
     is_cloud: bool = False
+    # Bearer key the server requires (``pice up`` gives every edge agent a per-run token).
+    api_key: str | None = None
 
 
 class LeastOutstanding:
@@ -68,10 +70,17 @@ def fleet_backends(
     cloud_model: str,
     edge_urls: Sequence[str],
     edge_models: Sequence[str],
+    *,
+    cloud_api_key: str | None = None,
+    edge_api_key: str | None = None,
 ) -> tuple[Backend, ...]:
     """The cloud first, then each edge, as the testbed launched them."""
     edges = tuple(
-        Backend(name=f"edge-{i + 1}", base_url=url.rstrip("/") + "/v1", model=model)
+        Backend(
+            name=f"edge-{i + 1}", base_url=url.rstrip("/") + "/v1", model=model,
+            api_key=edge_api_key,
+        )
         for i, (url, model) in enumerate(zip(edge_urls, edge_models, strict=True))
-    )
-    return (Backend("cloud", cloud_url, cloud_model, is_cloud=True), *edges)
+    )  # fmt: skip
+    cloud = Backend("cloud", cloud_url, cloud_model, is_cloud=True, api_key=cloud_api_key)
+    return (cloud, *edges)

@@ -186,7 +186,7 @@ class Systems:
                 self._client,
                 backend.base_url.rstrip("/") + "/chat/completions",
                 chat_body(backend.model, _question_messages(question), max_tokens=self._max_tokens),
-                headers=_headers(self._ep.cloud_api_key if backend.is_cloud else None),
+                headers=_headers(backend.api_key),
             )
         finally:
             self._balancer.release(index)

@@ -95,9 +95,15 @@ def bench_stack(spec: BenchStackSpec) -> Iterator[BenchStack]:
                 gateway_url=stack.gateway_url + "/v1",
                 cloud_url=stack.cloud_base_url,
                 cloud_model=stack.cloud_model,
+                cloud_api_key=stack.cloud_api_key,
                 # fleet-direct reaches each edge as the gateway does, across its link.
                 fleet=fleet_backends(
-                    stack.cloud_base_url, stack.cloud_model, stack.edge_urls, stack.edge_models
+                    stack.cloud_base_url,
+                    stack.cloud_model,
+                    stack.edge_urls,
+                    stack.edge_models,
+                    cloud_api_key=stack.cloud_api_key,
+                    edge_api_key=stack.edge_api_key,
                 ),
             ),
             cores={

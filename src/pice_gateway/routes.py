@@ -18,6 +18,7 @@ from pice_gateway.observers import RequestObservation
 from pice_gateway.path_choice import PathChoice, apply_route, choose_path
 from pice_gateway.progressive.accounting import Clock, PiceReport
 from pice_gateway.progressive.pipeline import ProgressiveRun
+from pice_gateway.rate_limit import authorize
 from pice_gateway.render import progressive_completion, progressive_stream
 from pice_gateway.request_id import current_request_id
 from pice_gateway.settings import GatewaySettings
@@ -99,7 +100,8 @@ async def _progressive_path(
 
 def build_router(settings: GatewaySettings) -> APIRouter:
     router = APIRouter()
-    authed = APIRouter(prefix="/v1", dependencies=[Depends(bearer_auth(settings.api_keys))])
+    guard = authorize(bearer_auth(settings.api_keys), settings.rate_limit)
+    authed = APIRouter(prefix="/v1", dependencies=[Depends(guard)])
     created = now()
 
     @router.get("/health")

@@ -13,8 +13,10 @@ other's CPU, as they would not on real hardware.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import secrets
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -92,18 +94,29 @@ def plan_cores(edges: int, *, pin: bool, available: Sequence[int] | None = None)
 def gateway_config(
     spec: StackSpec, cloud_base_url: str, cloud_model: str, edge_urls: Sequence[str]
 ) -> dict[str, Any]:
-    """The gateway's settings, in the schema of ``pice_gateway.settings``."""
+    """The gateway's settings, in the schema of ``pice_gateway.settings``.
+
+    No secret is written here (the file sits in a run directory others may read): keys and
+    tokens reach the gateway through its environment (:func:`gateway_env`).
+    """
     config: dict[str, Any] = {
         "host": spec.host,
         "port": spec.gateway_port,
-        "api_keys": list(spec.api_keys),
-        "cloud": {"base_url": cloud_base_url, "model": cloud_model, "api_key": None},
-        "edges": [
-            {"name": f"edge-{i + 1}", "url": url, "token": None} for i, url in enumerate(edge_urls)
-        ],
+        "cloud": {"base_url": cloud_base_url, "model": cloud_model},
+        "edges": [{"name": f"edge-{i + 1}", "url": url} for i, url in enumerate(edge_urls)],
     }
     config.update(spec.gateway_overrides)
     return config
+
+
+def gateway_env(spec: StackSpec, edge_token: str, cloud_api_key: str | None) -> dict[str, str]:
+    """The secrets of the gateway child, as ``PICE_*`` variables (never argv: ``ps`` shows it)."""
+    env = {"PICE_EDGE_CLIENT__TOKEN": edge_token}
+    if spec.api_keys:
+        env["PICE_API_KEYS"] = json.dumps(list(spec.api_keys))
+    if cloud_api_key is not None:
+        env["PICE_CLOUD__API_KEY"] = cloud_api_key
+    return env
 
 
 class RunningStack:
@@ -119,15 +132,22 @@ class RunningStack:
         edge_urls: Sequence[str],
         config_path: Path | None,
         edge_models: Sequence[str] = (),
+        cloud_api_key: str | None = None,
+        edge_api_key: str | None = None,
     ) -> None:
         self.spec = spec
         self.supervisor = supervisor
         self.cloud_base_url = cloud_base_url
+        # What a client of the cloud itself (``pice bench``'s cloud-only mode) must send.
+        self.cloud_api_key = cloud_api_key
         self.cloud_model = cloud_model
         # As the gateway reaches each edge: through its link proxy when it has one.
         self.edge_urls = list(edge_urls)
         # The model id each edge serves (its OpenAI chat endpoint answers to it).
         self.edge_models = list(edge_models)
+        # The per-run token every edge agent requires (a client of an edge's own chat
+        # endpoint, such as ``pice bench``'s fleet-direct mode, must send it).
+        self.edge_api_key = edge_api_key
         self.config_path = config_path
 
     @property
@@ -173,6 +193,10 @@ def launch_stack(spec: StackSpec) -> RunningStack:
     """
     run_dir = spec.run_dir or Path(tempfile.mkdtemp(prefix="pice-up-"))
     env = {"PICE_MODEL_CACHE": str(spec.cache_dir)} if spec.cache_dir else {}
+    # A fresh token per run for every edge agent (and the cloud stand-in, an edge agent too):
+    # other local users cannot drive the stack's model servers around the gateway.
+    edge_token = secrets.token_urlsafe(32)
+    edge_env = {**env, "PICE_EDGE_API_TOKEN": edge_token}
     edge_profiles = spec.edge_profiles()
     cores = plan_cores(len(edge_profiles), pin=spec.pin)
     # Provision first, in the foreground with progress bars, so children only load files.
@@ -180,7 +204,10 @@ def launch_stack(spec: StackSpec) -> RunningStack:
         name: resolve_model(name, cache_dir=spec.cache_dir)
         for name in {ep.model or spec.edge_model for ep in edge_profiles}
     }
-    cloud_spec, cloud_model, cloud_base_url = _cloud_child(spec, cores.cloud, env)
+    # The embedded cloud is an edge agent and takes the same token; vLLM runs keyless here.
+    cloud_api_key = edge_token if spec.cloud == "edge" else None
+    cloud_env = edge_env if cloud_api_key is not None else env
+    cloud_spec, cloud_model, cloud_base_url = _cloud_child(spec, cores.cloud, cloud_env)
 
     supervisor = Supervisor(run_dir)
     try:
@@ -200,7 +227,7 @@ def launch_stack(spec: StackSpec) -> RunningStack:
                 argv=tuple(taskset_argv(argv, cores.edges[i])),
                 port=port,
                 host=spec.host,
-                env=env,
+                env=edge_env,
                 cpu_quota=edge.cpu_quota,
             )
             started.append(supervisor.start(child))
@@ -227,6 +254,7 @@ def launch_stack(spec: StackSpec) -> RunningStack:
                 argv=pice_argv("gateway", "--config", str(config_path)),
                 port=spec.gateway_port,
                 host=spec.host,
+                env=gateway_env(spec, edge_token, cloud_api_key),
                 ready_timeout_s=60.0,
             )
             supervisor.wait_ready([supervisor.start(gateway)])
@@ -241,6 +269,8 @@ def launch_stack(spec: StackSpec) -> RunningStack:
         edge_urls=edge_urls,
         config_path=config_path,
         edge_models=edge_model_ids,
+        cloud_api_key=cloud_api_key,
+        edge_api_key=edge_token,
     )
 
 

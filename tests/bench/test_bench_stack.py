@@ -22,6 +22,8 @@ class FakeRunning:
         self.cloud_model = "big"
         self.edge_urls = ["http://127.0.0.1:3", "http://127.0.0.1:9"]  # edge-2 via its link
         self.edge_models = ["small", "small"]
+        self.cloud_api_key = "cloud-key"
+        self.edge_api_key = "edge-key"
 
     def __enter__(self) -> FakeRunning:
         return self
@@ -51,10 +53,10 @@ def test_a_profile_and_a_placement_reach_the_launcher_and_fleet_direct_gets_ever
     assert len(sent.edge_profiles()) == 2  # the profile's edges, not edges=1
     assert sent.gateway_overrides == {"progressive": {"placement": "eft"}}
     assert endpoints.gateway_url == "http://127.0.0.1:1/v1"
-    assert [(b.name, b.base_url, b.model, b.is_cloud) for b in endpoints.fleet] == [
-        ("cloud", "http://127.0.0.1:2/v1", "big", True),
-        ("edge-1", "http://127.0.0.1:3/v1", "small", False),
-        ("edge-2", "http://127.0.0.1:9/v1", "small", False),
+    assert [(b.name, b.base_url, b.model, b.is_cloud, b.api_key) for b in endpoints.fleet] == [
+        ("cloud", "http://127.0.0.1:2/v1", "big", True, "cloud-key"),
+        ("edge-1", "http://127.0.0.1:3/v1", "small", False, "edge-key"),
+        ("edge-2", "http://127.0.0.1:9/v1", "small", False, "edge-key"),
     ]
     assert bench.cores["placement"] == "eft"
     assert bench.cores["profile"]["name"] == "heterogeneous"

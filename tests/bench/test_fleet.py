@@ -62,12 +62,14 @@ def _answer(text: str, prompt: int, completion: int) -> bytes:
 
 async def test_fleet_direct_spreads_concurrent_questions_and_counts_tokens_by_side() -> None:
     hits: list[tuple[str, str]] = []
+    keys: dict[str, str | None] = {}
     release = asyncio.Event()
     all_in = asyncio.Event()
 
     async def respond(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         hits.append((request.url.host, body["model"]))
+        keys[request.url.host] = request.headers.get("authorization")
         if len(hits) == 3:
             all_in.set()
         await release.wait()  # hold every answer, so all three are outstanding at once
@@ -78,9 +80,9 @@ async def test_fleet_direct_spreads_concurrent_questions_and_counts_tokens_by_si
         )
 
     fleet = (
-        Backend("cloud", "http://cloud/v1", "big", is_cloud=True),
-        Backend("edge-1", "http://edge1/v1", "small"),
-        Backend("edge-2", "http://edge2/v1", "small"),
+        Backend("cloud", "http://cloud/v1", "big", is_cloud=True, api_key="ck"),
+        Backend("edge-1", "http://edge1/v1", "small", api_key="ek"),
+        Backend("edge-2", "http://edge2/v1", "small", api_key="ek"),
     )
     endpoints = Endpoints(gateway_url=None, cloud_url="http://cloud/v1", cloud_model="big",
                           fleet=fleet)  # fmt: skip
@@ -93,6 +95,7 @@ async def test_fleet_direct_spreads_concurrent_questions_and_counts_tokens_by_si
         release.set()
         answers = await asyncio.gather(*tasks)
     assert sorted(hits) == [("cloud", "big"), ("edge1", "small"), ("edge2", "small")]
+    assert keys == {"cloud": "Bearer ck", "edge1": "Bearer ek", "edge2": "Bearer ek"}
     served = {a.served_mode: a for a in answers}
     assert set(served) == {"fleet:cloud", "fleet:edge-1", "fleet:edge-2"}
     assert served["fleet:cloud"].tokens.cloud_completion == 5
