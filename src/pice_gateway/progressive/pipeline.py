@@ -8,13 +8,22 @@ reader and each edge or cloud expansion job. Each of those holds its upstream re
 ``async with client.stream(...)``, so cancelling it closes the connection; the cloud stops
 generating and each edge agent cancels the job's sequences at its next decode step and frees
 their KV cells (docs/edge-api.md). Nothing of the request keeps running after the client left.
+
+The same path ends a run early when the answer meets one of the request's ``stop`` sequences
+(:mod:`pice_gateway.progressive.stop`, applied to the merged text as the client would see it):
+the run finishes with ``finish_reason: "stop"``, the consumer stops iterating, and the close
+cancels the sketch and every expansion still decoding.
+
+``finish_reason`` is ``"length"`` when anything shown was cut by a token limit: the sketch (its
+outline, or its direct answer) or any point's expansion (by its share of ``max_tokens`` or by
+``progressive.expansion_max_tokens``); otherwise ``"stop"``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import httpx
@@ -44,7 +53,8 @@ from pice_gateway.progressive.events import (
 )
 from pice_gateway.progressive.merge import Merger
 from pice_gateway.progressive.sketch import DirectText, PointFound, SketchEvent, SketchParser
-from pice_gateway.progressive.spec import ExpansionSpec, sketch_payload
+from pice_gateway.progressive.spec import ExpansionSpec, request_budget, sketch_payload
+from pice_gateway.progressive.stop import StopScanner
 from pice_gateway.progressive.tasks import TaskSet
 from pice_gateway.settings import GatewaySettings
 
@@ -106,7 +116,8 @@ class ProgressiveRun:
         self._sketch = CloudTextStream(
             upstreams.cloud, sketch_payload(settings, request, allow_direct=allow_direct)
         )
-        self._parser = SketchParser(settings.progressive.max_points)
+        self._parser = SketchParser(request_budget(settings, request).max_points)
+        self._stop = StopScanner(request.stop_list())
         self._dispatcher = Dispatcher(
             registry=upstreams.registry,
             policy=upstreams.policy,
@@ -124,7 +135,7 @@ class ProgressiveRun:
         """Send the sketch request; an unreachable or failing cloud raises here."""
         await self._sketch.open(self._stack)
 
-    async def events(self) -> AsyncIterator[RunEvent]:
+    async def events(self) -> AsyncGenerator[RunEvent, None]:
         """Answer text as it becomes sendable, then one :class:`Finished`; errors are raised."""
         self._tasks.spawn(self._read_sketch())
         try:
@@ -174,7 +185,7 @@ class ProgressiveRun:
             return
         self._report.mode = "cloud"
         self._report.reason = "direct"
-        self._finish(self._sketch.finish_reason or "stop")
+        self._finish("length" if self._sketch.finish_reason == "length" else "stop")
 
     def _on_sketch_event(self, event: SketchEvent) -> None:
         if isinstance(event, PointFound):
@@ -232,6 +243,14 @@ class ProgressiveRun:
     def _emit(self, text: str) -> None:
         if not text or self._finished:
             return
+        self._send(self._stop.feed(text))
+        if self._stop.stopped:
+            # Finished goes out now; the consumer's close cancels what is still running.
+            self._finish("stop")
+
+    def _send(self, text: str) -> None:
+        if not text:
+            return
         if self._report.timings.first_token_ms is None:
             self._report.timings.first_token_ms = self._clock.ms()
         self._queue.put_nowait(TextOut(text))
@@ -242,11 +261,19 @@ class ProgressiveRun:
                 self._report.timings.expansion_ms = round(
                     self._clock.ms() - self._first_dispatch_ms, 1
                 )
-            self._finish("stop")
+            self._finish("length" if self._was_cut() else "stop")
+
+    def _was_cut(self) -> bool:
+        """Whether a token limit cut the outline or any point's shown expansion."""
+        if self._sketch.finish_reason == "length":
+            return True
+        return any(point.finish_reason == "length" for point in self._report.points)
 
     def _finish(self, finish_reason: str) -> None:
         if self._finished:
             return
+        # The held-back tail that could have begun a stop sequence is part of the answer.
+        self._send(self._stop.flush())
         self._finished = True
         self._report.timings.total_ms = self._clock.ms()
         self._queue.put_nowait(Finished(self._report, finish_reason))
