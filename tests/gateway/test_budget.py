@@ -33,5 +33,7 @@ def test_a_tiny_limit_allows_fewer_points() -> None:
 @pytest.mark.parametrize("limit", [2, 3, 7, 10, 50, 100, 333, 927, 928])
 def test_the_whole_answer_never_exceeds_the_limit(limit: int) -> None:
     budget = answer_budget(limit, **CAPS)
-    assert budget.sketch_tokens >= 1 and budget.point_tokens >= 1 and budget.max_points >= 1
+    assert budget.sketch_tokens >= 1
+    assert budget.point_tokens >= 1
+    assert budget.max_points >= 1
     assert budget.sketch_tokens + budget.max_points * budget.point_tokens <= limit

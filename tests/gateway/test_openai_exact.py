@@ -78,7 +78,10 @@ def test_stop_cuts_the_merged_answer_streamed(stops: list[str], expected: str) -
 def test_stop_as_a_single_string_is_honoured() -> None:
     with fake_stack(CloudScript(), [EdgeScript("e1", token_delay=0.0)]) as url:
         completion = openai_client(url).chat.completions.create(**ask(stop="Beta"))
-    assert completion.choices[0].message.content == "1. **Alpha point**: Body of point 1 from e1.\n2. **"
+    assert (
+        completion.choices[0].message.content
+        == "1. **Alpha point**: Body of point 1 from e1.\n2. **"
+    )
 
 
 def test_a_stop_cancels_the_expansions_still_running() -> None:
@@ -152,7 +155,8 @@ def test_penalties_reach_the_edges_and_not_the_sketch() -> None:
     assert all(job["presence_penalty"] == 0.5 for job in edge.jobs)
     assert all(job["frequency_penalty"] == -0.25 for job in edge.jobs)
     sketch = cloud.requests[0]
-    assert "presence_penalty" not in sketch and "frequency_penalty" not in sketch
+    assert "presence_penalty" not in sketch
+    assert "frequency_penalty" not in sketch
 
 
 def test_penalties_are_forwarded_on_the_cloud_path() -> None:
