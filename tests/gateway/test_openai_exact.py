@@ -174,3 +174,20 @@ def test_unset_penalties_are_not_sent_to_edges() -> None:
     with fake_stack(CloudScript(), [edge]) as url:
         openai_client(url).chat.completions.create(**ask())
     assert all("presence_penalty" not in job for job in edge.jobs)
+
+
+def test_usage_of_a_stopped_answer_counts_the_cancelled_work() -> None:
+    edge = EdgeScript("e1", token_delay=0.2)
+    with fake_stack(CloudScript(), [edge]) as url:
+        completion = openai_client(url).chat.completions.create(**ask(stop=["of point 1"]))
+    pice = (completion.model_extra or {})["pice"]
+    usage = completion.usage
+    assert usage is not None
+    # The whole sketch (7 chunks), and the cancelled edge job's prompt (its ``start`` event):
+    # dispatch counts an edge job's completion tokens per finished point.
+    assert pice["cloud_usage"]["completion_tokens"] == 7
+    assert pice["edge_usage"]["prompt_tokens"] >= 20
+    assert pice["usage_estimated"] is True
+    assert usage.completion_tokens == (
+        pice["cloud_usage"]["completion_tokens"] + pice["edge_usage"]["completion_tokens"]
+    )

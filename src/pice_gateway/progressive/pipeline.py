@@ -143,6 +143,10 @@ class ProgressiveRun:
                 item = await self._queue.get()
                 if isinstance(item, PiceError):
                     raise item
+                if isinstance(item, Finished) and self._stop.stopped:
+                    # Cancel the rest before the answer's usage is read: each cancelled job
+                    # counts what it had written (dispatch's estimate), and ``usage`` with it.
+                    await self.aclose()
                 yield item
                 if isinstance(item, Finished):
                     return
@@ -172,6 +176,10 @@ class ProgressiveRun:
                         break  # closing the stream stops the cloud writing past the outline
             for event in parser.close():
                 self._on_sketch_event(event)
+        except asyncio.CancelledError:
+            # A stop sequence (or the client) ended the run mid-sketch: count what it wrote.
+            self._add_usage(CLOUD, self._sketch.usage_or_estimate(), estimated=True)
+            raise
         finally:
             await self._stack.aclose()
         self._sketch_done = True
