@@ -145,8 +145,13 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[str]:
+    # The edge is polled rarely (first at start-up): a busy machine delaying one poll past its
+    # timeout must not send the good requests' points to the cloud.
     with fake_stack(
-        CloudScript(), [EdgeScript("e1", token_delay=0.0)], max_body_bytes=65_536
+        CloudScript(),
+        [EdgeScript("e1", token_delay=0.0)],
+        max_body_bytes=65_536,
+        edge_client={"poll_interval": 5.0},
     ) as url:
         yield url
 

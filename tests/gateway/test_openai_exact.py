@@ -7,13 +7,16 @@ at ``max_tokens`` with ``finish_reason: "length"``; the fake cloud's sketch is s
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
 
-from tests.gateway.conftest import fake_stack, openai_client
+from tests.gateway.conftest import fake_stack as shared_fake_stack
+from tests.gateway.conftest import openai_client
 from tests.gateway.fakes import CloudScript, EdgeScript
 
 WHOLE = (
@@ -21,6 +24,25 @@ WHOLE = (
     "2. **Beta point**: Body of point 2 from e1.\n"
     "3. **Gamma point**: Body of point 3 from e1.\n"
 )
+
+
+# Polled rarely (the first poll is at start-up), so a busy machine that delays one ``/v1/load``
+# past its timeout cannot mark the edge down mid-test and send points to the cloud.
+STEADY_EDGES = {"poll_interval": 5.0}
+
+
+@contextlib.contextmanager
+def fake_stack(cloud: CloudScript, edges: list[EdgeScript], **overrides: Any) -> Iterator[str]:
+    with shared_fake_stack(cloud, edges, edge_client=STEADY_EDGES, **overrides) as url:
+        yield url
+
+
+def expansion_budgets(cloud: CloudScript, edge: EdgeScript) -> set[int]:
+    """Every expansion's ``max_tokens``, on the edge or on the cloud (a point goes to the cloud
+    when a busy machine makes the edge miss a load poll)."""
+    return {job["max_tokens"] for job in edge.jobs} | {
+        request["max_tokens"] for request in cloud.requests[1:]
+    }
 
 
 def ask(**kwargs: Any) -> dict[str, Any]:
@@ -104,7 +126,7 @@ def test_max_tokens_is_split_over_sketch_and_points() -> None:
         completion = openai_client(url).chat.completions.create(**ask(max_tokens=464))
     # Half of what the default caps allow (160 + 8 * 96): half of each.
     assert cloud.requests[0]["max_tokens"] == 80
-    assert {job["max_tokens"] for job in edge.jobs} == {48}
+    assert expansion_budgets(cloud, edge) == {48}
     assert completion.choices[0].finish_reason == "stop", "nothing was cut"
     assert completion.choices[0].message.content == WHOLE
 
@@ -112,16 +134,20 @@ def test_max_tokens_is_split_over_sketch_and_points() -> None:
 @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
 def test_a_point_cut_by_its_share_finishes_with_length(field: str) -> None:
     cloud, edge = CloudScript(), EdgeScript("e1", token_delay=0.0)
-    # 41 tokens: the sketch gets 7 (its whole outline), each of 8 points 4.
-    with fake_stack(cloud, [edge]) as url:
-        completion = openai_client(url).chat.completions.create(**ask(**{field: 41}))
-    assert cloud.requests[0]["max_tokens"] == 7
-    assert {job["max_tokens"] for job in edge.jobs} == {4}
-    assert completion.choices[0].message.content == (
-        "1. **Alpha point**: Body of point 1\n"
-        "2. **Beta point**: Body of point 2\n"
-        "3. **Gamma point**: Body of point 3\n"
-    )
+    # With a large sketch cap, 60 tokens give the sketch 33 (its whole outline) and each of
+    # 8 points 3: fewer than the edge's 6 words and the cloud's 4.
+    knobs = {"sketch_max_tokens": 1000}
+    with fake_stack(cloud, [edge], progressive=knobs) as url:
+        completion = openai_client(url).chat.completions.create(**ask(**{field: 60}))
+    assert cloud.requests[0]["max_tokens"] == 33
+    assert expansion_budgets(cloud, edge) == {3}
+    lines = (completion.choices[0].message.content or "").splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "1. **Alpha point**",
+        "2. **Beta point**",
+        "3. **Gamma point**",
+    ]
+    assert all(len(line.split(": ", 1)[1].split()) == 3 for line in lines), lines
     assert completion.choices[0].finish_reason == "length"
     points = (completion.model_extra or {})["pice"]["points"]
     assert [p["finish_reason"] for p in points] == ["length"] * 3
@@ -133,9 +159,16 @@ def test_a_sketch_cut_by_the_limit_finishes_with_length_streamed() -> None:
         # 35: the sketch gets 6 pieces (the third title is cut), each point 3 tokens.
         deltas, finish, pice = streamed(openai_client(url), max_tokens=35)
     assert cloud.requests[0]["max_tokens"] == 6
+    assert expansion_budgets(cloud, edge) == {3}
     assert finish == "length"
-    assert "".join(deltas).startswith("1. **Alpha point**: Body of point\n")
-    assert pice["points"][0]["finish_reason"] == "length"
+    lines = "".join(deltas).splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "1. **Alpha point**",
+        "2. **Beta point**",
+        "3. **Gamma**",
+    ], "the outline was cut inside its third title"
+    assert all(len(line.split(": ", 1)[1].split()) == 3 for line in lines), lines
+    assert [p["finish_reason"] for p in pice["points"]] == ["length"] * 3
 
 
 def test_without_a_limit_nothing_is_cut_and_the_reason_is_stop() -> None:
