@@ -1,14 +1,15 @@
-"""The stop-sequence scanner: the client never gets text at or past a stop, split or not."""
+"""Stop sequences over the merged progressive answer (``pice.stops``): the client never gets
+text at or past a stop, however the text is split over deltas, headers and points."""
 
 from __future__ import annotations
 
 import pytest
 
-from pice_gateway.progressive.stop import StopScanner
+from pice.stops import StopMatcher
 
 
 def run(stops: list[str], pieces: list[str]) -> tuple[list[str], bool]:
-    scanner = StopScanner(stops)
+    scanner = StopMatcher(stops)
     out = [scanner.feed(piece) for piece in pieces]
     out.append(scanner.flush())
     return out, scanner.stopped
@@ -58,7 +59,7 @@ def test_stop_at_the_very_start_sends_nothing() -> None:
 
 
 def test_nothing_after_a_stop_even_if_fed() -> None:
-    scanner = StopScanner(["x"])
+    scanner = StopMatcher(["x"])
     assert scanner.feed("abx") == "ab"
     assert scanner.feed("more") == ""
     assert scanner.flush() == ""

@@ -10,7 +10,7 @@ generating and each edge agent cancels the job's sequences at its next decode st
 their KV cells (docs/edge-api.md). Nothing of the request keeps running after the client left.
 
 The same path ends a run early when the answer meets one of the request's ``stop`` sequences
-(:mod:`pice_gateway.progressive.stop`, applied to the merged text as the client would see it):
+(:class:`pice.stops.StopMatcher`, applied to the merged text as the client would see it):
 the run finishes with ``finish_reason: "stop"``, the consumer stops iterating, and the close
 cancels the sketch and every expansion still decoding.
 
@@ -30,6 +30,7 @@ import httpx
 
 from pice.errors import PiceError
 from pice.openai_protocol import ChatCompletionRequest, Usage
+from pice.stops import StopMatcher
 from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.placement.base import PlacementPolicy
@@ -54,7 +55,6 @@ from pice_gateway.progressive.events import (
 from pice_gateway.progressive.merge import Merger
 from pice_gateway.progressive.sketch import DirectText, PointFound, SketchEvent, SketchParser
 from pice_gateway.progressive.spec import ExpansionSpec, request_budget, sketch_payload
-from pice_gateway.progressive.stop import StopScanner
 from pice_gateway.progressive.tasks import TaskSet
 from pice_gateway.settings import GatewaySettings
 
@@ -117,7 +117,7 @@ class ProgressiveRun:
             upstreams.cloud, sketch_payload(settings, request, allow_direct=allow_direct)
         )
         self._parser = SketchParser(request_budget(settings, request).max_points)
-        self._stop = StopScanner(request.stop_list())
+        self._stop = StopMatcher(request.stop_list())
         self._dispatcher = Dispatcher(
             registry=upstreams.registry,
             policy=upstreams.policy,
