@@ -72,6 +72,8 @@ def build_job(
                 temperature=candidate_temperature(body, candidate),
                 top_p=body.top_p,
                 seed=seed,
+                presence_penalty=body.presence_penalty,
+                frequency_penalty=body.frequency_penalty,
                 max_tokens=body.max_tokens,
                 stop=point_stops(point, body.stop),
             )

@@ -33,7 +33,7 @@ from pice.edge_protocol import (
     PointDoneEvent,
     StartEvent,
 )
-from pice.openai_protocol import Usage
+from pice.openai_protocol import FinishReason, Usage
 from tests.support.processes import free_port
 
 OUTLINE = "1. Alpha point\n2. Beta point\n3. Gamma point\n"
@@ -89,7 +89,10 @@ async def cloud_chunks(script: CloudScript, body: dict[str, Any]) -> AsyncIterat
     Raises :class:`CloudDies` where the script breaks the connection.
     """
     kind = _kind(body)
-    pieces = split_words(_reply_text(script, kind))
+    whole = split_words(_reply_text(script, kind))
+    # Like a real model, an answer ends at ``max_tokens`` (one piece a token).
+    pieces = whole[: body.get("max_tokens") or len(whole)]
+    finish_reason = "length" if len(pieces) < len(whole) else "stop"
     base = {"id": "cmpl-fake", "object": "chat.completion.chunk", "created": 1}
     base["model"] = body["model"]
     yield json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
@@ -102,7 +105,8 @@ async def cloud_chunks(script: CloudScript, body: dict[str, Any]) -> AsyncIterat
             raise CloudDies("fake cloud dies")
         await asyncio.sleep(script.token_delay)
         yield json.dumps({**base, "choices": [{"index": 0, "delta": {"content": piece}}]})
-    yield json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    end = {"index": 0, "delta": {}, "finish_reason": finish_reason}
+    yield json.dumps({**base, "choices": [end]})
     if (body.get("stream_options") or {}).get("include_usage"):
         yield json.dumps({**base, "choices": [], "usage": _usage(pieces)})
     yield "[DONE]"
@@ -187,12 +191,16 @@ def candidate_words(words: list[str], candidate: int) -> list[str]:
 
 
 def point_done(
-    point: int, words: list[str], candidate: int = 0, logprob_mean: float = -1.0
+    point: int,
+    words: list[str],
+    candidate: int = 0,
+    logprob_mean: float = -1.0,
+    finish_reason: FinishReason = "stop",
 ) -> PointDoneEvent:
     return PointDoneEvent(
         point=point,
         candidate=candidate,
-        finish_reason="stop",
+        finish_reason=finish_reason,
         text="".join(words),
         prompt_tokens=5,
         completion_tokens=len(words),
@@ -263,7 +271,10 @@ def fake_edge(script: EdgeScript) -> FastAPI:
                     finished = True
                     return
                 for point in points:
-                    words = point_words(point, script.voice or script.name)
+                    # Like the agent, a sequence ends at ``max_tokens`` (one word a token).
+                    whole = point_words(point, script.voice or script.name)
+                    words = whole[: expand.max_tokens]
+                    finish: FinishReason = "length" if len(words) < len(whole) else "stop"
                     for n, word in enumerate(words):
                         if script.behaviour == "die" and n == 1:
                             raise RuntimeError("fake edge dies")
@@ -274,7 +285,8 @@ def fake_edge(script: EdgeScript) -> FastAPI:
                             text = candidate_words([word], candidate)[0]
                             yield wire(DeltaEvent(point=point, candidate=candidate, text=text))
                     for candidate in range(candidates):
-                        yield wire(point_done(point, candidate_words(words, candidate), candidate))
+                        body = candidate_words(words, candidate)
+                        yield wire(point_done(point, body, candidate, finish_reason=finish))
                 yield wire(job_done(len(points)))
                 yield "[DONE]"
                 finished = True

@@ -8,19 +8,29 @@ reader and each edge or cloud expansion job. Each of those holds its upstream re
 ``async with client.stream(...)``, so cancelling it closes the connection; the cloud stops
 generating and each edge agent cancels the job's sequences at its next decode step and frees
 their KV cells (docs/edge-api.md). Nothing of the request keeps running after the client left.
+
+The same path ends a run early when the answer meets one of the request's ``stop`` sequences
+(:class:`pice.stops.StopMatcher`, applied to the merged text as the client would see it):
+the run finishes with ``finish_reason: "stop"``, the consumer stops iterating, and the close
+cancels the sketch and every expansion still decoding.
+
+``finish_reason`` is ``"length"`` when anything shown was cut by a token limit: the sketch (its
+outline, or its direct answer) or any point's expansion (by its share of ``max_tokens`` or by
+``progressive.expansion_max_tokens``); otherwise ``"stop"``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import httpx
 
 from pice.errors import PiceError
 from pice.openai_protocol import ChatCompletionRequest, Usage
+from pice.stops import StopMatcher
 from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.placement.base import PlacementPolicy
@@ -47,7 +57,7 @@ from pice_gateway.progressive.events import (
 )
 from pice_gateway.progressive.merge import Merger
 from pice_gateway.progressive.sketch import DirectText, PointFound, SketchEvent, SketchParser
-from pice_gateway.progressive.spec import ExpansionSpec, sketch_payload
+from pice_gateway.progressive.spec import ExpansionSpec, request_budget, sketch_payload
 from pice_gateway.progressive.tasks import TaskSet
 from pice_gateway.settings import GatewaySettings
 
@@ -109,7 +119,8 @@ class ProgressiveRun:
         self._sketch = CloudTextStream(
             upstreams.cloud, sketch_payload(settings, request, allow_direct=allow_direct)
         )
-        self._parser = SketchParser(settings.progressive.max_points)
+        self._parser = SketchParser(request_budget(settings, request).max_points)
+        self._stop = StopMatcher(request.stop_list())
         self._dispatcher = Dispatcher(
             registry=upstreams.registry,
             policy=upstreams.policy,
@@ -128,7 +139,7 @@ class ProgressiveRun:
         """Send the sketch request; an unreachable or failing cloud raises here."""
         await self._sketch.open(self._stack)
 
-    async def events(self) -> AsyncIterator[RunEvent]:
+    async def events(self) -> AsyncGenerator[RunEvent, None]:
         """Answer text as it becomes sendable, then one :class:`Finished`; errors are raised."""
         self._tasks.spawn(self._read_sketch())
         try:
@@ -136,6 +147,10 @@ class ProgressiveRun:
                 item = await self._queue.get()
                 if isinstance(item, PiceError):
                     raise item
+                if isinstance(item, Finished) and self._stop.stopped:
+                    # Cancel the rest before the answer's usage is read: each cancelled job
+                    # counts what it had written (dispatch's estimate), and ``usage`` with it.
+                    await self.aclose()
                 yield item
                 if isinstance(item, Finished):
                     return
@@ -165,6 +180,10 @@ class ProgressiveRun:
                         break  # closing the stream stops the cloud writing past the outline
             for event in parser.close():
                 self._on_sketch_event(event)
+        except asyncio.CancelledError:
+            # A stop sequence (or the client) ended the run mid-sketch: count what it wrote.
+            self._add_usage(CLOUD, self._sketch.usage_or_estimate(), estimated=True)
+            raise
         finally:
             await self._stack.aclose()
         self._sketch_done = True
@@ -178,7 +197,7 @@ class ProgressiveRun:
             return
         self._report.mode = "cloud"
         self._report.reason = "direct"
-        self._finish(self._sketch.finish_reason or "stop")
+        self._finish("length" if self._sketch.finish_reason == "length" else "stop")
 
     def _on_sketch_event(self, event: SketchEvent) -> None:
         if isinstance(event, PointFound):
@@ -250,6 +269,14 @@ class ProgressiveRun:
     def _emit(self, text: str) -> None:
         if not text or self._finished:
             return
+        self._send(self._stop.feed(text))
+        if self._stop.stopped:
+            # Finished goes out now; the consumer's close cancels what is still running.
+            self._finish("stop")
+
+    def _send(self, text: str) -> None:
+        if not text:
+            return
         if self._report.timings.first_token_ms is None:
             self._report.timings.first_token_ms = self._clock.ms()
         self._queue.put_nowait(TextOut(text))
@@ -260,11 +287,19 @@ class ProgressiveRun:
                 self._report.timings.expansion_ms = round(
                     self._clock.ms() - self._first_dispatch_ms, 1
                 )
-            self._finish("stop")
+            self._finish("length" if self._was_cut() else "stop")
+
+    def _was_cut(self) -> bool:
+        """Whether a token limit cut the outline or any point's shown expansion."""
+        if self._sketch.finish_reason == "length":
+            return True
+        return any(point.finish_reason == "length" for point in self._report.points)
 
     def _finish(self, finish_reason: str) -> None:
         if self._finished:
             return
+        # The held-back tail that could have begun a stop sequence is part of the answer.
+        self._send(self._stop.flush())
         self._finished = True
         self._report.timings.total_ms = self._clock.ms()
         self._queue.put_nowait(Finished(self._report, finish_reason))
