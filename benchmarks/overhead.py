@@ -356,6 +356,12 @@ def litellm_config(path: Path, upstream_port: int) -> Path:
     return path
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its children's threads (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # --- the measurement -------------------------------------------------------------------------
 
 SCENARIOS = (
@@ -386,11 +392,16 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_ms": 1000 * statistics.median(latencies) if latencies else None,
         "p99_ms": 1000 * percentile(latencies, 0.99) if latencies else None,
         "req_per_s": done / wall if wall else None,
+        # The server's own CPU per request: steadier than wall times on a busy machine (for
+        # ``direct`` it is the fake upstream's).
+        "cpu_ms_per_request": 1000 * sum(run["cpu_s"] for run in runs) / done if done else None,
         "req_per_s_by_round": [len(r["latencies"]) / r["wall_s"] for r in runs if r["wall_s"]],
     }
 
 
-async def measure(ports: dict[str, int], rounds: int, requests: int, warmup: int) -> dict[str, Any]:
+async def measure(
+    ports: dict[str, int], pids: dict[str, int], rounds: int, requests: int, warmup: int
+) -> dict[str, Any]:
     raw = {(t, s): request_bytes(p, MODEL[t], s) for t, p in ports.items() for s in (False, True)}
     for target, port in ports.items():
         for stream in (False, True):
@@ -402,7 +413,9 @@ async def measure(ports: dict[str, int], rounds: int, requests: int, warmup: int
         for _kind, concurrency, stream in SCENARIOS:
             key = scenario_key(concurrency, stream)
             for target, port in ports.items():
+                cpu_before = cpu_seconds(pids[target])
                 outcome = await run_load(port, raw[target, stream], stream, requests, concurrency)
+                outcome["cpu_s"] = cpu_seconds(pids[target]) - cpu_before
                 runs.setdefault(key, {}).setdefault(target, []).append(outcome)
                 rate = len(outcome["latencies"]) / outcome["wall_s"]
                 print(
@@ -423,15 +436,25 @@ async def measure(ports: dict[str, int], rounds: int, requests: int, warmup: int
 
 
 def table(results: dict[str, Any]) -> str:
-    header = ("scenario", "target", "p50 ms", "p99 ms", "added p50", "req/s", "errors")
-    lines = ["{:11} {:8} {:>8} {:>8} {:>10} {:>8} {:>6}".format(*header)]
+    header = (
+        "scenario",
+        "target",
+        "p50 ms",
+        "p99 ms",
+        "added p50",
+        "req/s",
+        "cpu ms/req",
+        "errors",
+    )
+    lines = ["{:11} {:8} {:>8} {:>8} {:>10} {:>8} {:>10} {:>6}".format(*header)]
     for key, by_target in results.items():
         for target, s in by_target.items():
             added = s.get("added_p50_ms")
             shown = "" if added is None else f"{added:+.2f}"
             lines.append(
                 f"{key:11} {target:8} {s['p50_ms']:8.2f} {s['p99_ms']:8.2f} "
-                f"{shown:>10} {s['req_per_s']:8.0f} {s['errors']:6d}"
+                f"{shown:>10} {s['req_per_s']:8.0f} {s['cpu_ms_per_request']:10.3f}"
+                f" {s['errors']:6d}"
             )
     ratios = []
     for key, by_target in results.items():
@@ -500,34 +523,36 @@ def main(argv: list[str] | None = None) -> int:
             "--chunks",
             str(args.chunks),
         ]
-        stack.enter_context(
+        upstream = stack.enter_context(
             started(
                 "upstream", pinned(upstream_argv, upstream_core), upstream_port, workdir, env, 30
             )
         )
         ports = {"direct": upstream_port}
+        pids = {"direct": upstream.process.pid}
         if "pice" in targets:
             port = free_port()
             argv_pice = pice_argv(pice_config(workdir / "pice.json", upstream_port), port)
-            stack.enter_context(
+            pice = stack.enter_context(
                 started("pice", pinned(argv_pice, gateway_core), port, workdir, env, 60)
             )
-            ports["pice"] = port
+            ports["pice"], pids["pice"] = port, pice.process.pid
         if "litellm" in targets:
             port = free_port()
             config = litellm_config(workdir / "litellm.json", upstream_port)
             argv_litellm = [str(litellm), "--config", str(config), "--host", "127.0.0.1",
                             "--port", str(port), "--num_workers", "1"]  # fmt: skip
             litellm_env = {**env, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
-            stack.enter_context(
+            proxy = stack.enter_context(
                 started(
                     "litellm", pinned(argv_litellm, gateway_core), port, workdir, litellm_env, 180
                 )
             )
-            ports["litellm"] = port
+            # One worker: LiteLLM serves in this process (its CPU is read from it).
+            ports["litellm"], pids["litellm"] = port, proxy.process.pid
         ports = {t: ports[t] for t in TARGETS if t in ports and (t == "direct" or t in targets)}
         print(f"targets {ports}; pinned: {pin}", file=sys.stderr, flush=True)
-        results = asyncio.run(measure(ports, args.rounds, args.requests, args.warmup))
+        results = asyncio.run(measure(ports, pids, args.rounds, args.requests, args.warmup))
 
     report = {
         "config": {
