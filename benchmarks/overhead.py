@@ -53,6 +53,8 @@ LITELLM_VENV = REPO / ".venv-litellm"
 TARGETS = ("direct", "pice", "litellm")
 MODEL = {"direct": "fake-model", "pice": "pice-cloud", "litellm": "fake-model"}
 PROMPT = [{"role": "user", "content": "Say hello."}]
+# Both gateways check this key, as they would in production (LiteLLM refuses to start without).
+API_KEY = "sk-overhead-" + "0123456789abcdef" * 4
 
 
 # --- the fake upstream -----------------------------------------------------------------------
@@ -208,8 +210,8 @@ def request_bytes(port: int, model: str, stream: bool) -> bytes:
     ).encode()
     return (
         b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:%d\r\n"
-        b"content-type: application/json\r\nauthorization: Bearer sk-bench\r\n"
-        b"content-length: %d\r\n\r\n%s" % (port, len(body), body)
+        b"content-type: application/json\r\nauthorization: Bearer %s\r\n"
+        b"content-length: %d\r\n\r\n%s" % (port, API_KEY.encode(), len(body), body)
     )
 
 
@@ -329,6 +331,7 @@ def pice_config(path: Path, upstream_port: int) -> Path:
                 },
                 "edges": [],
                 "router": {"enabled": False},
+                "api_keys": [API_KEY],
             }
         )
     )
@@ -350,6 +353,7 @@ def litellm_config(path: Path, upstream_port: int) -> Path:
                     }
                 ],
                 "litellm_settings": {"telemetry": False, "drop_params": True},
+                "general_settings": {"master_key": API_KEY},
             }
         )
     )
@@ -545,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
             litellm_env = {**env, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
             proxy = stack.enter_context(
                 started(
-                    "litellm", pinned(argv_litellm, gateway_core), port, workdir, litellm_env, 180
+                    "litellm", pinned(argv_litellm, gateway_core), port, workdir, litellm_env, 300
                 )
             )
             # One worker: LiteLLM serves in this process (its CPU is read from it).

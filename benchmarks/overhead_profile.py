@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import contextlib
+import cProfile
 import io
 import pstats
 import sys
@@ -25,10 +25,10 @@ from pathlib import Path
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import overhead  # noqa: E402  (the sibling script: its upstream, processes and load generator)
+import overhead
 
-from pice_gateway.app import create_app  # noqa: E402
-from pice_gateway.settings import GatewaySettings  # noqa: E402
+from pice_gateway.app import create_app
+from pice_gateway.settings import GatewaySettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             cloud={"base_url": f"http://127.0.0.1:{upstream_port}/v1", "model": "fake-model"},
             edges=[],
             router={"enabled": False},
+            api_keys=[overhead.API_KEY],
         )
         server = uvicorn.Server(
             uvicorn.Config(create_app(settings), port=port, log_level="warning", access_log=False)

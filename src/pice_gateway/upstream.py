@@ -24,7 +24,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource, SSEError
+from httpx_sse import SSEError
 
 from pice.errors import (
     InvalidRequestError,
@@ -34,6 +34,7 @@ from pice.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from pice_gateway.sse_decode import SseDataDecoder
 
 _DONE = "[DONE]"
 # How long a finished stream's remaining bytes may take to arrive before its connection is
@@ -124,20 +125,32 @@ async def json_events(
     request (seen in the gateway's profile, docs/operations.md "Overhead").
     """
     async with translated(upstream):
-        events = EventSource(response).aiter_sse()
-        async for event in events:
-            if event.data == _DONE:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(DRAIN_SECONDS):
-                        async for _ in events:
-                            pass
-                return
-            if not event.data:
-                continue
-            payload = json.loads(event.data)
-            if not isinstance(payload, dict):
-                raise ValueError(f"expected a JSON object, got {event.data[:80]!r}")
-            yield payload
+        _check_event_stream(response)
+        decoder = SseDataDecoder()
+        chunks = response.aiter_bytes()
+        async for chunk in chunks:
+            for data in decoder.feed(chunk):
+                if data == _DONE:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(DRAIN_SECONDS):
+                            async for _ in chunks:
+                                pass
+                    return
+                if data:
+                    yield _json_event(data)
+
+
+def _check_event_stream(response: httpx.Response) -> None:
+    content_type = response.headers.get("content-type", "").partition(";")[0]
+    if "text/event-stream" not in content_type:
+        raise SSEError(f"expected Content-Type text/event-stream, got {content_type!r}")
+
+
+def _json_event(data: str) -> dict[str, Any]:
+    payload = json.loads(data)
+    if not isinstance(payload, dict):
+        raise ValueError(f"expected a JSON object, got {data[:80]!r}")
+    return payload
 
 
 def _json_object(upstream: str, response: httpx.Response) -> dict[str, Any]:
