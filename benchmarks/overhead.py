@@ -408,6 +408,7 @@ async def measure(
 ) -> dict[str, Any]:
     raw = {(t, s): request_bytes(p, MODEL[t], s) for t, p in ports.items() for s in (False, True)}
     for target, port in ports.items():
+        print(f"warming up {target}", file=sys.stderr, flush=True)
         for stream in (False, True):
             outcome = await run_load(port, raw[target, stream], stream, warmup, 4)
             if outcome["errors"]:
@@ -556,7 +557,12 @@ def main(argv: list[str] | None = None) -> int:
             ports["litellm"], pids["litellm"] = port, proxy.process.pid
         ports = {t: ports[t] for t in TARGETS if t in ports and (t == "direct" or t in targets)}
         print(f"targets {ports}; pinned: {pin}", file=sys.stderr, flush=True)
-        results = asyncio.run(measure(ports, pids, args.rounds, args.requests, args.warmup))
+        try:
+            results = asyncio.run(measure(ports, pids, args.rounds, args.requests, args.warmup))
+        except Exception:
+            for log in sorted(workdir.glob("*.log")):
+                print(f"--- {log.name}\n{log.read_text()[-2000:]}", file=sys.stderr)
+            raise
 
     report = {
         "config": {
