@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
 PICE_VLLM ?= 1
 
-.PHONY: install models vllm-env run test check lint typecheck unit bench clean
+.PHONY: install models vllm-env litellm-env run test check lint typecheck unit bench overhead clean
 
 # llama-cpp-python is built by scripts/install-llama-cpp.sh (for this CPU, never with llama.cpp's
 # crashing AMX kernels) and rebuilt whenever its flags or the CPU change: `install` re-checks
@@ -35,6 +35,19 @@ $(VLLM_STAMP): scripts/setup-vllm.sh
 	touch $(VLLM_STAMP)
 
 vllm-env: $(VLLM_STAMP)
+
+# LiteLLM's proxy, in a venv of its own, only for the side-by-side overhead benchmark.
+LITELLM_VENV ?= .venv-litellm
+$(LITELLM_VENV)/.installed-stamp:
+	test -x $(LITELLM_VENV)/bin/python || $(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet 'litellm[proxy]'
+	touch $@
+
+litellm-env: $(LITELLM_VENV)/.installed-stamp
+
+# Gateway overhead vs LiteLLM and the upstream direct (docs/operations.md "Overhead").
+overhead: install litellm-env
+	$(BIN)/python benchmarks/overhead.py --rounds 3 --requests 1000 --out benchmarks/results/overhead.json
 
 run: models
 	$(BIN)/pice up
@@ -61,4 +74,4 @@ bench: models
 	$(BIN)/python benchmarks/edge_batching.py
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(LITELLM_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from edge_agent.api.schemas import (
     DeltaEvent,
@@ -32,7 +32,7 @@ from edge_agent.engine.backend import EngineJob
 from edge_agent.engine.chat_template import Message
 from edge_agent.prompts import expansion_messages, point_stops, point_suffix
 from pice.admission import Ticket
-from pice.http.sse import sse_done, sse_json, sse_response
+from pice.http.sse import Event, sse_done, sse_json, sse_response
 from pice.openai_protocol import Usage
 
 router = APIRouter()
@@ -108,13 +108,13 @@ async def expand(body: ExpandRequest, request: Request) -> EventSourceResponse:
     return sse_response(_events(handle, labels, model_id, ticket), on_close=close)
 
 
-def _event(model: BaseModel) -> ServerSentEvent:
+def _event(model: BaseModel) -> bytes:
     return sse_json(model.model_dump(mode="json"))
 
 
 async def _events(
     handle: EngineJob, labels: list[tuple[int, int]], model_id: str, ticket: Ticket
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[Event]:
     async with handle:  # leaving early (client gone) cancels the job's sequences
         async for event in handle:
             if isinstance(event, TokenDelta):

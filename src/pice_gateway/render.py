@@ -6,10 +6,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sse_starlette import ServerSentEvent
-
 from pice.errors import PiceError
-from pice.http.sse import sse_done, sse_error, sse_json
+from pice.http.sse import Event, sse_done, sse_error, sse_json
 from pice.openai_protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -61,7 +59,7 @@ class ChunkWriter:
 
 async def progressive_stream(
     run: ProgressiveRun, model: str, *, include_usage: bool, observation: RequestObservation
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[Event]:
     """The SSE events of a progressive run; a failure after the first byte is an error event."""
     writer = ChunkWriter(model, include_usage=include_usage)
     yield sse_json(writer.role())

@@ -54,6 +54,8 @@ class CloudScript:
     requests: list[dict[str, Any]] = field(default_factory=list)
     # The ``x-request-id`` header of each request (None when absent).
     request_ids: list[str | None] = field(default_factory=list)
+    # The client port of each request: one port for two requests means a reused connection.
+    client_ports: list[int] = field(default_factory=list)
     # Streams closed (the in-process cloud only: ``tests.gateway.inprocess.mock_cloud``).
     closed: int = 0
 
@@ -128,6 +130,7 @@ def fake_cloud(script: CloudScript) -> FastAPI:
         body = await request.json()
         script.requests.append(body)
         script.request_ids.append(request.headers.get("x-request-id"))
+        script.client_ports.append(request.client.port if request.client else 0)
         if script.fail_status is not None:
             return JSONResponse(cloud_error(), status_code=script.fail_status)
         if not body.get("stream"):

@@ -18,24 +18,36 @@ PING_SECONDS = 15
 SEND_TIMEOUT_SECONDS = 60.0
 
 DONE = "[DONE]"
+_END = b"\r\n\r\n"
 
 
-def sse_json(payload: Any) -> ServerSentEvent:
-    """One ``data:`` event carrying ``payload`` as compact JSON."""
-    return ServerSentEvent(data=json.dumps(payload, separators=(",", ":"), ensure_ascii=False))
+# An event as sse-starlette sends it: bytes go out as they are.
+Event = ServerSentEvent | bytes
 
 
-def sse_error(err: PiceError) -> ServerSentEvent:
+def sse_json(payload: Any) -> bytes:
+    """One ``data:`` event carrying ``payload`` as compact JSON, already encoded.
+
+    Compact JSON never contains a line break, so the event is one ``data:`` line; encoding it
+    here rather than through ``ServerSentEvent`` skips that class's line splitting on every
+    streamed chunk (the pass-through's profile, docs/operations.md "Overhead"). The line ends
+    are sse-starlette's own (CRLF), so the bytes are what it would have sent.
+    """
+    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return b"data: " + data.encode() + _END
+
+
+def sse_error(err: PiceError) -> bytes:
     """The in-stream error event: what a failure becomes after the first byte was sent."""
     return sse_json(err.to_body())
 
 
-def sse_done() -> ServerSentEvent:
-    return ServerSentEvent(data=DONE)
+def sse_done() -> bytes:
+    return b"data: " + DONE.encode() + _END
 
 
 def sse_response(
-    events: AsyncIterator[ServerSentEvent],
+    events: AsyncIterator[Event],
     *,
     on_close: Callable[[], Awaitable[None]] | Callable[[], None] | None = None,
     ping_seconds: int = PING_SECONDS,
