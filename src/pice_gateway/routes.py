@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+from sse_starlette import ServerSentEvent
 
 from pice.errors import ModelNotFoundError
 from pice.http.auth import bearer_auth
@@ -39,6 +40,20 @@ def _closing(
     return close
 
 
+def _stream(
+    state: GatewayState,
+    events: AsyncIterator[ServerSentEvent],
+    on_close: Callable[[], Awaitable[None]],
+) -> Response:
+    knobs = state.settings.stream
+    return sse_response(
+        events,
+        on_close=on_close,
+        ping_seconds=knobs.ping_seconds,
+        send_timeout=knobs.send_timeout_seconds,
+    )
+
+
 async def _cloud_path(
     state: GatewayState,
     body: ChatCompletionRequest,
@@ -54,7 +69,7 @@ async def _cloud_path(
     if body.stream:
         relay = CloudRelay(state.cloud, body, cloud_model=cloud_model, report=report, clock=clock)
         await relay.start()
-        return sse_response(relay.events(observation), on_close=_closing(relay.aclose, observation))
+        return _stream(state, relay.events(observation), _closing(relay.aclose, observation))
     completion = await until_disconnect(
         request,
         cloud_completion(state.cloud, body, cloud_model=cloud_model, report=report, clock=clock),
@@ -91,7 +106,7 @@ async def _progressive_path(
         events = progressive_stream(
             run, body.model, include_usage=body.include_usage(), observation=observation
         )
-        return sse_response(events, on_close=_closing(run.aclose, observation))
+        return _stream(state, events, _closing(run.aclose, observation))
     completion = await until_disconnect(request, progressive_completion(run, body.model))
     observation.ok()
     return JSONResponse(completion)

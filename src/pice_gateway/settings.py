@@ -126,6 +126,16 @@ class RouterSettings(BaseModel):
     pull: bool = True
 
 
+class StreamSettings(BaseModel):
+    """How streamed answers (SSE) are sent to clients."""
+
+    # A ``: ping`` comment goes out after this many seconds without an event, so proxies keep
+    # a stream open while the cloud is still thinking before its first token.
+    ping_seconds: float = Field(default=15.0, gt=0)
+    # A client that accepts no bytes for this long is dropped and its upstream work cancelled.
+    send_timeout_seconds: float = Field(default=60.0, gt=0)
+
+
 class GatewaySettings(YamlSettings):
     model_config = SettingsConfigDict(env_prefix="PICE_", env_nested_delimiter="__", extra="ignore")
 
@@ -141,6 +151,7 @@ class GatewaySettings(YamlSettings):
     models: ModelNames = Field(default_factory=ModelNames)
     progressive: ProgressiveSettings = Field(default_factory=ProgressiveSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
 
     @field_validator("edges")
     @classmethod

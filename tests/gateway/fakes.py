@@ -47,10 +47,15 @@ class CloudScript:
     expansion: str = "Expanded by the cloud."
     answer: str = "Plain cloud answer."
     token_delay: float = 0.0
+    # Silence before the first content token (a cloud still thinking, or queued).
+    first_token_delay: float = 0.0
     # Answer every chat request with this status (and an OpenAI error body).
     fail_status: int | None = None
-    # Break the connection after this many sketch chunks.
+    # Break the connection after this many content chunks of the replies of these kinds.
     die_after_chunks: int | None = None
+    die_kinds: tuple[str, ...] = ("sketch",)
+    # Content chunks written so far, over every stream (what a slow reader held back).
+    chunks_sent: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     # The ``x-request-id`` header of each request (None when absent).
     request_ids: list[str | None] = field(default_factory=list)
@@ -95,13 +100,14 @@ async def cloud_chunks(script: CloudScript, body: dict[str, Any]) -> AsyncIterat
     yield json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
     for n, piece in enumerate(pieces):
         if (
-            kind == "sketch"
+            kind in script.die_kinds
             and script.die_after_chunks is not None
             and n >= script.die_after_chunks
         ):
             raise CloudDies("fake cloud dies")
-        await asyncio.sleep(script.token_delay)
+        await asyncio.sleep(script.first_token_delay if n == 0 else script.token_delay)
         yield json.dumps({**base, "choices": [{"index": 0, "delta": {"content": piece}}]})
+        script.chunks_sent += 1
     yield json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     if (body.get("stream_options") or {}).get("include_usage"):
         yield json.dumps({**base, "choices": [], "usage": _usage(pieces)})
@@ -176,9 +182,9 @@ def load_report(**fields: Any) -> LoadResponse:
     return LoadResponse.model_validate(idle | fields)
 
 
-def point_words(point: int, edge: str) -> list[str]:
-    """The six "tokens" a fake edge writes for ``point``."""
-    return split_words(f"Body of point {point + 1} from {edge}.")
+def point_words(point: int, edge: str, extra: int = 0) -> list[str]:
+    """The six "tokens" a fake edge writes for ``point`` (and ``extra`` filler words after)."""
+    return split_words(f"Body of point {point + 1} from {edge}." + " more" * extra)
 
 
 def candidate_words(words: list[str], candidate: int) -> list[str]:
@@ -226,6 +232,13 @@ class EdgeScript:
     # The ``x-request-id`` header of each ``/v1/expand`` request (None when absent).
     request_ids: list[str | None] = field(default_factory=list)
     cancelled: int = 0
+    # ``time.monotonic()`` of each cancellation (a job whose client left before its end).
+    cancelled_at: list[float] = field(default_factory=list)
+    # Whose words it writes (default its own name): edges running the same model write the
+    # same text, so a point restarted elsewhere repeats what the first edge had sent.
+    author: str | None = None
+    # Filler words after each point's body (longer points at the same pace).
+    extra_words: int = 0
 
 
 def fake_edge(script: EdgeScript) -> FastAPI:
@@ -255,7 +268,7 @@ def fake_edge(script: EdgeScript) -> FastAPI:
                     finished = True
                     return
                 for point in points:
-                    words = point_words(point, script.name)
+                    words = point_words(point, script.author or script.name, script.extra_words)
                     for n, word in enumerate(words):
                         if script.behaviour == "die" and n == 1:
                             raise RuntimeError("fake edge dies")
@@ -274,6 +287,7 @@ def fake_edge(script: EdgeScript) -> FastAPI:
                 script.running -= len(points) * candidates
                 if not finished:
                     script.cancelled += 1
+                    script.cancelled_at.append(time.monotonic())
 
         return EventSourceResponse(events())
 

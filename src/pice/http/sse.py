@@ -38,7 +38,8 @@ def sse_response(
     events: AsyncIterator[ServerSentEvent],
     *,
     on_close: Callable[[], Awaitable[None]] | Callable[[], None] | None = None,
-    ping_seconds: int = PING_SECONDS,
+    ping_seconds: float = PING_SECONDS,
+    send_timeout: float = SEND_TIMEOUT_SECONDS,
 ) -> EventSourceResponse:
     """Stream ``events`` as ``text/event-stream`` with pings and a send timeout.
 
@@ -47,11 +48,15 @@ def sse_response(
     started (the client left before the first byte) has no ``finally`` to run, so work begun
     before the response was built is released by ``on_close``, which runs once the response
     ends however it ends. It must be safe to call after a normal finish.
+
+    A client that reads slowly holds the generator back (each send waits for the socket to
+    drain), so nothing piles up in the server; one that reads nothing for ``send_timeout``
+    seconds is dropped and the generator closed.
     """
     return EventSourceResponse(
         events,
         ping=ping_seconds,
-        send_timeout=SEND_TIMEOUT_SECONDS,
+        send_timeout=send_timeout,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         background=None if on_close is None else BackgroundTask(on_close),
     )
