@@ -46,11 +46,14 @@ class CloudScript:
     sketch: str = OUTLINE
     expansion: str = "Expanded by the cloud."
     answer: str = "Plain cloud answer."
+    # Each reply's words this many times over: a long answer without a long string.
+    repeat: int = 1
     token_delay: float = 0.0
     # Silence before the first content token (a cloud still thinking, or queued).
     first_token_delay: float = 0.0
-    # Answer every chat request with this status (and an OpenAI error body).
+    # Answer every chat request with this status (and an OpenAI error body, and these headers).
     fail_status: int | None = None
+    fail_headers: dict[str, str] = field(default_factory=dict)
     # Break the connection after this many content chunks of the replies of these kinds.
     die_after_chunks: int | None = None
     die_kinds: tuple[str, ...] = ("sketch",)
@@ -59,8 +62,10 @@ class CloudScript:
     requests: list[dict[str, Any]] = field(default_factory=list)
     # The ``x-request-id`` header of each request (None when absent).
     request_ids: list[str | None] = field(default_factory=list)
-    # Streams closed (the in-process cloud only: ``tests.gateway.inprocess.mock_cloud``).
+    # Streams closed, whether finished or not.
     closed: int = 0
+    # ``time.monotonic()`` of each stream that ended before its ``[DONE]`` (served fake only).
+    cut_at: list[float] = field(default_factory=list)
 
 
 def _kind(body: dict[str, Any]) -> str:
@@ -94,7 +99,7 @@ async def cloud_chunks(script: CloudScript, body: dict[str, Any]) -> AsyncIterat
     Raises :class:`CloudDies` where the script breaks the connection.
     """
     kind = _kind(body)
-    pieces = split_words(_reply_text(script, kind))
+    pieces = split_words(_reply_text(script, kind)) * script.repeat
     base = {"id": "cmpl-fake", "object": "chat.completion.chunk", "created": 1}
     base["model"] = body["model"]
     yield json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
@@ -131,7 +136,9 @@ def fake_cloud(script: CloudScript) -> FastAPI:
         script.requests.append(body)
         script.request_ids.append(request.headers.get("x-request-id"))
         if script.fail_status is not None:
-            return JSONResponse(cloud_error(), status_code=script.fail_status)
+            return JSONResponse(
+                cloud_error(), status_code=script.fail_status, headers=script.fail_headers
+            )
         if not body.get("stream"):
             text = _reply_text(script, _kind(body))
             return JSONResponse(
@@ -150,7 +157,19 @@ def fake_cloud(script: CloudScript) -> FastAPI:
                     "usage": _usage(split_words(text)),
                 }
             )
-        return EventSourceResponse(cloud_chunks(script, body))
+
+        async def tracked() -> AsyncIterator[str]:
+            finished = False
+            try:
+                async for payload in cloud_chunks(script, body):
+                    yield payload
+                finished = True
+            finally:
+                script.closed += 1
+                if not finished:
+                    script.cut_at.append(time.monotonic())
+
+        return EventSourceResponse(tracked())
 
     return app
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
 from starlette.background import BackgroundTask
+from starlette.types import Receive, Scope, Send
 
 from pice.errors import PiceError
 
@@ -18,6 +21,27 @@ PING_SECONDS = 15
 SEND_TIMEOUT_SECONDS = 60.0
 
 DONE = "[DONE]"
+
+logger = logging.getLogger(__name__)
+
+
+class _EventStream(EventSourceResponse):
+    """sse-starlette's response, where a client that stopped reading is a client gone.
+
+    sse-starlette raises :class:`SendTimeoutError` out of the app when a send times out (after
+    closing the event generator): the error handlers then logged an "unhandled error" with two
+    tracebacks and tried to answer a 500 on a started response, and ``background`` (the stream's
+    ``on_close``) never ran. Here it is logged as what it is and ``on_close`` still runs;
+    uvicorn closes the connection.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            logger.warning("client read nothing for %ss: stream dropped", self.send_timeout)
+            if self.background is not None:
+                await self.background()
 
 
 def sse_json(payload: Any) -> ServerSentEvent:
@@ -53,7 +77,7 @@ def sse_response(
     drain), so nothing piles up in the server; one that reads nothing for ``send_timeout``
     seconds is dropped and the generator closed.
     """
-    return EventSourceResponse(
+    return _EventStream(
         events,
         ping=ping_seconds,
         send_timeout=send_timeout,
