@@ -31,6 +31,11 @@ class Timeouts(BaseModel):
         return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
 
 
+def pool_limits(max_connections: int) -> httpx.Limits:
+    """Connection pool limits of an upstream client (idle connections kept up to the same)."""
+    return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+
+
 class CloudSettings(BaseModel):
     """The cloud LLM: any OpenAI-compatible server (vLLM, or a ``pice edge serve`` stand-in)."""
 
@@ -38,6 +43,9 @@ class CloudSettings(BaseModel):
     model: str = "qwen2.5-coder-1.5b-instruct"
     api_key: str | None = None
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    # Connections open to the cloud at once: every stream in flight holds one (httpx's own
+    # default, 100, made the 101st concurrent stream wait ``timeouts.pool`` and fail with 503).
+    max_connections: int = Field(default=1000, ge=1)
 
 
 class EdgeEndpoint(BaseModel):
@@ -60,6 +68,8 @@ class EdgeClientSettings(BaseModel):
     timeouts: Timeouts = Field(
         default_factory=lambda: Timeouts(connect=2.0, read=60.0, write=10.0, pool=5.0)
     )
+    # Connections open to each edge at once: every job in flight or queued there holds one.
+    max_connections: int = Field(default=1000, ge=1)
 
 
 class ModelNames(BaseModel):
