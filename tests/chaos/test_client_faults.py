@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.chaos.support import ask
 from tests.gateway.conftest import fake_stack
@@ -54,7 +55,9 @@ def _settled(count: Any, quiet: float = 1.0, limit: float = 30.0) -> int:
     return int(last)
 
 
-def test_slow_client_holds_the_cloud_back_and_a_stuck_one_is_dropped() -> None:
+def test_slow_client_holds_the_cloud_back_and_a_stuck_one_is_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     cloud = CloudScript(answer="x" * PIECE, repeat=PIECES)
     total = PIECE * PIECES
     with fake_stack(cloud, [EdgeScript("e1")], stream={"send_timeout_seconds": 5.0}) as url:
@@ -81,6 +84,9 @@ def test_slow_client_holds_the_cloud_back_and_a_stuck_one_is_dropped() -> None:
                 time.sleep(0.1)
             assert cloud.cut_at[0] - stuck_at < 10
             assert cloud.chunks_sent * PIECE < total / 4
+    # A client gone, not a crash: no "unhandled error" (nor a 500 tried on a started stream).
+    assert not [r for r in caplog.records if r.name == "pice.http.errors"]
+    assert any("stream dropped" in r.getMessage() for r in caplog.records)
 
 
 def test_vanishing_client_cancels_the_edge_job_within_a_second() -> None:
