@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
 PICE_VLLM ?= 1
 
-.PHONY: install models vllm-env litellm-env run test check lint typecheck unit bench overhead clean
+.PHONY: install models vllm-env litellm-env run test check lint typecheck unit chaos soak bench overhead clean
 
 # llama-cpp-python is built by scripts/install-llama-cpp.sh (for this CPU, never with llama.cpp's
 # crashing AMX kernels) and rebuilt whenever its flags or the CPU change: `install` re-checks
@@ -66,6 +66,15 @@ unit: install
 # The whole suite, as CI runs it: real models, real edge agents, real vLLM.
 test: models lint typecheck $(if $(filter 1,$(PICE_VLLM)),vllm-env)
 	PICE_VLLM_VENV=$(abspath $(VLLM_VENV)) $(BIN)/pytest
+
+# The fault and load suite: edges killed and hung, the cloud down or dying, slow and vanishing
+# clients, pings, and a short soak (50 streams x 20 s). Its fast part also runs in `make test`.
+chaos: install
+	$(BIN)/pytest tests/chaos --chaos -v
+
+# The full-size soak: 200 streams for 5 minutes; prints a table, writes JSON and a plot.
+soak: install
+	$(BIN)/python benchmarks/soak.py --streams 200 --seconds 300 --out benchmarks/results/soak.json
 
 # Before every commit: format, lint, strict types and the fast tier, well under a minute.
 check: lint typecheck unit

@@ -21,6 +21,24 @@ def small_model_path() -> Path:
     return resolve_model("qwen2.5-coder-0.5b-instruct", pull=False).path
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--chaos",
+        action="store_true",
+        help="also run the tests marked chaos (the soak; `make chaos` sets it)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``chaos`` run only with ``--chaos``: minutes each, not for every run."""
+    if config.getoption("--chaos"):
+        return
+    skip = pytest.mark.skip(reason="chaos suite: run with --chaos (make chaos)")
+    for item in items:
+        if item.get_closest_marker("chaos") is not None:
+            item.add_marker(skip)
+
+
 def pytest_report_header() -> list[str]:
     """Which CPU kernels llama.cpp uses in this run, so a log shows what the model tests ran on.
 

@@ -23,7 +23,7 @@ from pice_gateway.placement.registry import placement_policy
 from pice_gateway.request_id import RequestIdMiddleware
 from pice_gateway.router.service import RequestRouter
 from pice_gateway.routes import build_router
-from pice_gateway.settings import GatewaySettings, RouterSettings
+from pice_gateway.settings import GatewaySettings, RouterSettings, pool_limits
 from pice_gateway.state import GatewayState
 
 logger = logging.getLogger(__name__)
@@ -66,8 +66,12 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout = settings.edge_client.timeouts.to_httpx()
+        limits = pool_limits(settings.edge_client.max_connections)
         registry = EdgeRegistry(
-            [Edge(HttpEdgeClient.connect(endpoint, timeout)) for endpoint in settings.edges],
+            [
+                Edge(HttpEdgeClient.connect(endpoint, timeout, limits))
+                for endpoint in settings.edges
+            ],
             poll_interval=settings.edge_client.poll_interval,
             point_tokens=settings.progressive.expected_point_tokens,
         )

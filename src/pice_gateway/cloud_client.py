@@ -14,7 +14,7 @@ import httpx
 
 from pice.openai_protocol import Usage
 from pice_gateway.request_id import propagate_request_id
-from pice_gateway.settings import GatewaySettings
+from pice_gateway.settings import GatewaySettings, pool_limits
 from pice_gateway.upstream import json_events, open_stream
 
 # The cloud's name as a source of text, in the ``pice`` report and in errors.
@@ -29,6 +29,7 @@ def cloud_http_client(settings: GatewaySettings) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=cloud.base_url.rstrip("/") + "/",
         timeout=cloud.timeouts.to_httpx(),
+        limits=pool_limits(cloud.max_connections),
         headers=headers,
         event_hooks={"request": [propagate_request_id]},
     )

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from pice.edge_protocol import ExpandEvent, ExpandRequest, LoadResponse, parse_expand_event
 from pice.errors import UpstreamProtocolError
 from pice_gateway.request_id import propagate_request_id
-from pice_gateway.settings import EdgeEndpoint
+from pice_gateway.settings import EdgeClientSettings, EdgeEndpoint, pool_limits
 from pice_gateway.upstream import get_json, json_events, open_stream
 
 
@@ -61,13 +61,19 @@ class HttpEdgeClient:
         self._http = http
 
     @classmethod
-    def connect(cls, endpoint: EdgeEndpoint, timeout: httpx.Timeout) -> HttpEdgeClient:
-        """A client for a configured edge, with its bearer token and the edge timeouts."""
+    def connect(
+        cls,
+        endpoint: EdgeEndpoint,
+        timeout: httpx.Timeout,
+        limits: httpx.Limits | None = None,
+    ) -> HttpEdgeClient:
+        """A client for a configured edge, with its bearer token, timeouts and pool limits."""
         token = endpoint.token
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
         http = httpx.AsyncClient(
             base_url=endpoint.url,
             timeout=timeout,
+            limits=limits or pool_limits(EdgeClientSettings().max_connections),
             headers=headers,
             event_hooks={"request": [propagate_request_id]},
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -13,7 +13,7 @@ from pice.admission import AdmissionGate, Ticket
 from pice.errors import ModelNotFoundError
 from pice.http.auth import bearer_auth
 from pice.http.disconnect import until_disconnect
-from pice.http.sse import sse_response
+from pice.http.sse import Event, sse_response
 from pice.openai_protocol import ChatCompletionRequest, ModelCard, ModelList, dump, now
 from pice_gateway.direct_path import CloudRelay, cloud_completion
 from pice_gateway.load_decision import LoadInputs, LoadRule, decide
@@ -43,6 +43,20 @@ def _closing(
     return close
 
 
+def _stream(
+    state: GatewayState,
+    events: AsyncIterator[Event],
+    on_close: Callable[[], Awaitable[None]],
+) -> Response:
+    knobs = state.settings.stream
+    return sse_response(
+        events,
+        on_close=on_close,
+        ping_seconds=knobs.ping_seconds,
+        send_timeout=knobs.send_timeout_seconds,
+    )
+
+
 async def _cloud_path(
     state: GatewayState,
     body: ChatCompletionRequest,
@@ -69,7 +83,7 @@ async def _cloud_path(
                 ticket.release()
 
         await relay.start()
-        return sse_response(relay.events(observation), on_close=_closing(close_relay, observation))
+        return _stream(state, relay.events(observation), _closing(close_relay, observation))
     try:
         completion = await until_disconnect(
             request,
@@ -126,7 +140,7 @@ async def _progressive_path(
         events = progressive_stream(
             run, body.model, include_usage=body.include_usage(), observation=observation
         )
-        return sse_response(events, on_close=_closing(close_run, observation))
+        return _stream(state, events, _closing(close_run, observation))
     try:
         completion = await until_disconnect(request, progressive_completion(run, body.model))
     finally:

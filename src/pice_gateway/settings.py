@@ -32,6 +32,11 @@ class Timeouts(BaseModel):
         return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
 
 
+def pool_limits(max_connections: int) -> httpx.Limits:
+    """Connection pool limits of an upstream client (idle connections kept up to the same)."""
+    return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+
+
 class CloudSettings(BaseModel):
     """The cloud LLM: any OpenAI-compatible server (vLLM, or a ``pice edge serve`` stand-in)."""
 
@@ -41,6 +46,9 @@ class CloudSettings(BaseModel):
     api_key: OptionalSecret = None
     api_key_file: Path | None = None
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    # Connections open to the cloud at once: every stream in flight holds one (httpx's own
+    # default, 100, made the 101st concurrent stream wait ``timeouts.pool`` and fail with 503).
+    max_connections: int = Field(default=1000, ge=1)
 
     @model_validator(mode="after")
     def _key_from_file(self) -> CloudSettings:
@@ -84,6 +92,8 @@ class EdgeClientSettings(_EdgeToken):
     timeouts: Timeouts = Field(
         default_factory=lambda: Timeouts(connect=2.0, read=60.0, write=10.0, pool=5.0)
     )
+    # Connections open to each edge at once: every job in flight or queued there holds one.
+    max_connections: int = Field(default=1000, ge=1)
 
 
 class RateLimitSettings(BaseModel):
@@ -214,6 +224,16 @@ class RouterSettings(BaseModel):
     pull: bool = True
 
 
+class StreamSettings(BaseModel):
+    """How streamed answers (SSE) are sent to clients."""
+
+    # A ``: ping`` comment goes out after this many seconds without an event, so proxies keep
+    # a stream open while the cloud is still thinking before its first token.
+    ping_seconds: float = Field(default=15.0, gt=0)
+    # A client that accepts no bytes for this long is dropped and its upstream work cancelled.
+    send_timeout_seconds: float = Field(default=60.0, gt=0)
+
+
 class GatewaySettings(YamlSettings):
     # env_ignore_empty: an empty variable (a Secret not filled in, PICE_API_KEYS="") counts as
     # unset, so the start-up check names the missing keys instead of a JSON parse error.
@@ -242,6 +262,7 @@ class GatewaySettings(YamlSettings):
     router: RouterSettings = Field(default_factory=RouterSettings)
     admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
     load_decision: LoadDecisionSettings = Field(default_factory=LoadDecisionSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
 
     @field_validator("edges")
     @classmethod

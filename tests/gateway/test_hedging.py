@@ -161,8 +161,8 @@ def hedges_of(report: dict[str, Any]) -> Sequence[dict[str, Any]]:
 def test_a_late_point_is_duplicated_and_the_client_sees_the_single_run_text() -> None:
     # The slow edge writes one word of each point and then goes silent (well within the stall
     # bound, 5 s): only a hedge can finish its points before that.
-    slow = EdgeScript("slow", behaviour="stall", voice="twin")
-    fast = EdgeScript("fast", voice="twin")
+    slow = EdgeScript("slow", behaviour="stall", author="twin")
+    fast = EdgeScript("fast", author="twin")
     with fake_stack(CloudScript(), [slow, fast], progressive=HEDGING) as url:
         text, report = stream_text(url)
         assert text == twin_text(), "same text as one edge alone, nothing sent twice"
@@ -185,8 +185,8 @@ def test_a_late_point_is_duplicated_and_the_client_sees_the_single_run_text() ->
 @pytest.mark.timeout(30)
 def test_the_first_attempt_winning_cancels_the_duplicate() -> None:
     # The point's own edge is slow but steady; the duplicate stalls, so the first attempt wins.
-    steady = EdgeScript("steady", token_delay=0.15, voice="twin")
-    stuck = EdgeScript("stuck", behaviour="stall", voice="twin")
+    steady = EdgeScript("steady", token_delay=0.15, author="twin")
+    stuck = EdgeScript("stuck", behaviour="stall", author="twin")
     hedging = {"hedging": {"enabled": True, "factor": 0.01, "floor_seconds": 0.1}}
     with fake_stack(
         CloudScript(), [steady, stuck], progressive={**hedging, "placement": "round-robin"}
@@ -203,7 +203,7 @@ def test_the_first_attempt_winning_cancels_the_duplicate() -> None:
 
 @pytest.mark.timeout(30)
 def test_without_hedging_nothing_is_duplicated() -> None:
-    edges = [EdgeScript("a", token_delay=0.05, voice="twin"), EdgeScript("b", voice="twin")]
+    edges = [EdgeScript("a", token_delay=0.05, author="twin"), EdgeScript("b", author="twin")]
     with fake_stack(CloudScript(), edges) as url:
         text, report = stream_text(url)
     assert text == twin_text()

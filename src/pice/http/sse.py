@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
 from starlette.background import BackgroundTask
+from starlette.types import Receive, Scope, Send
 
 from pice.errors import PiceError
 
@@ -19,6 +22,27 @@ SEND_TIMEOUT_SECONDS = 60.0
 
 DONE = "[DONE]"
 _END = b"\r\n\r\n"
+
+logger = logging.getLogger(__name__)
+
+
+class _EventStream(EventSourceResponse):
+    """sse-starlette's response, where a client that stopped reading is a client gone.
+
+    sse-starlette raises :class:`SendTimeoutError` out of the app when a send times out (after
+    closing the event generator): the error handlers then logged an "unhandled error" with two
+    tracebacks and tried to answer a 500 on a started response, and ``background`` (the stream's
+    ``on_close``) never ran. Here it is logged as what it is and ``on_close`` still runs;
+    uvicorn closes the connection.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            logger.warning("client read nothing for %ss: stream dropped", self.send_timeout)
+            if self.background is not None:
+                await self.background()
 
 
 # An event as sse-starlette sends it: bytes go out as they are.
@@ -50,7 +74,8 @@ def sse_response(
     events: AsyncIterator[Event],
     *,
     on_close: Callable[[], Awaitable[None]] | Callable[[], None] | None = None,
-    ping_seconds: int = PING_SECONDS,
+    ping_seconds: float = PING_SECONDS,
+    send_timeout: float = SEND_TIMEOUT_SECONDS,
 ) -> EventSourceResponse:
     """Stream ``events`` as ``text/event-stream`` with pings and a send timeout.
 
@@ -59,11 +84,15 @@ def sse_response(
     started (the client left before the first byte) has no ``finally`` to run, so work begun
     before the response was built is released by ``on_close``, which runs once the response
     ends however it ends. It must be safe to call after a normal finish.
+
+    A client that reads slowly holds the generator back (each send waits for the socket to
+    drain), so nothing piles up in the server; one that reads nothing for ``send_timeout``
+    seconds is dropped and the generator closed.
     """
-    return EventSourceResponse(
+    return _EventStream(
         events,
         ping=ping_seconds,
-        send_timeout=SEND_TIMEOUT_SECONDS,
+        send_timeout=send_timeout,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         background=None if on_close is None else BackgroundTask(on_close),
     )
