@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
 PICE_VLLM ?= 1
 
-.PHONY: install models vllm-env run test check lint typecheck unit bench clean
+.PHONY: install models vllm-env litellm-env run test check lint typecheck unit chaos soak bench overhead clean
 
 # llama-cpp-python is built by scripts/install-llama-cpp.sh (for this CPU, never with llama.cpp's
 # crashing AMX kernels) and rebuilt whenever its flags or the CPU change: `install` re-checks
@@ -36,6 +36,19 @@ $(VLLM_STAMP): scripts/setup-vllm.sh
 
 vllm-env: $(VLLM_STAMP)
 
+# LiteLLM's proxy, in a venv of its own, only for the side-by-side overhead benchmark.
+LITELLM_VENV ?= .venv-litellm
+$(LITELLM_VENV)/.installed-stamp:
+	test -x $(LITELLM_VENV)/bin/python || $(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python -m pip install --quiet 'litellm[proxy]'
+	touch $@
+
+litellm-env: $(LITELLM_VENV)/.installed-stamp
+
+# Gateway overhead vs LiteLLM and the upstream direct (docs/operations.md "Overhead").
+overhead: install litellm-env
+	$(BIN)/python benchmarks/overhead.py --rounds 3 --requests 1000 --out benchmarks/results/overhead.json
+
 run: models
 	$(BIN)/pice up
 
@@ -54,6 +67,15 @@ unit: install
 test: models lint typecheck $(if $(filter 1,$(PICE_VLLM)),vllm-env)
 	PICE_VLLM_VENV=$(abspath $(VLLM_VENV)) $(BIN)/pytest
 
+# The fault and load suite: edges killed and hung, the cloud down or dying, slow and vanishing
+# clients, pings, and a short soak (50 streams x 20 s). Its fast part also runs in `make test`.
+chaos: install
+	$(BIN)/pytest tests/chaos --chaos -v
+
+# The full-size soak: 200 streams for 5 minutes; prints a table, writes JSON and a plot.
+soak: install
+	$(BIN)/python benchmarks/soak.py --streams 200 --seconds 300 --out benchmarks/results/soak.json
+
 # Before every commit: format, lint, strict types and the fast tier, well under a minute.
 check: lint typecheck unit
 
@@ -61,4 +83,4 @@ bench: models
 	$(BIN)/python benchmarks/edge_batching.py
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(LITELLM_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -6,7 +6,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,7 +33,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         help="recent prompt prefixes kept in the KV cache for reuse (4; 0 = off)",
     )
-    serve.add_argument("--token", dest="api_token", help="require 'Authorization: Bearer T'")
+    serve.add_argument(
+        "--token",
+        dest="api_token",
+        help="require 'Authorization: Bearer T' (visible in ps: prefer --token-file or "
+        "PICE_EDGE_API_TOKEN)",
+    )
+    serve.add_argument(
+        "--token-file", dest="api_token_file", type=Path, help="file holding the token"
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="serve a non-loopback address without a token (logged as a WARNING)",
+    )
     serve.add_argument("--config", type=Path, help="YAML file with these settings")
     serve.set_defaults(handler=_serve)
 
@@ -46,6 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from edge_agent.api.app import create_app
     from edge_agent.settings import load_settings
+    from pice.errors import InsecureBindError
     from pice.logs import configure_logging
     from pice.tracing_factory import log_filters
 
@@ -61,12 +79,20 @@ def _serve(args: argparse.Namespace) -> int:
         n_batch=args.n_batch,
         prefix_cache_slots=args.prefix_cache_slots,
         api_token=args.api_token,
+        api_token_file=args.api_token_file,
+        allow_insecure=args.insecure,
     )
     # Log lines carry the gateway's request id (``x-request-id``), as text or JSON; uvicorn's
-    # own lines go through the same handler (no log_config of its own).
+    # own lines go through the same handler (no log_config of its own). Configured before the
+    # app, so a refused insecure bind is logged in the same format.
     configure_logging(settings.log_format, args.log_level.upper(), log_filters(settings.tracing))
+    try:
+        app = create_app(settings)
+    except InsecureBindError as exc:
+        logger.error("%s", exc)
+        return 2
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -27,6 +27,7 @@ from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
 from pice.http.request_id import RequestIdMiddleware
 from pice.models.registry import resolve_model
+from pice.security import check_exposure
 from pice.tracing import Tracing, TracingMiddleware
 from pice.tracing_factory import build_tracing
 
@@ -73,8 +74,19 @@ def create_app(
     *,
     tracing: Tracing | None = None,
 ) -> FastAPI:
-    """The edge agent. ``tracing`` defaults to what ``settings.tracing`` builds (off unless
-    enabled): each ``/v1/expand`` job continues the gateway's trace (its ``traceparent``)."""
+    """The edge agent's app; refuses a non-loopback host without a token (:mod:`pice.security`).
+
+    ``tracing`` defaults to what ``settings.tracing`` builds (off unless enabled): each
+    ``/v1/expand`` job continues the gateway's trace (its ``traceparent``).
+    """
+    check_exposure(
+        "edge agent",
+        settings.host,
+        settings.port,
+        authenticated=settings.api_token is not None,
+        allow_insecure=settings.allow_insecure,
+        logger=logger,
+    )
     tracing = tracing if tracing is not None else build_tracing(settings.tracing, "pice-edge")
 
     @contextlib.asynccontextmanager

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from sse_starlette import ServerSentEvent
 
 from edge_agent.api.state import check_model, edge_state, ready_engine
 from edge_agent.engine import (
@@ -25,7 +24,7 @@ from edge_agent.engine import (
 from edge_agent.engine.backend import EngineJob
 from edge_agent.engine.chat_template import Message
 from pice.http.disconnect import until_disconnect
-from pice.http.sse import sse_done, sse_error, sse_json, sse_response
+from pice.http.sse import Event, sse_done, sse_error, sse_json, sse_response
 from pice.openai_protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -61,6 +60,8 @@ def build_job(body: ChatCompletionRequest, prefix: str, add_special: bool) -> Jo
                 temperature=temperature,
                 top_p=top_p,
                 seed=None if body.seed is None else body.seed + i,
+                presence_penalty=body.presence_penalty or 0.0,
+                frequency_penalty=body.frequency_penalty or 0.0,
                 max_tokens=limit,
                 stop=tuple(body.stop_list()),
             ),
@@ -115,10 +116,10 @@ async def _collect(handle: EngineJob, body: ChatCompletionRequest, model_id: str
 
 async def _stream(
     handle: EngineJob, body: ChatCompletionRequest, model_id: str
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[Event]:
     cid, created = completion_id(), now()
 
-    def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> ServerSentEvent:
+    def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> bytes:
         return sse_json(
             dump(
                 ChatCompletionChunk(

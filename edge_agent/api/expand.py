@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 
 from edge_agent.api.schemas import (
     DeltaEvent,
@@ -32,7 +32,8 @@ from edge_agent.engine import (
 from edge_agent.engine.backend import EngineJob
 from edge_agent.engine.chat_template import Message
 from edge_agent.prompts import expansion_messages, point_stops, point_suffix
-from pice.http.sse import sse_done, sse_json, sse_response
+from pice.admission import Ticket
+from pice.http.sse import Event, sse_done, sse_json, sse_response
 from pice.openai_protocol import Usage
 from pice.tracing import Span
 
@@ -74,6 +75,8 @@ def build_job(
                 temperature=candidate_temperature(body, candidate),
                 top_p=body.top_p,
                 seed=seed,
+                presence_penalty=body.presence_penalty,
+                frequency_penalty=body.frequency_penalty,
                 max_tokens=body.max_tokens,
                 stop=point_stops(point, body.stop),
             )
@@ -90,9 +93,16 @@ async def expand(body: ExpandRequest, request: Request) -> EventSourceResponse:
     question, history = _conversation(body)
     prompt = engine.chat.render(expansion_messages(question, body.sketch, history))
     spec, labels = build_job(body, prompt.text, prompt.add_special)
-    # Submitting tokenises and checks the context: a job that can never fit is a 400 here,
-    # before the stream starts.
-    handle = engine.submit(spec)
+    # A full queue is a 429 here, before anything is tokenised or queued: the gateway places
+    # the work elsewhere. The ticket is given back once the batcher admits the job.
+    ticket = state.queue.admit()
+    try:
+        # Submitting tokenises and checks the context: a job that can never fit is a 400 here,
+        # before the stream starts.
+        handle = engine.submit(spec)
+    except BaseException:
+        ticket.release()
+        raise
     # A child of this request's server span, which continues the gateway's edge-job span.
     span = state.tracing.start(
         "pice.edge.job",
@@ -103,17 +113,19 @@ async def expand(body: ExpandRequest, request: Request) -> EventSourceResponse:
         },
     )
     return sse_response(
-        _events(handle, labels, state.model_id, span),
-        on_close=_closing(handle.cancel, span),
+        _events(handle, labels, state.model_id, ticket, span),
+        on_close=_closing(ticket, handle.cancel, span),
     )
 
 
-def _closing(cancel: Callable[[], None], span: Span) -> Callable[[], None]:
-    """The stream's ``on_close``: cancel what is left of the job, and end its span (a client
-    that left before the stream started never reaches the generator's end)."""
+def _closing(ticket: Ticket, cancel: Callable[[], None], span: Span) -> Callable[[], None]:
+    """The stream's ``on_close``: give the queue ticket back, cancel what is left of the job,
+    and end its span (a client that left before the stream started never reaches the
+    generator's end). Safe after a normal finish: each step is idempotent."""
 
     def close() -> None:
         try:
+            ticket.release()
             cancel()
         finally:
             span.end()
@@ -121,13 +133,17 @@ def _closing(cancel: Callable[[], None], span: Span) -> Callable[[], None]:
     return close
 
 
-def _event(model: BaseModel) -> ServerSentEvent:
+def _event(model: BaseModel) -> bytes:
     return sse_json(model.model_dump(mode="json"))
 
 
 async def _events(
-    handle: EngineJob, labels: list[tuple[int, int]], model_id: str, span: Span
-) -> AsyncIterator[ServerSentEvent]:
+    handle: EngineJob,
+    labels: list[tuple[int, int]],
+    model_id: str,
+    ticket: Ticket,
+    span: Span,
+) -> AsyncIterator[Event]:
     async with handle:  # leaving early (client gone) cancels the job's sequences
         async for event in handle:
             _trace(span, event)
@@ -151,6 +167,7 @@ async def _events(
                     )
                 )
             elif isinstance(event, JobStarted):
+                ticket.release()  # admitted: no longer queued
                 yield _event(
                     StartEvent(
                         job_id=event.job_id,

@@ -71,9 +71,15 @@ def configure_logging(
     level: int | str = logging.INFO,
     filters: Iterable[logging.Filter] = (),
 ) -> None:
-    """Make the root logger write ``log_format`` lines with request ids (replacing its handlers)."""
+    """Make the root logger write ``log_format`` lines with request ids.
+
+    Replaces the root's plain stream handlers (``logging.basicConfig``'s, which ``pice`` sets up
+    before the subcommand runs, or an earlier call's), so no line is written twice; any other
+    handler (a file handler, a test's log capture) is kept.
+    """
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if type(old) is logging.StreamHandler:
+            root.removeHandler(old)
     root.addHandler(log_handler(log_format, filters=filters))
     root.setLevel(level)

@@ -15,7 +15,7 @@ import httpx
 from pice.openai_protocol import Usage
 from pice.tracing import NO_TRACING, Tracing
 from pice_gateway.request_id import request_hooks
-from pice_gateway.settings import GatewaySettings
+from pice_gateway.settings import GatewaySettings, pool_limits
 from pice_gateway.upstream import json_events, open_stream
 
 # The cloud's name as a source of text, in the ``pice`` report and in errors.
@@ -27,10 +27,12 @@ def cloud_http_client(
 ) -> httpx.AsyncClient:
     """The one pooled client to the cloud, with its key and timeouts (closed at shutdown)."""
     cloud = settings.cloud
-    headers = {"Authorization": f"Bearer {cloud.api_key}"} if cloud.api_key else {}
+    key = cloud.api_key
+    headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
     return httpx.AsyncClient(
         base_url=cloud.base_url.rstrip("/") + "/",
         timeout=cloud.timeouts.to_httpx(),
+        limits=pool_limits(cloud.max_connections),
         headers=headers,
         event_hooks={"request": request_hooks(tracing)},
     )

@@ -13,10 +13,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from sse_starlette import ServerSentEvent
 
 from pice.errors import PiceError
-from pice.http.sse import sse_done, sse_error, sse_json
+from pice.http.sse import Event, sse_done, sse_error, sse_json
 from pice.openai_protocol import ChatCompletionRequest, Usage
 from pice_gateway.cloud_client import CLOUD
 from pice_gateway.observers import RequestObservation
@@ -83,7 +82,7 @@ class CloudRelay:
     async def aclose(self) -> None:
         await self._stack.aclose()
 
-    async def events(self, observation: RequestObservation) -> AsyncIterator[ServerSentEvent]:
+    async def events(self, observation: RequestObservation) -> AsyncIterator[Event]:
         """Relay the chunks, holding each back by one so the last can carry ``pice``."""
         assert self._response is not None, "start() first"
         held: dict[str, Any] | None = None

@@ -22,7 +22,7 @@ from pice.edge_protocol import ExpandEvent, ExpandRequest, LoadResponse, parse_e
 from pice.errors import UpstreamProtocolError
 from pice.tracing import NO_TRACING, Tracing
 from pice_gateway.request_id import request_hooks
-from pice_gateway.settings import EdgeEndpoint
+from pice_gateway.settings import EdgeClientSettings, EdgeEndpoint, pool_limits
 from pice_gateway.upstream import get_json, json_events, open_stream
 
 
@@ -63,13 +63,20 @@ class HttpEdgeClient:
 
     @classmethod
     def connect(
-        cls, endpoint: EdgeEndpoint, timeout: httpx.Timeout, tracing: Tracing = NO_TRACING
+        cls,
+        endpoint: EdgeEndpoint,
+        timeout: httpx.Timeout,
+        limits: httpx.Limits | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> HttpEdgeClient:
-        """A client for a configured edge, with its bearer token and the edge timeouts."""
-        headers = {"Authorization": f"Bearer {endpoint.token}"} if endpoint.token else {}
+        """A client for a configured edge, with its bearer token, timeouts and pool limits;
+        with ``tracing`` on, each request carries the current span's ``traceparent``."""
+        token = endpoint.token
+        headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
         http = httpx.AsyncClient(
             base_url=endpoint.url,
             timeout=timeout,
+            limits=limits or pool_limits(EdgeClientSettings().max_connections),
             headers=headers,
             event_hooks={"request": request_hooks(tracing)},
         )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sse_starlette import ServerSentEvent
-
 from pice.errors import PiceError
-from pice.http.sse import sse_done, sse_error, sse_json
+from pice.http.sse import Event, sse_done, sse_error, sse_json
 from pice.openai_protocol import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -60,7 +59,7 @@ class ChunkWriter:
 
 async def progressive_stream(
     run: ProgressiveRun, model: str, *, include_usage: bool, observation: RequestObservation
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[Event]:
     """The SSE events of a progressive run; a failure after the first byte is an error event."""
     writer = ChunkWriter(model, include_usage=include_usage)
     yield sse_json(writer.role())
@@ -91,24 +90,26 @@ async def progressive_stream(
 async def progressive_completion(run: ProgressiveRun, model: str) -> dict[str, Any]:
     """The whole answer of a progressive run as one ``chat.completion`` body."""
     parts: list[str] = []
-    async for event in run.events():
-        if isinstance(event, TextOut):
-            parts.append(event.text)
-        elif isinstance(event, Finished):
-            completion = ChatCompletion(
-                id=completion_id(),
-                created=now(),
-                model=model,
-                choices=[
-                    Choice(
-                        index=0,
-                        message=ResponseMessage(content="".join(parts)),
-                        finish_reason=event.finish_reason,
-                    )
-                ],
-                usage=total_usage(event.report),
-            )
-            body = dump(completion)
-            body["pice"] = event.report.model_dump(mode="json")
-            return body
+    # Closed explicitly: a run that met a stop sequence still has expansions to cancel.
+    async with contextlib.aclosing(run.events()) as events:
+        async for event in events:
+            if isinstance(event, TextOut):
+                parts.append(event.text)
+            elif isinstance(event, Finished):
+                completion = ChatCompletion(
+                    id=completion_id(),
+                    created=now(),
+                    model=model,
+                    choices=[
+                        Choice(
+                            index=0,
+                            message=ResponseMessage(content="".join(parts)),
+                            finish_reason=event.finish_reason,
+                        )
+                    ],
+                    usage=total_usage(event.report),
+                )
+                body = dump(completion)
+                body["pice"] = event.report.model_dump(mode="json")
+                return body
     raise RuntimeError("progressive run ended without finishing")  # pragma: no cover

@@ -17,13 +17,14 @@ consumer stops iterating.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource, SSEError
+from httpx_sse import SSEError
 
 from pice.errors import (
     InvalidRequestError,
@@ -33,8 +34,12 @@ from pice.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from pice_gateway.sse_decode import SseDataDecoder
 
 _DONE = "[DONE]"
+# How long a finished stream's remaining bytes may take to arrive before its connection is
+# closed rather than reused (an upstream that sends ``[DONE]`` ends its body right after).
+DRAIN_SECONDS = 1.0
 
 
 def _error_fields(body: bytes) -> tuple[str, str | None, str | None]:
@@ -59,13 +64,15 @@ def error_from_status(upstream: str, status: int, body: bytes, headers: httpx.He
         )
     if status == 413:
         return PayloadTooLargeError(message or "Request too large for the upstream.")
-    if status == 429:
-        return RateLimitError(message or f"{upstream} is rate limiting.", code=code)
-    # 401/403/404 from an upstream are the gateway's misconfiguration, not the client's fault.
     try:
         retry_after = max(1, int(headers.get("retry-after", "1")))
     except ValueError:
         retry_after = 1
+    if status == 429:
+        return RateLimitError(
+            message or f"{upstream} is rate limiting.", code=code, retry_after=retry_after
+        )
+    # 401/403/404 from an upstream are the gateway's misconfiguration, not the client's fault.
     return UpstreamError(
         f"{upstream} answered {status}: {message}".rstrip(": "), retry_after=retry_after
     )
@@ -112,17 +119,40 @@ async def open_stream(
 async def json_events(
     response: httpx.Response, upstream: str
 ) -> AsyncGenerator[dict[str, Any], None]:
-    """The JSON objects of an SSE response's ``data:`` events, up to ``[DONE]``."""
+    """The JSON objects of an SSE response's ``data:`` events, up to ``[DONE]``.
+
+    After ``[DONE]`` the rest of the body (normally just its end, already in flight) is read,
+    for at most :data:`DRAIN_SECONDS`: httpx returns a connection to its pool only when the
+    body was read to the end, and closing it instead cost a new TCP connection per streamed
+    request (seen in the gateway's profile, docs/operations.md "Overhead").
+    """
     async with translated(upstream):
-        async for event in EventSource(response).aiter_sse():
-            if event.data == _DONE:
-                return
-            if not event.data:
-                continue
-            payload = json.loads(event.data)
-            if not isinstance(payload, dict):
-                raise ValueError(f"expected a JSON object, got {event.data[:80]!r}")
-            yield payload
+        _check_event_stream(response)
+        decoder = SseDataDecoder()
+        chunks = response.aiter_bytes()
+        async for chunk in chunks:
+            for data in decoder.feed(chunk):
+                if data == _DONE:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(DRAIN_SECONDS):
+                            async for _ in chunks:
+                                pass
+                    return
+                if data:
+                    yield _json_event(data)
+
+
+def _check_event_stream(response: httpx.Response) -> None:
+    content_type = response.headers.get("content-type", "").partition(";")[0]
+    if "text/event-stream" not in content_type:
+        raise SSEError(f"expected Content-Type text/event-stream, got {content_type!r}")
+
+
+def _json_event(data: str) -> dict[str, Any]:
+    payload = json.loads(data)
+    if not isinstance(payload, dict):
+        raise ValueError(f"expected a JSON object, got {data[:80]!r}")
+    return payload
 
 
 def _json_object(upstream: str, response: httpx.Response) -> dict[str, Any]:

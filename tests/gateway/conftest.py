@@ -39,9 +39,13 @@ def settings_for(cloud_url: str, edges: dict[str, str], **overrides: Any) -> Gat
     # These fakes exercise the in-band decision of model `pice`; router tests enable it.
     overrides.setdefault("router", {"enabled": False})
     return GatewaySettings(
-        cloud={"base_url": cloud_url + "/v1", "model": "cloud-model"},
+        cloud={
+            "base_url": cloud_url + "/v1",
+            "model": "cloud-model",
+            **overrides.pop("cloud_settings", {}),
+        },
         edges=[EdgeEndpoint(name=name, url=url) for name, url in edges.items()],
-        edge_client={"poll_interval": 0.2},
+        edge_client=overrides.pop("edge_client", {"poll_interval": 0.2}),
         progressive=progressive,
         **overrides,
     )

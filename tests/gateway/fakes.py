@@ -33,7 +33,7 @@ from pice.edge_protocol import (
     PointDoneEvent,
     StartEvent,
 )
-from pice.openai_protocol import Usage
+from pice.openai_protocol import FinishReason, Usage
 from tests.support.processes import free_port
 
 OUTLINE = "1. Alpha point\n2. Beta point\n3. Gamma point\n"
@@ -46,18 +46,30 @@ class CloudScript:
     sketch: str = OUTLINE
     expansion: str = "Expanded by the cloud."
     answer: str = "Plain cloud answer."
+    # Each reply's words this many times over: a long answer without a long string.
+    repeat: int = 1
     token_delay: float = 0.0
-    # Answer every chat request with this status (and an OpenAI error body).
+    # Silence before the first content token (a cloud still thinking, or queued).
+    first_token_delay: float = 0.0
+    # Answer every chat request with this status (and an OpenAI error body, and these headers).
     fail_status: int | None = None
-    # Break the connection after this many sketch chunks.
+    fail_headers: dict[str, str] = field(default_factory=dict)
+    # Break the connection after this many content chunks of the replies of these kinds.
     die_after_chunks: int | None = None
+    die_kinds: tuple[str, ...] = ("sketch",)
+    # Content chunks written so far, over every stream (what a slow reader held back).
+    chunks_sent: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     # The ``x-request-id`` header of each request (None when absent).
     request_ids: list[str | None] = field(default_factory=list)
     # The W3C ``traceparent`` header of each request (None when absent).
     traceparents: list[str | None] = field(default_factory=list)
-    # Streams closed (the in-process cloud only: ``tests.gateway.inprocess.mock_cloud``).
+    # The client port of each request: one port for two requests means a reused connection.
+    client_ports: list[int] = field(default_factory=list)
+    # Streams closed, whether finished or not.
     closed: int = 0
+    # ``time.monotonic()`` of each stream that ended before its ``[DONE]`` (served fake only).
+    cut_at: list[float] = field(default_factory=list)
 
 
 def _kind(body: dict[str, Any]) -> str:
@@ -91,20 +103,25 @@ async def cloud_chunks(script: CloudScript, body: dict[str, Any]) -> AsyncIterat
     Raises :class:`CloudDies` where the script breaks the connection.
     """
     kind = _kind(body)
-    pieces = split_words(_reply_text(script, kind))
+    whole = split_words(_reply_text(script, kind)) * script.repeat
+    # Like a real model, an answer ends at ``max_tokens`` (one piece a token).
+    pieces = whole[: body.get("max_tokens") or len(whole)]
+    finish_reason = "length" if len(pieces) < len(whole) else "stop"
     base = {"id": "cmpl-fake", "object": "chat.completion.chunk", "created": 1}
     base["model"] = body["model"]
     yield json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
     for n, piece in enumerate(pieces):
         if (
-            kind == "sketch"
+            kind in script.die_kinds
             and script.die_after_chunks is not None
             and n >= script.die_after_chunks
         ):
             raise CloudDies("fake cloud dies")
-        await asyncio.sleep(script.token_delay)
+        await asyncio.sleep(script.first_token_delay if n == 0 else script.token_delay)
         yield json.dumps({**base, "choices": [{"index": 0, "delta": {"content": piece}}]})
-    yield json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        script.chunks_sent += 1
+    end = {"index": 0, "delta": {}, "finish_reason": finish_reason}
+    yield json.dumps({**base, "choices": [end]})
     if (body.get("stream_options") or {}).get("include_usage"):
         yield json.dumps({**base, "choices": [], "usage": _usage(pieces)})
     yield "[DONE]"
@@ -127,8 +144,11 @@ def fake_cloud(script: CloudScript) -> FastAPI:
         script.requests.append(body)
         script.request_ids.append(request.headers.get("x-request-id"))
         script.traceparents.append(request.headers.get("traceparent"))
+        script.client_ports.append(request.client.port if request.client else 0)
         if script.fail_status is not None:
-            return JSONResponse(cloud_error(), status_code=script.fail_status)
+            return JSONResponse(
+                cloud_error(), status_code=script.fail_status, headers=script.fail_headers
+            )
         if not body.get("stream"):
             text = _reply_text(script, _kind(body))
             return JSONResponse(
@@ -147,7 +167,19 @@ def fake_cloud(script: CloudScript) -> FastAPI:
                     "usage": _usage(split_words(text)),
                 }
             )
-        return EventSourceResponse(cloud_chunks(script, body))
+
+        async def tracked() -> AsyncIterator[str]:
+            finished = False
+            try:
+                async for payload in cloud_chunks(script, body):
+                    yield payload
+                finished = True
+            finally:
+                script.closed += 1
+                if not finished:
+                    script.cut_at.append(time.monotonic())
+
+        return EventSourceResponse(tracked())
 
     return app
 
@@ -179,9 +211,9 @@ def load_report(**fields: Any) -> LoadResponse:
     return LoadResponse.model_validate(idle | fields)
 
 
-def point_words(point: int, edge: str) -> list[str]:
-    """The six "tokens" a fake edge writes for ``point``."""
-    return split_words(f"Body of point {point + 1} from {edge}.")
+def point_words(point: int, edge: str, extra: int = 0) -> list[str]:
+    """The six "tokens" a fake edge writes for ``point`` (and ``extra`` filler words after)."""
+    return split_words(f"Body of point {point + 1} from {edge}." + " more" * extra)
 
 
 def candidate_words(words: list[str], candidate: int) -> list[str]:
@@ -190,12 +222,16 @@ def candidate_words(words: list[str], candidate: int) -> list[str]:
 
 
 def point_done(
-    point: int, words: list[str], candidate: int = 0, logprob_mean: float = -1.0
+    point: int,
+    words: list[str],
+    candidate: int = 0,
+    logprob_mean: float = -1.0,
+    finish_reason: FinishReason = "stop",
 ) -> PointDoneEvent:
     return PointDoneEvent(
         point=point,
         candidate=candidate,
-        finish_reason="stop",
+        finish_reason=finish_reason,
         text="".join(words),
         prompt_tokens=5,
         completion_tokens=len(words),
@@ -217,7 +253,8 @@ def wire(event: BaseModel) -> str:
 
 @dataclass
 class EdgeScript:
-    """What a fake edge does: ``ok``, ``die`` (after the first delta), ``stall``, ``error``."""
+    """What a fake edge does: ``ok``, ``die`` (after the first delta), ``stall``, ``error``,
+    or ``full`` (its job queue is full: every ``/v1/expand`` is a 429 with Retry-After)."""
 
     name: str
     behaviour: str = "ok"
@@ -231,6 +268,14 @@ class EdgeScript:
     # The W3C ``traceparent`` header of each ``/v1/expand`` request (None when absent).
     traceparents: list[str | None] = field(default_factory=list)
     cancelled: int = 0
+    # ``time.monotonic()`` of each cancellation (a job whose client left before its end).
+    cancelled_at: list[float] = field(default_factory=list)
+    # Whose words it writes (default its own name): edges running the same model write the
+    # same text, as one model decoding greedily on two devices does, so a point restarted
+    # elsewhere repeats what the first edge had sent.
+    author: str | None = None
+    # Filler words after each point's body (longer points at the same pace).
+    extra_words: int = 0
 
 
 def fake_edge(script: EdgeScript) -> FastAPI:
@@ -240,12 +285,16 @@ def fake_edge(script: EdgeScript) -> FastAPI:
     async def load() -> dict[str, Any]:
         return load_report(running_sequences=script.running).model_dump(mode="json")
 
-    @app.post("/v1/expand")
-    async def expand(request: Request) -> EventSourceResponse:
+    @app.post("/v1/expand", response_model=None)
+    async def expand(request: Request) -> Response:
         body = await request.json()
         script.jobs.append(body)
         script.request_ids.append(request.headers.get("x-request-id"))
         script.traceparents.append(request.headers.get("traceparent"))
+        if script.behaviour == "full":
+            error = {"message": "full", "type": "rate_limit_error", "param": None}
+            error["code"] = "server_overloaded"
+            return JSONResponse({"error": error}, status_code=429, headers={"Retry-After": "1"})
         expand = ExpandRequest.model_validate(body)
         points, candidates = expand.point_indices(), expand.candidates
 
@@ -261,7 +310,10 @@ def fake_edge(script: EdgeScript) -> FastAPI:
                     finished = True
                     return
                 for point in points:
-                    words = point_words(point, script.name)
+                    # Like the agent, a sequence ends at ``max_tokens`` (one word a token).
+                    whole = point_words(point, script.author or script.name, script.extra_words)
+                    words = whole[: expand.max_tokens]
+                    finish: FinishReason = "length" if len(words) < len(whole) else "stop"
                     for n, word in enumerate(words):
                         if script.behaviour == "die" and n == 1:
                             raise RuntimeError("fake edge dies")
@@ -272,7 +324,8 @@ def fake_edge(script: EdgeScript) -> FastAPI:
                             text = candidate_words([word], candidate)[0]
                             yield wire(DeltaEvent(point=point, candidate=candidate, text=text))
                     for candidate in range(candidates):
-                        yield wire(point_done(point, candidate_words(words, candidate), candidate))
+                        body = candidate_words(words, candidate)
+                        yield wire(point_done(point, body, candidate, finish_reason=finish))
                 yield wire(job_done(len(points)))
                 yield "[DONE]"
                 finished = True
@@ -280,6 +333,7 @@ def fake_edge(script: EdgeScript) -> FastAPI:
                 script.running -= len(points) * candidates
                 if not finished:
                     script.cancelled += 1
+                    script.cancelled_at.append(time.monotonic())
 
         return EventSourceResponse(events())
 

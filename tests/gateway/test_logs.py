@@ -86,12 +86,19 @@ def test_json_lines_carry_extra_fields_and_tracebacks() -> None:
     assert "ValueError: bad value" in record["exc_info"]
 
 
-def test_configure_logging_replaces_the_root_handlers(capsys: pytest.CaptureFixture[str]) -> None:
+def test_configure_logging_replaces_the_plain_root_handlers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     root = logging.getLogger()
     saved, level = list(root.handlers), root.level
     try:
+        # What ``logging.basicConfig`` (run by ``pice`` before its subcommand) leaves behind.
+        plain = logging.StreamHandler()
+        root.addHandler(plain)
         configure_logging("json", "WARNING")
-        assert len(root.handlers) == 1
+        assert plain not in root.handlers, "replaced: no line written twice"
+        assert [h for h in root.handlers if type(h) is logging.StreamHandler] == root.handlers[-1:]
+        assert set(saved) <= set(root.handlers), "other handlers (pytest's capture) are kept"
         assert root.level == logging.WARNING
         logging.getLogger("tests.logs.root").warning("to stderr")
         line = capsys.readouterr().err.strip().splitlines()[-1]

@@ -231,3 +231,32 @@ def test_json_log_lines_inside_a_span_name_its_trace(recording: Recording) -> No
     assert inside["trace_id"] == f"{span.context.trace_id:032x}"
     assert inside["span_id"] == f"{span.context.span_id:016x}"
     assert log_filters(TracingSettings()) == []
+
+
+@pytest.mark.timeout(30)
+def test_a_hedged_point_shows_its_duplicate_job_and_the_race(recording: Recording) -> None:
+    # The slow edge stalls after one word of each point: the fast edge's duplicates win.
+    slow = EdgeScript("slow", behaviour="stall", author="twin")
+    fast = EdgeScript("fast", author="twin")
+    hedging = {"hedging": {"enabled": True, "factor": 0.01, "floor_seconds": 0.2}}
+    recorder = Recorder()
+    with fake_stack(
+        CloudScript(),
+        [slow, fast],
+        progressive=hedging,
+        report_observers=[recorder],
+        tracing=recording.tracing,
+    ) as url:
+        response = _post(url, model="pice-progressive")
+        recorder.wait_for(1)
+    assert response.status_code == 200
+    hedges = response.json()["pice"]["hedges"]
+    assert hedges > 0
+    duplicates = [s for s in recording.spans("pice.expand") if (s.attributes or {})["pice.hedge"]]
+    assert len(duplicates) == hedges
+    assert all((s.attributes or {})["pice.edge"] == "fast" for s in duplicates)
+    events = [e for p in recording.spans("pice.point") for e in p.events]
+    raced = [e for e in events if e.name == "hedge"]
+    settled = [e for e in events if e.name == "hedge settled"]
+    assert len(raced) == len(settled) == hedges
+    assert all((e.attributes or {})["pice.winner"] == "fast" for e in settled)
