@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         help="recent prompt prefixes kept in the KV cache for reuse (4; 0 = off)",
     )
+    serve.add_argument("--lora", type=Path, help="LoRA adapter GGUF to apply (pice tune export)")
+    serve.add_argument("--lora-scale", dest="lora_scale", type=float, help="adapter scale (1.0)")
     serve.add_argument("--token", dest="api_token", help="require 'Authorization: Bearer T'")
     serve.add_argument("--config", type=Path, help="YAML file with these settings")
     serve.set_defaults(handler=_serve)
@@ -58,6 +60,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_sequences=args.max_sequences,
         n_batch=args.n_batch,
         prefix_cache_slots=args.prefix_cache_slots,
+        lora=args.lora,
+        lora_scale=args.lora_scale,
         api_token=args.api_token,
     )
     uvicorn.run(

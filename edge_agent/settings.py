@@ -47,6 +47,10 @@ class EdgeSettings(YamlSettings):
     # llama.cpp's extra weight buffers (its CPU repack kernels, and AMX where allowed). Which
     # is faster depends on the CPU and the weight format: benchmarks/extra_buffers.py measures.
     extra_buffers: bool = True
+    # A llama.cpp LoRA adapter GGUF (``pice tune export``) applied to every decode, and its
+    # scale (llama.cpp multiplies it by the adapter's alpha / rank).
+    lora: Path | None = None
+    lora_scale: float = Field(default=1.0, ge=0.0)
     api_token: str | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1)
 

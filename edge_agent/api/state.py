@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from edge_agent.engine.backend import EngineBackend
 from edge_agent.settings import EdgeSettings
+from pice.edge_protocol import AdapterInfo
 from pice.errors import ModelNotFoundError, ServiceUnavailableError
 from pice.openai_protocol import now
 
@@ -21,6 +22,7 @@ class EdgeState:
     # Names a client may put in "model": the served id and the model's own name.
     aliases: frozenset[str]
     metrics: CollectorRegistry
+    adapter: AdapterInfo | None = None
     created: int = field(default_factory=now)
     load_error: str | None = None
 

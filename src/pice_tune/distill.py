@@ -193,7 +193,9 @@ def build_dataset(
         examples.extend(kept)
         dropped.update(why)
     result = write_dataset(
-        out, examples, {**manifest, "questions": len(train), "dropped": dict(sorted(dropped.items()))}
+        out,
+        examples,
+        {**manifest, "questions": len(train), "dropped": dict(sorted(dropped.items()))},
     )
     assert result["data_sha256"] == data_hash(examples)
     return result

@@ -244,7 +244,9 @@ def export(args: argparse.Namespace) -> int:
         n_in, n_out = base_shapes[name][:2]
         a, b = pair["a"], pair["b"]
         if a.shape != (rank, n_in) or b.shape != (n_out, rank):
-            raise SystemExit(f"{name}: lora shapes {a.shape}, {b.shape} do not fit ({n_in}, {n_out})")
+            raise SystemExit(
+                f"{name}: lora shapes {a.shape}, {b.shape} do not fit ({n_in}, {n_out})"
+            )
 
     tmp = args.out.with_name(args.out.name + ".tmp")
     writer = gguf.GGUFWriter(str(tmp), arch)
