@@ -5,12 +5,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 VLLM_VENV ?= .venv-vllm
+TUNE_VENV ?= .venv-tune
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
+TUNE_STAMP := $(TUNE_VENV)/.installed-stamp
 PICE_VLLM ?= 1
 
-.PHONY: install models vllm-env run test check lint typecheck unit bench clean
+.PHONY: install models vllm-env tune-env run test check lint typecheck unit bench clean
 
 # llama-cpp-python is built by scripts/install-llama-cpp.sh (for this CPU, never with llama.cpp's
 # crashing AMX kernels) and rebuilt whenever its flags or the CPU change: `install` re-checks
@@ -35,6 +37,13 @@ $(VLLM_STAMP): scripts/setup-vllm.sh
 	touch $(VLLM_STAMP)
 
 vllm-env: $(VLLM_STAMP)
+
+# `pice tune train/export` run in this environment (torch, transformers, peft, gguf).
+$(TUNE_STAMP): scripts/setup-tune.sh
+	bash scripts/setup-tune.sh $(TUNE_VENV)
+	touch $(TUNE_STAMP)
+
+tune-env: $(TUNE_STAMP)
 
 run: models
 	$(BIN)/pice up

@@ -59,6 +59,11 @@ def repeats(e: Expansion) -> str | None:
     return None
 
 
+def _stem(word: str) -> str:
+    """A crude stem, so "travelling" and "traveling" (or "plant" and "plants") match."""
+    return word[:5]
+
+
 def longest_common_run(a: Sequence[str], b: Sequence[str]) -> int:
     """Length of the longest run of consecutive words found in both."""
     best = 0
@@ -79,9 +84,20 @@ def restated_premise(e: Expansion) -> str | None:
     The stock edge's worst habit on counterfactuals ("If the Moon were twice as far, ..."):
     training on such targets would teach it.
     """
-    if longest_common_run(words(e.question), words(e.body)) >= RESTATE_RUN:
+    question = [_stem(w) for w in words(e.question)]
+    if longest_common_run(question, [_stem(w) for w in words(e.body)]) >= RESTATE_RUN:
         return "restated_premise"
     return None
+
+
+def fragment(e: Expansion) -> str | None:
+    """The body continues the title instead of standing alone ("is crucial for ...").
+
+    The edge's prompt opens the point as ``N. **Title**:``, so its body must read as a sentence
+    of its own; a teacher that wrote a continuation would teach the edge to write one.
+    """
+    first = e.body.lstrip(" *_\"'`(")
+    return "fragment" if first[:1].islower() else None
 
 
 def echoed_title(e: Expansion) -> str | None:
@@ -91,7 +107,14 @@ def echoed_title(e: Expansion) -> str | None:
 
 
 Filter = Callable[[Expansion], str | None]
-FILTERS: tuple[Filter, ...] = (empty, truncated, repeats, restated_premise, echoed_title)
+FILTERS: tuple[Filter, ...] = (
+    empty,
+    truncated,
+    repeats,
+    restated_premise,
+    fragment,
+    echoed_title,
+)
 
 
 def reject_reason(e: Expansion) -> str | None:

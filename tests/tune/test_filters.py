@@ -33,6 +33,8 @@ def test_a_good_expansion_is_kept() -> None:
         ("Sleep more. Sleep more now. Sleep more now.", "stop", "repeat"),
         ("It is a long day and a long day and a long day and a long day.", "stop", "repeat"),
         ("If the day lasted thirty hours, people would sleep more.", "stop", "restated_premise"),
+        ("To cope, if the day lasted thirty hours people nap.", "stop", "restated_premise"),
+        ("is crucial for staying rested on longer days.", "stop", "fragment"),
         ("Sleep schedules.", "stop", "echoed_title"),
     ],
 )
@@ -45,6 +47,17 @@ def test_a_short_shared_phrase_is_not_a_restated_premise() -> None:
     assert (
         reject_reason(expansion("Because the day lasted longer, shops would open later.")) is None
     )
+
+
+def test_spelling_variants_still_count_as_a_restated_premise() -> None:
+    e = Expansion(
+        "How can I keep a houseplant alive while travelling for two weeks?",
+        ("Water",),
+        0,
+        "To keep a houseplant alive while traveling for two weeks, water it.",
+        "stop",
+    )
+    assert reject_reason(e) == "restated_premise"
 
 
 def test_longest_common_run_counts_consecutive_words() -> None:
