@@ -226,6 +226,8 @@ class EdgeScript:
     # The ``x-request-id`` header of each ``/v1/expand`` request (None when absent).
     request_ids: list[str | None] = field(default_factory=list)
     cancelled: int = 0
+    # The LoRA adapter this edge reports in /v1/load (None: the stock model).
+    adapter: str | None = None
 
 
 def fake_edge(script: EdgeScript) -> FastAPI:
@@ -233,7 +235,9 @@ def fake_edge(script: EdgeScript) -> FastAPI:
 
     @app.get("/v1/load")
     async def load() -> dict[str, Any]:
-        return load_report(running_sequences=script.running).model_dump(mode="json")
+        adapter = None if script.adapter is None else {"name": script.adapter, "scale": 1.0}
+        report = load_report(running_sequences=script.running, adapter=adapter)
+        return report.model_dump(mode="json")
 
     @app.post("/v1/expand")
     async def expand(request: Request) -> EventSourceResponse:

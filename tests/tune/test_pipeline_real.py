@@ -32,6 +32,7 @@ pytestmark = pytest.mark.model
 ROOT = Path(__file__).resolve().parents[2]
 EDGE_MODEL = "qwen2.5-coder-0.5b-instruct-q8_0"
 RANK, ALPHA = 4, 16.0
+READY_TIMEOUT_S = 600.0
 BODIES = [
     "Water the soil deeply the day before leaving, then group the pots together.",
     "Move plants out of direct sun so the soil dries more slowly.",
@@ -214,9 +215,11 @@ def test_the_edge_serves_the_adapter_and_its_output_changes(
     tuned: tuple[Path, Path], tmp_path: Path
 ) -> None:
     _, adapter = tuned
-    with running(edge(tmp_path)) as stock:
+    # Generous start-up: loading and warming up took ~1 min per agent on a busy 2-core machine.
+    with running(edge(tmp_path), timeout=READY_TIMEOUT_S) as stock:
         stock_texts, stock_logprobs, stock_models, stock_load = expand(stock.base_url)
-    with running(edge(tmp_path, "--lora", str(adapter), "--lora-scale", "1.0")) as tuned_edge:
+    lora = edge(tmp_path, "--lora", str(adapter), "--lora-scale", "1.0")
+    with running(lora, timeout=READY_TIMEOUT_S) as tuned_edge:
         texts, logprobs, models, load = expand(tuned_edge.base_url)
     assert stock_models["data"][0]["adapter"] is None
     assert stock_load["adapter"] is None
