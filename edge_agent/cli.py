@@ -6,7 +6,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,7 +35,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve.add_argument("--lora", type=Path, help="LoRA adapter GGUF to apply (pice tune export)")
     serve.add_argument("--lora-scale", dest="lora_scale", type=float, help="adapter scale (1.0)")
-    serve.add_argument("--token", dest="api_token", help="require 'Authorization: Bearer T'")
+    serve.add_argument(
+        "--token",
+        dest="api_token",
+        help="require 'Authorization: Bearer T' (visible in ps: prefer --token-file or "
+        "PICE_EDGE_API_TOKEN)",
+    )
+    serve.add_argument(
+        "--token-file", dest="api_token_file", type=Path, help="file holding the token"
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="serve a non-loopback address without a token (logged as a WARNING)",
+    )
     serve.add_argument("--config", type=Path, help="YAML file with these settings")
     serve.set_defaults(handler=_serve)
 
@@ -48,6 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from edge_agent.api.app import create_app
     from edge_agent.settings import load_settings
+    from pice.errors import InsecureBindError
 
     settings = load_settings(
         args.config,
@@ -63,9 +81,16 @@ def _serve(args: argparse.Namespace) -> int:
         lora=args.lora,
         lora_scale=args.lora_scale,
         api_token=args.api_token,
+        api_token_file=args.api_token_file,
+        allow_insecure=args.insecure,
     )
+    try:
+        app = create_app(settings)
+    except InsecureBindError as exc:
+        logger.error("%s", exc)
+        return 2
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level="warning",

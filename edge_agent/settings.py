@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from pice.security import OptionalSecret, secret_or_file
 from pice.settings import YamlSettings, load_yaml_settings
 
 # Q8_0 weights: llama.cpp's CPU kernels batch them about 2x better than the bundled file's
@@ -38,6 +39,10 @@ class EdgeSettings(YamlSettings):
     threads: int = Field(default_factory=available_cpus, ge=1)
     n_ctx: int = Field(default=4096, ge=256)
     max_sequences: int = Field(default=16, ge=1, le=256)
+    # Jobs submitted and not yet admitted by the batcher (waiting for slots or KV cells); past
+    # this, /v1/expand answers 429 with Retry-After and the gateway places the work elsewhere.
+    # None = unbounded.
+    max_queued_jobs: int | None = Field(default=32, ge=1)
     n_batch: int = Field(default=512, ge=16)
     # Recent prompt prefixes whose KV cells are kept for later requests (0 = off).
     prefix_cache_slots: int = Field(default=4, ge=0, le=64)
@@ -51,8 +56,24 @@ class EdgeSettings(YamlSettings):
     # scale (llama.cpp multiplies it by the adapter's alpha / rank).
     lora: Path | None = None
     lora_scale: float = Field(default=1.0, ge=0.0)
-    api_token: str | None = None
+    # Clients (the gateway) must send "Authorization: Bearer <api_token>"; required off
+    # loopback unless ``allow_insecure``. PICE_EDGE_API_TOKEN, or a file (its first line).
+    api_token: OptionalSecret = None
+    api_token_file: Path | None = None
+    # Serve a non-loopback host without a token (logged as a WARNING at start-up); the
+    # environment may say PICE_EDGE_ALLOW_INSECURE or, as for the gateway, PICE_ALLOW_INSECURE.
+    allow_insecure: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "allow_insecure", "PICE_EDGE_ALLOW_INSECURE", "PICE_ALLOW_INSECURE"
+        ),
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1)
+
+    @model_validator(mode="after")
+    def _token_from_file(self) -> EdgeSettings:
+        self.api_token = secret_or_file(self.api_token, self.api_token_file)
+        return self
 
     @model_validator(mode="after")
     def _batch_holds_every_sequence(self) -> EdgeSettings:

@@ -28,6 +28,7 @@ from pice.http.auth import bearer_auth
 from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
 from pice.models.registry import resolve_model
+from pice.security import check_exposure
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,16 @@ def llama_backend(settings: EdgeSettings) -> ServedBackend:
 
 
 def create_app(settings: EdgeSettings, backend: BackendFactory = llama_backend) -> FastAPI:
+    """The edge agent's app; refuses a non-loopback host without a token (:mod:`pice.security`)."""
+    check_exposure(
+        "edge agent",
+        settings.host,
+        settings.port,
+        authenticated=settings.api_token is not None,
+        allow_insecure=settings.allow_insecure,
+        logger=logger,
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         # Resolving may fetch and verify a bundled model; a failure aborts start-up.

@@ -61,6 +61,8 @@ def build_job(body: ChatCompletionRequest, prefix: str, add_special: bool) -> Jo
                 temperature=temperature,
                 top_p=top_p,
                 seed=None if body.seed is None else body.seed + i,
+                presence_penalty=body.presence_penalty or 0.0,
+                frequency_penalty=body.frequency_penalty or 0.0,
                 max_tokens=limit,
                 stop=tuple(body.stop_list()),
             ),

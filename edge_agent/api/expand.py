@@ -31,6 +31,7 @@ from edge_agent.engine import (
 from edge_agent.engine.backend import EngineJob
 from edge_agent.engine.chat_template import Message
 from edge_agent.prompts import expansion_messages, point_stops, point_suffix
+from pice.admission import Ticket
 from pice.http.sse import sse_done, sse_json, sse_response
 from pice.openai_protocol import Usage
 
@@ -71,6 +72,8 @@ def build_job(
                 temperature=candidate_temperature(body, candidate),
                 top_p=body.top_p,
                 seed=seed,
+                presence_penalty=body.presence_penalty,
+                frequency_penalty=body.frequency_penalty,
                 max_tokens=body.max_tokens,
                 stop=point_stops(point, body.stop),
             )
@@ -87,10 +90,22 @@ async def expand(body: ExpandRequest, request: Request) -> EventSourceResponse:
     question, history = _conversation(body)
     prompt = engine.chat.render(expansion_messages(question, body.sketch, history))
     spec, labels = build_job(body, prompt.text, prompt.add_special)
-    # Submitting tokenises and checks the context: a job that can never fit is a 400 here,
-    # before the stream starts.
-    handle = engine.submit(spec)
-    return sse_response(_events(handle, labels, model_id), on_close=handle.cancel)
+    # A full queue is a 429 here, before anything is tokenised or queued: the gateway places
+    # the work elsewhere. The ticket is given back once the batcher admits the job.
+    ticket = edge_state(request).queue.admit()
+    try:
+        # Submitting tokenises and checks the context: a job that can never fit is a 400 here,
+        # before the stream starts.
+        handle = engine.submit(spec)
+    except BaseException:
+        ticket.release()
+        raise
+
+    def close() -> None:
+        ticket.release()
+        handle.cancel()
+
+    return sse_response(_events(handle, labels, model_id, ticket), on_close=close)
 
 
 def _event(model: BaseModel) -> ServerSentEvent:
@@ -98,7 +113,7 @@ def _event(model: BaseModel) -> ServerSentEvent:
 
 
 async def _events(
-    handle: EngineJob, labels: list[tuple[int, int]], model_id: str
+    handle: EngineJob, labels: list[tuple[int, int]], model_id: str, ticket: Ticket
 ) -> AsyncIterator[ServerSentEvent]:
     async with handle:  # leaving early (client gone) cancels the job's sequences
         async for event in handle:
@@ -122,6 +137,7 @@ async def _events(
                     )
                 )
             elif isinstance(event, JobStarted):
+                ticket.release()  # admitted: no longer queued
                 yield _event(
                     StartEvent(
                         job_id=event.job_id,

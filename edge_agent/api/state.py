@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from edge_agent.engine.backend import EngineBackend
 from edge_agent.settings import EdgeSettings
+from pice.admission import AdmissionGate
 from pice.edge_protocol import AdapterInfo
 from pice.errors import ModelNotFoundError, ServiceUnavailableError
 from pice.openai_protocol import now
@@ -25,6 +26,13 @@ class EdgeState:
     adapter: AdapterInfo | None = None
     created: int = field(default_factory=now)
     load_error: str | None = None
+    # Jobs waiting for the batcher, bounded by ``max_queued_jobs`` (see ``api.expand``).
+    queue: AdmissionGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = AdmissionGate(
+            self.settings.max_queued_jobs, what="jobs queued on this edge", retry_after=1
+        )
 
 
 def edge_state(request: Request) -> EdgeState:

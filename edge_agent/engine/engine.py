@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -31,6 +32,7 @@ from edge_agent.engine.batcher import Batcher
 from edge_agent.engine.chat_template import ChatRenderer
 from edge_agent.engine.job import JobState, build_job
 from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, system_info
+from edge_agent.engine.sampling import Sampler
 from edge_agent.engine.stats import LoadSnapshot
 from edge_agent.engine.types import EngineEvent, JobDone, JobFailed, JobSpec
 from edge_agent.engine.warmup import warm_up
@@ -182,6 +184,7 @@ class Engine:
             CellBudget(ctx.n_ctx, self.config.max_sequences),
             self.config.n_batch,
             cache_seq_ids=range(first_cache_id, first_cache_id + self.config.prefix_cache_slots),
+            new_sampler=functools.partial(Sampler, n_vocab=ctx.model.n_vocab),
         )
 
     def stop(self) -> None:

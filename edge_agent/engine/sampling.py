@@ -18,6 +18,9 @@ from edge_agent.engine.types import SamplingParams
 
 # llama.cpp's "pick a random seed" value.
 _RANDOM_SEED = 0xFFFFFFFF
+# How many of the last generated tokens the penalties count (-1 would mean the whole context);
+# an edge expansion is at most a few hundred tokens, so this covers all of it.
+_PENALTY_WINDOW = 1024
 
 
 class TokenSampler(Protocol):
@@ -35,12 +38,31 @@ SamplerFactory = Callable[[SamplingParams], TokenSampler]
 
 
 class Sampler:
-    """A llama.cpp sampler chain for one sequence: greedy, or top-p then temperature."""
+    """A llama.cpp sampler chain for one sequence: penalties (when set) first, then greedy, or
+    top-p then temperature.
 
-    def __init__(self, params: SamplingParams) -> None:
+    The penalties sampler sees the logits before anything else, as OpenAI defines them (a
+    logit lowered by ``frequency_penalty * count + presence_penalty * (count > 0)`` for each
+    token already generated); it counts only this sequence's generated tokens, because
+    ``llama_sampler_sample`` accepts each picked token into the chain and the prompt is never
+    fed to it. ``n_vocab`` is what this build's ``llama_sampler_init_penalties`` asks for.
+    """
+
+    def __init__(self, params: SamplingParams, *, n_vocab: int = 0) -> None:
         chain: Any = llama_cpp.llama_sampler_chain_init(
             llama_cpp.llama_sampler_chain_default_params()
         )
+        if params.presence_penalty or params.frequency_penalty:
+            llama_cpp.llama_sampler_chain_add(
+                chain,
+                llama_cpp.llama_sampler_init_penalties(
+                    n_vocab,
+                    _PENALTY_WINDOW,
+                    1.0,  # llama.cpp's repeat penalty, not an OpenAI field: off
+                    params.frequency_penalty,
+                    params.presence_penalty,
+                ),
+            )
         if params.temperature <= 0.0:
             llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
         else:

@@ -17,6 +17,9 @@ class SamplingParams:
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
     seed: int | None = None
+    # OpenAI's penalties over the sequence's generated tokens (0 = off).
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
     max_tokens: int = 96
     stop: tuple[str, ...] = ()
 

@@ -27,6 +27,7 @@ from pice.openai_protocol import (
     MaxTokens,
     ModelCard,
     OpenAIModel,
+    Penalty,
     Temperature,
     TopP,
     Usage,
@@ -56,6 +57,10 @@ class ExpandRequest(OpenAIModel):
     candidate_temperature: Temperature | None = None
     top_p: TopP = 1.0
     seed: int | None = None
+    # OpenAI's penalties over each sequence's own generated tokens (0 = off). An older agent
+    # ignores them (unknown fields are accepted); docs/edge-api.md says which version applies them.
+    presence_penalty: Penalty = 0.0
+    frequency_penalty: Penalty = 0.0
     stop: list[str] = Field(default_factory=lambda: list(DEFAULT_STOP), max_length=8)
     request_id: str | None = None
 

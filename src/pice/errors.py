@@ -7,12 +7,14 @@
     ├── NotFoundError              404 not_found_error
     │   └── ModelNotFoundError     404 model_not_found
     ├── PayloadTooLargeError       413 request_too_large
-    ├── RateLimitError             429 rate_limit_exceeded
+    ├── RateLimitError             429 rate_limit_error     (carries Retry-After)
+    │   └── OverloadedError        429 rate_limit_error, code server_overloaded
     ├── ServiceUnavailableError    503 service_unavailable  (carries Retry-After)
     │   └── UpstreamError          503 upstream_error       (a cloud or edge failed)
     │       ├── UpstreamTimeoutError
     │       └── UpstreamProtocolError                   (it answered outside its wire protocol)
-    └── ModelProvisioningError     500 model_provisioning   (CLI / start-up only)
+    ├── ModelProvisioningError     500 model_provisioning   (CLI / start-up only)
+    └── InsecureBindError          500 insecure_configuration (start-up only: no auth off loopback)
 
 Every error a client can see is one of these. Handlers map them by *type* (see
 :mod:`pice.http.errors`); nothing matches on message text and no traceback reaches a client.
@@ -86,14 +88,8 @@ class PayloadTooLargeError(PiceError):
     default_code = "request_too_large"
 
 
-class RateLimitError(PiceError):
-    status_code = 429
-    error_type = "rate_limit_exceeded"
-
-
-class ServiceUnavailableError(PiceError):
-    status_code = 503
-    error_type = "service_unavailable"
+class _RetryAfterError(PiceError):
+    """An error that tells the client when to retry (``Retry-After``, whole seconds)."""
 
     def __init__(
         self,
@@ -108,6 +104,26 @@ class ServiceUnavailableError(PiceError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class RateLimitError(_RetryAfterError):
+    """Too many requests; ``Retry-After`` says how many seconds until one would be accepted."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class OverloadedError(RateLimitError):
+    """This service's own bounded queue is full (``pice.admission``): retry after
+    ``retry_after`` seconds. The code tells it apart from an upstream's rate limit."""
+
+    default_code = "server_overloaded"
+
+
+class ServiceUnavailableError(_RetryAfterError):
+    status_code = 503
+    error_type = "service_unavailable"
 
 
 class UpstreamError(ServiceUnavailableError):
@@ -132,3 +148,9 @@ class ModelProvisioningError(PiceError):
     """A model could not be found, fetched, joined or verified."""
 
     error_type = "model_provisioning"
+
+
+class InsecureBindError(PiceError):
+    """A server was asked to listen beyond loopback with no authentication and no opt-out."""
+
+    error_type = "insecure_configuration"

@@ -3,6 +3,10 @@
 Requests accept and keep unknown fields (``extra="allow"``) so that fields PICE does not act on
 are ignored on the progressive path and forwarded to the cloud on the direct path, as vLLM's
 ``OpenAIBaseModel`` does, instead of failing with a 422.
+
+The fields PICE knows are typed as strictly as OpenAI types them: pydantic's lax mode would
+take ``"stream": "yes"`` as ``True`` or ``"max_tokens": "5"`` as 5, which OpenAI refuses with a
+400 naming the field, so the scalar fields are strict (an int is still a valid float).
 """
 
 from __future__ import annotations
@@ -11,14 +15,26 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 Role = Literal["system", "user", "assistant", "developer", "tool"]
 
 # Shared field definitions, written once.
-Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
-TopP = Annotated[float, Field(gt=0.0, le=1.0)]
-MaxTokens = Annotated[int, Field(ge=1)]
+Temperature = Annotated[float, Field(strict=True, ge=0.0, le=2.0)]
+TopP = Annotated[float, Field(strict=True, gt=0.0, le=1.0)]
+MaxTokens = Annotated[int, Field(strict=True, ge=1)]
+Penalty = Annotated[float, Field(strict=True, ge=-2.0, le=2.0)]
+MAX_STOP_SEQUENCES = 4
 
 
 class OpenAIModel(BaseModel):
@@ -29,13 +45,13 @@ class OpenAIModel(BaseModel):
 
 class TextPart(OpenAIModel):
     type: Literal["text"]
-    text: str
+    text: StrictStr
 
 
 class ChatMessage(OpenAIModel):
     role: Role
-    content: str | list[TextPart] | None = None
-    name: str | None = None
+    content: StrictStr | list[TextPart] | None = None
+    name: StrictStr | None = None
 
     def text(self) -> str:
         """The message content as plain text (text parts joined)."""
@@ -47,28 +63,66 @@ class ChatMessage(OpenAIModel):
 
 
 class StreamOptions(OpenAIModel):
-    include_usage: bool = False
+    include_usage: StrictBool = False
+
+
+class ResponseFormat(OpenAIModel):
+    """``response_format``: the three types OpenAI knows; any other is a 400."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("'json_schema' is required when type is 'json_schema'")
+        return self
 
 
 class ChatCompletionRequest(OpenAIModel):
-    model: str
+    model: StrictStr
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     max_tokens: MaxTokens | None = None
     max_completion_tokens: MaxTokens | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    user: str | None = None
-    n: Annotated[int, Field(ge=1, le=16)] = 1
+    stop: StrictStr | list[StrictStr] | None = None
+    seed: StrictInt | None = None
+    user: StrictStr | None = None
+    n: Annotated[int, Field(strict=True, ge=1, le=16)] = 1
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    response_format: ResponseFormat | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: Annotated[int, Field(strict=True, ge=0, le=20)] | None = None
+    logit_bias: dict[str, Annotated[float, Field(strict=True, ge=-100, le=100)]] | None = None
 
     @field_validator("stop")
     @classmethod
     def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > 4:
-            raise ValueError("at most 4 stop sequences are allowed")
+        if isinstance(value, list) and len(value) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed")
+        return value
+
+    # OpenAI refuses these combinations rather than ignoring the dependent field. Field
+    # validators (not a model validator) so that the 400 names the field in ``param``; the
+    # field each depends on is declared before it, so it is in ``info.data`` when valid.
+    @field_validator("stream_options")
+    @classmethod
+    def _only_when_streaming(
+        cls, value: StreamOptions | None, info: ValidationInfo
+    ) -> StreamOptions | None:
+        if value is not None and info.data.get("stream") is False:
+            raise ValueError("'stream_options' is only allowed when 'stream' is true")
+        return value
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _needs_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("logprobs") is not True:
+            raise ValueError("'top_logprobs' requires 'logprobs' to be true")
         return value
 
     def stop_list(self) -> list[str]:

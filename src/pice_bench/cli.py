@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pice_bench.questions import DEFAULT_QUESTIONS
 
-ALL_MODES = "cloud-only,sot-cloud,pice-progressive,pice-auto"
+ALL_MODES = "cloud-only,sot-cloud,pice-progressive,pice-auto,fleet-direct"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -84,6 +84,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     tb.add_argument("--edges", type=int, default=1, help="edge agents (default: %(default)s)")
     tb.add_argument(
+        "--profile",
+        default=None,
+        help="testbed profile: a name in configs/testbed/ (homogeneous, heterogeneous) or a "
+        "YAML path; its edges (speeds, links) replace --edges",
+    )
+    tb.add_argument(
+        "--placement",
+        default=None,
+        help="the gateway's placement policy: round-robin, least-loaded, eft "
+        "(default: the gateway's own)",
+    )
+    tb.add_argument(
         "--threads", type=int, default=1, help="threads per model server (default: %(default)s)"
     )
     tb.add_argument(
@@ -141,19 +153,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ld.add_argument(
         "--rates",
         default=None,
-        help="offered rates in req/s, comma-separated (default 0.01,0.02,0.04,0.08)",
+        help="offered rates in req/s, comma-separated (default 0.02,0.04,0.08)",
     )
     ld.add_argument(
         "--load-requests",
         type=int,
         default=None,
-        help="max requests per rate step (default 12; --quick 3)",
+        help="max requests per rate step (default 30; --quick 3)",
     )
     ld.add_argument(
         "--load-seconds",
         type=float,
         default=None,
-        help="max arrival window per rate step (default 240; --quick 20)",
+        help="max arrival window per rate step in seconds (default: none, every step sends "
+        "all --load-requests; --quick 20)",
     )
     ld.add_argument(
         "--load-modes",

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 from pice_bench.questions import Question
 from pice_bench.records import Answer, Mode, Phase, RequestRecord
-from pice_bench.schedule import poisson_arrivals
+from pice_bench.schedule import LoadSchedule
 from pice_bench.throughput import LoadStep
 
 AnswerFn = Callable[[Question], Awaitable[Answer]]
@@ -21,26 +21,24 @@ AnswerFn = Callable[[Question], Awaitable[Answer]]
 async def run_load_step(
     mode: Mode,
     answer: AnswerFn,
-    questions: Sequence[Question],
-    rate: float,
+    schedule: LoadSchedule[Question],
     *,
-    max_count: int,
-    max_duration: float,
     deadline_s: float,
-    seed: int,
     on_done: Callable[[], object] | None = None,
 ) -> tuple[LoadStep, list[RequestRecord]]:
-    """Send ``questions`` round-robin at Poisson times of ``rate``; wait for every answer.
+    """Send the schedule's questions at its times; wait for every answer.
+
+    The schedule (:func:`pice_bench.schedule.load_schedule`) is built once per rate and shared
+    by every mode, so each mode sees the same arrivals.
 
     A request still running ``deadline_s`` after the step's start is cancelled (closing its
     connection, so the servers stop working on it) and recorded as an error: the step's cost
     stays bounded even when the system is far past saturation.
     """
-    offsets = poisson_arrivals(rate, max_count=max_count, max_duration=max_duration, seed=seed)
+    rate = schedule.rate
     start = time.perf_counter()
 
-    async def one(index: int, offset: float) -> RequestRecord:
-        question = questions[index % len(questions)]
+    async def one(question: Question, offset: float) -> RequestRecord:
         await asyncio.sleep(max(0.0, start + offset - time.perf_counter()))
         started = time.perf_counter() - start
         try:
@@ -56,5 +54,7 @@ async def run_load_step(
             mode, Phase.LOAD, question, result, rate=rate, scheduled_s=offset, started_s=started
         )
 
-    records = await asyncio.gather(*(one(i, off) for i, off in enumerate(offsets)))
+    records = await asyncio.gather(
+        *(one(q, off) for q, off in zip(schedule.questions, schedule.offsets, strict=True))
+    )
     return LoadStep.of(mode, rate, records), list(records)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -29,6 +30,11 @@ logger = logging.getLogger(__name__)
 # Enough for the 1.5B cloud to finish nearly every answer to this bench's questions (its
 # answers ran 200-400 words); a run reports the share that was still cut off per mode.
 DEFAULT_MAX_TOKENS = 768
+# Requests per load step: enough for a p95 that is not just the largest of a handful (issue
+# #12: earlier runs had 6-8 per step). The arrival window (--load-seconds) still caps a step.
+DEFAULT_LOAD_REQUESTS = 30
+# Offered rates (req/s) of the sweep; at 30 requests a step lasts about 30 / rate seconds.
+DEFAULT_RATES = "0.02,0.04,0.08"
 
 
 def parse_modes(text: str) -> list[Mode]:
@@ -78,8 +84,16 @@ def systems_under_test(args: argparse.Namespace) -> Iterator[tuple[Endpoints, di
         yield endpoints, {"note": "external system: cores not managed by pice bench"}
         return
     from pice_bench.stack import BenchStackSpec, bench_stack
+    from pice_gateway.placement.registry import PLACEMENT_POLICIES
+    from pice_stack.profile import load_profile
+
+    if args.placement is not None and args.placement not in PLACEMENT_POLICIES:
+        known = ", ".join(sorted(PLACEMENT_POLICIES))
+        raise ValueError(f"unknown --placement {args.placement!r}; known: {known}")
 
     spec = BenchStackSpec(
+        profile=load_profile(args.profile) if args.profile else None,
+        placement=args.placement,
         cloud=args.cloud,
         cloud_model=args.cloud_model,
         edge_model=args.edge_model,
@@ -118,9 +132,10 @@ def build_spec(
     load = None
     if not args.no_load:
         load = LoadSpec(
-            rates=parse_rates(args.rates or ("0.1" if quick else "0.01,0.02,0.04,0.08")),
-            max_count=args.load_requests or (3 if quick else 12),
-            max_duration=args.load_seconds or (20.0 if quick else 240.0),
+            rates=parse_rates(args.rates or ("0.1" if quick else DEFAULT_RATES)),
+            max_count=args.load_requests or (3 if quick else DEFAULT_LOAD_REQUESTS),
+            # No window by default: every step sends all its requests, however long that takes.
+            max_duration=args.load_seconds or (20.0 if quick else math.inf),
             suits_only=not args.load_all_questions,
             modes=tuple(parse_modes(args.load_modes)) if args.load_modes else (),
         )
@@ -143,6 +158,8 @@ def build_spec(
             "cloud": "external" if (args.gateway_url or args.cloud_url) else args.cloud,
             "edge_model": None if (args.gateway_url or args.cloud_url) else args.edge_model,
             "edges": None if (args.gateway_url or args.cloud_url) else args.edges,
+            "profile": None if (args.gateway_url or args.cloud_url) else args.profile,
+            "placement": None if (args.gateway_url or args.cloud_url) else args.placement,
             "cores": cores,
             "judge_model": judge.model if judge else None,
             "judge_url": judge.base_url if judge else None,

@@ -14,6 +14,9 @@
   ``Endpoints.ensemble_candidates``), the ensemble of edge candidates; side by side with
   pice-progressive it measures what the ensemble adds (judged against cloud-only, as every
   candidate mode is, and latency on the same questions).
+- fleet-direct: the cloud and every edge model answering whole questions, each request sent
+  to the server with the fewest outstanding (:mod:`pice_bench.fleet`): the same hardware as
+  PICE without the progressive split, a fair throughput baseline.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import httpx
 
 from pice.openai_protocol import ChatMessage
 from pice_bench.client import OnDelta, StreamResult, chat_body, stream_chat
+from pice_bench.fleet import Backend, LeastOutstanding
 from pice_bench.load import AnswerFn
 from pice_bench.questions import Question
 from pice_bench.records import Answer, Mode, Tokens
@@ -51,6 +55,8 @@ class Endpoints:
     cloud_via_gateway_model: str = "pice-cloud"
     # Candidates per point pice-ensemble asks for (pice-progressive asks for 1).
     ensemble_candidates: int = 3
+    # The model servers fleet-direct balances over (empty: the mode is not available).
+    fleet: tuple[Backend, ...] = ()
 
 
 def _headers(key: str | None) -> dict[str, str]:
@@ -116,6 +122,7 @@ class Systems:
         self._max_tokens = max_tokens
         # The gateway's defaults: the SoT baseline budgets its sketch and points the same way.
         self._knobs = progressive or ProgressiveSettings()
+        self._balancer = LeastOutstanding(len(endpoints.fleet)) if endpoints.fleet else None
 
     @property
     def knobs(self) -> ProgressiveSettings:
@@ -133,6 +140,8 @@ class Systems:
             modes.append(Mode.SOT)
         if self._ep.gateway_url:
             modes += [Mode.PICE, Mode.PICE_AUTO, Mode.PICE_ENSEMBLE]
+        if self._ep.fleet:
+            modes.append(Mode.FLEET)
         return modes
 
     def answer_fn(self, mode: Mode) -> AnswerFn:
@@ -140,6 +149,8 @@ class Systems:
             return self.cloud_only
         if mode is Mode.SOT:
             return self.sot_cloud
+        if mode is Mode.FLEET:
+            return self.fleet_direct
         if mode is Mode.PICE_AUTO:
             return lambda q: self.via_gateway(self._ep.auto_model, q)
         k = self._ep.ensemble_candidates if mode is Mode.PICE_ENSEMBLE else 1
@@ -164,6 +175,31 @@ class Systems:
             Tokens(cloud_prompt=result.prompt_tokens, cloud_completion=result.completion_tokens),
         )
         answer.served_mode = "cloud"
+        return answer
+
+    async def fleet_direct(self, question: Question) -> Answer:
+        assert self._balancer is not None
+        index = self._balancer.acquire()
+        backend = self._ep.fleet[index]
+        try:
+            result = await stream_chat(
+                self._client,
+                backend.base_url.rstrip("/") + "/chat/completions",
+                chat_body(backend.model, _question_messages(question), max_tokens=self._max_tokens),
+                headers=_headers(backend.api_key),
+            )
+        finally:
+            self._balancer.release(index)
+        if backend.is_cloud:
+            tokens = Tokens(
+                cloud_prompt=result.prompt_tokens, cloud_completion=result.completion_tokens
+            )
+        else:
+            tokens = Tokens(
+                edge_prompt=result.prompt_tokens, edge_completion=result.completion_tokens
+            )
+        answer = answer_from_stream(result, tokens)
+        answer.served_mode = f"fleet:{backend.name}"
         return answer
 
     async def via_gateway(

@@ -10,7 +10,8 @@ from pice_bench.results import BenchResults
 
 
 def write_plots(results: BenchResults, out_dir: Path) -> list[Path]:
-    """Latency vs arrival rate, per-category latency and throughput; returns the files written."""
+    """Latency vs arrival rate, per-category latency, throughput and net win rates with their
+    intervals; returns the files written."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on a server; must precede pyplot's import
@@ -79,6 +80,25 @@ def write_plots(results: BenchResults, out_dir: Path) -> list[Path]:
         ax.legend(fontsize="small")
         ax.grid(axis="y", alpha=0.3)
         written.append(_save(fig, out_dir / "latency_by_category.png"))
+
+    for candidate in results.judged_candidates():
+        wins = results.win_rates(candidate)
+        cis = results.win_rate_intervals(candidate)
+        groups = list(wins)
+        fig, ax = plt.subplots(figsize=(7, 0.6 + 0.35 * len(groups)))
+        ys = list(range(len(groups)))[::-1]
+        nets = [wins[g].net for g in groups]
+        lows = [n - cis[g][0] for n, g in zip(nets, groups, strict=True)]
+        highs = [cis[g][1] - n for n, g in zip(nets, groups, strict=True)]
+        ax.errorbar(nets, ys, xerr=[lows, highs], fmt="o", capsize=3)
+        ax.axvline(0.0, color="grey", linestyle="--")
+        ax.set_yticks(ys)
+        ax.set_yticklabels([f"{g} (n={wins[g].n})" for g in groups], fontsize="small")
+        ax.set_xlim(-1.05, 1.05)
+        ax.set_xlabel("net win rate vs cloud-only (wins - losses) / n, 95% bootstrap CI")
+        ax.set_title(f"Quality: {candidate.value} vs cloud-only")
+        ax.grid(axis="x", alpha=0.3)
+        written.append(_save(fig, out_dir / f"win_rate_{candidate.value}.png"))
     return written
 
 

@@ -17,6 +17,8 @@ class Mode(StrEnum):
     PICE = "pice-progressive"
     PICE_AUTO = "pice-auto"
     PICE_ENSEMBLE = "pice-ensemble"
+    # Every model server of the testbed answering whole questions behind one balancer.
+    FLEET = "fleet-direct"
 
 
 class Phase(StrEnum):

@@ -198,6 +198,8 @@ def render_markdown(results: BenchResults) -> str:
                 "cloud_model",
                 "edge_model",
                 "edges",
+                "profile",
+                "placement",
                 "max_tokens",
                 "questions",
                 "slo_seconds",
@@ -241,6 +243,18 @@ def render_markdown(results: BenchResults) -> str:
 
     if results.load_steps:
         out += ["", f"## Throughput: open-loop Poisson arrivals, SLO p95 ≤ {slo:g} s", ""]
+        schedules = cfg.get("load_schedules") or {}
+        if schedules:
+            # The same fingerprint in two runs means the same arrivals (placement comparisons).
+            out.append(
+                "Arrival schedule per rate, the same for every mode: "
+                + "; ".join(
+                    f"{rate}/s: {entry['requests']} requests over {entry['window_s']:.0f} s "
+                    f"(fingerprint `{entry['fingerprint']}`)"
+                    for rate, entry in schedules.items()
+                )
+            )
+            out.append("")
         rows = [
             [
                 s.mode.value,

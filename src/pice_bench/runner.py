@@ -23,7 +23,7 @@ from pice_bench.questions import Question
 from pice_bench.records import Mode, Phase, RequestRecord
 from pice_bench.report import render_markdown
 from pice_bench.results import BenchResults, nan_to_none
-from pice_bench.schedule import mode_order
+from pice_bench.schedule import load_schedule, mode_order
 
 logger = logging.getLogger(__name__)
 
@@ -130,20 +130,36 @@ async def run_load(systems: Systems, spec: RunSpec, results: BenchResults) -> No
         return
     questions = [q for q in spec.questions if q.suits_points or not load.suits_only]
     questions = questions or list(spec.questions)
-    # A request still running this long after its step began is past any SLO worth measuring.
-    deadline = load.max_duration + 3 * spec.slo_seconds
+    # One schedule per rate, built before any mode runs and shared by all of them: every mode
+    # gets the same questions at the same offsets (recorded by fingerprint in the results).
+    schedules = {
+        rate: load_schedule(
+            questions, rate, max_count=load.max_count, max_duration=load.max_duration,
+            seed=spec.seed,
+        )
+        for rate in sorted(load.rates)
+    }  # fmt: skip
+    results.config["load_schedules"] = {
+        f"{rate:g}": {
+            "requests": len(s),
+            "window_s": s.offsets[-1],
+            "fingerprint": s.fingerprint(lambda q: q.id),
+        }
+        for rate, s in schedules.items()
+    }
     for mode in load.modes or spec.modes:
-        for rate in sorted(load.rates):
-            with tqdm(desc=f"load {mode.value} @ {rate:g}/s", unit="req", leave=True) as bar:
+        for rate, schedule in schedules.items():
+            # A request still running this long after its step began is past any SLO worth
+            # measuring.
+            deadline = schedule.offsets[-1] + 3 * spec.slo_seconds
+            with tqdm(
+                desc=f"load {mode.value} @ {rate:g}/s", total=len(schedule), unit="req"
+            ) as bar:
                 step, records = await run_load_step(
                     mode,
                     systems.answer_fn(mode),
-                    questions,
-                    rate,
-                    max_count=load.max_count,
-                    max_duration=load.max_duration,
+                    schedule,
                     deadline_s=deadline,
-                    seed=spec.seed,
                     on_done=lambda: bar.update(),
                 )
             results.load_steps.append(step)

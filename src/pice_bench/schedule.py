@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 import random
-from collections.abc import Sequence
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
+Q = TypeVar("Q")
 
 
 def poisson_arrivals(
@@ -21,7 +25,7 @@ def poisson_arrivals(
     """
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
-    if max_count < 1 or max_duration < 0:
+    if max_count < 1 or max_duration < 0 or math.isnan(max_duration):
         raise ValueError("max_count must be >= 1 and max_duration >= 0")
     rng = random.Random(f"{seed}:{rate}")
     offsets = [0.0]
@@ -31,6 +35,48 @@ def poisson_arrivals(
             break
         offsets.append(nxt)
     return offsets
+
+
+@dataclass(frozen=True)
+class LoadSchedule(Generic[Q]):
+    """One load step's arrivals: when each request goes out and which question it asks.
+
+    Built once per rate and handed to every mode, so modes differ only in how they answer,
+    never in what arrives when (the comparison of p95s is then paired, not two samples).
+    """
+
+    rate: float
+    offsets: tuple[float, ...]
+    questions: tuple[Q, ...]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def fingerprint(self, key: Callable[[Q], str]) -> str:
+        """A short digest of the arrivals, recorded with the results to show they matched."""
+        text = ";".join(
+            f"{o:.6f}:{key(q)}" for o, q in zip(self.offsets, self.questions, strict=True)
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_schedule(
+    questions: Sequence[Q],
+    rate: float,
+    *,
+    max_count: int,
+    max_duration: float = math.inf,
+    seed: int = 0,
+) -> LoadSchedule[Q]:
+    """Poisson arrivals at ``rate`` (:func:`poisson_arrivals`), questions round-robin."""
+    if not questions:
+        raise ValueError("a load schedule needs at least one question")
+    offsets = poisson_arrivals(rate, max_count=max_count, max_duration=max_duration, seed=seed)
+    return LoadSchedule(
+        rate=rate,
+        offsets=tuple(offsets),
+        questions=tuple(questions[i % len(questions)] for i in range(len(offsets))),
+    )
 
 
 def mode_order(modes: Sequence[T], question_id: str, *, seed: int = 0) -> list[T]:

@@ -13,9 +13,13 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from pice_bench.fleet import fleet_backends
 from pice_bench.modes import Endpoints
+
+if TYPE_CHECKING:
+    from pice_stack.profile import TestbedProfile
 
 CloudKind = Literal["edge", "vllm"]
 
@@ -30,6 +34,10 @@ class BenchStackSpec:
     pin: bool
     log_dir: Path
     vllm_venv: Path | None = None
+    # Edges from a testbed profile (their count replaces ``edges``).
+    profile: TestbedProfile | None = None
+    # The gateway's placement policy (``progressive.placement``); None = its default.
+    placement: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,21 +66,28 @@ def bench_stack(spec: BenchStackSpec) -> Iterator[BenchStack]:
     from pice_stack.stack import StackSpec, launch_stack, plan_cores
 
     host = "127.0.0.1"
+    edges = len(spec.profile.edges) if spec.profile is not None else spec.edges
+    overrides: dict[str, Any] = {}
+    if spec.placement is not None:
+        overrides["progressive"] = {"placement": spec.placement}
     stack_spec = StackSpec(
         cloud=spec.cloud,
         cloud_model=spec.cloud_model,
         edge_model=spec.edge_model,
-        edges=spec.edges,
+        edges=edges,
         host=host,
         gateway_port=_free_port_run(host, 1),
         cloud_port=_free_port_run(host, 1),
-        edge_base_port=_free_port_run(host, spec.edges),
+        edge_base_port=_free_port_run(host, edges),
+        link_base_port=_free_port_run(host, edges),
         threads=spec.threads,
         pin=spec.pin,
         run_dir=spec.log_dir,
         vllm_venv=spec.vllm_venv,
+        gateway_overrides=overrides,
+        profile=spec.profile,
     )
-    plan = plan_cores(spec.edges, pin=spec.pin)
+    plan = plan_cores(edges, pin=spec.pin)
     with launch_stack(stack_spec) as stack:
         assert stack.gateway_url is not None
         yield BenchStack(
@@ -80,11 +95,23 @@ def bench_stack(spec: BenchStackSpec) -> Iterator[BenchStack]:
                 gateway_url=stack.gateway_url + "/v1",
                 cloud_url=stack.cloud_base_url,
                 cloud_model=stack.cloud_model,
+                cloud_api_key=stack.cloud_api_key,
+                # fleet-direct reaches each edge as the gateway does, across its link.
+                fleet=fleet_backends(
+                    stack.cloud_base_url,
+                    stack.cloud_model,
+                    stack.edge_urls,
+                    stack.edge_models,
+                    cloud_api_key=stack.cloud_api_key,
+                    edge_api_key=stack.edge_api_key,
+                ),
             ),
             cores={
                 "cloud": plan.cloud or "unpinned",
                 "edges": [core or "unpinned" for core in plan.edges],
                 "gateway": "unpinned",
                 "threads_per_model_server": spec.threads,
+                "profile": spec.profile.model_dump(mode="json") if spec.profile else None,
+                "placement": spec.placement or "gateway default",
             },
         )

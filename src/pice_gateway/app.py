@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
+from pice.security import check_exposure, is_loopback
 from pice_gateway.cloud_client import cloud_http_client
 from pice_gateway.edge_client import HttpEdgeClient
 from pice_gateway.edges import Edge, EdgeRegistry
@@ -21,6 +25,8 @@ from pice_gateway.router.service import RequestRouter
 from pice_gateway.routes import build_router
 from pice_gateway.settings import GatewaySettings, RouterSettings
 from pice_gateway.state import GatewayState
+
+logger = logging.getLogger(__name__)
 
 RouterFactory = Callable[[RouterSettings], RequestRouter | None]
 
@@ -42,8 +48,19 @@ def create_app(
     does the app's own metrics observer (``GET /metrics``, :mod:`pice_gateway.metrics`);
     ``router`` builds the outline/direct router (blocking; run off the event loop). A router
     that cannot load (its encoder cannot be fetched) stops start-up with the reason.
-    """
 
+    Raises :class:`~pice.errors.InsecureBindError` when ``settings.host`` is not loopback and
+    there are no API keys, unless ``allow_insecure`` is set (see :mod:`pice.security`).
+    """
+    check_exposure(
+        "gateway",
+        settings.host,
+        settings.port,
+        authenticated=bool(settings.api_keys),
+        allow_insecure=settings.allow_insecure,
+        logger=logger,
+    )
+    _warn_about_open_edges(settings)
     metrics = GatewayMetrics(settings.models)
 
     @contextlib.asynccontextmanager
@@ -82,6 +99,32 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Outermost, so every response carries the request id (a 413 from the size limit too).
     app.add_middleware(RequestIdMiddleware)
+    cors = settings.cors
+    if cors.allow_origins:
+        # Outermost: a preflight is answered before auth (browsers send it without the key),
+        # and every response, errors included, carries the CORS headers.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors.allow_origins,
+            allow_methods=cors.allow_methods,
+            allow_headers=cors.allow_headers,
+            allow_credentials=cors.allow_credentials,
+            expose_headers=["x-request-id", "retry-after"],
+            max_age=cors.max_age,
+        )
     app.include_router(build_router(settings))
     app.include_router(metrics.router())
     return app
+
+
+def _warn_about_open_edges(settings: GatewaySettings) -> None:
+    """An edge off this machine without a token is reachable by anyone on its network."""
+    for edge in settings.edges:
+        host = urlsplit(edge.url).hostname or ""
+        if edge.token is None and not is_loopback(host):
+            logger.warning(
+                "SECURITY: edge %s (%s) has no token; set edges[].token_file or "
+                "edge_client.token so only the gateway can use it",
+                edge.name,
+                edge.url,
+            )

@@ -24,7 +24,8 @@ CLOUD = "cloud"
 def cloud_http_client(settings: GatewaySettings) -> httpx.AsyncClient:
     """The one pooled client to the cloud, with its key and timeouts (closed at shutdown)."""
     cloud = settings.cloud
-    headers = {"Authorization": f"Bearer {cloud.api_key}"} if cloud.api_key else {}
+    key = cloud.api_key
+    headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
     return httpx.AsyncClient(
         base_url=cloud.base_url.rstrip("/") + "/",
         timeout=cloud.timeouts.to_httpx(),

@@ -63,7 +63,8 @@ class HttpEdgeClient:
     @classmethod
     def connect(cls, endpoint: EdgeEndpoint, timeout: httpx.Timeout) -> HttpEdgeClient:
         """A client for a configured edge, with its bearer token and the edge timeouts."""
-        headers = {"Authorization": f"Bearer {endpoint.token}"} if endpoint.token else {}
+        token = endpoint.token
+        headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
         http = httpx.AsyncClient(
             base_url=endpoint.url,
             timeout=timeout,

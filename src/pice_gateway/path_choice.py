@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pice.errors import InvalidRequestError, ModelNotFoundError
-from pice.openai_protocol import ChatCompletionRequest
+from pice.openai_protocol import ChatCompletionRequest, ResponseFormat
 from pice_gateway.router.model import RouteDecision
 from pice_gateway.settings import ModelNames
 
@@ -29,18 +29,26 @@ _UNSUPPORTED_FIELDS = (
 def _is_set(name: str, value: Any) -> bool:
     if value in (None, False, [], {}):
         return False
+    if isinstance(value, ResponseFormat):
+        return value.type != "text"
     if name == "response_format" and isinstance(value, dict):
         return bool(value.get("type", "text") != "text")
     return not (name == "tool_choice" and value == "none")
+
+
+def _field(request: ChatCompletionRequest, name: str) -> Any:
+    """A field's value, typed (declared in the protocol) or as sent (an unknown field)."""
+    if name in type(request).model_fields:
+        return getattr(request, name)
+    return (request.model_extra or {}).get(name)
 
 
 def progressive_blocker(request: ChatCompletionRequest) -> str | None:
     """The first request field the progressive path cannot honour, or ``None``."""
     if request.n > 1:
         return "n"
-    extra = request.model_extra or {}
     for name in _UNSUPPORTED_FIELDS:
-        if _is_set(name, extra.get(name)):
+        if _is_set(name, _field(request, name)):
             return name
     if request.messages[-1].role != "user" or any(m.role == "tool" for m in request.messages):
         return "messages"
@@ -60,6 +68,10 @@ class PathChoice:
     allow_direct: bool = False
     # The router's decision, when it made one (``pice`` with the router enabled).
     route: RouteDecision | None = None
+    # The decision from load (``pice_gateway.load_decision``) and its inputs, when it ran; and
+    # the points it allows the sketch (``None``: the setting's own).
+    load: dict[str, Any] | None = None
+    max_points: int | None = None
 
     @property
     def wants_route(self) -> bool:

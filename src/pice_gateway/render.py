@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -91,24 +92,26 @@ async def progressive_stream(
 async def progressive_completion(run: ProgressiveRun, model: str) -> dict[str, Any]:
     """The whole answer of a progressive run as one ``chat.completion`` body."""
     parts: list[str] = []
-    async for event in run.events():
-        if isinstance(event, TextOut):
-            parts.append(event.text)
-        elif isinstance(event, Finished):
-            completion = ChatCompletion(
-                id=completion_id(),
-                created=now(),
-                model=model,
-                choices=[
-                    Choice(
-                        index=0,
-                        message=ResponseMessage(content="".join(parts)),
-                        finish_reason=event.finish_reason,
-                    )
-                ],
-                usage=total_usage(event.report),
-            )
-            body = dump(completion)
-            body["pice"] = event.report.model_dump(mode="json")
-            return body
+    # Closed explicitly: a run that met a stop sequence still has expansions to cancel.
+    async with contextlib.aclosing(run.events()) as events:
+        async for event in events:
+            if isinstance(event, TextOut):
+                parts.append(event.text)
+            elif isinstance(event, Finished):
+                completion = ChatCompletion(
+                    id=completion_id(),
+                    created=now(),
+                    model=model,
+                    choices=[
+                        Choice(
+                            index=0,
+                            message=ResponseMessage(content="".join(parts)),
+                            finish_reason=event.finish_reason,
+                        )
+                    ],
+                    usage=total_usage(event.report),
+                )
+                body = dump(completion)
+                body["pice"] = event.report.model_dump(mode="json")
+                return body
     raise RuntimeError("progressive run ended without finishing")  # pragma: no cover

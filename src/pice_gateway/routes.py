@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from pice.admission import AdmissionGate, Ticket
 from pice.errors import ModelNotFoundError
 from pice.http.auth import bearer_auth
 from pice.http.disconnect import until_disconnect
 from pice.http.sse import sse_response
 from pice.openai_protocol import ChatCompletionRequest, ModelCard, ModelList, dump, now
 from pice_gateway.direct_path import CloudRelay, cloud_completion
+from pice_gateway.load_decision import LoadInputs, LoadRule, decide
 from pice_gateway.observers import RequestObservation
 from pice_gateway.path_choice import PathChoice, apply_route, choose_path
 from pice_gateway.progressive.accounting import Clock, PiceReport
 from pice_gateway.progressive.pipeline import ProgressiveRun
+from pice_gateway.rate_limit import authorize
 from pice_gateway.render import progressive_completion, progressive_stream
 from pice_gateway.request_id import current_request_id
 from pice_gateway.settings import GatewaySettings
@@ -46,19 +50,35 @@ async def _cloud_path(
     request: Request,
     observation: RequestObservation,
     clock: Clock,
+    ticket: Ticket,
 ) -> Response:
     report = observation.report = PiceReport(
-        mode="cloud", reason=choice.reason, router=choice.route.report() if choice.route else None
+        mode="cloud",
+        reason=choice.reason,
+        router=choice.route.report() if choice.route else None,
+        load=choice.load,
     )
     cloud_model = state.settings.cloud.model
     if body.stream:
         relay = CloudRelay(state.cloud, body, cloud_model=cloud_model, report=report, clock=clock)
+
+        async def close_relay() -> None:
+            try:
+                await relay.aclose()
+            finally:
+                ticket.release()
+
         await relay.start()
-        return sse_response(relay.events(observation), on_close=_closing(relay.aclose, observation))
-    completion = await until_disconnect(
-        request,
-        cloud_completion(state.cloud, body, cloud_model=cloud_model, report=report, clock=clock),
-    )
+        return sse_response(relay.events(observation), on_close=_closing(close_relay, observation))
+    try:
+        completion = await until_disconnect(
+            request,
+            cloud_completion(
+                state.cloud, body, cloud_model=cloud_model, report=report, clock=clock
+            ),
+        )
+    finally:
+        ticket.release()
     observation.ok()
     return JSONResponse(completion)
 
@@ -70,37 +90,82 @@ async def _progressive_path(
     request: Request,
     observation: RequestObservation,
     clock: Clock,
+    ticket: Ticket,
 ) -> Response:
+    settings = state.settings
+    if choice.max_points is not None and choice.max_points < settings.progressive.max_points:
+        # The decision from load asks the sketch for fewer points.
+        fewer = settings.progressive.model_copy(update={"max_points": choice.max_points})
+        settings = settings.model_copy(update={"progressive": fewer})
     run = ProgressiveRun(
         state.upstreams(),
-        state.settings,
+        settings,
         body,
         allow_direct=choice.allow_direct,
         request_id=observation.request_id,
         clock=clock,
     )
     observation.report = run.report
+    run.report.load = choice.load
     if choice.route is not None:
         run.report.router = choice.route.report()
+
+    async def close_run() -> None:
+        # The admission ticket goes back however the run ends (done, failed, client gone).
+        try:
+            await run.aclose()
+        finally:
+            ticket.release()
+
     try:
         await run.start()
     except BaseException:
-        await run.aclose()
+        await close_run()
         raise
     if body.stream:
         events = progressive_stream(
             run, body.model, include_usage=body.include_usage(), observation=observation
         )
-        return sse_response(events, on_close=_closing(run.aclose, observation))
-    completion = await until_disconnect(request, progressive_completion(run, body.model))
+        return sse_response(events, on_close=_closing(close_run, observation))
+    try:
+        completion = await until_disconnect(request, progressive_completion(run, body.model))
+    finally:
+        ticket.release()
     observation.ok()
     return JSONResponse(completion)
 
 
 def build_router(settings: GatewaySettings) -> APIRouter:
     router = APIRouter()
-    authed = APIRouter(prefix="/v1", dependencies=[Depends(bearer_auth(settings.api_keys))])
+    guard = authorize(bearer_auth(settings.api_keys), settings.rate_limit)
+    authed = APIRouter(prefix="/v1", dependencies=[Depends(guard)])
     created = now()
+    admission = AdmissionGate(
+        settings.admission.max_progressive_requests,
+        what="progressive requests in flight",
+        retry_after=settings.admission.retry_after_seconds,
+    )
+    # Never refuses: counts cloud-only requests for the decision from load.
+    cloud_only = AdmissionGate(None, what="cloud requests")
+    load_rule = LoadRule(**settings.load_decision.model_dump())
+
+    def by_load(state: GatewayState, body: ChatCompletionRequest, choice: PathChoice) -> PathChoice:
+        """The decision from load, for a request bound for the progressive path."""
+        inputs = LoadInputs(
+            edges=state.edges.snapshot(),
+            max_points=settings.progressive.max_points,
+            point_tokens=min(
+                settings.progressive.expansion_max_tokens, state.edges.expected_point_tokens()
+            ),
+            cloud_in_flight=admission.in_flight + cloud_only.in_flight,
+            may_answer_directly=body.model == settings.models.auto,
+        )
+        decision = decide(inputs, load_rule)
+        if decision.mode == "cloud":
+            return PathChoice(
+                "cloud", f"load:{decision.reason}", route=choice.route, load=decision.report()
+            )
+        return replace(choice, load=decision.report(), max_points=decision.max_points)
 
     @router.get("/health")
     async def health() -> dict[str, str]:
@@ -141,8 +206,25 @@ def build_router(settings: GatewaySettings) -> APIRouter:
             choice = choose_path(body, settings.models, edges_up=state.edges.any_up())
             if choice.wants_route and state.router is not None:
                 choice = apply_route(choice, await state.router.decide(body.messages))
-            path = _cloud_path if choice.mode == "cloud" else _progressive_path
-            return await path(state, body, choice, request, observation, clock)
+            if choice.mode == "progressive" and load_rule.enabled:
+                choice = by_load(state, body, choice)
+            if choice.mode == "cloud":
+                counted = cloud_only.admit()
+                try:
+                    return await _cloud_path(
+                        state, body, choice, request, observation, clock, counted
+                    )
+                except BaseException:
+                    counted.release()
+                    raise
+            ticket = admission.admit()
+            try:
+                return await _progressive_path(
+                    state, body, choice, request, observation, clock, ticket
+                )
+            except BaseException:
+                ticket.release()
+                raise
         except BaseException as exc:
             observation.failed(exc)
             raise

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from pice.edge_protocol import MAX_CANDIDATES
+from pice.security import OptionalSecret, read_secret_lines, secret_or_file, stripped_secret
 from pice.settings import YamlSettings, load_yaml_settings
 from pice_gateway.placement.registry import PLACEMENT_POLICIES
 
@@ -36,24 +37,47 @@ class CloudSettings(BaseModel):
 
     base_url: str = "http://127.0.0.1:8100/v1"
     model: str = "qwen2.5-coder-1.5b-instruct"
-    api_key: str | None = None
+    # Sent as "Authorization: Bearer ..."; or read from ``api_key_file`` (its first line).
+    api_key: OptionalSecret = None
+    api_key_file: Path | None = None
     timeouts: Timeouts = Field(default_factory=Timeouts)
 
+    @model_validator(mode="after")
+    def _key_from_file(self) -> CloudSettings:
+        self.api_key = secret_or_file(self.api_key, self.api_key_file)
+        return self
 
-class EdgeEndpoint(BaseModel):
+
+class _EdgeToken(BaseModel):
+    """A bearer token for edge agents: given, or read from ``token_file`` (its first line)."""
+
+    token: OptionalSecret = None
+    token_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _token_from_file(self) -> _EdgeToken:
+        self.token = secret_or_file(self.token, self.token_file)
+        return self
+
+
+class EdgeEndpoint(_EdgeToken):
     """Where the gateway reaches one edge agent (an item of ``edges``).
 
     Not the agent's own settings (``edge_agent.settings.EdgeSettings``, what ``pice edge serve``
-    reads): the name, URL and token the gateway uses to call it.
+    reads): the name, URL and token the gateway uses to call it. ``token`` is the agent's
+    ``api_token``; without one (nor ``token_file``) the gateway sends ``edge_client.token``.
     """
 
     name: str
     url: str
-    token: str | None = None
 
 
-class EdgeClientSettings(BaseModel):
-    """How the gateway talks to every edge agent."""
+class EdgeClientSettings(_EdgeToken):
+    """How the gateway talks to every edge agent.
+
+    ``token`` / ``token_file``: the token of every edge that has none of its own (one shared
+    secret for a fleet, e.g. PICE_EDGE_CLIENT__TOKEN).
+    """
 
     # /v1/load is polled this often (seconds); the placement policy reads what it saw.
     poll_interval: float = Field(default=1.0, gt=0)
@@ -62,12 +86,75 @@ class EdgeClientSettings(BaseModel):
     )
 
 
+class RateLimitSettings(BaseModel):
+    """Per-key request limits (``pice_gateway.rate_limit``); off unless a rate is set."""
+
+    # Requests per minute each API key may make to /v1 (a moving window); None = no limit.
+    # Without API keys (a loopback gateway) the client's address is the bucket.
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    # Where counts live, a ``limits`` storage URI: in-process by default (per replica);
+    # "async+redis://host:6379" shares them between replicas (needs ``limits[async-redis]``).
+    storage_uri: str = "async+memory://"
+
+
+class CorsSettings(BaseModel):
+    """CORS for browser front ends: off (no CORS headers) unless origins are listed."""
+
+    # Exact origins ("https://chat.example.com"); ["*"] allows any (never with credentials).
+    allow_origins: list[str] = Field(default_factory=list)
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "OPTIONS"])
+    allow_headers: list[str] = Field(
+        default_factory=lambda: ["authorization", "content-type", "x-request-id"]
+    )
+    allow_credentials: bool = False
+    # Seconds a browser may cache a preflight answer.
+    max_age: int = Field(default=600, ge=0)
+
+
 class ModelNames(BaseModel):
     """The three model names the gateway serves."""
 
     auto: str = "pice"
     progressive: str = "pice-progressive"
     cloud: str = "pice-cloud"
+
+
+class HedgingSettings(BaseModel):
+    """Duplicating a late point on another edge (``placement.hedging``)."""
+
+    # Off by default: a hedge spends edge capacity on a duplicate, worth it only with unequal
+    # or unreliable edges.
+    enabled: bool = False
+    # A point still unfinished ``factor`` × its expected finish + ``floor_seconds`` after it was
+    # placed is duplicated on another edge with a free slot; the first to finish wins.
+    factor: float = Field(default=2.0, gt=0)
+    floor_seconds: float = Field(default=2.0, ge=0)
+
+
+class AdmissionSettings(BaseModel):
+    """Bounded work in the gateway: past these, a request is refused with 429."""
+
+    # Progressive runs (``pice`` and ``pice-progressive``) in flight at once; None = no cap.
+    max_progressive_requests: int | None = Field(default=64, ge=1)
+    # What ``Retry-After`` tells a refused client, seconds.
+    retry_after_seconds: int = Field(default=1, ge=1)
+
+
+class LoadDecisionSettings(BaseModel):
+    """The per-request decision from load (``pice_gateway.load_decision``)."""
+
+    # Off by default: every request takes the path its model and the router chose.
+    enabled: bool = False
+    # The cloud's decode rate for one answer, tokens/s; None turns the "edges much slower than
+    # the cloud" rule off (the gateway does not measure the cloud's rate).
+    cloud_tokens_per_second: float | None = Field(default=None, gt=0)
+    # Model ``pice`` answers from the cloud when the fastest edge's expected finish of one
+    # point exceeds this many times the cloud writing the whole answer alone.
+    edge_slowdown: float = Field(default=2.0, gt=0)
+    # With this many requests of this gateway on the cloud, the sketch is asked for
+    # ``busy_max_points`` points; None turns the rule off.
+    cloud_busy_requests: int | None = Field(default=None, ge=1)
+    busy_max_points: int = Field(default=4, ge=1, le=32)
 
 
 class ProgressiveSettings(BaseModel):
@@ -102,6 +189,7 @@ class ProgressiveSettings(BaseModel):
     ensemble_candidates: int = Field(default=1, ge=1, le=MAX_CANDIDATES)
     # Sampling temperature of candidates 1..k-1 (candidate 0 keeps the request's own).
     ensemble_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+    hedging: HedgingSettings = Field(default_factory=HedgingSettings)
 
     @field_validator("placement")
     @classmethod
@@ -127,11 +215,22 @@ class RouterSettings(BaseModel):
 
 
 class GatewaySettings(YamlSettings):
-    model_config = SettingsConfigDict(env_prefix="PICE_", env_nested_delimiter="__", extra="ignore")
+    # env_ignore_empty: an empty variable (a Secret not filled in, PICE_API_KEYS="") counts as
+    # unset, so the start-up check names the missing keys instead of a JSON parse error.
+    model_config = SettingsConfigDict(
+        env_prefix="PICE_", env_nested_delimiter="__", extra="ignore", env_ignore_empty=True
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    api_keys: list[str] = Field(default_factory=list)
+    # Clients send "Authorization: Bearer <one of these>". Required off loopback (see
+    # ``allow_insecure``). PICE_API_KEYS='["k1", "k2"]', or a file with one key per line.
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    api_keys_file: Path | None = None
+    # Serve a non-loopback host without API keys (logged as a WARNING at start-up).
+    allow_insecure: bool = False
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
     max_body_bytes: int = Field(default=1_048_576, ge=1)
     cloud: CloudSettings = Field(default_factory=CloudSettings)
     edges: list[EdgeEndpoint] = Field(
@@ -141,6 +240,8 @@ class GatewaySettings(YamlSettings):
     models: ModelNames = Field(default_factory=ModelNames)
     progressive: ProgressiveSettings = Field(default_factory=ProgressiveSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
+    load_decision: LoadDecisionSettings = Field(default_factory=LoadDecisionSettings)
 
     @field_validator("edges")
     @classmethod
@@ -149,6 +250,17 @@ class GatewaySettings(YamlSettings):
         if len(names) != len(set(names)):
             raise ValueError(f"edge names must be unique: {names}")
         return edges
+
+    @model_validator(mode="after")
+    def _resolve_secrets(self) -> GatewaySettings:
+        keys = [*self.api_keys]
+        if self.api_keys_file is not None:
+            keys += read_secret_lines(self.api_keys_file)
+        self.api_keys = [key for key in map(stripped_secret, keys) if key is not None]
+        for edge in self.edges:
+            if edge.token is None:
+                edge.token = self.edge_client.token
+        return self
 
 
 def load_settings(config: Path | None = None, **overrides: Any) -> GatewaySettings:

@@ -59,13 +59,15 @@ def error_from_status(upstream: str, status: int, body: bytes, headers: httpx.He
         )
     if status == 413:
         return PayloadTooLargeError(message or "Request too large for the upstream.")
-    if status == 429:
-        return RateLimitError(message or f"{upstream} is rate limiting.", code=code)
-    # 401/403/404 from an upstream are the gateway's misconfiguration, not the client's fault.
     try:
         retry_after = max(1, int(headers.get("retry-after", "1")))
     except ValueError:
         retry_after = 1
+    if status == 429:
+        return RateLimitError(
+            message or f"{upstream} is rate limiting.", code=code, retry_after=retry_after
+        )
+    # 401/403/404 from an upstream are the gateway's misconfiguration, not the client's fault.
     return UpstreamError(
         f"{upstream} answered {status}: {message}".rstrip(": "), retry_after=retry_after
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 from pice.errors import ModelProvisioningError
+from pice_stack.profile import ProfileError, load_profile
 from pice_stack.stack import RunningStack, StackSpec, launch_stack
 from pice_stack.supervisor import StackError
 
@@ -30,6 +31,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=("edge", "vllm"),
         default=defaults.cloud,
         help="edge: llama.cpp stand-in (default); vllm: a real vLLM server",
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="testbed profile: a name in configs/testbed/ (homogeneous, heterogeneous) or a "
+        "YAML path; its edges replace --edges (docs/configuration.md, 'Testbed profiles')",
+    )
+    parser.add_argument(
+        "--link-base-port",
+        type=int,
+        default=defaults.link_base_port,
+        help="first link proxy port (profiles with links); edge i's link is this + i",
     )
     parser.add_argument("--cloud-model", default=defaults.cloud_model)
     parser.add_argument("--edge-model", default=defaults.edge_model)
@@ -87,7 +100,14 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        profile = load_profile(args.profile) if args.profile else None
+    except ProfileError as exc:
+        sys.stderr.write(f"pice up: {exc}\n")
+        return 1
     spec = StackSpec(
+        profile=profile,
+        link_base_port=args.link_base_port,
         cloud=args.cloud,
         cloud_model=args.cloud_model,
         edge_model=args.edge_model,
@@ -139,6 +159,9 @@ _EXAMPLE_BODY = {
 def _banner(stack: RunningStack) -> str:
     url = stack.gateway_url
     edges = ", ".join(stack.edge_urls)
+    profile = stack.spec.profile
+    if profile is not None:
+        edges += f"\n  profile  {profile.name}: {profile.description}"
     return f"""
 PICE is up.
   gateway  {url}/v1   (models: pice, pice-progressive, pice-cloud)

@@ -13,8 +13,11 @@ other's CPU, as they would not on real hardware.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import secrets
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ import yaml
 from pice.cloud.vllm import VllmServer, prepare_vllm_server, taskset_argv
 from pice.command import pice_argv
 from pice.models.registry import resolve_model
+from pice_stack.profile import EdgeProfile, LinkProfile, TestbedProfile
 from pice_stack.supervisor import ChildSpec, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -36,7 +40,12 @@ CloudKind = Literal["edge", "vllm"]
 
 @dataclass(frozen=True)
 class StackSpec:
-    """What ``pice up`` runs. Edge ``i`` (0-based) listens on ``edge_base_port + i``."""
+    """What ``pice up`` runs. Edge ``i`` (0-based) listens on ``edge_base_port + i``.
+
+    With a ``profile``, the edges are the profile's (``edges`` is ignored), each with its own
+    threads, CPU quota, model and link; edge ``i``'s link proxy listens on
+    ``link_base_port + i`` and the gateway reaches the edge through it.
+    """
 
     cloud: CloudKind = "edge"
     cloud_model: str = "qwen2.5-coder-1.5b-instruct"
@@ -46,6 +55,7 @@ class StackSpec:
     gateway_port: int = 8000
     cloud_port: int = 8100
     edge_base_port: int = 8101
+    link_base_port: int = 8201
     threads: int = 1
     pin: bool = True
     gateway: bool = True
@@ -55,6 +65,13 @@ class StackSpec:
     vllm_venv: Path | None = None
     # Extra settings merged into the generated gateway YAML (benchmarks tune the gateway).
     gateway_overrides: Mapping[str, Any] = field(default_factory=dict)
+    profile: TestbedProfile | None = None
+
+    def edge_profiles(self) -> list[EdgeProfile]:
+        """One entry per edge: the profile's, or ``edges`` plain ones."""
+        if self.profile is not None:
+            return list(self.profile.edges)
+        return [EdgeProfile() for _ in range(self.edges)]
 
 
 @dataclass(frozen=True)
@@ -77,18 +94,29 @@ def plan_cores(edges: int, *, pin: bool, available: Sequence[int] | None = None)
 def gateway_config(
     spec: StackSpec, cloud_base_url: str, cloud_model: str, edge_urls: Sequence[str]
 ) -> dict[str, Any]:
-    """The gateway's settings, in the schema of ``pice_gateway.settings``."""
+    """The gateway's settings, in the schema of ``pice_gateway.settings``.
+
+    No secret is written here (the file sits in a run directory others may read): keys and
+    tokens reach the gateway through its environment (:func:`gateway_env`).
+    """
     config: dict[str, Any] = {
         "host": spec.host,
         "port": spec.gateway_port,
-        "api_keys": list(spec.api_keys),
-        "cloud": {"base_url": cloud_base_url, "model": cloud_model, "api_key": None},
-        "edges": [
-            {"name": f"edge-{i + 1}", "url": url, "token": None} for i, url in enumerate(edge_urls)
-        ],
+        "cloud": {"base_url": cloud_base_url, "model": cloud_model},
+        "edges": [{"name": f"edge-{i + 1}", "url": url} for i, url in enumerate(edge_urls)],
     }
     config.update(spec.gateway_overrides)
     return config
+
+
+def gateway_env(spec: StackSpec, edge_token: str, cloud_api_key: str | None) -> dict[str, str]:
+    """The secrets of the gateway child, as ``PICE_*`` variables (never argv: ``ps`` shows it)."""
+    env = {"PICE_EDGE_CLIENT__TOKEN": edge_token}
+    if spec.api_keys:
+        env["PICE_API_KEYS"] = json.dumps(list(spec.api_keys))
+    if cloud_api_key is not None:
+        env["PICE_CLOUD__API_KEY"] = cloud_api_key
+    return env
 
 
 class RunningStack:
@@ -103,12 +131,23 @@ class RunningStack:
         cloud_model: str,
         edge_urls: Sequence[str],
         config_path: Path | None,
+        edge_models: Sequence[str] = (),
+        cloud_api_key: str | None = None,
+        edge_api_key: str | None = None,
     ) -> None:
         self.spec = spec
         self.supervisor = supervisor
         self.cloud_base_url = cloud_base_url
+        # What a client of the cloud itself (``pice bench``'s cloud-only mode) must send.
+        self.cloud_api_key = cloud_api_key
         self.cloud_model = cloud_model
+        # As the gateway reaches each edge: through its link proxy when it has one.
         self.edge_urls = list(edge_urls)
+        # The model id each edge serves (its OpenAI chat endpoint answers to it).
+        self.edge_models = list(edge_models)
+        # The per-run token every edge agent requires (a client of an edge's own chat
+        # endpoint, such as ``pice bench``'s fleet-direct mode, must send it).
+        self.edge_api_key = edge_api_key
         self.config_path = config_path
 
     @property
@@ -154,30 +193,55 @@ def launch_stack(spec: StackSpec) -> RunningStack:
     """
     run_dir = spec.run_dir or Path(tempfile.mkdtemp(prefix="pice-up-"))
     env = {"PICE_MODEL_CACHE": str(spec.cache_dir)} if spec.cache_dir else {}
-    cores = plan_cores(spec.edges, pin=spec.pin)
+    # A fresh token per run for every edge agent (and the cloud stand-in, an edge agent too):
+    # other local users cannot drive the stack's model servers around the gateway.
+    edge_token = secrets.token_urlsafe(32)
+    edge_env = {**env, "PICE_EDGE_API_TOKEN": edge_token}
+    edge_profiles = spec.edge_profiles()
+    cores = plan_cores(len(edge_profiles), pin=spec.pin)
     # Provision first, in the foreground with progress bars, so children only load files.
-    edge_model = resolve_model(spec.edge_model, cache_dir=spec.cache_dir)
-    cloud_spec, cloud_model, cloud_base_url = _cloud_child(spec, cores.cloud, env)
+    edge_models = {
+        name: resolve_model(name, cache_dir=spec.cache_dir)
+        for name in {ep.model or spec.edge_model for ep in edge_profiles}
+    }
+    # The embedded cloud is an edge agent and takes the same token; vLLM runs keyless here.
+    cloud_api_key = edge_token if spec.cloud == "edge" else None
+    cloud_env = edge_env if cloud_api_key is not None else env
+    cloud_spec, cloud_model, cloud_base_url = _cloud_child(spec, cores.cloud, cloud_env)
 
     supervisor = Supervisor(run_dir)
     try:
         started = [supervisor.start(cloud_spec)]
         edge_urls = []
-        for i in range(spec.edges):
+        edge_model_ids = []
+        for i, edge in enumerate(edge_profiles):
             port = spec.edge_base_port + i
+            model = edge_models[edge.model or spec.edge_model]
+            threads = edge.threads or spec.threads
             argv = pice_argv(
-                *("edge", "serve", "--model", str(edge_model.path), "--model-id", edge_model.name),
-                *("--host", spec.host, "--port", str(port), "--threads", str(spec.threads)),
+                *("edge", "serve", "--model", str(model.path), "--model-id", model.name),
+                *("--host", spec.host, "--port", str(port), "--threads", str(threads)),
             )
             child = ChildSpec(
                 name=f"edge-{i + 1}",
                 argv=tuple(taskset_argv(argv, cores.edges[i])),
                 port=port,
                 host=spec.host,
-                env=env,
+                env=edge_env,
+                cpu_quota=edge.cpu_quota,
             )
             started.append(supervisor.start(child))
-            edge_urls.append(child.url)
+            edge_model_ids.append(model.name)
+            if edge.link is None:
+                edge_urls.append(child.url)
+                continue
+            # Its readiness probe crosses the link to the edge's /ready, so "ready" means the
+            # edge is ready and reachable the way the gateway will reach it.
+            link = link_child(
+                f"link-{i + 1}", edge.link, spec.host, spec.link_base_port + i, port, seed=i
+            )
+            started.append(supervisor.start(link))
+            edge_urls.append(link.url)
         supervisor.wait_ready(started)
 
         config_path = None
@@ -190,6 +254,7 @@ def launch_stack(spec: StackSpec) -> RunningStack:
                 argv=pice_argv("gateway", "--config", str(config_path)),
                 port=spec.gateway_port,
                 host=spec.host,
+                env=gateway_env(spec, edge_token, cloud_api_key),
                 ready_timeout_s=60.0,
             )
             supervisor.wait_ready([supervisor.start(gateway)])
@@ -203,7 +268,29 @@ def launch_stack(spec: StackSpec) -> RunningStack:
         cloud_model=cloud_model,
         edge_urls=edge_urls,
         config_path=config_path,
+        edge_models=edge_model_ids,
+        cloud_api_key=cloud_api_key,
+        edge_api_key=edge_token,
     )
+
+
+def link_child(
+    name: str, link: LinkProfile, host: str, port: int, upstream_port: int, *, seed: int = 0
+) -> ChildSpec:
+    """A link proxy (``pice_stack.link``) on ``port`` in front of ``upstream_port``.
+
+    Unpinned, like the gateway: it moves bytes and sleeps, and pinning it to an edge's core
+    would slow the edge it fronts.
+    """
+    argv = [
+        *(sys.executable, "-m", "pice_stack.link"),
+        *("--listen", f"{host}:{port}", "--upstream", f"{host}:{upstream_port}"),
+        *("--delay-ms", f"{link.delay_ms:g}", "--jitter-ms", f"{link.jitter_ms:g}"),
+        *("--seed", str(seed)),
+    ]
+    if link.rate_mbit is not None:
+        argv += ["--rate-mbit", f"{link.rate_mbit:g}"]
+    return ChildSpec(name=name, argv=tuple(argv), port=port, host=host)
 
 
 def _cloud_child(

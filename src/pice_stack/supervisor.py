@@ -23,6 +23,8 @@ from pathlib import Path
 
 import httpx
 
+from pice_stack.cgroup import CgroupError, CpuQuota
+
 logger = logging.getLogger(__name__)
 
 _POLL_S = 0.5
@@ -44,6 +46,8 @@ class ChildSpec:
     ready_path: str = "/ready"
     env: Mapping[str, str] = field(default_factory=dict)
     ready_timeout_s: float = 300.0
+    # Cores' worth of CPU time the child may use (a cgroup v1 cpu quota); None = no limit.
+    cpu_quota: float | None = None
 
     @property
     def url(self) -> str:
@@ -59,10 +63,18 @@ def _die_with_parent() -> None:
 class ChildProcess:
     """A started child in its own session, so signals reach its whole process group."""
 
-    def __init__(self, spec: ChildSpec, log_path: Path) -> None:
+    def __init__(self, spec: ChildSpec, log_path: Path, quota: CpuQuota | None = None) -> None:
         self.spec = spec
         self.log_path = log_path
+        self.quota = quota
         self.started_at = time.monotonic()
+
+        def before_exec() -> None:
+            _die_with_parent()
+            # Joined before exec, so every thread the server starts is inside the quota.
+            if quota is not None:
+                quota.join_self()
+
         with log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 list(spec.argv),
@@ -71,7 +83,7 @@ class ChildProcess:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **spec.env},
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=before_exec if sys.platform == "linux" else None,
             )
 
     @property
@@ -123,9 +135,21 @@ class Supervisor:
         if not port_is_free(spec.host, spec.port):
             raise StackError(f"cannot start {spec.name}: {spec.host}:{spec.port} is in use")
         log_path = self.run_dir / f"{spec.name}.log"
+        quota = None
+        if spec.cpu_quota is not None:
+            try:
+                quota = CpuQuota.create(f"pice-{os.getpid()}-{spec.name}", spec.cpu_quota)
+            except CgroupError as exc:
+                raise StackError(f"cannot start {spec.name}: {exc}") from exc
+            logger.info("%s limited to %.2f cores (%s)", spec.name, spec.cpu_quota, quota.path)
         logger.info("starting %s on port %d (log: %s)", spec.name, spec.port, log_path)
         logger.debug("%s argv: %s", spec.name, " ".join(spec.argv))
-        child = ChildProcess(spec, log_path)
+        try:
+            child = ChildProcess(spec, log_path, quota)
+        except BaseException:
+            if quota is not None:
+                quota.remove()
+            raise
         self.children.append(child)
         return child
 
@@ -177,6 +201,8 @@ class Supervisor:
             child.signal_group(signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.proc.wait(timeout=5)
+            if child.quota is not None:
+                child.quota.remove()
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from pice_bench.main import parse_modes, parse_rates, quick_pick
+from pice_bench.main import build_spec, parse_modes, parse_rates, quick_pick
+from pice_bench.modes import Endpoints
 from pice_bench.questions import Question
 from pice_bench.records import Mode
 from pice_cli.main import build_parser
@@ -14,7 +17,28 @@ def test_bench_is_a_pice_subcommand_with_its_defaults() -> None:
     assert args.gateway_url == "http://g/v1"
     assert args.cloud == "edge"
     assert args.pin is True
-    assert parse_modes(args.modes) == [Mode.CLOUD, Mode.SOT, Mode.PICE, Mode.PICE_AUTO]
+    assert parse_modes(args.modes) == [
+        Mode.CLOUD, Mode.SOT, Mode.PICE, Mode.PICE_AUTO, Mode.FLEET,
+    ]  # fmt: skip
+    assert (args.profile, args.placement) == (None, None)
+
+
+def test_default_load_steps_send_thirty_requests_each_with_no_window() -> None:
+    args = build_parser().parse_args(
+        ["bench", "--gateway-url", "http://g/v1", "--no-judge", "--profile", "heterogeneous",
+         "--placement", "eft"]
+    )  # fmt: skip
+    assert (args.profile, args.placement) == ("heterogeneous", "eft")
+    spec = build_spec(args, Endpoints("http://g/v1", None, ""), [], {})
+    assert spec.load is not None
+    assert spec.load.max_count >= 30
+    assert spec.load.max_duration == math.inf
+    quick = build_spec(
+        build_parser().parse_args(["bench", "--quick", "--no-judge"]),
+        Endpoints("http://g/v1", None, ""), [], {},
+    )  # fmt: skip
+    assert quick.load is not None
+    assert quick.load.max_count == 3
 
 
 def test_parse_modes_and_rates() -> None:

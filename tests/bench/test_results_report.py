@@ -149,6 +149,7 @@ def test_plots_are_written(tmp_path: Path) -> None:
     files = write_plots(make_results(), tmp_path)
     assert sorted(p.name for p in files) == [
         "latency_by_category.png", "latency_vs_rate.png", "throughput.png",
+        "win_rate_pice-progressive.png",
     ]  # fmt: skip
     for path in files:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

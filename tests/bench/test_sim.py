@@ -128,5 +128,38 @@ def test_pice_sim_prints_a_table_and_writes_json(
 def test_the_table_gives_p95_as_a_ratio_to_eft() -> None:
     cfg = SimConfig(edges=4, workload=SHORT)
     results = [run_one(cfg, policy, 0.5) for policy in ("least-loaded", "eft")]
-    assert table(results).splitlines()[-1].endswith("| 1.00 |")
+    assert table(results).splitlines()[-1].endswith("| 1.00 | – |")
     assert report(cfg, results)["config"]["policies"] == list(cfg.policies)
+
+
+def test_a_cancelled_sequence_leaves_the_queue_or_the_batch_and_frees_its_slot() -> None:
+    edge = SimEdge(EdgeProfile("e", "test", RateCurve(single=10.0), max_sequences=1, link=LAN))
+    edge.arrive(SimSequence(0, 0, 10))
+    edge.arrive(SimSequence(0, 1, 10))
+    assert edge.cancel(0, 1), "from the queue"
+    assert (edge.running, len(edge.queue)) == (1, 0)
+    edge.arrive(SimSequence(0, 2, 10))
+    version = edge.version
+    assert edge.cancel(0, 0), "from the batch"
+    assert edge.version != version, "its pending completion is outdated"
+    assert (edge.running, len(edge.queue)) == (1, 0), "the queued one took the slot"
+    assert not edge.cancel(0, 0)
+
+
+def test_hedging_in_the_simulator_loses_no_request_and_some_duplicates_win() -> None:
+    # A tight deadline so that hedges happen at all on a short run.
+    # Round-robin puts points on slow edges, so some duplicates on faster ones win.
+    cfg = SimConfig(edges=6, workload=SHORT, hedge_factor=1.0, hedge_floor=0.0)
+    plain, hedged = run_one(cfg, "round-robin", 0.5), run_one(cfg, "round-robin+hedge", 0.5)
+    assert len(hedged.latencies) == len(plain.latencies), "every measured request finished"
+    assert hedged.points == plain.points
+    assert 0 < hedged.hedges_won < hedged.hedges
+    assert plain.hedges == 0
+    assert hedged.summary()["hedges"] == hedged.hedges
+
+
+def test_pice_sim_takes_hedged_policies_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["sim", "--edges", "4", "--duration", "30", "--warmup", "5", "--loads", "0.5"]
+    assert main([*argv, "--policies", "eft,eft+hedge", "--hedge-floor", "0.5"]) == 0
+    assert "| 0.50 | eft+hedge |" in capsys.readouterr().out
+    assert main(["sim", "--policies", "fastest+hedge"]) == 2

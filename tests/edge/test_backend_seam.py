@@ -142,11 +142,9 @@ class FakeBackend:
 
 
 @contextlib.asynccontextmanager
-async def serve(fake: FakeBackend, **settings_fields: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def serve(fake: FakeBackend, **settings_: Any) -> AsyncIterator[httpx.AsyncClient]:
     """The app over ``fake``, its lifespan running, behind an in-process client."""
-    settings = EdgeSettings(
-        model="fake.gguf", model_id=MODEL_ID, api_token=TOKEN, **settings_fields
-    )
+    settings = EdgeSettings(model="fake.gguf", model_id=MODEL_ID, api_token=TOKEN, **settings_)
 
     def backend(_: EdgeSettings) -> ServedBackend:
         return ServedBackend(fake, name="fake-model", aliases=("old-fake-name",))

@@ -322,6 +322,24 @@ async def test_max_tokens_gives_length(engine: Engine) -> None:
     assert out.done[0].completion_tokens == 5
 
 
+async def test_penalties_change_a_repetitive_greedy_answer(engine: Engine) -> None:
+    # The real llama.cpp penalties sampler (built with the model's vocabulary size): a greedy
+    # answer that repeats one word repeats it less once repeats cost logits.
+    prefix, add_special = chat_prefix(
+        engine, "Write the word cat twelve times, separated by spaces, nothing else."
+    )
+
+    async def answer(**penalties: float) -> str:
+        params = SamplingParams(max_tokens=24, **penalties)
+        spec = JobSpec(prefix, (SequenceSpec("", params),), add_special=add_special)
+        return (await collect(engine.submit(spec))).done[0].text
+
+    plain = await answer()
+    penalised = await answer(frequency_penalty=2.0, presence_penalty=2.0)
+    assert plain.lower().count("cat") >= 6, plain
+    assert penalised.lower().count("cat") < plain.lower().count("cat"), (plain, penalised)
+
+
 async def test_prompt_longer_than_the_context_is_refused(engine: Engine) -> None:
     prefix, add_special = chat_prefix(engine, "word " * (N_CTX + 100))
     spec = JobSpec(prefix, (SequenceSpec(""),), add_special=add_special)

@@ -28,3 +28,18 @@ def test_without_candidate_temperature_every_candidate_decodes_as_before() -> No
     assert [s.params.seed for s in spec.sequences] == [None] * 4
     # A gateway that never sets the field sends the same body as before it existed.
     assert "candidate_temperature" not in request(candidates=2).wire()
+
+
+def test_penalties_reach_every_sequence_and_default_to_off() -> None:
+    spec, _ = build_job(
+        request(candidates=2, presence_penalty=0.5, frequency_penalty=-1.0),
+        "prefix",
+        add_special=False,
+    )
+    assert {(s.params.presence_penalty, s.params.frequency_penalty) for s in spec.sequences} == {
+        (0.5, -1.0)
+    }
+    plain, _ = build_job(request(), "prefix", add_special=False)
+    assert {(s.params.presence_penalty, s.params.frequency_penalty) for s in plain.sequences} == {
+        (0.0, 0.0)
+    }

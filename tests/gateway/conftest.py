@@ -40,7 +40,7 @@ def settings_for(cloud_url: str, edges: dict[str, str], **overrides: Any) -> Gat
     return GatewaySettings(
         cloud={"base_url": cloud_url + "/v1", "model": "cloud-model"},
         edges=[EdgeEndpoint(name=name, url=url) for name, url in edges.items()],
-        edge_client={"poll_interval": 0.2},
+        edge_client=overrides.pop("edge_client", {"poll_interval": 0.2}),
         progressive=progressive,
         **overrides,
     )

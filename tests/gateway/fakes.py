@@ -33,7 +33,7 @@ from pice.edge_protocol import (
     PointDoneEvent,
     StartEvent,
 )
-from pice.openai_protocol import Usage
+from pice.openai_protocol import FinishReason, Usage
 from tests.support.processes import free_port
 
 OUTLINE = "1. Alpha point\n2. Beta point\n3. Gamma point\n"
@@ -89,7 +89,10 @@ async def cloud_chunks(script: CloudScript, body: dict[str, Any]) -> AsyncIterat
     Raises :class:`CloudDies` where the script breaks the connection.
     """
     kind = _kind(body)
-    pieces = split_words(_reply_text(script, kind))
+    whole = split_words(_reply_text(script, kind))
+    # Like a real model, an answer ends at ``max_tokens`` (one piece a token).
+    pieces = whole[: body.get("max_tokens") or len(whole)]
+    finish_reason = "length" if len(pieces) < len(whole) else "stop"
     base = {"id": "cmpl-fake", "object": "chat.completion.chunk", "created": 1}
     base["model"] = body["model"]
     yield json.dumps({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
@@ -102,7 +105,8 @@ async def cloud_chunks(script: CloudScript, body: dict[str, Any]) -> AsyncIterat
             raise CloudDies("fake cloud dies")
         await asyncio.sleep(script.token_delay)
         yield json.dumps({**base, "choices": [{"index": 0, "delta": {"content": piece}}]})
-    yield json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    end = {"index": 0, "delta": {}, "finish_reason": finish_reason}
+    yield json.dumps({**base, "choices": [end]})
     if (body.get("stream_options") or {}).get("include_usage"):
         yield json.dumps({**base, "choices": [], "usage": _usage(pieces)})
     yield "[DONE]"
@@ -187,12 +191,16 @@ def candidate_words(words: list[str], candidate: int) -> list[str]:
 
 
 def point_done(
-    point: int, words: list[str], candidate: int = 0, logprob_mean: float = -1.0
+    point: int,
+    words: list[str],
+    candidate: int = 0,
+    logprob_mean: float = -1.0,
+    finish_reason: FinishReason = "stop",
 ) -> PointDoneEvent:
     return PointDoneEvent(
         point=point,
         candidate=candidate,
-        finish_reason="stop",
+        finish_reason=finish_reason,
         text="".join(words),
         prompt_tokens=5,
         completion_tokens=len(words),
@@ -214,7 +222,8 @@ def wire(event: BaseModel) -> str:
 
 @dataclass
 class EdgeScript:
-    """What a fake edge does: ``ok``, ``die`` (after the first delta), ``stall``, ``error``."""
+    """What a fake edge does: ``ok``, ``die`` (after the first delta), ``stall``, ``error``,
+    or ``full`` (its job queue is full: every ``/v1/expand`` is a 429 with Retry-After)."""
 
     name: str
     behaviour: str = "ok"
@@ -226,6 +235,9 @@ class EdgeScript:
     # The ``x-request-id`` header of each ``/v1/expand`` request (None when absent).
     request_ids: list[str | None] = field(default_factory=list)
     cancelled: int = 0
+    # The edge name its bodies say (default its own): two edges with one voice write the same
+    # text, as one model decoding greedily on two devices does.
+    voice: str | None = None
     # The LoRA adapter this edge reports in /v1/load (None: the stock model).
     adapter: str | None = None
 
@@ -239,11 +251,15 @@ def fake_edge(script: EdgeScript) -> FastAPI:
         report = load_report(running_sequences=script.running, adapter=adapter)
         return report.model_dump(mode="json")
 
-    @app.post("/v1/expand")
-    async def expand(request: Request) -> EventSourceResponse:
+    @app.post("/v1/expand", response_model=None)
+    async def expand(request: Request) -> Response:
         body = await request.json()
         script.jobs.append(body)
         script.request_ids.append(request.headers.get("x-request-id"))
+        if script.behaviour == "full":
+            error = {"message": "full", "type": "rate_limit_error", "param": None}
+            error["code"] = "server_overloaded"
+            return JSONResponse({"error": error}, status_code=429, headers={"Retry-After": "1"})
         expand = ExpandRequest.model_validate(body)
         points, candidates = expand.point_indices(), expand.candidates
 
@@ -259,7 +275,10 @@ def fake_edge(script: EdgeScript) -> FastAPI:
                     finished = True
                     return
                 for point in points:
-                    words = point_words(point, script.name)
+                    # Like the agent, a sequence ends at ``max_tokens`` (one word a token).
+                    whole = point_words(point, script.voice or script.name)
+                    words = whole[: expand.max_tokens]
+                    finish: FinishReason = "length" if len(words) < len(whole) else "stop"
                     for n, word in enumerate(words):
                         if script.behaviour == "die" and n == 1:
                             raise RuntimeError("fake edge dies")
@@ -270,7 +289,8 @@ def fake_edge(script: EdgeScript) -> FastAPI:
                             text = candidate_words([word], candidate)[0]
                             yield wire(DeltaEvent(point=point, candidate=candidate, text=text))
                     for candidate in range(candidates):
-                        yield wire(point_done(point, candidate_words(words, candidate), candidate))
+                        body = candidate_words(words, candidate)
+                        yield wire(point_done(point, body, candidate, finish_reason=finish))
                 yield wire(job_done(len(points)))
                 yield "[DONE]"
                 finished = True

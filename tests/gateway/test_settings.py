@@ -14,13 +14,17 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 def test_defaults_match_the_documented_schema() -> None:
     settings = GatewaySettings()
     assert (settings.host, settings.port, settings.api_keys) == ("127.0.0.1", 8000, [])
+    assert settings.allow_insecure is False
+    assert settings.rate_limit.requests_per_minute is None
+    assert settings.cors.allow_origins == []
     assert settings.cloud.base_url == "http://127.0.0.1:8100/v1"
     assert settings.cloud.timeouts.read == 120
     assert [edge.name for edge in settings.edges] == ["edge-1"]
     assert settings.models.auto == "pice"
 
 
-@pytest.mark.parametrize("name", ["embedded.yaml", "vllm-orins.yaml"])
+# vllm-orins.yaml reads its secrets from files: test_shipped_configs.py loads it with them.
+@pytest.mark.parametrize("name", ["embedded.yaml", "compose.yaml"])
 def test_shipped_configs_load(name: str) -> None:
     settings = load_settings(CONFIGS / name)
     assert settings.edges
@@ -35,7 +39,7 @@ def test_environment_overrides_yaml_and_overrides_win(monkeypatch: pytest.Monkey
     assert settings.cloud.model == "from-env"
     assert settings.cloud.base_url == "http://127.0.0.1:8100/v1"  # from the YAML
     assert settings.port == 9000
-    assert settings.api_keys == ["k1"]
+    assert [key.get_secret_value() for key in settings.api_keys] == ["k1"]
     assert [edge.name for edge in settings.edges] == ["edge-1", "edge-2"]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pice_gateway.settings import load_settings
-from pice_stack.stack import RunningStack, StackSpec, gateway_config, plan_cores
+from pice_stack.stack import RunningStack, StackSpec, gateway_config, gateway_env, plan_cores
 from pice_stack.supervisor import ChildSpec, StackError, Supervisor
 from tests.support.processes import free_port
 
@@ -137,10 +137,12 @@ def test_core_plan_puts_cloud_and_edges_on_separate_cores() -> None:
     assert plan_cores(2, pin=False, available=[0, 1]).edges == (None, None)
 
 
-def test_generated_gateway_config_loads_as_gateway_settings(tmp_path: Path) -> None:
+def test_generated_gateway_config_loads_as_gateway_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import yaml
 
-    spec = StackSpec(gateway_port=18000, api_keys=("k1",))
+    spec = StackSpec(gateway_port=18000, api_keys=("k1-secret",))
     config = gateway_config(
         spec,
         "http://127.0.0.1:8100/v1",
@@ -149,12 +151,79 @@ def test_generated_gateway_config_loads_as_gateway_settings(tmp_path: Path) -> N
     )
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))
+    # Secrets travel in the child's environment, never in the YAML on disk.
+    env = gateway_env(spec, "edge-secret", "cloud-secret")
+    text = path.read_text()
+    assert not any(secret in text for secret in ("k1-secret", "edge-secret", "cloud-secret"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     settings = load_settings(path)
     assert settings.port == 18000
-    assert settings.api_keys == ["k1"]
+    assert [key.get_secret_value() for key in settings.api_keys] == ["k1-secret"]
+    assert settings.cloud.api_key is not None
+    assert settings.cloud.api_key.get_secret_value() == "cloud-secret"
+    assert [edge.token.get_secret_value() for edge in settings.edges if edge.token] == [
+        "edge-secret",
+        "edge-secret",
+    ]
     assert settings.cloud.base_url == "http://127.0.0.1:8100/v1"
     assert settings.cloud.model == "qwen2.5-coder-1.5b-instruct"
     assert [(edge.name, edge.url) for edge in settings.edges] == [
         ("edge-1", "http://a:1"),
         ("edge-2", "http://b:2"),
     ]
+
+
+class _RecordingSupervisor:
+    """A Supervisor that records what it would start instead of starting it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.children: list[ChildSpec] = []
+
+    def start(self, spec: ChildSpec) -> ChildSpec:
+        self.children.append(spec)
+        return spec
+
+    def wait_ready(self, _: object) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def test_pice_up_gives_edges_cloud_and_gateway_a_fresh_token_outside_argv_and_yaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    import pice_stack.stack as stack_module
+
+    monkeypatch.setattr(
+        stack_module,
+        "resolve_model",
+        lambda name, **_: SimpleNamespace(path=tmp_path / f"{name}.gguf", name=name),
+    )
+    monkeypatch.setattr(stack_module, "Supervisor", _RecordingSupervisor)
+    tokens = []
+    for run in range(2):
+        run_dir = tmp_path / str(run)
+        run_dir.mkdir()
+        spec = StackSpec(run_dir=run_dir, pin=False, api_keys=("client-key",))
+        running = stack_module.launch_stack(spec)
+        children = {child.name: child for child in running.supervisor.children}
+        token = children["edge-1"].env["PICE_EDGE_API_TOKEN"]
+        assert len(token) >= 32
+        assert children["edge-2"].env["PICE_EDGE_API_TOKEN"] == token
+        assert children["cloud"].env["PICE_EDGE_API_TOKEN"] == token
+        gateway_env = children["gateway"].env
+        assert gateway_env["PICE_EDGE_CLIENT__TOKEN"] == token
+        assert gateway_env["PICE_CLOUD__API_KEY"] == token
+        assert gateway_env["PICE_API_KEYS"] == '["client-key"]'
+        assert running.cloud_api_key == token
+        assert all(token not in " ".join(child.argv) for child in children.values())
+        yaml_text = (run_dir / "gateway.yaml").read_text()
+        assert token not in yaml_text
+        assert "client-key" not in yaml_text
+        tokens.append(token)
+    assert tokens[0] != tokens[1]

@@ -26,17 +26,35 @@ def error_response(err: PiceError) -> JSONResponse:
     return JSONResponse(err.to_body(), status_code=err.status_code, headers=err.headers())
 
 
+# Pydantic names the member of a union that failed in ``loc`` (``stop.str``,
+# ``stop.list[str].0``, ``messages.0.content.list[TextPart]``); OpenAI's ``param`` names only the
+# request's own fields, which are snake_case, so a type's name is dropped from the path.
+_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+
+
+def _is_type_tag(part: str) -> bool:
+    return part in _TYPE_NAMES or "[" in part or part[:1].isupper()
+
+
 def validation_error(exc: RequestValidationError) -> InvalidRequestError:
     """Turn pydantic's list of problems into one 400 that names the first offending field."""
     errors: list[Any] = list(exc.errors())
     if not errors:
         return InvalidRequestError("Invalid request body.")
     first = errors[0]
+    # A union reports one error per member; the one that got furthest into the value says most
+    # (``content`` given an image part: "should be 'text'" rather than "should be a string").
+    field = tuple(first.get("loc", ()))[:2]
+    first = max(
+        (e for e in errors if tuple(e.get("loc", ()))[:2] == field),
+        key=lambda e: len(e.get("loc", ())),
+    )
     if first.get("type") == "json_invalid":
         return InvalidRequestError(
             "The request body is not valid JSON.", code="invalid_json", param=None
         )
     loc = [str(part) for part in first.get("loc", ()) if part != "body"]
+    loc = [part for part in loc if not _is_type_tag(part)]
     param = ".".join(loc) or None
     if first.get("type") == "missing" and param is None:
         return InvalidRequestError("The request body is missing.", code="invalid_json")

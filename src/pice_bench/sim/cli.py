@@ -35,8 +35,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(default: %(default)s)",
     )
     p.add_argument(
-        "--policies", default="round-robin,least-loaded,eft", help="default: %(default)s"
+        "--policies",
+        default="round-robin,least-loaded,eft",
+        help="registered placement policies; append +hedge for the gateway's hedging, e.g. "
+        "eft+hedge (default: %(default)s)",
     )
+    p.add_argument(
+        "--hedge-factor",
+        type=float,
+        default=2.0,
+        help="hedging of +hedge policies: a point is late at factor x estimate + floor "
+        "(default: %(default)s)",
+    )
+    p.add_argument("--hedge-floor", type=float, default=2.0, help="seconds (default: %(default)s)")
     p.add_argument(
         "--duration", type=float, default=300.0, help="seconds of arrivals (default: %(default)s)"
     )
@@ -61,11 +72,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     from pice_bench.sim.engine import Workload
-    from pice_bench.sim.sweep import SimConfig, report, run_sweep, table, write_plot
+    from pice_bench.sim.sweep import (
+        SimConfig,
+        base_policy,
+        report,
+        run_sweep,
+        table,
+        write_plot,
+    )
     from pice_gateway.placement.registry import PLACEMENT_POLICIES
 
     policies = tuple(name.strip() for name in args.policies.split(",") if name.strip())
-    unknown = [name for name in policies if name not in PLACEMENT_POLICIES]
+    unknown = [name for name in policies if base_policy(name) not in PLACEMENT_POLICIES]
     if unknown:
         sys.stderr.write(
             f"pice sim: unknown policies {unknown}; known: {sorted(PLACEMENT_POLICIES)}\n"
@@ -79,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         workload=Workload(duration=args.duration, warmup=args.warmup),
         seed=args.seed,
         slots=args.slots,
+        hedge_factor=args.hedge_factor,
+        hedge_floor=args.hedge_floor,
     )
     results = run_sweep(config)
     sys.stdout.write(table(results))

@@ -75,6 +75,22 @@ class SimEdge:
             heapq.heappush(self._running, (finish, self._admitted, sequence))
             self.version += 1
 
+    def cancel(self, request: int, point: int) -> bool:
+        """Drop the sequence of ``point`` (call :meth:`advance` first), as closing a job's
+        stream does on an edge agent; ``False`` when it is not here (finished, or never came)."""
+        for sequence in self.queue:
+            if (sequence.request, sequence.point) == (request, point):
+                self.queue.remove(sequence)
+                return True
+        for n, (_, _, sequence) in enumerate(self._running):
+            if (sequence.request, sequence.point) == (request, point):
+                self._running.pop(n)
+                heapq.heapify(self._running)
+                self.version += 1
+                self._admit()
+                return True
+        return False
+
     def finish_due(self) -> list[SimSequence]:
         """The sequences done by now (call :meth:`advance` first); admits from the queue."""
         done = []

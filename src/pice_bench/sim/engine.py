@@ -16,6 +16,13 @@ What is simulated, and what is the gateway's own code:
   result half a round trip back; a request's latency runs from its arrival to its last point's
   result at the gateway. Points a policy leaves to the cloud decode at ``cloud_rate``.
 
+With hedging (a policy named ``<policy>+hedge``), each point placed on an edge also schedules
+the gateway's own hedging decision (:mod:`pice_gateway.placement.hedging`): at
+``factor × estimate + floor`` after placement, a point not yet back at the gateway is duplicated
+on an edge with a free slot chosen by the same policy; the first result to reach the gateway
+wins and the other attempt is cancelled on its edge (or dropped in transit), giving its slot
+back at once, as dispatch does.
+
 Requests arriving during the warm-up are served but not measured; after ``duration`` no new
 request arrives and the run goes on until every measured request finished. Deterministic for a
 seed: the workload (arrivals, k, lengths) comes from its own generator, so every policy is
@@ -38,6 +45,7 @@ from pice_bench.stats import percentile
 from pice_gateway.edges import Edge
 from pice_gateway.placement.base import PlacementPolicy, PointPlacement
 from pice_gateway.placement.estimate import DEFAULT_POINT_TOKENS
+from pice_gateway.placement.hedging import HedgeRule, estimate_on, hedge_target
 from pice_gateway.placement.rate import ewma
 
 
@@ -77,6 +85,7 @@ class _Kind(IntEnum):
     POINT = 3
     ARRIVAL = 4
     POLL = 5
+    HEDGE = 6
 
 
 @dataclass
@@ -97,6 +106,9 @@ class RunResult:
     points: int
     sim_seconds: float
     events: int
+    # Points duplicated by hedging, and those whose duplicate's result came back first.
+    hedges: int = 0
+    hedges_won: int = 0
 
     @property
     def p50(self) -> float:
@@ -117,6 +129,8 @@ class RunResult:
             "mean_s": round(sum(self.latencies) / max(1, len(self.latencies)), 4),
             "points": self.points,
             "cloud_points": self.cloud_points,
+            "hedges": self.hedges,
+            "hedges_won": self.hedges_won,
             "sim_seconds": round(self.sim_seconds, 1),
             "events": self.events,
         }
@@ -168,6 +182,7 @@ class Simulation:
         *,
         seed: int = 0,
         progress: Callable[[float], None] | None = None,
+        hedging: HedgeRule | None = None,
     ) -> None:
         self._fleet = fleet
         self._workload = workload
@@ -184,6 +199,12 @@ class Simulation:
         self._events: list[tuple[float, int, int, tuple[int, ...]]] = []
         self._order = 0
         self._link_rng = random.Random(seed + 1)
+        self._hedging = hedging or HedgeRule()
+        # Per point still out, the edges holding an attempt of it (more than one once hedged),
+        # and the edge of its duplicate.
+        self._live: dict[tuple[int, int], list[int]] = {}
+        self._duplicate: dict[tuple[int, int], int] = {}
+        self._hedges = self._hedges_won = 0
 
     def _push(self, t: float, kind: _Kind, *data: int) -> None:
         self._order += 1
@@ -232,6 +253,11 @@ class Simulation:
                     expected_tokens=min(workload.max_tokens, self._point_tokens),
                 )
                 name = self._policy.place(placement, self._status)
+                if name is not None and self._hedging.enabled:
+                    i = self._index[name]
+                    tokens = placement.expected_tokens or DEFAULT_POINT_TOKENS
+                    estimate = estimate_on(self._status[i], self._status, tokens)
+                    self._push(t + self._hedging.deadline(estimate), _Kind.HEDGE, r, p, i)
                 if name is None:
                     cloud_points += 1
                     done = t + requests[r].lengths[p] / workload.cloud_rate
@@ -241,9 +267,15 @@ class Simulation:
                 self._gateway[i].in_flight += 1
                 self._gateway[i].last_placed = t
                 self._status[i] = self._gateway[i].status()
+                self._live[(r, p)] = [i]
                 self._push(t + self._one_way(i), _Kind.AT_EDGE, i, r, p)
+            elif kind == _Kind.HEDGE:
+                r, p, i = data
+                self._hedge(t, r, p, i)
             elif kind == _Kind.AT_EDGE:
                 i, r, p = data
+                if i not in self._live.get((r, p), ()):
+                    continue  # the other attempt already won: this one is dropped in transit
                 edge = self._edges[i]
                 edge.advance(t)
                 edge.arrive(SimSequence(r, p, requests[r].lengths[p]))
@@ -263,8 +295,13 @@ class Simulation:
                 r, p, i = data
                 request = requests[r]
                 if i >= 0:
-                    self._gateway[i].in_flight -= 1
-                    self._status[i] = self._gateway[i].status()
+                    live = self._live.pop((r, p), None)
+                    if live is None or i not in live:
+                        continue  # the loser's result, already cancelled
+                    if self._duplicate.pop((r, p), None) == i:
+                        self._hedges_won += 1
+                    for k in live:
+                        self._release(t, k, r, p, cancel=k != i)
                     self._point_tokens = ewma(self._point_tokens, request.lengths[p], weight=0.05)
                 request.left -= 1
                 if not request.left and request.measured:
@@ -282,7 +319,44 @@ class Simulation:
             points=points,
             sim_seconds=t,
             events=events,
+            hedges=self._hedges,
+            hedges_won=self._hedges_won,
         )
+
+    def _hedge(self, t: float, r: int, p: int, i: int) -> None:
+        """The gateway's hedging decision for point ``p`` of request ``r``, placed on ``i``."""
+        live = self._live.get((r, p))
+        if live != [i]:
+            return  # back already, or already hedged
+        placement = PointPlacement(
+            request_id=str(r),
+            point=p,
+            title="",
+            excluded=frozenset(),
+            expected_tokens=min(self._workload.max_tokens, self._point_tokens),
+        )
+        name = hedge_target(placement, self._fleet[i].name, self._status, self._policy)
+        if name is None:
+            return  # no spare slot: the sim, unlike dispatch, does not look again
+        j = self._index[name]
+        self._hedges += 1
+        self._duplicate[(r, p)] = j
+        live.append(j)
+        self._gateway[j].in_flight += 1
+        self._gateway[j].last_placed = t
+        self._status[j] = self._gateway[j].status()
+        self._push(t + self._one_way(j), _Kind.AT_EDGE, j, r, p)
+
+    def _release(self, t: float, i: int, r: int, p: int, *, cancel: bool) -> None:
+        """Edge ``i`` no longer holds point ``p`` of ``r`` for this gateway; ``cancel``: the
+        losing attempt, cancelled on the edge if it is still there."""
+        self._gateway[i].in_flight -= 1
+        self._status[i] = self._gateway[i].status()
+        if cancel:
+            edge = self._edges[i]
+            edge.advance(t)
+            if edge.cancel(r, p):
+                self._reschedule(i)
 
     def _poll(self, t: float) -> None:
         """What the registry's poller does: the load record, the timed round trip, the fit."""

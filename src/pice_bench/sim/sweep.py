@@ -10,6 +10,7 @@ from typing import Any
 
 from pice_bench.sim.engine import RunResult, Simulation, Workload, rate_for_load
 from pice_bench.sim.profiles import HETEROGENEOUS, HOMOGENEOUS, LAN, EdgeProfile, fleet
+from pice_gateway.placement.hedging import HedgeRule
 from pice_gateway.placement.registry import placement_policy
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,9 @@ class SimConfig:
     seed: int = 0
     # Sequences per edge for every edge (None: each device class's own, see ``profiles``).
     slots: int | None = None
+    # The hedging of policies named ``<policy>+hedge`` (the gateway's defaults).
+    hedge_factor: float = 2.0
+    hedge_floor: float = 2.0
 
     def fleet(self) -> list[EdgeProfile]:
         # A homogeneous fleet is one device class on one link, so only the policy differs.
@@ -35,8 +39,17 @@ class SimConfig:
         return fleet(self.edges, MIXES[self.mix], seed=self.seed, links=links, slots=self.slots)
 
 
+HEDGE_SUFFIX = "+hedge"
+
+
+def base_policy(name: str) -> str:
+    """The registered policy of ``name`` (``eft+hedge`` is ``eft`` with hedging)."""
+    return name.removesuffix(HEDGE_SUFFIX)
+
+
 def run_one(config: SimConfig, policy: str, load: float) -> RunResult:
-    """One policy at one load; the policy is the gateway's, made by its registered name."""
+    """One policy at one load; the policy is the gateway's, made by its registered name, with
+    the gateway's hedging when the name ends in ``+hedge``."""
     edges = config.fleet()
     workload = replace(config.workload, rate=rate_for_load(load, edges, config.workload))
 
@@ -48,8 +61,18 @@ def run_one(config: SimConfig, policy: str, load: float) -> RunResult:
         else:
             logger.info("%s at load %.2f: %.0f s simulated, draining the queues", policy, load, t)
 
+    hedging = (
+        HedgeRule(enabled=True, factor=config.hedge_factor, floor_seconds=config.hedge_floor)
+        if policy.endswith(HEDGE_SUFFIX)
+        else None
+    )
     simulation = Simulation(
-        edges, workload, placement_policy(policy), seed=config.seed, progress=progress
+        edges,
+        workload,
+        placement_policy(base_policy(policy)),
+        seed=config.seed,
+        progress=progress,
+        hedging=hedging,
     )
     return simulation.run(policy, load)
 
@@ -76,13 +99,15 @@ def table(results: Sequence[RunResult]) -> str:
     """A markdown table: one row per load and policy, p95 also as a ratio to eft's."""
     eft_p95 = {r.load: r.p95 for r in results if r.policy == "eft"}
     lines = [
-        "| load | policy | rate (req/s) | p50 s | p95 s | p95 / eft |",
-        "|---|---|---|---|---|---|",
+        "| load | policy | rate (req/s) | p50 s | p95 s | p95 / eft | hedges (won) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         ratio = f"{r.p95 / eft_p95[r.load]:.2f}" if r.load in eft_p95 else "–"
+        hedges = f"{r.hedges} ({r.hedges_won})" if r.hedges else "–"
         lines.append(
-            f"| {r.load:.2f} | {r.policy} | {r.rate:.1f} | {r.p50:.2f} | {r.p95:.2f} | {ratio} |"
+            f"| {r.load:.2f} | {r.policy} | {r.rate:.1f} | {r.p50:.2f} | {r.p95:.2f} | {ratio} "
+            f"| {hedges} |"
         )
     return "\n".join(lines) + "\n"
 

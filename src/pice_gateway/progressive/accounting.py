@@ -25,6 +25,19 @@ class CandidateReport(BaseModel):
     finish_reason: str | None
 
 
+class HedgeReport(BaseModel):
+    """One duplicate of a late point (``progressive.hedging``)."""
+
+    # Where the point was running, and where it was duplicated.
+    source: str
+    hedge: str
+    # Seconds from its placement to the hedge, and its expected finish at placement.
+    after_s: float
+    estimate_s: float
+    # Which attempt finished the point; ``None`` while racing, or when the hedge failed.
+    winner: str | None = None
+
+
 class PointReport(BaseModel):
     title: str
     # The edge's name, or "cloud" when the cloud expanded the point itself.
@@ -39,6 +52,7 @@ class PointReport(BaseModel):
     # of the one shown; empty and ``None`` when the point had one candidate (no choice made).
     candidates: list[CandidateReport] = Field(default_factory=list)
     winner: int | None = None
+    hedges: list[HedgeReport] = Field(default_factory=list)
 
 
 class Timings(BaseModel):
@@ -63,6 +77,12 @@ class PiceReport(BaseModel):
     usage_estimated: bool = False
     # The router's decision for model ``pice``: decision, score, threshold, version, ms.
     router: dict[str, Any] | None = None
+    # The decision from load, with its inputs (``pice_gateway.load_decision``), when it ran.
+    load: dict[str, Any] | None = None
+    # Points duplicated by hedging, and how many of those the duplicate won (metrics count
+    # these; the per-point detail is in ``points[].hedges``).
+    hedges: int = 0
+    hedges_won: int = 0
 
 
 class Clock:

@@ -17,20 +17,33 @@ Failover: a job that fails (connection error, error status or event, a point can
 gives each unfinished point back to the policy, excluding every edge that already failed that
 point; when no edge is left, the cloud expands the point itself. A broken connection or a stall
 also marks the edge down; an error the edge reported (or a malformed event) does not, nor does
-a job left queued too long (the edge is alive, only full; its load report says so).
+a job left queued too long, nor an edge's 429 (its job queue is full: the edge is alive, only
+full; its load report says so).
 Only a failure of the cloud fails the request.
 
 Queued is not stalled: the edge sends its ``start`` event when its batcher admits the job
 (``JobStarted``), and nothing before it but SSE keep-alive comments, so until then the job may
 be waiting behind others on a healthy edge. The stall timer starts at ``start``; before it the
 longer queue bound applies. This needs nothing new on the wire.
+
+Hedging (``progressive.hedging``, :mod:`~pice_gateway.placement.hedging`): a watchdog task
+checks the points sent to edges against their expected finish; a late one is duplicated as a
+one-point job on another edge with a free slot. The duplicate's text is held back, so the
+client keeps seeing the first attempt's. The first to finish wins: if the duplicate does (or
+the first attempt fails meanwhile), it takes over the point as a failover would (the run
+continues after what was sent) and the first attempt is dropped; the loser's job is cancelled,
+closing its stream so the edge frees its sequences and KV cells. A job that still has other
+points running cannot be cancelled for one of them (the edge API cancels whole jobs): its
+dropped point's output is ignored and its cells are freed when the job ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,13 +64,23 @@ from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.placement.base import PlacementPolicy, PointPlacement
 from pice_gateway.placement.candidates import candidates_for
+from pice_gateway.placement.hedging import (
+    HedgeRule,
+    RunningPoint,
+    due,
+    estimate_on,
+    hedge_target,
+    next_due,
+)
 from pice_gateway.progressive.events import (
     DispatchEvent,
     ExpansionFailed,
+    HedgeSettled,
     JobEnded,
     PointDelta,
     PointDone,
     PointFailed,
+    PointHedged,
     PointStarted,
     UsageCounted,
 )
@@ -67,6 +90,11 @@ from pice_gateway.progressive.spec import ExpansionSpec
 from pice_gateway.progressive.tasks import Job, TaskSet
 
 logger = logging.getLogger(__name__)
+
+# Longest sleep of the hedging watchdog, and its shortest (a due point with no spare edge is
+# looked at again this often, not in a busy loop).
+_WATCH_TICK = 0.5
+_WATCH_MIN = 0.05
 
 
 class _JobFailed(Exception):
@@ -94,6 +122,15 @@ class _EdgeJob:
     # Tokens its events reported and its ``done`` usage has not yet covered.
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # A hedge: a one-point duplicate whose text is held back until it takes the point over.
+    hedge: bool = False
+    held_text: str = ""
+    # Started from its edge's lane (a hedge is not, and leaves the lane alone).
+    lane: bool = True
+    task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.open = dict.fromkeys(self.points, self.candidates)
 
     def unreported_usage(self) -> Usage | None:
         if not (self.prompt_tokens or self.completion_tokens):
@@ -112,6 +149,7 @@ class Dispatcher:
         cloud: httpx.AsyncClient,
         spec: ExpansionSpec,
         emit: Callable[[DispatchEvent], None],
+        hedging: HedgeRule | None = None,
     ) -> None:
         self._registry = registry
         self._policy = policy
@@ -128,6 +166,12 @@ class Dispatcher:
         # Sequences this run holds on each edge's in-flight count; what aclose gives back when
         # the run is cancelled with jobs running or points waiting in a lane.
         self._held: Counter[str] = Counter()
+        self._hedging = hedging or HedgeRule()
+        # Hedging's view: per point on an edge, its attempt; the job running it; its hedge.
+        self._watch: dict[int, RunningPoint] = {}
+        self._jobs: dict[int, _EdgeJob] = {}
+        self._hedges: dict[int, _EdgeJob] = {}
+        self._watching = False
 
     @property
     def idle(self) -> bool:
@@ -162,16 +206,20 @@ class Dispatcher:
 
     # -- placement ---------------------------------------------------------------------------
 
-    def _place(self, index: int) -> None:
-        placement = PointPlacement(
+    def _placement(self, index: int) -> PointPlacement:
+        return PointPlacement(
             request_id=self._spec.request_id,
             point=index,
             title=self._outline[index],
             excluded=frozenset(self._excluded.setdefault(index, set())),
             expected_tokens=min(self._spec.max_tokens, self._registry.expected_point_tokens()),
         )
+
+    def _place(self, index: int) -> None:
+        placement = self._placement(index)
         snapshot = self._registry.snapshot()
         edge = self._policy.place(placement, snapshot)
+        self._watch.pop(index, None)
         if edge is None:
             self._candidates[index] = 1
             self._emit(PointStarted(index, CLOUD))
@@ -182,6 +230,13 @@ class Dispatcher:
             index, configured=self._spec.candidates, max_points=self._spec.max_points, edge=status
         )
         self._emit(PointStarted(index, edge, k))
+        if self._hedging.enabled:
+            tokens = placement.expected_tokens or 1.0
+            estimate = estimate_on(status, snapshot, tokens)
+            self._watch[index] = RunningPoint(index, edge, time.monotonic(), estimate, sent=False)
+            if not self._watching:
+                self._watching = True
+                self._tasks.spawn(self._watchdog())
         self._acquire(edge, k)
         self._launch(edge, self._lanes.place(edge, index))
 
@@ -194,7 +249,12 @@ class Dispatcher:
         for index in points:
             by_k.setdefault(self._candidates[index], []).append(index)
         for k, group in by_k.items():
-            self._start(self._edge_job(_EdgeJob(edge, group, k)))
+            job = _EdgeJob(edge, group, k)
+            for index in group:
+                self._jobs[index] = job
+                if (watch := self._watch.get(index)) is not None:
+                    self._watch[index] = dataclasses.replace(watch, sent=True)
+            self._start(self._edge_job(job))
 
     def _start(self, job: Job) -> None:
         self._active += 1
@@ -207,16 +267,20 @@ class Dispatcher:
     # -- edge jobs ---------------------------------------------------------------------------
 
     async def _edge_job(self, job: _EdgeJob) -> None:
+        job.task = asyncio.current_task()
         try:
             await self._stream(job)
         except _JobFailed as failure:
-            self._job_failed(job, failure)
+            if job.hedge:
+                self._hedge_failed(job, failure)
+            else:
+                self._job_failed(job, failure)
         finally:
-            self._launch(job.edge, self._lanes.setup_over(job.edge))
+            if job.lane:
+                self._launch(job.edge, self._lanes.setup_over(job.edge))
             self._job_over(job.edge)
 
     async def _stream(self, job: _EdgeJob) -> None:
-        job.open = dict.fromkeys(job.points, job.candidates)
         request = self._spec.expand_request(self._outline, job.points, job.candidates)
         stall, queue = self._spec.stall_seconds, self._spec.queue_seconds
         loop = asyncio.get_running_loop()
@@ -256,9 +320,13 @@ class Dispatcher:
         match event:
             case StartEvent():
                 job.prompt_tokens = event.prompt_tokens
-                self._launch(job.edge, self._lanes.setup_over(job.edge))
+                if job.lane:
+                    self._launch(job.edge, self._lanes.setup_over(job.edge))
             case DeltaEvent() if event.point in job.open:
-                self._emit(PointDelta(event.point, job.edge, event.candidate, event.text))
+                if job.hedge:
+                    job.held_text += event.text
+                else:
+                    self._emit(PointDelta(event.point, job.edge, event.candidate, event.text))
             case PointDoneEvent() if event.point in job.open:
                 self._candidate_done(job, event)
             case DoneEvent():
@@ -275,11 +343,16 @@ class Dispatcher:
         if event.finish_reason == "cancelled":
             message = f"edge {job.edge} cancelled point {point}"
             raise _JobFailed(UpstreamError(message), edge_down=False)
+        if job.hedge:
+            # The duplicate finished first: it takes the point over, the first attempt loses.
+            self._promote(point, job, f"hedge on {job.edge} finished first")
+            self._emit(HedgeSettled(point, job.edge))
         job.completion_tokens += event.completion_tokens
         self._registry.observe_point(event.completion_tokens)
         job.open[point] -= 1
         if not job.open[point]:
             del job.open[point]
+            self._point_finished(point, job)
         self._release(job.edge, 1)
         self._emit(
             PointDone(
@@ -301,16 +374,108 @@ class Dispatcher:
             "edge %s failed points %s of %s: %s", edge, unfinished, self._spec.request_id, reason
         )
         self._release(edge, sum(job.open.values()))
+        job.open.clear()
         if failure.edge_down:
             self._registry.mark_down(edge, reason)
         # Points still waiting in this lane would go to the same failed edge.
-        waiting = self._lanes.abandon(edge)
+        waiting = self._lanes.abandon(edge) if job.lane else []
         self._release(edge, sum(self._candidates[index] for index in waiting))
         for index in unfinished:
             self._excluded.setdefault(index, set()).add(edge)
-            self._retry(index, edge, reason)
+            if index in self._hedges:
+                # The point's duplicate is already running elsewhere: it takes over.
+                hedge = self._hedges[index]
+                self._promote(index, hedge, reason)
+                self._emit(HedgeSettled(index, hedge.edge))
+            else:
+                self._retry(index, edge, reason)
         for index in waiting:
             self._retry(index, edge, reason)
+
+    # -- hedging -----------------------------------------------------------------------------
+
+    async def _watchdog(self) -> None:
+        """Hedge every point that becomes due, for as long as the run lasts."""
+        rule = self._hedging
+        while True:
+            now = time.monotonic()
+            for index in due(self._watch.values(), now, rule):
+                self._hedge(index, now)
+            wake = next_due(self._watch.values(), rule)
+            delay = _WATCH_TICK if wake is None else min(max(wake - now, 0.0), _WATCH_TICK)
+            await asyncio.sleep(max(delay, _WATCH_MIN))
+
+    def _hedge(self, index: int, now: float) -> None:
+        """Duplicate late point ``index`` on an edge with a free slot, if there is one."""
+        watch, primary = self._watch[index], self._jobs.get(index)
+        if primary is None or index not in primary.open or index in self._hedges:
+            return
+        snapshot = self._registry.snapshot()
+        edge = hedge_target(self._placement(index), watch.edge, snapshot, self._policy)
+        if edge is None:
+            return  # no spare capacity now; looked at again on the next tick
+        self._watch[index] = dataclasses.replace(watch, hedged=True)
+        job = self._hedges[index] = _EdgeJob(edge, [index], 1, hedge=True, lane=False)
+        logger.info(
+            "hedging point %d of %s: %s is %.1fs in (estimate %.1fs); duplicate on %s",
+            index,
+            self._spec.request_id,
+            watch.edge,
+            now - watch.placed_at,
+            watch.estimate,
+            edge,
+        )
+        self._emit(PointHedged(index, watch.edge, edge, now - watch.placed_at, watch.estimate))
+        self._acquire(edge, 1)
+        self._start(self._edge_job(job))
+
+    def _promote(self, index: int, hedge: _EdgeJob, reason: str) -> None:
+        """The hedge of ``index`` becomes its attempt; the first attempt is dropped."""
+        del self._hedges[index]
+        primary = self._jobs[index]
+        hedge.hedge = False
+        self._jobs[index] = hedge
+        self._candidates[index] = 1
+        self._emit(PointFailed(index, primary.edge, reason))
+        self._emit(PointStarted(index, hedge.edge, 1))
+        if hedge.held_text:
+            self._emit(PointDelta(index, hedge.edge, 0, hedge.held_text))
+        self._drop(primary, index)
+
+    def _point_finished(self, index: int, job: _EdgeJob) -> None:
+        """Every candidate of ``index`` on ``job`` finished: a running hedge of it lost."""
+        self._watch.pop(index, None)
+        self._jobs.pop(index, None)
+        if (hedge := self._hedges.pop(index, None)) is not None:
+            self._emit(HedgeSettled(index, job.edge))
+            self._drop(hedge, index)
+
+    def _drop(self, job: _EdgeJob, index: int) -> None:
+        """``job`` no longer runs ``index``: give back its slots; cancel it if nothing is left.
+
+        Cancelling closes its stream, which makes the edge cancel its sequences and free
+        their cells; a job with other points still open keeps running (see the module doc).
+        """
+        self._release(job.edge, job.open.pop(index, 0))
+        if not job.open and job.task is not None and job.task is not asyncio.current_task():
+            job.task.cancel()
+
+    def _hedge_failed(self, job: _EdgeJob, failure: _JobFailed) -> None:
+        """A hedge failed: the first attempt carries on alone."""
+        index = job.points[0]
+        logger.warning(
+            "hedge of point %d of %s on %s failed: %s",
+            index,
+            self._spec.request_id,
+            job.edge,
+            failure.err.message,
+        )
+        self._hedges.pop(index, None)
+        self._release(job.edge, sum(job.open.values()))
+        job.open.clear()
+        if failure.edge_down:
+            self._registry.mark_down(job.edge, failure.err.message)
+        self._emit(HedgeSettled(index, None))
 
     # -- the cloud as the last resort --------------------------------------------------------
 

@@ -66,6 +66,31 @@ class PointFailed:
 
 
 @dataclass(frozen=True)
+class PointHedged:
+    """``point``, late on ``source``, is duplicated on ``hedge`` (:mod:`..placement.hedging`).
+
+    The duplicate's text is held back: the client keeps seeing ``source``'s. If the duplicate
+    finishes first (or ``source`` fails), a ``PointFailed`` for ``source`` and a
+    ``PointStarted`` for ``hedge`` follow, and the duplicate continues after what was sent.
+    """
+
+    point: int
+    source: str
+    hedge: str
+    # Seconds since the point was placed, and its expected finish then.
+    elapsed: float
+    estimate: float
+
+
+@dataclass(frozen=True)
+class HedgeSettled:
+    """The race of a hedged point ended: ``winner`` finished it (or ``None``: neither did)."""
+
+    point: int
+    winner: str | None
+
+
+@dataclass(frozen=True)
 class UsageCounted:
     """Tokens one job used; ``estimated`` when counted from events the job got to send."""
 
@@ -89,4 +114,5 @@ class ExpansionFailed:
 
 
 PointEvent = PointStarted | PointDelta | PointDone | PointFailed
-DispatchEvent = PointEvent | UsageCounted | JobEnded | ExpansionFailed
+HedgeEvent = PointHedged | HedgeSettled
+DispatchEvent = PointEvent | HedgeEvent | UsageCounted | JobEnded | ExpansionFailed

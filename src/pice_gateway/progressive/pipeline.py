@@ -8,23 +8,34 @@ reader and each edge or cloud expansion job. Each of those holds its upstream re
 ``async with client.stream(...)``, so cancelling it closes the connection; the cloud stops
 generating and each edge agent cancels the job's sequences at its next decode step and frees
 their KV cells (docs/edge-api.md). Nothing of the request keeps running after the client left.
+
+The same path ends a run early when the answer meets one of the request's ``stop`` sequences
+(:class:`pice.stops.StopMatcher`, applied to the merged text as the client would see it):
+the run finishes with ``finish_reason: "stop"``, the consumer stops iterating, and the close
+cancels the sketch and every expansion still decoding.
+
+``finish_reason`` is ``"length"`` when anything shown was cut by a token limit: the sketch (its
+outline, or its direct answer) or any point's expansion (by its share of ``max_tokens`` or by
+``progressive.expansion_max_tokens``); otherwise ``"stop"``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import httpx
 
 from pice.errors import PiceError
 from pice.openai_protocol import ChatCompletionRequest, Usage
+from pice.stops import StopMatcher
 from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.placement.base import PlacementPolicy
-from pice_gateway.progressive.accounting import Clock, PiceReport, PointReport
+from pice_gateway.placement.hedging import HedgeRule
+from pice_gateway.progressive.accounting import Clock, HedgeReport, PiceReport, PointReport
 from pice_gateway.progressive.candidates import (
     Attempt,
     CandidateSelector,
@@ -35,16 +46,18 @@ from pice_gateway.progressive.dispatch import Dispatcher
 from pice_gateway.progressive.events import (
     DispatchEvent,
     ExpansionFailed,
+    HedgeSettled,
     JobEnded,
     PointDelta,
     PointDone,
     PointFailed,
+    PointHedged,
     PointStarted,
     UsageCounted,
 )
 from pice_gateway.progressive.merge import Merger
 from pice_gateway.progressive.sketch import DirectText, PointFound, SketchEvent, SketchParser
-from pice_gateway.progressive.spec import ExpansionSpec, sketch_payload
+from pice_gateway.progressive.spec import ExpansionSpec, request_budget, sketch_payload
 from pice_gateway.progressive.tasks import TaskSet
 from pice_gateway.settings import GatewaySettings
 
@@ -107,13 +120,15 @@ class ProgressiveRun:
         self._sketch = CloudTextStream(
             upstreams.cloud, sketch_payload(settings, request, allow_direct=allow_direct)
         )
-        self._parser = SketchParser(settings.progressive.max_points)
+        self._parser = SketchParser(request_budget(settings, request).max_points)
+        self._stop = StopMatcher(request.stop_list())
         self._dispatcher = Dispatcher(
             registry=upstreams.registry,
             policy=upstreams.policy,
             cloud=upstreams.cloud,
             spec=ExpansionSpec.for_request(settings, request, request_id),
             emit=self._on_dispatch_event,
+            hedging=HedgeRule(**settings.progressive.hedging.model_dump()),
         )
 
     @property
@@ -125,7 +140,7 @@ class ProgressiveRun:
         """Send the sketch request; an unreachable or failing cloud raises here."""
         await self._sketch.open(self._stack)
 
-    async def events(self) -> AsyncIterator[RunEvent]:
+    async def events(self) -> AsyncGenerator[RunEvent, None]:
         """Answer text as it becomes sendable, then one :class:`Finished`; errors are raised."""
         self._tasks.spawn(self._read_sketch())
         try:
@@ -133,6 +148,10 @@ class ProgressiveRun:
                 item = await self._queue.get()
                 if isinstance(item, PiceError):
                     raise item
+                if isinstance(item, Finished) and self._stop.stopped:
+                    # Cancel the rest before the answer's usage is read: each cancelled job
+                    # counts what it had written (dispatch's estimate), and ``usage`` with it.
+                    await self.aclose()
                 yield item
                 if isinstance(item, Finished):
                     return
@@ -162,6 +181,10 @@ class ProgressiveRun:
                         break  # closing the stream stops the cloud writing past the outline
             for event in parser.close():
                 self._on_sketch_event(event)
+        except asyncio.CancelledError:
+            # A stop sequence (or the client) ended the run mid-sketch: count what it wrote.
+            self._add_usage(CLOUD, self._sketch.usage_or_estimate(), estimated=True)
+            raise
         finally:
             await self._stack.aclose()
         self._sketch_done = True
@@ -175,7 +198,7 @@ class ProgressiveRun:
             return
         self._report.mode = "cloud"
         self._report.reason = "direct"
-        self._finish(self._sketch.finish_reason or "stop")
+        self._finish("length" if self._sketch.finish_reason == "length" else "stop")
 
     def _on_sketch_event(self, event: SketchEvent) -> None:
         if isinstance(event, PointFound):
@@ -204,6 +227,20 @@ class ProgressiveRun:
                     self._point_done(chosen)
             case PointFailed(point=index):
                 self._merger.restart(index)
+            case PointHedged(point=index):
+                self._report.hedges += 1
+                self._report.points[index].hedges.append(
+                    HedgeReport(
+                        source=event.source,
+                        hedge=event.hedge,
+                        after_s=round(event.elapsed, 3),
+                        estimate_s=round(event.estimate, 3),
+                    )
+                )
+            case HedgeSettled(point=index, winner=winner):
+                self._report.points[index].hedges[-1].winner = winner
+                if winner is not None and winner == self._report.points[index].hedges[-1].hedge:
+                    self._report.hedges_won += 1
             case UsageCounted(source=source, usage=usage, estimated=estimated):
                 self._add_usage(source, usage, estimated=estimated)
             case JobEnded():
@@ -234,6 +271,14 @@ class ProgressiveRun:
     def _emit(self, text: str) -> None:
         if not text or self._finished:
             return
+        self._send(self._stop.feed(text))
+        if self._stop.stopped:
+            # Finished goes out now; the consumer's close cancels what is still running.
+            self._finish("stop")
+
+    def _send(self, text: str) -> None:
+        if not text:
+            return
         if self._report.timings.first_token_ms is None:
             self._report.timings.first_token_ms = self._clock.ms()
         self._queue.put_nowait(TextOut(text))
@@ -244,11 +289,19 @@ class ProgressiveRun:
                 self._report.timings.expansion_ms = round(
                     self._clock.ms() - self._first_dispatch_ms, 1
                 )
-            self._finish("stop")
+            self._finish("length" if self._was_cut() else "stop")
+
+    def _was_cut(self) -> bool:
+        """Whether a token limit cut the outline or any point's shown expansion."""
+        if self._sketch.finish_reason == "length":
+            return True
+        return any(point.finish_reason == "length" for point in self._report.points)
 
     def _finish(self, finish_reason: str) -> None:
         if self._finished:
             return
+        # The held-back tail that could have begun a stop sequence is part of the answer.
+        self._send(self._stop.flush())
         self._finished = True
         self._report.timings.total_ms = self._clock.ms()
         self._queue.put_nowait(Finished(self._report, finish_reason))

@@ -1,9 +1,13 @@
 """What one progressive request asks of the cloud and the edges, derived once from settings.
 
-Token budgets: a request's ``max_tokens`` (or ``max_completion_tokens``) caps the sketch and
-*each* point's expansion, not their sum, since the points are written in parallel. Sampling:
+Token budget: a request's ``max_tokens`` (or ``max_completion_tokens``) bounds the whole
+answer, split by :func:`answer_budget` over the sketch and the points before any of them is
+written (the points are dispatched while the sketch is still streaming, so nothing can be
+redistributed later). Sampling:
 the request's ``temperature``, ``top_p`` and ``seed`` apply to the expansions; the sketch keeps
-its own temperature (a steady outline format matters more than variety). Ensemble candidates
+its own temperature (a steady outline format matters more than variety), and no penalties (a
+frequency penalty on the outline's digits and newlines would break its format); the penalties
+apply to the expansions, on the edges' samplers and on the cloud alike. Ensemble candidates
 1..k-1 sample at ``progressive.ensemble_temperature`` instead (candidate 0 keeps the request's).
 """
 
@@ -20,20 +24,75 @@ from pice_gateway.progressive.sketch import sketch_messages
 from pice_gateway.settings import GatewaySettings
 
 
-def _capped(budget: int, limit: int | None) -> int:
-    return min(budget, limit) if limit else budget
+@dataclass(frozen=True)
+class AnswerBudget:
+    """Completion tokens for the sketch and for each point, and how many points there may be."""
+
+    sketch_tokens: int
+    point_tokens: int
+    max_points: int
+    # True when the request's limit lowered a server default (a cut is then reported as
+    # ``finish_reason: "length"`` by the request's own doing).
+    limited: bool = False
+
+
+def answer_budget(
+    limit: int | None, *, sketch_max: int, point_max: int, max_points: int
+) -> AnswerBudget:
+    """Split the request's token ``limit`` over the sketch and the points.
+
+    Without a limit, or with one at least ``sketch_max + max_points * point_max`` (the most the
+    server's own caps allow), nothing changes. Below that, the sketch and the points share the
+    limit in proportion to those caps: the sketch gets ``limit * sketch_max / full`` (at least
+    one token) and each of ``max_points`` points an equal share of the rest. When that share
+    would be under one token, fewer points are allowed (one token each), so that
+    ``sketch_tokens + max_points * point_tokens <= limit`` always holds for ``limit >= 2``: the
+    sketch (whose titles are shown as the points' headers) plus every shown point's body never
+    exceeds the limit. Ensemble candidates that are not shown are not part of the answer and
+    are not counted against it (they are in ``usage``).
+    """
+    full = sketch_max + max_points * point_max
+    if limit is None or limit >= full:
+        return AnswerBudget(sketch_max, point_max, max_points)
+    sketch = max(1, limit * sketch_max // full)
+    rest = max(0, limit - sketch)
+    points = max(1, min(max_points, rest))
+    return AnswerBudget(
+        sketch_tokens=sketch,
+        point_tokens=max(1, rest // points),
+        max_points=points,
+        limited=True,
+    )
+
+
+def request_budget(settings: GatewaySettings, request: ChatCompletionRequest) -> AnswerBudget:
+    knobs = settings.progressive
+    return answer_budget(
+        request.token_limit(),
+        sketch_max=knobs.sketch_max_tokens,
+        point_max=knobs.expansion_max_tokens,
+        max_points=knobs.max_points,
+    )
 
 
 def sketch_payload(
     settings: GatewaySettings, request: ChatCompletionRequest, *, allow_direct: bool
 ) -> dict[str, Any]:
-    """The cloud chat request that writes the outline (or, when allowed, a direct answer)."""
+    """The cloud chat request that writes the outline (or, when allowed, a direct answer).
+
+    A sketch that may answer directly gets the whole limit: its answer is then the whole
+    answer. When it outlines instead, the parser closes the stream at the end of the outline.
+    """
     knobs = settings.progressive
-    budget = knobs.direct_max_tokens if allow_direct else knobs.sketch_max_tokens
+    limit = request.token_limit()
+    if allow_direct:
+        budget = min(knobs.direct_max_tokens, limit) if limit else knobs.direct_max_tokens
+    else:
+        budget = request_budget(settings, request).sketch_tokens
     return {
         "model": settings.cloud.model,
         "messages": sketch_messages(request.messages, allow_direct=allow_direct),
-        "max_tokens": _capped(budget, request.token_limit()),
+        "max_tokens": budget,
         "temperature": knobs.sketch_temperature,
     }
 
@@ -59,16 +118,20 @@ class ExpansionSpec:
     # How long a job may wait on the edge for admission (its ``start`` event); the stall bound
     # applies only after it.
     queue_seconds: float = 120.0
+    # OpenAI's penalties, applied by the edge's sampler and by the cloud; ``None``: not set.
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
 
     @classmethod
     def for_request(
         cls, settings: GatewaySettings, request: ChatCompletionRequest, request_id: str
     ) -> ExpansionSpec:
         knobs = settings.progressive
+        budget = request_budget(settings, request)
         return cls(
             request_id=request_id,
             messages=[{"role": m.role, "content": m.text()} for m in request.messages],
-            max_tokens=_capped(knobs.expansion_max_tokens, request.token_limit()),
+            max_tokens=budget.point_tokens,
             temperature=request.temperature
             if request.temperature is not None
             else knobs.expansion_temperature,
@@ -78,7 +141,9 @@ class ExpansionSpec:
             cloud_model=settings.cloud.model,
             candidates=pice_options(request).candidates or knobs.ensemble_candidates,
             candidate_temperature=knobs.ensemble_temperature,
-            max_points=knobs.max_points,
+            max_points=budget.max_points,
+            presence_penalty=request.presence_penalty,
+            frequency_penalty=request.frequency_penalty,
             queue_seconds=knobs.edge_queue_seconds,
         )
 
@@ -89,6 +154,10 @@ class ExpansionSpec:
             fields["top_p"] = self.top_p
         if self.seed is not None:
             fields["seed"] = self.seed
+        if self.presence_penalty is not None:
+            fields["presence_penalty"] = self.presence_penalty
+        if self.frequency_penalty is not None:
+            fields["frequency_penalty"] = self.frequency_penalty
         return fields
 
     def expand_request(

@@ -1,0 +1,63 @@
+"""What ``pice bench`` asks the stack launcher for, and the endpoints it builds from the answer
+(the launcher itself is stubbed: it would start real models)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pice_stack.stack as stack_module
+from pice_bench.stack import BenchStackSpec, bench_stack
+from pice_stack.profile import load_profile
+from pice_stack.stack import StackSpec
+
+
+class FakeRunning:
+    def __init__(self, spec: StackSpec) -> None:
+        self.spec = spec
+        self.gateway_url = "http://127.0.0.1:1"
+        self.cloud_base_url = "http://127.0.0.1:2/v1"
+        self.cloud_model = "big"
+        self.edge_urls = ["http://127.0.0.1:3", "http://127.0.0.1:9"]  # edge-2 via its link
+        self.edge_models = ["small", "small"]
+        self.cloud_api_key = "cloud-key"
+        self.edge_api_key = "edge-key"
+
+    def __enter__(self) -> FakeRunning:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def test_a_profile_and_a_placement_reach_the_launcher_and_fleet_direct_gets_every_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launched: list[StackSpec] = []
+
+    def fake_launch(spec: StackSpec) -> Any:
+        launched.append(spec)
+        return FakeRunning(spec)
+
+    monkeypatch.setattr(stack_module, "launch_stack", fake_launch)
+    spec = BenchStackSpec(
+        cloud="edge", cloud_model="big", edge_model="small", edges=1, threads=1, pin=True,
+        log_dir=tmp_path, profile=load_profile("heterogeneous"), placement="eft",
+    )  # fmt: skip
+    with bench_stack(spec) as bench:
+        endpoints = bench.endpoints
+    (sent,) = launched
+    assert sent.profile is not None
+    assert len(sent.edge_profiles()) == 2  # the profile's edges, not edges=1
+    assert sent.gateway_overrides == {"progressive": {"placement": "eft"}}
+    assert endpoints.gateway_url == "http://127.0.0.1:1/v1"
+    assert [(b.name, b.base_url, b.model, b.is_cloud, b.api_key) for b in endpoints.fleet] == [
+        ("cloud", "http://127.0.0.1:2/v1", "big", True, "cloud-key"),
+        ("edge-1", "http://127.0.0.1:3/v1", "small", False, "edge-key"),
+        ("edge-2", "http://127.0.0.1:9/v1", "small", False, "edge-key"),
+    ]
+    assert bench.cores["placement"] == "eft"
+    assert bench.cores["profile"]["name"] == "heterogeneous"
+    assert len(bench.cores["edges"]) == 2

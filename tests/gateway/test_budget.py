@@ -1,0 +1,39 @@
+"""How a request's max_tokens is split over the sketch and the points."""
+
+from __future__ import annotations
+
+import pytest
+
+from pice_gateway.progressive.spec import AnswerBudget, answer_budget
+
+CAPS = {"sketch_max": 160, "point_max": 96, "max_points": 8}
+
+
+def test_no_limit_keeps_the_server_caps() -> None:
+    assert answer_budget(None, **CAPS) == AnswerBudget(160, 96, 8)
+
+
+def test_a_limit_above_everything_the_caps_allow_changes_nothing() -> None:
+    assert answer_budget(160 + 8 * 96, **CAPS) == AnswerBudget(160, 96, 8)
+    assert answer_budget(10_000, **CAPS) == AnswerBudget(160, 96, 8)
+
+
+def test_a_lower_limit_is_split_in_proportion_to_the_caps() -> None:
+    budget = answer_budget(464, **CAPS)  # half of 928
+    assert budget == AnswerBudget(80, 48, 8, limited=True)
+
+
+def test_a_tiny_limit_allows_fewer_points() -> None:
+    budget = answer_budget(5, **CAPS)
+    assert budget.sketch_tokens == 1
+    assert budget.max_points == 4
+    assert budget.point_tokens == 1
+
+
+@pytest.mark.parametrize("limit", [2, 3, 7, 10, 50, 100, 333, 927, 928])
+def test_the_whole_answer_never_exceeds_the_limit(limit: int) -> None:
+    budget = answer_budget(limit, **CAPS)
+    assert budget.sketch_tokens >= 1
+    assert budget.point_tokens >= 1
+    assert budget.max_points >= 1
+    assert budget.sketch_tokens + budget.max_points * budget.point_tokens <= limit
