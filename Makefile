@@ -5,12 +5,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 VLLM_VENV ?= .venv-vllm
+TUNE_VENV ?= .venv-tune
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
+TUNE_STAMP := $(TUNE_VENV)/.installed-stamp
 PICE_VLLM ?= 1
 
-.PHONY: install models vllm-env litellm-env run test check lint typecheck unit chaos soak bench overhead clean
+.PHONY: install models vllm-env tune-env litellm-env run test check lint typecheck unit chaos soak bench overhead clean
 
 # llama-cpp-python is built by scripts/install-llama-cpp.sh (for this CPU, never with llama.cpp's
 # crashing AMX kernels) and rebuilt whenever its flags or the CPU change: `install` re-checks
@@ -49,6 +51,13 @@ litellm-env: $(LITELLM_VENV)/.installed-stamp
 overhead: install litellm-env
 	$(BIN)/python benchmarks/overhead.py --rounds 3 --requests 1000 --out benchmarks/results/overhead.json
 
+# `pice tune train/export` run in this environment (torch, transformers, peft, gguf).
+$(TUNE_STAMP): scripts/setup-tune.sh
+	bash scripts/setup-tune.sh $(TUNE_VENV)
+	touch $(TUNE_STAMP)
+
+tune-env: $(TUNE_STAMP)
+
 run: models
 	$(BIN)/pice up
 
@@ -64,8 +73,8 @@ unit: install
 	$(BIN)/pytest -m "not model and not vllm"
 
 # The whole suite, as CI runs it: real models, real edge agents, real vLLM.
-test: models lint typecheck $(if $(filter 1,$(PICE_VLLM)),vllm-env)
-	PICE_VLLM_VENV=$(abspath $(VLLM_VENV)) $(BIN)/pytest
+test: models lint typecheck tune-env $(if $(filter 1,$(PICE_VLLM)),vllm-env)
+	PICE_VLLM_VENV=$(abspath $(VLLM_VENV)) PICE_TUNE_VENV=$(abspath $(TUNE_VENV)) $(BIN)/pytest
 
 # The fault and load suite: edges killed and hung, the cloud down or dying, slow and vanishing
 # clients, pings, and a short soak (50 streams x 20 s). Its fast part also runs in `make test`.

@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         help="recent prompt prefixes kept in the KV cache for reuse (4; 0 = off)",
     )
+    serve.add_argument("--lora", type=Path, help="LoRA adapter GGUF to apply (pice tune export)")
+    serve.add_argument("--lora-scale", dest="lora_scale", type=float, help="adapter scale (1.0)")
     serve.add_argument(
         "--token",
         dest="api_token",
@@ -78,6 +80,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_sequences=args.max_sequences,
         n_batch=args.n_batch,
         prefix_cache_slots=args.prefix_cache_slots,
+        lora=args.lora,
+        lora_scale=args.lora_scale,
         api_token=args.api_token,
         api_token_file=args.api_token_file,
         allow_insecure=args.insecure,

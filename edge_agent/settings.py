@@ -57,6 +57,10 @@ class EdgeSettings(YamlSettings):
     # llama.cpp's extra weight buffers (its CPU repack kernels, and AMX where allowed). Which
     # is faster depends on the CPU and the weight format: benchmarks/extra_buffers.py measures.
     extra_buffers: bool = True
+    # A llama.cpp LoRA adapter GGUF (``pice tune export``) applied to every decode, and its
+    # scale (llama.cpp multiplies it by the adapter's alpha / rank).
+    lora: Path | None = None
+    lora_scale: float = Field(default=1.0, ge=0.0)
     # Clients (the gateway) must send "Authorization: Bearer <api_token>"; required off
     # loopback unless ``allow_insecure``. PICE_EDGE_API_TOKEN, or a file (its first line).
     api_token: OptionalSecret = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from edge_agent.engine.backend import EngineBackend
 from edge_agent.engine.engine import Engine, EngineConfig
 from edge_agent.engine.metrics import engine_registry
 from edge_agent.settings import EdgeSettings
+from pice.edge_protocol import AdapterInfo
 from pice.http.auth import bearer_auth
 from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
@@ -63,6 +65,8 @@ def llama_backend(settings: EdgeSettings) -> ServedBackend:
             prefix_cache_slots=settings.prefix_cache_slots,
             allow_amx=settings.allow_amx,
             extra_buffers=settings.extra_buffers,
+            lora=settings.lora,
+            lora_scale=settings.lora_scale,
         ),
     )
     return ServedBackend(engine, resolved.name, resolved.aliases)
@@ -101,6 +105,7 @@ def create_app(
             model_id=model_id,
             aliases=frozenset({model_id, served.name, *served.aliases}),
             metrics=engine_registry(engine.load, model_id),
+            adapter=await asyncio.to_thread(adapter_info, settings),
             tracing=tracing,
         )
         # Load in the background so /health answers at once and /ready says 503 until done.
@@ -126,6 +131,17 @@ def create_app(
     app.include_router(expand.router, dependencies=auth)
     app.include_router(chat.router, dependencies=auth)
     return app
+
+
+def adapter_info(settings: EdgeSettings) -> AdapterInfo | None:
+    """What /v1/models and /v1/load say about the adapter in ``settings`` (hashed once)."""
+    if settings.lora is None:
+        return None
+    try:
+        digest = hashlib.sha256(settings.lora.read_bytes()).hexdigest()
+    except OSError:  # the engine's load reports the missing file
+        digest = None
+    return AdapterInfo(name=settings.lora.stem, scale=settings.lora_scale, sha256=digest)
 
 
 async def _load(state: EdgeState) -> None:

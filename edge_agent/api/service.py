@@ -10,8 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge_agent.api.schemas import LoadResponse
 from edge_agent.api.state import edge_state
+from pice.edge_protocol import EdgeModelCard, EdgeModelList
 from pice.errors import ServiceUnavailableError
-from pice.openai_protocol import ModelCard, ModelList
 
 # /health and /ready stay open (no token): orchestrators probe them.
 probes = APIRouter()
@@ -33,11 +33,12 @@ async def ready(request: Request) -> JSONResponse:
 
 
 @router.get("/v1/models")
-async def models(request: Request) -> ModelList:
+async def models(request: Request) -> EdgeModelList:
     state = edge_state(request)
-    return ModelList(
-        data=[ModelCard(id=state.model_id, created=state.created, owned_by="pice-edge")]
+    card = EdgeModelCard(
+        id=state.model_id, created=state.created, owned_by="pice-edge", adapter=state.adapter
     )
+    return EdgeModelList(data=[card])
 
 
 @router.get("/v1/load")
@@ -49,7 +50,7 @@ async def load(request: Request) -> LoadResponse:
         "decode_tokens_per_second": round(s.decode_tokens_per_second, 2),
         "decode_batch_mean": None if s.decode_batch_mean is None else round(s.decode_batch_mean, 2),
     }
-    return LoadResponse(model=state.model_id, **fields)
+    return LoadResponse(model=state.model_id, adapter=state.adapter, **fields)
 
 
 @router.get("/metrics")

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from edge_agent.engine.backend import EngineBackend
 from edge_agent.settings import EdgeSettings
 from pice.admission import AdmissionGate
+from pice.edge_protocol import AdapterInfo
 from pice.errors import ModelNotFoundError, ServiceUnavailableError
 from pice.openai_protocol import now
 from pice.tracing import NO_TRACING, Tracing
@@ -23,6 +24,7 @@ class EdgeState:
     # Names a client may put in "model": the served id and the model's own name.
     aliases: frozenset[str]
     metrics: CollectorRegistry
+    adapter: AdapterInfo | None = None
     created: int = field(default_factory=now)
     load_error: str | None = None
     tracing: Tracing = NO_TRACING

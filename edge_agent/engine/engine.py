@@ -58,6 +58,9 @@ class EngineConfig:
     extra_buffers: bool = True
     # Sequences in the batched warm-up decode that runs before the engine reports ready.
     warmup_sequences: int = 4
+    # A llama.cpp LoRA adapter GGUF applied to every decode, at this scale.
+    lora: Path | None = None
+    lora_scale: float = 1.0
 
 
 class JobHandle:
@@ -153,6 +156,9 @@ class Engine:
                 n_threads=self.config.threads,
             ),
         )
+        if self.config.lora is not None:
+            # Applied before the warm-up, so the warm-up exercises the adapted graph.
+            ctx.set_adapter(model.load_adapter(self.config.lora), self.config.lora_scale)
         self._model, self._ctx = model, ctx
         self._renderer = ChatRenderer.from_model(model)
         logger.info("llama.cpp: %s", system_info())

@@ -130,10 +130,33 @@ class LlamaModel:
             n = llama_cpp.llama_model_meta_val_str(self.ptr, key.encode(), buf, n + 1)
         return buf.value.decode(errors="replace")
 
+    def load_adapter(self, path: Path) -> LoraAdapter:
+        """Load a llama.cpp LoRA adapter GGUF made for this model (freed with the model)."""
+        if not path.is_file():
+            raise ModelProvisioningError(f"LoRA adapter not found: {path}")
+        adapter = llama_cpp.llama_adapter_lora_init(self.ptr, str(path).encode())
+        if not adapter:
+            # llama.cpp logs why (wrong base model, wrong shapes) at error level.
+            raise ModelProvisioningError(f"llama.cpp could not load the LoRA adapter {path}")
+        return LoraAdapter(adapter, path)
+
     def close(self) -> None:
         if self.ptr:
             llama_cpp.llama_model_free(self.ptr)
             self.ptr = None
+
+
+@dataclass(frozen=True)
+class LoraAdapter:
+    """A loaded adapter; llama.cpp frees it together with its model."""
+
+    ptr: Any
+    path: Path
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1024)
+        n = llama_cpp.llama_adapter_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        return None if n < 0 else buf.value.decode(errors="replace")
 
 
 class TokenBatch:
@@ -193,6 +216,13 @@ class LlamaContext:
         self.n_ctx: int = llama_cpp.llama_n_ctx(ctx)
         self.n_seq_max: int = llama_cpp.llama_n_seq_max(ctx)
         self.memory: Any = llama_cpp.llama_get_memory(ctx)
+
+    def set_adapter(self, adapter: LoraAdapter, scale: float) -> None:
+        """Apply ``adapter`` at ``scale`` to every later decode of this context."""
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter.ptr)
+        scales = (ctypes.c_float * 1)(scale)
+        if llama_cpp.llama_set_adapters_lora(self.ptr, adapters, 1, scales) != 0:
+            raise ModelProvisioningError(f"llama.cpp could not apply the adapter {adapter.path}")
 
     def decode(self, batch: TokenBatch) -> int:
         """Run the model over ``batch``. 0 = ok, 1 = no KV slot (nothing changed), <0 = error."""

@@ -25,6 +25,7 @@ from pice.openai_protocol import (
     ChatMessage,
     FinishReason,
     MaxTokens,
+    ModelCard,
     OpenAIModel,
     Penalty,
     Temperature,
@@ -168,10 +169,32 @@ def parse_expand_event(payload: dict[str, Any]) -> ExpandEvent | None:
     return _EXPAND_EVENT.validate_python(payload)
 
 
+class AdapterInfo(BaseModel):
+    """The LoRA adapter an edge applies to every expansion (``pice edge serve --lora``)."""
+
+    name: str  # the adapter file's stem
+    scale: float
+    # sha256 of the adapter file, so two edges can be told to serve the same one.
+    sha256: str | None = None
+
+
+class EdgeModelCard(ModelCard):
+    """An entry of the agent's ``GET /v1/models``: an OpenAI model card plus the adapter."""
+
+    adapter: AdapterInfo | None = None
+
+
+class EdgeModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EdgeModelCard]
+
+
 class LoadResponse(BaseModel):
     """``GET /v1/load``: what the gateway's placement policy reads (see docs/edge-api.md)."""
 
     model: str
+    # The active LoRA adapter; ``None`` for the stock model and from an agent that predates it.
+    adapter: AdapterInfo | None = None
     ready: bool
     running_sequences: int
     queued_sequences: int

@@ -21,10 +21,11 @@ _COMPONENTS = (
     "pice_stack.cli",
     "pice_bench.cli",
     "pice_bench.sim.cli",
+    "pice_tune.cli",
 )
 # A missing module of these packages is a bug, never a missing extra.
 _FIRST_PARTY = frozenset(
-    {"pice", "edge_agent", "pice_gateway", "pice_stack", "pice_bench", "pice_cli"}
+    {"pice", "edge_agent", "pice_gateway", "pice_stack", "pice_bench", "pice_tune", "pice_cli"}
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -74,6 +74,12 @@ class EdgeRegistry:
     def names(self) -> list[str]:
         return list(self._edges)
 
+    def adapter(self, name: str) -> str | None:
+        """The LoRA adapter edge ``name`` said it serves at its last poll (``None``: stock)."""
+        edge = self._edges.get(name)
+        load = edge.load if edge is not None else None
+        return load.adapter.name if load is not None and load.adapter is not None else None
+
     def snapshot(self) -> list[EdgeStatus]:
         return [edge.status() for edge in self._edges.values()]
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -205,6 +207,33 @@ async def test_ready_follows_the_backend_and_load_reads_its_snapshot() -> None:
         assert 'pice_edge_running_sequences{model="edge-fake"} 3.0' in metrics
         assert not fake.stopped
     assert fake.stopped  # the lifespan stops the backend it built
+
+
+async def test_models_and_load_name_the_adapter_in_the_settings(tmp_path: Path) -> None:
+    adapter = tmp_path / "expander-v1.gguf"
+    adapter.write_bytes(b"GGUF adapter bytes")
+    fake = FakeBackend()
+    fake.may_start.set()
+    async with serve(fake, lora=adapter, lora_scale=0.5) as client:
+        await until_ready(client)
+        expected = {
+            "name": "expander-v1",
+            "scale": 0.5,
+            "sha256": hashlib.sha256(b"GGUF adapter bytes").hexdigest(),
+        }
+        models = (await client.get("/v1/models", headers=AUTH)).json()
+        assert models["data"][0]["adapter"] == expected
+        assert models["data"][0]["id"] == MODEL_ID
+        assert (await client.get("/v1/load", headers=AUTH)).json()["adapter"] == expected
+
+
+async def test_a_stock_agent_reports_no_adapter() -> None:
+    fake = FakeBackend()
+    fake.may_start.set()
+    async with serve(fake) as client:
+        await until_ready(client)
+        assert (await client.get("/v1/models", headers=AUTH)).json()["data"][0]["adapter"] is None
+        assert (await client.get("/v1/load", headers=AUTH)).json()["adapter"] is None
 
 
 async def test_expand_streams_the_backends_events_as_typed_sse() -> None:

@@ -276,6 +276,8 @@ class EdgeScript:
     author: str | None = None
     # Filler words after each point's body (longer points at the same pace).
     extra_words: int = 0
+    # The LoRA adapter this edge reports in /v1/load (None: the stock model).
+    adapter: str | None = None
 
 
 def fake_edge(script: EdgeScript) -> FastAPI:
@@ -283,7 +285,9 @@ def fake_edge(script: EdgeScript) -> FastAPI:
 
     @app.get("/v1/load")
     async def load() -> dict[str, Any]:
-        return load_report(running_sequences=script.running).model_dump(mode="json")
+        adapter = None if script.adapter is None else {"name": script.adapter, "scale": 1.0}
+        report = load_report(running_sequences=script.running, adapter=adapter)
+        return report.model_dump(mode="json")
 
     @app.post("/v1/expand", response_model=None)
     async def expand(request: Request) -> Response:

@@ -252,6 +252,21 @@ def test_pice_progressive_without_edges_has_the_cloud_expand_every_point() -> No
     )
 
 
+def test_each_point_names_the_adapter_its_edge_serves() -> None:
+    tuned = EdgeScript("tuned", adapter="expander-v1")
+    with fake_stack(CloudScript(), [tuned]) as url:
+        completion = client(url).chat.completions.create(**ask())
+    report = completion.model_extra["pice"]  # type: ignore[index]
+    assert [(p["edge"], p["adapter"]) for p in report["points"]] == [("tuned", "expander-v1")] * 3
+
+
+def test_points_of_a_stock_edge_name_no_adapter() -> None:
+    with fake_stack(CloudScript(), [EdgeScript("stock")]) as url:
+        completion = client(url).chat.completions.create(**ask())
+    report = completion.model_extra["pice"]  # type: ignore[index]
+    assert [p["adapter"] for p in report["points"]] == [None] * 3
+
+
 @pytest.mark.parametrize("behaviour", ["die", "stall", "error"])
 def test_failed_edge_loses_its_points_to_another_edge(behaviour: str) -> None:
     bad, good = EdgeScript("bad", behaviour=behaviour), EdgeScript("good")

@@ -42,6 +42,8 @@ class PointReport(BaseModel):
     title: str
     # The edge's name, or "cloud" when the cloud expanded the point itself.
     edge: str | None = None
+    # The LoRA adapter that edge serves (its last /v1/load), or ``None`` for a stock model.
+    adapter: str | None = None
     finish_reason: str | None = None
     tokens: int = 0
     # Every source that tried this point, in order (more than one after a failover).

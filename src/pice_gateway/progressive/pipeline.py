@@ -104,6 +104,7 @@ class ProgressiveRun:
         selector: SelectorFactory = ensemble_selector,
     ) -> None:
         self._clock = clock or Clock()
+        self._registry = upstreams.registry
         self._queue: asyncio.Queue[RunEvent | PiceError] = asyncio.Queue()
         self._tasks = TaskSet(self._fail, name="progressive run")
         self._stack = contextlib.AsyncExitStack()
@@ -284,6 +285,7 @@ class ProgressiveRun:
     def _point_done(self, done: PointDone) -> None:
         point = self._report.points[done.point]
         point.edge = done.source
+        point.adapter = None if done.source == CLOUD else self._registry.adapter(done.source)
         point.finish_reason = done.finish_reason
         point.tokens = done.tokens
         point.candidates = self._selectors[done.point].scores()

@@ -1,0 +1,130 @@
+"""``pice tune data|train|export``: the fine-tuning pipeline (docs/fine-tuning.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pice_tune.recipe import DEFAULT_TARGETS, Recipe
+
+DEFAULT_WORKDIR = Path("tune-out")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("tune", help="fine-tune the edge model (LoRA)")
+    parser.add_argument(
+        "--workdir", type=Path, default=DEFAULT_WORKDIR, help="where each step writes (tune-out)"
+    )
+    steps = parser.add_subparsers(dest="tune_command", required=True)
+
+    data = steps.add_parser("data", help="distil teacher expansions into a versioned JSONL")
+    data.add_argument("--questions", type=Path, help="JSONL of questions (default: bundled)")
+    data.add_argument("--cloud-url", help="OpenAI base URL of the teacher (default: embedded)")
+    data.add_argument(
+        "--cloud-model",
+        default="qwen2.5-coder-1.5b-instruct",
+        help="teacher model (the embedded cloud's, or the name sent to --cloud-url)",
+    )
+    data.add_argument("--cloud-api-key")
+    data.add_argument("--threads", type=int, default=2, help="embedded cloud's threads (2)")
+    data.add_argument("--limit", type=int, help="only the first N training questions")
+    data.add_argument("--out", type=Path, help="dataset file (WORKDIR/data-v1.jsonl)")
+    data.set_defaults(handler=_data)
+
+    defaults = Recipe()
+    train = steps.add_parser("train", help="train a LoRA adapter (resumes from checkpoints)")
+    train.add_argument("--data", type=Path, help="dataset (WORKDIR/data-v1.jsonl)")
+    train.add_argument("--base-model", default=defaults.base_model)
+    train.add_argument("--max-steps", type=int, default=defaults.max_steps)
+    train.add_argument("--rank", type=int, default=defaults.rank)
+    train.add_argument("--alpha", type=float, default=defaults.alpha)
+    train.add_argument("--dropout", type=float, default=defaults.dropout)
+    train.add_argument("--lr", type=float, default=defaults.lr)
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--seq-len", type=int, default=defaults.seq_len)
+    train.add_argument("--targets", default=",".join(DEFAULT_TARGETS))
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--save-every", type=int, default=50, help="checkpoint interval (50)")
+    train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    train.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    train.add_argument("--venv", type=Path, help="tuning environment (.venv-tune)")
+    train.add_argument("--fresh", action="store_true", help="drop checkpoints, start over")
+    train.set_defaults(handler=_train)
+
+    export = steps.add_parser("export", help="write the llama.cpp LoRA adapter GGUF")
+    export.add_argument(
+        "--edge-model",
+        default="qwen2.5-coder-0.5b-instruct-q8_0",
+        help="the edge model the adapter is checked against",
+    )
+    export.add_argument("--out", type=Path, help="adapter file (WORKDIR/adapter.gguf)")
+    export.add_argument("--venv", type=Path, help="tuning environment (.venv-tune)")
+    export.set_defaults(handler=_export)
+
+
+def _data_path(args: argparse.Namespace) -> Path:
+    return Path(args.workdir) / "data-v1.jsonl"
+
+
+def _data(args: argparse.Namespace) -> int:
+    from pice_tune.steps import DataOptions, run_data
+
+    manifest = run_data(
+        DataOptions(
+            out=args.out or _data_path(args),
+            questions=args.questions,
+            cloud_url=args.cloud_url,
+            cloud_model=args.cloud_model,
+            cloud_api_key=args.cloud_api_key,
+            threads=args.threads,
+            limit=args.limit,
+        )
+    )
+    sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pice_tune.steps import TrainOptions, run_train
+
+    recipe = Recipe(
+        base_model=args.base_model,
+        rank=args.rank,
+        alpha=args.alpha,
+        dropout=args.dropout,
+        lr=args.lr,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        targets=tuple(t for t in args.targets.split(",") if t),
+        seed=args.seed,
+    )
+    summary = run_train(
+        TrainOptions(
+            data=args.data or _data_path(args),
+            run_dir=Path(args.workdir) / "run",
+            recipe=recipe,
+            venv=args.venv,
+            device=args.device,
+            threads=args.threads,
+            save_every=args.save_every,
+            fresh=args.fresh,
+        )
+    )
+    sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pice_tune.steps import run_export
+
+    meta = run_export(
+        Path(args.workdir) / "run",
+        args.out or Path(args.workdir) / "adapter.gguf",
+        args.edge_model,
+        venv=args.venv,
+    )
+    sys.stdout.write(json.dumps(meta, indent=2) + "\n")
+    return 0

@@ -1,0 +1,238 @@
+"""The three steps of ``pice tune``, each resumable: data, train, export.
+
+Training and export run in the tuning environment (``.venv-tune``, made by
+``scripts/setup-tune.sh``) as a subprocess of :mod:`pice_tune.worker`, as vLLM runs from its own
+environment: the PICE environment never imports torch. The edge model's weights come from its
+bundled GGUF, dequantised once into the Hugging Face checkpoint the vLLM path also uses
+(:func:`pice.cloud.vllm.ensure_checkpoint`, under ``<cache>/hf``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pice.cloud.vllm import ensure_checkpoint
+from pice.errors import ModelProvisioningError
+from pice.models.registry import resolve_model
+from pice_tune import worker
+from pice_tune.dataset import file_hash, read_dataset, training_record
+from pice_tune.distill import Teacher, TeacherConfig, build_dataset
+from pice_tune.recipe import Recipe
+
+logger = logging.getLogger(__name__)
+
+VENV_ENV = "PICE_TUNE_VENV"
+DEFAULT_VENV = Path(".venv-tune")
+RECIPE_FILE = "recipe.json"
+
+
+def find_tune_venv(explicit: Path | None = None) -> Path:
+    """``explicit``, else ``$PICE_TUNE_VENV``, else ``./.venv-tune``; it must exist."""
+    configured = os.environ.get(VENV_ENV)
+    venv = explicit or (Path(configured) if configured else DEFAULT_VENV)
+    if not (venv / "bin" / "python").exists():
+        raise ModelProvisioningError(
+            f"no tuning environment at {venv}: create it with `make tune-env` "
+            f"(scripts/setup-tune.sh), or set {VENV_ENV}"
+        )
+    return venv.absolute()
+
+
+def run_worker(venv: Path, *args: str) -> str:
+    """Run the worker in the tuning environment; its progress goes to our stderr."""
+    argv = [str(venv / "bin" / "python"), worker.__file__, *args]
+    result = subprocess.run(argv, check=False, stdout=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        raise ModelProvisioningError(f"pice tune {args[0]} failed (exit {result.returncode})")
+    return result.stdout
+
+
+# -- data ------------------------------------------------------------------------------
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def embedded_cloud(model: str, threads: int, run_dir: Path) -> Iterator[TeacherConfig]:
+    """The embedded cloud ``pice up`` runs (llama.cpp), alone on a free port, as the teacher."""
+    from pice_stack.stack import StackSpec, launch_stack
+
+    host = "127.0.0.1"
+    spec = StackSpec(
+        cloud="edge",
+        cloud_model=model,
+        edges=0,
+        host=host,
+        cloud_port=_free_port(host),
+        threads=threads,
+        pin=False,
+        gateway=False,
+        run_dir=run_dir,
+    )
+    with launch_stack(spec) as stack:
+        yield TeacherConfig(base_url=stack.cloud_base_url, model=stack.cloud_model)
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    out: Path
+    questions: Path | None = None
+    cloud_url: str | None = None
+    cloud_model: str = "qwen2.5-coder-1.5b-instruct"
+    cloud_api_key: str | None = None
+    threads: int = 2
+    limit: int | None = None
+
+
+def run_data(options: DataOptions) -> dict[str, Any]:
+    """Distil the questions into ``options.out``; returns the dataset's manifest."""
+    from pice_tune.dataset import bundled_questions_path, load_questions
+
+    questions_path = options.questions or bundled_questions_path()
+    questions = load_questions(questions_path)
+    if options.limit is not None:
+        questions = [q for q in questions if q.split == "train"][: options.limit]
+
+    @contextlib.contextmanager
+    def teacher_config() -> Iterator[TeacherConfig]:
+        if options.cloud_url:
+            yield TeacherConfig(
+                base_url=options.cloud_url, model=options.cloud_model, api_key=options.cloud_api_key
+            )
+        else:
+            run_dir = options.out.parent / "cloud-logs"
+            with embedded_cloud(options.cloud_model, options.threads, run_dir) as config:
+                yield config
+
+    with teacher_config() as config:
+        teacher = Teacher(config)
+        try:
+            manifest = {
+                "teacher": config.model,
+                "teacher_url": config.base_url,
+                "questions_file": questions_path.name,
+                "questions_sha256": file_hash(questions_path),
+                "prompts": "pice_gateway sketch (outline) + cloud expansion",
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            return build_dataset(teacher, questions, options.out, manifest=manifest)
+        finally:
+            teacher.close()
+
+
+# -- train -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data: Path
+    run_dir: Path
+    recipe: Recipe
+    venv: Path | None = None
+    device: str = "auto"
+    threads: int = 0
+    save_every: int = 50
+    fresh: bool = False
+
+
+def run_train(options: TrainOptions) -> dict[str, Any]:
+    """Train (or resume) the adapter in ``run_dir``; returns the worker's summary."""
+    venv = find_tune_venv(options.venv)
+    examples, data_sha = read_dataset(options.data)
+    base = resolve_model(options.recipe.base_model)
+    checkpoint = ensure_checkpoint(base, venv)
+    run_dir = options.run_dir
+    recorded_path = run_dir / RECIPE_FILE
+    record = {
+        "recipe": options.recipe.to_json(),
+        "data": str(options.data),
+        "data_sha256": data_sha,
+        "base_gguf_sha256": _sha256(base.path),
+    }
+    if recorded_path.exists() and not options.fresh:
+        old = json.loads(recorded_path.read_text())
+        if old.get("data_sha256") != data_sha or not options.recipe.resumable_from(old["recipe"]):
+            raise ModelProvisioningError(
+                f"{run_dir} holds a run with another recipe or data; pass --fresh to start over"
+            )
+    elif options.fresh and run_dir.exists():
+        for old_checkpoint in run_dir.glob(worker.CHECKPOINT_PREFIX + "*"):
+            shutil.rmtree(old_checkpoint, ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    recorded_path.write_text(json.dumps(record, indent=2) + "\n")
+    train_file = run_dir / "train.jsonl"
+    train_file.write_text("".join(json.dumps(training_record(e)) + "\n" for e in examples))
+    run_worker(
+        venv,
+        "train",
+        *("--model-dir", str(checkpoint), "--data", str(train_file), "--out", str(run_dir)),
+        *options.recipe.worker_args(),
+        *("--device", options.device, "--threads", str(options.threads)),
+        *("--save-every", str(options.save_every)),
+    )
+    summary: dict[str, Any] = json.loads((run_dir / worker.SUMMARY_FILE).read_text())
+    return summary
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- export ----------------------------------------------------------------------------
+
+
+def run_export(
+    run_dir: Path, out: Path, edge_model: str, venv: Path | None = None
+) -> dict[str, Any]:
+    """Write ``out`` (the llama.cpp adapter) and ``out.json`` (recipe, data hash, checks)."""
+    tune_venv = find_tune_venv(venv)
+    record = json.loads((run_dir / RECIPE_FILE).read_text())
+    summary = json.loads((run_dir / worker.SUMMARY_FILE).read_text())
+    target = resolve_model(edge_model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = json.loads(
+        run_worker(
+            tune_venv,
+            "export",
+            *("--adapter-dir", str(run_dir / "adapter"), "--base-gguf", str(target.path)),
+            *("--out", str(out), "--name", out.stem),
+        )
+    )
+    meta = {
+        "adapter": out.name,
+        "adapter_sha256": _sha256(out),
+        "format": "llama.cpp LoRA adapter (GGUF, general.type=adapter)",
+        "checked_against": {"model": target.name, "sha256": _sha256(target.path)},
+        "recipe": record["recipe"],
+        "data": record["data"],
+        "data_sha256": record["data_sha256"],
+        "trained_from_gguf_sha256": record["base_gguf_sha256"],
+        "training": summary,
+        "export": report,
+    }
+    adapter_meta_path(out).write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def adapter_meta_path(adapter: Path) -> Path:
+    return adapter.with_name(adapter.name + ".json")

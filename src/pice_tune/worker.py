@@ -1,0 +1,324 @@
+"""Train a LoRA adapter on the edge model and export it as a llama.cpp adapter GGUF.
+
+Run with the *tuning* virtual environment's python (torch, transformers, peft, gguf,
+safetensors; the PICE environment has none of them), as a script:
+
+    .venv-tune/bin/python src/pice_tune/worker.py train --model-dir HF_DIR --data TRAIN.jsonl \
+        --out RUN_DIR --max-steps 3 --rank 4
+    .venv-tune/bin/python src/pice_tune/worker.py export --adapter-dir RUN_DIR/adapter \
+        --base-gguf MODEL.gguf --out ADAPTER.gguf
+
+``train`` reads prompt/completion records (:mod:`pice_tune.dataset` renders them from the edge's
+own expansion prompt), masks the loss to the completion, and saves a checkpoint (adapter,
+optimiser, step) every ``--save-every`` steps under ``RUN_DIR/checkpoint-N``; run again with the
+same ``--out`` and it resumes from the newest one. ``export`` writes the peft adapter in the
+layout llama.cpp's ``llama_adapter_lora_init`` loads: one ``<base tensor>.lora_a`` of numpy
+shape (rank, in) and one ``.lora_b`` of shape (out, rank) per adapted weight, plus
+``general.type=adapter``, ``adapter.type=lora`` and ``adapter.lora.alpha``; every pair is
+checked against the base GGUF's tensor before anything is written.
+This file imports nothing from PICE so it runs in that other environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import random
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+CHECKPOINT_PREFIX = "checkpoint-"
+STATE_FILE = "trainer-state.json"
+SUMMARY_FILE = "train-summary.json"
+
+
+def _log(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = [
+        (int(p.name[len(CHECKPOINT_PREFIX) :]), p)
+        for p in out.glob(CHECKPOINT_PREFIX + "*")
+        if p.name[len(CHECKPOINT_PREFIX) :].isdigit() and (p / STATE_FILE).exists()
+    ]
+    return max(found)[1] if found else None
+
+
+# -- train -----------------------------------------------------------------------------
+
+
+def _examples(tokenizer: Any, data: Path, seq_len: int) -> list[tuple[list[int], list[int]]]:
+    """(input ids, labels) per record; prompt tokens are masked with -100.
+
+    The prompt and the completion are tokenised apart and joined, so the boundary is exactly
+    where the edge starts generating. A record longer than ``seq_len`` keeps its last tokens:
+    the completion and the end of the prompt (the point being expanded) matter most.
+    """
+    out = []
+    for line in data.read_text().splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        prompt = tokenizer.apply_chat_template(
+            record["messages"], tokenize=False, add_generation_prompt=True
+        )
+        prompt_ids = tokenizer(prompt + record["prefix"], add_special_tokens=False)["input_ids"]
+        completion_ids = tokenizer(record["completion"], add_special_tokens=False)["input_ids"]
+        ids = list(prompt_ids) + list(completion_ids)
+        labels = [-100] * len(prompt_ids) + list(completion_ids)
+        out.append((ids[-seq_len:], labels[-seq_len:]))
+    if not out:
+        raise SystemExit(f"{data} holds no training records")
+    return out
+
+
+def train(args: argparse.Namespace) -> int:
+    torch = importlib.import_module("torch")
+    transformers = importlib.import_module("transformers")
+    peft = importlib.import_module("peft")
+
+    started = time.monotonic()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(args.model_dir))
+    examples = _examples(tokenizer, args.data, args.seq_len)
+    # Float32 on the CPU (its bfloat16 matmuls are slow and lossy for the small LoRA
+    # updates); bfloat16 on a GPU.
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(args.model_dir), dtype=dtype)
+    config = peft.LoraConfig(
+        r=args.rank,
+        lora_alpha=args.alpha,
+        lora_dropout=args.dropout,
+        target_modules=args.targets.split(","),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    model = peft.get_peft_model(model, config)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+
+    step = 0
+    losses: list[float] = []
+    resumed = latest_checkpoint(out)
+    if resumed is not None:
+        state = json.loads((resumed / STATE_FILE).read_text())
+        weights = importlib.import_module("safetensors.torch").load_file(
+            str(resumed / "adapter_model.safetensors")
+        )
+        peft.set_peft_model_state_dict(model, weights)
+        optimizer.load_state_dict(torch.load(resumed / "optimizer.pt", map_location=device))
+        step = int(state["step"])
+        losses = list(state["losses"])
+        _log(f"resumed from {resumed} at step {step}")
+
+    # The order of examples is a function of the seed and the step only, so a resumed run
+    # sees the same examples it would have seen without the interruption.
+    def batch_for(at: int) -> list[tuple[list[int], list[int]]]:
+        order = list(range(len(examples)))
+        epoch, offset = divmod(at * args.batch_size, len(examples))
+        random.Random(args.seed + epoch).shuffle(order)
+        picked = [order[(offset + i) % len(order)] for i in range(args.batch_size)]
+        return [examples[i] for i in picked]
+
+    def save_checkpoint() -> None:
+        target = out / f"{CHECKPOINT_PREFIX}{step}"
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(str(tmp))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        (tmp / STATE_FILE).write_text(json.dumps({"step": step, "losses": losses}) + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+        for old in out.glob(CHECKPOINT_PREFIX + "*"):
+            if old != target and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+
+    model.train()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    while step < args.max_steps:
+        t0 = time.monotonic()
+        batch = batch_for(step)
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
+        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
+        result = model(
+            input_ids=input_ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)
+        )
+        result.loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        step += 1
+        losses.append(round(float(result.loss.item()), 4))
+        _log(
+            f"step {step}/{args.max_steps} loss {losses[-1]:.4f} "
+            f"({time.monotonic() - t0:.1f} s, peak {peak_rss_mib():.0f} MiB)"
+        )
+        if step % args.save_every == 0 or step == args.max_steps:
+            save_checkpoint()
+
+    final = out / "adapter"
+    shutil.rmtree(final, ignore_errors=True)
+    model.save_pretrained(str(final))
+    summary = {
+        "steps": step,
+        "examples": len(examples),
+        "losses": losses,
+        "device": device,
+        "resumed_from": None if resumed is None else resumed.name,
+        "seconds": round(time.monotonic() - started, 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+    }
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    _log(f"adapter saved to {final}")
+    return 0
+
+
+# -- export ----------------------------------------------------------------------------
+
+
+def _hf_weight_name(peft_key: str) -> tuple[str, str]:
+    """``base_model.model.X.lora_A.weight`` -> (``X.weight``, ``a``)."""
+    key = peft_key.removeprefix("base_model.model.")
+    for marker, part in ((".lora_A.", "a"), (".lora_B.", "b")):
+        if marker in key:
+            module = key.split(marker)[0]
+            return module + ".weight", part
+    raise SystemExit(f"unexpected tensor in the adapter: {peft_key}")
+
+
+def export(args: argparse.Namespace) -> int:
+    gguf = importlib.import_module("gguf")
+    load_file = importlib.import_module("safetensors.numpy").load_file
+    np = importlib.import_module("numpy")
+
+    config = json.loads((args.adapter_dir / "adapter_config.json").read_text())
+    rank, alpha = int(config["r"]), float(config["lora_alpha"])
+    weights = load_file(str(args.adapter_dir / "adapter_model.safetensors"))
+
+    reader = gguf.GGUFReader(str(args.base_gguf))
+    field = reader.fields["general.architecture"]
+    arch = bytes(field.parts[field.data[0]]).decode()
+    base_shapes = {t.name: tuple(int(n) for n in t.shape) for t in reader.tensors}
+    n_blocks = 1 + max(int(n.split(".")[1]) for n in base_shapes if n.startswith("blk."))
+    arch_id = next(k for k, v in gguf.MODEL_ARCH_NAMES.items() if v == arch)
+    names = gguf.get_tensor_name_map(arch_id, n_blocks)
+
+    pairs: dict[str, dict[str, Any]] = {}
+    for key, tensor in weights.items():
+        hf_name, part = _hf_weight_name(key)
+        name = names.get_name(hf_name, try_suffixes=(".weight",))
+        if name is None:
+            raise SystemExit(f"no llama.cpp name for {hf_name}")
+        pairs.setdefault(name, {})[part] = np.ascontiguousarray(tensor, dtype=np.float32)
+
+    for name, pair in sorted(pairs.items()):
+        if set(pair) != {"a", "b"} or name not in base_shapes:
+            raise SystemExit(f"{name}: incomplete pair or not in {args.base_gguf}")
+        # GGUF lists dimensions innermost first: the base weight is (in, out).
+        n_in, n_out = base_shapes[name][:2]
+        a, b = pair["a"], pair["b"]
+        if a.shape != (rank, n_in) or b.shape != (n_out, rank):
+            raise SystemExit(
+                f"{name}: lora shapes {a.shape}, {b.shape} do not fit ({n_in}, {n_out})"
+            )
+
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    writer = gguf.GGUFWriter(str(tmp), arch)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
+    writer.add_name(args.name or args.out.stem)
+    for name, pair in sorted(pairs.items()):
+        writer.add_tensor(name + ".lora_a", pair["a"])
+        writer.add_tensor(name + ".lora_b", pair["b"])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    tmp.rename(args.out)
+    report = {"architecture": arch, "rank": rank, "alpha": alpha, "pairs": len(pairs)}
+    sys.stdout.write(json.dumps(report) + "\n")
+    _log(f"wrote {len(pairs)} LoRA pairs to {args.out}")
+    return 0
+
+
+def inspect(args: argparse.Namespace) -> int:
+    """Print a GGUF's metadata strings/numbers and tensor shapes (ne order) as JSON."""
+    gguf = importlib.import_module("gguf")
+    reader = gguf.GGUFReader(str(args.gguf))
+    meta: dict[str, Any] = {}
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or not field.data or len(field.types) != 1:
+            continue
+        value = field.parts[field.data[0]]
+        if field.types[0] == gguf.GGUFValueType.STRING:
+            meta[name] = bytes(value).decode(errors="replace")
+        else:
+            meta[name] = value.tolist()[0]
+    tensors = {t.name: [int(n) for n in t.shape] for t in reader.tensors}
+    sys.stdout.write(json.dumps({"metadata": meta, "tensors": tensors}) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    steps = parser.add_subparsers(dest="step", required=True)
+    t = steps.add_parser("train")
+    t.add_argument("--model-dir", type=Path, required=True)
+    t.add_argument("--data", type=Path, required=True)
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--max-steps", type=int, required=True)
+    t.add_argument("--rank", type=int, default=16)
+    t.add_argument("--alpha", type=float, default=32.0)
+    t.add_argument("--dropout", type=float, default=0.0)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--seq-len", type=int, default=512)
+    t.add_argument("--batch-size", type=int, default=4)
+    t.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--save-every", type=int, default=50)
+    t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    t.set_defaults(handler=train)
+    e = steps.add_parser("export")
+    e.add_argument("--adapter-dir", type=Path, required=True)
+    e.add_argument("--base-gguf", type=Path, required=True)
+    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--name")
+    e.set_defaults(handler=export)
+    i = steps.add_parser("inspect")
+    i.add_argument("gguf", type=Path)
+    i.set_defaults(handler=inspect)
+    args = parser.parse_args(argv)
+    result: int = args.handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
