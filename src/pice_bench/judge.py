@@ -9,6 +9,7 @@ the orders when the answers really differ (see :mod:`pice_bench.winrate`).
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 import httpx
@@ -96,15 +97,19 @@ class Judge:
         could only measure its position bias, which :func:`judgment_diagnostics` reports from
         the pairs that differ.
         """
+        record = partial(
+            JudgeRecord,
+            question_id=question.id,
+            category=question.category,
+            suits_points=question.suits_points,
+            candidate=candidate,
+            baseline=baseline,
+        )
         if candidate_answer.strip() == baseline_answer.strip():
-            return JudgeRecord(
-                question_id=question.id,
-                category=question.category,
-                suits_points=question.suits_points,
-                candidate=candidate,
-                baseline=baseline,
-                verdict_candidate_first=Verdict.TIE.value,
-                verdict_candidate_second=Verdict.TIE.value,
+            tie = Verdict.TIE.value
+            return record(
+                verdict_candidate_first=tie,
+                verdict_candidate_second=tie,
                 outcome=Outcome.TIE.value,
                 raw_first="",
                 raw_second="",
@@ -114,12 +119,7 @@ class Judge:
             self.judgment(question.question, candidate_answer, baseline_answer),
             self.judgment(question.question, baseline_answer, candidate_answer),
         )
-        return JudgeRecord(
-            question_id=question.id,
-            category=question.category,
-            suits_points=question.suits_points,
-            candidate=candidate,
-            baseline=baseline,
+        return record(
             verdict_candidate_first=first.verdict.value,
             verdict_candidate_second=second.verdict.value,
             outcome=combine(first, second).value,

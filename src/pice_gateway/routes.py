@@ -158,6 +158,16 @@ def _route_attributes(report: dict[str, Any]) -> dict[str, str | float]:
     }
 
 
+async def _holding(ticket: Ticket, path: Awaitable[Response]) -> Response:
+    """Await a path that was handed ``ticket``; if it fails before the response exists (and so
+    before anything else could release the ticket), give the ticket back here."""
+    try:
+        return await path
+    except BaseException:
+        ticket.release()
+        raise
+
+
 def build_router(settings: GatewaySettings) -> APIRouter:
     router = APIRouter()
     guard = authorize(bearer_auth(settings.api_keys), settings.rate_limit)
@@ -240,21 +250,15 @@ def build_router(settings: GatewaySettings) -> APIRouter:
             span.set({"pice.mode": choice.mode, "pice.reason": choice.reason})
             if choice.mode == "cloud":
                 counted = cloud_only.admit()
-                try:
-                    return await _cloud_path(
-                        state, body, choice, request, observation, clock, counted
-                    )
-                except BaseException:
-                    counted.release()
-                    raise
-            ticket = admission.admit()
-            try:
-                return await _progressive_path(
-                    state, body, choice, request, observation, clock, ticket
+                return await _holding(
+                    counted,
+                    _cloud_path(state, body, choice, request, observation, clock, counted),
                 )
-            except BaseException:
-                ticket.release()
-                raise
+            ticket = admission.admit()
+            return await _holding(
+                ticket,
+                _progressive_path(state, body, choice, request, observation, clock, ticket),
+            )
         except BaseException as exc:
             observation.failed(exc)
             raise
