@@ -136,6 +136,9 @@ def soak_stack(config: SoakConfig, log_dir: Path) -> Iterator[ServerProcess]:
             "edges": [{"name": n, "url": e.base_url} for n, e in zip(names, edges, strict=True)],
             "edge_client": {"poll_interval": 0.5},
             "router": {"enabled": False},
+            # The soak looks for leaks at a steady concurrency, not for admission control
+            # (tests/gateway/test_admission.py): every stream must be admitted.
+            "admission": {"max_progressive_requests": max(64, config.streams)},
         }
         config_path = log_dir / "gateway.yaml"
         config_path.write_text(yaml.safe_dump(settings))
