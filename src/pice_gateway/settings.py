@@ -34,9 +34,19 @@ class Timeouts(BaseModel):
         return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
 
 
+# Idle upstream connections are dropped after this long: under uvicorn's 5 s keep-alive (vLLM's
+# and the edge agent's servers), so the gateway never sends a request on a connection the
+# server is closing at that instant (the soak saw one such ReadError in 8 000 requests).
+KEEPALIVE_EXPIRY_SECONDS = 4.0
+
+
 def pool_limits(max_connections: int) -> httpx.Limits:
     """Connection pool limits of an upstream client (idle connections kept up to the same)."""
-    return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    return httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections,
+        keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+    )
 
 
 class CloudSettings(BaseModel):

@@ -63,3 +63,15 @@ def test_placement_policy_is_chosen_by_a_registered_name(monkeypatch: pytest.Mon
     for name in ("least-loaded", "eft", "round-robin"):
         monkeypatch.setenv("PICE_PROGRESSIVE__PLACEMENT", name)
         assert load_settings().progressive.placement == name
+
+
+def test_idle_upstream_connections_expire_before_the_servers_close_them() -> None:
+    # vLLM and the edge agent serve with uvicorn: an idle connection the gateway would reuse
+    # just as uvicorn closes it fails the request with a ReadError.
+    import uvicorn
+
+    from pice_gateway.settings import pool_limits
+
+    server_keep_alive = uvicorn.Config(app="x:y").timeout_keep_alive
+    assert pool_limits(8).keepalive_expiry is not None
+    assert pool_limits(8).keepalive_expiry < server_keep_alive
