@@ -13,7 +13,7 @@ from tests.support.processes import pice_argv
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
-MODES = ["cloud-only", "sot-cloud", "pice-progressive", "pice-auto"]
+MODES = ["cloud-only", "sot-cloud", "pice-progressive", "pice-auto", "fleet-direct"]
 
 
 def test_quick_bench_sets_up_measures_and_tears_down(

@@ -117,3 +117,18 @@ def test_a_repeated_point_ends_the_outline() -> None:
     events = feed_all(parser, ["1. Health\n2. Safety\n3. safety\n4. Safety\n5. Cost\n"])
     assert points(events) == ["Health", "Safety"]
     assert parser.ended
+
+
+def test_a_cut_sketch_drops_its_half_written_last_point() -> None:
+    text = "1. Fixed schedule\n2. Dark room\n3. Create a"
+    parser = SketchParser(max_points=8)
+    events = [e for piece in text for e in parser.feed(piece)]
+    assert points(events + parser.close(cut=True)) == ["Fixed schedule", "Dark room"]
+    # Not cut (the stream ended on its own): the last line is a whole point.
+    parser = SketchParser(max_points=8)
+    events = [e for piece in text for e in parser.feed(piece)]
+    assert points(events + parser.close()) == ["Fixed schedule", "Dark room", "Create a"]
+    # Cut before the first point line ended: the one point there is is kept.
+    parser = SketchParser(max_points=8)
+    events = parser.feed("1. Create a")
+    assert points(events + parser.close(cut=True)) == ["Create a"]

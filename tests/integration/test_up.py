@@ -134,7 +134,7 @@ def test_up_serves_a_request_and_ctrl_c_stops_every_child(up: Up) -> None:
     stream = client.chat.completions.create(
         model="pice-progressive",
         messages=[{"role": "user", "content": "What are good ways to deal with stress?"}],
-        max_tokens=40,
+        max_tokens=200,
         stream=True,
         timeout=300,
     )

@@ -65,7 +65,7 @@ def test_up_with_the_heterogeneous_profile(tmp_path: Path) -> None:
         stream = client.chat.completions.create(
             model="pice-progressive",
             messages=[{"role": "user", "content": "Give me three tips for better sleep."}],
-            max_tokens=24,
+            max_tokens=160,
             stream=True,
             timeout=600,
         )

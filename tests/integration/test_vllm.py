@@ -92,7 +92,7 @@ def test_progressive_request_with_vllm_cloud(gateway: ServerProcess) -> None:
     completion = client.chat.completions.create(
         model="pice-progressive",
         messages=[{"role": "user", "content": "Give me three tips for better sleep."}],
-        max_tokens=48,
+        max_tokens=200,
         timeout=600,
     )
     answer = completion.choices[0].message.content or ""

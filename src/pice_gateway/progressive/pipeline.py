@@ -200,7 +200,7 @@ class ProgressiveRun:
                         self._on_sketch_event(event)
                     if parser.ended:
                         break  # closing the stream stops the cloud writing past the outline
-            for event in parser.close():
+            for event in parser.close(cut=self._sketch.finish_reason == "length"):
                 self._on_sketch_event(event)
         except asyncio.CancelledError:
             # A stop sequence (or the client) ended the run mid-sketch: count what it wrote.

@@ -170,9 +170,16 @@ class SketchParser:
             self._partial = ""
         return events
 
-    def close(self) -> list[SketchEvent]:
-        """End of stream: the last line may have no newline."""
+    def close(self, *, cut: bool = False) -> list[SketchEvent]:
+        """End of stream: the last line may have no newline.
+
+        ``cut``: a token limit ended the stream, so a last line without its newline is a point
+        cut mid-title ("3. Create a"); once the outline has points, it is dropped rather than
+        expanded from half a title.
+        """
         events: list[SketchEvent] = []
+        if cut and self.mode is _Mode.OUTLINE:
+            self._partial = ""
         if self._partial and self.mode not in (_Mode.DIRECT, _Mode.ENDED):
             line, self._partial = self._partial, ""
             events.extend(self._line(line, last=True))
