@@ -23,7 +23,7 @@ def test_quick_bench_sets_up_measures_and_tears_down(
     argv = pice_argv(
         "bench", "--quick", "--out", str(out),
         "--cloud-model", str(small_model_path), "--edge-model", str(small_model_path),
-        "--limit", "2", "--max-tokens", "16",
+        "--limit", "2", "--max-tokens", "64",
         "--rates", "0.5", "--load-requests", "1", "--load-seconds", "1", "--slo-seconds", "120",
     )  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=540, check=False)
