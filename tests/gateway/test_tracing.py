@@ -254,7 +254,10 @@ def test_a_hedged_point_shows_its_duplicate_job_and_the_race(recording: Recordin
     assert hedges > 0
     duplicates = [s for s in recording.spans("pice.expand") if (s.attributes or {})["pice.hedge"]]
     assert len(duplicates) == hedges
-    assert all((s.attributes or {})["pice.edge"] == "fast" for s in duplicates)
+    # The slow edge's stalled points are copied to the fast one. (A point on the fast edge may be
+    # copied too when a loaded machine makes it outlast the tiny deadline, so not "all".)
+    assert any((s.attributes or {})["pice.edge"] == "fast" for s in duplicates)
+    assert {(s.attributes or {})["pice.edge"] for s in duplicates} <= {"slow", "fast"}
     events = [e for p in recording.spans("pice.point") for e in p.events]
     raced = [e for e in events if e.name == "hedge"]
     settled = [e for e in events if e.name == "hedge settled"]
