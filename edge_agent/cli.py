@@ -61,11 +61,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from edge_agent.api.app import create_app
     from edge_agent.settings import load_settings
-    from pice.errors import InsecureBindError
+    from pice.http.serve import serve_app
     from pice.logs import configure_logging
     from pice.tracing_factory import log_filters
 
@@ -90,20 +88,13 @@ def _serve(args: argparse.Namespace) -> int:
     # own lines go through the same handler (no log_config of its own). Configured before the
     # app, so a refused insecure bind is logged in the same format.
     configure_logging(settings.log_format, args.log_level.upper(), log_filters(settings.tracing))
-    try:
-        app = create_app(settings)
-    except InsecureBindError as exc:
-        logger.error("%s", exc)
-        return 2
-    uvicorn.run(
-        app,
+    return serve_app(
+        lambda: create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_config=None,
         log_level="warning",
-        timeout_graceful_shutdown=5,
+        logger=logger,
     )
-    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -27,9 +27,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from pice.errors import InsecureBindError
+    from pice.http.serve import serve_app
     from pice.logs import configure_logging
     from pice.tracing_factory import log_filters
     from pice_gateway.app import create_app
@@ -42,18 +40,10 @@ def run(args: argparse.Namespace) -> int:
     # or JSON; uvicorn's own lines go through the same handler (no log_config of its own).
     # Configured before the app, so a refused insecure bind is logged in the same format.
     configure_logging(settings.log_format, args.log_level.upper(), log_filters(settings.tracing))
-    try:
-        app = create_app(settings)
-    except InsecureBindError as exc:
-        logger.error("%s", exc)
-        return 2
-    uvicorn.run(
-        app,
+    return serve_app(
+        lambda: create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_config=None,
         log_level=args.log_level.lower(),
-        # Streams hold connections open; a slow shutdown must not wait on them forever.
-        timeout_graceful_shutdown=5,
+        logger=logger,
     )
-    return 0
