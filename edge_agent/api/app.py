@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pice.http.auth import bearer_auth
 from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
 from pice.http.request_id import RequestIdMiddleware
+from pice.models.provision import hash_file
 from pice.models.registry import resolve_model
 from pice.security import check_exposure
 from pice.tracing import Tracing, TracingMiddleware
@@ -138,7 +138,7 @@ def adapter_info(settings: EdgeSettings) -> AdapterInfo | None:
     if settings.lora is None:
         return None
     try:
-        digest = hashlib.sha256(settings.lora.read_bytes()).hexdigest()
+        digest = hash_file(settings.lora)
     except OSError:  # the engine's load reports the missing file
         digest = None
     return AdapterInfo(name=settings.lora.stem, scale=settings.lora_scale, sha256=digest)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.prompts import expansion_messages, point_suffix
+from pice.models.provision import hash_file
 
 SCHEMA_VERSION = 1
 QUESTIONS_RESOURCE = "questions.jsonl"
@@ -71,10 +72,6 @@ def data_hash(examples: Iterable[Example]) -> str:
     return digest.hexdigest()
 
 
-def file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def bundled_questions_path() -> Path:
     return Path(str(resources.files("pice_tune") / "data" / QUESTIONS_RESOURCE))
 
@@ -125,7 +122,7 @@ def read_dataset(path: Path) -> tuple[list[Example], str]:
     examples = [
         Example.from_json(json.loads(line)) for line in path.read_text().splitlines() if line
     ]
-    digest = file_hash(path)
+    digest = hash_file(path)
     mpath = manifest_path(path)
     if mpath.exists():
         recorded = json.loads(mpath.read_text()).get("data_sha256")

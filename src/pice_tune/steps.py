@@ -10,7 +10,6 @@ bundled GGUF, dequantised once into the Hugging Face checkpoint the vLLM path al
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -25,9 +24,10 @@ from typing import Any
 
 from pice.cloud.vllm import ensure_checkpoint
 from pice.errors import ModelProvisioningError
+from pice.models.provision import hash_file
 from pice.models.registry import resolve_model
 from pice_tune import worker
-from pice_tune.dataset import file_hash, read_dataset, training_record
+from pice_tune.dataset import read_dataset, training_record
 from pice_tune.distill import Teacher, TeacherConfig, build_dataset
 from pice_tune.recipe import Recipe
 
@@ -127,7 +127,7 @@ def run_data(options: DataOptions) -> dict[str, Any]:
                 "teacher": config.model,
                 "teacher_url": config.base_url,
                 "questions_file": questions_path.name,
-                "questions_sha256": file_hash(questions_path),
+                "questions_sha256": hash_file(questions_path),
                 "prompts": "pice_gateway sketch (outline) + cloud expansion",
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
@@ -163,7 +163,7 @@ def run_train(options: TrainOptions) -> dict[str, Any]:
         "recipe": options.recipe.to_json(),
         "data": str(options.data),
         "data_sha256": data_sha,
-        "base_gguf_sha256": _sha256(base.path),
+        "base_gguf_sha256": hash_file(base.path),
     }
     if recorded_path.exists() and not options.fresh:
         old = json.loads(recorded_path.read_text())
@@ -190,14 +190,6 @@ def run_train(options: TrainOptions) -> dict[str, Any]:
     return summary
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # -- export ----------------------------------------------------------------------------
 
 
@@ -220,9 +212,9 @@ def run_export(
     )
     meta = {
         "adapter": out.name,
-        "adapter_sha256": _sha256(out),
+        "adapter_sha256": hash_file(out),
         "format": "llama.cpp LoRA adapter (GGUF, general.type=adapter)",
-        "checked_against": {"model": target.name, "sha256": _sha256(target.path)},
+        "checked_against": {"model": target.name, "sha256": hash_file(target.path)},
         "recipe": record["recipe"],
         "data": record["data"],
         "data_sha256": record["data_sha256"],
