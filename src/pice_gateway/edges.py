@@ -1,4 +1,11 @@
-"""The edge registry: every edge's client, its polled load, and this gateway's in-flight counts."""
+"""The edge registry: every edge's client, its polled load, and this gateway's in-flight counts.
+
+Membership can change while the gateway runs: :meth:`EdgeRegistry.join` adds (or replaces) an
+edge and :meth:`EdgeRegistry.leave` removes one. Placement sees a change at once, because every
+placement reads :meth:`EdgeRegistry.snapshot`. An edge that leaves with jobs still running is
+kept aside ("departed") until they finish, so those jobs keep their client and their
+bookkeeping; it is closed when its last job releases it.
+"""
 
 from __future__ import annotations
 
@@ -65,18 +72,53 @@ class EdgeRegistry:
         self, edges: list[Edge], poll_interval: float, point_tokens: float = DEFAULT_POINT_TOKENS
     ) -> None:
         self._edges = {edge.name: edge for edge in edges}
+        # Edges that left while jobs still ran on them: closed when the last one releases.
+        self._departed: dict[str, Edge] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self._poll_interval = poll_interval
         self._point_tokens = point_tokens
 
+    def _find(self, name: str) -> Edge | None:
+        return self._edges.get(name) or self._departed.get(name)
+
     def client(self, name: str) -> EdgeClient:
-        return self._edges[name].client
+        edge = self._find(name)
+        if edge is None:
+            raise KeyError(name)
+        return edge.client
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._edges
+
+    def join(self, edge: Edge) -> None:
+        """Add ``edge`` to the placement set; an edge of the same name is replaced (and left)."""
+        if edge.name in self._edges:
+            self.leave(edge.name)
+        self._edges[edge.name] = edge
+        logger.info("edge %s joined", edge.name)
+
+    def leave(self, name: str) -> None:
+        """Take edge ``name`` out of placement now; its running jobs finish (or fail over)."""
+        edge = self._edges.pop(name, None)
+        if edge is None:
+            return
+        logger.info("edge %s left (%d sequences still running)", name, edge.in_flight)
+        if edge.in_flight > 0:
+            self._departed[name] = edge
+        else:
+            self._close_later(edge)
+
+    def _close_later(self, edge: Edge) -> None:
+        task = asyncio.get_running_loop().create_task(edge.client.aclose())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def names(self) -> list[str]:
         return list(self._edges)
 
     def adapter(self, name: str) -> str | None:
         """The LoRA adapter edge ``name`` said it serves at its last poll (``None``: stock)."""
-        edge = self._edges.get(name)
+        edge = self._find(name)
         load = edge.load if edge is not None else None
         return load.adapter.name if load is not None and load.adapter is not None else None
 
@@ -89,13 +131,20 @@ class EdgeRegistry:
         )
 
     def acquire(self, name: str, sequences: int) -> None:
-        edge = self._edges[name]
+        edge = self._find(name)
+        if edge is None:
+            raise KeyError(name)
         edge.in_flight += sequences
         edge.last_placed = time.monotonic()
 
     def release(self, name: str, sequences: int) -> None:
-        edge = self._edges[name]
+        edge = self._find(name)
+        if edge is None:
+            return
         edge.in_flight = max(0, edge.in_flight - sequences)
+        if edge.in_flight == 0 and self._departed.get(name) is edge:
+            del self._departed[name]
+            self._close_later(edge)
 
     def observe_point(self, completion_tokens: int) -> None:
         """An edge finished a point of ``completion_tokens`` tokens."""
@@ -105,7 +154,9 @@ class EdgeRegistry:
         return self._point_tokens
 
     def mark_down(self, name: str, reason: str) -> None:
-        edge = self._edges[name]
+        edge = self._edges.get(name)
+        if edge is None:
+            return
         if edge.up:
             logger.warning("edge %s marked down: %s", name, reason)
         edge.up = False
@@ -126,7 +177,8 @@ class EdgeRegistry:
         edge.record_load(load, time.monotonic() - started)
 
     async def poll_once(self) -> None:
-        await asyncio.gather(*(self._poll(edge) for edge in self._edges.values()))
+        # A copy: an edge may join or leave while the polls are awaited.
+        await asyncio.gather(*(self._poll(edge) for edge in list(self._edges.values())))
 
     async def run_poller(self) -> None:
         """Poll every edge's load forever (cancelled at shutdown)."""
@@ -135,6 +187,8 @@ class EdgeRegistry:
             await self.poll_once()
 
     async def aclose(self) -> None:
-        for edge in self._edges.values():
+        for edge in [*self._edges.values(), *self._departed.values()]:
             with contextlib.suppress(Exception):
                 await edge.client.aclose()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
