@@ -55,9 +55,8 @@ async def test_an_edge_leaving_mid_job_finishes_its_points_and_is_closed_after()
         pieces, finished = await task
         assert "".join(pieces) == EXPECTED.format(*sources(finished))
         assert set(sources(finished)) == {"slow"}
-        await asyncio.sleep(0)  # the close is scheduled when the last job releases the edge
-        await asyncio.sleep(0)
-        assert slow.closed
+        # The close is scheduled when the last job releases the edge.
+        await _until(lambda: slow.closed)
 
 
 async def test_rejoining_under_the_same_name_replaces_the_old_client() -> None:
