@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from pice.errors import UpstreamError, UpstreamTimeoutError
 from pice_gateway.settings import pool_limits
-from pice_gateway.upstream import post_json, upstream_client
+from pice_gateway.upstream import json_event_batches, post_json, upstream_client
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.timeout(10)
@@ -70,3 +71,39 @@ async def test_an_upstream_that_drops_the_connection_is_a_failure() -> None:
             await post_json(http, "cloud", "chat/completions", {})
     assert not isinstance(caught.value, UpstreamTimeoutError)
     assert caught.value.message.startswith("cloud failed:")
+
+
+class _Chunks(httpx.AsyncByteStream):
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk
+
+
+def _sse_response(chunks: list[bytes]) -> httpx.Response:
+    return httpx.Response(
+        200, headers={"content-type": "text/event-stream"}, stream=_Chunks(chunks)
+    )
+
+
+async def test_event_batches_are_what_each_read_brought_and_stop_at_done() -> None:
+    response = _sse_response(
+        [
+            b'data: {"n": 1}\n\ndata: {"n": 2}\n\ndata: {"n"',  # two whole events and a part
+            b": 3}\n\n",
+            b'data: {"n": 4}\n\ndata: [DONE]\n\ndata: {"n": 5}\n\n',  # nothing after [DONE]
+        ]
+    )
+    batches = [
+        [event["n"] for event in batch] async for batch in json_event_batches(response, "cloud")
+    ]
+    assert batches == [[1, 2], [3], [4]]
+
+
+async def test_a_malformed_event_in_a_batch_is_an_upstream_error() -> None:
+    response = _sse_response([b'data: {"n": 1}\n\ndata: [1, 2]\n\n'])
+    with pytest.raises(UpstreamError, match="malformed"):
+        async for _ in json_event_batches(response, "cloud"):
+            pass
