@@ -7,12 +7,13 @@ from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from pice.admission import AdmissionGate, Ticket
 from pice.errors import ModelNotFoundError
 from pice.http.auth import bearer_auth
 from pice.http.disconnect import until_disconnect
+from pice.http.json_response import json_response
 from pice.http.request_id import current_request_id
 from pice.http.sse import Event, sse_response
 from pice.openai_protocol import ChatCompletionRequest, ModelCard, ModelList, dump, now
@@ -94,7 +95,7 @@ async def _cloud_path(
     finally:
         ticket.release()
     observation.ok()
-    return JSONResponse(completion)
+    return json_response(completion)
 
 
 async def _progressive_path(
@@ -146,7 +147,7 @@ async def _progressive_path(
     finally:
         ticket.release()
     observation.ok()
-    return JSONResponse(completion)
+    return json_response(completion)
 
 
 def _route_attributes(report: dict[str, Any]) -> dict[str, str | float]:

@@ -30,6 +30,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 from httpx_aiohttp import AiohttpTransport
 from httpx_sse import SSEError
 
@@ -208,7 +209,7 @@ def _check_event_stream(response: httpx.Response) -> None:
 
 
 def _json_event(data: str) -> dict[str, Any]:
-    payload = json.loads(data)
+    payload = orjson.loads(data)
     if not isinstance(payload, dict):
         raise ValueError(f"expected a JSON object, got {data[:80]!r}")
     return payload
@@ -217,7 +218,7 @@ def _json_event(data: str) -> dict[str, Any]:
 def _json_object(upstream: str, response: httpx.Response) -> dict[str, Any]:
     if response.status_code >= 400:
         raise error_from_status(upstream, response.status_code, response.content, response.headers)
-    body = response.json()
+    body = orjson.loads(response.content)
     if not isinstance(body, dict):
         raise ValueError("expected a JSON object")
     return body
