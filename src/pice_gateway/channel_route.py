@@ -18,7 +18,6 @@ import logging
 import time
 
 from fastapi import APIRouter, WebSocket
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from pice.channel_protocol import CLOSE_BAD_HELLO, CLOSE_POLICY, CONNECT_PATH, Hello
@@ -37,13 +36,14 @@ router = APIRouter()
 
 
 async def _refuse(websocket: WebSocket, err: PiceError) -> None:
-    """Answer the upgrade with ``err``'s status and OpenAI error body (or, from a server
-    without the denial-response extension, a policy close, which the client sees as 403)."""
-    if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        response = JSONResponse(err.to_body(), status_code=err.status_code, headers=err.headers())
-        await websocket.send_denial_response(response)
-    else:
-        await websocket.close(CLOSE_POLICY, err.message)
+    """Refuse the upgrade: a close before ``accept`` is an HTTP 403 to the client.
+
+    Not ``send_denial_response`` with the error's own status and body: uvicorn's WebSocket
+    protocol logs every such response as an ASGI error ("returned without completing
+    handshake"), and a misconfigured edge retries for ever. The reason goes to this log.
+    """
+    logger.warning("refused an edge channel from %s: %s", _peer(websocket), err.message)
+    await websocket.close(CLOSE_POLICY, err.message)
 
 
 async def _authenticate(websocket: WebSocket, state: GatewayState) -> bool:
@@ -60,7 +60,6 @@ async def _authenticate(websocket: WebSocket, state: GatewayState) -> bool:
     try:
         await bearer_auth([token])(websocket)
     except AuthenticationError as err:
-        logger.warning("refused an edge channel from %s: %s", _peer(websocket), err.message)
         await _refuse(websocket, err)
         return False
     return True
