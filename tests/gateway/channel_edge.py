@@ -69,6 +69,7 @@ class ScriptedJob:
         engine.running += 1
         try:
             sequences = self.spec.sequences
+            await asyncio.sleep(engine.admit_delay)  # waiting in the batcher's queue
             yield JobStarted("job", prompt_tokens=20, queued_ms=0.0)
             words = [
                 # "1. **Alpha point**:" is point 0's suffix (edge_agent.prompts.point_suffix).
@@ -102,6 +103,8 @@ class ScriptedEngine:
     author: str
     token_delay: float = 0.005
     hold: bool = False
+    # Seconds a job waits before the batcher admits it (its ``start``).
+    admit_delay: float = 0.0
     jobs: list[ScriptedJob] = field(default_factory=list)
     running: int = 0
     # Set (from the edge's loop) once a held job wrote its first word.
