@@ -93,6 +93,11 @@ class EdgeSettings(YamlSettings):
     name: str | None = Field(default=None, min_length=1, max_length=128)
     # Longest wait between two dials of a gateway that is away (seconds).
     dial_backoff_max: float = Field(default=10.0, gt=0)
+    # Several gateway replicas behind one name (a Kubernetes headless Service): resolve each
+    # dial URL's host to all its addresses and keep one channel per address, re-resolving
+    # every ``dial_resolve_seconds`` so new replicas get this edge too.
+    dial_each_address: bool = False
+    dial_resolve_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("dial_url", mode="before")
     @classmethod

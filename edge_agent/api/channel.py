@@ -22,7 +22,10 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
@@ -145,9 +148,25 @@ async def serve_channel(state: EdgeState, connection: ClientConnection, name: st
         await session.aclose()
 
 
-async def dial(state: EdgeState, gateway: str, name: str, token: str, backoff_max: float) -> None:
-    """Keep a channel open to ``gateway`` forever (cancel the task to stop)."""
+async def dial(
+    state: EdgeState,
+    gateway: str,
+    name: str,
+    token: str,
+    backoff_max: float,
+    address: str | None = None,
+) -> None:
+    """Keep a channel open to ``gateway`` forever (cancel the task to stop).
+
+    With ``address``, connect to that IP rather than what the URL's host resolves to; the
+    host name still goes in the ``Host`` header and, over TLS, in SNI and the certificate
+    check (one replica of several behind one name, :func:`dial_each_address`).
+    """
     url = connect_url(gateway)
+    where = url if address is None else f"{url} at {address}"
+    pinned: dict[str, Any] = {}
+    if address is not None:
+        pinned = {"host": address, "port": _port(url), "proxy": None}
     attempt = 0
     while True:
         try:
@@ -159,20 +178,79 @@ async def dial(state: EdgeState, gateway: str, name: str, token: str, backoff_ma
                 ping_timeout=PING_INTERVAL,
                 # A job's request is bounded by the gateway's body limit, far below this.
                 max_size=16 * 1024 * 1024,
+                **pinned,
             ) as connection:
-                logger.info("channel to %s open as edge %s", url, name)
+                logger.info("channel to %s open as edge %s", where, name)
                 attempt = 0
                 await serve_channel(state, connection, name)
-            logger.warning("channel to %s closed; dialling again", url)
+            logger.warning("channel to %s closed; dialling again", where)
         except InvalidStatus as exc:
-            # 401/403: the token is wrong or the gateway accepts no channels. Retried all the
-            # same (a rotated secret may be fixed on the gateway's side), but said loudly.
-            logger.error("gateway %s refused the channel: HTTP %d", url, exc.response.status_code)
+            # 403: the token is wrong or the gateway accepts no channels (its log says which).
+            # Retried all the same (a rotated secret may be fixed on the gateway's side).
+            status = exc.response.status_code
+            logger.error("gateway %s refused the channel: HTTP %d", where, status)
         except (OSError, TimeoutError, WebSocketException) as exc:
-            logger.warning("channel to %s failed: %s: %s", url, type(exc).__name__, exc)
+            logger.warning("channel to %s failed: %s: %s", where, type(exc).__name__, exc)
         delay = reconnect_delay(attempt, backoff_max)
         attempt += 1
         await asyncio.sleep(delay)
+
+
+def _port(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "wss" else 80)
+
+
+Resolver = Callable[[str, int], Awaitable[set[str]]]
+
+
+async def resolve_all(host: str, port: int) -> set[str]:
+    """Every address ``host`` resolves to (a headless Service: one per ready replica)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return {str(info[4][0]) for info in infos}
+
+
+async def dial_each_address(
+    state: EdgeState,
+    gateway: str,
+    name: str,
+    token: str,
+    backoff_max: float,
+    every: float,
+    resolve: Resolver | None = None,
+) -> None:
+    """One channel per address ``gateway``'s host resolves to, re-resolved every ``every``
+    seconds: replicas that appear are dialled, channels to ones gone are closed.
+
+    Several gateway replicas each place work only on the edges connected to them, so an edge
+    behind NAT must reach every replica; a Kubernetes headless Service resolves to all of
+    them, where a plain Service would hand the edge's one connection to one replica.
+    """
+    url = connect_url(gateway)
+    host = urlsplit(url).hostname or ""
+    channels: dict[str, asyncio.Task[None]] = {}
+    try:
+        while True:
+            try:
+                addresses = await (resolve or resolve_all)(host, _port(url))
+            except OSError as exc:  # DNS away: keep the channels there are
+                logger.warning("could not resolve %s: %s", host, exc)
+                addresses = set(channels)
+            for address in channels.keys() - addresses:
+                logger.info(
+                    "gateway %s no longer resolves to %s: closing its channel", host, address
+                )
+                channels.pop(address).cancel()
+            for address in sorted(addresses - channels.keys()):
+                channels[address] = asyncio.create_task(
+                    dial(state, gateway, name, token, backoff_max, address),
+                    name=f"edge-dial-{address}",
+                )
+            await asyncio.sleep(every)
+    finally:
+        for task in channels.values():
+            task.cancel()
+        await asyncio.gather(*channels.values(), return_exceptions=True)
 
 
 async def dial_all(state: EdgeState, loading: asyncio.Task[None]) -> None:
@@ -186,6 +264,14 @@ async def dial_all(state: EdgeState, loading: asyncio.Task[None]) -> None:
         return
     token = settings.api_token.get_secret_value()
     name = settings.edge_name()
-    await asyncio.gather(
-        *(dial(state, url, name, token, settings.dial_backoff_max) for url in settings.dial_url)
-    )
+    backoff = settings.dial_backoff_max
+    if settings.dial_each_address:
+        every = settings.dial_resolve_seconds
+        await asyncio.gather(
+            *(
+                dial_each_address(state, url, name, token, backoff, every)
+                for url in settings.dial_url
+            )
+        )
+    else:
+        await asyncio.gather(*(dial(state, url, name, token, backoff) for url in settings.dial_url))

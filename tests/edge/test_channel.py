@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from edge_agent.api.channel import ChannelSession, reconnect_delay
+from edge_agent.api.channel import ChannelSession, dial_each_address, reconnect_delay
 from edge_agent.api.state import EdgeState
 from edge_agent.engine.metrics import engine_registry
 from edge_agent.settings import EdgeSettings
@@ -59,16 +59,19 @@ class Wire:
         self.sent.append(json.loads(frame))
 
 
-def session(engine: ScriptedEngine, **settings: Any) -> tuple[ChannelSession, Wire]:
-    state = EdgeState(
+def state_of(engine: ScriptedEngine, **settings: Any) -> EdgeState:
+    return EdgeState(
         settings=EdgeSettings(**settings),
         engine=engine,
         model_id="edge-scripted",
         aliases=frozenset({"edge-scripted"}),
         metrics=engine_registry(engine.load, "edge-scripted"),
     )
+
+
+def session(engine: ScriptedEngine, **settings: Any) -> tuple[ChannelSession, Wire]:
     wire = Wire()
-    return ChannelSession(state, wire.send), wire
+    return ChannelSession(state_of(engine, **settings), wire.send), wire
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -142,3 +145,41 @@ async def test_a_full_queue_is_a_429_refusal_and_a_lost_channel_cancels_its_jobs
     await channel.aclose()
     assert channel.running == 0
     assert all(job.cancelled_at is not None for job in engine.jobs)
+
+
+async def test_each_address_of_a_gateway_name_gets_its_own_channel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Replicas behind a headless Service: one channel per address, following the DNS."""
+    answers = [{"10.0.0.1"}, {"10.0.0.1", "10.0.0.2"}, OSError("DNS away"), {"10.0.0.2"}]
+    resolved: list[tuple[str, int]] = []
+
+    async def resolve(host: str, port: int) -> set[str]:
+        resolved.append((host, port))
+        answer = answers[min(len(resolved), len(answers)) - 1]
+        if isinstance(answer, OSError):
+            raise answer
+        return answer
+
+    dialled: list[str | None] = []
+    closed: list[str | None] = []
+
+    async def fake_dial(*args: Any) -> None:
+        address = args[5]
+        dialled.append(address)
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            closed.append(address)
+
+    monkeypatch.setattr("edge_agent.api.channel.dial", fake_dial)
+    state = state_of(ScriptedEngine(author="edge"))
+    task = asyncio.create_task(
+        dial_each_address(state, "https://gw.example", "e", "t", 1.0, 0.01, resolve)
+    )
+    await until(lambda: len(resolved) >= len(answers) + 1)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert resolved[0] == ("gw.example", 443)
+    assert dialled == ["10.0.0.1", "10.0.0.2"], "a new replica is dialled, a DNS failure is not"
+    assert closed == ["10.0.0.1", "10.0.0.2"], "the gone replica first, the rest at the end"

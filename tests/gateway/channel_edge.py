@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from edge_agent.api.app import ServedBackend, create_app
 from edge_agent.engine import EngineEvent, JobDone, JobSpec, JobStarted, SequenceDone, TokenDelta
@@ -157,7 +157,7 @@ class ScriptedEngine:
         return job
 
 
-def edge_settings(name: str, dial: list[str], token: str = TOKEN) -> EdgeSettings:
+def edge_settings(name: str, dial: list[str], token: str = TOKEN, **extra: Any) -> EdgeSettings:
     return EdgeSettings(
         model="scripted.gguf",
         model_id="edge-scripted",
@@ -165,6 +165,7 @@ def edge_settings(name: str, dial: list[str], token: str = TOKEN) -> EdgeSetting
         dial_url=dial,
         api_token=token,
         dial_backoff_max=0.5,
+        **extra,
     )
 
 

@@ -186,6 +186,33 @@ def test_the_edge_dials_again_when_the_gateway_restarts() -> None:
             assert response.json()["choices"][0]["message"]["content"] == expected("nat")
 
 
+def test_an_edge_dials_every_address_its_gateway_name_resolves_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``dial_each_address``: the channel goes to the resolved address, while the URL's name
+    (which no DNS knows here) stays what the edge asks for; one channel per replica."""
+    resolved: list[str] = []
+
+    async def replicas(host: str, port: int) -> set[str]:
+        resolved.append(host)
+        return {"127.0.0.1"}
+
+    monkeypatch.setattr("edge_agent.api.channel.resolve_all", replicas)
+    engine = ScriptedEngine(author="nat")
+    with cloud() as cloud_url:
+        app = gateway_app(cloud_url)
+        with serve(app) as gateway_url:
+            port = gateway_url.rsplit(":", 1)[1]
+            settings = edge_settings(
+                "nat", [f"http://gateway-replicas.invalid:{port}"], dial_each_address=True
+            )
+            with running_edge(settings, engine):
+                until(joined(app, "nat"))
+                response = httpx.post(gateway_url + "/v1/chat/completions", json=ask(), timeout=20)
+                assert response.json()["choices"][0]["message"]["content"] == expected("nat")
+    assert resolved[0] == "gateway-replicas.invalid"
+
+
 @pytest.mark.parametrize(
     ("gateway_token", "edge_token", "reason"),
     [
