@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import socket
@@ -46,7 +47,7 @@ from pice.channel_protocol import (
     parse_gateway_message,
 )
 from pice.edge_protocol import ErrorBody
-from pice.errors import PiceError
+from pice.errors import InvalidRequestError, PiceError
 from pice.http.request_id import bound_request_id
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class ChannelSession:
             message = parse_gateway_message(frame)
         except ValueError as exc:
             logger.warning("channel: ignored a malformed message from the gateway: %s", exc)
+            await self._refuse_malformed_job(frame, exc)
             return
         match message:
             case LoadQuery():
@@ -101,6 +103,21 @@ class ChannelSession:
             case Cancel():
                 if (running := self._jobs.get(message.id)) is not None:
                     running.cancel()
+
+    async def _refuse_malformed_job(self, frame: str | bytes, exc: ValueError) -> None:
+        """A ``job`` whose request fails validation is refused with a 400, as
+        ``POST /v1/expand`` answers that body, so the gateway's job does not wait for it."""
+        try:
+            raw = json.loads(frame)
+        except ValueError:
+            return
+        if not (
+            isinstance(raw, dict) and raw.get("type") == "job" and isinstance(raw.get("id"), str)
+        ):
+            return
+        err = InvalidRequestError(f"invalid expand job: {exc}".splitlines()[0])
+        body = ErrorBody(**err.to_body()["error"])
+        await self._send(encode(Refused(id=raw["id"], status=err.status_code, error=body)))
 
     async def _run(self, job: Job) -> None:
         with bound_request_id(job.request.request_id):

@@ -183,3 +183,17 @@ async def test_each_address_of_a_gateway_name_gets_its_own_channel(
     assert resolved[0] == ("gw.example", 443)
     assert dialled == ["10.0.0.1", "10.0.0.2"], "a new replica is dialled, a DNS failure is not"
     assert closed == ["10.0.0.1", "10.0.0.2"], "the gone replica first, the rest at the end"
+
+
+async def test_a_job_with_an_invalid_request_is_refused_with_a_400() -> None:
+    engine = ScriptedEngine(author="edge")
+    engine.start()
+    channel, wire = session(engine)
+    bad = {"type": "job", "id": "j1", "request": {"question": "Q?", "sketch": ["a"], "points": [5]}}
+    await channel.handle(json.dumps(bad))
+    [refused] = wire.sent
+    assert refused["type"] == "refused"
+    assert refused["id"] == "j1"
+    assert refused["status"] == 400
+    assert refused["error"]["type"] == "invalid_request_error"
+    assert engine.jobs == []
