@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +35,7 @@ from tests.support.processes import free_port
 
 pytestmark = pytest.mark.timeout(30)
 
+ROOT = Path(__file__).resolve().parents[2]
 TITLES = ["Alpha point", "Beta point", "Gamma point"]
 
 
@@ -136,7 +139,9 @@ def test_an_edge_dying_mid_job_fails_its_points_over_with_nothing_repeated() -> 
         with serve(app) as gateway_url:
             argv = [sys.executable, "-m", "tests.gateway.channel_edge", "--dial", gateway_url]
             argv += ["--name", "dying", "--author", "same-model", "--hold"]
-            dying = subprocess.Popen(argv)
+            # The repository root on the child's path, wherever pytest was started from.
+            path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+            dying = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": path})
             try:
                 until(joined(app, "dying"))
                 url = gateway_url + "/v1/chat/completions"
