@@ -23,6 +23,7 @@ from pice_gateway.edges import Edge, EdgeRegistry
 from pice_gateway.metrics import GatewayMetrics
 from pice_gateway.observers import ReportObserver, log_report
 from pice_gateway.placement.registry import placement_policy
+from pice_gateway.playground import build_router as playground_router
 from pice_gateway.router.service import RequestRouter
 from pice_gateway.routes import build_router
 from pice_gateway.settings import GatewaySettings, RouterSettings, pool_limits
@@ -129,6 +130,7 @@ def create_app(
         )
     app.include_router(build_router(settings))
     app.include_router(metrics.router())
+    app.include_router(playground_router(settings))
     return app
 
 
