@@ -23,18 +23,18 @@ import pytest
 from tests.gateway.conftest import fake_stack, openai_client
 from tests.gateway.fakes import OUTLINE, CloudScript, EdgeScript, point_words
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+pytest.importorskip("selenium", reason="needs selenium (the dev extra)")
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.support.browser import chromium, full_page_png, installed
+
 pytestmark = pytest.mark.skipif(
-    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+    not installed(),
     reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
 )
-webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (the dev extra)")
-
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 KEY = "sk-playground-test"
 QUESTION = "How can I stay healthy?"
@@ -44,26 +44,8 @@ TIMING = re.compile(r"\d+ ms|\d+\.\d\d s")
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1400,1250",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    try:
+    with chromium(tmp_path / "profile") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def text_of(driver: WebDriver, css: str) -> str:
@@ -89,7 +71,7 @@ def test_the_playground_shows_pice_at_work(browser: WebDriver, tmp_path: Path) -
         )
         assert text_of(browser, "#status") == "done"
         shot = tmp_path / "playground.png"
-        assert browser.save_screenshot(str(shot))
+        shot.write_bytes(full_page_png(browser))
         api_answer = (
             openai_client(url, KEY)
             .chat.completions.create(
@@ -134,3 +116,5 @@ def test_the_playground_shows_pice_at_work(browser: WebDriver, tmp_path: Path) -
     assert text_of(browser, "#cloud-answer") == CLOUD_ANSWER
     for cell in ("pice-ttft", "pice-total", "cloud-ttft", "cloud-total"):
         assert TIMING.fullmatch(text_of(browser, f"#{cell}")), cell
+    for cell in ("ratio-ttft", "ratio-total"):
+        assert re.fullmatch(r"×\d+\.\d\d", text_of(browser, f"#{cell}")), cell
