@@ -4,7 +4,8 @@ A real gateway (uvicorn) in front of the fake cloud and two fake edges; the brow
 ``/playground``, types a key and a question, clicks, and the page must show what the API did:
 the route, the sketch, one lane per point coloured by its edge, the merged answer (the same
 text the API answers), and both answers' timings. The screenshot is kept in the test's
-temporary folder; set ``PICE_PLAYGROUND_SCREENSHOT=docs/img/playground.png`` to write it there.
+temporary folder; ``PICE_PLAYGROUND_SCREENSHOT=path.png`` copies it there. (The README's is of
+real models, taken with ``scripts/playground_screenshot.py``.)
 
 Skipped, with the reason, where Chromium or its driver is not installed (``.ci/run`` installs
 both). Selenium is given the driver's path, so its Selenium Manager never tries a download.
