@@ -273,6 +273,34 @@ def test_a_failover_is_an_event_and_the_point_restarts_elsewhere() -> None:
     assert answer_text(raw).count("from m.") == 3
 
 
+def test_a_hedge_and_its_outcome_are_events() -> None:
+    # The slow edge writes one word of each point and goes silent; the hedge on the fast edge
+    # finishes them (as in test_hedging.py).
+    edges = [
+        EdgeScript("slow", behaviour="stall", author="twin"),
+        EdgeScript("fast", author="twin"),
+    ]
+    hedging = {"hedging": {"enabled": True, "factor": 0.01, "floor_seconds": 0.2}}
+    with fake_stack(CloudScript(), edges, progressive=hedging) as url:
+        raw = raw_stream(url, ask("pice-progressive", **WATCH))
+    events = watch_events(raw)
+    hedges = [e for e in events if e["type"] == "hedge"]
+    assert hedges
+    for hedge in hedges:
+        assert (hedge["source"], hedge["hedge"]) == ("slow", "fast")
+        assert hedge["elapsed_s"] > 0
+        point = hedge["point"]
+        mine = [e for e in events if e.get("point") == point]
+        settled = [e for e in mine if e["type"] == "hedge_settled"]
+        assert settled == [{"type": "hedge_settled", "point": point, "winner": "fast"}]
+        # The duplicate takes over: the slow attempt fails over to it, which finishes.
+        assert [e["source"] for e in mine if e["type"] == "point_start"] == ["slow", "fast"]
+        assert mine[-1]["type"] == "point_done"
+        assert mine[-1]["source"] == "fast"
+        assert mine.index(hedge) < mine.index(settled[0])
+    assert answer_text(raw).count("from twin.") == 3
+
+
 def test_the_cloud_path_opens_with_its_route() -> None:
     with fake_stack(CloudScript(answer="Plain cloud answer."), [EdgeScript("e1")]) as url:
         raw = raw_stream(url, ask("pice-cloud", **WATCH))
