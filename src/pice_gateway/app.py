@@ -24,6 +24,7 @@ from pice_gateway.edges import Edge, EdgeRegistry
 from pice_gateway.metrics import GatewayMetrics
 from pice_gateway.observers import ReportObserver, log_report
 from pice_gateway.placement.registry import placement_policy
+from pice_gateway.playground import build_router as playground_router
 from pice_gateway.router.service import RequestRouter
 from pice_gateway.routes import build_router
 from pice_gateway.settings import GatewaySettings, RouterSettings, pool_limits
@@ -132,6 +133,7 @@ def create_app(
     # Edges behind NAT dial in here (pice_gateway.channel_route); refused without a fleet token.
     app.include_router(channel_route.router)
     app.include_router(metrics.router())
+    app.include_router(playground_router(settings))
     return app
 
 

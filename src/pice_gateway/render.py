@@ -20,8 +20,9 @@ from pice.openai_protocol import (
     now,
 )
 from pice_gateway.observers import RequestObservation
+from pice_gateway.progressive import watch
 from pice_gateway.progressive.accounting import total_usage
-from pice_gateway.progressive.pipeline import Finished, ProgressiveRun, TextOut
+from pice_gateway.progressive.pipeline import Finished, ProgressiveRun, TextOut, Watched
 
 
 class ChunkWriter:
@@ -67,6 +68,8 @@ async def progressive_stream(
         async for event in run.events():
             if isinstance(event, TextOut):
                 yield sse_json(writer.content(event.text))
+            elif isinstance(event, Watched):
+                yield watch.encode(event.event)
             elif isinstance(event, Finished):
                 observation.ok()
                 pice = event.report.model_dump(mode="json")

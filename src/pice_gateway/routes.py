@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -21,7 +22,9 @@ from pice_gateway.direct_path import CloudRelay, cloud_completion
 from pice_gateway.load_decision import LoadInputs, LoadRule, decide
 from pice_gateway.observers import RequestObservation
 from pice_gateway.path_choice import PathChoice, apply_route, choose_path
+from pice_gateway.progressive import watch
 from pice_gateway.progressive.accounting import Clock, PiceReport
+from pice_gateway.progressive.options import pice_options
 from pice_gateway.progressive.pipeline import ProgressiveRun
 from pice_gateway.rate_limit import authorize
 from pice_gateway.render import progressive_completion, progressive_stream
@@ -44,11 +47,33 @@ def _closing(
     return close
 
 
+def _watched_route(choice: PathChoice) -> bytes:
+    """The ``route`` event that opens a stream whose client asked for ``pice.events``."""
+    router = choice.route.report() if choice.route is not None else None
+    return watch.encode(
+        watch.Route(mode=choice.mode, reason=choice.reason, router=router, load=choice.load)
+    )
+
+
+async def _after(first: Event, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """``first``, then ``events``; closing this closes ``events`` (its ``finally`` runs)."""
+    yield first
+    async with contextlib.aclosing(events) as rest:  # type: ignore[type-var]
+        async for event in rest:
+            yield event
+
+
 def _stream(
     state: GatewayState,
     events: AsyncIterator[Event],
     on_close: Callable[[], Awaitable[None]],
+    *,
+    watched: PathChoice | None = None,
 ) -> Response:
+    """The SSE response; ``watched``: the client asked for ``pice.events``, so the stream
+    opens with the route this choice took."""
+    if watched is not None:
+        events = _after(_watched_route(watched), events)
     knobs = state.settings.stream
     return sse_response(
         events,
@@ -66,6 +91,8 @@ async def _cloud_path(
     observation: RequestObservation,
     clock: Clock,
     ticket: Ticket,
+    *,
+    watching: bool,
 ) -> Response:
     report = observation.report = PiceReport(
         mode="cloud",
@@ -84,7 +111,12 @@ async def _cloud_path(
                 ticket.release()
 
         await relay.start()
-        return _stream(state, relay.events(observation), _closing(close_relay, observation))
+        return _stream(
+            state,
+            relay.events(observation),
+            _closing(close_relay, observation),
+            watched=choice if watching else None,
+        )
     try:
         completion = await until_disconnect(
             request,
@@ -106,6 +138,8 @@ async def _progressive_path(
     observation: RequestObservation,
     clock: Clock,
     ticket: Ticket,
+    *,
+    watching: bool,
 ) -> Response:
     settings = state.settings
     if choice.max_points is not None and choice.max_points < settings.progressive.max_points:
@@ -119,6 +153,7 @@ async def _progressive_path(
         allow_direct=choice.allow_direct,
         request_id=observation.request_id,
         clock=clock,
+        watch_events=watching,
     )
     observation.report = run.report
     run.report.load = choice.load
@@ -141,7 +176,9 @@ async def _progressive_path(
         events = progressive_stream(
             run, body.model, include_usage=body.include_usage(), observation=observation
         )
-        return _stream(state, events, _closing(close_run, observation))
+        return _stream(
+            state, events, _closing(close_run, observation), watched=choice if watching else None
+        )
     try:
         completion = await until_disconnect(request, progressive_completion(run, body.model))
     finally:
@@ -240,6 +277,8 @@ def build_router(settings: GatewaySettings) -> APIRouter:
         span = state.tracing.current()
         span.set({"pice.model": body.model, "pice.stream": body.stream})
         try:
+            # Point-level events only make sense as the answer streams (a 400 here if malformed).
+            watching = body.stream and pice_options(body).events
             choice = choose_path(body, settings.models, edges_up=state.edges.any_up())
             if choice.wants_route and state.router is not None:
                 with state.tracing.span("pice.router") as route_span:
@@ -253,12 +292,23 @@ def build_router(settings: GatewaySettings) -> APIRouter:
                 counted = cloud_only.admit()
                 return await _holding(
                     counted,
-                    _cloud_path(state, body, choice, request, observation, clock, counted),
+                    _cloud_path(
+                        state,
+                        body,
+                        choice,
+                        request,
+                        observation,
+                        clock,
+                        counted,
+                        watching=watching,
+                    ),
                 )
             ticket = admission.admit()
             return await _holding(
                 ticket,
-                _progressive_path(state, body, choice, request, observation, clock, ticket),
+                _progressive_path(
+                    state, body, choice, request, observation, clock, ticket, watching=watching
+                ),
             )
         except BaseException as exc:
             observation.failed(exc)

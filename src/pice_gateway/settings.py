@@ -246,6 +246,15 @@ class StreamSettings(BaseModel):
     send_timeout_seconds: float = Field(default=60.0, gt=0)
 
 
+class PlaygroundSettings(BaseModel):
+    """The playground page (``GET /playground``): ask a question, watch PICE answer it."""
+
+    # None: served only while ``host`` is a loopback address, since the page invites anyone who
+    # can reach it to spend the models' time; true: served on any host (the API behind it still
+    # wants a key when keys are set); false: never.
+    enabled: bool | None = None
+
+
 class GatewaySettings(YamlSettings):
     # env_ignore_empty: an empty variable (a Secret not filled in, PICE_API_KEYS="") counts as
     # unset, so the start-up check names the missing keys instead of a JSON parse error.
@@ -275,6 +284,7 @@ class GatewaySettings(YamlSettings):
     admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
     load_decision: LoadDecisionSettings = Field(default_factory=LoadDecisionSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    playground: PlaygroundSettings = Field(default_factory=PlaygroundSettings)
     # Log lines as text or one JSON object each, every one with its request id (``pice.logs``).
     log_format: LogFormat = "text"
     # OpenTelemetry traces (off; ``pice.tracing``).

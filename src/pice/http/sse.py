@@ -70,6 +70,19 @@ def sse_done() -> bytes:
     return b"data: " + DONE.encode() + _END
 
 
+def sse_comment(text: str) -> bytes:
+    """One comment line (``: text``), which every SSE parser must skip (WHATWG's rules).
+
+    A comment is the one place a stream can carry extra data that clients which did not ask
+    for it never see: an event with an ``event:`` name is not skipped by the OpenAI Python SDK,
+    which parses its ``data`` as one more chunk. Line breaks would end the comment early, so
+    ``text`` must have none.
+    """
+    if any(end in text for end in "\r\n"):
+        raise ValueError("an SSE comment cannot hold a line break")
+    return b": " + text.encode() + _END
+
+
 def sse_response(
     events: AsyncIterator[Event],
     *,

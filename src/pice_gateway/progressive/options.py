@@ -7,11 +7,13 @@ and a wrong value is a 400 before the first byte. The field is never forwarded t
 
     candidates   int 1..8   ensemble candidates per point (``progressive.ensemble_candidates``);
                             1 turns the ensemble off, the load rule may still lower it
+    events       bool       a streamed answer also carries point-level events, as SSE
+                            comments every other client skips (``progressive.watch``)
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from pice.edge_protocol import MAX_CANDIDATES
 from pice.errors import InvalidRequestError
@@ -24,6 +26,8 @@ class PiceOptions(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     candidates: int | None = Field(default=None, ge=1, le=MAX_CANDIDATES)
+    # Strict, as the request's own booleans are: ``"events": "yes"`` is a 400, not ``True``.
+    events: StrictBool = False
 
 
 def pice_options(request: ChatCompletionRequest) -> PiceOptions:

@@ -17,6 +17,11 @@ cancels the sketch and every expansion still decoding.
 ``finish_reason`` is ``"length"`` when anything shown was cut by a token limit: the sketch (its
 outline, or its direct answer) or any point's expansion (by its share of ``max_tokens`` or by
 ``progressive.expansion_max_tokens``); otherwise ``"stop"``.
+
+A run built with ``watch_events=True`` (the request's ``pice.events``) also queues what
+happened on the way (:mod:`pice_gateway.progressive.watch`: the sketch as written, each point's
+attempts and text) as :class:`Watched` items between the answer's; without it the queue holds
+exactly the answer's text and the finish.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.placement.base import PlacementPolicy
 from pice_gateway.placement.hedging import HedgeRule
+from pice_gateway.progressive import watch
 from pice_gateway.progressive.accounting import Clock, HedgeReport, PiceReport, PointReport
 from pice_gateway.progressive.candidates import (
     Attempt,
@@ -76,7 +82,14 @@ class Finished:
     finish_reason: str
 
 
-RunEvent = TextOut | Finished
+@dataclass(frozen=True)
+class Watched:
+    """Something a client watching the run is told (only for a run built with ``watch_events``)."""
+
+    event: watch.WatchEvent
+
+
+RunEvent = TextOut | Finished | Watched
 
 
 @dataclass(frozen=True)
@@ -102,8 +115,10 @@ class ProgressiveRun:
         request_id: str,
         clock: Clock | None = None,
         selector: SelectorFactory = ensemble_selector,
+        watch_events: bool = False,
     ) -> None:
         self._clock = clock or Clock()
+        self._watch = watch_events
         self._registry = upstreams.registry
         self._queue: asyncio.Queue[RunEvent | PiceError] = asyncio.Queue()
         self._tasks = TaskSet(self._fail, name="progressive run")
@@ -196,6 +211,8 @@ class ProgressiveRun:
         try:
             async with contextlib.aclosing(self._sketch.texts()) as texts:
                 async for text in texts:
+                    if self._watch:
+                        self._watched(watch.SketchDelta(text=text))
                     for event in parser.feed(text):
                         self._on_sketch_event(event)
                     if parser.ended:
@@ -216,6 +233,9 @@ class ProgressiveRun:
             )
             self._sketch_span.end()
         self._sketch_done = True
+        if self._watch:
+            points = len(self._report.points)
+            self._watched(watch.SketchDone(outline=parser.is_outline, points=points))
         self._report.timings.sketch_ms = self._clock.ms()
         self._add_usage(
             CLOUD, self._sketch.usage_or_estimate(), estimated=self._sketch.usage_estimated
@@ -231,6 +251,8 @@ class ProgressiveRun:
     def _on_sketch_event(self, event: SketchEvent) -> None:
         if isinstance(event, PointFound):
             self._report.points.append(PointReport(title=event.title))
+            if self._watch:
+                self._watched(watch.PointFound(point=event.index, title=event.title))
             self._emit(self._merger.add_point(event.index, event.title))
             if self._first_dispatch_ms is None:
                 self._first_dispatch_ms = self._clock.ms()
@@ -241,6 +263,8 @@ class ProgressiveRun:
     # -- the expansions ----------------------------------------------------------------------
 
     def _on_dispatch_event(self, event: DispatchEvent) -> None:
+        if self._watch and (seen := watch.from_dispatch(event)) is not None:
+            self._watched(seen)
         match event:
             case PointStarted(point=index, source=source, candidates=candidates):
                 point = self._report.points[index]
@@ -300,7 +324,10 @@ class ProgressiveRun:
             }
         )
         span.end()
-        self._emit(self._merger.done(done.point, done.text))
+        shown = self._merger.done(done.point, done.text)
+        if self._watch:  # before the answer text it lets out
+            self._watched(watch.point_done(done, self._merger.text_of(done.point)))
+        self._emit(shown)
         self._maybe_finish()
 
     def _point_span(self, index: int) -> Span:
@@ -327,6 +354,12 @@ class ProgressiveRun:
         if self._stop.stopped:
             # Finished goes out now; the consumer's close cancels what is still running.
             self._finish("stop")
+
+    def _watched(self, event: watch.WatchEvent) -> None:
+        """Queue ``event`` for the client (callers check ``_watch`` first, so that a run nobody
+        watches does not even build the events)."""
+        if not self._finished:
+            self._queue.put_nowait(Watched(event))
 
     def _send(self, text: str) -> None:
         if not text:
