@@ -329,7 +329,10 @@ def test_client_disconnect_cancels_the_edge_jobs() -> None:
         with httpx.stream(
             "POST", url + "/chat/completions", json=ask(stream=True), timeout=30
         ) as r:
-            for line in r.iter_lines():
+            # The iterator is kept: a dropped one is closed at once, and closing it closes
+            # the connection, so the client would leave before the check below.
+            lines = r.iter_lines()
+            for line in lines:
                 if "Body" in line:
                     break
             # Later points may go out as a job of their own (another candidate count) a moment
