@@ -13,11 +13,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol
 
 from edge_agent.engine.chat_template import Message, RenderedPrompt
 from edge_agent.engine.stats import LoadSnapshot
 from edge_agent.engine.types import EngineEvent, JobSpec
+
+if TYPE_CHECKING:
+    # typing.Self is 3.11+; the edge runs on 3.10 (JetPack 6). Annotations are never
+    # evaluated here (``from __future__ import annotations``), so only the checker needs it.
+    from typing import Self
 
 
 class PromptRenderer(Protocol):
