@@ -16,10 +16,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from typing import Self  # 3.11+; these tests also run on the edge's 3.10
 
 from edge_agent.api.app import ServedBackend, create_app
 from edge_agent.engine import (
