@@ -288,3 +288,40 @@ def test_compose_edges_join_the_gateway_they_start_after() -> None:
     gateway_env = services["gateway"]["environment"]
     assert gateway_env["PICE_FLEET__REDIS_URL"] == "redis://redis:6379/0"
     assert "redis" in services["gateway"]["depends_on"]
+
+
+# -- images -------------------------------------------------------------------------------
+
+DOCKERFILES = ["Dockerfile.gateway", "Dockerfile.edge", "Dockerfile.edge-l4t"]
+
+
+def dockerfile(name: str) -> str:
+    # Continuation lines joined, so each instruction is one line.
+    return (ROOT / "docker" / name).read_text().replace("\\\n", " ")
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_images_copy_what_exists_and_install_tracing(name: str) -> None:
+    text = dockerfile(name)
+    for line in text.splitlines():
+        if line.startswith("COPY") and "--from" not in line:
+            *sources, _ = line.split()[1:]
+            for source in sources:
+                assert (ROOT / source).exists(), f"{name}: COPY {source} does not exist"
+    (install,) = [line for line in text.splitlines() if "pip install" in line and "'." in line]
+    extras = re.search(r"\[([a-z,]+)\]'", install)
+    assert extras is not None, install
+    assert "otel" in extras[1].split(","), f"{name} installs no otel extra"
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.edge", "Dockerfile.edge-l4t"])
+def test_edge_images_install_the_python310_distribution(name: str) -> None:
+    assert "./packaging/edge[" in dockerfile(name)
+
+
+def test_the_orin_image_builds_llama_cpp_for_its_gpu() -> None:
+    text = dockerfile("Dockerfile.edge-l4t")
+    assert re.search(r"^ARG L4T=nvcr\.io/nvidia/l4t-jetpack:r36\.", text, re.M)
+    assert '-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=87"' in text  # Orin = sm_87
+    assert "--no-binary llama-cpp-python" in text
+    assert "PICE_EDGE_N_GPU_LAYERS=-1" in text

@@ -210,7 +210,7 @@ def test_kubernetes_reads_every_secret_from_a_secret(
     assert settings.edge_client.token.get_secret_value() == "edge-secret"
 
 
-@pytest.mark.parametrize("name", ["Dockerfile.gateway", "Dockerfile.edge"])
+@pytest.mark.parametrize("name", ["Dockerfile.gateway", "Dockerfile.edge", "Dockerfile.edge-l4t"])
 def test_dockerfiles_bake_no_secret(name: str) -> None:
     text = (DOCKER / name).read_text()
     env_lines = [line for line in text.splitlines() if line.startswith(("ENV", "ARG"))]
