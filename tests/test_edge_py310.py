@@ -21,18 +21,26 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE_PYPROJECT = ROOT / "packaging" / "edge" / "pyproject.toml"
-# The edge's test tier under 3.10: no weights; the real-model test below runs one more.
+# The edge's test tier under 3.10: no weights; then the real agent serving the 0.5B model (a
+# subprocess, about 10 s).
 EDGE_TESTS = ["tests/edge", "-m", "not model"]
-REAL_MODEL_TEST = "tests/edge/test_service.py::test_probes_and_model_list"
+REAL_MODEL_TESTS = "tests/edge/test_service.py"
 
 
 def _python310() -> str | None:
-    found = shutil.which("python3.10")
-    if found:
-        return found
+    """A working ``python3.10``: on PATH, else under pyenv's versions. A pyenv shim on PATH
+    fails when 3.10 is not the selected version, so each candidate is run once."""
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    candidates = sorted(pyenv.glob("3.10*/bin/python3.10"))
-    return str(candidates[-1]) if candidates else None
+    candidates = [shutil.which("python3.10"), *map(str, sorted(pyenv.glob("3.10*/bin/python3.10")))]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 10))"],
+            capture_output=True,
+            text=True,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == "True":
+            return candidate
+    return None
 
 
 def _requirement_name(requirement: str) -> str:
@@ -139,8 +147,8 @@ def test_a_real_model_serves_on_python310(venv310: Path) -> None:
         "-q",
         "-p",
         "no:cacheprovider",
-        REAL_MODEL_TEST,
+        REAL_MODEL_TESTS,
         cwd=ROOT,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert "1 passed" in run.stdout
+    assert re.search(r"\d+ passed", run.stdout)
