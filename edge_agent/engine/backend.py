@@ -13,16 +13,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from edge_agent.engine.chat_template import Message, RenderedPrompt
 from edge_agent.engine.stats import LoadSnapshot
 from edge_agent.engine.types import EngineEvent, JobSpec
-
-if TYPE_CHECKING:
-    # typing.Self is 3.11+; the edge runs on 3.10 (JetPack 6). Annotations are never
-    # evaluated here (``from __future__ import annotations``), so only the checker needs it.
-    from typing import Self
 
 
 class PromptRenderer(Protocol):
@@ -41,7 +36,9 @@ class EngineJob(Protocol):
 
     def cancel(self) -> None: ...
 
-    async def __aenter__(self) -> Self: ...
+    # The protocol's own name, not typing.Self: that is 3.11+ and the edge runs on 3.10
+    # (JetPack 6). An engine's job returning itself is a subtype, so it still conforms.
+    async def __aenter__(self) -> EngineJob: ...
 
     async def __aexit__(
         self,

@@ -16,13 +16,10 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
-
-if TYPE_CHECKING:
-    from typing import Self  # 3.11+; these tests also run on the edge's 3.10
 
 from edge_agent.api.app import ServedBackend, create_app
 from edge_agent.engine import (
@@ -63,7 +60,7 @@ class FakeJob:
         if not self.ended:  # like JobHandle: cancelling a finished job does nothing
             self.cancelled = True
 
-    async def __aenter__(self) -> Self:
+    async def __aenter__(self) -> FakeJob:  # not typing.Self: these tests also run on 3.10
         return self
 
     async def __aexit__(
