@@ -56,6 +56,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="serve a non-loopback address without a token (logged as a WARNING)",
     )
+    serve.add_argument(
+        "--dial",
+        dest="dial_url",
+        action="append",
+        metavar="URL",
+        help="dial this gateway (its base URL; repeatable) and take work over that connection: "
+        "for an edge behind NAT, which needs no inbound port then (token: the gateway's "
+        "edge_client.token, given as --token-file or PICE_EDGE_API_TOKEN)",
+    )
+    serve.add_argument(
+        "--dial-each-address",
+        dest="dial_each_address",
+        action="store_true",
+        default=None,
+        help="dial every address a --dial host resolves to (gateway replicas behind a "
+        "headless Service), re-resolved every 30 s",
+    )
+    serve.add_argument("--name", help="the name the gateways place this edge under (host name)")
     serve.add_argument("--config", type=Path, help="YAML file with these settings")
     serve.set_defaults(handler=_serve)
 
@@ -90,6 +108,9 @@ def _serve(args: argparse.Namespace) -> int:
         api_token=args.api_token,
         api_token_file=args.api_token_file,
         allow_insecure=args.insecure,
+        dial_url=args.dial_url,
+        dial_each_address=args.dial_each_address,
+        name=args.name,
     )
     # Log lines carry the gateway's request id (``x-request-id``), as text or JSON; uvicorn's
     # own lines go through the same handler (no log_config of its own). Configured before the

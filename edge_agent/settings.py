@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from pice.channel_protocol import connect_url
 from pice.logs import LogFormat
 from pice.security import OptionalSecret, secret_or_file
 from pice.settings import YamlSettings, load_yaml_settings
@@ -84,10 +86,51 @@ class EdgeSettings(YamlSettings):
     )
     # OpenTelemetry traces (off; ``pice.tracing``): the /v1/expand job continues the gateway's.
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    # Gateways to dial (the reverse channel, ``edge_agent.api.channel``): an edge behind NAT
+    # opens the connection its work comes over, so it needs no inbound port. Each URL is a
+    # gateway's base URL (http(s)://, or ws(s):// with the path); PICE_EDGE_DIAL_URL takes
+    # several separated by commas. The edge authenticates with ``api_token``, which must be the
+    # gateway's fleet token (``edge_client.token``).
+    dial_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The name the gateway places this edge under (unique per gateway); default: the host name.
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    # Longest wait between two dials of a gateway that is away (seconds).
+    dial_backoff_max: float = Field(default=10.0, gt=0)
+    # Several gateway replicas behind one name (a Kubernetes headless Service): resolve each
+    # dial URL's host to all its addresses and keep one channel per address, re-resolving
+    # every ``dial_resolve_seconds`` so new replicas get this edge too.
+    dial_each_address: bool = False
+    dial_resolve_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("dial_url", mode="before")
+    @classmethod
+    def _split_dial_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [url.strip() for url in value.split(",") if url.strip()]
+        return value
+
+    @field_validator("dial_url")
+    @classmethod
+    def _valid_dial_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            connect_url(url)  # raises ValueError naming the bad URL
+        return urls
+
+    def edge_name(self) -> str:
+        return self.name or socket.gethostname()
 
     @model_validator(mode="after")
     def _token_from_file(self) -> EdgeSettings:
         self.api_token = secret_or_file(self.api_token, self.api_token_file)
+        return self
+
+    @model_validator(mode="after")
+    def _dialling_needs_a_token(self) -> EdgeSettings:
+        if self.dial_url and self.api_token is None:
+            raise ValueError(
+                "dial_url needs api_token (the gateway's edge_client.token): a gateway "
+                "accepts no channel without it"
+            )
         return self
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from edge_agent.api import chat, expand, service
+from edge_agent.api.channel import dial_all
 from edge_agent.api.state import EdgeState
 from edge_agent.engine.backend import EngineBackend
 from edge_agent.engine.engine import Engine, EngineConfig
@@ -113,9 +114,19 @@ def create_app(
         )
         # Load in the background so /health answers at once and /ready says 503 until done.
         loading = asyncio.create_task(_load(state))
+        # Behind NAT: dial the gateways once the model is loaded (edge_agent.api.channel).
+        dialling = (
+            asyncio.create_task(dial_all(state, loading), name="edge-dial")
+            if settings.dial_url
+            else None
+        )
         try:
             yield {"edge": state}
         finally:
+            if dialling is not None:
+                dialling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await dialling
             await loading
             await asyncio.to_thread(engine.stop)
             await asyncio.to_thread(tracing.shutdown)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 
 from edge_agent.api.schemas import (
@@ -14,11 +14,12 @@ from edge_agent.api.schemas import (
     DoneEvent,
     ErrorBody,
     ErrorEvent,
+    ExpandEvent,
     ExpandRequest,
     PointDoneEvent,
     StartEvent,
 )
-from edge_agent.api.state import edge_state, ready_engine
+from edge_agent.api.state import EdgeState, edge_state, ready
 from edge_agent.engine import (
     JobDone,
     JobFailed,
@@ -86,74 +87,39 @@ def build_job(
     return spec, labels
 
 
-@router.post("/v1/expand", response_model=None)
-async def expand(body: ExpandRequest, request: Request) -> EventSourceResponse:
-    engine = ready_engine(request)
-    state = edge_state(request)
-    question, history = _conversation(body)
-    prompt = engine.chat.render(expansion_messages(question, body.sketch, history))
-    spec, labels = build_job(body, prompt.text, prompt.add_special)
-    # A full queue is a 429 here, before anything is tokenised or queued: the gateway places
-    # the work elsewhere. The ticket is given back once the batcher admits the job.
-    ticket = state.queue.admit()
-    try:
-        # Submitting tokenises and checks the context: a job that can never fit is a 400 here,
-        # before the stream starts.
-        handle = engine.submit(spec)
-    except BaseException:
-        ticket.release()
-        raise
-    # A child of this request's server span, which continues the gateway's edge-job span.
-    span = state.tracing.start(
-        "pice.edge.job",
-        attributes={
-            "pice.points": body.point_indices(),
-            "pice.candidates": body.candidates,
-            "pice.model": state.model_id,
-        },
-    )
-    return sse_response(
-        _events(handle, labels, state.model_id, ticket, span),
-        on_close=_closing(ticket, handle.cancel, span),
-    )
+@dataclass
+class ExpandJob:
+    """A submitted ``/v1/expand`` job, whichever transport carries it (HTTP here, the reverse
+    channel in :mod:`edge_agent.api.channel`): its events as the wire models, and its close."""
 
+    handle: EngineJob
+    labels: list[tuple[int, int]]
+    model_id: str
+    ticket: Ticket
+    span: Span
 
-def _closing(ticket: Ticket, cancel: Callable[[], None], span: Span) -> Callable[[], None]:
-    """The stream's ``on_close``: give the queue ticket back, cancel what is left of the job,
-    and end its span (a client that left before the stream started never reaches the
-    generator's end). Safe after a normal finish: each step is idempotent."""
-
-    def close() -> None:
+    def close(self) -> None:
+        """Give the queue ticket back, cancel what is left of the job, and end its span (a
+        client that left before the stream started never reaches the events' end). Safe
+        after a normal finish: each step is idempotent."""
         try:
-            ticket.release()
-            cancel()
+            self.ticket.release()
+            self.handle.cancel()
         finally:
-            span.end()
+            self.span.end()
 
-    return close
-
-
-def _event(model: BaseModel) -> bytes:
-    return sse_json(model.model_dump(mode="json"))
-
-
-async def _events(
-    handle: EngineJob,
-    labels: list[tuple[int, int]],
-    model_id: str,
-    ticket: Ticket,
-    span: Span,
-) -> AsyncIterator[Event]:
-    async with handle:  # leaving early (client gone) cancels the job's sequences
-        async for event in handle:
-            _trace(span, event)
-            if isinstance(event, TokenDelta):
-                point, candidate = labels[event.seq]
-                yield _event(DeltaEvent(point=point, candidate=candidate, text=event.text))
-            elif isinstance(event, SequenceDone):
-                point, candidate = labels[event.seq]
-                yield _event(
-                    PointDoneEvent(
+    async def events(self) -> AsyncGenerator[ExpandEvent, None]:
+        """The job's events up to ``done`` or ``error``; leaving early cancels the job."""
+        labels, span = self.labels, self.span
+        async with self.handle:  # leaving early (client gone) cancels the job's sequences
+            async for event in self.handle:
+                _trace(span, event)
+                if isinstance(event, TokenDelta):
+                    point, candidate = labels[event.seq]
+                    yield DeltaEvent(point=point, candidate=candidate, text=event.text)
+                elif isinstance(event, SequenceDone):
+                    point, candidate = labels[event.seq]
+                    yield PointDoneEvent(
                         point=point,
                         candidate=candidate,
                         finish_reason=event.finish_reason,
@@ -165,24 +131,61 @@ async def _events(
                         ttft_ms=event.ttft_ms,
                         duration_ms=event.duration_ms,
                     )
-                )
-            elif isinstance(event, JobStarted):
-                ticket.release()  # admitted: no longer queued
-                yield _event(
-                    StartEvent(
+                elif isinstance(event, JobStarted):
+                    self.ticket.release()  # admitted: no longer queued
+                    yield StartEvent(
                         job_id=event.job_id,
-                        model=model_id,
+                        model=self.model_id,
                         prompt_tokens=event.prompt_tokens,
                         queued_ms=event.queued_ms,
                     )
-                )
-            elif isinstance(event, JobDone):
-                usage = Usage.of(event.prompt_tokens, event.completion_tokens)
-                yield _event(DoneEvent(usage=usage))
-            elif isinstance(event, JobFailed):
-                body = event.error.to_body()["error"]
-                yield _event(ErrorEvent(error=ErrorBody(**body)))
-    span.end()
+                elif isinstance(event, JobDone):
+                    usage = Usage.of(event.prompt_tokens, event.completion_tokens)
+                    yield DoneEvent(usage=usage)
+                elif isinstance(event, JobFailed):
+                    body = event.error.to_body()["error"]
+                    yield ErrorEvent(error=ErrorBody(**body))
+        span.end()
+
+
+def start_expand(state: EdgeState, body: ExpandRequest) -> ExpandJob:
+    """Admit and submit one expand job; raises a :class:`~pice.errors.PiceError` (a status
+    code on HTTP, ``refused`` on the channel) when it cannot start: the model still loading
+    (503), the job queue full (429, so the gateway places the work elsewhere), a job that can
+    never fit the context (400). Nothing is tokenised or queued before the queue admits it."""
+    engine = ready(state)
+    question, history = _conversation(body)
+    prompt = engine.chat.render(expansion_messages(question, body.sketch, history))
+    spec, labels = build_job(body, prompt.text, prompt.add_special)
+    # The ticket is given back once the batcher admits the job.
+    ticket = state.queue.admit()
+    try:
+        # Submitting tokenises and checks the context.
+        handle = engine.submit(spec)
+    except BaseException:
+        ticket.release()
+        raise
+    # On HTTP a child of this request's server span, which continues the gateway's edge-job span.
+    span = state.tracing.start(
+        "pice.edge.job",
+        attributes={
+            "pice.points": body.point_indices(),
+            "pice.candidates": body.candidates,
+            "pice.model": state.model_id,
+        },
+    )
+    return ExpandJob(handle, labels, state.model_id, ticket, span)
+
+
+@router.post("/v1/expand", response_model=None)
+async def expand(body: ExpandRequest, request: Request) -> EventSourceResponse:
+    job = start_expand(edge_state(request), body)
+    return sse_response(_sse(job), on_close=job.close)
+
+
+async def _sse(job: ExpandJob) -> AsyncIterator[Event]:
+    async for event in job.events():
+        yield sse_json(event.model_dump(mode="json"))
     yield sse_done()
 
 

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge_agent.api.schemas import LoadResponse
-from edge_agent.api.state import edge_state
+from edge_agent.api.state import EdgeState, edge_state
 from pice.edge_protocol import EdgeModelCard, EdgeModelList
 from pice.errors import ServiceUnavailableError
 
@@ -43,7 +43,11 @@ async def models(request: Request) -> EdgeModelList:
 
 @router.get("/v1/load")
 async def load(request: Request) -> LoadResponse:
-    state = edge_state(request)
+    return load_report(edge_state(request))
+
+
+def load_report(state: EdgeState) -> LoadResponse:
+    """What ``GET /v1/load`` answers (and the reverse channel's ``load``)."""
     s = state.engine.load()
     fields = asdict(s) | {
         "kv_usage": round(s.kv_usage, 4),

@@ -44,7 +44,11 @@ def edge_state(request: Request) -> EdgeState:
 
 def ready_engine(request: Request) -> EngineBackend:
     """The engine, or 503 while the model is still loading."""
-    state = edge_state(request)
+    return ready(edge_state(request))
+
+
+def ready(state: EdgeState) -> EngineBackend:
+    """``state``'s engine, or 503 while the model is still loading (any transport)."""
     if not state.engine.ready:
         raise ServiceUnavailableError(state.load_error or "The model is still loading.")
     return state.engine

@@ -4,6 +4,7 @@
     ├── InvalidRequestError        400 invalid_request_error
     │   └── ContextOverflowError   400 context_length_exceeded
     ├── AuthenticationError        401 authentication_error
+    ├── PermissionDeniedError      403 permission_error     (e.g. edge channels not enabled)
     ├── NotFoundError              404 not_found_error
     │   └── ModelNotFoundError     404 model_not_found
     ├── PayloadTooLargeError       413 request_too_large
@@ -67,6 +68,11 @@ class AuthenticationError(PiceError):
     status_code = 401
     error_type = "authentication_error"
     default_code = "invalid_api_key"
+
+
+class PermissionDeniedError(PiceError):
+    status_code = 403
+    error_type = "permission_error"
 
 
 class NotFoundError(PiceError):

@@ -17,6 +17,7 @@ from pice.http.request_id import RequestIdMiddleware
 from pice.security import check_exposure, is_loopback
 from pice.tracing import Tracing, TracingMiddleware
 from pice.tracing_factory import build_tracing
+from pice_gateway import channel_route
 from pice_gateway.cloud_client import cloud_http_client
 from pice_gateway.edge_client import HttpEdgeClient
 from pice_gateway.edges import Edge, EdgeRegistry
@@ -134,6 +135,8 @@ def create_app(
             max_age=cors.max_age,
         )
     app.include_router(build_router(settings))
+    # Edges behind NAT dial in here (pice_gateway.channel_route); refused without a fleet token.
+    app.include_router(channel_route.router)
     app.include_router(metrics.router())
     return app
 

@@ -16,7 +16,7 @@ from pice.openai_protocol import Usage
 from pice.tracing import NO_TRACING, Tracing
 from pice_gateway.request_id import request_hooks
 from pice_gateway.settings import GatewaySettings, pool_limits
-from pice_gateway.upstream import json_events, open_stream
+from pice_gateway.upstream import json_events, open_stream, upstream_client
 
 # The cloud's name as a source of text, in the ``pice`` report and in errors.
 CLOUD = "cloud"
@@ -29,8 +29,8 @@ def cloud_http_client(
     cloud = settings.cloud
     key = cloud.api_key
     headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
-    return httpx.AsyncClient(
-        base_url=cloud.base_url.rstrip("/") + "/",
+    return upstream_client(
+        cloud.base_url.rstrip("/") + "/",
         timeout=cloud.timeouts.to_httpx(),
         limits=pool_limits(cloud.max_connections),
         headers=headers,

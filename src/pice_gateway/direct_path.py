@@ -20,7 +20,7 @@ from pice.openai_protocol import ChatCompletionRequest, Usage
 from pice_gateway.cloud_client import CLOUD
 from pice_gateway.observers import RequestObservation
 from pice_gateway.progressive.accounting import Clock, PiceReport
-from pice_gateway.upstream import json_events, open_stream, post_json
+from pice_gateway.upstream import json_event_batches, open_stream, post_json
 
 
 def cloud_payload(request: ChatCompletionRequest, cloud_model: str) -> dict[str, Any]:
@@ -83,22 +83,29 @@ class CloudRelay:
         await self._stack.aclose()
 
     async def events(self, observation: RequestObservation) -> AsyncIterator[Event]:
-        """Relay the chunks, holding each back by one so the last can carry ``pice``."""
+        """Relay the chunks, holding each back by one so the last can carry ``pice``.
+
+        The chunks that one read of the cloud's body brought go out as one write.
+        """
         assert self._response is not None, "start() first"
         held: dict[str, Any] | None = None
         first_token_ms: float | None = None
         usage: Any = None
         try:
-            async with contextlib.aclosing(json_events(self._response, CLOUD)) as chunks:
-                async for chunk in chunks:
-                    chunk["model"] = self._request.model
-                    if first_token_ms is None and chunk.get("choices"):
-                        first_token_ms = self._clock.ms()
-                    if isinstance(chunk.get("usage"), dict):
-                        usage = chunk["usage"]
-                    if held is not None:
-                        yield sse_json(held)
-                    held = chunk
+            async with contextlib.aclosing(json_event_batches(self._response, CLOUD)) as batches:
+                async for batch in batches:
+                    ready: list[bytes] = []
+                    for chunk in batch:
+                        chunk["model"] = self._request.model
+                        if first_token_ms is None and chunk.get("choices"):
+                            first_token_ms = self._clock.ms()
+                        if isinstance(chunk.get("usage"), dict):
+                            usage = chunk["usage"]
+                        if held is not None:
+                            ready.append(sse_json(held))
+                        held = chunk
+                    if ready:
+                        yield b"".join(ready)
             _account(self._report, self._clock, usage, first_token_ms)
             observation.ok()
             if held is not None:

@@ -23,7 +23,7 @@ from pice.errors import UpstreamProtocolError
 from pice.tracing import NO_TRACING, Tracing
 from pice_gateway.request_id import request_hooks
 from pice_gateway.settings import EdgeClientSettings, EdgeEndpoint, pool_limits
-from pice_gateway.upstream import get_json, json_events, open_stream
+from pice_gateway.upstream import get_json, json_events, open_stream, upstream_client
 
 
 class EdgeClient(Protocol):
@@ -73,8 +73,8 @@ class HttpEdgeClient:
         with ``tracing`` on, each request carries the current span's ``traceparent``."""
         token = endpoint.token
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
-        http = httpx.AsyncClient(
-            base_url=endpoint.url,
+        http = upstream_client(
+            endpoint.url,
             timeout=timeout,
             limits=limits or pool_limits(EdgeClientSettings().max_connections),
             headers=headers,

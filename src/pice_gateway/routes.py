@@ -7,12 +7,13 @@ from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from pice.admission import AdmissionGate, Ticket
 from pice.errors import ModelNotFoundError
 from pice.http.auth import bearer_auth
 from pice.http.disconnect import until_disconnect
+from pice.http.json_response import json_response
 from pice.http.request_id import current_request_id
 from pice.http.sse import Event, sse_response
 from pice.openai_protocol import ChatCompletionRequest, ModelCard, ModelList, dump, now
@@ -95,7 +96,7 @@ async def _cloud_path(
     finally:
         ticket.release()
     observation.ok()
-    return JSONResponse(completion)
+    return json_response(completion)
 
 
 async def _progressive_path(
@@ -147,7 +148,7 @@ async def _progressive_path(
     finally:
         ticket.release()
     observation.ok()
-    return JSONResponse(completion)
+    return json_response(completion)
 
 
 def _route_attributes(report: dict[str, Any]) -> dict[str, str | float]:
@@ -206,12 +207,12 @@ def build_router(settings: GatewaySettings) -> APIRouter:
         return {"status": "ok"}
 
     @router.get("/ready")
-    async def ready(request: Request) -> JSONResponse:
+    async def ready(request: Request) -> Response:
         """200 when the cloud answers and an edge is up; 503 naming what is missing otherwise
         (``pice_gateway.readiness``). ``/health`` is the liveness answer."""
         state = gateway_state(request)
         is_ready, body = readiness(await state.cloud_probe.check(), state.edges.readiness())
-        return JSONResponse(body, status_code=200 if is_ready else 503)
+        return json_response(body, status_code=200 if is_ready else 503)
 
     names = settings.models
     cards = {

@@ -228,6 +228,8 @@ def test_edges_register_through_a_service_of_not_yet_ready_gateways() -> None:
     service = docs[f"Service/{join[1]}"]
     # A gateway is ready only once an edge is up, and an edge is up only once it has joined.
     assert service["spec"]["publishNotReadyAddresses"] is True
+    # Headless: the name resolves to every replica (edges behind NAT dial each one).
+    assert service["spec"]["clusterIP"] == "None"
     assert service["spec"]["selector"] == {"app": "pice-gateway"}
     assert int(join[2]) == service["spec"]["ports"][0]["port"]
     assert "--n-gpu-layers" in container["args"]

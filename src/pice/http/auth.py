@@ -6,14 +6,14 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
 
-from fastapi import Request
 from pydantic import SecretStr
+from starlette.requests import HTTPConnection
 
 from pice.errors import AuthenticationError
 
 # What the dependency returns: the matched key's id (see :func:`key_id`), or None when the
 # server has no keys (loopback, or an explicit ``allow_insecure``).
-BearerAuth = Callable[[Request], Awaitable[str | None]]
+BearerAuth = Callable[[HTTPConnection], Awaitable[str | None]]
 
 
 def key_id(key: bytes) -> str:
@@ -30,7 +30,7 @@ def bearer_auth(tokens: Sequence[SecretStr]) -> BearerAuth:
     secrets = [token.get_secret_value().encode() for token in tokens]
     keyed = [(secret, key_id(secret)) for secret in secrets if secret]
 
-    async def check(request: Request) -> str | None:
+    async def check(request: HTTPConnection) -> str | None:
         if not keyed:
             return None
         header = request.headers.get("authorization", "")

@@ -19,8 +19,10 @@ the id; the edge poller, started at start-up, sees ``-``.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import uuid
+from collections.abc import Iterator
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -49,6 +51,17 @@ def accepted(value: str | None) -> str | None:
     if not all(" " < char <= "~" for char in value):
         return None
     return value
+
+
+@contextlib.contextmanager
+def bound_request_id(value: str | None) -> Iterator[None]:
+    """``value`` (when usable, else a new id) as the current request id inside the block: for
+    work that arrives by another way than an HTTP request (the edge's reverse channel)."""
+    token = _current.set(accepted(value) or new_request_id())
+    try:
+        yield
+    finally:
+        _current.reset(token)
 
 
 def current_request_id() -> str:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import orjson
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.background import BackgroundTask
@@ -52,13 +52,13 @@ Event = ServerSentEvent | bytes
 def sse_json(payload: Any) -> bytes:
     """One ``data:`` event carrying ``payload`` as compact JSON, already encoded.
 
-    Compact JSON never contains a line break, so the event is one ``data:`` line; encoding it
+    orjson writes compact UTF-8 JSON, which never contains a line break, so the event is one
+    ``data:`` line; encoding it
     here rather than through ``ServerSentEvent`` skips that class's line splitting on every
     streamed chunk (the pass-through's profile, docs/operations.md "Overhead"). The line ends
     are sse-starlette's own (CRLF), so the bytes are what it would have sent.
     """
-    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    return b"data: " + data.encode() + _END
+    return b"data: " + orjson.dumps(payload) + _END
 
 
 def sse_error(err: PiceError) -> bytes:
