@@ -12,7 +12,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
 TUNE_STAMP := $(TUNE_VENV)/.installed-stamp
 PICE_VLLM ?= 1
 
-.PHONY: install models vllm-env tune-env litellm-env run test check lint typecheck unit chaos soak bench overhead clean
+.PHONY: install models vllm-env tune-env litellm-env run test check lint typecheck unit chaos edge-py310 soak bench overhead clean
 
 # llama-cpp-python is built by scripts/install-llama-cpp.sh (for this CPU, never with llama.cpp's
 # crashing AMX kernels) and rebuilt whenever its flags or the CPU change: `install` re-checks
@@ -80,6 +80,11 @@ test: models lint typecheck tune-env $(if $(filter 1,$(PICE_VLLM)),vllm-env)
 # clients, pings, and a short soak (50 streams x 20 s). Its fast part also runs in `make test`.
 chaos: install
 	$(BIN)/pytest tests/chaos --chaos -v
+
+# The edge (pice-edge, packaging/edge) installed into a fresh Python 3.10 venv, as on a Jetson
+# Orin's JetPack 6, running its tests there (docs/orin.md); skipped without python3.10.
+edge-py310: install
+	$(BIN)/pytest tests/test_edge_py310.py -v -rs
 
 # The full-size soak: 200 streams for 5 minutes; prints a table, writes JSON and a plot.
 soak: install

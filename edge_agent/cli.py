@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         help="recent prompt prefixes kept in the KV cache for reuse (4; 0 = off)",
     )
+    serve.add_argument(
+        "--n-gpu-layers",
+        dest="n_gpu_layers",
+        type=int,
+        help="layers offloaded to the GPU in a GPU build of llama.cpp (0; -1 = all)",
+    )
     serve.add_argument("--lora", type=Path, help="LoRA adapter GGUF to apply (pice tune export)")
     serve.add_argument("--lora-scale", dest="lora_scale", type=float, help="adapter scale (1.0)")
     serve.add_argument(
@@ -96,6 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_sequences=args.max_sequences,
         n_batch=args.n_batch,
         prefix_cache_slots=args.prefix_cache_slots,
+        n_gpu_layers=args.n_gpu_layers,
         lora=args.lora,
         lora_scale=args.lora_scale,
         api_token=args.api_token,

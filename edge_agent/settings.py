@@ -59,6 +59,9 @@ class EdgeSettings(YamlSettings):
     # llama.cpp's extra weight buffers (its CPU repack kernels, and AMX where allowed). Which
     # is faster depends on the CPU and the weight format: benchmarks/extra_buffers.py measures.
     extra_buffers: bool = True
+    # Layers llama.cpp puts on the GPU when it was built with one (CUDA on a Jetson Orin:
+    # docs/orin.md); -1 = all, 0 = none (CPU). A CPU-only build ignores it.
+    n_gpu_layers: int = Field(default=0, ge=-1)
     # A llama.cpp LoRA adapter GGUF (``pice tune export``) applied to every decode, and its
     # scale (llama.cpp multiplies it by the adapter's alpha / rank).
     lora: Path | None = None

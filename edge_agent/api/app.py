@@ -53,23 +53,26 @@ class ServedBackend:
 BackendFactory = Callable[[EdgeSettings], ServedBackend]
 
 
+def engine_config(settings: EdgeSettings) -> EngineConfig:
+    """The engine's share of the edge settings."""
+    return EngineConfig(
+        n_ctx=settings.n_ctx,
+        n_batch=settings.n_batch,
+        max_sequences=settings.max_sequences,
+        threads=settings.threads,
+        prefix_cache_slots=settings.prefix_cache_slots,
+        allow_amx=settings.allow_amx,
+        extra_buffers=settings.extra_buffers,
+        n_gpu_layers=settings.n_gpu_layers,
+        lora=settings.lora,
+        lora_scale=settings.lora_scale,
+    )
+
+
 def llama_backend(settings: EdgeSettings) -> ServedBackend:
     """The default backend: the batched llama.cpp engine over ``settings.model``."""
     resolved = resolve_model(settings.model, progress=False)
-    engine = Engine(
-        resolved.path,
-        EngineConfig(
-            n_ctx=settings.n_ctx,
-            n_batch=settings.n_batch,
-            max_sequences=settings.max_sequences,
-            threads=settings.threads,
-            prefix_cache_slots=settings.prefix_cache_slots,
-            allow_amx=settings.allow_amx,
-            extra_buffers=settings.extra_buffers,
-            lora=settings.lora,
-            lora_scale=settings.lora_scale,
-        ),
-    )
+    engine = Engine(resolved.path, engine_config(settings))
     return ServedBackend(engine, resolved.name, resolved.aliases)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from edge_agent.engine.chat_template import Message, RenderedPrompt
 from edge_agent.engine.stats import LoadSnapshot
@@ -36,7 +36,9 @@ class EngineJob(Protocol):
 
     def cancel(self) -> None: ...
 
-    async def __aenter__(self) -> Self: ...
+    # The protocol's own name, not typing.Self: that is 3.11+ and the edge runs on 3.10
+    # (JetPack 6). An engine's job returning itself is a subtype, so it still conforms.
+    async def __aenter__(self) -> EngineJob: ...
 
     async def __aexit__(
         self,

@@ -56,6 +56,8 @@ class EngineConfig:
     allow_amx: bool = False
     # False: load without any extra weight buffer (no repacked kernels), see engine/cpu.py.
     extra_buffers: bool = True
+    # Layers offloaded to the GPU in a GPU build of llama.cpp (-1 = all, 0 = none).
+    n_gpu_layers: int = 0
     # Sequences in the batched warm-up decode that runs before the engine reports ready.
     warmup_sequences: int = 4
     # A llama.cpp LoRA adapter GGUF applied to every decode, at this scale.
@@ -146,6 +148,7 @@ class Engine:
             self.model_path,
             allow_amx=self.config.allow_amx,
             extra_buffers=self.config.extra_buffers,
+            n_gpu_layers=self.config.n_gpu_layers,
         )
         ctx = LlamaContext(
             model,

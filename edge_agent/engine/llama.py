@@ -56,9 +56,19 @@ class LlamaModel:
     ``allow_amx``: use llama.cpp's AMX weight buffers if the build has them (see
     :mod:`edge_agent.engine.cpu`; off by default because they crash). ``extra_buffers=False``
     turns every extra weight buffer (AMX and the CPU repack) off, for measuring what they give.
+    ``n_gpu_layers``: layers whose weights go to the GPU in a CUDA (or other GPU) build of
+    llama.cpp, -1 for all; 0 keeps the model on the CPU. llama.cpp's own default is "all", so
+    it is always set: a GPU build then offloads only when asked (a Jetson Orin: -1).
     """
 
-    def __init__(self, path: Path, *, allow_amx: bool = False, extra_buffers: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        allow_amx: bool = False,
+        extra_buffers: bool = True,
+        n_gpu_layers: int = 0,
+    ) -> None:
         if not path.is_file():
             raise ModelProvisioningError(f"Model file not found: {path}")
         _quiet_llama_logs()
@@ -70,6 +80,8 @@ class LlamaModel:
         # Whether this model's weights may sit in llama.cpp's extra (repacked/AMX) buffers.
         self.extra_buffers: bool = self.kernels.use_extra_buffers and extra_buffers
         params.use_extra_bufts = self.extra_buffers
+        # Negative means every layer (llama.h); a CPU-only build ignores it.
+        params.n_gpu_layers = n_gpu_layers
         model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
         if not model:
             raise ModelProvisioningError(f"llama.cpp could not load {path}")

@@ -25,6 +25,7 @@ from pice_gateway.metrics import GatewayMetrics
 from pice_gateway.observers import ReportObserver, log_report
 from pice_gateway.placement.registry import placement_policy
 from pice_gateway.playground import build_router as playground_router
+from pice_gateway.readiness import CloudProbe
 from pice_gateway.router.service import RequestRouter
 from pice_gateway.routes import build_router
 from pice_gateway.settings import GatewaySettings, RouterSettings, pool_limits
@@ -92,6 +93,11 @@ def create_app(
             edges=registry,
             placement=placement_policy(settings.progressive.placement),
             report_observers=(*report_observers, metrics.observe),
+            cloud_probe=CloudProbe(
+                cloud,
+                interval=settings.cloud.ready_check_seconds,
+                timeout=settings.cloud.ready_timeout_seconds,
+            ),
             router=request_router,
             tracing=tracing,
         )

@@ -40,6 +40,11 @@ class Edge:
     def name(self) -> str:
         return self.client.name
 
+    @property
+    def ready(self) -> bool:
+        """Up, and (at its last poll) said its model is loaded: it can take points."""
+        return self.up and (self.load is None or self.load.ready)
+
     def record_load(self, load: LoadResponse, round_trip: float) -> None:
         """A ``/v1/load`` answer that took ``round_trip`` seconds: the edge is up."""
         self.rtt = ewma(self.rtt, round_trip)
@@ -126,9 +131,11 @@ class EdgeRegistry:
         return [edge.status() for edge in self._edges.values()]
 
     def any_up(self) -> bool:
-        return any(
-            edge.up and (edge.load is None or edge.load.ready) for edge in self._edges.values()
-        )
+        return any(edge.ready for edge in self._edges.values())
+
+    def readiness(self) -> dict[str, bool]:
+        """Each edge's name and whether it can take points now (``GET /ready``)."""
+        return {edge.name: edge.ready for edge in self._edges.values()}
 
     def acquire(self, name: str, sequences: int) -> None:
         edge = self._find(name)

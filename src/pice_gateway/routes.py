@@ -27,6 +27,7 @@ from pice_gateway.progressive.accounting import Clock, PiceReport
 from pice_gateway.progressive.options import pice_options
 from pice_gateway.progressive.pipeline import ProgressiveRun
 from pice_gateway.rate_limit import authorize
+from pice_gateway.readiness import readiness
 from pice_gateway.render import progressive_completion, progressive_stream
 from pice_gateway.settings import GatewaySettings
 from pice_gateway.state import GatewayState, gateway_state
@@ -243,9 +244,12 @@ def build_router(settings: GatewaySettings) -> APIRouter:
         return {"status": "ok"}
 
     @router.get("/ready")
-    async def ready(request: Request) -> dict[str, Any]:
-        edges = gateway_state(request).edges.snapshot()
-        return {"status": "ready", "edges": {edge.name: edge.up for edge in edges}}
+    async def ready(request: Request) -> Response:
+        """200 when the cloud answers and an edge is up; 503 naming what is missing otherwise
+        (``pice_gateway.readiness``). ``/health`` is the liveness answer."""
+        state = gateway_state(request)
+        is_ready, body = readiness(await state.cloud_probe.check(), state.edges.readiness())
+        return json_response(body, status_code=200 if is_ready else 503)
 
     names = settings.models
     cards = {

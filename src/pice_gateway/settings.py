@@ -61,6 +61,10 @@ class CloudSettings(BaseModel):
     # Connections open to the cloud at once: every stream in flight holds one (httpx's own
     # default, 100, made the 101st concurrent stream wait ``timeouts.pool`` and fail with 503).
     max_connections: int = Field(default=1000, ge=1)
+    # ``GET /ready`` asks the cloud ``GET /models`` at most this often (its answer is reused in
+    # between), with this timeout: a probe every second from every replica must not load vLLM.
+    ready_check_seconds: float = Field(default=5.0, ge=0)
+    ready_timeout_seconds: float = Field(default=2.0, gt=0)
 
     @model_validator(mode="after")
     def _key_from_file(self) -> CloudSettings:

@@ -12,6 +12,7 @@ from pice_gateway.edges import EdgeRegistry
 from pice_gateway.observers import ReportObserver
 from pice_gateway.placement.base import PlacementPolicy
 from pice_gateway.progressive.pipeline import Upstreams
+from pice_gateway.readiness import CloudProbe
 from pice_gateway.router.service import RequestRouter
 from pice_gateway.settings import GatewaySettings
 
@@ -24,6 +25,8 @@ class GatewayState:
     placement: PlacementPolicy
     # Called once per finished chat request (see ``pice_gateway.observers``).
     report_observers: tuple[ReportObserver, ...]
+    # Whether the cloud answers, for ``GET /ready`` (cached; see ``pice_gateway.readiness``).
+    cloud_probe: CloudProbe
     # Outline or direct for model ``pice``; None when the router is disabled.
     router: RequestRouter | None = None
     tracing: Tracing = NO_TRACING

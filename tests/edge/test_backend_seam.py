@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import pytest
@@ -60,7 +60,7 @@ class FakeJob:
         if not self.ended:  # like JobHandle: cancelling a finished job does nothing
             self.cancelled = True
 
-    async def __aenter__(self) -> Self:
+    async def __aenter__(self) -> FakeJob:  # not typing.Self: these tests also run on 3.10
         return self
 
     async def __aexit__(

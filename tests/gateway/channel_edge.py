@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from edge_agent.api.app import ServedBackend, create_app
 from edge_agent.engine import EngineEvent, JobDone, JobSpec, JobStarted, SequenceDone, TokenDelta
@@ -50,7 +50,7 @@ class ScriptedJob:
         if not self.ended and self.cancelled_at is None:
             self.cancelled_at = time.monotonic()
 
-    async def __aenter__(self) -> Self:
+    async def __aenter__(self) -> ScriptedJob:  # not typing.Self: tests/edge runs on 3.10
         return self
 
     async def __aexit__(

@@ -54,6 +54,9 @@ class CloudScript:
     # Answer every chat request with this status (and an OpenAI error body, and these headers).
     fail_status: int | None = None
     fail_headers: dict[str, str] = field(default_factory=dict)
+    # What ``GET /v1/models`` answers (the gateway's readiness check), and how often it was asked.
+    models_status: int = 200
+    models_requests: int = 0
     # Break the connection after this many content chunks of the replies of these kinds.
     die_after_chunks: int | None = None
     die_kinds: tuple[str, ...] = ("sketch",)
@@ -137,6 +140,13 @@ def cloud_error() -> dict[str, Any]:
 
 def fake_cloud(script: CloudScript) -> FastAPI:
     app = FastAPI()
+
+    @app.get("/v1/models")
+    async def models() -> JSONResponse:
+        script.models_requests += 1
+        if script.models_status != 200:
+            return JSONResponse(cloud_error(), status_code=script.models_status)
+        return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(request: Request) -> Response:

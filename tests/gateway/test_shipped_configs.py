@@ -23,6 +23,8 @@ DOCKER = ROOT / "docker"
 SECRET_FIELDS = {"api_keys", "api_key", "token", "api_token"}
 # Compose's "required" interpolation: ${NAME:?message}.
 REQUIRED_VAR = re.compile(r"^\$\{(?P<name>[A-Z0-9_]+):\?[^}]+\}$")
+# Environment variables that carry a secret: never a literal value in a shipped file.
+SECRET_VAR = re.compile(r"KEY|TOKEN|SECRET|PASSWORD")
 
 
 def literal_secrets(node: Any, path: str = "") -> list[str]:
@@ -101,10 +103,13 @@ def test_the_env_example_holds_no_key() -> None:
 
 
 def compose_environment(service: dict[str, Any], filled: dict[str, str]) -> dict[str, str]:
-    """A service's environment with each required ``${VAR:?...}`` filled from ``filled``."""
+    """A service's secret variables, each required ``${VAR:?...}`` filled from ``filled``."""
     env: dict[str, str] = {}
     for name, value in service.get("environment", {}).items():
         match = REQUIRED_VAR.match(value)
+        if not SECRET_VAR.search(name):
+            assert "${" not in value, f"{name}: only secrets come from the env file"
+            continue
         assert match, f"{name} must be a required interpolation, not a literal"
         env[name] = filled[match["name"]]
     return env
@@ -124,6 +129,9 @@ def test_compose_passes_every_secret_from_the_env_file(monkeypatch: pytest.Monke
     for name in ("edge-1", "edge-2"):
         edge_env = compose_environment(services[name], filled)
         assert edge_env == {"PICE_EDGE_API_TOKEN": filled["PICE_EDGE_TOKEN"]}
+        # Each edge registers itself with the gateway at its own service name.
+        assert services[name]["environment"]["PICE_EDGE_JOIN_URL"] == "http://gateway:8000"
+        assert services[name]["environment"]["PICE_EDGE_ADVERTISE_URL"] == f"http://{name}:8101"
 
     gateway_env = compose_environment(services["gateway"], filled)
     raw = yaml.safe_load((CONFIGS / "compose.yaml").read_text())
@@ -132,25 +140,31 @@ def test_compose_passes_every_secret_from_the_env_file(monkeypatch: pytest.Monke
         monkeypatch.setenv(name, value)
     settings = load_settings(CONFIGS / "compose.yaml")
     assert_fully_keyed(settings)
+    assert settings.edges == [], "edges register themselves; static ones would not resolve"
     # The gateway sends the edges the token they require, and the cloud vLLM's key.
-    assert {e.token.get_secret_value() for e in settings.edges if e.token} == {
-        filled["PICE_EDGE_TOKEN"]
-    }
+    assert settings.edge_client.token is not None
+    assert settings.edge_client.token.get_secret_value() == filled["PICE_EDGE_TOKEN"]
     assert settings.cloud.api_key is not None
     assert settings.cloud.api_key.get_secret_value() == filled["PICE_CLOUD_API_KEY"]
 
 
-def k8s_documents() -> dict[str, dict[str, Any]]:
-    docs = yaml.safe_load_all((DOCKER / "k8s" / "pice.yaml").read_text())
+def k8s_documents(name: str = "pice.yaml") -> dict[str, dict[str, Any]]:
+    docs = yaml.safe_load_all((DOCKER / "k8s" / name).read_text())
     return {f"{d['kind']}/{d['metadata']['name']}": d for d in docs}
 
 
 def secret_env(container: dict[str, Any]) -> dict[str, str]:
-    """The container's variables that come from the ``pice-secrets`` Secret: name -> key."""
+    """The container's variables that come from the ``pice-secrets`` Secret: name -> key.
+
+    Every variable named like a secret must come from it; the others (URLs, the node's IP)
+    may be literals or other references."""
     out = {}
     for var in container.get("env", []):
+        ref = var.get("valueFrom", {}).get("secretKeyRef")
+        if ref is None:
+            assert not SECRET_VAR.search(var["name"]), f"{var['name']} is not from the Secret"
+            continue
         assert "value" not in var, f"{var['name']} is a literal"
-        ref = var["valueFrom"]["secretKeyRef"]
         assert ref["name"] == "pice-secrets"
         out[var["name"]] = ref["key"]
     return out
@@ -175,6 +189,10 @@ def test_kubernetes_reads_every_secret_from_a_secret(
     (gateway,) = docs["Deployment/pice-gateway"]["spec"]["template"]["spec"]["containers"]
     (edge,) = docs["DaemonSet/pice-edge"]["spec"]["template"]["spec"]["containers"]
     assert secret_env(edge) == {"PICE_EDGE_API_TOKEN": "edge-token"}
+    vllm_docs = k8s_documents("vllm.yaml")
+    assert not any(kind.startswith("Secret/") for kind in vllm_docs)
+    (vllm,) = vllm_docs["Deployment/vllm"]["spec"]["template"]["spec"]["containers"]
+    assert secret_env(vllm) == {"VLLM_API_KEY": "cloud-api-key"}
     edge_settings = EdgeSettings(host="0.0.0.0", api_token=values["edge-token"])
     assert edge_settings.api_token is not None
 
@@ -187,10 +205,12 @@ def test_kubernetes_reads_every_secret_from_a_secret(
     config.write_text(config_text)
     settings = load_settings(config)
     assert_fully_keyed(settings)
-    assert {e.token.get_secret_value() for e in settings.edges if e.token} == {"edge-secret"}
+    assert settings.edges == [], "edges register themselves; static ones would not resolve"
+    assert settings.edge_client.token is not None
+    assert settings.edge_client.token.get_secret_value() == "edge-secret"
 
 
-@pytest.mark.parametrize("name", ["Dockerfile.gateway", "Dockerfile.edge"])
+@pytest.mark.parametrize("name", ["Dockerfile.gateway", "Dockerfile.edge", "Dockerfile.edge-l4t"])
 def test_dockerfiles_bake_no_secret(name: str) -> None:
     text = (DOCKER / name).read_text()
     env_lines = [line for line in text.splitlines() if line.startswith(("ENV", "ARG"))]

@@ -1,0 +1,107 @@
+"""Readiness: is this gateway able to answer now? The cloud must answer and an edge must be up.
+
+``GET /ready`` is what a load balancer or a Kubernetes readiness probe asks, often every second
+from every replica. The edges' side costs nothing (the registry's poller already knows which
+are up); the cloud's side is a ``GET {cloud.base_url}/models`` whose result is kept for
+``cloud.ready_check_seconds``, with a short timeout of its own, so a probe every second costs
+vLLM one cheap request every few seconds per replica, never a chat completion. Concurrent
+probes share one check in flight instead of each sending their own.
+
+``/health`` stays a liveness answer (the process serves HTTP): a cloud that is down must take a
+replica out of the load balancer, not get it restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+@dataclass(frozen=True)
+class CloudCheck:
+    """One answer of the cloud to ``GET /models``: ``problem`` is None when it answered 2xx."""
+
+    problem: str | None
+    checked_at: float
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+class CloudProbe:
+    """The cloud's readiness, checked at most once per ``interval`` seconds.
+
+    The cached result is the core (:meth:`due`, :meth:`record`); :meth:`check` is the thin
+    async part that sends the request when the cached one is too old.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        interval: float,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._interval = interval
+        self._timeout = timeout
+        self._clock = clock
+        self._last: CloudCheck | None = None
+        self._lock = asyncio.Lock()
+
+    def due(self) -> bool:
+        """True when there is no result yet, or the last is older than ``interval``."""
+        return self._last is None or self._clock() - self._last.checked_at >= self._interval
+
+    def record(self, problem: str | None) -> CloudCheck:
+        self._last = CloudCheck(problem, self._clock())
+        return self._last
+
+    async def check(self) -> CloudCheck:
+        if not self.due():
+            assert self._last is not None
+            return self._last
+        async with self._lock:
+            # Another probe may have refreshed it while this one waited for the lock.
+            if not self.due():
+                assert self._last is not None
+                return self._last
+            return self.record(await self._ask())
+
+    async def _ask(self) -> str | None:
+        try:
+            # Relative to the client's base URL (``.../v1/``): the OpenAI model list, which
+            # vLLM and the edge agent serve without touching the model.
+            response = await self._client.get("models", timeout=self._timeout)
+        except httpx.HTTPError as exc:
+            return f"cloud unreachable: {type(exc).__name__}"
+        if not response.is_success:
+            return f"cloud answered {response.status_code} to GET /models"
+        return None
+
+
+def readiness(cloud: CloudCheck, edges: dict[str, bool]) -> tuple[bool, dict[str, Any]]:
+    """Whether the gateway is ready, and the ``/ready`` body saying what is missing if not.
+
+    ``edges`` maps each edge's name to whether it is up (ready to take points).
+    """
+    missing: list[str] = []
+    if not cloud.ok:
+        missing.append("cloud")
+    if not any(edges.values()):
+        missing.append("edge")
+    body: dict[str, Any] = {
+        "status": "not ready" if missing else "ready",
+        "cloud": {"up": cloud.ok, **({"problem": cloud.problem} if cloud.problem else {})},
+        "edges": edges,
+    }
+    if missing:
+        body["missing"] = missing
+    return not missing, body
