@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import yaml
 
+from pice_gateway.settings import KEEPALIVE_EXPIRY_SECONDS
 from tests.chaos.support import fake_process
 from tests.support.processes import ServerProcess, free_port, pice_argv
 
@@ -112,6 +113,11 @@ def _proc_status(pid: int) -> tuple[float, int]:
     return rss_kb / 1024, len(os.listdir(f"/proc/{pid}/fd"))
 
 
+# The stack: this many fake edges, polled for load this often (seconds).
+EDGES = 2
+POLL_INTERVAL = 0.5
+
+
 @contextlib.contextmanager
 def soak_stack(config: SoakConfig, log_dir: Path) -> Iterator[ServerProcess]:
     """The fake cloud, two fake edges and a gateway, each a process; yields the gateway."""
@@ -120,7 +126,7 @@ def soak_stack(config: SoakConfig, log_dir: Path) -> Iterator[ServerProcess]:
         "--cloud-token-delay", str(1 / config.cloud_tokens_per_second),
         "--cloud-answer-words", str(config.cloud_answer_words),
     )  # fmt: skip
-    names = ("edge-1", "edge-2")
+    names = tuple(f"edge-{n}" for n in range(1, EDGES + 1))
     edge_args = (
         "--author", "edge",
         "--token-delay", str(1 / config.edge_tokens_per_second),
@@ -134,7 +140,7 @@ def soak_stack(config: SoakConfig, log_dir: Path) -> Iterator[ServerProcess]:
             "host": "127.0.0.1",
             "cloud": {"base_url": cloud.base_url + "/v1", "model": "cloud-model"},
             "edges": [{"name": n, "url": e.base_url} for n, e in zip(names, edges, strict=True)],
-            "edge_client": {"poll_interval": 0.5},
+            "edge_client": {"poll_interval": POLL_INTERVAL},
             "router": {"enabled": False},
             # The soak looks for leaks at a steady concurrency, not for admission control
             # (tests/gateway/test_admission.py): every stream must be admitted.
@@ -259,8 +265,11 @@ async def run_load(gateway: ServerProcess, config: SoakConfig) -> SoakResult:
         sampler = asyncio.create_task(load.sample(pid, started, stop))
         deadline = started + config.seconds
         await asyncio.gather(*(load.worker(client, n, deadline) for n in range(config.streams)))
-        # Connections wind down (keep-alive is off): then descriptors must be back.
-        await asyncio.sleep(2.0)
+        # Connections wind down: the clients' at once (keep-alive is off here), the gateway's
+        # idle pooled connections to its upstreams once their keep-alive expired (aiohttp's
+        # pool sweeps idle connections every expiry period, so one can live up to two). Then
+        # the descriptors must be back.
+        await asyncio.sleep(2 * KEEPALIVE_EXPIRY_SECONDS + 2.0)
         stop.set()
         await sampler
     result.fds_after = _proc_status(pid)[1]
