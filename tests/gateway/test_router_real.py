@@ -1,4 +1,4 @@
-"""The router with its real encoder (all-MiniLM-L6-v2 int8 ONNX, provisioned by `make models`)."""
+"""The router with its real encoder (all-MiniLM-L6-v2 dynamic-int8 ONNX, from `make models`)."""
 
 from __future__ import annotations
 
