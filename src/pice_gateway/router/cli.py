@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
     train.add_argument("--train", type=Path, default=None, help="training JSONL")
     train.add_argument("--dev", type=Path, default=None, help="development JSONL (threshold)")
     train.add_argument("--out", type=Path, default=None, help="weights JSON to write")
-    train.add_argument("--version", default="router-v1")
+    train.add_argument("--version", default="router-v2")
     train.add_argument("--cache-dir", type=Path, default=None)
     train.set_defaults(handler=_train)
 

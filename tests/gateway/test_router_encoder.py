@@ -1,0 +1,161 @@
+"""The encoder's plumbing without the real model: session options, tokenizer, the int8 derivation.
+
+The quantiser runs for real on a tiny graph shaped like the pinned encoder's weights (int8
+storage, multiplied back to float32 by ``Cast`` + ``Mul`` before a ``MatMul``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.pre_tokenizers import Whitespace
+from tokenizers.processors import TemplateProcessing
+
+from pice.models.assets import WheelAsset
+from pice.models.provision import read_marker
+from pice_gateway.router import assets
+from pice_gateway.router.encoder import configure_tokenizer, session_options
+from pice_gateway.router.quantize import quantize_encoder
+
+
+def test_session_options_run_one_question_on_one_thread_with_every_fusion() -> None:
+    options = session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.inter_op_num_threads == 1
+    assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert session_options(threads=2).intra_op_num_threads == 2
+
+
+def word_tokenizer() -> Tokenizer:
+    words = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "context", "so", "how", "do", "i", "sleep"]
+    tokenizer = Tokenizer(WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()
+    tokenizer.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 1), ("[SEP]", 2)]
+    )
+    # Like the shipped tokenizer.json: it pads every text to a fixed length.
+    tokenizer.enable_padding(length=32, pad_id=3, pad_token="[PAD]")
+    return tokenizer
+
+
+def test_the_tokenizer_keeps_the_end_of_a_long_text_and_does_not_pad() -> None:
+    tokenizer = configure_tokenizer(word_tokenizer(), max_tokens=6)
+    long = tokenizer.encode("context " * 40 + "so how do i sleep")
+    assert long.tokens == ["[CLS]", "how", "do", "i", "sleep", "[SEP]"]
+    short = tokenizer.encode("how do i sleep")
+    assert short.tokens == ["[CLS]", "how", "do", "i", "sleep", "[SEP]"]
+    assert configure_tokenizer(word_tokenizer()).encode("sleep").tokens == [
+        "[CLS]",
+        "sleep",
+        "[SEP]",
+    ]
+
+
+def tiny_encoder(path: Path) -> None:
+    """``Y = X @ (W_int8 * scale)``: the pinned encoder's weight pattern, 64 -> 32."""
+    rng = np.random.default_rng(0)
+    weight = rng.integers(-127, 128, size=(64, 32), dtype=np.int8)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["w_int8"], ["w_float"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["w_float", "scale"], ["w"]),
+            helper.make_node("MatMul", ["x", "w"], ["y"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 32])],
+        [
+            numpy_helper.from_array(weight, "w_int8"),
+            numpy_helper.from_array(np.array(0.01, dtype=np.float32), "scale"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, path)
+
+
+def run(path: Path, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (y,) = session.run(["y"], {"x": x})
+    return np.asarray(y)
+
+
+def test_quantize_encoder_makes_the_matrix_products_int8_and_stays_close(tmp_path: Path) -> None:
+    source, target = tmp_path / "source.onnx", tmp_path / "target.onnx"
+    tiny_encoder(source)
+    quantize_encoder(source, target)
+    nodes = onnx.load(target).graph.node
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= {node.op_type for node in nodes}
+    # The weights were folded to float32 before quantising: nothing reads the int8 original.
+    assert all("w_int8" not in node.input for node in nodes)
+    x = np.random.default_rng(1).standard_normal((5, 64)).astype(np.float32)
+    exact, quantised = run(source, x), run(target, x)
+    cosine = np.sum(exact * quantised, axis=1) / (
+        np.linalg.norm(exact, axis=1) * np.linalg.norm(quantised, axis=1)
+    )
+    assert float(cosine.min()) > 0.99
+    # Deterministic: the same source gives the same bytes.
+    again = tmp_path / "again.onnx"
+    quantize_encoder(source, again)
+    assert again.read_bytes() == target.read_bytes()
+
+
+def test_the_quantised_encoder_is_derived_once_per_recipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "source.onnx"
+    tiny_encoder(source)
+    tokenizer = tmp_path / "tokenizer.json"
+    tokenizer.write_text("{}")
+
+    def fake_provision_asset(asset: WheelAsset, cache: Path, *, pull: bool = True) -> Path:
+        return source if asset is assets.ENCODER_ONNX else tokenizer
+
+    made: list[Path] = []
+
+    def counting_quantize(src: Path, dst: Path) -> None:
+        made.append(dst)
+        quantize_encoder(src, dst)
+
+    monkeypatch.setattr(assets, "provision_asset", fake_provision_asset)
+    monkeypatch.setattr(assets, "quantize_encoder", counting_quantize)
+    monkeypatch.setattr(assets, "quantize_recipe", lambda: "recipe A")
+    cache = tmp_path / "cache"
+
+    files = assets.provision_encoder(cache, pull=False)
+    assert files.onnx == cache / "assets" / assets.QUANTIZED_FILE
+    assert files.tokenizer == tokenizer
+    assert len(made) == 1
+    marker = read_marker(files.onnx)
+    assert marker is not None
+    assert marker.recipe == "recipe A"
+    assert not list((cache / "assets").glob("*.partial"))
+
+    assert assets.provision_encoder(cache, pull=False).onnx == files.onnx
+    assert len(made) == 1  # marked for this recipe: used as it is
+
+    monkeypatch.setattr(assets, "quantize_recipe", lambda: "recipe B")
+    assets.provision_encoder(cache, pull=False)
+    assert len(made) == 2  # another onnxruntime or source: made again
+
+
+def test_a_failed_derivation_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_quantize(src: Path, dst: Path) -> None:
+        dst.write_bytes(b"half a model")
+        raise RuntimeError("quantiser failed")
+
+    monkeypatch.setattr(assets, "provision_asset", lambda asset, cache, pull=True: tmp_path)
+    monkeypatch.setattr(assets, "quantize_encoder", broken_quantize)
+    with pytest.raises(RuntimeError):
+        assets.provision_encoder(tmp_path / "cache")
+    assert not list((tmp_path / "cache" / "assets").glob("*"))
