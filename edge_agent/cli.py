@@ -50,6 +50,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="serve a non-loopback address without a token (logged as a WARNING)",
     )
+    serve.add_argument(
+        "--join",
+        dest="join_url",
+        action="append",
+        metavar="URL",
+        help="register with the gateway at URL once loaded (repeatable; needs --token)",
+    )
+    serve.add_argument(
+        "--advertise-url",
+        dest="advertise_url",
+        metavar="URL",
+        help="where gateways reach this edge (default http://HOST:PORT on loopback)",
+    )
+    serve.add_argument("--name", help="name to register under (default edge-HOST-PORT)")
     serve.add_argument("--config", type=Path, help="YAML file with these settings")
     serve.set_defaults(handler=_serve)
 
@@ -83,6 +97,9 @@ def _serve(args: argparse.Namespace) -> int:
         api_token=args.api_token,
         api_token_file=args.api_token_file,
         allow_insecure=args.insecure,
+        join_url=args.join_url,
+        advertise_url=args.advertise_url,
+        name=args.name,
     )
     # Log lines carry the gateway's request id (``x-request-id``), as text or JSON; uvicorn's
     # own lines go through the same handler (no log_config of its own). Configured before the

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from pice.edge_protocol import EdgeRegistration
+from pice.errors import ServiceUnavailableError
 from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
 from pice.http.request_id import RequestIdMiddleware
@@ -20,12 +22,14 @@ from pice.tracing_factory import build_tracing
 from pice_gateway.cloud_client import cloud_http_client
 from pice_gateway.edge_client import HttpEdgeClient
 from pice_gateway.edges import Edge, EdgeRegistry
+from pice_gateway.membership import Fleet, FleetStore, MemoryStore
+from pice_gateway.membership.routes import membership_router
 from pice_gateway.metrics import GatewayMetrics
 from pice_gateway.observers import ReportObserver, log_report
 from pice_gateway.placement.registry import placement_policy
 from pice_gateway.router.service import RequestRouter
 from pice_gateway.routes import build_router
-from pice_gateway.settings import GatewaySettings, RouterSettings, pool_limits
+from pice_gateway.settings import EdgeEndpoint, GatewaySettings, RouterSettings, pool_limits
 from pice_gateway.state import GatewayState
 
 logger = logging.getLogger(__name__)
@@ -44,6 +48,7 @@ def create_app(
     report_observers: Sequence[ReportObserver] = (log_report,),
     router: RouterFactory = load_router,
     tracing: Tracing | None = None,
+    fleet_store: Callable[[], FleetStore] | None = None,
 ) -> FastAPI:
     """The gateway app. One pooled client per upstream lives from start-up to shutdown.
 
@@ -52,7 +57,8 @@ def create_app(
     ``router`` builds the outline/direct router (blocking; run off the event loop). A router
     that cannot load (its encoder cannot be fetched) stops start-up with the reason.
     ``tracing`` defaults to what ``settings.tracing`` builds (off unless enabled); tests pass
-    one over an in-memory exporter.
+    one over an in-memory exporter. ``fleet_store`` builds the store the replicas share
+    (default: Redis at ``fleet.redis_url``, else one in this process).
 
     Raises :class:`~pice.errors.InsecureBindError` when ``settings.host`` is not loopback and
     there are no API keys, unless ``allow_insecure`` is set (see :mod:`pice.security`).
@@ -82,6 +88,21 @@ def create_app(
             point_tokens=settings.progressive.expected_point_tokens,
         )
         metrics.watch_edges(registry.snapshot)
+
+        def connect(member: EdgeRegistration) -> HttpEdgeClient:
+            # A registered edge is called with the fleet's edge token, the one it proved.
+            endpoint = EdgeEndpoint(
+                name=member.name, url=member.url, token=settings.edge_client.token
+            )
+            return HttpEdgeClient.connect(endpoint, timeout, limits, tracing)
+
+        fleet = Fleet(
+            registry,
+            (fleet_store or (lambda: default_store(settings)))(),
+            settings.fleet,
+            connect,
+            static=frozenset(edge.name for edge in settings.edges),
+        )
         request_router = await asyncio.to_thread(router, settings.router)
         cloud = cloud_http_client(settings, tracing)
         app.state.gateway = GatewayState(
@@ -89,19 +110,26 @@ def create_app(
             cloud=cloud,
             edges=registry,
             placement=placement_policy(settings.progressive.placement),
+            fleet=fleet,
             report_observers=(*report_observers, metrics.observe),
             router=request_router,
             tracing=tracing,
         )
         # One poll before serving, so the first requests already know which edges are up.
+        # The members the other replicas know, then one poll of them all, before serving.
+        with contextlib.suppress(ServiceUnavailableError):
+            await fleet.sync_once()
         await registry.poll_once()
         poller = asyncio.create_task(registry.run_poller(), name="edge-load-poller")
+        syncer = asyncio.create_task(fleet.run(), name="fleet-sync")
         try:
             yield
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            for task in (syncer, poller):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await fleet.aclose()
             await registry.aclose()
             await cloud.aclose()
             await asyncio.to_thread(tracing.shutdown)
@@ -129,7 +157,19 @@ def create_app(
         )
     app.include_router(build_router(settings))
     app.include_router(metrics.router())
+    app.include_router(membership_router(settings.edge_client.token))
     return app
+
+
+def default_store(settings: GatewaySettings) -> FleetStore:
+    """Redis at ``fleet.redis_url`` (shared by replicas), else a store in this process."""
+    url = settings.fleet.redis_url
+    if url is None:
+        return MemoryStore()
+    # Imported here: redis is an optional dependency (the ``fleet`` extra).
+    from pice_gateway.membership.redis_store import RedisStore
+
+    return RedisStore.from_url(url.get_secret_value(), settings.fleet.key_prefix)
 
 
 def _warn_about_open_edges(settings: GatewaySettings) -> None:

@@ -9,6 +9,7 @@ from fastapi import Request
 
 from pice.tracing import NO_TRACING, Tracing
 from pice_gateway.edges import EdgeRegistry
+from pice_gateway.membership.fleet import Fleet
 from pice_gateway.observers import ReportObserver
 from pice_gateway.placement.base import PlacementPolicy
 from pice_gateway.progressive.pipeline import Upstreams
@@ -22,6 +23,8 @@ class GatewayState:
     cloud: httpx.AsyncClient
     edges: EdgeRegistry
     placement: PlacementPolicy
+    # Registered edges and what the replicas share (``pice_gateway.membership``).
+    fleet: Fleet
     # Called once per finished chat request (see ``pice_gateway.observers``).
     report_observers: tuple[ReportObserver, ...]
     # Outline or direct for model ``pice``; None when the router is disabled.
