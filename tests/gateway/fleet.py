@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -53,7 +55,7 @@ def members(gateway: str) -> dict[str, dict[str, Any]]:
     return {entry["name"]: entry for entry in body["data"]}
 
 
-def until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+def until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
     """Wait for ``condition`` (a correctness wait with a generous bound, not a speed check)."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -80,3 +82,35 @@ def expected(report: dict[str, Any]) -> str:
         EXPECTED_POINT.format(n=n, title=title, edge=point["edge"])
         for n, (title, point) in enumerate(zip(TITLES, report["points"], strict=True), start=1)
     )
+
+
+class Heartbeats:
+    """Heartbeats for registered fake edges from a thread, as their agents would send them;
+    ``stop(name)`` silences one (a killed edge), which then expires."""
+
+    def __init__(self, gateway: str, names: set[str], interval: float = 0.1) -> None:
+        self.gateway = gateway
+        self.names = set(names)
+        self._interval = interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.gateway, headers=AUTH, timeout=5) as client:
+            while True:
+                for name in sorted(self.names):
+                    with contextlib.suppress(httpx.HTTPError):
+                        client.post(f"/v1/edges/{name}/heartbeat")
+                if self._done.wait(self._interval):
+                    return
+
+    def stop(self, name: str) -> None:
+        self.names.discard(name)
+
+    def __enter__(self) -> Heartbeats:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)

@@ -79,6 +79,7 @@ def membership_router(token: SecretStr | None) -> APIRouter:
                     "static": member is None,
                     "up": status.up,
                     "in_flight": status.in_flight,
+                    "remote_in_flight": status.remote_in_flight,
                     "registration": None if member is None else member.model_dump(mode="json"),
                 }
             )
