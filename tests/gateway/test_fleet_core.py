@@ -1,14 +1,24 @@
-"""The pure parts of membership: the in-memory store's expiry, reconcile, the protocol's checks."""
+"""Membership without sockets: the in-memory store's expiry, reconcile, the protocol's checks,
+placement over the other replicas' counts, and two replicas' ``Fleet``s over one store."""
 
 from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
 
 import pytest
 from pydantic import ValidationError
 
 from pice.edge_protocol import EdgeCapabilities, EdgeRegistration
+from pice.errors import InvalidRequestError, NotFoundError
+from pice_gateway.edges import Edge, EdgeRegistry
+from pice_gateway.membership.fleet import Fleet
 from pice_gateway.membership.reconcile import reconcile
 from pice_gateway.membership.store import MemoryStore, summed
+from pice_gateway.placement import LeastLoadedPolicy
+from pice_gateway.placement.base import PointPlacement
 from pice_gateway.settings import FleetSettings
+from tests.gateway.inprocess import InProcessEdge
 
 
 def member(name: str, url: str = "http://10.0.0.1:8101") -> EdgeRegistration:
@@ -102,3 +112,61 @@ def test_fleet_settings_refuse_an_expiry_within_one_heartbeat() -> None:
         FleetSettings(heartbeat_seconds=2.0, expiry_seconds=2.0)
     with pytest.raises(ValidationError, match="replica_ttl_seconds"):
         FleetSettings(sync_seconds=1.0, replica_ttl_seconds=0.5)
+
+
+def test_placement_counts_the_other_replicas_in_flight() -> None:
+    registry = EdgeRegistry([Edge(InProcessEdge("a")), Edge(InProcessEdge("b"))], 1.0)
+    registry.acquire("b", 2)
+    registry.set_remote_in_flight({"a": 5, "unknown": 9})
+    by_name = {status.name: status for status in registry.snapshot()}
+    assert (by_name["a"].in_flight, by_name["a"].remote_in_flight) == (5, 5)
+    assert (by_name["b"].in_flight, by_name["b"].remote_in_flight) == (2, 0)
+    assert registry.local_in_flight() == {"b": 2}, "only its own counts are published"
+    point = PointPlacement(request_id="r", point=0, title="t", excluded=frozenset())
+    up = [replace(status, up=True) for status in registry.snapshot()]
+    assert LeastLoadedPolicy().place(point, up) == "b", "a is busier, with the others' load"
+
+
+async def test_two_replicas_over_one_store_share_members_and_counts() -> None:
+    store = MemoryStore()
+    edges: dict[str, InProcessEdge] = {}
+
+    def connect(registration: EdgeRegistration) -> InProcessEdge:
+        edges[registration.name] = InProcessEdge(registration.name)
+        return edges[registration.name]
+
+    static = EdgeRegistry([Edge(InProcessEdge("fixed"))], 1.0)
+    a = Fleet(static, store, FleetSettings(), connect, frozenset({"fixed"}), replica="a")
+    b_registry = EdgeRegistry([], 1.0)
+    b = Fleet(b_registry, store, FleetSettings(), connect, replica="b")
+
+    with pytest.raises(InvalidRequestError):
+        await a.register(member("fixed"))
+    ack = await a.register(member("e1"))
+    assert ack.reachable is True, "the new member was polled before the answer"
+    assert "e1" in static
+    first = edges["e1"]
+    await a.register(member("e1"))
+    assert edges["e1"] is first, "registering again at the same URL keeps the client"
+
+    await b.sync_once()
+    assert "e1" in b_registry
+    assert b_registry.snapshot()[0].up, "a member joined by a sync is polled at once"
+    static.acquire("e1", 3)
+    await a.sync_once()
+    await b.sync_once()
+    assert b_registry.snapshot()[0].in_flight == 3
+
+    await b.leave("e1")
+    await a.sync_once()
+    assert "e1" not in static
+    assert not edges["e1"].closed, "jobs still running on the edge keep its client"
+    static.release("e1", 3)
+    await asyncio.sleep(0)
+    assert edges["e1"].closed
+    with pytest.raises(NotFoundError):
+        await b.heartbeat("e1")
+    await a.aclose()
+    await b.aclose()
+    await static.aclose()
+    await b_registry.aclose()
