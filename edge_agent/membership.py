@@ -94,7 +94,9 @@ class GatewayLink:
 
     async def register(self) -> RegistrationAck:
         member = self._registration()
-        ack = await self._ack(await self._http.post("/v1/edges", json=member.model_dump()))
+        ack = await self._ack(
+            await self._http.post("/v1/edges", json=member.model_dump(mode="json"))
+        )
         self.registered = member.name
         if ack.reachable is False:
             logger.warning(

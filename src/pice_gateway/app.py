@@ -167,7 +167,12 @@ def default_store(settings: GatewaySettings) -> FleetStore:
     if url is None:
         return MemoryStore()
     # Imported here: redis is an optional dependency (the ``fleet`` extra).
-    from pice_gateway.membership.redis_store import RedisStore
+    try:
+        from pice_gateway.membership.redis_store import RedisStore
+    except ImportError as exc:
+        raise RuntimeError(
+            "fleet.redis_url needs the redis package: pip install 'pice[fleet]'"
+        ) from exc
 
     return RedisStore.from_url(url.get_secret_value(), settings.fleet.key_prefix)
 
