@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 
+from pice_gateway.app import create_app
 from pice_gateway.settings import GatewaySettings
 from tests.gateway.conftest import settings_for
+from tests.gateway.fakes import CloudScript, EdgeScript, fake_cloud, fake_edge, serve
 
 TOKEN = "fleet-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -114,3 +116,14 @@ class Heartbeats:
     def __exit__(self, *_: object) -> None:
         self._done.set()
         self._thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def gateway_with(*edges: EdgeScript, **overrides: Any) -> Iterator[tuple[str, list[str]]]:
+    """A fake cloud, fake edges not yet registered, and a gateway with registration on (under
+    uvicorn); yields the gateway's URL and the edges' URLs, in order."""
+    with contextlib.ExitStack() as stack:
+        cloud = stack.enter_context(serve(fake_cloud(CloudScript())))
+        urls = [stack.enter_context(serve(fake_edge(edge))) for edge in edges]
+        gateway = stack.enter_context(serve(create_app(fleet_settings(cloud, **overrides))))
+        yield gateway, urls

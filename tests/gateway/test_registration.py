@@ -14,12 +14,13 @@ import pytest
 
 from pice_gateway.app import create_app
 from tests.gateway.conftest import settings_for
-from tests.gateway.fakes import CloudScript, EdgeScript, fake_cloud, fake_edge, serve
+from tests.gateway.fakes import CloudScript, EdgeScript, fake_cloud, serve
 from tests.gateway.fleet import (
     AUTH,
     ask,
     expected,
     fleet_settings,
+    gateway_with,
     leave,
     members,
     register,
@@ -71,11 +72,7 @@ def test_registration_needs_the_fleet_token_and_a_plain_url() -> None:
 
 def test_a_registered_edge_is_placed_on_at_once_and_leaves_on_request() -> None:
     joiner = EdgeScript("joiner", token_delay=0.001)
-    with (
-        serve(fake_cloud(CloudScript())) as cloud,
-        serve(fake_edge(joiner)) as edge_url,
-        serve(create_app(fleet_settings(cloud))) as gw,
-    ):
+    with gateway_with(joiner) as (gw, [edge_url]):
         text, report = ask(gw)
         assert {p["edge"] for p in report["points"]} == {"cloud"}, "no edge yet"
 
@@ -106,11 +103,7 @@ def test_a_registered_edge_is_placed_on_at_once_and_leaves_on_request() -> None:
 
 
 def test_an_edge_that_stops_heartbeating_expires() -> None:
-    with (
-        serve(fake_cloud(CloudScript())) as cloud,
-        serve(fake_edge(EdgeScript("quiet"))) as edge_url,
-        serve(create_app(fleet_settings(cloud, fleet={"expiry_seconds": 0.6}))) as gw,
-    ):
+    with gateway_with(EdgeScript("quiet"), fleet={"expiry_seconds": 0.6}) as (gw, [edge_url]):
         assert register(gw, "quiet", edge_url).status_code == 200
         assert "quiet" in members(gw)
         until(lambda: "quiet" not in members(gw), what="the silent edge's expiry")
@@ -119,11 +112,7 @@ def test_an_edge_that_stops_heartbeating_expires() -> None:
 
 
 def test_heartbeats_keep_an_edge_past_its_expiry() -> None:
-    with (
-        serve(fake_cloud(CloudScript())) as cloud,
-        serve(fake_edge(EdgeScript("alive"))) as edge_url,
-        serve(create_app(fleet_settings(cloud, fleet={"expiry_seconds": 2.0}))) as gw,
-    ):
+    with gateway_with(EdgeScript("alive"), fleet={"expiry_seconds": 2.0}) as (gw, [edge_url]):
         assert register(gw, "alive", edge_url).status_code == 200
         # Heartbeats over two expiry periods (2 s each): the edge must stay a member.
         deadline = time.monotonic() + 4.5
@@ -136,9 +125,7 @@ def test_heartbeats_keep_an_edge_past_its_expiry() -> None:
 def test_an_edge_leaving_mid_job_finishes_its_points() -> None:
     slow = EdgeScript("slow", token_delay=0.1)
     with (
-        serve(fake_cloud(CloudScript())) as cloud,
-        serve(fake_edge(slow)) as edge_url,
-        serve(create_app(fleet_settings(cloud))) as gw,
+        gateway_with(slow) as (gw, [edge_url]),
         concurrent.futures.ThreadPoolExecutor(1) as pool,
     ):
         assert register(gw, "slow", edge_url).status_code == 200
@@ -154,12 +141,7 @@ def test_an_edge_leaving_mid_job_finishes_its_points() -> None:
 
 def test_a_registered_edge_that_dies_mid_job_loses_its_points_to_another() -> None:
     dying, good = EdgeScript("dying", behaviour="die"), EdgeScript("good")
-    with (
-        serve(fake_cloud(CloudScript())) as cloud,
-        serve(fake_edge(dying)) as dying_url,
-        serve(fake_edge(good)) as good_url,
-        serve(create_app(fleet_settings(cloud))) as gw,
-    ):
+    with gateway_with(dying, good) as (gw, [dying_url, good_url]):
         assert register(gw, "dying", dying_url).status_code == 200
         assert register(gw, "good", good_url).status_code == 200
         text, report = ask(gw)
@@ -170,12 +152,7 @@ def test_a_registered_edge_that_dies_mid_job_loses_its_points_to_another() -> No
 
 def test_registering_again_at_a_new_url_moves_the_edge() -> None:
     old, new = EdgeScript("e", author="old"), EdgeScript("e", author="new")
-    with (
-        serve(fake_cloud(CloudScript())) as cloud,
-        serve(fake_edge(old)) as old_url,
-        serve(fake_edge(new)) as new_url,
-        serve(create_app(fleet_settings(cloud))) as gw,
-    ):
+    with gateway_with(old, new) as (gw, [old_url, new_url]):
         assert register(gw, "e", old_url).status_code == 200
         assert register(gw, "e", new_url).status_code == 200
         assert members(gw)["e"]["registration"]["url"] == new_url
@@ -185,10 +162,7 @@ def test_registering_again_at_a_new_url_moves_the_edge() -> None:
 
 
 def test_registration_body_is_validated() -> None:
-    with (
-        serve(fake_cloud(CloudScript())) as cloud,
-        serve(create_app(fleet_settings(cloud))) as gw,
-    ):
+    with gateway_with() as (gw, _):
         body = registration("e1", "http://127.0.0.1:9")
         del body["capabilities"]
         response = httpx.post(gw + "/v1/edges", json=body, headers=AUTH)

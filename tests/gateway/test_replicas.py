@@ -24,6 +24,7 @@ from pice_gateway.app import create_app
 from pice_gateway.membership.redis_store import RedisStore
 from tests.gateway.fakes import CloudScript, EdgeScript, fake_cloud, fake_edge, serve
 from tests.gateway.fleet import (
+    AUTH,
     FAST_FLEET,
     TOKEN,
     Heartbeats,
@@ -141,7 +142,7 @@ def test_an_edge_registered_on_one_replica_is_used_by_the_other_and_left_through
         assert {p["edge"] for p in report["points"]} == {"shared"}
         assert text == expected(report)
         # The heartbeat may go to any replica: the membership is one.
-        assert httpx.post(b + "/v1/edges/shared/heartbeat", headers=_auth()).status_code == 200
+        assert httpx.post(b + "/v1/edges/shared/heartbeat", headers=AUTH).status_code == 200
 
         assert leave(b, "shared").status_code == 204
         until(lambda: "shared" not in members(a), what="A seeing the leave")
@@ -149,10 +150,6 @@ def test_an_edge_registered_on_one_replica_is_used_by_the_other_and_left_through
         _, report = ask(a)
         assert {p["edge"] for p in report["points"]} == {"cloud"}
         assert len(edge.jobs) == jobs, "A placed nothing on the edge that left"
-
-
-def _auth() -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKEN}"}
 
 
 def replica_process(tmp_path: Path, cloud: str, redis_url: str) -> ServerProcess:
