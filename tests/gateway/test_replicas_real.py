@@ -112,3 +112,8 @@ def test_two_replicas_real_edges_one_killed_one_joined(tmp_path: Path) -> None:
         late = set().union(*(check(f.result(timeout=600)) for f in second))
         assert "e1" not in late
         assert "e4" in late, "the edge that joined takes work"
+
+        # SIGTERM: the agent lets its jobs finish, then leaves instead of waiting to expire.
+        agents["e2"].stop()
+        assert "left gateway" in agents["e2"].log_tail(), agents["e2"].log_tail()
+        until(lambda: "e2" not in members(b), what="e2's leave seen by the other replica")
