@@ -159,4 +159,5 @@ class Fleet:
             await self._store.withdraw(self.replica)
         except ServiceUnavailableError as exc:
             logger.warning("could not withdraw this replica's counts: %s", exc)
-        await self._store.aclose()
+        finally:
+            await self._store.aclose()
