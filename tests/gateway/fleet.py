@@ -18,6 +18,8 @@ from tests.gateway.fakes import CloudScript, EdgeScript, fake_cloud, fake_edge, 
 TOKEN = "fleet-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 EXPECTED_POINT = "{n}. **{title}**: Body of point {n} from {edge}.\n"
+# What the fake cloud writes for a point no edge could take (every edge busy or down).
+CLOUD_POINT = "{n}. **{title}**: Expanded by the cloud.\n"
 TITLES = ("Alpha point", "Beta point", "Gamma point")
 
 # Fast membership clocks, so that a sync happens within a test's patience. Expiry stays long
@@ -81,7 +83,9 @@ def ask(gateway: str, timeout: float = 30.0) -> tuple[str, dict[str, Any]]:
 def expected(report: dict[str, Any]) -> str:
     """The exact answer a run whose points ran where ``report`` says must have produced."""
     return "".join(
-        EXPECTED_POINT.format(n=n, title=title, edge=point["edge"])
+        (CLOUD_POINT if point["edge"] == "cloud" else EXPECTED_POINT).format(
+            n=n, title=title, edge=point["edge"]
+        )
         for n, (title, point) in enumerate(zip(TITLES, report["points"], strict=True), start=1)
     )
 

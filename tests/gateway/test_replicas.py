@@ -224,7 +224,9 @@ def test_two_replicas_three_edges_one_killed_one_joined_lose_nothing(tmp_path: P
         fleet["redis_url"] = redis_url
         cloud = stack.enter_context(serve(fake_cloud(CloudScript())))
         urls = {name: stack.enter_context(serve(fake_edge(s))) for name, s in scripts.items()}
-        settings = fleet_settings(cloud, fleet=fleet)
+        # The default poll period (its timeout is 2 s): a load poll that a busy machine
+        # answers late must not take a live edge out of placement.
+        settings = fleet_settings(cloud, fleet=fleet, edge_client={"poll_interval": 1.0})
         a = stack.enter_context(serve(create_app(settings)))
         b = stack.enter_context(serve(create_app(settings)))
         for name, replica in (("e1", a), ("e2", a), ("e3", b)):
