@@ -73,7 +73,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="dial every address a --dial host resolves to (gateway replicas behind a "
         "headless Service), re-resolved every 30 s",
     )
-    serve.add_argument("--name", help="the name the gateways place this edge under (host name)")
+    serve.add_argument(
+        "--join",
+        dest="join_url",
+        action="append",
+        metavar="URL",
+        help="register with the gateway at URL once loaded (repeatable; needs --token)",
+    )
+    serve.add_argument(
+        "--advertise-url",
+        dest="advertise_url",
+        metavar="URL",
+        help="where gateways reach this edge (default http://HOST:PORT on loopback)",
+    )
+    serve.add_argument(
+        "--name",
+        help="the name gateways place this edge under (default: edge-HOST-PORT of the "
+        "advertised URL when joining, the host name when dialling)",
+    )
     serve.add_argument("--config", type=Path, help="YAML file with these settings")
     serve.set_defaults(handler=_serve)
 
@@ -110,6 +127,8 @@ def _serve(args: argparse.Namespace) -> int:
         allow_insecure=args.insecure,
         dial_url=args.dial_url,
         dial_each_address=args.dial_each_address,
+        join_url=args.join_url,
+        advertise_url=args.advertise_url,
         name=args.name,
     )
     # Log lines carry the gateway's request id (``x-request-id``), as text or JSON; uvicorn's

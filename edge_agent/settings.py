@@ -6,13 +6,15 @@ import os
 import socket
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from pice.channel_protocol import connect_url
+from pice.edge_protocol import EDGE_NAME_PATTERN, check_edge_url
 from pice.logs import LogFormat
-from pice.security import OptionalSecret, secret_or_file
+from pice.security import OptionalSecret, is_loopback, secret_or_file
 from pice.settings import YamlSettings, load_yaml_settings
 from pice.tracing import TracingSettings
 
@@ -86,14 +88,22 @@ class EdgeSettings(YamlSettings):
     )
     # OpenTelemetry traces (off; ``pice.tracing``): the /v1/expand job continues the gateway's.
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    # Gateways to register with once the model is loaded (``edge_agent.membership``), e.g.
+    # "http://gateway:8000"; several for several replicas without a shared store. The
+    # environment takes a comma-separated list (PICE_EDGE_JOIN_URL). Needs ``api_token``.
+    join_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The URL the gateways call this edge at; default http://<host>:<port> for a loopback
+    # host. Required with ``join_url`` when the bind address says nothing (0.0.0.0).
+    advertise_url: str | None = None
+    # The name gateways place this edge under (unique per gateway). Default: when joining,
+    # the advertised URL's host and port (``member_name``); when dialling, the host name.
+    name: str | None = Field(default=None, pattern=EDGE_NAME_PATTERN)
     # Gateways to dial (the reverse channel, ``edge_agent.api.channel``): an edge behind NAT
     # opens the connection its work comes over, so it needs no inbound port. Each URL is a
     # gateway's base URL (http(s)://, or ws(s):// with the path); PICE_EDGE_DIAL_URL takes
     # several separated by commas. The edge authenticates with ``api_token``, which must be the
     # gateway's fleet token (``edge_client.token``).
     dial_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # The name the gateway places this edge under (unique per gateway); default: the host name.
-    name: str | None = Field(default=None, min_length=1, max_length=128)
     # Longest wait between two dials of a gateway that is away (seconds).
     dial_backoff_max: float = Field(default=10.0, gt=0)
     # Several gateway replicas behind one name (a Kubernetes headless Service): resolve each
@@ -117,12 +127,62 @@ class EdgeSettings(YamlSettings):
         return urls
 
     def edge_name(self) -> str:
+        """The name a dialled channel goes under: ``name``, or the host name."""
         return self.name or socket.gethostname()
 
     @model_validator(mode="after")
     def _token_from_file(self) -> EdgeSettings:
         self.api_token = secret_or_file(self.api_token, self.api_token_file)
         return self
+
+    @field_validator("join_url", mode="before")
+    @classmethod
+    def _split_join_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [url.strip() for url in value.split(",") if url.strip()]
+        return value
+
+    @field_validator("join_url")
+    @classmethod
+    def _join_urls_are_urls(cls, urls: list[str]) -> list[str]:
+        return [check_edge_url(url) for url in urls]
+
+    @field_validator("advertise_url")
+    @classmethod
+    def _advertise_url_is_a_url(cls, url: str | None) -> str | None:
+        return None if url is None else check_edge_url(url)
+
+    @model_validator(mode="after")
+    def _joining_needs_a_token_and_an_address(self) -> EdgeSettings:
+        if not self.join_url:
+            return self
+        if self.api_token is None:
+            raise ValueError(
+                "join_url needs api_token: the gateway admits edges that present the fleet's "
+                "edge token (its edge_client.token)"
+            )
+        if self.advertise_url is None and not is_loopback(self.host):
+            raise ValueError(
+                f"join_url needs advertise_url: the bind address {self.host} does not say "
+                "where the gateway can reach this edge"
+            )
+        return self
+
+    def advertised_url(self) -> str:
+        """Where gateways reach this edge: ``advertise_url``, or the loopback address bound."""
+        if self.advertise_url is not None:
+            return self.advertise_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def member_name(self) -> str:
+        """The name to register under: ``name``, or ``edge-<host>-<port>`` of the URL."""
+        if self.name is not None:
+            return self.name
+        parts = urlsplit(self.advertised_url())
+        host = "".join(c if c.isalnum() or c in "._-" else "-" for c in parts.hostname or "")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return f"edge-{host}-{port}"[:63]
 
     @model_validator(mode="after")
     def _dialling_needs_a_token(self) -> EdgeSettings:

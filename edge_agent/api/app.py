@@ -22,8 +22,9 @@ from edge_agent.api.state import EdgeState
 from edge_agent.engine.backend import EngineBackend
 from edge_agent.engine.engine import Engine, EngineConfig
 from edge_agent.engine.metrics import engine_registry
+from edge_agent.membership import GatewayLink
 from edge_agent.settings import EdgeSettings
-from pice.edge_protocol import AdapterInfo
+from pice.edge_protocol import AdapterInfo, EdgeCapabilities, EdgeRegistration
 from pice.http.auth import bearer_auth
 from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
@@ -120,6 +121,13 @@ def create_app(
             if settings.dial_url
             else None
         )
+        # Reachable: register with the gateways once loaded (edge_agent.membership).
+        links = [
+            GatewayLink(url, lambda: registration(state), settings.api_token)
+            for url in settings.join_url
+            if settings.api_token is not None  # the settings require it with join_url
+        ]
+        joining = asyncio.create_task(_join(loading, state, links))
         try:
             yield {"edge": state}
         finally:
@@ -127,6 +135,12 @@ def create_app(
                 dialling.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await dialling
+            # uvicorn calls this after it stopped accepting connections and let the running
+            # jobs finish; leaving now takes the edge out of placement before expiry.
+            joining.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await joining
+            await _leave(links)
             await loading
             await asyncio.to_thread(engine.stop)
             await asyncio.to_thread(tracing.shutdown)
@@ -156,6 +170,39 @@ def adapter_info(settings: EdgeSettings) -> AdapterInfo | None:
     except OSError:  # the engine's load reports the missing file
         digest = None
     return AdapterInfo(name=settings.lora.stem, scale=settings.lora_scale, sha256=digest)
+
+
+def registration(state: EdgeState) -> EdgeRegistration:
+    """What this edge tells a gateway it joins: where it is, what it serves, how fast."""
+    load = state.engine.load()
+    capabilities = EdgeCapabilities(
+        model=state.model_id,
+        adapter=state.adapter,
+        max_sequences=load.max_sequences,
+        decode_tokens_per_second=load.decode_tokens_per_second or None,
+    )
+    settings = state.settings
+    return EdgeRegistration(
+        name=settings.member_name(), url=settings.advertised_url(), capabilities=capabilities
+    )
+
+
+async def _join(loading: asyncio.Task[None], state: EdgeState, links: list[GatewayLink]) -> None:
+    """Once the model is loaded, join every gateway (nothing to offer before that)."""
+    await asyncio.shield(loading)
+    if links and state.engine.ready:
+        await asyncio.gather(*(link.run() for link in links))
+
+
+async def _leave(links: list[GatewayLink]) -> None:
+    # Bounded: a gateway that does not answer expires this edge anyway.
+    try:
+        await asyncio.wait_for(asyncio.gather(*(link.leave() for link in links)), timeout=5.0)
+    except TimeoutError:
+        logger.warning("leaving the gateways timed out")
+    finally:
+        for link in links:
+            await link.aclose()
 
 
 async def _load(state: EdgeState) -> None:

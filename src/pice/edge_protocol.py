@@ -1,6 +1,6 @@
 """The edge agent's wire protocol, typed once for the agent, the gateway and the test fakes.
 
-Three messages cross the process boundary between the gateway and an edge agent
+These messages cross the process boundary between the gateway and an edge agent
 (docs/edge-api.md):
 
     POST /v1/expand   body  ExpandRequest
@@ -8,6 +8,12 @@ Three messages cross the process boundary between the gateway and an edge agent
                             StartEvent, DeltaEvent*, PointDoneEvent per sequence, DoneEvent
                             (or an ErrorEvent once something failed after the stream started)
     GET  /v1/load     body  LoadResponse
+
+and, the other way, an edge that joins a gateway by itself (``pice edge serve --join``):
+
+    POST   /v1/edges                   body EdgeRegistration   -> RegistrationAck
+    POST   /v1/edges/{name}/heartbeat                          -> RegistrationAck (404: unknown)
+    DELETE /v1/edges/{name}                                    -> 204
 
 The agent serialises these models with ``model_dump(mode="json")``; the gateway validates what
 it receives with the same models (:func:`parse_expand_event`, ``LoadResponse.model_validate``),
@@ -18,8 +24,9 @@ default.
 from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, TypeAdapter, model_validator
+from pydantic import AfterValidator, BaseModel, Field, TypeAdapter, model_validator
 
 from pice.openai_protocol import (
     ChatMessage,
@@ -218,3 +225,60 @@ class LoadResponse(BaseModel):
     prefix_cache_cells: int
     prefix_cache_hits: int
     prefix_cache_reused_tokens: int
+
+
+# -- membership: an edge registers with a gateway (``/v1/edges``) -----------------------
+
+# A name is a URL path segment and part of a store key: letters, digits, ``.``, ``_``, ``-``.
+EDGE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+
+
+def check_edge_url(url: str) -> str:
+    """``url`` if it is an absolute http(s) URL with a host and no credentials in it."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("the edge URL must be http:// or https://")
+    if not parts.hostname:
+        raise ValueError("the edge URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("the edge URL must not carry credentials")
+    if parts.query or parts.fragment:
+        raise ValueError("the edge URL must not have a query or fragment")
+    return url.rstrip("/")
+
+
+class EdgeCapabilities(BaseModel):
+    """What an edge tells the gateway it serves when it registers."""
+
+    model: str
+    adapter: AdapterInfo | None = None
+    # Sequence slots (the agent's ``max_sequences``).
+    max_sequences: int = Field(ge=1)
+    # Its measured decode rate, when it has one (``None`` before any decoding).
+    decode_tokens_per_second: float | None = Field(default=None, ge=0)
+
+
+class EdgeRegistration(BaseModel):
+    """``POST /v1/edges``: edge ``name`` serves at ``url`` (how the gateway reaches it).
+
+    Registering again under the same name refreshes it, or moves it when ``url`` changed.
+    """
+
+    name: str = Field(pattern=EDGE_NAME_PATTERN)
+    url: Annotated[str, AfterValidator(check_edge_url)]
+    capabilities: EdgeCapabilities
+
+
+class RegistrationAck(BaseModel):
+    """The gateway's answer to a registration or a heartbeat.
+
+    ``heartbeat_seconds``: how often the edge should send ``POST /v1/edges/{name}/heartbeat``;
+    missing them for ``expiry_seconds`` makes it leave. ``reachable``: whether the gateway's
+    first ``/v1/load`` of the edge's URL answered (``None`` on a heartbeat), so an edge that
+    advertised a URL the gateway cannot reach says so in its log.
+    """
+
+    name: str
+    heartbeat_seconds: float
+    expiry_seconds: float
+    reachable: bool | None = None

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from pice.edge_protocol import EdgeRegistration
+from pice.errors import ServiceUnavailableError
 from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
 from pice.http.request_id import RequestIdMiddleware
@@ -21,6 +23,8 @@ from pice_gateway import channel_route
 from pice_gateway.cloud_client import cloud_http_client
 from pice_gateway.edge_client import HttpEdgeClient
 from pice_gateway.edges import Edge, EdgeRegistry
+from pice_gateway.membership import Fleet, FleetStore, MemoryStore
+from pice_gateway.membership.routes import membership_router
 from pice_gateway.metrics import GatewayMetrics
 from pice_gateway.observers import ReportObserver, log_report
 from pice_gateway.placement.registry import placement_policy
@@ -28,7 +32,7 @@ from pice_gateway.playground import build_router as playground_router
 from pice_gateway.readiness import CloudProbe
 from pice_gateway.router.service import RequestRouter
 from pice_gateway.routes import build_router
-from pice_gateway.settings import GatewaySettings, RouterSettings, pool_limits
+from pice_gateway.settings import EdgeEndpoint, GatewaySettings, RouterSettings, pool_limits
 from pice_gateway.state import GatewayState
 
 logger = logging.getLogger(__name__)
@@ -47,6 +51,7 @@ def create_app(
     report_observers: Sequence[ReportObserver] = (log_report,),
     router: RouterFactory = load_router,
     tracing: Tracing | None = None,
+    fleet_store: Callable[[], FleetStore] | None = None,
 ) -> FastAPI:
     """The gateway app. One pooled client per upstream lives from start-up to shutdown.
 
@@ -55,7 +60,8 @@ def create_app(
     ``router`` builds the outline/direct router (blocking; run off the event loop). A router
     that cannot load (its encoder cannot be fetched) stops start-up with the reason.
     ``tracing`` defaults to what ``settings.tracing`` builds (off unless enabled); tests pass
-    one over an in-memory exporter.
+    one over an in-memory exporter. ``fleet_store`` builds the store the replicas share
+    (default: Redis at ``fleet.redis_url``, else one in this process).
 
     Raises :class:`~pice.errors.InsecureBindError` when ``settings.host`` is not loopback and
     there are no API keys, unless ``allow_insecure`` is set (see :mod:`pice.security`).
@@ -85,6 +91,21 @@ def create_app(
             point_tokens=settings.progressive.expected_point_tokens,
         )
         metrics.watch_edges(registry.snapshot)
+
+        def connect(member: EdgeRegistration) -> HttpEdgeClient:
+            # A registered edge is called with the fleet's edge token, the one it proved.
+            endpoint = EdgeEndpoint(
+                name=member.name, url=member.url, token=settings.edge_client.token
+            )
+            return HttpEdgeClient.connect(endpoint, timeout, limits, tracing)
+
+        fleet = Fleet(
+            registry,
+            (fleet_store or (lambda: default_store(settings)))(),
+            settings.fleet,
+            connect,
+            static=frozenset(edge.name for edge in settings.edges),
+        )
         request_router = await asyncio.to_thread(router, settings.router)
         cloud = cloud_http_client(settings, tracing)
         app.state.gateway = GatewayState(
@@ -92,6 +113,7 @@ def create_app(
             cloud=cloud,
             edges=registry,
             placement=placement_policy(settings.progressive.placement),
+            fleet=fleet,
             report_observers=(*report_observers, metrics.observe),
             cloud_probe=CloudProbe(
                 cloud,
@@ -102,14 +124,20 @@ def create_app(
             tracing=tracing,
         )
         # One poll before serving, so the first requests already know which edges are up.
+        # The members the other replicas know, then one poll of them all, before serving.
+        with contextlib.suppress(ServiceUnavailableError):
+            await fleet.sync_once()
         await registry.poll_once()
         poller = asyncio.create_task(registry.run_poller(), name="edge-load-poller")
+        syncer = asyncio.create_task(fleet.run(), name="fleet-sync")
         try:
             yield
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            for task in (syncer, poller):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await fleet.aclose()
             await registry.aclose()
             await cloud.aclose()
             await asyncio.to_thread(tracing.shutdown)
@@ -140,7 +168,24 @@ def create_app(
     app.include_router(channel_route.router)
     app.include_router(metrics.router())
     app.include_router(playground_router(settings))
+    app.include_router(membership_router(settings.edge_client.token))
     return app
+
+
+def default_store(settings: GatewaySettings) -> FleetStore:
+    """Redis at ``fleet.redis_url`` (shared by replicas), else a store in this process."""
+    url = settings.fleet.redis_url
+    if url is None:
+        return MemoryStore()
+    # Imported here: redis is an optional dependency (the ``fleet`` extra).
+    try:
+        from pice_gateway.membership.redis_store import RedisStore
+    except ImportError as exc:
+        raise RuntimeError(
+            "fleet.redis_url needs the redis package: pip install 'pice[fleet]'"
+        ) from exc
+
+    return RedisStore.from_url(url.get_secret_value(), settings.fleet.key_prefix)
 
 
 def _warn_about_open_edges(settings: GatewaySettings) -> None:

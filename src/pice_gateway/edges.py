@@ -5,6 +5,10 @@ edge and :meth:`EdgeRegistry.leave` removes one. Placement sees a change at once
 placement reads :meth:`EdgeRegistry.snapshot`. An edge that leaves with jobs still running is
 kept aside ("departed") until they finish, so those jobs keep their client and their
 bookkeeping; it is closed when its last job releases it.
+
+Several gateway replicas (:mod:`pice_gateway.membership`) each keep their own registry; each
+adds what the others have in flight on an edge (:meth:`EdgeRegistry.set_remote_in_flight`) to
+its own count, so placement weighs the whole fleet's load, not one replica's.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pice.edge_protocol import LoadResponse
@@ -31,6 +36,8 @@ class Edge:
     up: bool = False
     load: LoadResponse | None = None
     in_flight: int = 0
+    # Sequences the other gateway replicas have in flight here, as last synced.
+    remote_in_flight: int = 0
     last_placed: float = 0.0
     # Seconds a ``/v1/load`` GET took (EWMA): the link's round trip plus a trivial handler.
     rtt: float | None = None
@@ -56,7 +63,8 @@ class Edge:
         return EdgeStatus(
             name=self.name,
             up=self.up,
-            in_flight=self.in_flight,
+            in_flight=self.in_flight + self.remote_in_flight,
+            remote_in_flight=self.remote_in_flight,
             load=self.load,
             last_placed=self.last_placed,
             rtt=self.rtt,
@@ -160,6 +168,16 @@ class EdgeRegistry:
     def expected_point_tokens(self) -> float:
         return self._point_tokens
 
+    def local_in_flight(self) -> dict[str, int]:
+        """This gateway's own sequences in flight per edge (departed edges included)."""
+        edges = [*self._edges.values(), *self._departed.values()]
+        return {edge.name: edge.in_flight for edge in edges if edge.in_flight > 0}
+
+    def set_remote_in_flight(self, counts: Mapping[str, int]) -> None:
+        """The other replicas' sequences in flight per edge (an edge not named has none)."""
+        for edge in self._edges.values():
+            edge.remote_in_flight = counts.get(edge.name, 0)
+
     def mark_down(self, name: str, reason: str) -> None:
         edge = self._edges.get(name)
         if edge is None:
@@ -182,6 +200,15 @@ class EdgeRegistry:
         if not edge.up:
             logger.info("edge %s is up", edge.name)
         edge.record_load(load, time.monotonic() - started)
+
+    async def poll_edge(self, name: str) -> bool:
+        """Poll edge ``name`` now (a new member, so placement need not wait for the poller);
+        whether it is up."""
+        edge = self._edges.get(name)
+        if edge is None:
+            return False
+        await self._poll(edge)
+        return edge.up
 
     async def poll_once(self) -> None:
         # A copy: an edge may join or leave while the polls are awaited.

@@ -55,7 +55,7 @@ class EdgeCollector(Collector):
         )
         for edge in self.snapshot():
             up.add_metric([edge.name], 1.0 if edge.up else 0.0)
-            in_flight.add_metric([edge.name], edge.in_flight)
+            in_flight.add_metric([edge.name], edge.in_flight - edge.remote_in_flight)
         yield up
         yield in_flight
 

@@ -112,6 +112,38 @@ class EdgeClientSettings(_EdgeToken):
     max_connections: int = Field(default=1000, ge=1)
 
 
+class FleetSettings(BaseModel):
+    """Edges that register themselves, and replicas that share what they know.
+
+    Registration (``/v1/edges``) is on when ``edge_client.token`` is set: an edge proves it
+    belongs to the fleet with that same token. ``edges`` configured statically never expire.
+    """
+
+    # What the gateway asks registered edges to heartbeat at, seconds.
+    heartbeat_seconds: float = Field(default=2.0, gt=0)
+    # A registered edge silent for this long leaves (three missed heartbeats by default).
+    expiry_seconds: float = Field(default=6.0, gt=0)
+    # Shared membership and in-flight counts for several replicas ("redis://host:6379/0");
+    # None keeps them in this process (one gateway). Needs the ``redis`` package.
+    redis_url: OptionalSecret = None
+    # Prefix of every key this fleet writes, so several fleets can share one Redis.
+    key_prefix: str = "pice:"
+    # How often a replica reads the members and the other replicas' in-flight counts, and
+    # publishes its own: the staleness of a join, leave or count seen on another replica.
+    sync_seconds: float = Field(default=0.5, gt=0)
+    # A replica's published counts expire this long after its last sync (a dead replica's
+    # in-flight stops weighing on placement after at most this long).
+    replica_ttl_seconds: float = Field(default=3.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FleetSettings:
+        if self.expiry_seconds <= self.heartbeat_seconds:
+            raise ValueError("fleet.expiry_seconds must exceed fleet.heartbeat_seconds")
+        if self.replica_ttl_seconds <= self.sync_seconds:
+            raise ValueError("fleet.replica_ttl_seconds must exceed fleet.sync_seconds")
+        return self
+
+
 class RateLimitSettings(BaseModel):
     """Per-key request limits (``pice_gateway.rate_limit``); off unless a rate is set."""
 
@@ -282,6 +314,7 @@ class GatewaySettings(YamlSettings):
         default_factory=lambda: [EdgeEndpoint(name="edge-1", url="http://127.0.0.1:8101")]
     )
     edge_client: EdgeClientSettings = Field(default_factory=EdgeClientSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
     models: ModelNames = Field(default_factory=ModelNames)
     progressive: ProgressiveSettings = Field(default_factory=ProgressiveSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)

@@ -9,6 +9,7 @@ from fastapi import Request
 
 from pice.tracing import NO_TRACING, Tracing
 from pice_gateway.edges import EdgeRegistry
+from pice_gateway.membership.fleet import Fleet
 from pice_gateway.observers import ReportObserver
 from pice_gateway.placement.base import PlacementPolicy
 from pice_gateway.progressive.pipeline import Upstreams
@@ -23,6 +24,8 @@ class GatewayState:
     cloud: httpx.AsyncClient
     edges: EdgeRegistry
     placement: PlacementPolicy
+    # Registered edges and what the replicas share (``pice_gateway.membership``).
+    fleet: Fleet
     # Called once per finished chat request (see ``pice_gateway.observers``).
     report_observers: tuple[ReportObserver, ...]
     # Whether the cloud answers, for ``GET /ready`` (cached; see ``pice_gateway.readiness``).

@@ -264,7 +264,9 @@ def wire(event: BaseModel) -> str:
 @dataclass
 class EdgeScript:
     """What a fake edge does: ``ok``, ``die`` (after the first delta), ``stall``, ``error``,
-    or ``full`` (its job queue is full: every ``/v1/expand`` is a 429 with Retry-After)."""
+    ``full`` (its job queue is full: every ``/v1/expand`` is a 429 with Retry-After), or
+    ``dead`` (killed: load and new jobs fail, running jobs break at their next token; set it
+    while the edge runs)."""
 
     name: str
     behaviour: str = "ok"
@@ -294,10 +296,12 @@ def fake_edge(script: EdgeScript) -> FastAPI:
     app = FastAPI()
 
     @app.get("/v1/load")
-    async def load() -> dict[str, Any]:
+    async def load() -> Response:
+        if script.behaviour == "dead":
+            return JSONResponse({"error": "dead"}, status_code=503)
         adapter = None if script.adapter is None else {"name": script.adapter, "scale": 1.0}
         report = load_report(running_sequences=script.running, adapter=adapter)
-        return report.model_dump(mode="json")
+        return JSONResponse(report.model_dump(mode="json"))
 
     @app.post("/v1/expand", response_model=None)
     async def expand(request: Request) -> Response:
@@ -305,6 +309,8 @@ def fake_edge(script: EdgeScript) -> FastAPI:
         script.jobs.append(body)
         script.request_ids.append(request.headers.get("x-request-id"))
         script.traceparents.append(request.headers.get("traceparent"))
+        if script.behaviour == "dead":
+            return JSONResponse({"error": "dead"}, status_code=503)
         if script.behaviour == "full":
             error = {"message": "full", "type": "rate_limit_error", "param": None}
             error["code"] = "server_overloaded"
@@ -329,6 +335,8 @@ def fake_edge(script: EdgeScript) -> FastAPI:
                     words = whole[: expand.max_tokens]
                     finish: FinishReason = "length" if len(words) < len(whole) else "stop"
                     for n, word in enumerate(words):
+                        if script.behaviour == "dead":
+                            raise RuntimeError("fake edge was killed")
                         if script.behaviour == "die" and n == 1:
                             raise RuntimeError("fake edge dies")
                         if script.behaviour == "stall" and n == 1:

@@ -27,7 +27,8 @@ class EdgeStatus:
 
     name: str
     up: bool
-    # Sequences this gateway has sent and not yet seen finish.
+    # Sequences sent and not yet seen finish: this gateway's, plus the other replicas' as
+    # last synced (``remote_in_flight``; 0 with one gateway).
     in_flight: int
     # What its ``GET /v1/load`` last reported; ``None`` before the first answer.
     load: LoadResponse | None
@@ -38,6 +39,8 @@ class EdgeStatus:
     # Its decode rate vs batch size, fitted from its load reports (:mod:`.rate`); ``None``
     # until it reported decoding.
     rate: RateCurve | None = None
+    # Of ``in_flight``, the sequences other gateway replicas sent (:mod:`pice_gateway.membership`).
+    remote_in_flight: int = 0
 
 
 @dataclass(frozen=True)

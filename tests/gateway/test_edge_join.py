@@ -1,0 +1,105 @@
+"""``pice edge serve --join``: the agent registers with a real gateway, heartbeats, re-registers
+after the gateway restarts, and leaves on a graceful shutdown. Agent and gateway both run under
+uvicorn; the agent's engine is the fake backend of ``test_backend_seam``. (Here, not in
+tests/edge: it needs the gateway, which an edge-only install, pice-edge on Python 3.10, lacks.)"""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from edge_agent.api.app import ServedBackend, create_app
+from edge_agent.membership import Backoff
+from edge_agent.settings import EdgeSettings, load_settings
+from pice_gateway.app import create_app as create_gateway
+from tests.edge.test_backend_seam import FakeBackend
+from tests.gateway.fakes import CloudScript, fake_cloud, serve
+from tests.gateway.fleet import TOKEN, ask, fleet_settings, members, until
+from tests.support.processes import free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def agent_settings(gateway: str, port: int, **overrides: object) -> EdgeSettings:
+    return EdgeSettings(
+        model="fake.gguf",
+        model_id="edge-fake",
+        api_token=TOKEN,
+        port=port,
+        join_url=[gateway],
+        name="agent",
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+def agent(settings: EdgeSettings, fake: FakeBackend) -> object:
+    return create_app(settings, lambda _: ServedBackend(fake, name="fake-model"))
+
+
+def test_the_agent_joins_once_loaded_is_placed_on_and_leaves_on_shutdown() -> None:
+    gateway_port, edge_port = free_port(), free_port()
+    fake = FakeBackend()
+    with serve(fake_cloud(CloudScript())) as cloud:
+        settings = fleet_settings(cloud)
+        with serve(create_gateway(settings), port=gateway_port) as gateway:
+            edge_settings = agent_settings(gateway, edge_port)
+            with serve(agent(edge_settings, fake), port=edge_port) as edge_url:
+                assert members(gateway) == {}, "no registration before the model is loaded"
+                fake.may_start.set()
+                until(lambda: "agent" in members(gateway), what="the agent's registration")
+                entry = members(gateway)["agent"]
+                assert entry["registration"]["url"] == edge_url
+                capabilities = entry["registration"]["capabilities"]
+                assert capabilities["model"] == "edge-fake"
+                assert capabilities["max_sequences"] == 7
+                assert capabilities["decode_tokens_per_second"] == pytest.approx(12.345)
+                until(lambda: members(gateway)["agent"]["up"], what="the agent polled up")
+                _, report = ask(gateway)
+                assert {p["edge"] for p in report["points"]} == {"agent"}
+                assert fake.jobs, "the gateway called the agent with the fleet token"
+            # The agent shut down gracefully: it left, without waiting for an expiry.
+            assert "agent" not in members(gateway)
+
+
+def test_the_agent_registers_again_with_a_gateway_that_restarted() -> None:
+    gateway_port, edge_port = free_port(), free_port()
+    fake = FakeBackend()
+    fake.may_start.set()
+    with serve(fake_cloud(CloudScript())) as cloud:
+        settings = fleet_settings(cloud)
+        gateway = f"http://127.0.0.1:{gateway_port}"
+        with serve(agent(agent_settings(gateway, edge_port), fake), port=edge_port):
+            # The gateway is not up yet: the agent retries with backoff until it is.
+            with serve(create_gateway(settings), port=gateway_port):
+                until(lambda: "agent" in members(gateway), what="the first registration")
+            # A new gateway on the same address knows nothing (no shared store).
+            with serve(create_gateway(settings), port=gateway_port):
+                until(lambda: "agent" in members(gateway), what="the registration again")
+
+
+def test_backoff_doubles_up_to_its_cap_and_resets() -> None:
+    backoff = Backoff(initial=0.5, cap=3.0)
+    assert [backoff.next() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    backoff.reset()
+    assert backoff.next() == 0.5
+
+
+def test_join_settings_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PICE_EDGE_JOIN_URL", "http://gw-a:8000, http://gw-b:8000/")
+    monkeypatch.setenv("PICE_EDGE_ADVERTISE_URL", "http://10.0.0.7:8101")
+    monkeypatch.setenv("PICE_EDGE_API_TOKEN", "t")
+    settings = load_settings(None, host="0.0.0.0")
+    assert settings.join_url == ["http://gw-a:8000", "http://gw-b:8000"]
+    assert settings.advertised_url() == "http://10.0.0.7:8101"
+    assert settings.member_name() == "edge-10.0.0.7-8101"
+
+
+def test_joining_needs_the_fleet_token_and_an_address_the_gateway_can_reach() -> None:
+    with pytest.raises(ValidationError, match="api_token"):
+        EdgeSettings(join_url=["http://gw:8000"])
+    with pytest.raises(ValidationError, match="advertise_url"):
+        EdgeSettings(join_url=["http://gw:8000"], api_token="t", host="0.0.0.0")
+    with pytest.raises(ValidationError, match="http:// or https://"):
+        EdgeSettings(join_url=["gw:8000"], api_token="t")
+    loopback = EdgeSettings(join_url=["http://gw:8000"], api_token="t", port=9101)
+    assert loopback.advertised_url() == "http://127.0.0.1:9101"
