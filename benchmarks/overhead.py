@@ -400,6 +400,9 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         # ``direct`` it is the fake upstream's).
         "cpu_ms_per_request": 1000 * sum(run["cpu_s"] for run in runs) / done if done else None,
         "req_per_s_by_round": [len(r["latencies"]) / r["wall_s"] for r in runs if r["wall_s"]],
+        "p50_ms_by_round": [
+            1000 * statistics.median(r["latencies"]) for r in runs if r["latencies"]
+        ],
     }
 
 
@@ -437,6 +440,13 @@ async def measure(
         for summary in results[key].values():
             if direct and direct["p50_ms"] is not None and summary["p50_ms"] is not None:
                 summary["added_p50_ms"] = summary["p50_ms"] - direct["p50_ms"]
+                # Each round against the direct p50 of the same round: the spread.
+                summary["added_p50_ms_by_round"] = [
+                    mine - floor
+                    for mine, floor in zip(
+                        summary["p50_ms_by_round"], direct["p50_ms_by_round"], strict=False
+                    )
+                ]
     return results
 
 
@@ -464,8 +474,21 @@ def table(results: dict[str, Any]) -> str:
     ratios = []
     for key, by_target in results.items():
         if "pice" in by_target and "litellm" in by_target and key.startswith("c16"):
-            ratio = by_target["pice"]["req_per_s"] / by_target["litellm"]["req_per_s"]
-            ratios.append(f"{key}: PICE/LiteLLM req/s {ratio:.1f}x")
+            pice, litellm = by_target["pice"], by_target["litellm"]
+            ratio = pice["req_per_s"] / litellm["req_per_s"]
+            by_round = [
+                mine / theirs
+                for mine, theirs in zip(
+                    pice["req_per_s_by_round"], litellm["req_per_s_by_round"], strict=False
+                )
+            ]
+            spread = ", ".join(f"{r:.1f}" for r in by_round)
+            ratios.append(f"{key}: PICE/LiteLLM req/s {ratio:.1f}x (by round: {spread})")
+    for key, by_target in results.items():
+        rounds = by_target.get("pice", {}).get("added_p50_ms_by_round")
+        if rounds and key.startswith("c1-"):
+            spread = ", ".join(f"{r:+.2f}" for r in rounds)
+            ratios.append(f"{key}: PICE added p50 by round (ms): {spread}")
     return "\n".join(lines + ratios)
 
 
