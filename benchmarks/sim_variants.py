@@ -11,7 +11,8 @@ and run on the sweep's fleet and requests, seed by seed:
   anyway (it has slack) goes to the edge where it costs the others least, else as eft;
 - ``deadline-lengths``: with true lengths, the slowest device that finishes the point within
   ``--deadline`` seconds, else the earliest finish: keeps fast edges' batches small for long
-  points (what the fluid estimate in ``sim_fluid_bound.py`` says knowing lengths is worth).
+  points (what the fluid estimate in ``sim_fluid_bound.py`` says knowing lengths is worth);
+- ``deadline-mean``: the same rule given only what the gateway knows (the running mean).
 
     python benchmarks/sim_variants.py --load 0.8 --seeds 0,1,2
 """
@@ -91,11 +92,16 @@ class Slack:
 
 
 class Deadline:
-    def __init__(self, lengths: Lengths, deadline: float) -> None:
+    """``lengths`` None: the point's ``expected_tokens`` (the gateway's running mean)."""
+
+    def __init__(self, lengths: Lengths | None, deadline: float) -> None:
         self._lengths, self._deadline = lengths, deadline
 
     def place(self, point: PointPlacement, edges: Sequence[EdgeStatus]) -> str | None:
-        tokens = float(self._lengths[int(point.request_id)][point.point])
+        if self._lengths is None:
+            tokens = point.expected_tokens or DEFAULT_POINT_TOKENS
+        else:
+            tokens = float(self._lengths[int(point.request_id)][point.point])
         options = scored(point, edges, tokens)
         if not options:
             return None
@@ -133,6 +139,7 @@ def main() -> int:
             "eft-lengths": TrueLengths(lengths),
             "eft-slack": Slack([r.arrival for r in requests], workload),
             "deadline-lengths": Deadline(lengths, args.deadline),
+            "deadline-mean": Deadline(None, args.deadline),
         }
         for name, policy in variants.items():
             result = Simulation(edges, workload, policy, seed=seed).run(name, args.load)
