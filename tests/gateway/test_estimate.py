@@ -10,7 +10,7 @@ import pytest
 from pice.edge_protocol import ExpandEvent, ExpandRequest, LoadResponse
 from pice_gateway.edges import Edge, EdgeRegistry
 from pice_gateway.placement.base import EdgeStatus
-from pice_gateway.placement.estimate import expected_finish
+from pice_gateway.placement.estimate import added_delay, expected_finish
 from pice_gateway.placement.rate import DEFAULT_ALPHA, RateCurve, RateFit
 from tests.gateway.fakes import load_report
 
@@ -85,6 +85,47 @@ def test_finish_time_on_a_full_edge_waits_for_the_sequences_ahead() -> None:
     assert full == pytest.approx(5 * 32.0 / curve.aggregate(8) + 32.0 / curve.per_sequence(8))
     # This gateway's newer count wins over an older poll.
     assert expected_finish(status(running=8, in_flight=12), 32.0, curve) == pytest.approx(full)
+
+
+def test_a_point_on_an_idle_edge_delays_nobody() -> None:
+    curve = RateCurve(single=40.0)
+    assert added_delay(status(), 32.0, curve) == 0.0
+    # A single-slot edge: whatever is queued waits its turn anyway; nothing decodes beside it.
+    single = EdgeStatus("one", True, 3, load_report(max_sequences=1), 0.0)
+    assert added_delay(single, 32.0, curve) == 0.0
+
+
+def test_joining_a_batch_slows_every_sequence_in_it() -> None:
+    curve = RateCurve(single=40.0)  # alpha 1/3
+    # 4 running: the point decodes 32 tokens at per_sequence(5) = 17.14 tok/s, 1.87 s, and each
+    # of the 4 steps at 17.14 instead of per_sequence(4) = 20 tok/s meanwhile: 4 · 1.87 · (1 −
+    # 17.14/20) = 4 · 1.87 · α/(1 + 4α) = 1.07 s in all.
+    delay = added_delay(status(running=4), 32.0, curve)
+    assert delay == pytest.approx(4 * (32.0 / curve.per_sequence(5)) * (1 / 3) / (1 + 4 / 3))
+    assert delay == pytest.approx(1.0667, abs=1e-3)
+    # Linear in the point's length; larger with more sequences beside it.
+    assert added_delay(status(running=4), 64.0, curve) == pytest.approx(2 * delay)
+    assert (
+        added_delay(status(running=2), 32.0, curve)
+        < delay
+        < added_delay(status(running=6), 32.0, curve)
+    )
+    # Perfect batching costs the others nothing; with none (the edge's rate shared) each other
+    # sequence waits exactly the point's own work, 32 / 40 = 0.8 s.
+    assert added_delay(status(running=4), 32.0, RateCurve(40.0, alpha=0.0)) == 0.0
+    assert added_delay(status(running=4), 32.0, RateCurve(40.0, alpha=1.0)) == pytest.approx(
+        4 * 0.8
+    )
+
+
+def test_on_a_full_edge_the_point_keeps_the_batch_full_and_its_wait_delays_nobody() -> None:
+    curve = RateCurve(single=40.0)
+    # 8 slots, 8 running, 4 queued: admitted later, beside 7 others, in a batch of 8.
+    full = added_delay(status(running=8, queued=4), 32.0, curve)
+    decode = 32.0 / curve.per_sequence(8)
+    assert full == pytest.approx(7 * decode * (1 - curve.per_sequence(8) / curve.per_sequence(7)))
+    assert full == added_delay(status(running=8), 32.0, curve)
+    assert full == added_delay(status(running=7), 32.0, curve)
 
 
 class TimedEdge:

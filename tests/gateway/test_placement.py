@@ -93,6 +93,24 @@ def test_the_round_trip_counts_more_for_short_points() -> None:
     assert eft(timed("a", 20.0, rtt=0.4), timed("b", 20.0, rtt=0.1)) == "b"
 
 
+def test_a_crowded_fast_edge_loses_to_an_idle_slow_one_once_its_others_count() -> None:
+    # Fast (40 tok/s alone) with 4 running: the point itself finishes in 32 / 17.14 = 1.87 s,
+    # before the idle slow edge's 32 / 12 = 2.67 s, but it slows the 4 others by 1.07 s in all:
+    # 2.93 s against 2.67 s. The slow edge is the cheaper place.
+    fast, slow = timed("fast", 40.0, running=4), timed("slow", 12.0)
+    assert eft(fast, slow) == "slow"
+    # With one sequence beside it the fast edge still wins: 1.07 + 0.27 s against 2.67 s.
+    assert eft(timed("fast", 40.0, running=1), slow) == "fast"
+    # And with a much slower idle edge the crowded fast one is still worth joining.
+    assert eft(fast, timed("slower", 8.0)) == "fast"
+
+
+def test_of_two_equal_edges_the_emptier_wins_even_by_its_own_finish() -> None:
+    # The same rate: the point's finish and its cost to others both grow with the batch.
+    for running in range(1, 8):
+        assert eft(timed("a", 20.0, running=running), timed("b", 20.0, running=running - 1)) == "b"
+
+
 def test_eft_never_chooses_an_excluded_or_down_edge_and_falls_back_to_the_cloud() -> None:
     fast, slow = timed("fast", 40.0), timed("slow", 10.0)
     assert eft(fast, slow, excluded=frozenset({"fast"})) == "slow"

@@ -1,4 +1,5 @@
-"""When would an edge finish a point: the pure estimator the ``eft`` policy minimises.
+"""When would an edge finish a point, and what would the point cost the others there: the pure
+estimators the ``eft`` policy minimises.
 
 Finish time of one more point of ``L`` expected tokens on an edge with ``busy`` sequences (the
 larger of the polled running + queued and this gateway's in-flight count) out of ``M`` slots,
@@ -12,6 +13,19 @@ trip:
 The wait counts the sequences ahead of it as decoded by the full batch: slots free at
 ``aggregate(M) / L`` a second. The running sequences speeding up as the batch shrinks is left
 out (the estimate errs slow alike on every edge), and prefill is not modelled separately.
+
+Delay to the others. The point also slows every sequence it decodes beside: for its
+``d = L / per_sequence(b)`` seconds the ``n = b − 1`` others step at ``per_sequence(b)``
+instead of ``per_sequence(n)``, so each loses ``d · (per_sequence(n) − per_sequence(b))``
+tokens, which it makes up at its own rate ``per_sequence(n)``:
+
+    added_delay = n · d · (1 − per_sequence(b) / per_sequence(n))
+
+(with the default model ``n · d · α / (1 + α·n)``). On a full edge the point, once admitted,
+keeps the batch at ``M`` where it would have shrunk to ``M − 1``, so ``n = M − 1``; the wait
+delays nobody (sequences queued after it would have waited anyway). The sum assumes the others
+run for all of ``d`` (under load they are replaced as they finish, so the batch stays that
+large); it errs high for an edge about to drain.
 """
 
 from __future__ import annotations
@@ -24,12 +38,27 @@ from pice_gateway.placement.rate import RateCurve
 DEFAULT_POINT_TOKENS = 32.0
 
 
+def _slots(edge: EdgeStatus) -> int:
+    return max(1, edge.load.max_sequences) if edge.load is not None else 1
+
+
 def expected_finish(edge: EdgeStatus, tokens: float, curve: RateCurve) -> float:
     """Seconds from now until ``edge`` would finish one more point of ``tokens`` tokens."""
-    slots = max(1, edge.load.max_sequences) if edge.load is not None else 1
+    slots = _slots(edge)
     busy = busy_sequences(edge)
     if busy < slots:
         wait, batch = 0.0, busy + 1
     else:
         wait, batch = (busy - slots + 1) * tokens / curve.aggregate(slots), slots
     return (edge.rtt or 0.0) + wait + tokens / curve.per_sequence(batch)
+
+
+def added_delay(edge: EdgeStatus, tokens: float, curve: RateCurve) -> float:
+    """Seconds one more point of ``tokens`` adds to the sequences decoding beside it on
+    ``edge``, summed over them (see the module doc)."""
+    others = min(busy_sequences(edge), _slots(edge) - 1)
+    if others <= 0:
+        return 0.0
+    batch = others + 1
+    decoding = tokens / curve.per_sequence(batch)
+    return others * decoding * (1.0 - curve.per_sequence(batch) / curve.per_sequence(others))
