@@ -83,7 +83,7 @@ def quantize_recipe() -> str:
     import onnxruntime
 
     return (
-        f"dynamic-int8 per-channel of sha256:{ENCODER_ONNX.sha256} "
+        f"dynamic-int8 per-channel reduce-range of sha256:{ENCODER_ONNX.sha256} "
         f"(onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__})"
     )
 
