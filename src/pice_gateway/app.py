@@ -80,11 +80,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        timeout = settings.edge_client.timeouts.to_httpx()
+        timeouts = settings.edge_client.timeouts.for_transport()
         limits = pool_limits(settings.edge_client.max_connections)
         registry = EdgeRegistry(
             [
-                Edge(HttpEdgeClient.connect(endpoint, timeout, limits, tracing))
+                Edge(HttpEdgeClient.connect(endpoint, timeouts, limits, tracing))
                 for endpoint in settings.edges
             ],
             poll_interval=settings.edge_client.poll_interval,
@@ -97,7 +97,7 @@ def create_app(
             endpoint = EdgeEndpoint(
                 name=member.name, url=member.url, token=settings.edge_client.token
             )
-            return HttpEdgeClient.connect(endpoint, timeout, limits, tracing)
+            return HttpEdgeClient.connect(endpoint, timeouts, limits, tracing)
 
         fleet = Fleet(
             registry,

@@ -33,7 +33,6 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Protocol
 
-import httpx
 from pydantic import BaseModel, ValidationError
 
 from pice.channel_protocol import (
@@ -214,5 +213,5 @@ class ChannelEdgeClient:
         # The error the HTTP path would raise for the same status: a 429 (queue full) is a
         # RateLimitError, which does not take the edge down; a 503 (still loading) does.
         body = {"error": message.error.model_dump()}
-        headers = httpx.Headers({"retry-after": message.retry_after} if message.retry_after else {})
+        headers = {"retry-after": message.retry_after} if message.retry_after else {}
         return error_from_status(self._name, message.status, json.dumps(body).encode(), headers)

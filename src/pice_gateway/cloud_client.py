@@ -10,31 +10,29 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import httpx
-
 from pice.openai_protocol import Usage
 from pice.tracing import NO_TRACING, Tracing
 from pice_gateway.request_id import request_hooks
 from pice_gateway.settings import GatewaySettings, pool_limits
 from pice_gateway.upstream import json_events, open_stream, upstream_client
+from pice_gateway.upstream_http import UpstreamClient, UpstreamResponse
 
 # The cloud's name as a source of text, in the ``pice`` report and in errors.
 CLOUD = "cloud"
 
 
-def cloud_http_client(
-    settings: GatewaySettings, tracing: Tracing = NO_TRACING
-) -> httpx.AsyncClient:
+def cloud_http_client(settings: GatewaySettings, tracing: Tracing = NO_TRACING) -> UpstreamClient:
     """The one pooled client to the cloud, with its key and timeouts (closed at shutdown)."""
     cloud = settings.cloud
     key = cloud.api_key
     headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
     return upstream_client(
+        CLOUD,
         cloud.base_url.rstrip("/") + "/",
-        timeout=cloud.timeouts.to_httpx(),
+        timeouts=cloud.timeouts.for_transport(),
         limits=pool_limits(cloud.max_connections),
         headers=headers,
-        event_hooks={"request": request_hooks(tracing)},
+        hooks=request_hooks(tracing),
     )
 
 
@@ -47,17 +45,17 @@ class CloudTextStream:
     stream one token per chunk) with ``usage_estimated`` set.
     """
 
-    def __init__(self, client: httpx.AsyncClient, payload: dict[str, Any]) -> None:
+    def __init__(self, client: UpstreamClient, payload: dict[str, Any]) -> None:
         self._client = client
         self._payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
-        self._response: httpx.Response | None = None
+        self._response: UpstreamResponse | None = None
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.content_chunks = 0
 
     async def open(self, stack: contextlib.AsyncExitStack) -> None:
         self._response = await stack.enter_async_context(
-            open_stream(self._client, CLOUD, "chat/completions", self._payload)
+            open_stream(self._client, "chat/completions", self._payload)
         )
 
     async def texts(self) -> AsyncGenerator[str, None]:

@@ -12,8 +12,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-
 from pice.errors import PiceError
 from pice.http.sse import Event, sse_done, sse_error, sse_json
 from pice.openai_protocol import ChatCompletionRequest, Usage
@@ -21,6 +19,7 @@ from pice_gateway.cloud_client import CLOUD
 from pice_gateway.observers import RequestObservation
 from pice_gateway.progressive.accounting import Clock, PiceReport
 from pice_gateway.upstream import json_event_batches, open_stream, post_json
+from pice_gateway.upstream_http import UpstreamClient, UpstreamResponse
 
 
 def cloud_payload(request: ChatCompletionRequest, cloud_model: str) -> dict[str, Any]:
@@ -39,7 +38,7 @@ def _account(report: PiceReport, clock: Clock, usage: Any, first_token_ms: float
 
 
 async def cloud_completion(
-    client: httpx.AsyncClient,
+    client: UpstreamClient,
     request: ChatCompletionRequest,
     *,
     cloud_model: str,
@@ -47,7 +46,7 @@ async def cloud_completion(
     clock: Clock,
 ) -> dict[str, Any]:
     """The cloud's completion with the gateway's model name and ``report`` filled in."""
-    body = await post_json(client, CLOUD, "chat/completions", cloud_payload(request, cloud_model))
+    body = await post_json(client, "chat/completions", cloud_payload(request, cloud_model))
     body["model"] = request.model
     _account(report, clock, body.get("usage"), clock.ms())
     body["pice"] = report.model_dump(mode="json")
@@ -59,7 +58,7 @@ class CloudRelay:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         request: ChatCompletionRequest,
         *,
         cloud_model: str,
@@ -72,11 +71,11 @@ class CloudRelay:
         self._report = report
         self._clock = clock
         self._stack = contextlib.AsyncExitStack()
-        self._response: httpx.Response | None = None
+        self._response: UpstreamResponse | None = None
 
     async def start(self) -> None:
         self._response = await self._stack.enter_async_context(
-            open_stream(self._client, CLOUD, "chat/completions", self._payload)
+            open_stream(self._client, "chat/completions", self._payload)
         )
 
     async def aclose(self) -> None:

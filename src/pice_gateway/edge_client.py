@@ -1,8 +1,9 @@
 """The gateway's side of the edge wire protocol: typed requests out, typed events back.
 
 :class:`EdgeClient` is what dispatch and the edge registry need from an edge;
-:class:`HttpEdgeClient` is the real one, over one pooled ``httpx.AsyncClient`` per edge. The
-fast tests drive dispatch with an in-process implementation of the same protocol.
+:class:`HttpEdgeClient` is the real one, over one pooled upstream client per edge
+(:mod:`pice_gateway.upstream_http`). The fast tests drive dispatch with an in-process
+implementation of the same protocol.
 
 Failures reach the caller as the one error tree (:mod:`pice.errors`): transport errors and
 error statuses as translated in :mod:`pice_gateway.upstream`, an event that breaks the protocol
@@ -15,7 +16,6 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import Protocol
 
-import httpx
 from pydantic import ValidationError
 
 from pice.edge_protocol import ExpandEvent, ExpandRequest, LoadResponse, parse_expand_event
@@ -24,6 +24,7 @@ from pice.tracing import NO_TRACING, Tracing
 from pice_gateway.request_id import request_hooks
 from pice_gateway.settings import EdgeClientSettings, EdgeEndpoint, pool_limits
 from pice_gateway.upstream import get_json, json_events, open_stream, upstream_client
+from pice_gateway.upstream_http import PoolLimits, Timeouts, UpstreamClient
 
 
 class EdgeClient(Protocol):
@@ -57,7 +58,7 @@ def malformed(edge: str, what: str, exc: ValidationError) -> UpstreamProtocolErr
 class HttpEdgeClient:
     """An edge agent over HTTP: one pooled client, closed by :meth:`aclose`."""
 
-    def __init__(self, name: str, http: httpx.AsyncClient) -> None:
+    def __init__(self, name: str, http: UpstreamClient) -> None:
         self._name = name
         self._http = http
 
@@ -65,8 +66,8 @@ class HttpEdgeClient:
     def connect(
         cls,
         endpoint: EdgeEndpoint,
-        timeout: httpx.Timeout,
-        limits: httpx.Limits | None = None,
+        timeouts: Timeouts,
+        limits: PoolLimits | None = None,
         tracing: Tracing = NO_TRACING,
     ) -> HttpEdgeClient:
         """A client for a configured edge, with its bearer token, timeouts and pool limits;
@@ -74,11 +75,12 @@ class HttpEdgeClient:
         token = endpoint.token
         headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
         http = upstream_client(
+            endpoint.name,
             endpoint.url,
-            timeout=timeout,
+            timeouts=timeouts,
             limits=limits or pool_limits(EdgeClientSettings().max_connections),
             headers=headers,
-            event_hooks={"request": request_hooks(tracing)},
+            hooks=request_hooks(tracing),
         )
         return cls(endpoint.name, http)
 
@@ -88,7 +90,7 @@ class HttpEdgeClient:
 
     async def expand(self, request: ExpandRequest) -> AsyncGenerator[ExpandEvent, None]:
         async with (
-            open_stream(self._http, self._name, "/v1/expand", request.wire()) as response,
+            open_stream(self._http, "/v1/expand", request.wire()) as response,
             contextlib.aclosing(json_events(response, self._name)) as payloads,
         ):
             async for payload in payloads:
@@ -100,7 +102,7 @@ class HttpEdgeClient:
                     yield event
 
     async def load(self) -> LoadResponse:
-        body = await get_json(self._http, self._name, "/v1/load")
+        body = await get_json(self._http, "/v1/load")
         try:
             return LoadResponse.model_validate(body)
         except ValidationError as exc:

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+from pice.errors import UpstreamError
+from pice_gateway.upstream_http import UpstreamClient
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class CloudProbe:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: UpstreamClient,
         *,
         interval: float,
         timeout: float,
@@ -79,12 +80,18 @@ class CloudProbe:
         try:
             # Relative to the client's base URL (``.../v1/``): the OpenAI model list, which
             # vLLM and the edge agent serve without touching the model.
-            response = await self._client.get("models", timeout=self._timeout)
-        except httpx.HTTPError as exc:
-            return f"cloud unreachable: {type(exc).__name__}"
-        if not response.is_success:
-            return f"cloud answered {response.status_code} to GET /models"
-        return None
+            async with (
+                asyncio.timeout(self._timeout),
+                self._client.open("GET", "models") as response,
+            ):
+                if not 200 <= response.status < 300:
+                    return f"cloud answered {response.status} to GET /models"
+                return None
+        except TimeoutError:
+            return "cloud unreachable: it did not answer in time"
+        except UpstreamError as exc:
+            cause = exc.__cause__
+            return f"cloud unreachable: {type(cause if cause is not None else exc).__name__}"
 
 
 def readiness(cloud: CloudCheck, edges: dict[str, bool]) -> tuple[bool, dict[str, Any]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -20,18 +19,24 @@ from pice.security import OptionalSecret, read_secret_lines, secret_or_file, str
 from pice.settings import YamlSettings, load_yaml_settings
 from pice.tracing import TracingSettings
 from pice_gateway.placement.registry import PLACEMENT_POLICIES
+from pice_gateway.upstream_http import PoolLimits
+from pice_gateway.upstream_http import Timeouts as TransportTimeouts
 
 
 class Timeouts(BaseModel):
-    """httpx timeouts in seconds; ``read`` is the longest silence tolerated between bytes."""
+    """Upstream timeouts in seconds; ``read`` is the longest silence tolerated between bytes.
+
+    ``write`` is accepted for older configuration files and not applied: the client sends a
+    request's body whole before it reads, and a body the upstream never takes ends in the
+    read timeout."""
 
     connect: float = 5.0
     read: float = 120.0
     write: float = 30.0
     pool: float = 5.0
 
-    def to_httpx(self) -> httpx.Timeout:
-        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
+    def for_transport(self) -> TransportTimeouts:
+        return TransportTimeouts(connect=self.connect, read=self.read, pool=self.pool)
 
 
 # Idle upstream connections are dropped after this long: under uvicorn's 5 s keep-alive (vLLM's
@@ -40,13 +45,9 @@ class Timeouts(BaseModel):
 KEEPALIVE_EXPIRY_SECONDS = 4.0
 
 
-def pool_limits(max_connections: int) -> httpx.Limits:
+def pool_limits(max_connections: int) -> PoolLimits:
     """Connection pool limits of an upstream client (idle connections kept up to the same)."""
-    return httpx.Limits(
-        max_connections=max_connections,
-        max_keepalive_connections=max_connections,
-        keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
-    )
+    return PoolLimits(max_connections=max_connections, keepalive_seconds=KEEPALIVE_EXPIRY_SECONDS)
 
 
 class CloudSettings(BaseModel):
@@ -58,8 +59,8 @@ class CloudSettings(BaseModel):
     api_key: OptionalSecret = None
     api_key_file: Path | None = None
     timeouts: Timeouts = Field(default_factory=Timeouts)
-    # Connections open to the cloud at once: every stream in flight holds one (httpx's own
-    # default, 100, made the 101st concurrent stream wait ``timeouts.pool`` and fail with 503).
+    # Connections open to the cloud at once: every stream in flight holds one (a default of
+    # 100, httpx's, made the 101st concurrent stream wait ``timeouts.pool`` and fail with 503).
     max_connections: int = Field(default=1000, ge=1)
     # ``GET /ready`` asks the cloud ``GET /models`` at most this often (its answer is reused in
     # between), with this timeout: a probe every second from every replica must not load vLLM.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
 from fastapi import Request
 
 from pice.tracing import NO_TRACING, Tracing
@@ -16,12 +15,13 @@ from pice_gateway.progressive.pipeline import Upstreams
 from pice_gateway.readiness import CloudProbe
 from pice_gateway.router.service import RequestRouter
 from pice_gateway.settings import GatewaySettings
+from pice_gateway.upstream_http import UpstreamClient
 
 
 @dataclass(frozen=True)
 class GatewayState:
     settings: GatewaySettings
-    cloud: httpx.AsyncClient
+    cloud: UpstreamClient
     edges: EdgeRegistry
     placement: PlacementPolicy
     # Registered edges and what the replicas share (``pice_gateway.membership``).
@@ -46,7 +46,7 @@ def gateway_state(request: Request) -> GatewayState:
     return state
 
 
-def cloud_client(request: Request) -> httpx.AsyncClient:
+def cloud_client(request: Request) -> UpstreamClient:
     return gateway_state(request).cloud
 
 

@@ -1,39 +1,34 @@
 """Requests to upstreams (the cloud and the edge agents), with their failures translated here.
 
-Every httpx exception and every upstream error status becomes a :mod:`pice.errors` type in this
-module and nowhere else, so handlers and the progressive pipeline only ever see the one tree:
+Every failure becomes a :mod:`pice.errors` type in this module (or, for the connection itself,
+in :mod:`pice_gateway.upstream_http`), so handlers and the progressive pipeline only ever see
+the one tree:
 
-    httpx.TimeoutException           -> UpstreamTimeoutError (503)
-    other httpx.HTTPError            -> UpstreamError (503)
+    a timeout (connect, pool, read)  -> UpstreamTimeoutError (503)
+    any other transport failure      -> UpstreamError (503)
     upstream 400/404/422 (cloud)     -> InvalidRequestError, its message/param/code kept
     upstream 413 / 429               -> PayloadTooLargeError / RateLimitError
     any other upstream error status  -> UpstreamError (503, Retry-After kept)
     malformed SSE or JSON            -> UpstreamError
 
-Streams are always opened with ``async with client.stream(...)`` so the connection is released,
+Streams are always opened with ``async with open_stream(...)`` so the connection is released,
 and closed early (which an upstream sees as a disconnect and cancels its work) when the
 consumer stops iterating.
 
-Every upstream client is made by :func:`upstream_client`: httpx's API (base URL, timeouts,
-event hooks, the tests' mock transports) over aiohttp's connection pool and C HTTP parser
-(``httpx-aiohttp``). The gateway's own profile put about two thirds of the pass-through's
-upstream cost in httpcore and h11; aiohttp's transport cut the instructions per request by
-28% non-streamed and 25% streamed (docs/operations.md "Overhead").
+Every upstream client is made by :func:`upstream_client`: an
+:class:`~pice_gateway.upstream_http.UpstreamClient` over aiohttp's connection pool and C HTTP
+parser (docs/operations.md "Overhead" has what each step cost and saved).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
-import httpx
 import orjson
-from httpx_aiohttp import AiohttpTransport
-from httpx_sse import SSEError
 
 from pice.errors import (
     InvalidRequestError,
@@ -41,49 +36,39 @@ from pice.errors import (
     PiceError,
     RateLimitError,
     UpstreamError,
-    UpstreamTimeoutError,
 )
 from pice_gateway.sse_decode import SseDataDecoder
+from pice_gateway.upstream_http import (
+    TRANSPORT_ERRORS,
+    AiohttpTransport,
+    HeaderHook,
+    PoolLimits,
+    Timeouts,
+    UpstreamClient,
+    UpstreamResponse,
+    transport_error,
+)
 
 _DONE = "[DONE]"
-# Request bodies are encoded by orjson (as httpx's ``json=`` would, with the stdlib's encoder).
-_JSON = {"Content-Type": "application/json"}
+_JSON = "application/json"
 # How long a finished stream's remaining bytes may take to arrive before its connection is
 # closed rather than reused (an upstream that sends ``[DONE]`` ends its body right after).
 DRAIN_SECONDS = 1.0
 
 
 def upstream_client(
+    name: str,
     base_url: str,
     *,
-    timeout: httpx.Timeout,
-    limits: httpx.Limits,
-    headers: dict[str, str],
-    event_hooks: dict[str, list[Any]],
-) -> httpx.AsyncClient:
-    """A pooled client to one upstream (closed by its ``aclose``).
-
-    The pool is aiohttp's, sized and expired by ``limits``; ``timeout``'s connect, read and
-    pool limits apply (aiohttp has no write timeout: a body is sent whole before reading).
-    """
-    return httpx.AsyncClient(
-        base_url=base_url,
-        timeout=timeout,
-        limits=limits,
-        headers=headers,
-        event_hooks=event_hooks,
-        transport=AiohttpTransport(limits=limits),
+    timeouts: Timeouts,
+    limits: PoolLimits,
+    headers: Mapping[str, str],
+    hooks: Sequence[HeaderHook],
+) -> UpstreamClient:
+    """A pooled client to one upstream (closed by its ``aclose``); ``name`` names it in errors."""
+    return UpstreamClient(
+        name, base_url, AiohttpTransport(limits, timeouts), headers=headers, hooks=hooks
     )
-
-
-@functools.lru_cache(maxsize=1024)
-def _endpoint(base_url: httpx.URL, path: str) -> httpx.URL:
-    """``path`` under ``base_url`` as httpx would join them, parsed once per pair (a pure
-    memo): given a relative path, httpx parses the joined URL again on every request, 7% of a
-    pass-through request's instructions (docs/operations.md "Overhead")."""
-    if not base_url.raw_path.endswith(b"/"):
-        base_url = base_url.copy_with(raw_path=base_url.raw_path + b"/")
-    return base_url.copy_with(raw_path=base_url.raw_path + path.lstrip("/").encode())
 
 
 def _error_fields(body: bytes) -> tuple[str, str | None, str | None]:
@@ -99,7 +84,9 @@ def _error_fields(body: bytes) -> tuple[str, str | None, str | None]:
     return str(payload)[:200], None, None
 
 
-def error_from_status(upstream: str, status: int, body: bytes, headers: httpx.Headers) -> PiceError:
+def error_from_status(
+    upstream: str, status: int, body: bytes, headers: Mapping[str, str]
+) -> PiceError:
     """The PICE error for an upstream's error response."""
     message, param, code = _error_fields(body)
     if status in (400, 422):
@@ -122,62 +109,38 @@ def error_from_status(upstream: str, status: int, body: bytes, headers: httpx.He
     )
 
 
-def error_from_exception(upstream: str, exc: Exception) -> PiceError:
-    """The PICE error for an exception raised while talking to ``upstream``."""
-    if isinstance(exc, PiceError):
-        return exc
-    if isinstance(exc, httpx.HTTPError) and isinstance(exc.__cause__, Exception):
-        # The aiohttp transport re-raises aiohttp's errors as httpx's, coarsely (a refused or
-        # dropped connection becomes ``ConnectTimeout``): what happened is the cause.
-        return _from_transport(upstream, exc.__cause__)
-    if isinstance(exc, httpx.TimeoutException):
-        return UpstreamTimeoutError(f"{upstream} timed out ({type(exc).__name__}).")
-    if isinstance(exc, httpx.HTTPError | SSEError):
-        return UpstreamError(f"{upstream} failed: {type(exc).__name__}: {exc}".rstrip(": "))
-    if isinstance(exc, ValueError):  # malformed JSON in a body or an event
-        return UpstreamError(f"{upstream} sent a malformed response: {exc}")
-    raise exc
-
-
-def _from_transport(upstream: str, cause: Exception) -> PiceError:
-    # aiohttp's timeouts are ``TimeoutError``s; every other transport error is a failure.
-    if isinstance(cause, TimeoutError):
-        return UpstreamTimeoutError(f"{upstream} timed out ({type(cause).__name__}).")
-    return UpstreamError(f"{upstream} failed: {type(cause).__name__}: {cause}".rstrip(": "))
-
-
 @contextlib.asynccontextmanager
 async def translated(upstream: str) -> AsyncIterator[None]:
-    """Turn httpx (and malformed-payload) errors raised inside the block into PICE errors."""
+    """Failures while reading a body inside the block become PICE errors: the connection's (a
+    read timeout, a dropped connection) as in :func:`~pice_gateway.upstream_http.transport_error`,
+    a malformed payload (JSON, SSE) as an ``UpstreamError``."""
     try:
         yield
-    except (httpx.HTTPError, SSEError, ValueError) as exc:
-        raise error_from_exception(upstream, exc) from exc
+    except TRANSPORT_ERRORS as exc:
+        raise transport_error(upstream, exc) from exc
+    except ValueError as exc:
+        raise UpstreamError(f"{upstream} sent a malformed response: {exc}") from exc
 
 
 @contextlib.asynccontextmanager
 async def open_stream(
-    client: httpx.AsyncClient, upstream: str, path: str, payload: dict[str, Any]
-) -> AsyncIterator[httpx.Response]:
+    client: UpstreamClient, path: str, payload: dict[str, Any]
+) -> AsyncIterator[UpstreamResponse]:
     """POST ``payload`` and yield the streaming response once its status is known to be OK.
 
     An error status is raised as a PICE error before the caller sees the body; leaving the
     block closes the connection whether or not the body was read to the end.
     """
-    async with (
-        translated(upstream),
-        client.stream(
-            "POST", _endpoint(client.base_url, path), content=orjson.dumps(payload), headers=_JSON
-        ) as response,
-    ):
-        if response.status_code >= 400:
-            body = await response.aread()
-            raise error_from_status(upstream, response.status_code, body, response.headers)
+    async with client.open("POST", path, orjson.dumps(payload), content_type=_JSON) as response:
+        if response.status >= 400:
+            async with translated(client.name):
+                body = await response.read()
+            raise error_from_status(client.name, response.status, body, response.headers)
         yield response
 
 
 async def json_events(
-    response: httpx.Response, upstream: str
+    response: UpstreamResponse, upstream: str
 ) -> AsyncGenerator[dict[str, Any], None]:
     """The JSON objects of an SSE response's ``data:`` events, up to ``[DONE]``."""
     async with contextlib.aclosing(json_event_batches(response, upstream)) as batches:
@@ -187,7 +150,7 @@ async def json_events(
 
 
 async def json_event_batches(
-    response: httpx.Response, upstream: str
+    response: UpstreamResponse, upstream: str
 ) -> AsyncGenerator[list[dict[str, Any]], None]:
     """Like :func:`json_events`, but every event that one read of the body brought at once.
 
@@ -202,7 +165,7 @@ async def json_event_batches(
     async with translated(upstream):
         _check_event_stream(response)
         decoder = SseDataDecoder()
-        chunks = response.aiter_bytes()
+        chunks = response.chunks()
         async for chunk in chunks:
             batch: list[dict[str, Any]] = []
             for data in decoder.feed(chunk):
@@ -220,10 +183,10 @@ async def json_event_batches(
                 yield batch
 
 
-def _check_event_stream(response: httpx.Response) -> None:
+def _check_event_stream(response: UpstreamResponse) -> None:
     content_type = response.headers.get("content-type", "").partition(";")[0]
     if "text/event-stream" not in content_type:
-        raise SSEError(f"expected Content-Type text/event-stream, got {content_type!r}")
+        raise ValueError(f"expected Content-Type text/event-stream, got {content_type!r}")
 
 
 def _json_event(data: str) -> dict[str, Any]:
@@ -233,27 +196,24 @@ def _json_event(data: str) -> dict[str, Any]:
     return payload
 
 
-def _json_object(upstream: str, response: httpx.Response) -> dict[str, Any]:
-    if response.status_code >= 400:
-        raise error_from_status(upstream, response.status_code, response.content, response.headers)
-    body = orjson.loads(response.content)
-    if not isinstance(body, dict):
-        raise ValueError("expected a JSON object")
-    return body
+async def _json_object(client: UpstreamClient, response: UpstreamResponse) -> dict[str, Any]:
+    async with translated(client.name):
+        body = await response.read()
+        if response.status >= 400:
+            raise error_from_status(client.name, response.status, body, response.headers)
+        payload = orjson.loads(body)
+        if not isinstance(payload, dict):
+            raise ValueError("expected a JSON object")
+        return payload
 
 
-async def get_json(client: httpx.AsyncClient, upstream: str, path: str) -> dict[str, Any]:
+async def get_json(client: UpstreamClient, path: str) -> dict[str, Any]:
     """GET ``path`` and return its JSON object, errors translated."""
-    async with translated(upstream):
-        return _json_object(upstream, await client.get(_endpoint(client.base_url, path)))
+    async with client.open("GET", path) as response:
+        return await _json_object(client, response)
 
 
-async def post_json(
-    client: httpx.AsyncClient, upstream: str, path: str, payload: dict[str, Any]
-) -> dict[str, Any]:
+async def post_json(client: UpstreamClient, path: str, payload: dict[str, Any]) -> dict[str, Any]:
     """POST ``payload`` and return the JSON object answered, errors translated."""
-    async with translated(upstream):
-        response = await client.post(
-            _endpoint(client.base_url, path), content=orjson.dumps(payload), headers=_JSON
-        )
-        return _json_object(upstream, response)
+    async with client.open("POST", path, orjson.dumps(payload), content_type=_JSON) as response:
+        return await _json_object(client, response)

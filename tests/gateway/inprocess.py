@@ -2,8 +2,9 @@
 
 :class:`InProcessEdge` implements the gateway's :class:`~pice_gateway.edge_client.EdgeClient`
 with the typed wire events (:mod:`pice.edge_protocol`), and :func:`mock_cloud` serves the fake
-cloud's script (:mod:`tests.gateway.fakes`) through ``httpx.MockTransport``. Both write the same
-texts as the uvicorn fakes, so the expected answers are the same.
+cloud's script (:mod:`tests.gateway.fakes`) through an in-process transport
+(:mod:`tests.support.upstream_mock`). Both write the same texts as the uvicorn fakes, so the
+expected answers are the same.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import httpx
 
 from pice.edge_protocol import (
@@ -38,6 +40,7 @@ from tests.gateway.fakes import (
     point_words,
     split_words,
 )
+from tests.support.upstream_mock import HandlerTransport
 
 
 @dataclass
@@ -116,7 +119,7 @@ class InProcessEdge:
         self.closed = True
 
 
-def mock_cloud(script: CloudScript) -> httpx.MockTransport:
+def mock_cloud(script: CloudScript) -> HandlerTransport:
     """The same fake cloud in process (streamed answers only): no socket, no server thread.
 
     The body is an async generator, so the client reads it chunk by chunk as it is written, and
@@ -128,7 +131,7 @@ def mock_cloud(script: CloudScript) -> httpx.MockTransport:
             async for payload in cloud_chunks(script, request_body):
                 yield f"data: {payload}\n\n".encode()
         except CloudDies as exc:
-            raise httpx.RemoteProtocolError("peer closed connection") from exc
+            raise aiohttp.ServerDisconnectedError("peer closed connection") from exc
         finally:
             script.closed += 1
 
@@ -140,4 +143,4 @@ def mock_cloud(script: CloudScript) -> httpx.MockTransport:
         headers = {"content-type": "text/event-stream"}
         return httpx.Response(200, headers=headers, content=body(request_body))
 
-    return httpx.MockTransport(handle)
+    return HandlerTransport(handle)

@@ -12,7 +12,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from pice.errors import InvalidRequestError, UpstreamError
@@ -33,6 +32,7 @@ from pice_gateway.progressive.events import (
 from pice_gateway.progressive.pipeline import Finished, ProgressiveRun, TextOut, Upstreams
 from pice_gateway.progressive.spec import ExpansionSpec
 from pice_gateway.settings import GatewaySettings
+from pice_gateway.upstream_http import UpstreamClient
 from tests.gateway.fakes import CloudScript
 from tests.gateway.inprocess import InProcessEdge, mock_cloud
 
@@ -55,8 +55,7 @@ async def upstreams(cloud: CloudScript, *edges: InProcessEdge) -> AsyncIterator[
     """The shared clients of a run, as the app's lifespan makes them, after one load poll."""
     registry = EdgeRegistry([Edge(edge) for edge in edges], poll_interval=1.0)
     await registry.poll_once()
-    transport = mock_cloud(cloud)
-    async with httpx.AsyncClient(base_url="http://cloud/v1/", transport=transport) as http:
+    async with UpstreamClient("cloud", "http://cloud/v1/", mock_cloud(cloud)) as http:
         yield Upstreams(cloud=http, registry=registry, policy=LeastLoadedPolicy())
 
 

@@ -1,5 +1,5 @@
 """The edge wire protocol as the gateway reads it: typed events and load over an in-process
-transport (``httpx.MockTransport``: no sockets)."""
+transport (:mod:`tests.support.upstream_mock`: no sockets)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pice.errors import UpstreamError, UpstreamProtocolError
 from pice.openai_protocol import ChatMessage
 from pice_gateway.edge_client import HttpEdgeClient
 from tests.gateway.fakes import job_done, load_report, point_done, point_words
+from tests.support.upstream_mock import mock_client
 
 REQUEST = ExpandRequest(
     messages=[ChatMessage(role="user", content="q")],
@@ -44,8 +45,7 @@ def sse(*payloads: BaseModel | dict[str, Any] | str) -> bytes:
 
 
 def edge(handler: Callable[[httpx.Request], httpx.Response]) -> HttpEdgeClient:
-    http = httpx.AsyncClient(base_url="http://edge", transport=httpx.MockTransport(handler))
-    return HttpEdgeClient("e1", http)
+    return HttpEdgeClient("e1", mock_client(handler, base_url="http://edge", name="e1"))
 
 
 def answering(body: bytes, seen: list[httpx.Request] | None = None) -> HttpEdgeClient:

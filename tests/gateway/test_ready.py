@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import httpx
 import pytest
 
 from pice_gateway.readiness import CloudCheck, CloudProbe, readiness
+from pice_gateway.upstream_http import UpstreamClient
 from tests.gateway.conftest import fake_stack
 from tests.gateway.fakes import CloudScript, EdgeScript
 from tests.support.processes import free_port
+from tests.support.upstream_mock import mock_client
 
 
 def ready(url: str) -> httpx.Response:
@@ -48,7 +51,7 @@ def test_not_ready_when_the_cloud_is_unreachable() -> None:
         body = response.json()
         assert body["missing"] == ["cloud"]
         assert body["cloud"]["up"] is False
-        assert body["cloud"]["problem"].startswith("cloud unreachable: Connect")
+        assert body["cloud"]["problem"] == "cloud unreachable: ClientConnectorError"
         assert body["edges"] == {"good": True}
         # Liveness does not depend on the upstreams.
         assert httpx.get(url.removesuffix("/v1") + "/health").status_code == 200
@@ -115,7 +118,7 @@ class Clock:
         return self.now
 
 
-def counting_cloud(answer: httpx.Response | Exception) -> tuple[httpx.AsyncClient, list[str]]:
+def counting_cloud(answer: httpx.Response | Exception) -> tuple[UpstreamClient, list[str]]:
     seen: list[str] = []
 
     async def handle(request: httpx.Request) -> httpx.Response:
@@ -125,8 +128,7 @@ def counting_cloud(answer: httpx.Response | Exception) -> tuple[httpx.AsyncClien
             raise answer
         return answer
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handle), base_url="http://cloud/v1/")
-    return client, seen
+    return mock_client(handle), seen
 
 
 async def test_the_probe_asks_again_only_after_its_interval() -> None:
@@ -153,11 +155,21 @@ async def test_concurrent_probes_share_one_request() -> None:
 
 
 async def test_a_cloud_that_times_out_is_not_ready() -> None:
-    client, _ = counting_cloud(httpx.ReadTimeout("slow"))
+    client, _ = counting_cloud(aiohttp.SocketTimeoutError("slow"))
     probe = CloudProbe(client, interval=5.0, timeout=1.0, clock=Clock())
     async with client:
         check = await probe.check()
-    assert check.problem == "cloud unreachable: ReadTimeout"
+    assert check.problem == "cloud unreachable: SocketTimeoutError"
+
+
+async def test_a_cloud_slower_than_the_probe_timeout_is_not_ready() -> None:
+    async def stall(_: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return httpx.Response(200, json={"data": []})
+
+    probe = CloudProbe(mock_client(stall), interval=5.0, timeout=0.05, clock=Clock())
+    check = await probe.check()
+    assert check.problem == "cloud unreachable: it did not answer in time"
 
 
 def test_readiness_names_each_missing_part() -> None:

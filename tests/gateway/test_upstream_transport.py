@@ -1,42 +1,51 @@
-"""The upstream clients' transport (aiohttp under httpx): its failures keep their meaning.
+"""The upstream clients' transport (aiohttp): its failures keep their meaning.
 
-httpx-aiohttp maps aiohttp's errors onto httpx's coarsely (a refused connection arrives as
-``ConnectTimeout``); :func:`pice_gateway.upstream.error_from_exception` reads the cause, so a
-dead upstream is a failure and only a real timeout is a timeout. Real sockets, no mocks.
+A dead upstream is a failure and only a real timeout is a timeout; a body is read as it
+arrives; a stream left early closes its connection and one read to its end goes back to the
+pool. Real sockets, no mocks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 
-import httpx
 import pytest
+from aiohttp import web
 
 from pice.errors import UpstreamError, UpstreamTimeoutError
 from pice_gateway.settings import pool_limits
-from pice_gateway.upstream import json_event_batches, post_json, upstream_client
+from pice_gateway.upstream import (
+    json_event_batches,
+    json_events,
+    open_stream,
+    post_json,
+    upstream_client,
+)
+from pice_gateway.upstream_http import AiohttpTransport, Timeouts, UpstreamClient
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.timeout(10)
 
 
-def client(port: int, read: float = 5.0) -> httpx.AsyncClient:
+def client(port: int, read: float = 5.0) -> UpstreamClient:
     return upstream_client(
+        "cloud",
         f"http://127.0.0.1:{port}/",
-        timeout=httpx.Timeout(connect=1.0, read=read, write=1.0, pool=1.0),
+        timeouts=Timeouts(connect=1.0, read=read, pool=1.0),
         limits=pool_limits(4),
         headers={},
-        event_hooks={"request": []},
+        hooks=[],
     )
 
 
 async def test_a_refused_connection_is_a_failure_not_a_timeout() -> None:
     async with client(free_port()) as http:
         with pytest.raises(UpstreamError) as caught:
-            await post_json(http, "cloud", "chat/completions", {})
+            await post_json(http, "chat/completions", {})
     assert not isinstance(caught.value, UpstreamTimeoutError)
     assert "timed out" not in caught.value.message
     assert caught.value.message.startswith("cloud failed: ClientConnectorError")
@@ -52,7 +61,7 @@ async def test_an_upstream_that_never_answers_is_a_timeout() -> None:
     port = server.sockets[0].getsockname()[1]
     async with server, client(port, read=0.3) as http:
         with pytest.raises(UpstreamTimeoutError) as caught:
-            await post_json(http, "cloud", "chat/completions", {})
+            await post_json(http, "chat/completions", {})
     for writer in silent:
         writer.close()
     assert caught.value.message.startswith("cloud timed out")
@@ -68,24 +77,30 @@ async def test_an_upstream_that_drops_the_connection_is_a_failure() -> None:
     port = server.sockets[0].getsockname()[1]
     async with server, client(port) as http:
         with pytest.raises(UpstreamError) as caught:
-            await post_json(http, "cloud", "chat/completions", {})
+            await post_json(http, "chat/completions", {})
     assert not isinstance(caught.value, UpstreamTimeoutError)
     assert caught.value.message.startswith("cloud failed:")
 
 
-class _Chunks(httpx.AsyncByteStream):
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
+class _Chunks:
+    """An SSE response whose body arrives in the given reads."""
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self.chunks:
+    status = 200
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = chunks
+        self.headers = {"content-type": "text/event-stream"}
+
+    async def read(self) -> bytes:
+        return b"".join(self._chunks)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks:
             yield chunk
 
 
-def _sse_response(chunks: list[bytes]) -> httpx.Response:
-    return httpx.Response(
-        200, headers={"content-type": "text/event-stream"}, stream=_Chunks(chunks)
-    )
+def _sse_response(chunks: list[bytes]) -> _Chunks:
+    return _Chunks(chunks)
 
 
 async def test_event_batches_are_what_each_read_brought_and_stop_at_done() -> None:
@@ -107,3 +122,87 @@ async def test_a_malformed_event_in_a_batch_is_an_upstream_error() -> None:
     with pytest.raises(UpstreamError, match="malformed"):
         async for _ in json_event_batches(response, "cloud"):
             pass
+
+
+@contextlib.asynccontextmanager
+async def sse_server(events: int) -> AsyncIterator[tuple[int, list[int], list[str]]]:
+    """An SSE upstream of ``events`` events and ``[DONE]``; yields its port, the client ports
+    of the requests it saw (one per connection used) and their ``x-request-id`` headers."""
+    peers: list[int] = []
+    ids: list[str] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        peers.append(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
+        ids.append(request.headers.get("x-request-id", ""))
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for n in range(events):
+            await response.write(f'data: {{"n": {n}}}\n\n'.encode())
+            await asyncio.sleep(0.01)
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield port, peers, ids
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_stream_read_to_done_returns_its_connection_to_the_pool() -> None:
+    async with sse_server(3) as (port, peers, _), client(port) as http:
+        for _ in range(3):
+            async with open_stream(http, "v1/chat/completions", {}) as response:
+                assert [e["n"] async for e in json_events(response, "cloud")] == [0, 1, 2]
+    assert len(peers) == 3
+    assert len(set(peers)) == 1
+
+
+async def test_a_stream_left_early_closes_its_connection() -> None:
+    async with sse_server(50) as (port, peers, _), client(port) as http:
+        for _ in range(2):
+            async with (
+                open_stream(http, "v1/chat/completions", {}) as response,
+                contextlib.aclosing(json_events(response, "cloud")) as events,
+            ):
+                assert (await anext(events))["n"] == 0
+    assert len(peers) == 2
+    assert len(set(peers)) == 2
+
+
+async def test_header_hooks_run_on_every_call() -> None:
+    calls = iter(range(100))
+
+    def number(headers: MutableMapping[str, str]) -> None:
+        headers["x-request-id"] = f"r{next(calls)}"
+
+    async with sse_server(1) as (port, _, ids):
+        http = UpstreamClient(
+            "cloud",
+            f"http://127.0.0.1:{port}/",
+            AiohttpTransport(pool_limits(2), Timeouts(connect=1.0, read=5.0, pool=1.0)),
+            hooks=[number],
+        )
+        async with http:
+            for _ in range(2):
+                async with open_stream(http, "/v1/chat/completions", {}) as response:
+                    await response.read()
+    assert ids == ["r0", "r1"]
+
+
+def test_paths_join_under_the_base_url_as_httpx_joined_them() -> None:
+    http = UpstreamClient(
+        "e", "http://edge:8081/prefix", AiohttpTransport(pool_limits(1), Timeouts(1, 1, 1))
+    )
+    assert http.url("/v1/expand") == "http://edge:8081/prefix/v1/expand"
+    assert http.url("v1/load") == "http://edge:8081/prefix/v1/load"
+    cloud = UpstreamClient(
+        "c", "http://cloud/v1/", AiohttpTransport(pool_limits(1), Timeouts(1, 1, 1))
+    )
+    assert cloud.url("chat/completions") == "http://cloud/v1/chat/completions"

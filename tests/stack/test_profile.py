@@ -6,12 +6,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import httpx
 import pytest
 
 from pice_gateway.edge_client import HttpEdgeClient
 from pice_gateway.edges import Edge, EdgeRegistry
 from pice_gateway.settings import EdgeEndpoint
+from pice_gateway.upstream_http import Timeouts
 from pice_stack.profile import (
     LinkProfile,
     ProfileError,
@@ -86,10 +86,11 @@ async def test_the_gateway_poller_measures_the_links_delay(tmp_path: Path) -> No
         try:
             supervisor.wait_ready([supervisor.start(child)])
             direct = HttpEdgeClient.connect(
-                EdgeEndpoint(name="direct", url=edge_url), httpx.Timeout(5.0)
+                EdgeEndpoint(name="direct", url=edge_url), Timeouts(connect=5.0, read=5.0, pool=5.0)
             )
             linked = HttpEdgeClient.connect(
-                EdgeEndpoint(name="linked", url=child.url), httpx.Timeout(5.0)
+                EdgeEndpoint(name="linked", url=child.url),
+                Timeouts(connect=5.0, read=5.0, pool=5.0),
             )
             registry = EdgeRegistry([Edge(direct), Edge(linked)], poll_interval=1.0)
             try:

@@ -48,8 +48,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import httpx
-
 from pice.edge_protocol import (
     DeltaEvent,
     DoneEvent,
@@ -89,6 +87,7 @@ from pice_gateway.progressive.expand_prompt import EchoStripper
 from pice_gateway.progressive.lanes import Lanes
 from pice_gateway.progressive.spec import ExpansionSpec
 from pice_gateway.progressive.tasks import Job, TaskSet
+from pice_gateway.upstream_http import UpstreamClient
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +146,7 @@ class Dispatcher:
         *,
         registry: EdgeRegistry,
         policy: PlacementPolicy,
-        cloud: httpx.AsyncClient,
+        cloud: UpstreamClient,
         spec: ExpansionSpec,
         emit: Callable[[DispatchEvent], None],
         hedging: HedgeRule | None = None,

@@ -31,8 +31,6 @@ import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-import httpx
-
 from pice.errors import PiceError
 from pice.openai_protocol import ChatCompletionRequest, Usage
 from pice.stops import StopMatcher
@@ -67,6 +65,7 @@ from pice_gateway.progressive.sketch import DirectText, PointFound, SketchEvent,
 from pice_gateway.progressive.spec import ExpansionSpec, request_budget, sketch_payload
 from pice_gateway.progressive.tasks import TaskSet
 from pice_gateway.settings import GatewaySettings
+from pice_gateway.upstream_http import UpstreamClient
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,7 @@ RunEvent = TextOut | Finished | Watched
 class Upstreams:
     """The shared clients a run uses (owned by the app's lifespan)."""
 
-    cloud: httpx.AsyncClient
+    cloud: UpstreamClient
     registry: EdgeRegistry
     policy: PlacementPolicy
     tracing: Tracing = NO_TRACING
