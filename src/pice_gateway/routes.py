@@ -239,34 +239,13 @@ def build_router(settings: GatewaySettings) -> APIRouter:
             )
         return replace(choice, load=decision.report(), max_points=decision.max_points)
 
-    @router.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @router.get("/ready")
-    async def ready(request: Request) -> Response:
-        """200 when the cloud answers and an edge is up; 503 naming what is missing otherwise
-        (``pice_gateway.readiness``). ``/health`` is the liveness answer."""
-        state = gateway_state(request)
-        is_ready, body = readiness(await state.cloud_probe.check(), state.edges.readiness())
-        return json_response(body, status_code=200 if is_ready else 503)
-
     names = settings.models
     cards = {
         name: ModelCard(id=name, created=created, owned_by="pice")
         for name in (names.auto, names.progressive, names.cloud)
     }
 
-    @authed.get("/models")
-    async def models() -> dict[str, Any]:
-        return dump(ModelList(data=list(cards.values())))
-
-    @authed.get("/models/{model_id}")
-    async def model(model_id: str) -> dict[str, Any]:
-        if model_id not in cards:
-            raise ModelNotFoundError(model_id)
-        return dump(cards[model_id])
-
+    # Routes are matched in the order they are defined: the chat route, the hot one, first.
     @authed.post("/chat/completions", response_model=None)
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         state = gateway_state(request)
@@ -318,5 +297,28 @@ def build_router(settings: GatewaySettings) -> APIRouter:
             observation.failed(exc)
             raise
 
+    @authed.get("/models")
+    async def models() -> dict[str, Any]:
+        return dump(ModelList(data=list(cards.values())))
+
+    @authed.get("/models/{model_id}")
+    async def model(model_id: str) -> dict[str, Any]:
+        if model_id not in cards:
+            raise ModelNotFoundError(model_id)
+        return dump(cards[model_id])
+
     router.include_router(authed)
+
+    @router.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/ready")
+    async def ready(request: Request) -> Response:
+        """200 when the cloud answers and an edge is up; 503 naming what is missing otherwise
+        (``pice_gateway.readiness``). ``/health`` is the liveness answer."""
+        state = gateway_state(request)
+        is_ready, body = readiness(await state.cloud_probe.check(), state.edges.readiness())
+        return json_response(body, status_code=200 if is_ready else 503)
+
     return router
