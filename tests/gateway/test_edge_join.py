@@ -1,6 +1,6 @@
 """``pice edge serve --join``: the agent registers with a real gateway, heartbeats, re-registers
 after the gateway restarts, and leaves on a graceful shutdown. Agent and gateway both run under
-uvicorn; the agent's engine is the fake backend of ``test_backend_seam``. (Here, not in
+uvicorn; the agent's engine is the fake backend of ``tests.support.fake_engine``. (Here, not in
 tests/edge: it needs the gateway, which an edge-only install, pice-edge on Python 3.10, lacks.)"""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from edge_agent.api.app import ServedBackend, create_app
 from edge_agent.membership import Backoff
 from edge_agent.settings import EdgeSettings, load_settings
 from pice_gateway.app import create_app as create_gateway
-from tests.edge.test_backend_seam import FakeBackend
 from tests.gateway.fakes import CloudScript, fake_cloud, serve
 from tests.gateway.fleet import TOKEN, ask, fleet_settings, members, until
+from tests.support.fake_engine import FakeBackend
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.timeout(60)
