@@ -88,8 +88,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve.add_argument(
         "--name",
-        help="the name gateways place this edge under (default: edge-HOST-PORT of the "
-        "advertised URL when joining, the host name when dialling)",
+        help="the name gateways place this edge under (default: the host name, joining or "
+        "dialling)",
     )
     serve.add_argument("--config", type=Path, help="YAML file with these settings")
     serve.set_defaults(handler=_serve)

@@ -6,7 +6,6 @@ import os
 import socket
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -23,6 +22,21 @@ from pice.tracing import TracingSettings
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct-q8_0"
 # llama.cpp's limit on sequence ids in one context (LLAMA_MAX_SEQ).
 LLAMA_MAX_SEQUENCES = 256
+
+
+def host_edge_name(hostname: str) -> str:
+    """The default edge name: the machine's host name, made a valid edge name.
+
+    One default for joining and dialling. The host name is the device's own: stable across
+    restarts and redeployments (a container on the host network, or a Kubernetes pod with
+    ``hostNetwork``, has the node's), and unique per device in a fleet. A name from the
+    address would change with a DHCP lease and, for a dialling edge whose address is loopback,
+    be the same on every device (and a second edge under a name in use replaces the first).
+    """
+    name = "".join(c if (c.isascii() and c.isalnum()) or c in "._-" else "-" for c in hostname)
+    if not name[:1].isalnum():  # empty, or starting with ".", "_" or "-"
+        name = f"edge-{name}" if name else "edge"
+    return name[:63]
 
 
 def available_cpus() -> int:
@@ -95,8 +109,8 @@ class EdgeSettings(YamlSettings):
     # The URL the gateways call this edge at; default http://<host>:<port> for a loopback
     # host. Required with ``join_url`` when the bind address says nothing (0.0.0.0).
     advertise_url: str | None = None
-    # The name gateways place this edge under (unique per gateway). Default: when joining,
-    # the advertised URL's host and port (``member_name``); when dialling, the host name.
+    # The name gateways place this edge under (unique per gateway). Default: the host name,
+    # whether the edge joins or dials (``edge_name``).
     name: str | None = Field(default=None, pattern=EDGE_NAME_PATTERN)
     # Gateways to dial (the reverse channel, ``edge_agent.api.channel``): an edge behind NAT
     # opens the connection its work comes over, so it needs no inbound port. Each URL is a
@@ -127,8 +141,9 @@ class EdgeSettings(YamlSettings):
         return urls
 
     def edge_name(self) -> str:
-        """The name a dialled channel goes under: ``name``, or the host name."""
-        return self.name or socket.gethostname()
+        """The name gateways place this edge under, joined or dialled: ``name``, or the host
+        name (:func:`host_edge_name`)."""
+        return self.name or host_edge_name(socket.gethostname())
 
     @model_validator(mode="after")
     def _token_from_file(self) -> EdgeSettings:
@@ -174,15 +189,6 @@ class EdgeSettings(YamlSettings):
             return self.advertise_url
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
-
-    def member_name(self) -> str:
-        """The name to register under: ``name``, or ``edge-<host>-<port>`` of the URL."""
-        if self.name is not None:
-            return self.name
-        parts = urlsplit(self.advertised_url())
-        host = "".join(c if c.isalnum() or c in "._-" else "-" for c in parts.hostname or "")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return f"edge-{host}-{port}"[:63]
 
     @model_validator(mode="after")
     def _dialling_needs_a_token(self) -> EdgeSettings:

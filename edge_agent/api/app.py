@@ -183,7 +183,7 @@ def registration(state: EdgeState) -> EdgeRegistration:
     )
     settings = state.settings
     return EdgeRegistration(
-        name=settings.member_name(), url=settings.advertised_url(), capabilities=capabilities
+        name=settings.edge_name(), url=settings.advertised_url(), capabilities=capabilities
     )
 
 

@@ -39,11 +39,12 @@ def write_plots(results: BenchResults, out_dir: Path) -> list[Path]:
                 )
         if math.isfinite(slo):
             ax.axhline(slo, color="grey", linestyle="--", label=f"SLO {slo:g} s")
-        ax.set_xlabel("offered load (requests/s, Poisson)")
-        ax.set_ylabel("end-to-end latency (s)")
-        ax.set_title("Latency vs arrival rate")
-        ax.legend(fontsize="small")
-        ax.grid(alpha=0.3)
+        _label(
+            ax,
+            x="offered load (requests/s, Poisson)",
+            y="end-to-end latency (s)",
+            title="Latency vs arrival rate",
+        )
         written.append(_save(fig, out_dir / "latency_vs_rate.png"))
 
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -58,11 +59,7 @@ def write_plots(results: BenchResults, out_dir: Path) -> list[Path]:
                 )
         top = max(s.rate for s in results.load_steps)
         ax.plot([0, top], [0, top], color="grey", linestyle="--", label="offered = served")
-        ax.set_xlabel("offered load (requests/s)")
-        ax.set_ylabel("completed requests/s")
-        ax.set_title("Throughput")
-        ax.legend(fontsize="small")
-        ax.grid(alpha=0.3)
+        _label(ax, x="offered load (requests/s)", y="completed requests/s", title="Throughput")
         written.append(_save(fig, out_dir / "throughput.png"))
 
     by_cat = results.latency_by_category()
@@ -100,6 +97,15 @@ def write_plots(results: BenchResults, out_dir: Path) -> list[Path]:
         ax.grid(axis="x", alpha=0.3)
         written.append(_save(fig, out_dir / f"win_rate_{candidate.value}.png"))
     return written
+
+
+def _label(ax: Any, *, x: str, y: str, title: str) -> None:
+    """The axes, title, legend and grid of a line plot over the offered load."""
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
 
 
 def _save(fig: Any, path: Path) -> Path:

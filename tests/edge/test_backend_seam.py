@@ -2,7 +2,8 @@
 
 The app runs in process through ``httpx.ASGITransport``, its lifespan driven by hand (the
 transport sends no lifespan events), so ``/ready``, ``/v1/load``, ``/v1/expand`` and
-``/v1/chat/completions`` are served exactly as in production, only the engine is scripted.
+``/v1/chat/completions`` are served exactly as in production, only the engine is scripted
+(``tests.support.fake_engine``).
 """
 
 from __future__ import annotations
@@ -11,134 +12,22 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import threading
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
 import pytest
 
 from edge_agent.api.app import ServedBackend, create_app
-from edge_agent.engine import (
-    EngineEvent,
-    JobDone,
-    JobSpec,
-    JobStarted,
-    SequenceDone,
-    TokenDelta,
-)
-from edge_agent.engine.chat_template import Message, RenderedPrompt
-from edge_agent.engine.stats import LoadSnapshot
 from edge_agent.prompts import point_suffix
 from edge_agent.settings import EdgeSettings
 from pice.errors import ContextOverflowError
+from tests.support.fake_engine import FakeBackend
 
 TOKEN = "seam-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MODEL_ID = "edge-fake"
-
-
-class Renderer:
-    """A recognisable prompt, so the test sees the handler rendered through the backend."""
-
-    def render(self, messages: Sequence[Message]) -> RenderedPrompt:
-        return RenderedPrompt("|".join(f"{m.role}:{m.content}" for m in messages), False)
-
-
-class FakeJob:
-    """Per sequence: two text deltas, then done; the events a real job sends, in its order."""
-
-    def __init__(self, spec: JobSpec) -> None:
-        self.spec = spec
-        self.ended = False
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        if not self.ended:  # like JobHandle: cancelling a finished job does nothing
-            self.cancelled = True
-
-    async def __aenter__(self) -> FakeJob:  # not typing.Self: these tests also run on 3.10
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cancel()
-
-    def __aiter__(self) -> AsyncIterator[EngineEvent]:
-        return self._events()
-
-    async def _events(self) -> AsyncIterator[EngineEvent]:
-        n = len(self.spec.sequences)
-        yield JobStarted("job-fake", prompt_tokens=10 + n, queued_ms=1.5)
-        for i in range(n):
-            yield TokenDelta(i, f"seq{i} ")
-            yield TokenDelta(i, "text")
-            yield SequenceDone(i, "stop", f"seq{i} text", 1, 2, -1.0, -0.5, 3.0, 4.0)
-        self.ended = True
-        yield JobDone(prompt_tokens=10 + n, completion_tokens=2 * n)
-
-
-@dataclass
-class FakeBackend:
-    """An engine that loads when the test says so and answers every job from a script."""
-
-    may_start: threading.Event = field(default_factory=threading.Event)
-    started: bool = False
-    stopped: bool = False
-    refuse: Exception | None = None
-    jobs: list[FakeJob] = field(default_factory=list)
-
-    def start(self) -> None:
-        assert self.may_start.wait(timeout=10)
-        self.started = True
-
-    def stop(self) -> None:
-        self.stopped = True
-
-    @property
-    def ready(self) -> bool:
-        return self.started and not self.stopped
-
-    @property
-    def chat(self) -> Renderer:
-        return Renderer()
-
-    def load(self) -> LoadSnapshot:
-        return LoadSnapshot(
-            ready=self.ready,
-            running_sequences=3,
-            queued_sequences=0,
-            queued_jobs=0,
-            max_sequences=7,
-            free_sequence_slots=4,
-            kv_cells_total=1000,
-            kv_cells_reserved=250,
-            decode_tokens_per_second=12.345,
-            threads=1,
-            tokens_generated=5,
-            prefill_tokens=6,
-            jobs=1,
-            cancellations=0,
-            prefix_cache_entries=0,
-            prefix_cache_cells=0,
-            prefix_cache_hits=0,
-            prefix_cache_reused_tokens=0,
-            decode_batch_mean=2.499,
-        )
-
-    def submit(self, spec: JobSpec) -> FakeJob:
-        if self.refuse is not None:
-            raise self.refuse
-        job = FakeJob(spec)
-        self.jobs.append(job)
-        return job
 
 
 @contextlib.asynccontextmanager

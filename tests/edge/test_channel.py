@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from edge_agent.api.channel import ChannelSession, dial_each_address, reconnect_delay
 from edge_agent.api.state import EdgeState
 from edge_agent.engine.metrics import engine_registry
-from edge_agent.settings import EdgeSettings
+from edge_agent.settings import EdgeSettings, host_edge_name
 from pice.channel_protocol import Cancel, Job, LoadQuery, encode
 from pice.edge_protocol import ExpandRequest
 from tests.gateway.channel_edge import ScriptedEngine
@@ -38,7 +38,7 @@ def test_dial_urls_come_from_flags_or_a_comma_separated_variable(
     monkeypatch.setenv("PICE_EDGE_API_TOKEN", "fleet")
     settings = EdgeSettings()
     assert settings.dial_url == ["https://gw-a.example", "http://gw-b:8080"]
-    assert settings.edge_name() == socket.gethostname()
+    assert settings.edge_name() == host_edge_name(socket.gethostname())
     assert EdgeSettings(name="orin-7").edge_name() == "orin-7"
     assert EdgeSettings(dial_url=["http://one"]).dial_url == ["http://one"]
 

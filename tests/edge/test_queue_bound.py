@@ -10,7 +10,8 @@ import pytest
 
 from edge_agent.engine import EngineEvent, JobSpec
 from edge_agent.settings import EdgeSettings
-from tests.edge.test_backend_seam import AUTH, FakeBackend, FakeJob, serve, until_ready
+from tests.edge.test_backend_seam import AUTH, serve, until_ready
+from tests.support.fake_engine import FakeBackend, FakeJob
 
 pytestmark = pytest.mark.timeout(10)
 

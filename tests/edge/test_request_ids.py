@@ -7,7 +7,8 @@ import logging
 import pytest
 
 from pice.logs import RequestIdFilter
-from tests.edge.test_backend_seam import AUTH, FakeBackend, serve, until_ready
+from tests.edge.test_backend_seam import AUTH, serve, until_ready
+from tests.support.fake_engine import FakeBackend
 
 
 async def test_an_expand_job_logs_under_the_callers_request_id(

@@ -10,7 +10,8 @@ import pytest
 from edge_agent.api.app import create_app
 from edge_agent.settings import EdgeSettings, load_settings
 from pice.errors import InsecureBindError
-from tests.edge.test_backend_seam import AUTH, TOKEN, FakeBackend, serve, until_ready
+from tests.edge.test_backend_seam import AUTH, TOKEN, serve, until_ready
+from tests.support.fake_engine import FakeBackend
 
 
 def test_a_non_loopback_host_without_a_token_is_refused() -> None:

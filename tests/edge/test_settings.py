@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from edge_agent.settings import EdgeSettings, available_cpus, load_settings
+from edge_agent.settings import EdgeSettings, available_cpus, host_edge_name, load_settings
+from pice.edge_protocol import EDGE_NAME_PATTERN
 
 
 def test_defaults() -> None:
@@ -52,3 +54,44 @@ def test_batch_must_hold_every_sequence() -> None:
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_joining_and_dialling_edges_take_one_default_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The host name, however the edge reaches its gateways: not its address, which is
+    loopback (the same on every device) for a dialling edge and changes with a DHCP lease."""
+    monkeypatch.setattr("edge_agent.settings.socket.gethostname", lambda: "orin-7")
+    joining = EdgeSettings(
+        join_url=["http://gw:8000"],
+        api_token="t",
+        host="0.0.0.0",
+        advertise_url="http://10.0.0.7:8101",
+    )
+    dialling = EdgeSettings(dial_url=["https://gw.example"], api_token="t")
+    both = EdgeSettings(
+        join_url=["http://gw:8000"], dial_url=["https://gw.example"], api_token="t", port=9101
+    )
+    assert joining.edge_name() == dialling.edge_name() == both.edge_name() == "orin-7"
+    monkeypatch.setattr("edge_agent.settings.socket.gethostname", lambda: "orin-8")
+    assert dialling.edge_name() == "orin-8", "one name per device"
+    named = EdgeSettings(join_url=["http://gw:8000"], api_token="t", name="lab-a")
+    assert named.edge_name() == "lab-a"
+    assert EdgeSettings(dial_url=["https://gw"], api_token="t", name="lab-a").edge_name() == "lab-a"
+
+
+@pytest.mark.parametrize(
+    ("hostname", "name"),
+    [
+        ("orin-7", "orin-7"),
+        ("Orin_7.lab.example.com", "Orin_7.lab.example.com"),
+        ("jetson orin", "jetson-orin"),
+        ("jetson-\u00f6st", "jetson--st"),
+        ("-odd", "edge--odd"),
+        ("", "edge"),
+        ("a" * 80, "a" * 63),
+    ],
+)
+def test_a_host_name_becomes_a_valid_edge_name(hostname: str, name: str) -> None:
+    assert host_edge_name(hostname) == name
+    assert re.fullmatch(EDGE_NAME_PATTERN, name)

@@ -1,7 +1,8 @@
 """A real edge agent (``edge_agent.api.app``) over a scripted engine, dialling gateways.
 
 The agent's whole stack runs (its lifespan, the dialler, the channel session, the same
-``start_expand`` as ``POST /v1/expand``); only the engine is scripted, so a test decides
+``start_expand`` as ``POST /v1/expand``); only the engine is scripted (the shared fake of
+``tests.support.fake_engine``, its jobs writing each point's words), so a test decides
 what each point says and when a job hangs. :func:`running_edge` runs the agent's lifespan in a
 thread of its own and never starts its HTTP server: the edge has no listening socket at all,
 as an edge behind NAT has none the gateway could reach. ``python -m tests.gateway.channel_edge``
@@ -13,56 +14,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import threading
-import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from edge_agent.api.app import ServedBackend, create_app
 from edge_agent.engine import EngineEvent, JobDone, JobSpec, JobStarted, SequenceDone, TokenDelta
-from edge_agent.engine.chat_template import Message, RenderedPrompt
 from edge_agent.engine.stats import LoadSnapshot
 from edge_agent.settings import EdgeSettings
 from tests.gateway.fakes import point_words
+from tests.support.fake_engine import FIGURES, FakeBackend, FakeJob
 
 TOKEN = "fleet-token"
 
 
-class _Renderer:
-    def render(self, messages: Sequence[Message]) -> RenderedPrompt:
-        return RenderedPrompt("|".join(f"{m.role}:{m.content}" for m in messages), False)
-
-
-class ScriptedJob:
+class ScriptedJob(FakeJob):
     """Each sequence writes its point's words (``point_words``, as the fake HTTP edge does),
     one "token" per ``token_delay``; with ``hold`` it stops after the first word until
-    cancelled. Cancelling records when, as the real engine frees the job's cells then."""
+    cancelled."""
 
     def __init__(self, engine: ScriptedEngine, spec: JobSpec) -> None:
+        super().__init__(spec)
         self.engine = engine
-        self.spec = spec
-        self.ended = False
-        self.cancelled_at: float | None = None
-
-    def cancel(self) -> None:
-        if not self.ended and self.cancelled_at is None:
-            self.cancelled_at = time.monotonic()
-
-    async def __aenter__(self) -> ScriptedJob:  # not typing.Self: tests/edge runs on 3.10
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cancel()
-
-    def __aiter__(self) -> AsyncIterator[EngineEvent]:
-        return self._events()
 
     async def _events(self) -> AsyncIterator[EngineEvent]:
         engine = self.engine
@@ -96,65 +71,46 @@ class ScriptedJob:
             engine.running -= 1
 
 
-@dataclass
-class ScriptedEngine:
-    """An ``EngineBackend`` whose jobs are :class:`ScriptedJob`."""
+# Room for 16 sequences, no cell reserved: the gateway places by the free slots it reads.
+SCRIPTED_FIGURES = dataclasses.replace(
+    FIGURES,
+    max_sequences=16,
+    kv_cells_total=4096,
+    kv_cells_reserved=0,
+    decode_tokens_per_second=100.0,
+    tokens_generated=0,
+    prefill_tokens=0,
+    decode_batch_mean=None,
+)
+
+
+@dataclass(kw_only=True)
+class ScriptedEngine(FakeBackend):
+    """The shared fake engine, loaded at once, whose jobs are :class:`ScriptedJob`; its load
+    reports the sequences its jobs are running."""
 
     author: str
     token_delay: float = 0.005
     hold: bool = False
     # Seconds a job waits before the batcher admits it (its ``start``).
     admit_delay: float = 0.0
-    jobs: list[ScriptedJob] = field(default_factory=list)
     running: int = 0
     # Set (from the edge's loop) once a held job wrote its first word.
     held: threading.Event = field(default_factory=threading.Event)
-    started: bool = False
-    # ``load()`` calls: the gateway's load queries over the channel.
-    load_calls: int = 0
+    figures: LoadSnapshot = SCRIPTED_FIGURES
 
-    def start(self) -> None:
-        self.started = True
-
-    def stop(self) -> None:
-        self.started = False
-
-    @property
-    def ready(self) -> bool:
-        return self.started
-
-    @property
-    def chat(self) -> _Renderer:
-        return _Renderer()
+    def __post_init__(self) -> None:
+        self.may_start.set()
 
     def load(self) -> LoadSnapshot:
-        self.load_calls += 1
-        return LoadSnapshot(
-            ready=self.ready,
+        return dataclasses.replace(
+            super().load(),
             running_sequences=self.running,
-            queued_sequences=0,
-            queued_jobs=0,
-            max_sequences=16,
-            free_sequence_slots=16 - self.running,
-            kv_cells_total=4096,
-            kv_cells_reserved=0,
-            decode_tokens_per_second=100.0,
-            threads=1,
-            tokens_generated=0,
-            prefill_tokens=0,
-            jobs=len(self.jobs),
-            cancellations=sum(job.cancelled_at is not None for job in self.jobs),
-            prefix_cache_entries=0,
-            prefix_cache_cells=0,
-            prefix_cache_hits=0,
-            prefix_cache_reused_tokens=0,
-            decode_batch_mean=None,
+            free_sequence_slots=self.figures.max_sequences - self.running,
         )
 
-    def submit(self, spec: JobSpec) -> ScriptedJob:
-        job = ScriptedJob(self, spec)
-        self.jobs.append(job)
-        return job
+    def new_job(self, spec: JobSpec) -> ScriptedJob:
+        return ScriptedJob(self, spec)
 
 
 def edge_settings(name: str, dial: list[str], token: str = TOKEN, **extra: Any) -> EdgeSettings:

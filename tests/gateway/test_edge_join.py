@@ -1,20 +1,22 @@
 """``pice edge serve --join``: the agent registers with a real gateway, heartbeats, re-registers
 after the gateway restarts, and leaves on a graceful shutdown. Agent and gateway both run under
-uvicorn; the agent's engine is the fake backend of ``test_backend_seam``. (Here, not in
+uvicorn; the agent's engine is the fake backend of ``tests.support.fake_engine``. (Here, not in
 tests/edge: it needs the gateway, which an edge-only install, pice-edge on Python 3.10, lacks.)"""
 
 from __future__ import annotations
+
+import socket
 
 import pytest
 from pydantic import ValidationError
 
 from edge_agent.api.app import ServedBackend, create_app
 from edge_agent.membership import Backoff
-from edge_agent.settings import EdgeSettings, load_settings
+from edge_agent.settings import EdgeSettings, host_edge_name, load_settings
 from pice_gateway.app import create_app as create_gateway
-from tests.edge.test_backend_seam import FakeBackend
 from tests.gateway.fakes import CloudScript, fake_cloud, serve
 from tests.gateway.fleet import TOKEN, ask, fleet_settings, members, until
+from tests.support.fake_engine import FakeBackend
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.timeout(60)
@@ -27,8 +29,7 @@ def agent_settings(gateway: str, port: int, **overrides: object) -> EdgeSettings
         api_token=TOKEN,
         port=port,
         join_url=[gateway],
-        name="agent",
-        **overrides,  # type: ignore[arg-type]
+        **({"name": "agent"} | overrides),  # type: ignore[arg-type]
     )
 
 
@@ -62,19 +63,22 @@ def test_the_agent_joins_once_loaded_is_placed_on_and_leaves_on_shutdown() -> No
 
 
 def test_the_agent_registers_again_with_a_gateway_that_restarted() -> None:
+    """Without ``--name`` the agent goes under the host name, the same as a dialling edge."""
     gateway_port, edge_port = free_port(), free_port()
     fake = FakeBackend()
     fake.may_start.set()
+    name = host_edge_name(socket.gethostname())
     with serve(fake_cloud(CloudScript())) as cloud:
         settings = fleet_settings(cloud)
         gateway = f"http://127.0.0.1:{gateway_port}"
-        with serve(agent(agent_settings(gateway, edge_port), fake), port=edge_port):
+        with serve(agent(agent_settings(gateway, edge_port, name=None), fake), port=edge_port):
             # The gateway is not up yet: the agent retries with backoff until it is.
             with serve(create_gateway(settings), port=gateway_port):
-                until(lambda: "agent" in members(gateway), what="the first registration")
+                until(lambda: name in members(gateway), what="the first registration")
             # A new gateway on the same address knows nothing (no shared store).
             with serve(create_gateway(settings), port=gateway_port):
-                until(lambda: "agent" in members(gateway), what="the registration again")
+                until(lambda: name in members(gateway), what="the registration again")
+                assert list(members(gateway)) == [name]
 
 
 def test_backoff_doubles_up_to_its_cap_and_resets() -> None:
@@ -91,7 +95,7 @@ def test_join_settings_from_flags_and_environment(monkeypatch: pytest.MonkeyPatc
     settings = load_settings(None, host="0.0.0.0")
     assert settings.join_url == ["http://gw-a:8000", "http://gw-b:8000"]
     assert settings.advertised_url() == "http://10.0.0.7:8101"
-    assert settings.member_name() == "edge-10.0.0.7-8101"
+    assert settings.edge_name() == host_edge_name(socket.gethostname())
 
 
 def test_joining_needs_the_fleet_token_and_an_address_the_gateway_can_reach() -> None:

@@ -23,13 +23,13 @@ from pice.tracing import NO_TRACING, TracingSettings
 from pice.tracing_factory import build_tracing, log_filters
 from pice_gateway.router.service import RequestRouter
 from pice_gateway.settings import RouterSettings
-from tests.edge.test_backend_seam import FakeBackend
 from tests.gateway import conftest
 from tests.gateway.conftest import fake_stack
 from tests.gateway.fakes import CloudScript, EdgeScript, fake_cloud, fake_edge, serve
 from tests.gateway.test_observers import Recorder
 from tests.gateway.test_protocol import ask
 from tests.gateway.test_router import KeywordEncoder, weights
+from tests.support.fake_engine import FakeBackend
 
 CLIENT_TRACE = 0x0AF7651916CD43DD8448EB211C80319C
 CLIENT_SPAN = 0xB7AD6B7169203331

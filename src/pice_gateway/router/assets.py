@@ -13,26 +13,13 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from pice.models.assets import WheelAsset, provision_asset
-from pice.models.provision import (
-    cache_lock,
-    hash_file,
-    marker_matches,
-    partial_path,
-    read_marker,
-    remove_marker,
-    write_marker,
-)
+from pice.models.provision import cache_lock, derive_file
 from pice.models.registry import default_cache_dir
 from pice_gateway.router.quantize import quantize_encoder
-
-logger = logging.getLogger(__name__)
 
 # What the shipped weights were trained on (weights.json's ``encoder``): the derived file.
 ENCODER_ID = "all-MiniLM-L6-v2/dynamic-int8-onnx"
@@ -91,24 +78,10 @@ def quantize_recipe() -> str:
 def _provision_quantized(cache: Path, *, pull: bool) -> Path:
     path = ENCODER_ONNX.path_in(cache).with_name(QUANTIZED_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
-    recipe = quantize_recipe()
+
+    def make(partial: Path) -> None:
+        # The pinned source is provisioned only when the derived file has to be made.
+        quantize_encoder(provision_asset(ENCODER_ONNX, cache, pull=pull), partial)
+
     with cache_lock(cache, f"asset-{QUANTIZED_FILE}"):
-        marker = read_marker(path)
-        if marker is not None and marker.recipe == recipe and marker_matches(path):
-            return path
-        source = provision_asset(ENCODER_ONNX, cache, pull=pull)
-        remove_marker(path)
-        partial = partial_path(path)
-        started = time.monotonic()
-        try:
-            quantize_encoder(source, partial)
-            with partial.open("rb") as handle:
-                os.fsync(handle.fileno())
-            sha = hash_file(partial)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        os.replace(partial, path)
-        write_marker(path, sha, recipe)
-        logger.info("derived %s (sha256 %s) in %.1f s", path, sha, time.monotonic() - started)
-        return path
+        return derive_file(path, quantize_recipe(), make)
