@@ -1,26 +1,35 @@
-"""Length-aware placement (``eft-length``): a point that is expected to be short goes to the
-slowest edge that still finishes it within a deadline; the rest as ``eft``.
+"""Length-aware placement (``eft-length``): a point expected to be short goes to the slowest edge
+that finishes it no later than a long point would finish on the best edge; the rest go where
+they finish first.
 
 Why. With every point's length known, the best split of the work sends long points to fast
-edges kept at small batches and short ones to slow edges (docs/benchmarks.md, "Scheduling":
-a fluid estimate puts the p95 at 0.60× least-loaded with lengths known, 0.79× without). The
-rule here gets there greedily: among the edges whose expected finish
-(:func:`~.estimate.expected_finish`, for the point's ``expected_tokens``) is within
-``deadline`` seconds, it takes the one with the lowest single-sequence rate (the slowest
-device), so the fast edges' slots stay free for the points that need them; when no edge makes
-the deadline, the point is long (or the fleet busy) and goes where it finishes first. That
-fallback is the point's own finish, not ``eft``'s score with the delay it adds to the others:
-a long point is the one that sets its request's latency, and in ``pice sim`` with true lengths
-the own finish gave p95 6.27 s against 6.40 s with eft's score (seed 0, 80% load).
+edges kept at small batches and short ones to slow edges (docs/benchmarks.md, "Scheduling": a
+fluid estimate puts the p95 at 0.60× least-loaded with lengths known, 0.79× without). The rule
+gets there greedily. A request's latency is set by its longest point, so a short point may
+take as long as a long one needs without delaying its request: the deadline is when a
+*reference* point, ``reference_factor`` × the mean expected length, would finish on the edge
+that finishes it first now (:func:`~.estimate.expected_finish`, so it grows with load). Among
+the edges that finish this point (its ``expected_tokens``) by then, the one with the lowest
+single-sequence rate wins (the slowest device), keeping the fast edges' slots free for the
+points that need them. A point no edge finishes by then is long, and goes to its earliest
+finish: the point's own finish, not ``eft``'s score with the delay it adds to the others,
+because a long point is the one that sets its request's latency.
+
+Tried in ``pice sim`` with true lengths (seed 0): a fixed deadline of 2.5 s (the first rule
+tried, ``benchmarks/sim_variants.py``) did well at 80% load (p95 6.27 s) but at 50% sent short
+points to Nanos while the fast edges idled (5.62 s against eft's 4.81 s); the load-following
+deadline gives 4.13 / 6.37 / 7.82 s at 50 / 80 / 90%. ``reference_factor`` 1.3 was the best of
+1.0–2.4 there (the sim's lengths: mean 40, at most 96 tokens).
 
 It is only as good as ``expected_tokens``. Given the same number for every point (the gateway's
-running mean), every point looks alike and the rule sends long points to slow edges, where
-they become the tail: in ``pice sim`` that is worse than ``eft``. It pays only with a per-point
-length prediction (``PointPlacement.expected_tokens``), which the gateway does not make today;
-see docs/benchmarks.md, "Length-aware placement", for how good one would have to be.
+running mean, all it has today), every point is "short" and goes to the slowest edge that
+finishes a mean point in time, long or not. It pays only with a per-point length prediction,
+which the gateway does not make (docs/benchmarks.md, "Length-aware placement": no signal
+measured on the recorded answers predicts a point's length well).
 
-Ties among the slowest fitting edges go to the fewest in-flight sequences, then the edge used
-least recently.
+The mean expected length is this policy's running mean of the ``expected_tokens`` it was asked
+to place (starting at ``default_tokens``); ties go to the fewest in-flight sequences, then the
+edge used least recently.
 """
 
 from __future__ import annotations
@@ -30,40 +39,41 @@ from collections.abc import Sequence
 from pice_gateway.placement.base import EdgeStatus, PointPlacement, usable
 from pice_gateway.placement.eft import prior_curve
 from pice_gateway.placement.estimate import DEFAULT_POINT_TOKENS, expected_finish
+from pice_gateway.placement.rate import ewma
 
-# Seconds within which a point counts as "finishing in time" on a slow edge. Tuned in
-# ``pice sim``'s 100-edge fleet (2.5 s against 3.5 s: a longer deadline let long points onto
-# the Nanos); it is a property of the fleet's speeds and the workload's lengths, so a fleet of
-# other devices would want its own.
-DEFAULT_DEADLINE_SECONDS = 2.5
+DEFAULT_REFERENCE_FACTOR = 1.3
 
 
 class LengthAwarePolicy:
     def __init__(
         self,
         *,
-        deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
+        reference_factor: float = DEFAULT_REFERENCE_FACTOR,
         default_tokens: float = DEFAULT_POINT_TOKENS,
     ) -> None:
-        self._deadline = deadline_seconds
+        self._factor = reference_factor
         self._default_tokens = default_tokens
+        self._mean_tokens = default_tokens
+
+    @property
+    def reference_tokens(self) -> float:
+        """The length of the reference point that sets the deadline."""
+        return self._factor * self._mean_tokens
 
     def place(self, point: PointPlacement, edges: Sequence[EdgeStatus]) -> str | None:
         tokens = point.expected_tokens or self._default_tokens
+        self._mean_tokens = ewma(self._mean_tokens, tokens, weight=0.05)
         prior = prior_curve(edges)
-        finish = {
-            edge.name: expected_finish(edge, tokens, edge.rate or prior)
-            for edge in edges
-            if usable(edge, point)
-        }
-        if not finish:
+        candidates = [edge for edge in edges if usable(edge, point)]
+        if not candidates:
             return None
-        in_time = [
-            edge for edge in edges if finish.get(edge.name, self._deadline + 1.0) <= self._deadline
-        ]
+        finish = {e.name: expected_finish(e, tokens, e.rate or prior) for e in candidates}
+        reference = self.reference_tokens
+        deadline = min(expected_finish(e, reference, e.rate or prior) for e in candidates)
+        in_time = [edge for edge in candidates if finish[edge.name] <= deadline]
         if in_time:
-            return min(
+            slowest = min(
                 in_time, key=lambda e: ((e.rate or prior).single, e.in_flight, e.last_placed)
-            ).name
-        usable_edges = [edge for edge in edges if edge.name in finish]
-        return min(usable_edges, key=lambda e: (finish[e.name], e.in_flight, e.last_placed)).name
+            )
+            return slowest.name
+        return min(candidates, key=lambda e: (finish[e.name], e.in_flight, e.last_placed)).name
