@@ -11,7 +11,8 @@ What is simulated, and what is the gateway's own code:
   (polled every ``poll_interval``), this gateway's in-flight count, the round trip measured at
   each poll (the gateway's EWMA) and the rate curve fitted by the gateway's
   :class:`~pice_gateway.placement.rate.RateFit` from the reports; the point's expected length
-  is the gateway's running mean of finished points (starting at ``progressive``'s default);
+  is the gateway's running mean of finished points (starting at ``progressive``'s default),
+  or with ``Workload.length_signal`` a per-point prediction of a given quality;
 - the point travels half a round trip to its edge, decodes there (:mod:`.edge`), and its
   result half a round trip back; a request's latency runs from its arrival to its last point's
   result at the gateway. Points a policy leaves to the cloud decode at ``cloud_rate``.
@@ -63,7 +64,7 @@ class Workload:
     poll_interval: float = 1.0
     cloud_rate: float = 30.0  # tok/s per point the cloud expands itself
     # The share of the log-length variance a length prediction the gateway sees explains
-    # (held-out R²); None: no prediction, the gateway's running mean (see ``predicted_lengths``).
+    # (held-out R²); None: no prediction, the gateway's running mean (see ``predicted_length``).
     length_signal: float | None = None
 
     def mean_points(self) -> float:
