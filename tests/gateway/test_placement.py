@@ -142,6 +142,6 @@ def test_round_robin_cycles_and_skips_unusable_edges() -> None:
 
 
 def test_every_policy_is_registered_by_name() -> None:
-    assert set(PLACEMENT_POLICIES) == {"least-loaded", "eft", "round-robin"}
+    assert set(PLACEMENT_POLICIES) == {"least-loaded", "eft", "eft-length", "round-robin"}
     assert isinstance(placement_policy("eft"), EftPolicy)
     assert placement_policy("round-robin") is not placement_policy("round-robin")

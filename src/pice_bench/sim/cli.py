@@ -64,6 +64,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="max sequences of every edge (default: per device class, 8/16/32 for "
         "Nano/NX/AGX; 16 is the edge agent's own default)",
     )
+    p.add_argument(
+        "--length-signal",
+        type=float,
+        default=None,
+        metavar="R2",
+        help="give the gateway a prediction of each point's length that explains this share "
+        "(held-out R², 0-1) of the log-length variance; 1 is the true length (default: none, "
+        "the gateway's running mean, as it is today)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="write the JSON record here")
     p.add_argument("--png", type=Path, default=None, help="write a latency-vs-load plot here")
@@ -89,12 +98,17 @@ def run(args: argparse.Namespace) -> int:
             f"pice sim: unknown policies {unknown}; known: {sorted(PLACEMENT_POLICIES)}\n"
         )
         return 2
+    if args.length_signal is not None and not 0.0 <= args.length_signal <= 1.0:
+        sys.stderr.write(f"pice sim: --length-signal must be in [0, 1], got {args.length_signal}\n")
+        return 2
     config = SimConfig(
         edges=args.edges,
         mix=args.mix,
         loads=tuple(float(load) for load in args.loads.split(",")),
         policies=policies,
-        workload=Workload(duration=args.duration, warmup=args.warmup),
+        workload=Workload(
+            duration=args.duration, warmup=args.warmup, length_signal=args.length_signal
+        ),
         seed=args.seed,
         slots=args.slots,
         hedge_factor=args.hedge_factor,

@@ -11,7 +11,8 @@ What is simulated, and what is the gateway's own code:
   (polled every ``poll_interval``), this gateway's in-flight count, the round trip measured at
   each poll (the gateway's EWMA) and the rate curve fitted by the gateway's
   :class:`~pice_gateway.placement.rate.RateFit` from the reports; the point's expected length
-  is the gateway's running mean of finished points (starting at ``progressive``'s default);
+  is the gateway's running mean of finished points (starting at ``progressive``'s default),
+  or with ``Workload.length_signal`` a per-point prediction of a given quality;
 - the point travels half a round trip to its edge, decodes there (:mod:`.edge`), and its
   result half a round trip back; a request's latency runs from its arrival to its last point's
   result at the gateway. Points a policy leaves to the cloud decode at ``cloud_rate``.
@@ -62,6 +63,9 @@ class Workload:
     sketch_per_point: float = 0.25
     poll_interval: float = 1.0
     cloud_rate: float = 30.0  # tok/s per point the cloud expands itself
+    # The share of the log-length variance a length prediction the gateway sees explains
+    # (held-out R²); None: no prediction, the gateway's running mean (see ``predicted_length``).
+    length_signal: float | None = None
 
     def mean_points(self) -> float:
         return (self.points[0] + self.points[1]) / 2.0
@@ -94,6 +98,8 @@ class _Request:
     lengths: list[int]
     measured: bool
     left: int = 0
+    # Per point, the length the gateway predicts (``Workload.length_signal``), or None.
+    predicted: list[float] | None = None
 
 
 @dataclass
@@ -150,7 +156,33 @@ def workload_requests(workload: Workload, seed: int) -> list[_Request]:
         ]
         requests.append(_Request(t, lengths, measured=t >= workload.warmup))
         t += rng.expovariate(workload.rate)
+    if workload.length_signal is not None:
+        predict = random.Random(f"{seed}-predicted-lengths")
+        for request in requests:
+            request.predicted = [
+                predicted_length(length, workload, predict) for length in request.lengths
+            ]
     return requests
+
+
+def predicted_length(length: int, workload: Workload, rng: random.Random) -> float:
+    """A prediction of ``length`` that explains ``workload.length_signal`` of its log variance.
+
+    The lengths are drawn as without a prediction (so every run of a seed decodes the same
+    points); the prediction is drawn given the length. With ``z = log L − μ`` ~ N(0, σ²) split
+    into an explained part ``x`` ~ N(0, R²σ²) and a residual of variance ``(1 − R²)σ²``, the
+    explained part given ``z`` is N(R²·z, R²(1 − R²)σ²); the prediction is the mean length
+    given it, ``exp(μ + x + (1 − R²)σ²/2)``, capped like the lengths. R² = 1 is the true length,
+    R² = 0 the workload's mean for every point. (Capping and rounding the length first bends
+    this slightly for the ~2% of points at the cap.)
+    """
+    share = min(1.0, max(0.0, workload.length_signal or 0.0))
+    sigma = workload.sigma
+    mu = math.log(workload.mean_tokens) - sigma**2 / 2.0
+    z = math.log(length) - mu
+    explained = rng.gauss(share * z, math.sqrt(share * (1.0 - share)) * sigma)
+    residual_var = (1.0 - share) * sigma**2
+    return min(float(workload.max_tokens), math.exp(mu + explained + residual_var / 2.0))
 
 
 class _Unreachable:
@@ -245,13 +277,7 @@ class Simulation:
             elif kind == _Kind.POINT:
                 r, p = data
                 points += 1
-                placement = PointPlacement(
-                    request_id=str(r),
-                    point=p,
-                    title="",
-                    excluded=frozenset(),
-                    expected_tokens=min(workload.max_tokens, self._point_tokens),
-                )
+                placement = self._placement(requests[r], r, p)
                 name = self._policy.place(placement, self._status)
                 if name is not None and self._hedging.enabled:
                     i = self._index[name]
@@ -271,7 +297,7 @@ class Simulation:
                 self._push(t + self._one_way(i), _Kind.AT_EDGE, i, r, p)
             elif kind == _Kind.HEDGE:
                 r, p, i = data
-                self._hedge(t, r, p, i)
+                self._hedge(t, requests[r], r, p, i)
             elif kind == _Kind.AT_EDGE:
                 i, r, p = data
                 if i not in self._live.get((r, p), ()):
@@ -323,18 +349,24 @@ class Simulation:
             hedges_won=self._hedges_won,
         )
 
-    def _hedge(self, t: float, r: int, p: int, i: int) -> None:
-        """The gateway's hedging decision for point ``p`` of request ``r``, placed on ``i``."""
-        live = self._live.get((r, p))
-        if live != [i]:
-            return  # back already, or already hedged
-        placement = PointPlacement(
+    def _placement(self, request: _Request, r: int, p: int) -> PointPlacement:
+        """What dispatch hands the policy: the point's predicted length when the workload has a
+        length signal, else the running mean of finished points (capped by the budget)."""
+        expected = self._point_tokens if request.predicted is None else request.predicted[p]
+        return PointPlacement(
             request_id=str(r),
             point=p,
             title="",
             excluded=frozenset(),
-            expected_tokens=min(self._workload.max_tokens, self._point_tokens),
+            expected_tokens=min(self._workload.max_tokens, expected),
         )
+
+    def _hedge(self, t: float, request: _Request, r: int, p: int, i: int) -> None:
+        """The gateway's hedging decision for point ``p`` of request ``r``, placed on ``i``."""
+        live = self._live.get((r, p))
+        if live != [i]:
+            return  # back already, or already hedged
+        placement = self._placement(request, r, p)
         name = hedge_target(placement, self._fleet[i].name, self._status, self._policy)
         if name is None:
             return  # no spare slot: the sim, unlike dispatch, does not look again

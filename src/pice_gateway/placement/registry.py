@@ -12,12 +12,18 @@ from types import MappingProxyType
 from pice_gateway.placement.base import PlacementPolicy
 from pice_gateway.placement.eft import EftPolicy
 from pice_gateway.placement.least_loaded import LeastLoadedPolicy
+from pice_gateway.placement.length_aware import LengthAwarePolicy
 from pice_gateway.placement.round_robin import RoundRobinPolicy
 
 PolicyFactory = Callable[[], PlacementPolicy]
 
 PLACEMENT_POLICIES: Mapping[str, PolicyFactory] = MappingProxyType(
-    {"least-loaded": LeastLoadedPolicy, "eft": EftPolicy, "round-robin": RoundRobinPolicy}
+    {
+        "least-loaded": LeastLoadedPolicy,
+        "eft": EftPolicy,
+        "eft-length": LengthAwarePolicy,
+        "round-robin": RoundRobinPolicy,
+    }
 )
 
 
