@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pice.edge_protocol import LoadResponse
@@ -55,7 +56,7 @@ class SimEdge:
         elapsed = now - self._clock
         b = len(self._running)
         if b and elapsed > 0.0:
-            step = elapsed * self.profile.curve.per_sequence(b)
+            step = elapsed * self.per_sequence(b)
             self._progress += step
             tokens, busy, batch = self._bucket
             self._bucket = (tokens + step * b, busy + elapsed, batch + b * elapsed)
@@ -106,9 +107,16 @@ class SimEdge:
         if not self._running:
             return None
         remaining = self._running[0][0] - self._progress
-        return self._clock + max(0.0, remaining) / self.profile.curve.per_sequence(
-            len(self._running)
-        )
+        return self._clock + max(0.0, remaining) / self.per_sequence(len(self._running))
+
+    def per_sequence(self, batch: int) -> float:
+        """Tokens/s of each of ``batch`` running sequences: the profile's curve here; an edge
+        sharing a core with others (:mod:`.testbed`) also depends on theirs."""
+        return self.profile.curve.per_sequence(batch)
+
+    def neighbours(self) -> Sequence[SimEdge]:
+        """The edges whose speed changes with this one's batch (none: edges are independent)."""
+        return ()
 
     def load(self) -> LoadResponse:
         """The ``/v1/load`` record the edge would answer now (call :meth:`advance` first)."""

@@ -27,7 +27,8 @@ back at once, as dispatch does.
 Requests arriving during the warm-up are served but not measured; after ``duration`` no new
 request arrives and the run goes on until every measured request finished. Deterministic for a
 seed: the workload (arrivals, k, lengths) comes from its own generator, so every policy is
-measured on the same requests.
+measured on the same requests. ``given`` requests (a recorded run, :mod:`.testbed`) replace
+the draw, and ``edges`` built by the caller may share a core (:meth:`SimEdge.neighbours`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -205,6 +206,16 @@ class _Unreachable:
         pass
 
 
+@dataclass(frozen=True)
+class GivenRequest:
+    """A request given instead of drawn (a recorded run replayed, :mod:`.testbed`): its arrival,
+    its points' lengths and, per point, when after the arrival the sketch names it."""
+
+    arrival: float
+    lengths: tuple[int, ...]
+    ready: tuple[float, ...]
+
+
 class Simulation:
     def __init__(
         self,
@@ -215,13 +226,21 @@ class Simulation:
         seed: int = 0,
         progress: Callable[[float], None] | None = None,
         hedging: HedgeRule | None = None,
+        given: Sequence[GivenRequest] | None = None,
+        edges: Sequence[SimEdge] | None = None,
     ) -> None:
         self._fleet = fleet
+        # Requests to run instead of the workload's draw (its rate, points and sketch unused).
+        self._given = given
         self._workload = workload
         self._policy = policy
         self._seed = seed
         self._progress = progress
-        self._edges = [SimEdge(profile) for profile in fleet]
+        # ``edges``: the fleet's edges built by the caller (edges sharing a core, ``testbed``).
+        self._edges = list(edges) if edges is not None else [SimEdge(p) for p in fleet]
+        self._neighbours = [
+            [self._edges.index(n) for n in edge.neighbours()] for edge in self._edges
+        ]
         # The gateway's own per-edge state (load, in-flight count, round trip, rate fit); its
         # ``status()`` is the snapshot the policy reads, rebuilt only when it changes.
         self._gateway = [Edge(_Unreachable(profile.name)) for profile in fleet]
@@ -246,6 +265,14 @@ class Simulation:
         return self._fleet[i].link.round_trip(self._link_rng) / 2.0
 
     def _reschedule(self, i: int) -> None:
+        self._schedule_finish(i)
+        # Edges sharing i's core change speed with its batch, so their next finish moves: the
+        # version bump voids the completion event computed at their old speed.
+        for j in self._neighbours[i]:
+            self._edges[j].version += 1
+            self._schedule_finish(j)
+
+    def _schedule_finish(self, i: int) -> None:
         edge = self._edges[i]
         when = edge.next_finish()
         if when is not None:
@@ -253,7 +280,12 @@ class Simulation:
 
     def run(self, policy_name: str = "", load: float = math.nan) -> RunResult:
         workload = self._workload
-        requests = workload_requests(workload, self._seed)
+        given = self._given
+        requests = (
+            workload_requests(workload, self._seed)
+            if given is None
+            else [_Request(g.arrival, list(g.lengths), g.arrival >= workload.warmup) for g in given]
+        )
         for r, request in enumerate(requests):
             request.left = len(request.lengths)
             self._push(request.arrival, _Kind.ARRIVAL, r)
@@ -272,7 +304,11 @@ class Simulation:
             if kind == _Kind.ARRIVAL:
                 (r,) = data
                 for p in range(len(requests[r].lengths)):
-                    ready = t + workload.sketch_first + p * workload.sketch_per_point
+                    ready = t + (
+                        given[r].ready[p]
+                        if given is not None
+                        else workload.sketch_first + p * workload.sketch_per_point
+                    )
                     self._push(ready, _Kind.POINT, r, p)
             elif kind == _Kind.POINT:
                 r, p = data
