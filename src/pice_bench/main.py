@@ -157,7 +157,10 @@ def build_spec(
             "cloud_model": endpoints.cloud_model,
             "cloud": "external" if (args.gateway_url or args.cloud_url) else args.cloud,
             "edge_model": None if (args.gateway_url or args.cloud_url) else args.edge_model,
-            "edges": None if (args.gateway_url or args.cloud_url) else args.edges,
+            # The edges started: a profile sets their number, not ``--edges``.
+            "edges": None
+            if (args.gateway_url or args.cloud_url)
+            else len(cores.get("edges", [])) or args.edges,
             "profile": None if (args.gateway_url or args.cloud_url) else args.profile,
             "placement": None if (args.gateway_url or args.cloud_url) else args.placement,
             "cores": cores,

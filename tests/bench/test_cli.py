@@ -65,3 +65,10 @@ def test_suitable_selection_and_answer_budget_flags() -> None:
     args = build_parser().parse_args(["bench", "--suitable", "48", "--unsuitable", "20"])
     assert (args.suitable, args.unsuitable, args.max_tokens) == (48, 20, None)
     assert build_parser().parse_args(["bench"]).suitable is None
+
+
+def test_the_record_counts_the_edges_a_profile_started_not_the_edges_flag() -> None:
+    args = build_parser().parse_args(["bench", "--no-judge", "--profile", "heterogeneous"])
+    endpoints = Endpoints("http://g/v1", "http://c/v1", "m")
+    assert build_spec(args, endpoints, [], {"edges": ["1", "1"]}).config["edges"] == 2
+    assert build_spec(args, endpoints, [], {}).config["edges"] == args.edges
