@@ -153,9 +153,20 @@ def _say(out: TextIO, text: str) -> None:
 
 
 async def run_job(
-    engine: Any, prefix: str, add_special: bool, points: Sequence[int], max_tokens: int, t0: float
+    engine: Any,
+    prefix: str,
+    add_special: bool,
+    points: Sequence[int],
+    max_tokens: int,
+    t0: float,
+    *,
+    stops: bool = True,
 ) -> tuple[int, list[float]]:
-    """Run one job over ``points``; returns tokens and each point's TTFT from ``t0`` (ms)."""
+    """Run one job over ``points``; returns tokens and each point's TTFT from ``t0`` (ms).
+
+    ``stops=False`` leaves out the points' stop strings, so every point runs to ``max_tokens``
+    unless the model ends it: two models then decode (nearly) the same number of tokens.
+    """
     from edge_agent.engine import (
         JobDone,
         JobFailed,
@@ -169,7 +180,9 @@ async def run_job(
     seqs = tuple(
         SequenceSpec(
             point_suffix(p, SKETCH[p]),
-            SamplingParams(max_tokens=max_tokens, stop=point_stops(p, DEFAULT_STOP)),
+            SamplingParams(
+                max_tokens=max_tokens, stop=point_stops(p, DEFAULT_STOP) if stops else ()
+            ),
         )
         for p in points
     )

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def test_every_round_measures_both_variants_at_every_size_in_a_drawn_order(
     assert lora_speed.schedule(5, [1, 4, 8], seed=1) != plan
 
 
-def sample(lora_speed: ModuleType, r: int, variant: str, tok_s: float) -> object:
+def sample(lora_speed: ModuleType, r: int, variant: str, tok_s: float) -> Any:
     # 10 expansion tokens in 10/tok_s seconds; the bare decode twice as fast; fixed prefill.
     return lora_speed.Sample(
         round=r,
@@ -71,6 +72,7 @@ def test_the_ratio_pairs_each_round_and_its_interval_spans_the_rounds(
 
     expand = row["expand_tok_s"]
     assert row["size"] == 4
+    assert row["variant"] == "adapter"
     assert row["rounds"] == 3
     assert expand["ratios"] == pytest.approx([0.9, 0.95, 0.95])
     assert expand["ratio"] == pytest.approx((0.9 + 0.95 + 0.95) / 3)
@@ -78,14 +80,14 @@ def test_the_ratio_pairs_each_round_and_its_interval_spans_the_rounds(
     low, high = expand["ratio_ci95"]
     assert 0.9 <= low <= expand["ratio"] <= high <= 0.95
     assert expand["stock_median"] == 10.0
-    assert expand["adapter_median"] == 9.5
+    assert expand["variant_median"] == 9.5
     assert row["decode_tok_s"]["ratios"] == pytest.approx(expand["ratios"])
     assert row["prefill_ms"]["ratio"] == pytest.approx(1.1)
     assert row["expand_tokens"] == {"stock": [10, 10, 10], "adapter": [10, 10, 10]}
 
     printed = lora_speed.table([row])
-    assert "| 4 | expansion tok/s | 10.0 | 9.5 | 0.933 [" in printed
-    assert "| 4 | prompt prefill ms | 50 | 55 | 1.100 [1.100, 1.100] |" in printed
+    assert "| 4 | expansion tok/s | 10.0 | adapter | 9.5 | 0.933 [" in printed
+    assert "| 4 | prompt prefill ms | 50 | adapter | 55 | 1.100 [1.100, 1.100] |" in printed
 
 
 def test_a_round_missing_one_variant_is_left_out(lora_speed: ModuleType) -> None:
@@ -98,3 +100,24 @@ def test_a_round_missing_one_variant_is_left_out(lora_speed: ModuleType) -> None
     assert row["rounds"] == 1
     assert row["expand_tok_s"]["ratios"] == pytest.approx([0.9])
     assert not math.isnan(row["expand_tok_s"]["ratio_ci95"][0])
+
+
+def test_each_variant_is_compared_with_the_stock_model_of_its_own_round(
+    lora_speed: ModuleType,
+) -> None:
+    plan = lora_speed.schedule(4, [8], seed=0, variants=("stock", "adapter", "merged"))
+    assert all(sorted(order) == ["adapter", "merged", "stock"] for _, _, order in plan)
+    samples = [
+        sample(lora_speed, r, variant, speed * (1.0 + r))  # every round faster than the last
+        for r in range(2)
+        for variant, speed in (("stock", 10.0), ("adapter", 9.0), ("merged", 10.0))
+    ]
+    rows = lora_speed.summarise(samples)
+    assert [row["variant"] for row in rows] == ["adapter", "merged"]
+    adapter, merged = rows
+    assert adapter["expand_tok_s"]["ratios"] == pytest.approx([0.9, 0.9])
+    assert merged["expand_tok_s"]["ratios"] == pytest.approx([1.0, 1.0])
+    assert merged["expand_tokens"] == {"stock": [10, 10], "merged": [10, 10]}
+    # Tokens after each point's first over the time after the job's first token.
+    first = samples[0]
+    assert first.expand_after_first_tok_s == pytest.approx((10 - 4) / (1.0 - 0.1))
