@@ -5,6 +5,9 @@ A third pair of rows is the hardware's own bound: raw ``llama_decode`` steps of 
 1, no engine around them, so the engine's figures can be read against what the CPU's kernels
 give at all.
 
+``--lora ADAPTER.gguf`` runs every part with a LoRA adapter applied, as ``pice edge serve
+--lora`` would (``benchmarks/lora_speed.py`` compares the two side by side).
+
 Run it as ``pice edge bench`` or ``python benchmarks/edge_batching.py``. Heavy imports happen
 inside the functions; the chat part speaks HTTP with the standard library so that an
 edge-only install (no httpx) can run it.
@@ -24,9 +27,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pice.command import pice_argv
+
+if TYPE_CHECKING:
+    from edge_agent.engine.engine import EngineConfig
 
 QUESTION = "How can a small city reduce traffic congestion and make its streets safer?"
 SKETCH = (
@@ -85,8 +91,38 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="chat and raw-decode comparisons are repeated this many times, the two modes "
         "alternating, so that a noisy machine slows both alike (default 3)",
     )
+    parser.add_argument(
+        "--lora", type=Path, help="apply this LoRA adapter GGUF (pice tune export) everywhere"
+    )
+    parser.add_argument(
+        "--lora-scale", dest="lora_scale", type=float, default=1.0, help="adapter scale (1.0)"
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--png", type=Path, help="draw a chart here (needs matplotlib)")
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A LoRA adapter to benchmark with: the file and the scale ``--lora-scale`` gives it."""
+
+    path: Path
+    scale: float = 1.0
+
+    def serve_args(self) -> tuple[str, ...]:
+        """The same adapter for ``pice edge serve``."""
+        return ("--lora", str(self.path), "--lora-scale", str(self.scale))
+
+
+def adapter_from_args(args: argparse.Namespace) -> Adapter | None:
+    """``--lora``/``--lora-scale``, checked before any model is loaded (minutes, on a Jetson)."""
+    from pice.errors import ModelProvisioningError
+
+    lora: Path | None = getattr(args, "lora", None)
+    if lora is None:
+        return None
+    if not lora.is_file():
+        raise ModelProvisioningError(f"LoRA adapter not found: {lora}")
+    return Adapter(lora, float(args.lora_scale))
 
 
 @dataclass
@@ -116,10 +152,21 @@ def _say(out: TextIO, text: str) -> None:
 # -- expansion: in-process engine ----------------------------------------------------------
 
 
-async def _run_job(
-    engine: Any, prefix: str, add_special: bool, points: Sequence[int], max_tokens: int, t0: float
+async def run_job(
+    engine: Any,
+    prefix: str,
+    add_special: bool,
+    points: Sequence[int],
+    max_tokens: int,
+    t0: float,
+    *,
+    stops: bool = True,
 ) -> tuple[int, list[float]]:
-    """Run one job over ``points``; returns tokens and each point's TTFT from ``t0`` (ms)."""
+    """Run one job over ``points``; returns tokens and each point's TTFT from ``t0`` (ms).
+
+    ``stops=False`` leaves out the points' stop strings, so every point runs to ``max_tokens``
+    unless the model ends it: two models then decode (nearly) the same number of tokens.
+    """
     from edge_agent.engine import (
         JobDone,
         JobFailed,
@@ -133,7 +180,9 @@ async def _run_job(
     seqs = tuple(
         SequenceSpec(
             point_suffix(p, SKETCH[p]),
-            SamplingParams(max_tokens=max_tokens, stop=point_stops(p, DEFAULT_STOP)),
+            SamplingParams(
+                max_tokens=max_tokens, stop=point_stops(p, DEFAULT_STOP) if stops else ()
+            ),
         )
         for p in points
     )
@@ -157,11 +206,11 @@ async def _expand_rows(
 
     prompt = engine.chat.render(expansion_messages(QUESTION, SKETCH))
     rows: list[Row] = []
-    await _run_job(engine, prompt.text, prompt.add_special, [0], 4, time.monotonic())  # warm-up
+    await run_job(engine, prompt.text, prompt.add_special, [0], 4, time.monotonic())  # warm-up
     for n in sizes:
         points = list(range(n))
         t0 = time.monotonic()
-        tokens, ttfts = await _run_job(
+        tokens, ttfts = await run_job(
             engine, prompt.text, prompt.add_special, points, max_tokens, t0
         )
         rows.append(_row("expand", n, "batched", tokens, time.monotonic() - t0, ttfts))
@@ -169,7 +218,7 @@ async def _expand_rows(
         t0 = time.monotonic()
         total, all_ttfts = 0, []
         for p in points:
-            tokens, ttfts = await _run_job(
+            tokens, ttfts = await run_job(
                 engine, prompt.text, prompt.add_special, [p], max_tokens, t0
             )
             total += tokens
@@ -189,7 +238,13 @@ class RawDecoder:
     """
 
     def __init__(
-        self, path: Path, threads: int, max_sequences: int, *, extra_buffers: bool = True
+        self,
+        path: Path,
+        threads: int,
+        max_sequences: int,
+        *,
+        extra_buffers: bool = True,
+        adapter: Adapter | None = None,
     ) -> None:
         from edge_agent.engine.chat_template import ChatRenderer
         from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, TokenBatch
@@ -197,6 +252,8 @@ class RawDecoder:
 
         self._model = LlamaModel(path, extra_buffers=extra_buffers)
         self._ctx = LlamaContext(self._model, ContextConfig(4096, 512, max_sequences, threads))
+        if adapter is not None:
+            self._ctx.set_adapter(self._model.load_adapter(adapter.path), adapter.scale)
         # Prefill speed of the last seconds() call's shared prompt, tokens/s.
         self.prefill_rate = 0.0
         self._batch = TokenBatch(512, max_sequences)
@@ -205,6 +262,11 @@ class RawDecoder:
         self._prefix = self._model.tokenize(
             prompt.text, add_special=prompt.add_special, parse_special=True
         )
+
+    @property
+    def prefix_tokens(self) -> int:
+        """Tokens of the shared prompt each :meth:`seconds` call prefills."""
+        return len(self._prefix)
 
     def seconds(self, sequences: int, steps: int) -> float:
         """Wall time of ``steps`` steps of ``sequences`` sequences after the shared prompt."""
@@ -238,7 +300,13 @@ class RawDecoder:
 
 
 def run_raw(
-    model: str, threads: int, sequences: int, steps: int, out: TextIO, rounds: int = 1
+    model: str,
+    threads: int,
+    sequences: int,
+    steps: int,
+    out: TextIO,
+    rounds: int = 1,
+    adapter: Adapter | None = None,
 ) -> list[Row]:
     """Greedy decode ``steps`` tokens for ``sequences`` sequences per step, then for 1.
 
@@ -246,7 +314,8 @@ def run_raw(
     """
     from pice.models.registry import resolve_model
 
-    decoder = RawDecoder(resolve_model(model, progress=False).path, threads, max(sequences, 1))
+    path = resolve_model(model, progress=False).path
+    decoder = RawDecoder(path, threads, max(sequences, 1), adapter=adapter)
     many: list[float] = []
     one: list[float] = []
     try:
@@ -298,16 +367,33 @@ def _row(
     )
 
 
+def expand_config(threads: int, sizes: Sequence[int], adapter: Adapter | None) -> EngineConfig:
+    """The engine the expansion rows run on."""
+    from edge_agent.engine.engine import EngineConfig
+
+    # No prefix cache: one-at-a-time would reuse the prefix too, and this measures batching.
+    return EngineConfig(
+        threads=threads,
+        max_sequences=max(16, *sizes),
+        prefix_cache_slots=0,
+        lora=adapter.path if adapter else None,
+        lora_scale=adapter.scale if adapter else 1.0,
+    )
+
+
 def run_expand(
-    model: str, threads: int, sizes: Sequence[int], max_tokens: int, out: TextIO
+    model: str,
+    threads: int,
+    sizes: Sequence[int],
+    max_tokens: int,
+    out: TextIO,
+    adapter: Adapter | None = None,
 ) -> list[Row]:
-    from edge_agent.engine.engine import Engine, EngineConfig
+    from edge_agent.engine.engine import Engine
     from pice.models.registry import resolve_model
 
     path = resolve_model(model, progress=False).path
-    # No prefix cache: one-at-a-time would reuse the prefix too, and this measures batching.
-    config = EngineConfig(threads=threads, max_sequences=max(16, *sizes), prefix_cache_slots=0)
-    engine = Engine(path, config)
+    engine = Engine(path, expand_config(threads, sizes, adapter))
     engine.start()
     try:
         return asyncio.run(_expand_rows(engine, sizes, max_tokens, out))
@@ -410,16 +496,24 @@ def run_chats(
     return [total("concurrent", together, gains), total("sequential", apart, ())]
 
 
-def _start_server(model: str, threads: int) -> tuple[subprocess.Popen[bytes], str]:
+def serve_argv(model: str, port: int, threads: int, adapter: Adapter | None) -> tuple[str, ...]:
+    """The ``pice edge serve`` command line the chat part starts."""
+    return pice_argv(
+        *("edge", "serve", "--model", model, "--port", str(port), "--threads", str(threads)),
+        *(adapter.serve_args() if adapter else ()),
+    )
+
+
+def _start_server(
+    model: str, threads: int, adapter: Adapter | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen(
-        pice_argv(
-            "edge", "serve", "--model", model, "--port", str(port), "--threads", str(threads)
-        ),
+        serve_argv(model, port, threads, adapter),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -497,16 +591,23 @@ def draw(rows: Sequence[Row], path: Path) -> None:
 
 def run_from_args(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     sizes = [int(s) for s in str(args.points).split(",") if s]
-    _say(out, f"edge batching benchmark: model={args.model} threads={args.threads}")
-    rows = run_expand(args.model, args.threads, sizes, args.max_tokens, out)
+    adapter = adapter_from_args(args)
+    with_adapter = f" lora={adapter.path} scale={adapter.scale}" if adapter else ""
+    _say(out, f"edge batching benchmark: model={args.model} threads={args.threads}{with_adapter}")
+    rows = run_expand(args.model, args.threads, sizes, args.max_tokens, out, adapter)
     rounds = max(1, args.rounds)
     if args.raw_sequences > 0:
-        rows += run_raw(args.model, args.threads, args.raw_sequences, args.max_tokens, out, rounds)
+        rows += run_raw(
+            args.model, args.threads, args.raw_sequences, args.max_tokens, out, rounds, adapter
+        )
     if args.chats > 0:
         if args.server_url:
+            # A running server serves whatever adapter it was started with; say which it is.
+            if adapter:
+                _say(out, "  chats: --server-url given, the server's own adapter applies")
             rows += run_chats(args.server_url.rstrip("/"), args.chats, args.max_tokens, out, rounds)
         else:
-            proc, base_url = _start_server(args.model, args.threads)
+            proc, base_url = _start_server(args.model, args.threads, adapter)
             try:
                 rows += run_chats(base_url, args.chats, args.max_tokens, out, rounds)
             finally:
@@ -519,6 +620,7 @@ def run_from_args(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             "model": args.model,
             "threads": args.threads,
             "max_tokens": args.max_tokens,
+            "adapter": ({"path": str(adapter.path), "scale": adapter.scale} if adapter else None),
             "rows": [asdict(r) | {"tokens_per_second": r.tokens_per_second} for r in rows],
             "speedups": speedups(rows),
         }

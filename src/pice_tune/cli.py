@@ -59,7 +59,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="qwen2.5-coder-0.5b-instruct-q8_0",
         help="the edge model the adapter is checked against",
     )
-    export.add_argument("--out", type=Path, help="adapter file (WORKDIR/adapter.gguf)")
+    export.add_argument(
+        "--out", type=Path, help="output (WORKDIR/adapter.gguf; with --merged WORKDIR/merged.gguf)"
+    )
+    export.add_argument(
+        "--merged",
+        action="store_true",
+        help="write the edge model with the adapter folded into its weights (a plain model for "
+        "pice edge serve --model: no per-token cost) instead of the adapter",
+    )
+    export.add_argument(
+        "--scale", type=float, default=1.0, help="with --merged: the adapter's scale (1.0)"
+    )
     export.add_argument("--venv", type=Path, help="tuning environment (.venv-tune)")
     export.set_defaults(handler=_export)
 
@@ -120,11 +131,14 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from pice_tune.steps import run_export
 
+    default = "merged.gguf" if args.merged else "adapter.gguf"
     meta = run_export(
         Path(args.workdir) / "run",
-        args.out or Path(args.workdir) / "adapter.gguf",
+        args.out or Path(args.workdir) / default,
         args.edge_model,
         venv=args.venv,
+        merged=args.merged,
+        scale=args.scale,
     )
     sys.stdout.write(json.dumps(meta, indent=2) + "\n")
     return 0

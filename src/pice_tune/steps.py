@@ -194,26 +194,37 @@ def run_train(options: TrainOptions) -> dict[str, Any]:
 
 
 def run_export(
-    run_dir: Path, out: Path, edge_model: str, venv: Path | None = None
+    run_dir: Path,
+    out: Path,
+    edge_model: str,
+    venv: Path | None = None,
+    *,
+    merged: bool = False,
+    scale: float = 1.0,
 ) -> dict[str, Any]:
-    """Write ``out`` (the llama.cpp adapter) and ``out.json`` (recipe, data hash, checks)."""
+    """Write ``out`` and ``out.json`` (recipe, data hash, checks).
+
+    ``out`` is the llama.cpp adapter, or with ``merged`` the edge model with the adapter
+    (at ``scale``) folded into its weights and requantised to their type: a plain model for
+    ``pice edge serve --model``, which costs nothing per token (docs/fine-tuning.md).
+    """
     tune_venv = find_tune_venv(venv)
     record = json.loads((run_dir / RECIPE_FILE).read_text())
     summary = json.loads((run_dir / worker.SUMMARY_FILE).read_text())
     target = resolve_model(edge_model)
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = json.loads(
-        run_worker(
-            tune_venv,
-            "export",
-            *("--adapter-dir", str(run_dir / "adapter"), "--base-gguf", str(target.path)),
-            *("--out", str(out), "--name", out.stem),
-        )
-    )
+    common = ("--adapter-dir", str(run_dir / "adapter"), "--base-gguf", str(target.path))
+    if merged:
+        argv = ("merge", *common, "--out", str(out), "--scale", str(scale))
+        kind = f"merged GGUF ({target.name} + adapter at scale {scale}, requantised)"
+    else:
+        argv = ("export", *common, "--out", str(out), "--name", out.stem)
+        kind = "llama.cpp LoRA adapter (GGUF, general.type=adapter)"
+    report = json.loads(run_worker(tune_venv, *argv))
     meta = {
         "adapter": out.name,
         "adapter_sha256": hash_file(out),
-        "format": "llama.cpp LoRA adapter (GGUF, general.type=adapter)",
+        "format": kind,
         "checked_against": {"model": target.name, "sha256": hash_file(target.path)},
         "recipe": record["recipe"],
         "data": record["data"],

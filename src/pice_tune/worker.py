@@ -7,6 +7,8 @@ safetensors; the PICE environment has none of them), as a script:
         --out RUN_DIR --max-steps 3 --rank 4
     .venv-tune/bin/python src/pice_tune/worker.py export --adapter-dir RUN_DIR/adapter \
         --base-gguf MODEL.gguf --out ADAPTER.gguf
+    .venv-tune/bin/python src/pice_tune/worker.py merge --adapter-dir RUN_DIR/adapter \
+        --base-gguf MODEL-Q8_0.gguf --out MERGED.gguf
 
 ``train`` reads prompt/completion records (:mod:`pice_tune.dataset` renders them from the edge's
 own expansion prompt), masks the loss to the completion, and saves a checkpoint (adapter,
@@ -15,7 +17,9 @@ same ``--out`` and it resumes from the newest one. ``export`` writes the peft ad
 layout llama.cpp's ``llama_adapter_lora_init`` loads: one ``<base tensor>.lora_a`` of numpy
 shape (rank, in) and one ``.lora_b`` of shape (out, rank) per adapted weight, plus
 ``general.type=adapter``, ``adapter.type=lora`` and ``adapter.lora.alpha``; every pair is
-checked against the base GGUF's tensor before anything is written.
+checked against the base GGUF's tensor before anything is written. ``merge`` instead writes
+the base GGUF with ``scale * alpha / rank * B @ A`` added to each adapted weight, requantised to
+that weight's type: a plain model, served without an adapter.
 This file imports nothing from PICE so it runs in that other environment.
 """
 
@@ -212,16 +216,17 @@ def _hf_weight_name(peft_key: str) -> tuple[str, str]:
     raise SystemExit(f"unexpected tensor in the adapter: {peft_key}")
 
 
-def export(args: argparse.Namespace) -> int:
+def _lora_pairs(adapter_dir: Path, reader: Any) -> tuple[str, int, float, dict[str, Any]]:
+    """(architecture, rank, alpha, {llama.cpp weight name: {"a": A, "b": B}}) of a peft
+    adapter, every pair checked against the base GGUF (``reader``)'s tensor of that name."""
     gguf = importlib.import_module("gguf")
     load_file = importlib.import_module("safetensors.numpy").load_file
     np = importlib.import_module("numpy")
 
-    config = json.loads((args.adapter_dir / "adapter_config.json").read_text())
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
     rank, alpha = int(config["r"]), float(config["lora_alpha"])
-    weights = load_file(str(args.adapter_dir / "adapter_model.safetensors"))
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
 
-    reader = gguf.GGUFReader(str(args.base_gguf))
     field = reader.fields["general.architecture"]
     arch = bytes(field.parts[field.data[0]]).decode()
     base_shapes = {t.name: tuple(int(n) for n in t.shape) for t in reader.tensors}
@@ -239,7 +244,7 @@ def export(args: argparse.Namespace) -> int:
 
     for name, pair in sorted(pairs.items()):
         if set(pair) != {"a", "b"} or name not in base_shapes:
-            raise SystemExit(f"{name}: incomplete pair or not in {args.base_gguf}")
+            raise SystemExit(f"{name}: incomplete pair or not in the base GGUF")
         # GGUF lists dimensions innermost first: the base weight is (in, out).
         n_in, n_out = base_shapes[name][:2]
         a, b = pair["a"], pair["b"]
@@ -247,6 +252,19 @@ def export(args: argparse.Namespace) -> int:
             raise SystemExit(
                 f"{name}: lora shapes {a.shape}, {b.shape} do not fit ({n_in}, {n_out})"
             )
+    return arch, rank, alpha, pairs
+
+
+def merged_weight(weight: Any, a: Any, b: Any, factor: float) -> Any:
+    """``weight + factor * b @ a``: what llama.cpp adds to ``weight @ x`` for an adapter
+    (``factor`` = scale * alpha / rank), folded into the weight itself. All (out, in) float32."""
+    return weight + factor * (b @ a)
+
+
+def export(args: argparse.Namespace) -> int:
+    gguf = importlib.import_module("gguf")
+    reader = gguf.GGUFReader(str(args.base_gguf))
+    arch, rank, alpha, pairs = _lora_pairs(args.adapter_dir, reader)
 
     tmp = args.out.with_name(args.out.name + ".tmp")
     writer = gguf.GGUFWriter(str(tmp), arch)
@@ -265,6 +283,70 @@ def export(args: argparse.Namespace) -> int:
     report = {"architecture": arch, "rank": rank, "alpha": alpha, "pairs": len(pairs)}
     sys.stdout.write(json.dumps(report) + "\n")
     _log(f"wrote {len(pairs)} LoRA pairs to {args.out}")
+    return 0
+
+
+def merge(args: argparse.Namespace) -> int:
+    """Write the base GGUF with the adapter folded into its weights, requantised to each
+    weight's own type: a plain model, served without an adapter (no cost per token).
+
+    Only weights of a type the ``gguf`` package can quantise (Q8_0, Q4_0, Q5_0, BF16, F16,
+    F32…; not the K-quants) can take the sum; merge into the Q8_0 edge model.
+    """
+    gguf = importlib.import_module("gguf")
+    quants = importlib.import_module("gguf.quants")
+    np = importlib.import_module("numpy")
+
+    reader = gguf.GGUFReader(str(args.base_gguf))
+    arch, rank, alpha, pairs = _lora_pairs(args.adapter_dir, reader)
+    factor = args.scale * alpha / rank
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    writer = gguf.GGUFWriter(str(tmp), arch)
+    for field in reader.fields.values():
+        # The writer writes the architecture and the GGUF header fields itself.
+        if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
+            continue
+        kind = field.types[0]
+        sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(field.name, field.contents(), kind, sub_type=sub)
+    data: list[Any] = []
+    largest = 0.0
+    for tensor in reader.tensors:
+        array = tensor.data
+        if tensor.name in pairs:
+            pair = pairs[tensor.name]
+            weight = quants.dequantize(array, tensor.tensor_type).astype(np.float32)
+            weight = weight.reshape(pair["b"].shape[0], pair["a"].shape[1])
+            summed = merged_weight(weight, pair["a"], pair["b"], factor)
+            largest = max(largest, float(np.abs(summed - weight).max()))
+            try:
+                array = quants.quantize(summed, tensor.tensor_type)
+            except NotImplementedError as exc:
+                raise SystemExit(
+                    f"{tensor.name}: cannot requantise {tensor.tensor_type.name} here ({exc}); "
+                    "merge into the Q8_0 edge model"
+                ) from exc
+        writer.add_tensor_info(
+            tensor.name, array.shape, array.dtype, array.nbytes, tensor.tensor_type
+        )
+        data.append(array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for array in data:
+        writer.write_tensor_data(array, tensor_endianess=reader.endianess)
+    writer.close()
+    tmp.rename(args.out)
+    report = {
+        "architecture": arch,
+        "rank": rank,
+        "alpha": alpha,
+        "scale": args.scale,
+        "merged_weights": len(pairs),
+        "largest_change": largest,
+    }
+    sys.stdout.write(json.dumps(report) + "\n")
+    _log(f"merged {len(pairs)} LoRA pairs into {args.out}")
     return 0
 
 
@@ -312,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--name")
     e.set_defaults(handler=export)
+    m = steps.add_parser("merge")
+    m.add_argument("--adapter-dir", type=Path, required=True)
+    m.add_argument("--base-gguf", type=Path, required=True)
+    m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--scale", type=float, default=1.0)
+    m.set_defaults(handler=merge)
     i = steps.add_parser("inspect")
     i.add_argument("gguf", type=Path)
     i.set_defaults(handler=inspect)

@@ -227,3 +227,55 @@ def test_the_edge_serves_the_adapter_and_its_output_changes(
     assert all(t.strip() for t in texts)
     # Greedy decoding either writes other text, or the same text with other probabilities.
     assert texts != stock_texts or logprobs != stock_logprobs
+
+
+def last_logits(path: Path, adapter: Path | None = None) -> Any:
+    """Every position's logits over a short text, with ``adapter`` applied if given."""
+    import numpy as np
+
+    from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, TokenBatch
+
+    model = LlamaModel(path)
+    ctx = LlamaContext(model, ContextConfig(256, 256, 1, 2))
+    batch = TokenBatch(256, 1)
+    try:
+        if adapter is not None:
+            ctx.set_adapter(model.load_adapter(adapter), 1.0)
+        text = "Water the soil deeply the day before leaving, then group the pots."
+        tokens = model.tokenize(text, add_special=True, parse_special=False)
+        for pos, token in enumerate(tokens):
+            batch.add(token, pos, (0,), logits=True)
+        assert ctx.decode(batch) == 0
+        return np.stack([ctx.logits(i).copy() for i in range(len(tokens))])
+    finally:
+        batch.close()
+        ctx.close()
+        model.close()
+
+
+def test_the_merged_model_computes_what_the_adapter_does(
+    tuned: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``export --merged`` folds the adapter into the weights: llama.cpp then computes with the
+    plain merged model what it computes with the stock model and the adapter."""
+    import numpy as np
+
+    work, _ = tuned
+    common = ["tune", "--workdir", str(work), "export", "--venv", str(tune_venv())]
+    # The run may have been resumed by another test: export both from its current state.
+    adapter, merged = tmp_path / "adapter.gguf", tmp_path / "merged.gguf"
+    assert pice_main([*common, "--edge-model", EDGE_MODEL, "--out", str(adapter)]) == 0
+    assert pice_main([*common, "--edge-model", EDGE_MODEL, "--merged", "--out", str(merged)]) == 0
+    meta = json.loads(merged.with_name("merged.gguf.json").read_text())
+    assert meta["format"].startswith("merged GGUF")
+    assert meta["export"]["merged_weights"] == 4 * 24  # q, v, o, down of 24 layers
+
+    base_path = resolve_model(EDGE_MODEL, pull=False).path
+    base = inspect_gguf(base_path)
+    assert inspect_gguf(merged)["tensors"] == base["tensors"]  # same names, shapes, layout
+    stock, adapted = last_logits(base_path), last_logits(base_path, adapter)
+    folded = last_logits(merged)
+    effect = float(np.abs(adapted - stock).mean())
+    assert effect > 0.05  # the toy adapter does change the logits (2.3 when measured)...
+    # ...and the merged model lands with it, up to Q8_0 rounding of the sum (0.05).
+    assert float(np.abs(folded - adapted).mean()) < 0.25 * effect
