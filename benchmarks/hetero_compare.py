@@ -7,6 +7,12 @@ so a bootstrap resamples arrival slots and keeps every policy's latency for that
 
 The first run is the baseline. Prints p50/p95 per run and each ratio to the baseline with a
 95% interval; refuses runs whose schedule fingerprints differ.
+
+Several runs of one policy, joined by commas, are pooled: their latencies of the resampled
+slots are taken together (a slot keeps all its runs), so repeated runs narrow the figure
+without mixing slots up:
+
+    python benchmarks/hetero_compare.py DIR_LL1,DIR_LL2,DIR_LL3 DIR_EFT1,DIR_EFT2,DIR_EFT3
 """
 
 from __future__ import annotations
@@ -35,35 +41,50 @@ def interval(values: list[float]) -> tuple[float, float]:
     return percentile(values, 2.5), percentile(values, 97.5)
 
 
+def _pooled(runs: list[list[float]], slots: list[int]) -> list[float]:
+    return [run[i] for run in runs for i in slots]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", type=Path, nargs="+", help="result directories, baseline first")
+    parser.add_argument(
+        "runs", nargs="+", help="result directories (DIR or DIR,DIR,... pooled), baseline first"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    runs = {path.name: load_latencies(path) for path in args.runs}
-    if len({fp for fp, _ in runs.values()}) != 1:
+    groups: dict[str, list[list[float]]] = {}
+    fingerprints: set[str] = set()
+    for spec in args.runs:
+        paths = [Path(part) for part in spec.split(",")]
+        loaded = [load_latencies(path) for path in paths]
+        fingerprints.update(fp for fp, _ in loaded)
+        groups["+".join(path.name for path in paths)] = [lat for _, lat in loaded]
+    if len(fingerprints) != 1:
         sys.stderr.write("the runs do not share one arrival schedule\n")
         return 1
-    (base_name, (_, base)), *others = runs.items()
+    (base_name, base), *others = groups.items()
+    everything = list(range(min(len(run) for run in base)))
     out = sys.stdout
     out.write("| run | n | p50 s | p95 s | p50 / base [95% CI] | p95 / base [95% CI] |\n")
     out.write("|---|---|---|---|---|---|\n")
-    out.write(f"| {base_name} | {len(base)} | {percentile(base, 50):.1f} | ")
-    out.write(f"{percentile(base, 95):.1f} | – | – |\n")
+    pooled_base = _pooled(base, everything)
+    out.write(f"| {base_name} | {len(pooled_base)} | {percentile(pooled_base, 50):.1f} | ")
+    out.write(f"{percentile(pooled_base, 95):.1f} | – | – |\n")
     rng = random.Random(args.seed)
-    for name, (_, lat) in others:
-        n = min(len(lat), len(base))
+    for name, runs in others:
+        n = min(len(run) for run in [*runs, *base])
         r50, r95 = [], []
         for _ in range(RESAMPLES):
             slots = [rng.randrange(n) for _ in range(n)]
-            mine, theirs = [lat[i] for i in slots], [base[i] for i in slots]
+            mine, theirs = _pooled(runs, slots), _pooled(base, slots)
             r50.append(percentile(mine, 50) / percentile(theirs, 50))
             r95.append(percentile(mine, 95) / percentile(theirs, 95))
         (lo50, hi50), (lo95, hi95) = interval(r50), interval(r95)
+        lat, ref = _pooled(runs, list(range(n))), _pooled(base, list(range(n)))
         out.write(
             f"| {name} | {len(lat)} | {percentile(lat, 50):.1f} | {percentile(lat, 95):.1f} | "
-            f"{percentile(lat, 50) / percentile(base, 50):.2f} [{lo50:.2f}, {hi50:.2f}] | "
-            f"{percentile(lat, 95) / percentile(base, 95):.2f} [{lo95:.2f}, {hi95:.2f}] |\n"
+            f"{percentile(lat, 50) / percentile(ref, 50):.2f} [{lo50:.2f}, {hi50:.2f}] | "
+            f"{percentile(lat, 95) / percentile(ref, 95):.2f} [{lo95:.2f}, {hi95:.2f}] |\n"
         )
     return 0
 
