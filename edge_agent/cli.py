@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -103,9 +104,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _serve(args: argparse.Namespace) -> int:
     from edge_agent.api.app import create_app
-    from edge_agent.settings import load_settings
+    from edge_agent.settings import EdgeSettings, load_settings
     from pice.http.serve import serve_app
     from pice.logs import configure_logging
+    from pice.settings_check import settings_warnings
     from pice.tracing_factory import log_filters
 
     settings = load_settings(
@@ -135,6 +137,8 @@ def _serve(args: argparse.Namespace) -> int:
     # own lines go through the same handler (no log_config of its own). Configured before the
     # app, so a refused insecure bind is logged in the same format.
     configure_logging(settings.log_format, args.log_level.upper(), log_filters(settings.tracing))
+    for warning in settings_warnings(EdgeSettings, args.config, os.environ):
+        logger.warning("%s", warning)
     return serve_app(
         lambda: create_app(settings),
         host=settings.host,

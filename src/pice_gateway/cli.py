@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,10 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from pice.http.serve import serve_app
     from pice.logs import configure_logging
+    from pice.settings_check import settings_warnings
     from pice.tracing_factory import log_filters
     from pice_gateway.app import create_app
-    from pice_gateway.settings import load_settings
+    from pice_gateway.settings import GatewaySettings, load_settings
 
     settings = load_settings(
         args.config, host=args.host, port=args.port, allow_insecure=args.insecure
@@ -40,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     # or JSON; uvicorn's own lines go through the same handler (no log_config of its own).
     # Configured before the app, so a refused insecure bind is logged in the same format.
     configure_logging(settings.log_format, args.log_level.upper(), log_filters(settings.tracing))
+    for warning in settings_warnings(GatewaySettings, args.config, os.environ):
+        logger.warning("%s", warning)
     return serve_app(
         lambda: create_app(settings),
         host=settings.host,
