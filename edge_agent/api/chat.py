@@ -20,6 +20,7 @@ from edge_agent.engine import (
     SequenceDone,
     SequenceSpec,
     TokenDelta,
+    TokenLogprob,
 )
 from edge_agent.engine.backend import EngineJob
 from edge_agent.engine.chat_template import Message
@@ -30,12 +31,15 @@ from pice.openai_protocol import (
     ChatCompletionChunk,
     ChatCompletionRequest,
     Choice,
+    ChoiceLogprobs,
     ChunkChoice,
     Delta,
+    LogprobToken,
     ResponseMessage,
     Usage,
     completion_id,
     dump,
+    logprob_token,
     now,
 )
 
@@ -64,11 +68,16 @@ def build_job(body: ChatCompletionRequest, prefix: str, add_special: bool) -> Jo
                 frequency_penalty=body.frequency_penalty or 0.0,
                 max_tokens=limit,
                 stop=tuple(body.stop_list()),
+                top_logprobs=(body.top_logprobs or 0) if body.logprobs else None,
             ),
         )
         for i in range(body.n)
     )
     return JobSpec(prefix, sequences, request_id=body.user, add_special=add_special)
+
+
+def _entry(event: TokenLogprob) -> LogprobToken:
+    return logprob_token(event.token, event.logprob, [(t.token, t.logprob) for t in event.top])
 
 
 def _messages(body: ChatCompletionRequest) -> list[Message]:
@@ -92,10 +101,13 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
 async def _collect(handle: EngineJob, body: ChatCompletionRequest, model_id: str) -> ChatCompletion:
     texts = [""] * body.n
     reasons: list[str | None] = [None] * body.n
+    logprobs: list[list[LogprobToken]] = [[] for _ in range(body.n)]
     usage = Usage()
     async with handle:
         async for event in handle:
-            if isinstance(event, SequenceDone):
+            if isinstance(event, TokenLogprob):
+                logprobs[event.seq].append(_entry(event))
+            elif isinstance(event, SequenceDone):
                 texts[event.seq] = event.text
                 reasons[event.seq] = event.finish_reason
             elif isinstance(event, JobDone):
@@ -107,7 +119,12 @@ async def _collect(handle: EngineJob, body: ChatCompletionRequest, model_id: str
         created=now(),
         model=model_id,
         choices=[
-            Choice(index=i, message=ResponseMessage(content=texts[i]), finish_reason=reasons[i])
+            Choice(
+                index=i,
+                message=ResponseMessage(content=texts[i]),
+                finish_reason=reasons[i],
+                logprobs=ChoiceLogprobs(content=logprobs[i]) if body.logprobs else None,
+            )
             for i in range(body.n)
         ],
         usage=usage,
@@ -128,16 +145,33 @@ async def _stream(
             )
         )
 
+    # A token's log-probability goes out with the chunk that carries its text; text held back
+    # (a possible stop string) takes its tokens' entries along, the last chunk any left over.
+    pending: list[list[LogprobToken]] = [[] for _ in range(body.n)]
+
+    def take(seq: int) -> ChoiceLogprobs | None:
+        if not body.logprobs:
+            return None
+        entries, pending[seq] = pending[seq], []
+        return ChoiceLogprobs(content=entries)
+
     for i in range(body.n):
         yield chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content=""))])
     async with handle:  # leaving early (client gone) cancels the job's sequences
         async for event in handle:
-            if isinstance(event, TokenDelta):
-                yield chunk([ChunkChoice(index=event.seq, delta=Delta(content=event.text))])
+            if isinstance(event, TokenLogprob):
+                pending[event.seq].append(_entry(event))
+            elif isinstance(event, TokenDelta):
+                delta = Delta(content=event.text)
+                yield chunk([ChunkChoice(index=event.seq, delta=delta, logprobs=take(event.seq))])
             elif isinstance(event, SequenceDone):
-                yield chunk(
-                    [ChunkChoice(index=event.seq, delta=Delta(), finish_reason=event.finish_reason)]
+                done = ChunkChoice(
+                    index=event.seq,
+                    delta=Delta(),
+                    finish_reason=event.finish_reason,
+                    logprobs=take(event.seq) if pending[event.seq] else None,
                 )
+                yield chunk([done])
             elif isinstance(event, JobDone):
                 if body.include_usage():
                     yield chunk([], Usage.of(event.prompt_tokens, event.completion_tokens))

@@ -17,6 +17,7 @@ from edge_agent.engine.types import (
     SequenceDone,
     SequenceSpec,
     TokenDelta,
+    TokenLogprob,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "SequenceDone",
     "SequenceSpec",
     "TokenDelta",
+    "TokenLogprob",
 ]

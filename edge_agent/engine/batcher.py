@@ -30,7 +30,7 @@ from edge_agent.engine.admission import CellBudget
 from edge_agent.engine.job import JobState, SequenceState, Tokenizer, finish_reason_for
 from edge_agent.engine.llama import DECODE_NO_KV_SLOT, DECODE_OK, TokenBatch
 from edge_agent.engine.prefix_cache import CellSharing, PrefixCache, PrefixHit
-from edge_agent.engine.sampling import Sampler, SamplerFactory, token_logprob
+from edge_agent.engine.sampling import Sampler, SamplerFactory, token_logprob, top_logprobs
 from edge_agent.engine.stats import EngineCounters, ThroughputWindow
 from edge_agent.engine.text import TextAssembler
 from edge_agent.engine.types import (
@@ -40,6 +40,8 @@ from edge_agent.engine.types import (
     JobStarted,
     SequenceDone,
     TokenDelta,
+    TokenLogprob,
+    TopLogprob,
 )
 from pice.errors import PiceError, ServiceUnavailableError
 
@@ -388,8 +390,15 @@ class Batcher:
         if not eog:
             seq.generated += 1
             self.counters.tokens_generated += 1
-            seq.logprob_sum += token_logprob(self.ctx.logits(row), token)
-            text = seq.text.feed(self.model.piece(token))
+            logits = self.ctx.logits(row)
+            logprob = token_logprob(logits, token)
+            seq.logprob_sum += logprob
+            piece = self.model.piece(token)
+            if seq.params.top_logprobs is not None:
+                top = top_logprobs(logits, seq.params.top_logprobs)
+                alternatives = tuple(TopLogprob(self.model.piece(t), lp) for t, lp in top)
+                job.emit(TokenLogprob(seq.index, piece, logprob, alternatives))
+            text = seq.text.feed(piece)
             if text:
                 job.emit(TokenDelta(seq.index, text))
         reason = finish_reason_for(seq, eog=eog)

@@ -87,8 +87,23 @@ class Sampler:
             self._chain = None
 
 
+def log_normaliser(logits: npt.NDArray[np.float32]) -> float:
+    """log sum exp(logits): what turns a logit into a log-probability."""
+    peak = float(logits.max())
+    return peak + float(np.log(np.exp(logits - peak, dtype=np.float32).sum(dtype=np.float64)))
+
+
 def token_logprob(logits: npt.NDArray[np.float32], token: int) -> float:
     """log softmax(logits)[token] under the raw distribution (before temperature/top-p)."""
-    peak = float(logits.max())
-    log_z = peak + float(np.log(np.exp(logits - peak, dtype=np.float32).sum(dtype=np.float64)))
-    return float(logits[token]) - log_z
+    return float(logits[token]) - log_normaliser(logits)
+
+
+def top_logprobs(logits: npt.NDArray[np.float32], k: int) -> list[tuple[int, float]]:
+    """The ``k`` most likely tokens and their log-probabilities, most likely first."""
+    if k <= 0:
+        return []
+    k = min(k, logits.shape[0])
+    log_z = log_normaliser(logits)
+    best = np.argpartition(-logits, k - 1)[:k]
+    ranked = best[np.argsort(-logits[best], kind="stable")]
+    return [(int(t), float(logits[t]) - log_z) for t in ranked]

@@ -22,6 +22,9 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     max_tokens: int = 96
     stop: tuple[str, ...] = ()
+    # OpenAI's ``logprobs``/``top_logprobs``: None records nothing per token; k >= 0 emits a
+    # :class:`TokenLogprob` for every generated token with its k most likely alternatives.
+    top_logprobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,27 @@ class TokenDelta:
 
 
 @dataclass(frozen=True)
+class TopLogprob:
+    token: bytes
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token of a sequence that asked for log-probabilities (before its text).
+
+    Log-probabilities are of the model's raw distribution (before temperature and top-p), as
+    OpenAI reports them. Every generated token is reported, also those of a stop string that
+    the text leaves out.
+    """
+
+    seq: int
+    token: bytes
+    logprob: float
+    top: tuple[TopLogprob, ...]
+
+
+@dataclass(frozen=True)
 class SequenceDone:
     seq: int
     finish_reason: FinishReason
@@ -92,4 +116,4 @@ class JobFailed:
     error: PiceError
 
 
-EngineEvent = JobStarted | TokenDelta | SequenceDone | JobDone | JobFailed
+EngineEvent = JobStarted | TokenLogprob | TokenDelta | SequenceDone | JobDone | JobFailed

@@ -166,11 +166,39 @@ class ResponseMessage(BaseModel):
     content: str
 
 
+class LogprobAlternative(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class LogprobToken(LogprobAlternative):
+    top_logprobs: list[LogprobAlternative]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[LogprobToken] | None
+    refusal: list[LogprobToken] | None = None
+
+
+def logprob_token(piece: bytes, logprob: float, top: list[tuple[bytes, float]]) -> LogprobToken:
+    """OpenAI's entry for one token: its text (invalid UTF-8 replaced) and its exact bytes."""
+    return LogprobToken(
+        token=piece.decode(errors="replace"),
+        logprob=logprob,
+        bytes=list(piece),
+        top_logprobs=[
+            LogprobAlternative(token=t.decode(errors="replace"), logprob=lp, bytes=list(t))
+            for t, lp in top
+        ],
+    )
+
+
 class Choice(BaseModel):
     index: int
     message: ResponseMessage
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -193,7 +221,7 @@ class ChunkChoice(BaseModel):
     index: int
     delta: Delta
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):

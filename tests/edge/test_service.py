@@ -146,6 +146,62 @@ def test_chat_stream_with_usage_and_stop(client: openai.OpenAI) -> None:
     assert all(c.usage is None for c in chunks[:-1])
 
 
+def test_logprobs_list_every_token_of_the_answer_with_its_alternatives(
+    client: openai.OpenAI,
+) -> None:
+    result = client.chat.completions.create(
+        model=MODEL_ID,
+        messages=[{"role": "user", "content": "Name three colours."}],
+        max_tokens=12,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=3,
+    )
+    choice = result.choices[0]
+    assert choice.logprobs is not None
+    assert choice.logprobs.content
+    entries = choice.logprobs.content
+    assert result.usage is not None
+    assert len(entries) == result.usage.completion_tokens
+    assert b"".join(bytes(e.bytes or []) for e in entries).decode() == choice.message.content
+    for entry in entries:
+        assert entry.logprob <= 0.0
+        assert len(entry.top_logprobs) == 3
+        ranked = [t.logprob for t in entry.top_logprobs]
+        assert ranked == sorted(ranked, reverse=True)
+        # Greedy decoding picks the most likely token.
+        assert entry.top_logprobs[0].token == entry.token
+        assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob, abs=1e-4)
+    plain = client.chat.completions.create(
+        model=MODEL_ID,
+        messages=[{"role": "user", "content": "Name three colours."}],
+        max_tokens=12,
+        temperature=0,
+    )
+    assert plain.choices[0].logprobs is None
+    assert plain.choices[0].message.content == choice.message.content
+
+
+def test_streamed_logprobs_travel_with_their_text(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=MODEL_ID,
+        messages=[{"role": "user", "content": "Name three colours."}],
+        max_tokens=12,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=1,
+        stream=True,
+    )
+    chunks = [c for c in stream if c.choices]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    entries = [
+        e for c in chunks if c.choices[0].logprobs for e in c.choices[0].logprobs.content or []
+    ]
+    assert text
+    assert b"".join(bytes(e.bytes or []) for e in entries).decode() == text
+    assert all(len(e.top_logprobs) == 1 for e in entries)
+
+
 def test_unknown_model_is_404(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         client.chat.completions.create(
