@@ -246,6 +246,10 @@ class ProgressiveSettings(BaseModel):
     # default: on a CPU edge whose cores are already busy, free sequence slots are not spare
     # compute, and k = 3 made answers 49% slower end to end (docs/benchmarks.md, "Ensemble").
     ensemble_candidates: int = Field(default=1, ge=1, le=MAX_CANDIDATES)
+    # The most a point's extra candidates may slow every sequence on its edge, predicted from
+    # the edge's fitted rate curve (0.05 = 5%); k shrinks until it fits. Compute-bound edges
+    # (CPUs) get one candidate, edges that batch nearly for free (GPUs) get k.
+    ensemble_max_slowdown: float = Field(default=0.05, ge=0.0)
     # Sampling temperature of candidates 1..k-1 (candidate 0 keeps the request's own).
     ensemble_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
     hedging: HedgingSettings = Field(default_factory=HedgingSettings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -174,7 +175,9 @@ def test_pice_ensemble_asks_the_gateway_for_candidates_and_pice_progressive_for_
             assert mode in systems.available()
             return await systems.answer_fn(mode)(question)
 
-    with fake_stack(CloudScript(), [edge]) as url:
+    # The fake edge reports no decode rate, so the compute check is turned off here.
+    free = {"progressive": {"ensemble_max_slowdown": math.inf}}
+    with fake_stack(CloudScript(), [edge], **free) as url:
         single = asyncio.run(ask(url, Mode.PICE))
         jobs = len(edge.jobs)
         ensemble = asyncio.run(ask(url, Mode.PICE_ENSEMBLE))

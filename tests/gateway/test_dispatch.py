@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -66,12 +67,16 @@ def progressive_run(
     stall_seconds: float = 5.0,
     ensemble: int = 1,
     queue_seconds: float = 120.0,
+    # The in-process edges report no decode rate to fit, so by default (as on an unfitted
+    # edge) the k rule would give one candidate; these tests are about what k candidates do.
+    max_slowdown: float = math.inf,
     **body: Any,
 ) -> ProgressiveRun:
     knobs = {
         "edge_stall_seconds": stall_seconds,
         "edge_queue_seconds": queue_seconds,
         "ensemble_candidates": ensemble,
+        "ensemble_max_slowdown": max_slowdown,
     }
     settings = GatewaySettings(cloud={"model": "cloud-model"}, progressive=knobs)
     request = ChatCompletionRequest.model_validate(
@@ -339,7 +344,9 @@ async def test_dispatcher_reports_one_points_life_in_order() -> None:
 async def test_several_candidates_of_a_point_arrive_labelled_never_mixed() -> None:
     edge = InProcessEdge("e1")
     async with upstreams(CloudScript(), edge) as shared:
-        events = await dispatch_points(shared, spec(candidates=2), ["Alpha", "Beta"])
+        events = await dispatch_points(
+            shared, spec(candidates=2, candidate_max_slowdown=math.inf), ["Alpha", "Beta"]
+        )
         assert shared.registry.snapshot()[0].in_flight == 0
     # The first point streams live with one candidate; the second gets the ensemble's two.
     assert [(job.points, job.candidates) for job in edge.jobs] == [([0], 1), ([1], 2)]
@@ -415,6 +422,14 @@ async def test_the_ensemble_is_off_by_default_and_a_request_can_turn_it_on() -> 
         assert {job.candidates for job in edge.jobs} == {1}
         await answer(progressive_run(shared, pice={"candidates": 3}))
         assert max(job.candidates for job in edge.jobs) == 3
+
+
+async def test_an_edge_with_no_measured_rate_decodes_one_candidate_by_default() -> None:
+    edge = InProcessEdge("e1", variants=VARIANTS)
+    async with upstreams(CloudScript(), edge) as shared:
+        budget = GatewaySettings().progressive.ensemble_max_slowdown
+        await answer(progressive_run(shared, max_slowdown=budget, pice={"candidates": 3}))
+        assert {job.candidates for job in edge.jobs} == {1}
 
 
 async def test_a_request_can_turn_the_ensemble_off_and_a_bad_value_is_refused() -> None:

@@ -1,21 +1,44 @@
-"""The ensemble's k rule: one candidate for the first point, k for later ones with room."""
+"""The ensemble's k rule: one candidate for the first point, k for later ones with room and
+compute to spare."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import pytest
+
 from pice_gateway.placement.base import EdgeStatus
-from pice_gateway.placement.candidates import candidates_for, spare_slots
+from pice_gateway.placement.candidates import candidates_for, slowdown, spare_slots
+from pice_gateway.placement.rate import RateCurve
 from tests.gateway.fakes import load_report
 
+# Decode that batches for free (a GPU's memory-bound steps) and a CPU's (measured α ≈ 1/3).
+FREE = RateCurve(single=20.0, alpha=0.0)
+CPU = RateCurve(single=20.0, alpha=1 / 3)
 
-def edge(in_flight: int = 0, polled: bool = True, **load: Any) -> EdgeStatus:
+
+def edge(
+    in_flight: int = 0, polled: bool = True, rate: RateCurve | None = FREE, **load: Any
+) -> EdgeStatus:
     report = load_report(**load) if polled else None
-    return EdgeStatus("e1", up=True, in_flight=in_flight, load=report, last_placed=0.0)
+    return EdgeStatus("e1", up=True, in_flight=in_flight, load=report, last_placed=0.0, rate=rate)
 
 
-def k(point: int, status: EdgeStatus, configured: int = 3, max_points: int = 8) -> int:
-    return candidates_for(point, configured=configured, max_points=max_points, edge=status)
+def k(
+    point: int,
+    status: EdgeStatus,
+    configured: int = 3,
+    max_points: int = 8,
+    max_slowdown: float = 0.05,
+) -> int:
+    return candidates_for(
+        point,
+        configured=configured,
+        max_points=max_points,
+        edge=status,
+        max_slowdown=max_slowdown,
+    )
 
 
 def test_the_first_point_and_a_disabled_ensemble_get_one_candidate() -> None:
@@ -35,7 +58,8 @@ def test_spare_slots_take_the_more_cautious_of_the_poll_and_the_in_flight_count(
 def test_k_leaves_one_slot_for_every_point_still_to_come() -> None:
     # Point 5 of 8: two more may come. 16 - 11 = 5 spare: 3 candidates leave 2, just enough.
     assert k(5, edge(in_flight=11)) == 3
-    assert k(5, edge(in_flight=12)) == 1
+    assert k(5, edge(in_flight=12)) == 2  # k shrinks to what fits
+    assert k(5, edge(in_flight=13)) == 1
     # One request of eight points on an idle 16-slot edge never asks for more than 16.
     in_flight = 0
     for point in range(8):
@@ -45,3 +69,34 @@ def test_k_leaves_one_slot_for_every_point_still_to_come() -> None:
 
 def test_a_busy_edge_gets_one_candidate_per_point() -> None:
     assert k(1, edge(free_sequence_slots=2, running_sequences=14)) == 1
+
+
+def test_a_compute_bound_edge_gets_one_candidate_whatever_its_free_slots() -> None:
+    idle_cpu = edge(rate=CPU)
+    assert spare_slots(idle_cpu) == 16
+    # Two more sequences beside this point's one: each of the three at (1 + 2/3) the time.
+    assert slowdown(idle_cpu, 2) == pytest.approx(2 / 3)
+    assert k(1, idle_cpu) == 1
+    # Allowed a large slowdown, the slots decide again.
+    assert k(1, idle_cpu, max_slowdown=1.0) == 3
+
+
+def test_k_shrinks_until_the_slowdown_fits() -> None:
+    nearly_free = RateCurve(single=20.0, alpha=0.02)
+    status = edge(in_flight=4, rate=nearly_free)  # busy 4, so this point makes b = 5
+    assert slowdown(status, 2) == pytest.approx(0.04 / 1.08)
+    assert slowdown(status, 3) == pytest.approx(0.06 / 1.08)
+    assert k(2, status, configured=4, max_slowdown=0.05) == 3
+    assert k(2, status, configured=4, max_slowdown=0.06) == 4
+    assert k(2, status, configured=4, max_slowdown=0.01) == 1
+
+
+def test_an_edge_without_a_fitted_rate_gets_one_candidate() -> None:
+    assert slowdown(edge(rate=None), 2) is None
+    assert k(1, edge(rate=None)) == 1
+
+
+def test_an_infinite_budget_leaves_the_slots_alone_to_decide() -> None:
+    assert k(1, edge(rate=None), max_slowdown=math.inf) == 3
+    assert k(1, edge(rate=CPU), max_slowdown=math.inf) == 3
+    assert k(5, edge(in_flight=13, rate=None), max_slowdown=math.inf) == 1

@@ -5,7 +5,8 @@ how many sequences the point gets there:
 
 - the first point of a request gets one: it streams live, so there is nothing to choose among
   without delaying the answer's first token;
-- a later point gets the configured k when the chosen edge has room for them, else one.
+- a later point gets the largest k up to the configured one that the chosen edge has room for
+  *and compute for*, else one.
 
 "Room" is read from the edge's last ``/v1/load`` snapshot and this gateway's own count of the
 sequences it sent since: ``spare = min(free_sequence_slots, max_sequences - in_flight)``, the
@@ -15,13 +16,27 @@ the request may still name (``max_points`` in all): ensembling must never make a
 the same request queue behind candidates. Under load the spare room is gone and every point
 decodes one candidate, exactly as without the ensemble. An edge not yet polled gets one.
 
+"Compute" is read from the edge's rate curve (:mod:`.rate`, fitted from its load reports). A
+free slot is not free compute: on a CPU edge every sequence in the batch slows the others
+(α ≈ 1/3 there), and three candidates per point made answers 49% slower (docs/benchmarks.md,
+"Ensemble"). The k − 1 extra sequences slow every sequence on the edge by
+
+    per_sequence(b) / per_sequence(b + k − 1) − 1 = α·(k − 1) / (1 + α·(b − 1))
+
+with ``b`` the edge's busy sequences plus this point; k is allowed only while that stays within
+``max_slowdown``. Where batching is nearly free (a GPU's memory-bound decode, α near 0) the
+ensemble runs; on an edge whose decode is compute-bound it does not, whatever its free slots.
+An edge whose curve is not fitted yet gets one candidate.
+
 Candidates from several edges or models (running one point on two edges at once) are out of
 scope: dispatch runs one attempt per point at a time (see :mod:`.base`).
 """
 
 from __future__ import annotations
 
-from pice_gateway.placement.base import EdgeStatus
+import math
+
+from pice_gateway.placement.base import EdgeStatus, busy_sequences
 
 
 def spare_slots(edge: EdgeStatus) -> int:
@@ -31,9 +46,27 @@ def spare_slots(edge: EdgeStatus) -> int:
     return max(0, min(edge.load.free_sequence_slots, edge.load.max_sequences - edge.in_flight))
 
 
-def candidates_for(point: int, *, configured: int, max_points: int, edge: EdgeStatus) -> int:
+def slowdown(edge: EdgeStatus, extra: int) -> float | None:
+    """How much ``extra`` more sequences would slow each one decoding on ``edge`` (0.1 = 10%);
+    ``None`` while its rate curve is unknown."""
+    if edge.rate is None:
+        return None
+    batch = busy_sequences(edge) + 1
+    return edge.rate.per_sequence(batch) / edge.rate.per_sequence(batch + extra) - 1.0
+
+
+def candidates_for(
+    point: int, *, configured: int, max_points: int, edge: EdgeStatus, max_slowdown: float
+) -> int:
     """The candidates point ``point`` (0-based) decodes on ``edge``; see the module doc."""
     if point == 0 or configured <= 1:
         return 1
     still_to_come = max(0, max_points - point - 1)
-    return configured if spare_slots(edge) - configured >= still_to_come else 1
+    check_compute = not math.isinf(max_slowdown)
+    for k in range(configured, 1, -1):
+        cost = slowdown(edge, k - 1) if check_compute else 0.0
+        if cost is None:
+            return 1
+        if spare_slots(edge) - k >= still_to_come and cost <= max_slowdown:
+            return k
+    return 1

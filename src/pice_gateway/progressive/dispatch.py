@@ -233,7 +233,11 @@ class Dispatcher:
             return
         status = next(status for status in snapshot if status.name == edge)
         k = self._candidates[index] = candidates_for(
-            index, configured=self._spec.candidates, max_points=self._spec.max_points, edge=status
+            index,
+            configured=self._spec.candidates,
+            max_points=self._spec.max_points,
+            edge=status,
+            max_slowdown=self._spec.candidate_max_slowdown,
         )
         self._emit(PointStarted(index, edge, k))
         if self._hedging.enabled:

@@ -113,6 +113,8 @@ class ExpansionSpec:
     # point); the run's selector shows one.
     candidates: int = 1
     candidate_temperature: float = 0.7
+    # The most extra candidates may slow an edge's sequences (``placement.candidates``).
+    candidate_max_slowdown: float = 0.05
     # The most points a sketch may name (the k rule keeps a slot for each one still to come).
     max_points: int = 8
     # How long a job may wait on the edge for admission (its ``start`` event); the stall bound
@@ -141,6 +143,7 @@ class ExpansionSpec:
             cloud_model=settings.cloud.model,
             candidates=pice_options(request).candidates or knobs.ensemble_candidates,
             candidate_temperature=knobs.ensemble_temperature,
+            candidate_max_slowdown=knobs.ensemble_max_slowdown,
             max_points=budget.max_points,
             presence_penalty=request.presence_penalty,
             frequency_penalty=request.frequency_penalty,
