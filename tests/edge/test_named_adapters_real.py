@@ -7,13 +7,15 @@ a few questions greedily; then an agent with ``--lora-module tuned=ADAPTER`` ans
 ``model: tuned`` (other text: the adapter works), for the base model (the stock agent's text:
 nothing of the adapter leaks into the base model's decodes or its cached prefixes), and for both
 at once, in one batch of work (still the same texts: the groups decode apart).
-Needs ``.venv-tune`` (``make tune-env``; or ``PICE_TUNE_VENV``): skipped without it.
+A module that does not load keeps the agent unready, its ``/ready`` naming the file. Making
+the adapter needs ``.venv-tune`` (``make tune-env``; or ``PICE_TUNE_VENV``): skipped without it.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -119,3 +121,18 @@ def test_a_module_answers_differently_and_the_base_model_as_a_stock_agent(
     assert together == [list(pair) for pair in zip(tuned_texts, base_texts, strict=True)]
     assert load["jobs"] == 5 * len(QUESTIONS)
     assert load["prefix_cache_hits"] >= 3 * len(QUESTIONS)
+
+
+def test_a_module_that_does_not_load_keeps_the_agent_unready(tmp_path: Path) -> None:
+    not_an_adapter = tmp_path / "broken.gguf"
+    not_an_adapter.write_bytes(b"GGUF but nothing else")
+    server = edge(tmp_path, "--lora-module", f"broken={not_an_adapter}")
+    server.ready_path = "/health"
+    with running(server, timeout=READY_TIMEOUT_S) as agent:
+        for _ in range(int(READY_TIMEOUT_S / 0.5)):
+            ready = httpx.get(agent.base_url + "/ready")
+            if "could not" in ready.text:
+                break
+            time.sleep(0.5)
+    assert ready.status_code == 503
+    assert "broken.gguf" in ready.json()["error"]["message"]
