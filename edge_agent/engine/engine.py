@@ -181,6 +181,10 @@ class Engine:
         self._renderer = ChatRenderer.from_model(model)
         logger.info("llama.cpp: %s", system_info())
         warmup = warm_up(self._new_batcher(ctx), self.config.warmup_sequences)
+        for module in self.config.lora_modules:
+            # One short sequence each: the adapted graph runs once before the first request.
+            ctx.clear()
+            warm_up(self._new_batcher(ctx), 1, max_tokens=2, adapter=module.name)
         ctx.clear()  # the warm-up leaves nothing behind: fresh cache, fresh counters
         self._batcher = self._new_batcher(ctx)
         self._thread = threading.Thread(target=self._run, name="edge-engine", daemon=True)

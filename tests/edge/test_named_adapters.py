@@ -19,6 +19,7 @@ from edge_agent.api.app import engine_config
 from edge_agent.engine.admission import CellBudget
 from edge_agent.engine.batcher import Batcher
 from edge_agent.engine.engine import NamedAdapter
+from edge_agent.engine.warmup import warm_up
 from edge_agent.settings import EdgeSettings, LoraModule, load_settings
 from pice_cli.main import build_parser
 from tests.edge.fake_llama import FakeContext, SamplerFactory
@@ -142,6 +143,12 @@ def test_a_cached_prefix_is_superseded_only_by_its_own_adapter(rig: Rig) -> None
         ("None", len(SHARED)),
         ("tuned", len(SHARED) + len("and more words")),
     ]
+
+
+def test_the_warm_up_can_run_under_a_named_adapter(rig: Rig) -> None:
+    report = warm_up(rig.batcher, 1, max_tokens=2, adapter="tuned")
+    assert report.generated_tokens == 2
+    assert set(rig.ctx.adapters) == {"tuned"}
 
 
 # -- settings and the flag ---------------------------------------------------------------
