@@ -18,6 +18,7 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -136,3 +137,44 @@ def test_a_module_that_does_not_load_keeps_the_agent_unready(tmp_path: Path) -> 
             time.sleep(0.5)
     assert ready.status_code == 503
     assert "broken.gguf" in ready.json()["error"]["message"]
+
+
+def test_lora_and_a_module_together_apply_both(adapter: Path) -> None:
+    """``--lora`` stays under a module's decodes: the context applies both (llama.cpp keys its
+    adapter set by the loaded adapter, so the engine loads each setting's file on its own)."""
+    import numpy as np
+
+    from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, TokenBatch
+
+    model = LlamaModel(resolve_model(EDGE_MODEL, progress=False).path)
+    tokens = model.tokenize(QUESTIONS[0], add_special=True, parse_special=False)
+
+    def last_logits(always: bool, module: bool) -> Any:
+        ctx = LlamaContext(model, ContextConfig(256, 256, 1, 1))
+        batch = TokenBatch(256, 1)
+        try:
+            if always:
+                ctx.set_adapter(model.load_adapter(adapter), SCALE)
+            if module:
+                ctx.add_named_adapter("tuned", model.load_adapter(adapter), SCALE)
+                ctx.use_adapter("tuned")
+            for pos, token in enumerate(tokens):
+                batch.add(token, pos, (0,), logits=pos == len(tokens) - 1)
+            assert ctx.decode(batch) == 0
+            return ctx.logits(len(tokens) - 1).copy()
+        finally:
+            batch.close()
+            ctx.close()
+
+    try:
+        stock, lora, named, both = (
+            last_logits(False, False),
+            last_logits(True, False),
+            last_logits(False, True),
+            last_logits(True, True),
+        )
+    finally:
+        model.close()
+    assert np.abs(lora - stock).mean() > 0.1  # the adapter does something
+    assert np.array_equal(named, lora)  # a module alone is the same adapter at the same scale
+    assert np.abs(both - lora).mean() > 0.1  # and with --lora, both apply
