@@ -43,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument("--lora", type=Path, help="LoRA adapter GGUF to apply (pice tune export)")
     serve.add_argument("--lora-scale", dest="lora_scale", type=float, help="adapter scale (1.0)")
     serve.add_argument(
+        "--lora-module",
+        dest="lora_modules",
+        action="append",
+        metavar="NAME=PATH[:SCALE]",
+        help='serve a LoRA adapter GGUF as model NAME, chosen per request by its "model" '
+        "(repeatable; on top of --lora if both are given)",
+    )
+    serve.add_argument(
         "--token",
         dest="api_token",
         help="require 'Authorization: Bearer T' (visible in ps: prefer --token-file or "
@@ -124,6 +132,7 @@ def _serve(args: argparse.Namespace) -> int:
         n_gpu_layers=args.n_gpu_layers,
         lora=args.lora,
         lora_scale=args.lora_scale,
+        lora_modules=args.lora_modules,
         api_token=args.api_token,
         api_token_file=args.api_token_file,
         allow_insecure=args.insecure,

@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from pice.channel_protocol import connect_url
@@ -22,6 +22,37 @@ from pice.tracing import TracingSettings
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct-q8_0"
 # llama.cpp's limit on sequence ids in one context (LLAMA_MAX_SEQ).
 LLAMA_MAX_SEQUENCES = 256
+
+
+# A model name clients put in "model" for a named adapter: no commas (the environment's list
+# separator), no "=" (the flag's separator).
+LORA_MODULE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$"
+
+
+class LoraModule(BaseModel):
+    """A LoRA adapter served under its own model name (``--lora-module NAME=PATH[:SCALE]``).
+
+    A chat request whose "model" is ``name`` decodes with this adapter (on top of ``lora``, if
+    set); the base model's name decodes without it.
+    """
+
+    name: str = Field(pattern=LORA_MODULE_NAME_PATTERN)
+    path: Path
+    scale: float = Field(default=1.0, ge=0.0)
+
+    @classmethod
+    def parse(cls, text: str) -> LoraModule:
+        """``NAME=PATH[:SCALE]``; a PATH ending in ``:X`` where X is no number keeps it."""
+        name, eq, rest = text.partition("=")
+        if not eq or not name or not rest:
+            raise ValueError(f"a LoRA module is NAME=PATH[:SCALE], not {text!r}")
+        path, colon, tail = rest.rpartition(":")
+        if colon and path:
+            try:
+                return cls(name=name, path=Path(path), scale=float(tail))
+            except ValueError:
+                pass  # a colon inside the path
+        return cls(name=name, path=Path(rest))
 
 
 def host_edge_name(hostname: str) -> str:
@@ -82,6 +113,10 @@ class EdgeSettings(YamlSettings):
     # scale (llama.cpp multiplies it by the adapter's alpha / rank).
     lora: Path | None = None
     lora_scale: float = Field(default=1.0, ge=0.0)
+    # Adapters served under their own model names, chosen per request by "model" (the chat
+    # route): ``NAME=PATH[:SCALE]`` strings or {name, path, scale} maps; the environment takes a
+    # comma-separated list (PICE_EDGE_LORA_MODULES). Loaded at start like ``lora``.
+    lora_modules: Annotated[list[LoraModule], NoDecode] = Field(default_factory=list)
     # Clients (the gateway) must send "Authorization: Bearer <api_token>"; required off
     # loopback unless ``allow_insecure``. PICE_EDGE_API_TOKEN, or a file (its first line).
     api_token: OptionalSecret = None
@@ -125,6 +160,24 @@ class EdgeSettings(YamlSettings):
     # every ``dial_resolve_seconds`` so new replicas get this edge too.
     dial_each_address: bool = False
     dial_resolve_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("lora_modules", mode="before")
+    @classmethod
+    def _parse_lora_modules(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list):
+            return [LoraModule.parse(v) if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("lora_modules")
+    @classmethod
+    def _lora_module_names_are_unique(cls, modules: list[LoraModule]) -> list[LoraModule]:
+        names = [m.name for m in modules]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"lora_modules names must be unique: {', '.join(repeated)}")
+        return modules
 
     @field_validator("dial_url", mode="before")
     @classmethod

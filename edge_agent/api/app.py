@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -20,7 +21,7 @@ from edge_agent.api import chat, expand, service
 from edge_agent.api.channel import dial_all
 from edge_agent.api.state import EdgeState
 from edge_agent.engine.backend import EngineBackend
-from edge_agent.engine.engine import Engine, EngineConfig
+from edge_agent.engine.engine import Engine, EngineConfig, NamedAdapter
 from edge_agent.engine.metrics import engine_registry
 from edge_agent.membership import GatewayLink
 from edge_agent.settings import EdgeSettings
@@ -67,6 +68,7 @@ def engine_config(settings: EdgeSettings) -> EngineConfig:
         n_gpu_layers=settings.n_gpu_layers,
         lora=settings.lora,
         lora_scale=settings.lora_scale,
+        lora_modules=tuple(NamedAdapter(m.name, m.path, m.scale) for m in settings.lora_modules),
     )
 
 
@@ -104,13 +106,19 @@ def create_app(
         served = await asyncio.to_thread(backend, settings)
         engine = served.engine
         model_id = settings.model_id or served.name
+        aliases = frozenset({model_id, served.name, *served.aliases})
+        clashing = sorted(m.name for m in settings.lora_modules if m.name in aliases)
+        if clashing:
+            # Either meaning would surprise someone: refuse to start rather than pick one.
+            raise ValueError(f"lora_modules names the base model: {', '.join(clashing)}")
         state = EdgeState(
             settings=settings,
             engine=engine,
             model_id=model_id,
-            aliases=frozenset({model_id, served.name, *served.aliases}),
+            aliases=aliases,
             metrics=engine_registry(engine.load, model_id),
             adapter=await asyncio.to_thread(adapter_info, settings),
+            modules=await asyncio.to_thread(module_infos, settings),
             tracing=tracing,
         )
         # Load in the background so /health answers at once and /ready says 503 until done.
@@ -165,11 +173,20 @@ def adapter_info(settings: EdgeSettings) -> AdapterInfo | None:
     """What /v1/models and /v1/load say about the adapter in ``settings`` (hashed once)."""
     if settings.lora is None:
         return None
+    return _describe(settings.lora, settings.lora_scale)
+
+
+def module_infos(settings: EdgeSettings) -> dict[str, AdapterInfo]:
+    """What /v1/models says about each named adapter, by its model name (hashed once)."""
+    return {m.name: _describe(m.path, m.scale) for m in settings.lora_modules}
+
+
+def _describe(path: Path, scale: float) -> AdapterInfo:
     try:
-        digest = hash_file(settings.lora)
+        digest = hash_file(path)
     except OSError:  # the engine's load reports the missing file
         digest = None
-    return AdapterInfo(name=settings.lora.stem, scale=settings.lora_scale, sha256=digest)
+    return AdapterInfo(name=path.stem, scale=scale, sha256=digest)
 
 
 def registration(state: EdgeState) -> EdgeRegistration:

@@ -53,7 +53,9 @@ DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 1.0
 
 
-def build_job(body: ChatCompletionRequest, prefix: str, add_special: bool) -> JobSpec:
+def build_job(
+    body: ChatCompletionRequest, prefix: str, add_special: bool, adapter: str | None = None
+) -> JobSpec:
     limit = body.token_limit() or DEFAULT_MAX_TOKENS
     temperature = DEFAULT_TEMPERATURE if body.temperature is None else body.temperature
     top_p = DEFAULT_TOP_P if body.top_p is None else body.top_p
@@ -73,7 +75,9 @@ def build_job(body: ChatCompletionRequest, prefix: str, add_special: bool) -> Jo
         )
         for i in range(body.n)
     )
-    return JobSpec(prefix, sequences, request_id=body.user, add_special=add_special)
+    return JobSpec(
+        prefix, sequences, request_id=body.user, add_special=add_special, adapter=adapter
+    )
 
 
 def _entry(event: TokenLogprob) -> LogprobToken:
@@ -88,13 +92,16 @@ def _messages(body: ChatCompletionRequest) -> list[Message]:
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     state = edge_state(request)
-    check_model(state, body.model)
+    # A named adapter's name (--lora-module) decodes this request with that adapter.
+    adapter = check_model(state, body.model)
     engine = ready_engine(request)
     prompt = engine.chat.render(_messages(body))
-    handle = engine.submit(build_job(body, prompt.text, prompt.add_special))
+    handle = engine.submit(build_job(body, prompt.text, prompt.add_special, adapter))
+    # Answers name the model that wrote them: the module when one was asked for.
+    model_id = state.model_id if adapter is None else adapter
     if body.stream:
-        return sse_response(_stream(handle, body, state.model_id), on_close=handle.cancel)
-    completion = await until_disconnect(request, _collect(handle, body, state.model_id))
+        return sse_response(_stream(handle, body, model_id), on_close=handle.cancel)
+    completion = await until_disconnect(request, _collect(handle, body, model_id))
     return JSONResponse(dump(completion))
 
 

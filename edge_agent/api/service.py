@@ -38,7 +38,17 @@ async def models(request: Request) -> EdgeModelList:
     card = EdgeModelCard(
         id=state.model_id, created=state.created, owned_by="pice-edge", adapter=state.adapter
     )
-    return EdgeModelList(data=[card])
+    modules = [
+        EdgeModelCard(
+            id=name,
+            created=state.created,
+            owned_by="pice-edge",
+            adapter=adapter,
+            parent=state.model_id,
+        )
+        for name, adapter in state.modules.items()
+    ]
+    return EdgeModelList(data=[card, *modules])
 
 
 @router.get("/v1/load")

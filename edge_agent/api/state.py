@@ -25,6 +25,8 @@ class EdgeState:
     aliases: frozenset[str]
     metrics: CollectorRegistry
     adapter: AdapterInfo | None = None
+    # Named adapters (``lora_modules``) by the model name that selects them.
+    modules: dict[str, AdapterInfo] = field(default_factory=dict)
     created: int = field(default_factory=now)
     load_error: str | None = None
     tracing: Tracing = NO_TRACING
@@ -54,6 +56,10 @@ def ready(state: EdgeState) -> EngineBackend:
     return state.engine
 
 
-def check_model(state: EdgeState, model: str) -> None:
-    if model not in state.aliases:
-        raise ModelNotFoundError(model)
+def check_model(state: EdgeState, model: str) -> str | None:
+    """The named adapter ``model`` selects (None: the base model); 404 for any other name."""
+    if model in state.aliases:
+        return None
+    if model in state.modules:
+        return model
+    raise ModelNotFoundError(model)

@@ -8,6 +8,16 @@ join at the next step, and a finished or cancelled sequence leaves at the next s
 KV cells freed. A job whose prefix begins like a recent one reuses those cells from the prefix
 cache and prefills only the rest. Everything here runs on the engine thread.
 
+Named LoRA adapters (``--lora-module``): llama.cpp applies adapters per context, not per
+sequence, so sequences of different adapters cannot share a ``llama_decode``. A step groups the
+running jobs by adapter and, when more than one group is active, decodes each group in a batch
+of its own with its adapter selected just before (``DecodeContext.use_adapter``), sampling that
+group before the next decode overwrites the logits. Every active group decodes once per step,
+so no group waits for another; the order rotates each step, so no group is always the one whose
+tokens come last. With one group active (the common case: no modules, or all traffic on one
+model) a step is one decode, as without adapters, and selecting the group's adapter is a no-op
+unless it changed.
+
 The batcher reaches llama.cpp only through :class:`DecodeContext` (what it uses of
 ``LlamaContext`` and ``LlamaModel``), the ``llama_batch`` it fills (:class:`TokenBatch`) and
 the samplers ``new_sampler`` builds, so ``tests/edge/test_batcher_fake.py`` runs it over a
@@ -74,6 +84,11 @@ class DecodeContext(CellSharing, Protocol):
         """0 = ok, ``DECODE_NO_KV_SLOT`` = no room (nothing changed), <0 = error."""
         ...
 
+    def use_adapter(self, name: str | None) -> None:
+        """Decode from now on under the named adapter (None: the base model); cheap when
+        ``name`` is already selected."""
+        ...
+
     def logits(self, index: int) -> npt.NDArray[np.float32]: ...
 
 
@@ -121,6 +136,8 @@ class Batcher:
         self.throughput = ThroughputWindow()
         # Shrinks when llama.cpp finds no KV slot for a batch, grows back on success.
         self._prefill_cap = n_batch
+        # Rotates the order adapter groups decode in when several are active.
+        self._turn = 0
 
     # -- queue -------------------------------------------------------------------------
 
@@ -172,7 +189,7 @@ class Batcher:
         """
         if not self.budget.has_slots(job.cost.sequences):
             return None
-        hit = self.cache.lookup(job.prefix) if job.prefix else None
+        hit = self.cache.lookup(job.prefix, job.adapter) if job.prefix else None
         if hit is not None and self.cache.make_room(job.cost.cells - hit.tokens, keep=hit.entry):
             return _Room(hit)
         if self.cache.make_room(job.cost.cells):
@@ -264,18 +281,62 @@ class Batcher:
     # -- one decode step ----------------------------------------------------------------
 
     def step(self) -> bool:
-        """Build one batch, decode it, sample every sequence that has new logits.
+        """Build a batch per active adapter group, decode it, sample its sequences.
 
         Returns False when there was nothing to decode.
         """
-        chunks, decoding = self._build_batch()
-        if self.batch.n_tokens == 0:
-            return False
         started = time.monotonic()
+        sampled = 0
+        decoded = stopped = False
+        for adapter, jobs in self._groups():
+            outcome = self._step_group(adapter, jobs)
+            if outcome is None:
+                continue
+            if outcome < 0:  # no KV slot, or a failed decode: this step ends here
+                stopped = True
+                break
+            decoded = True
+            sampled += outcome
+        if decoded:
+            self.counters.decode_steps += 1
+            self.throughput.record(started, time.monotonic(), sampled)
+        return decoded or stopped
+
+    def _groups(self) -> list[tuple[str | None, list[JobState]]]:
+        """The running jobs by adapter, each group in admission order."""
+        running = self.running
+        first = running[0].adapter if running else None
+        if all(job.adapter == first for job in running):
+            return [(first, running)]  # the common case: one decode per step
+        groups: dict[str | None, list[JobState]] = {}
+        for job in running:
+            groups.setdefault(job.adapter, []).append(job)
+        order = list(groups.items())
+        turn = self._turn % len(order)
+        self._turn += 1
+        return order[turn:] + order[:turn]
+
+    def _step_group(self, adapter: str | None, jobs: list[JobState]) -> int | None:
+        """Decode one batch of ``jobs`` (all of ``adapter``) and sample it.
+
+        Returns how many sequences sampled, None when the group had nothing to decode, or -1
+        when the decode found no KV slot or failed (its jobs failed then).
+        """
+        jobs = list(jobs)  # finishing a job removes it from ``running``
+        chunks, decoding = self._build_batch(jobs)
+        if self.batch.n_tokens == 0:
+            return None
+        try:
+            self.ctx.use_adapter(adapter)
+        except PiceError as exc:
+            logger.error("Could not select the adapter %s: %s", adapter, exc.message)
+            for job in jobs:
+                self.fail_job(job, exc)
+            return -1
         status = self.ctx.decode(self.batch)
         if status == DECODE_NO_KV_SLOT:
             self._on_no_slot(chunks)
-            return True
+            return -1
         if status != DECODE_OK:
             logger.error(
                 "llama_decode failed with status %d; failing the jobs in the batch", status
@@ -284,19 +345,18 @@ class Batcher:
             in_batch = {id(c.job): c.job for c in chunks} | {id(j): j for j, _ in decoding}
             for job in in_batch.values():
                 self.fail_job(job, error)
-            return True
+            return -1
         self._prefill_cap = min(self.n_batch, self._prefill_cap * 2)
         self._commit(chunks)
-        sampled = self._sample_all()
-        self.counters.decode_steps += 1
-        self.throughput.record(started, time.monotonic(), sampled)
-        return True
+        return self._sample_all(jobs)
 
-    def _build_batch(self) -> tuple[list[_Chunk], list[tuple[JobState, SequenceState]]]:
+    def _build_batch(
+        self, jobs: list[JobState]
+    ) -> tuple[list[_Chunk], list[tuple[JobState, SequenceState]]]:
         batch = self.batch
         batch.clear()
         decoding: list[tuple[JobState, SequenceState]] = []
-        for job in self.running:
+        for job in jobs:
             for seq in job.live():
                 seq.logits_row = None
                 if seq.pending is not None:
@@ -304,7 +364,7 @@ class Batcher:
                     decoding.append((job, seq))
         room = min(self.n_batch - batch.n_tokens, self._prefill_cap)
         chunks: list[_Chunk] = []
-        for job in self.running:
+        for job in jobs:
             if room <= 0:
                 break
             room -= self._add_prefill(job, room, chunks)
@@ -360,15 +420,16 @@ class Batcher:
                 if job.prefilled and live:
                     for seq in live:
                         seq.n_past = len(job.prefix)
-                    self.cache.store(job.prefix, live[0].seq_id)
+                    self.cache.store(job.prefix, live[0].seq_id, job.adapter)
             else:
                 chunk.seq.suffix_done += chunk.count
                 chunk.seq.n_past = len(chunk.job.prefix) + chunk.seq.suffix_done
 
-    def _sample_all(self) -> int:
-        """Sample the next token of every sequence with fresh logits; returns how many."""
+    def _sample_all(self, jobs: list[JobState]) -> int:
+        """Sample the next token of every sequence of ``jobs`` with fresh logits; returns how
+        many."""
         sampled = 0
-        for job in list(self.running):
+        for job in jobs:
             for seq in job.live():
                 row = seq.logits_row
                 if row is None:

@@ -36,12 +36,21 @@ from edge_agent.engine.sampling import Sampler
 from edge_agent.engine.stats import LoadSnapshot
 from edge_agent.engine.types import EngineEvent, JobDone, JobFailed, JobSpec
 from edge_agent.engine.warmup import warm_up
-from pice.errors import PiceError, ServiceUnavailableError
+from pice.errors import ModelNotFoundError, PiceError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
 
 # How often an idle engine thread wakes to refresh its load snapshot (decode rate decays).
 _IDLE_WAKE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class NamedAdapter:
+    """A LoRA adapter a job may ask for by name (``pice edge serve --lora-module``)."""
+
+    name: str
+    path: Path
+    scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,8 @@ class EngineConfig:
     # A llama.cpp LoRA adapter GGUF applied to every decode, at this scale.
     lora: Path | None = None
     lora_scale: float = 1.0
+    # Adapters a job selects by name (``JobSpec.adapter``), added to ``lora`` for its decodes.
+    lora_modules: tuple[NamedAdapter, ...] = ()
 
 
 class JobHandle:
@@ -138,6 +149,7 @@ class Engine:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._snapshot = self._empty_snapshot(ready=False)
+        self._adapter_names = frozenset(m.name for m in config.lora_modules)
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -162,10 +174,17 @@ class Engine:
         if self.config.lora is not None:
             # Applied before the warm-up, so the warm-up exercises the adapted graph.
             ctx.set_adapter(model.load_adapter(self.config.lora), self.config.lora_scale)
+        for module in self.config.lora_modules:
+            # Loaded now, so a missing or mismatched adapter fails the start (and /ready).
+            ctx.add_named_adapter(module.name, model.load_adapter(module.path), module.scale)
         self._model, self._ctx = model, ctx
         self._renderer = ChatRenderer.from_model(model)
         logger.info("llama.cpp: %s", system_info())
         warmup = warm_up(self._new_batcher(ctx), self.config.warmup_sequences)
+        for module in self.config.lora_modules:
+            # One short sequence each: the adapted graph runs once before the first request.
+            ctx.clear()
+            warm_up(self._new_batcher(ctx), 1, max_tokens=2, adapter=module.name)
         ctx.clear()  # the warm-up leaves nothing behind: fresh cache, fresh counters
         self._batcher = self._new_batcher(ctx)
         self._thread = threading.Thread(target=self._run, name="edge-engine", daemon=True)
@@ -230,6 +249,8 @@ class Engine:
         model, batcher = self._model, self._batcher
         if model is None or batcher is None or self._stopping:
             raise ServiceUnavailableError("The model is not loaded.", retry_after=2)
+        if spec.adapter is not None and spec.adapter not in self._adapter_names:
+            raise ModelNotFoundError(spec.adapter)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[EngineEvent] = asyncio.Queue()
 

@@ -55,6 +55,7 @@ class JobState:
     cost: JobCost
     emit: Emit
     request_id: str | None = None
+    adapter: str | None = None  # the named LoRA adapter its decodes run under (None: base)
     submitted_at: float = field(default_factory=time.monotonic)
     prefix_done: int = 0  # prefix tokens already prefilled (once, for every sequence)
     reused: int = 0  # leading prefix tokens taken from the prefix cache, never prefilled
@@ -117,6 +118,7 @@ def build_job(model: Tokenizer, budget: CellBudget, spec: JobSpec, emit: Emit) -
         cost=cost,
         emit=emit,
         request_id=spec.request_id,
+        adapter=spec.adapter,
     )
 
 

@@ -228,13 +228,38 @@ class LlamaContext:
         self.n_ctx: int = llama_cpp.llama_n_ctx(ctx)
         self.n_seq_max: int = llama_cpp.llama_n_seq_max(ctx)
         self.memory: Any = llama_cpp.llama_get_memory(ctx)
+        # Adapters under every decode (``--lora``), the named ones a decode may add
+        # (``--lora-module``), and which named one is selected now (None: none).
+        self._always: list[tuple[LoraAdapter, float]] = []
+        self._named: dict[str, tuple[LoraAdapter, float]] = {}
+        self._selected: str | None = None
 
     def set_adapter(self, adapter: LoraAdapter, scale: float) -> None:
         """Apply ``adapter`` at ``scale`` to every later decode of this context."""
-        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter.ptr)
-        scales = (ctypes.c_float * 1)(scale)
-        if llama_cpp.llama_set_adapters_lora(self.ptr, adapters, 1, scales) != 0:
-            raise ModelProvisioningError(f"llama.cpp could not apply the adapter {adapter.path}")
+        self._always.append((adapter, scale))
+        self._apply(self._selected)
+
+    def add_named_adapter(self, name: str, adapter: LoraAdapter, scale: float) -> None:
+        """Make ``adapter`` selectable as ``name`` (:meth:`use_adapter`)."""
+        self._named[name] = (adapter, scale)
+
+    def use_adapter(self, name: str | None) -> None:
+        """Decode from now on with the named adapter added to the context-wide ones (None: the
+        context-wide ones only). Nothing happens when ``name`` is already selected, so a batcher
+        may call this before every decode."""
+        if name != self._selected:
+            self._apply(name)
+
+    def _apply(self, name: str | None) -> None:
+        chosen = [*self._always, *([self._named[name]] if name is not None else [])]
+        n = len(chosen)
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * n)(*(a.ptr for a, _ in chosen))
+        scales = (ctypes.c_float * n)(*(scale for _, scale in chosen))
+        # llama.cpp replaces the context's whole adapter set (n = 0 clears it).
+        if llama_cpp.llama_set_adapters_lora(self.ptr, adapters, n, scales) != 0:
+            paths = ", ".join(str(a.path) for a, _ in chosen)
+            raise ModelProvisioningError(f"llama.cpp could not apply the adapters {paths}")
+        self._selected = name
 
     def decode(self, batch: TokenBatch) -> int:
         """Run the model over ``batch``. 0 = ok, 1 = no KV slot (nothing changed), <0 = error."""

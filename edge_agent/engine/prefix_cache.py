@@ -13,6 +13,10 @@ are counted twice), a job that reuses ``n`` cached tokens reserves ``n`` cells f
 entry is only evicted while no running job reuses it. Entries are evicted when slots run out or
 when admission needs their cells: those never reused first (so a stream of one-off prompts
 cannot push out a prefix every request shares), then least recently used. Engine thread only.
+
+An entry belongs to the LoRA adapter its cells were computed under (``adapter``, ``None`` for
+the base model): KV computed with an adapter differs from the base model's, so a prefix is
+only ever reused by a job decoded under the same adapter.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class CellSharing(Protocol):
 class CachedPrefix:
     tokens: tuple[int, ...]
     seq_id: int  # the cache's own llama.cpp sequence id
+    adapter: str | None = None  # the named adapter its cells were computed under
     users: int = 0  # running jobs whose sequences share these cells
     hits: int = 0  # jobs that reused it so far
     last_used: float = field(default_factory=time.monotonic)
@@ -88,13 +93,16 @@ class PrefixCache:
     def cells(self) -> int:
         return sum(e.cells for e in self.entries)
 
-    def lookup(self, prefix: Sequence[int]) -> PrefixHit | None:
-        """The entry sharing the longest beginning with ``prefix``, if it is worth reusing.
+    def lookup(self, prefix: Sequence[int], adapter: str | None = None) -> PrefixHit | None:
+        """The entry of ``adapter`` sharing the longest beginning with ``prefix``, if it is
+        worth reusing.
 
         At least the prefix's last token is left to prefill: its logits are needed.
         """
         best: PrefixHit | None = None
         for entry in self.entries:
+            if entry.adapter != adapter:
+                continue
             n = min(common_prefix_length(entry.tokens, prefix), len(prefix) - 1)
             if n >= MIN_REUSE_TOKENS and (best is None or n > best.tokens):
                 best = PrefixHit(entry, n)
@@ -113,17 +121,19 @@ class PrefixCache:
     def detach(self, entry: CachedPrefix) -> None:
         entry.users -= 1
 
-    def store(self, prefix: Sequence[int], source_seq_id: int) -> None:
-        """Keep the cells of a just-prefilled ``prefix`` (held by ``source_seq_id``)."""
+    def store(self, prefix: Sequence[int], source_seq_id: int, adapter: str | None = None) -> None:
+        """Keep the cells of a just-prefilled ``prefix`` (held by ``source_seq_id``, computed
+        under ``adapter``)."""
         if len(prefix) < MIN_REUSE_TOKENS or not self.enabled:
             return
         tokens = tuple(prefix)
-        for entry in self.entries:
+        same = [e for e in self.entries if e.adapter == adapter]
+        for entry in same:
             if entry.tokens[: len(tokens)] == tokens:  # already covered
                 entry.last_used = time.monotonic()
                 return
         # An idle entry that is a beginning of this one is superseded by it.
-        for entry in [e for e in self.entries if e.users == 0]:
+        for entry in [e for e in same if e.users == 0]:
             if tokens[: entry.cells] == entry.tokens:
                 self._evict(entry)
         if not self._free_ids and not self.evict_one():
@@ -133,7 +143,7 @@ class PrefixCache:
         seq_id = self._free_ids.pop()
         self._ctx.share_cells(source_seq_id, seq_id, len(tokens))
         self._budget.reserve(len(tokens))
-        self.entries.append(CachedPrefix(tokens, seq_id))
+        self.entries.append(CachedPrefix(tokens, seq_id, adapter))
 
     def make_room(self, cells: int, keep: CachedPrefix | None = None) -> bool:
         """Evict idle entries (never reused, then least recently used first) so that ``cells``

@@ -48,6 +48,9 @@ class JobSpec:
     request_id: str | None = None
     # Let the tokenizer add BOS: False when a chat template already wrote its own.
     add_special: bool = False
+    # The named LoRA adapter (``--lora-module NAME=...``) to decode this job with; None: the
+    # base model (with the context-wide ``--lora``, if any).
+    adapter: str | None = None
 
 
 @dataclass(frozen=True)

@@ -43,13 +43,17 @@ class WarmupReport:
         )
 
 
-def warm_up(batcher: Batcher, sequences: int, max_tokens: int = 4) -> WarmupReport:
-    """Run one batched job to completion on ``batcher`` (on the calling thread)."""
+def warm_up(
+    batcher: Batcher, sequences: int, max_tokens: int = 4, adapter: str | None = None
+) -> WarmupReport:
+    """Run one batched job to completion on ``batcher`` (on the calling thread), under the
+    named ``adapter`` if given."""
     sequences = max(1, min(sequences, batcher.budget.max_sequences))
     events: list[EngineEvent] = []
     spec = JobSpec(
         _PREFIX,
         tuple(Seq(f"{i + 1}.", SamplingParams(max_tokens=max_tokens)) for i in range(sequences)),
+        adapter=adapter,
     )
     job = build_job(batcher.model, batcher.budget, spec, events.append)
     started = time.monotonic()

@@ -177,7 +177,8 @@ def parse_expand_event(payload: dict[str, Any]) -> ExpandEvent | None:
 
 
 class AdapterInfo(BaseModel):
-    """The LoRA adapter an edge applies to every expansion (``pice edge serve --lora``)."""
+    """A LoRA adapter an edge serves: the one it applies to every decode
+    (``pice edge serve --lora``), or one served under its own model name (``--lora-module``)."""
 
     name: str  # the adapter file's stem
     scale: float
@@ -186,9 +187,15 @@ class AdapterInfo(BaseModel):
 
 
 class EdgeModelCard(ModelCard):
-    """An entry of the agent's ``GET /v1/models``: an OpenAI model card plus the adapter."""
+    """An entry of the agent's ``GET /v1/models``: an OpenAI model card plus the adapter.
+
+    The base model's card names the context-wide adapter (``--lora``); a named adapter
+    (``--lora-module NAME=...``) has a card of its own, ``id`` NAME, whose ``parent`` is the
+    base model's id (as vLLM lists its LoRA modules) and whose ``adapter`` is that module's.
+    """
 
     adapter: AdapterInfo | None = None
+    parent: str | None = None
 
 
 class EdgeModelList(BaseModel):

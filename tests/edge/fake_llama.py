@@ -14,6 +14,13 @@ The "model" reads bytes (token = byte + 2; 0 is end-of-generation, 1 is BOS) and
 from its own context: after ``say:REPLY|`` it spells REPLY, then ends the generation; with
 no ``say:`` it writes ``x`` forever. A sequence's context is read from the cells it holds, so
 a sequence missing its prefix cells answers wrongly as well as failing the position check.
+
+Named adapters: :meth:`FakeContext.use_adapter` selects one for the following decodes, and
+each decode records it (:attr:`FakeContext.adapters`). Under an adapter the model spells its
+reply in upper case, so a request that leaked into another adapter's decode answers wrongly.
+Every cell remembers the adapter it was computed under, and a decode asserts that each of its
+sequences holds only cells of the adapter selected now: KV computed under one adapter must
+never be read under another (a prefix cache shared across adapters would do that).
 """
 
 from __future__ import annotations
@@ -47,7 +54,13 @@ class FakeModel:
     def text(self, tokens: list[int]) -> str:
         return b"".join(self.piece(t) for t in tokens).decode(errors="replace")
 
-    def next_token(self, context: list[int]) -> int:
+    def next_token(self, context: list[int], adapter: str | None = None) -> int:
+        token = self._base_next_token(context)
+        if adapter is not None and token >= 2:
+            return ord(chr(token - 2).upper()) + 2 if token - 2 < 128 else token
+        return token
+
+    def _base_next_token(self, context: list[int]) -> int:
         text = self.text(context)
         start = text.rfind("say:")
         if start < 0:
@@ -75,6 +88,7 @@ class Cell:
     pos: int
     token: int
     seqs: set[int]
+    adapter: str | None = None  # the adapter selected when it was computed
 
 
 @dataclass(eq=False)
@@ -92,6 +106,11 @@ class FakeContext:
     # Every decode attempted, accepted or not, as the rows llama.cpp received.
     batches: list[list[Row]] = field(default_factory=list)
     accepted: list[bool] = field(default_factory=list)
+    # The adapter selected now, and the one selected for each decode in ``batches``.
+    adapter: str | None = None
+    adapters: list[str | None] = field(default_factory=list)
+    # How often the selection actually changed (what costs llama.cpp something).
+    switches: int = 0
     _logit_rows: dict[int, Row] = field(default_factory=dict)
 
     @property
@@ -112,6 +131,7 @@ class FakeContext:
             for i in range(batch.n_tokens)
         ]
         self.batches.append(rows)
+        self.adapters.append(self.adapter)
         self._logit_rows = {}
         if self.fail > 0:
             self.fail -= 1
@@ -129,7 +149,11 @@ class FakeContext:
                 assert held == list(range(row.pos)), (
                     f"token at {row.pos} for sequence {seq}, which holds {held[-3:]}…"
                 )
-            self.cells.append(Cell(row.pos, row.token, set(row.seq_ids)))
+                foreign = {c.adapter for c in self.cells if seq in c.seqs} - {self.adapter}
+                assert not foreign, (
+                    f"sequence {seq} decodes under {self.adapter!r} over KV of {foreign}"
+                )
+            self.cells.append(Cell(row.pos, row.token, set(row.seq_ids), self.adapter))
             if row.logits:
                 self._logit_rows[i] = row
         self.accepted.append(True)
@@ -138,10 +162,15 @@ class FakeContext:
     def logits(self, index: int) -> npt.NDArray[np.float32]:
         assert index in self._logit_rows, f"no logits were computed for batch row {index}"
         row = self._logit_rows[index]
-        nxt = self.model.next_token(self.context(row.seq_ids[0], upto=row.pos))
+        nxt = self.model.next_token(self.context(row.seq_ids[0], upto=row.pos), self.adapter)
         out = np.zeros(N_VOCAB, dtype=np.float32)
         out[nxt] = 8.0
         return out
+
+    def use_adapter(self, name: str | None) -> None:
+        if name != self.adapter:
+            self.switches += 1
+        self.adapter = name
 
     def share_cells(self, source: int, target: int, count: int) -> None:
         assert self.positions(source)[:count] == list(range(count)), "source lacks the cells"

@@ -45,12 +45,13 @@ class Rig:
     samplers: SamplerFactory
     cache_ids: range
 
-    def submit(self, prefix: str, *sequences: str | SequenceSpec) -> Job:
+    def submit(
+        self, prefix: str, *sequences: str | SequenceSpec, adapter: str | None = None
+    ) -> Job:
         specs = tuple(s if isinstance(s, SequenceSpec) else SequenceSpec(s) for s in sequences)
         job = Job()
-        job.state = build_job(
-            self.ctx.model, self.batcher.budget, JobSpec(prefix, specs), job.events.append
-        )
+        spec = JobSpec(prefix, specs, adapter=adapter)
+        job.state = build_job(self.ctx.model, self.batcher.budget, spec, job.events.append)
         self.batcher.enqueue(job.state)
         return job
 
