@@ -110,6 +110,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="vLLM environment (default: $PICE_VLLM_VENV or .venv-vllm)",
     )
+    tb.add_argument(
+        "--sketch-lora",
+        type=Path,
+        default=None,
+        help="a sketcher LoRA for the cloud's outline sketches, as `pice up --sketch-lora`: "
+        "the peft adapter directory with --cloud vllm, the adapter GGUF otherwise",
+    )
 
     ext = p.add_argument_group("an already running system")
     ext.add_argument("--gateway-url", default=None, help="e.g. http://127.0.0.1:8000/v1")

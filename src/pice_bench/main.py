@@ -102,6 +102,7 @@ def systems_under_test(args: argparse.Namespace) -> Iterator[tuple[Endpoints, di
         pin=args.pin,
         log_dir=args.out / "logs",
         vllm_venv=args.vllm_venv,
+        sketch_lora=args.sketch_lora,
     )
     with bench_stack(spec) as stack:
         yield stack.endpoints, stack.cores

@@ -38,6 +38,8 @@ class BenchStackSpec:
     profile: TestbedProfile | None = None
     # The gateway's placement policy (``progressive.placement``); None = its default.
     placement: str | None = None
+    # A sketcher LoRA the cloud serves for the outline sketches (``pice up --sketch-lora``).
+    sketch_lora: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ def bench_stack(spec: BenchStackSpec) -> Iterator[BenchStack]:
         vllm_venv=spec.vllm_venv,
         gateway_overrides=overrides,
         profile=spec.profile,
+        sketch_lora=spec.sketch_lora,
     )
     plan = plan_cores(edges, pin=spec.pin)
     with launch_stack(stack_spec) as stack:
@@ -113,5 +116,6 @@ def bench_stack(spec: BenchStackSpec) -> Iterator[BenchStack]:
                 "threads_per_model_server": spec.threads,
                 "profile": spec.profile.model_dump(mode="json") if spec.profile else None,
                 "placement": spec.placement or "gateway default",
+                "sketch_lora": str(spec.sketch_lora) if spec.sketch_lora else None,
             },
         )

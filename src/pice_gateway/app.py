@@ -119,6 +119,7 @@ def create_app(
                 cloud,
                 interval=settings.cloud.ready_check_seconds,
                 timeout=settings.cloud.ready_timeout_seconds,
+                expected_models=settings.cloud.extra_models(),
             ),
             router=request_router,
             tracing=tracing,

@@ -7,6 +7,10 @@ are up); the cloud's side is a ``GET {cloud.base_url}/models`` whose result is k
 vLLM one cheap request every few seconds per replica, never a chat completion. Concurrent
 probes share one check in flight instead of each sending their own.
 
+When the cloud must serve more than ``cloud.model`` (a sketcher adapter named by
+``cloud.sketch_model``), the same answer is read for those names too: a vLLM started without its
+``--lora-modules`` still answers ``/models``, and would otherwise fail only the first outline.
+
 ``/health`` stays a liveness answer (the process serves HTTP): a cloud that is down must take a
 replica out of the load balancer, not get it restarted.
 """
@@ -14,6 +18,7 @@ replica out of the load balancer, not get it restarted.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +40,21 @@ class CloudCheck:
         return self.problem is None
 
 
+def unlisted_models(body: bytes, expected: tuple[str, ...]) -> str | None:
+    """What is wrong with a ``GET /models`` answer that must list ``expected``, or ``None``."""
+    try:
+        listed = [str(card["id"]) for card in json.loads(body)["data"]]
+    except (ValueError, KeyError, TypeError):
+        return "cloud answered GET /models with no OpenAI model list"
+    missing = [name for name in expected if name not in listed]
+    if not missing:
+        return None
+    return (
+        f"cloud does not serve {', '.join(map(repr, missing))} (cloud.sketch_model); "
+        f"it lists {', '.join(map(repr, listed)) or 'nothing'}"
+    )
+
+
 class CloudProbe:
     """The cloud's readiness, checked at most once per ``interval`` seconds.
 
@@ -48,9 +68,13 @@ class CloudProbe:
         *,
         interval: float,
         timeout: float,
+        expected_models: tuple[str, ...] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
+        # Model names the list must hold; empty: any 2xx answer will do (``cloud.model`` is
+        # not checked, as before: a cloud behind a router may list other names for it).
+        self._expected = expected_models
         self._interval = interval
         self._timeout = timeout
         self._clock = clock
@@ -86,7 +110,9 @@ class CloudProbe:
             ):
                 if not 200 <= response.status < 300:
                     return f"cloud answered {response.status} to GET /models"
-                return None
+                if not self._expected:
+                    return None
+                return unlisted_models(await response.read(), self._expected)
         except TimeoutError:
             return "cloud unreachable: it did not answer in time"
         except UpstreamError as exc:

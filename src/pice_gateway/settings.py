@@ -55,6 +55,10 @@ class CloudSettings(BaseModel):
 
     base_url: str = "http://127.0.0.1:8100/v1"
     model: str = "qwen2.5-coder-1.5b-instruct"
+    # The model name of the outline-only sketch requests (a sketcher LoRA the cloud serves
+    # beside ``model``, e.g. vLLM's ``--lora-modules pice-sketcher=...``); None: ``model``.
+    # Direct answers, ``pice-cloud`` and the cloud's own expansions keep ``model``.
+    sketch_model: str | None = None
     # Sent as "Authorization: Bearer ..."; or read from ``api_key_file`` (its first line).
     api_key: OptionalSecret = None
     api_key_file: Path | None = None
@@ -66,6 +70,15 @@ class CloudSettings(BaseModel):
     # between), with this timeout: a probe every second from every replica must not load vLLM.
     ready_check_seconds: float = Field(default=5.0, ge=0)
     ready_timeout_seconds: float = Field(default=2.0, gt=0)
+
+    @property
+    def outline_model(self) -> str:
+        """The model an outline-only sketch request names."""
+        return self.sketch_model or self.model
+
+    def extra_models(self) -> tuple[str, ...]:
+        """Models beside ``model`` the cloud must serve (what ``/ready`` checks it lists)."""
+        return (self.outline_model,) if self.outline_model != self.model else ()
 
     @model_validator(mode="after")
     def _key_from_file(self) -> CloudSettings:

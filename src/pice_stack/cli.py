@@ -15,6 +15,7 @@ from types import FrameType
 
 from pice.errors import ModelProvisioningError
 from pice_stack.profile import ProfileError, load_profile
+from pice_stack.sketch_lora import SKETCH_MODEL
 from pice_stack.stack import RunningStack, StackSpec, launch_stack
 from pice_stack.supervisor import StackError
 
@@ -74,6 +75,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="vLLM environment (default: $PICE_VLLM_VENV or .venv-vllm)",
     )
+    parser.add_argument(
+        "--sketch-lora",
+        type=Path,
+        default=None,
+        help="a sketcher LoRA the cloud serves as model pice-sketcher, named in the outline "
+        "sketches: with --cloud vllm the peft adapter directory (pice tune train), with the "
+        "embedded cloud the adapter GGUF (pice tune export)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -119,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         pin=args.pin,
         run_dir=args.run_dir or Path(tempfile.mkdtemp(prefix="pice-up-")),
         vllm_venv=args.vllm_venv,
+        sketch_lora=args.sketch_lora,
     )
     # One line per readiness probe would bury the children's progress.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -162,10 +172,13 @@ def _banner(stack: RunningStack) -> str:
     profile = stack.spec.profile
     if profile is not None:
         edges += f"\n  profile  {profile.name}: {profile.description}"
+    cloud = stack.cloud_model
+    if stack.spec.sketch_lora is not None:
+        cloud += f"; sketches: {SKETCH_MODEL} = {stack.spec.sketch_lora}"
     return f"""
 PICE is up.
   gateway  {url}/v1   (models: pice, pice-progressive, pice-cloud)
-  cloud    {stack.cloud_base_url}   ({stack.cloud_model})
+  cloud    {stack.cloud_base_url}   ({cloud})
   edges    {edges}
   logs     {stack.run_dir}
 

@@ -20,7 +20,7 @@ import secrets
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -31,6 +31,7 @@ from pice.cloud.vllm import VllmServer, prepare_vllm_server, taskset_argv
 from pice.command import pice_argv
 from pice.models.registry import resolve_model
 from pice_stack.profile import EdgeProfile, LinkProfile, TestbedProfile
+from pice_stack.sketch_lora import SKETCH_MODEL, edge_lora_args, vllm_lora_args
 from pice_stack.supervisor import ChildSpec, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,9 @@ class StackSpec:
     # Extra settings merged into the generated gateway YAML (benchmarks tune the gateway).
     gateway_overrides: Mapping[str, Any] = field(default_factory=dict)
     profile: TestbedProfile | None = None
+    # A sketcher LoRA for the cloud (``pice_stack.sketch_lora``): a peft adapter directory
+    # for vLLM, a llama.cpp adapter GGUF for the embedded cloud.
+    sketch_lora: Path | None = None
 
     def edge_profiles(self) -> list[EdgeProfile]:
         """One entry per edge: the profile's, or ``edges`` plain ones."""
@@ -99,10 +103,13 @@ def gateway_config(
     No secret is written here (the file sits in a run directory others may read): keys and
     tokens reach the gateway through its environment (:func:`gateway_env`).
     """
+    cloud: dict[str, Any] = {"base_url": cloud_base_url, "model": cloud_model}
+    if spec.sketch_lora is not None:
+        cloud["sketch_model"] = SKETCH_MODEL
     config: dict[str, Any] = {
         "host": spec.host,
         "port": spec.gateway_port,
-        "cloud": {"base_url": cloud_base_url, "model": cloud_model},
+        "cloud": cloud,
         "edges": [{"name": f"edge-{i + 1}", "url": url} for i, url in enumerate(edge_urls)],
     }
     config.update(spec.gateway_overrides)
@@ -191,6 +198,8 @@ def launch_stack(spec: StackSpec) -> RunningStack:
     On any failure (or Ctrl-C) everything already started is stopped before the error
     propagates. Raises :class:`ModelProvisioningError` or :class:`StackError`.
     """
+    # A wrong kind of adapter path fails here, before any model is provisioned or started.
+    lora_args = cloud_lora_args(spec)
     run_dir = spec.run_dir or Path(tempfile.mkdtemp(prefix="pice-up-"))
     env = {"PICE_MODEL_CACHE": str(spec.cache_dir)} if spec.cache_dir else {}
     # A fresh token per run for every edge agent (and the cloud stand-in, an edge agent too):
@@ -207,7 +216,7 @@ def launch_stack(spec: StackSpec) -> RunningStack:
     # The embedded cloud is an edge agent and takes the same token; vLLM runs keyless here.
     cloud_api_key = edge_token if spec.cloud == "edge" else None
     cloud_env = edge_env if cloud_api_key is not None else env
-    cloud_spec, cloud_model, cloud_base_url = _cloud_child(spec, cores.cloud, cloud_env)
+    cloud_spec, cloud_model, cloud_base_url = _cloud_child(spec, cores.cloud, cloud_env, lora_args)
 
     supervisor = Supervisor(run_dir)
     try:
@@ -293,8 +302,30 @@ def link_child(
     return ChildSpec(name=name, argv=tuple(argv), port=port, host=host)
 
 
+def cloud_lora_args(spec: StackSpec) -> tuple[str, ...]:
+    """The cloud server's arguments serving ``spec.sketch_lora`` (none without one); raises
+    :class:`~pice_stack.sketch_lora.SketchLoraError` for a path of the wrong kind."""
+    if spec.sketch_lora is None:
+        return ()
+    if spec.cloud == "vllm":
+        return vllm_lora_args(spec.sketch_lora)
+    return edge_lora_args(spec.sketch_lora)
+
+
+def embedded_cloud_argv(
+    spec: StackSpec, model_path: Path, model_name: str, extra_args: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """The embedded cloud's command: an edge agent serving the cloud model (and, through
+    ``extra_args``, a sketcher adapter) on ``spec.cloud_port``."""
+    return pice_argv(
+        *("edge", "serve", "--model", str(model_path), "--model-id", model_name),
+        *("--host", spec.host, "--port", str(spec.cloud_port), "--threads", str(spec.threads)),
+        *extra_args,
+    )
+
+
 def _cloud_child(
-    spec: StackSpec, core: str | None, env: Mapping[str, str]
+    spec: StackSpec, core: str | None, env: Mapping[str, str], extra_args: Sequence[str] = ()
 ) -> tuple[ChildSpec, str, str]:
     """The cloud server's child spec, its model name and its OpenAI base URL."""
     if spec.cloud == "vllm":
@@ -305,6 +336,7 @@ def _cloud_child(
             cores=core,
             cache_dir=spec.cache_dir,
         )
+        server = replace(server, extra_args=(*server.extra_args, *extra_args))
         child = ChildSpec(
             name="cloud-vllm",
             argv=tuple(server.argv()),
@@ -316,10 +348,7 @@ def _cloud_child(
         )
         return child, server.served_model_name, server.openai_base_url
     model = resolve_model(spec.cloud_model, cache_dir=spec.cache_dir)
-    argv = pice_argv(
-        *("edge", "serve", "--model", str(model.path), "--model-id", model.name),
-        *("--host", spec.host, "--port", str(spec.cloud_port), "--threads", str(spec.threads)),
-    )
+    argv = embedded_cloud_argv(spec, model.path, model.name, extra_args)
     child = ChildSpec(
         name="cloud",
         argv=tuple(taskset_argv(argv, core)),

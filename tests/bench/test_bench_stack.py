@@ -32,16 +32,22 @@ class FakeRunning:
         pass
 
 
-def test_a_profile_and_a_placement_reach_the_launcher_and_fleet_direct_gets_every_server(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    launched: list[StackSpec] = []
+@pytest.fixture
+def launched(monkeypatch: pytest.MonkeyPatch) -> list[StackSpec]:
+    """Every spec the (stubbed) launcher was asked to run."""
+    specs: list[StackSpec] = []
 
     def fake_launch(spec: StackSpec) -> Any:
-        launched.append(spec)
+        specs.append(spec)
         return FakeRunning(spec)
 
     monkeypatch.setattr(stack_module, "launch_stack", fake_launch)
+    return specs
+
+
+def test_a_profile_and_a_placement_reach_the_launcher_and_fleet_direct_gets_every_server(
+    tmp_path: Path, launched: list[StackSpec]
+) -> None:
     spec = BenchStackSpec(
         cloud="edge", cloud_model="big", edge_model="small", edges=1, threads=1, pin=True,
         log_dir=tmp_path, profile=load_profile("heterogeneous"), placement="eft",
@@ -61,3 +67,19 @@ def test_a_profile_and_a_placement_reach_the_launcher_and_fleet_direct_gets_ever
     assert bench.cores["placement"] == "eft"
     assert bench.cores["profile"]["name"] == "heterogeneous"
     assert len(bench.cores["edges"]) == 2
+
+
+def test_a_sketch_lora_reaches_the_launcher_and_the_record(
+    tmp_path: Path, launched: list[StackSpec]
+) -> None:
+    adapter = tmp_path / "adapter"
+    spec = BenchStackSpec(
+        cloud="vllm", cloud_model="big", edge_model="small", edges=1, threads=1, pin=True,
+        log_dir=tmp_path, sketch_lora=adapter,
+    )  # fmt: skip
+    with bench_stack(spec) as bench:
+        pass
+    assert launched[0].sketch_lora == adapter
+    assert bench.cores["sketch_lora"] == str(adapter)
+    # The cloud-only mode asks the base model: the adapter is for the sketches only.
+    assert bench.endpoints.cloud_model == "big"

@@ -57,6 +57,8 @@ class CloudScript:
     # What ``GET /v1/models`` answers (the gateway's readiness check), and how often it was asked.
     models_status: int = 200
     models_requests: int = 0
+    # The ids that list holds (a vLLM with ``--lora-modules`` lists each adapter too).
+    models: tuple[str, ...] = ("fake",)
     # Break the connection after this many content chunks of the replies of these kinds.
     die_after_chunks: int | None = None
     die_kinds: tuple[str, ...] = ("sketch",)
@@ -146,7 +148,8 @@ def fake_cloud(script: CloudScript) -> FastAPI:
         script.models_requests += 1
         if script.models_status != 200:
             return JSONResponse(cloud_error(), status_code=script.models_status)
-        return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+        cards = [{"id": name, "object": "model"} for name in script.models]
+        return JSONResponse({"object": "list", "data": cards})
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(request: Request) -> Response:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 from openai import OpenAI
 
 from pice.cloud.vllm import VllmServer
-from pice_stack.stack import StackSpec, gateway_config
-from tests.integration.conftest import two_cores
+from pice_stack.stack import StackSpec
+from tests.integration.conftest import running_gateway, two_cores
 from tests.support.processes import ServerProcess, free_port, pice_argv, pinned
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -49,26 +47,14 @@ def gateway(
     edges: list[ServerProcess],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServerProcess]:
-    directory: Path = tmp_path_factory.mktemp("gateway")
-    spec = StackSpec(gateway_port=free_port())
-    config = gateway_config(
-        spec,
-        vllm_spec.openai_base_url,
-        vllm_spec.served_model_name,
+    with running_gateway(
+        StackSpec(gateway_port=free_port()),
+        vllm_spec,
         [edge.base_url for edge in edges],
-    )
-    path = directory / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    server = ServerProcess(
-        argv=pice_argv("gateway", "--config", str(path)),
-        port=spec.gateway_port,
-        log_path=directory / "gateway.log",
-    )
-    server.start(timeout=60)
-    try:
+        tmp_path_factory.mktemp("gateway"),
+        ready_path="/ready",
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_vllm_answers_a_direct_chat_completion(

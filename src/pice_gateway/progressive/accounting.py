@@ -55,6 +55,13 @@ class PointReport(BaseModel):
     hedges: list[HedgeReport] = Field(default_factory=list)
 
 
+class SketchReport(BaseModel):
+    """The cloud request that wrote the outline (or the direct answer it turned into)."""
+
+    # The model it named: ``cloud.sketch_model`` for an outline-only sketch, else ``cloud.model``.
+    model: str
+
+
 class Timings(BaseModel):
     sketch_ms: float | None = None
     first_token_ms: float | None = None
@@ -69,6 +76,8 @@ class PiceReport(BaseModel):
     # Why this mode: "outline", "direct" (the sketch chose to answer), "no_edges",
     # "model" (pice-cloud), or "unsupported:<param>".
     reason: str
+    # The sketch request, on the progressive path (``None`` on the cloud path: no sketch).
+    sketch: SketchReport | None = None
     points: list[PointReport] = Field(default_factory=list)
     timings: Timings = Field(default_factory=Timings)
     cloud_usage: Usage = Field(default_factory=Usage)

@@ -40,7 +40,13 @@ from pice_gateway.edges import EdgeRegistry
 from pice_gateway.placement.base import PlacementPolicy
 from pice_gateway.placement.hedging import HedgeRule
 from pice_gateway.progressive import watch
-from pice_gateway.progressive.accounting import Clock, HedgeReport, PiceReport, PointReport
+from pice_gateway.progressive.accounting import (
+    Clock,
+    HedgeReport,
+    PiceReport,
+    PointReport,
+    SketchReport,
+)
 from pice_gateway.progressive.candidates import (
     Attempt,
     CandidateSelector,
@@ -141,9 +147,9 @@ class ProgressiveRun:
             "pice.sketch", parent=self._span, attributes={"pice.allow_direct": allow_direct}
         )
         self._point_spans: dict[int, Span] = {}
-        self._sketch = CloudTextStream(
-            upstreams.cloud, sketch_payload(settings, request, allow_direct=allow_direct)
-        )
+        payload = sketch_payload(settings, request, allow_direct=allow_direct)
+        self._report.sketch = SketchReport(model=payload["model"])
+        self._sketch = CloudTextStream(upstreams.cloud, payload)
         self._parser = SketchParser(request_budget(settings, request).max_points)
         self._stop = StopMatcher(request.stop_list())
         self._dispatcher = Dispatcher(

@@ -82,6 +82,10 @@ def sketch_payload(
 
     A sketch that may answer directly gets the whole limit: its answer is then the whole
     answer. When it outlines instead, the parser closes the stream at the end of the outline.
+
+    Only a sketch that must outline names ``cloud.sketch_model``: a sketcher adapter is trained
+    on outline-only prompts (``pice_tune.distill``) and would not choose a direct answer well,
+    so the in-band decision of ``pice`` without a router stays with ``cloud.model``.
     """
     knobs = settings.progressive
     limit = request.token_limit()
@@ -90,7 +94,7 @@ def sketch_payload(
     else:
         budget = request_budget(settings, request).sketch_tokens
     return {
-        "model": settings.cloud.model,
+        "model": settings.cloud.model if allow_direct else settings.cloud.outline_model,
         "messages": sketch_messages(request.messages, allow_direct=allow_direct),
         "max_tokens": budget,
         "temperature": knobs.sketch_temperature,
