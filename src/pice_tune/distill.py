@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from pice.errors import UpstreamProtocolError
 from pice.openai_protocol import ChatMessage
 from pice_gateway.progressive.expand_prompt import EchoStripper, cloud_expansion_messages
 from pice_gateway.progressive.sketch import SketchParser, sketch_messages
@@ -233,7 +234,7 @@ def sample_sketches(
             seed=at,
         )
         if not got:
-            raise RuntimeError(f"the teacher returned no choices for {question.id}")
+            raise UpstreamProtocolError(f"the teacher returned no choices for {question.id}")
         for i, (text, finish) in enumerate(got):
             samples.append(
                 {
