@@ -5,21 +5,75 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from pice_tune.distill import SketchSampling
 from pice_tune.recipe import DEFAULT_TARGETS, Recipe
 
 DEFAULT_WORKDIR = Path("tune-out")
 
 
+@dataclass(frozen=True)
+class Role:
+    """What an adapter is for, and the file names its steps default to, so an expander run
+    and a sketcher run in one workdir do not overwrite each other."""
+
+    data: str
+    run: str
+    base_model: str  # trained from (its GGUF dequantised to a Hugging Face checkpoint)
+    model: str  # checked against at export (the GGUF it is served with)
+    adapter: str
+    merged: str
+
+
+ROLES = {
+    # The edge's expansions: trained on the 0.5B, served on its Q8_0 file by `pice edge serve`.
+    "expander": Role(
+        data="data-v1.jsonl",
+        run="run",
+        base_model=Recipe().base_model,
+        model="qwen2.5-coder-0.5b-instruct-q8_0",
+        adapter="adapter.gguf",
+        merged="merged.gguf",
+    ),
+    # The cloud's outlines: trained on and served with the 1.5B cloud model (vLLM
+    # --enable-lora with the peft dir, or the embedded llama.cpp cloud with the GGUF).
+    "sketcher": Role(
+        data="sketch-v1.jsonl",
+        run="run-sketcher",
+        base_model="qwen2.5-coder-1.5b-instruct",
+        model="qwen2.5-coder-1.5b-instruct",
+        adapter="sketcher-adapter.gguf",
+        merged="sketcher-merged.gguf",
+    ),
+}
+
+
+def _add_role(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--role",
+        choices=sorted(ROLES),
+        default="expander",
+        help="expander: the edge's point expansions (default); sketcher: the cloud's outlines",
+    )
+
+
+def _role(args: argparse.Namespace) -> Role:
+    return ROLES[args.role]
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("tune", help="fine-tune the edge model (LoRA)")
+    parser = subparsers.add_parser(
+        "tune", help="fine-tune the edge model or the cloud's sketcher (LoRA)"
+    )
     parser.add_argument(
         "--workdir", type=Path, default=DEFAULT_WORKDIR, help="where each step writes (tune-out)"
     )
     steps = parser.add_subparsers(dest="tune_command", required=True)
 
-    data = steps.add_parser("data", help="distil teacher expansions into a versioned JSONL")
+    data = steps.add_parser("data", help="distil teacher outputs into a versioned JSONL")
+    _add_role(data)
     data.add_argument("--questions", type=Path, help="JSONL of questions (default: bundled)")
     data.add_argument("--cloud-url", help="OpenAI base URL of the teacher (default: embedded)")
     data.add_argument(
@@ -30,13 +84,36 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     data.add_argument("--cloud-api-key")
     data.add_argument("--threads", type=int, default=2, help="embedded cloud's threads (2)")
     data.add_argument("--limit", type=int, help="only the first N training questions")
-    data.add_argument("--out", type=Path, help="dataset file (WORKDIR/data-v1.jsonl)")
+    data.add_argument(
+        "--out", type=Path, help="dataset file (WORKDIR/data-v1.jsonl; sketcher: sketch-v1.jsonl)"
+    )
+    sampling = SketchSampling()
+    data.add_argument(
+        "--samples",
+        type=int,
+        default=sampling.samples,
+        help=f"sketcher: sketches per question, the first greedy ({sampling.samples})",
+    )
+    data.add_argument(
+        "--temperature",
+        type=float,
+        default=sampling.temperature,
+        help=f"sketcher: temperature of the other samples ({sampling.temperature})",
+    )
+    data.add_argument("--seed", type=int, default=sampling.seed, help="sketcher: sampling seed (0)")
     data.set_defaults(handler=_data)
 
     defaults = Recipe()
     train = steps.add_parser("train", help="train a LoRA adapter (resumes from checkpoints)")
-    train.add_argument("--data", type=Path, help="dataset (WORKDIR/data-v1.jsonl)")
-    train.add_argument("--base-model", default=defaults.base_model)
+    _add_role(train)
+    train.add_argument(
+        "--data", type=Path, help="dataset (WORKDIR/data-v1.jsonl; sketcher: sketch-v1.jsonl)"
+    )
+    train.add_argument(
+        "--base-model",
+        help=f"model to train (expander: {defaults.base_model}; "
+        f"sketcher: {ROLES['sketcher'].base_model})",
+    )
     train.add_argument("--max-steps", type=int, default=defaults.max_steps)
     train.add_argument("--rank", type=int, default=defaults.rank)
     train.add_argument("--alpha", type=float, default=defaults.alpha)
@@ -54,13 +131,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     train.set_defaults(handler=_train)
 
     export = steps.add_parser("export", help="write the llama.cpp LoRA adapter GGUF")
+    _add_role(export)
     export.add_argument(
+        "--model",
         "--edge-model",
-        default="qwen2.5-coder-0.5b-instruct-q8_0",
-        help="the edge model the adapter is checked against",
+        dest="model",
+        help="the model (GGUF) the adapter is checked against and served with (expander: "
+        f"{ROLES['expander'].model}; sketcher: {ROLES['sketcher'].model}); --edge-model is "
+        "the older name",
     )
     export.add_argument(
-        "--out", type=Path, help="output (WORKDIR/adapter.gguf; with --merged WORKDIR/merged.gguf)"
+        "--out",
+        type=Path,
+        help="output (WORKDIR/adapter.gguf, with --merged WORKDIR/merged.gguf; "
+        "sketcher: sketcher-adapter.gguf, sketcher-merged.gguf)",
     )
     export.add_argument(
         "--merged",
@@ -76,7 +160,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _data_path(args: argparse.Namespace) -> Path:
-    return Path(args.workdir) / "data-v1.jsonl"
+    return Path(args.workdir) / _role(args).data
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    return Path(args.workdir) / _role(args).run
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -91,6 +179,10 @@ def _data(args: argparse.Namespace) -> int:
             cloud_api_key=args.cloud_api_key,
             threads=args.threads,
             limit=args.limit,
+            role=args.role,
+            sampling=SketchSampling(
+                samples=args.samples, temperature=args.temperature, seed=args.seed
+            ),
         )
     )
     sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
@@ -101,7 +193,7 @@ def _train(args: argparse.Namespace) -> int:
     from pice_tune.steps import TrainOptions, run_train
 
     recipe = Recipe(
-        base_model=args.base_model,
+        base_model=args.base_model or _role(args).base_model,
         rank=args.rank,
         alpha=args.alpha,
         dropout=args.dropout,
@@ -115,7 +207,7 @@ def _train(args: argparse.Namespace) -> int:
     summary = run_train(
         TrainOptions(
             data=args.data or _data_path(args),
-            run_dir=Path(args.workdir) / "run",
+            run_dir=_run_dir(args),
             recipe=recipe,
             venv=args.venv,
             device=args.device,
@@ -131,11 +223,12 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from pice_tune.steps import run_export
 
-    default = "merged.gguf" if args.merged else "adapter.gguf"
+    role = _role(args)
+    default = role.merged if args.merged else role.adapter
     meta = run_export(
-        Path(args.workdir) / "run",
+        _run_dir(args),
         args.out or Path(args.workdir) / default,
-        args.edge_model,
+        args.model or role.model,
         venv=args.venv,
         merged=args.merged,
         scale=args.scale,

@@ -1,9 +1,15 @@
-"""The tuning data: questions in, a versioned JSONL of filtered teacher expansions out.
+"""The tuning data: questions in, a versioned JSONL of filtered teacher outputs out.
 
-Every line of the dataset is one kept expansion, serialised canonically (sorted keys, no
-spaces), so the data hash is the sha256 of the file's bytes and a reader can check it. A
-manifest beside it (``<file>.manifest.json``) records the schema version, the hash, the
-teacher, the questions file's hash and what the filters dropped.
+Every line of the dataset is one record, serialised canonically (sorted keys, no spaces), so
+the data hash is the sha256 of the file's bytes and a reader can check it. A manifest beside it
+(``<file>.manifest.json``) records the schema version, the hash, the teacher, the questions
+file's hash and what the filters dropped.
+
+Two kinds of record share schema 1: an :class:`Example` (a kept expansion, for the edge's
+expander; its lines carry no ``kind``, as every file written before the sketcher did) and a
+:class:`SketchExample` (``"kind": "sketch"``: the outline chosen for a question, for the
+cloud's sketcher). :func:`training_record` renders each with the prompt it answers at serve
+time.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ from typing import Any
 
 from edge_agent.prompts import expansion_messages, point_suffix
 from pice.models.provision import hash_file
+from pice.openai_protocol import ChatMessage
+from pice_gateway.progressive.sketch import sketch_messages
 
 SCHEMA_VERSION = 1
+SKETCH_KIND = "sketch"
 QUESTIONS_RESOURCE = "questions.jsonl"
 
 
@@ -60,11 +69,65 @@ class Example:
         )
 
 
+@dataclass(frozen=True)
+class SketchExample:
+    """One chosen teacher outline: the sketcher is taught to answer ``question`` with ``points``.
+
+    ``sample`` is the index of the chosen sample among the teacher's (0: the greedy one) and
+    ``agreement`` its F1 against the other samples' points (:mod:`pice_tune.sketcher`).
+    """
+
+    question_id: str
+    question: str
+    points: tuple[str, ...]
+    teacher: str
+    sample: int
+    agreement: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "kind": SKETCH_KIND,
+            **asdict(self),
+            "points": list(self.points),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SketchExample:
+        if data.get("schema") != SCHEMA_VERSION:
+            raise ValueError(f"dataset schema {data.get('schema')!r}, expected {SCHEMA_VERSION}")
+        return cls(
+            question_id=str(data["question_id"]),
+            question=str(data["question"]),
+            points=tuple(str(p) for p in data["points"]),
+            teacher=str(data["teacher"]),
+            sample=int(data["sample"]),
+            agreement=float(data["agreement"]),
+        )
+
+    def outline(self) -> str:
+        """The outline as the sketch prompt's example writes it and the gateway's parser reads
+        it back point for point."""
+        return "\n".join(f"{i}. {title}" for i, title in enumerate(self.points, start=1))
+
+
+Record = Example | SketchExample
+
+
+def record_from_json(data: Mapping[str, Any]) -> Record:
+    kind = data.get("kind")
+    if kind is None:
+        return Example.from_json(data)
+    if kind == SKETCH_KIND:
+        return SketchExample.from_json(data)
+    raise ValueError(f"unknown record kind {kind!r}")
+
+
 def canonical_line(record: Mapping[str, Any]) -> str:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
-def data_hash(examples: Iterable[Example]) -> str:
+def data_hash(examples: Iterable[Record]) -> str:
     """sha256 of the dataset's canonical serialisation: equal to the written file's hash."""
     digest = hashlib.sha256()
     for example in examples:
@@ -94,7 +157,7 @@ def load_questions(path: Path | None = None) -> list[TuneQuestion]:
 
 
 def write_dataset(
-    path: Path, examples: Sequence[Example], manifest: Mapping[str, Any]
+    path: Path, examples: Sequence[Record], manifest: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Write the JSONL and its manifest (through temporary files); returns the manifest."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,10 +180,10 @@ def manifest_path(path: Path) -> Path:
     return path.with_name(path.name + ".manifest.json")
 
 
-def read_dataset(path: Path) -> tuple[list[Example], str]:
-    """The examples and the file's hash; refuses a file whose manifest names another hash."""
+def read_dataset(path: Path) -> tuple[list[Record], str]:
+    """The records and the file's hash; refuses a file whose manifest names another hash."""
     examples = [
-        Example.from_json(json.loads(line)) for line in path.read_text().splitlines() if line
+        record_from_json(json.loads(line)) for line in path.read_text().splitlines() if line
     ]
     digest = hash_file(path)
     mpath = manifest_path(path)
@@ -131,11 +194,24 @@ def read_dataset(path: Path) -> tuple[list[Example], str]:
     return examples, digest
 
 
-def training_record(example: Example) -> dict[str, Any]:
-    """What the trainer sees: the edge's own expansion prompt, opened at the point.
+def training_record(example: Record) -> dict[str, Any]:
+    """What the trainer sees (``messages``, ``prefix``, ``completion``, ``end_turn``).
 
-    The body ends with the newline the edge stops at, so the model learns to stop there.
+    An expansion: the edge's own expansion prompt, opened at the point; the body ends with the
+    newline the edge stops at, so the model learns to stop there. A sketch: the gateway's
+    outline prompt (no direct answers) and the outline as the completion; ``end_turn`` asks the
+    trainer to append the chat template's end of turn (Qwen's ``<|im_end|>``), which is what
+    ends a sketch at serve time (llama.cpp and vLLM stop at that token), so the model learns to
+    write nothing after the list.
     """
+    if isinstance(example, SketchExample):
+        user = [ChatMessage(role="user", content=example.question)]
+        return {
+            "messages": sketch_messages(user, allow_direct=False),
+            "prefix": "",
+            "completion": example.outline(),
+            "end_turn": True,
+        }
     messages = expansion_messages(example.question, example.sketch)
     return {
         "messages": [{"role": m.role, "content": m.content} for m in messages],

@@ -59,7 +59,7 @@ def repeats(e: Expansion) -> str | None:
     return None
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
     """A crude stem, so "travelling" and "traveling" (or "plant" and "plants") match."""
     return word[:5]
 
@@ -84,8 +84,8 @@ def restated_premise(e: Expansion) -> str | None:
     The stock edge's worst habit on counterfactuals ("If the Moon were twice as far, ..."):
     training on such targets would teach it.
     """
-    question = [_stem(w) for w in words(e.question)]
-    if longest_common_run(question, [_stem(w) for w in words(e.body)]) >= RESTATE_RUN:
+    question = [stem(w) for w in words(e.question)]
+    if longest_common_run(question, [stem(w) for w in words(e.body)]) >= RESTATE_RUN:
         return "restated_premise"
     return None
 

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,13 @@ from pice.models.provision import hash_file
 from pice.models.registry import resolve_model
 from pice_tune import worker
 from pice_tune.dataset import read_dataset, training_record
-from pice_tune.distill import Teacher, TeacherConfig, build_dataset
+from pice_tune.distill import (
+    SketchSampling,
+    Teacher,
+    TeacherConfig,
+    build_dataset,
+    build_sketch_dataset,
+)
 from pice_tune.recipe import Recipe
 
 logger = logging.getLogger(__name__)
@@ -86,7 +92,10 @@ def embedded_cloud(model: str, threads: int, run_dir: Path) -> Iterator[TeacherC
         run_dir=run_dir,
     )
     with launch_stack(spec) as stack:
-        yield TeacherConfig(base_url=stack.cloud_base_url, model=stack.cloud_model)
+        # The embedded cloud is an edge agent and requires the stack's per-run token.
+        yield TeacherConfig(
+            base_url=stack.cloud_base_url, model=stack.cloud_model, api_key=stack.cloud_api_key
+        )
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,9 @@ class DataOptions:
     cloud_api_key: str | None = None
     threads: int = 2
     limit: int | None = None
+    # "expander" (the edge's expansions) or "sketcher" (the cloud's outlines).
+    role: str = "expander"
+    sampling: SketchSampling = field(default_factory=SketchSampling)
 
 
 def run_data(options: DataOptions) -> dict[str, Any]:
@@ -131,6 +143,15 @@ def run_data(options: DataOptions) -> dict[str, Any]:
                 "prompts": "pice_gateway sketch (outline) + cloud expansion",
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
+            if options.role == "sketcher":
+                manifest["prompts"] = "pice_gateway sketch (outline, allow_direct=False)"
+                return build_sketch_dataset(
+                    teacher,
+                    questions,
+                    options.out,
+                    sampling=options.sampling,
+                    manifest=manifest,
+                )
             return build_dataset(teacher, questions, options.out, manifest=manifest)
         finally:
             teacher.close()
@@ -196,7 +217,7 @@ def run_train(options: TrainOptions) -> dict[str, Any]:
 def run_export(
     run_dir: Path,
     out: Path,
-    edge_model: str,
+    model: str,
     venv: Path | None = None,
     *,
     merged: bool = False,
@@ -204,14 +225,17 @@ def run_export(
 ) -> dict[str, Any]:
     """Write ``out`` and ``out.json`` (recipe, data hash, checks).
 
-    ``out`` is the llama.cpp adapter, or with ``merged`` the edge model with the adapter
+    ``out`` is the llama.cpp adapter checked against ``model``'s GGUF (the edge model for an
+    expander, the cloud model for a sketcher), or with ``merged`` that model with the adapter
     (at ``scale``) folded into its weights and requantised to their type: a plain model for
-    ``pice edge serve --model``, which costs nothing per token (docs/fine-tuning.md).
+    ``pice edge serve --model``, which costs nothing per token (docs/fine-tuning.md). The
+    metadata also names the peft adapter directory (``peft_dir``), which vLLM loads as it is
+    (``--enable-lora --lora-modules NAME=DIR``).
     """
     tune_venv = find_tune_venv(venv)
     record = json.loads((run_dir / RECIPE_FILE).read_text())
     summary = json.loads((run_dir / worker.SUMMARY_FILE).read_text())
-    target = resolve_model(edge_model)
+    target = resolve_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
     common = ("--adapter-dir", str(run_dir / "adapter"), "--base-gguf", str(target.path))
     if merged:
@@ -226,6 +250,7 @@ def run_export(
         "adapter_sha256": hash_file(out),
         "format": kind,
         "checked_against": {"model": target.name, "sha256": hash_file(target.path)},
+        "peft_dir": str((run_dir / "adapter").absolute()),
         "recipe": record["recipe"],
         "data": record["data"],
         "data_sha256": record["data_sha256"],

@@ -11,15 +11,16 @@ safetensors; the PICE environment has none of them), as a script:
         --base-gguf MODEL-Q8_0.gguf --out MERGED.gguf
 
 ``train`` reads prompt/completion records (:mod:`pice_tune.dataset` renders them from the edge's
-own expansion prompt), masks the loss to the completion, and saves a checkpoint (adapter,
-optimiser, step) every ``--save-every`` steps under ``RUN_DIR/checkpoint-N``; run again with the
-same ``--out`` and it resumes from the newest one. ``export`` writes the peft adapter in the
-layout llama.cpp's ``llama_adapter_lora_init`` loads: one ``<base tensor>.lora_a`` of numpy
+own expansion prompt, or the gateway's outline prompt for the sketcher, whose completion ends with
+the chat template's end of turn), masks the loss to the completion, and saves a checkpoint
+(adapter, optimiser, step) every ``--save-every`` steps under ``RUN_DIR/checkpoint-N``; run again
+with the same ``--out`` and it resumes from the newest one. ``export`` writes the peft adapter in
+the layout llama.cpp's ``llama_adapter_lora_init`` loads: one ``<base tensor>.lora_a`` of numpy
 shape (rank, in) and one ``.lora_b`` of shape (out, rank) per adapted weight, plus
-``general.type=adapter``, ``adapter.type=lora`` and ``adapter.lora.alpha``; every pair is
-checked against the base GGUF's tensor before anything is written. ``merge`` instead writes
-the base GGUF with ``scale * alpha / rank * B @ A`` added to each adapted weight, requantised to
-that weight's type: a plain model, served without an adapter.
+``general.type=adapter``, ``adapter.type=lora`` and ``adapter.lora.alpha``; every pair is checked
+against the base GGUF's tensor before anything is written. ``merge`` instead writes the base GGUF
+with ``scale * alpha / rank * B @ A`` added to each adapted weight, requantised to that weight's
+type: a plain model, served without an adapter.
 This file imports nothing from PICE so it runs in that other environment.
 """
 
@@ -63,6 +64,31 @@ def latest_checkpoint(out: Path) -> Path | None:
 # -- train -----------------------------------------------------------------------------
 
 
+_TURN_MARK = "\u2063pice-end-of-turn\u2063"
+
+
+def end_of_turn_ids(tokenizer: Any, messages: list[dict[str, Any]]) -> list[int]:
+    """The tokens the chat template writes after an assistant turn's text, up to and including
+    the first special token (Qwen: ``<|im_end|>``, not the newline after it): what a model
+    emits to end its answer, and what llama.cpp and vLLM stop at.
+
+    Read from the template itself (an assistant turn holding a marker, rendered, cut after the
+    marker) rather than assumed, so another model family gets its own end of turn.
+    """
+    rendered = tokenizer.apply_chat_template(
+        [*messages, {"role": "assistant", "content": _TURN_MARK}], tokenize=False
+    )
+    tail = str(rendered).rsplit(_TURN_MARK, 1)[1]
+    ids = list(tokenizer(tail, add_special_tokens=False)["input_ids"])
+    special = set(tokenizer.all_special_ids)
+    for i, token in enumerate(ids):
+        if token in special:
+            return ids[: i + 1]
+    if tokenizer.eos_token_id is None:
+        raise SystemExit("the chat template ends a turn with no special token, and no eos")
+    return [int(tokenizer.eos_token_id)]
+
+
 def _examples(tokenizer: Any, data: Path, seq_len: int) -> list[tuple[list[int], list[int]]]:
     """(input ids, labels) per record; prompt tokens are masked with -100.
 
@@ -80,6 +106,8 @@ def _examples(tokenizer: Any, data: Path, seq_len: int) -> list[tuple[list[int],
         )
         prompt_ids = tokenizer(prompt + record["prefix"], add_special_tokens=False)["input_ids"]
         completion_ids = tokenizer(record["completion"], add_special_tokens=False)["input_ids"]
+        if record.get("end_turn"):
+            completion_ids = list(completion_ids) + end_of_turn_ids(tokenizer, record["messages"])
         ids = list(prompt_ids) + list(completion_ids)
         labels = [-100] * len(prompt_ids) + list(completion_ids)
         out.append((ids[-seq_len:], labels[-seq_len:]))

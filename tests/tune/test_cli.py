@@ -1,0 +1,64 @@
+"""``pice tune``'s roles: an expander run and a sketcher run never share a file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from pice_tune import worker
+from pice_tune.cli import ROLES, _data_path, _run_dir, register
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return parser.parse_args(["tune", "--workdir", "W", *argv])
+
+
+def test_each_role_has_its_own_files_and_models() -> None:
+    expander, sketcher = ROLES["expander"], ROLES["sketcher"]
+    for field in ("data", "run", "adapter", "merged"):
+        assert getattr(expander, field) != getattr(sketcher, field), field
+    assert _data_path(parse("data")) == Path("W/data-v1.jsonl")
+    assert _data_path(parse("data", "--role", "sketcher")) == Path("W/sketch-v1.jsonl")
+    assert _run_dir(parse("train", "--role", "sketcher")) == Path("W/run-sketcher")
+    assert _run_dir(parse("train")) == Path("W/run")
+    assert sketcher.base_model == sketcher.model == "qwen2.5-coder-1.5b-instruct"
+    assert expander.model == "qwen2.5-coder-0.5b-instruct-q8_0"
+
+
+def test_export_takes_model_and_still_the_older_edge_model() -> None:
+    assert parse("export", "--model", "m").model == "m"
+    assert parse("export", "--edge-model", "e").model == "e"
+    assert parse("export").model is None  # the role's model
+
+
+def test_sampling_flags_reach_the_data_step() -> None:
+    args = parse("data", "--role", "sketcher", "--samples", "6", "--temperature", "0.9")
+    assert (args.role, args.samples, args.temperature, args.seed) == ("sketcher", 6, 0.9, 0)
+
+
+class FakeTokenizer:
+    """Characters as tokens; ``<E>`` one special token, as Qwen's ``<|im_end|>`` is."""
+
+    all_special_ids = (1000,)
+    eos_token_id = 1000
+
+    def apply_chat_template(self, messages: list[dict[str, Any]], tokenize: bool) -> str:
+        return "".join(f"<{m['role']}>{m['content']}<E>\n" for m in messages)
+
+    def __call__(self, text: str, add_special_tokens: bool) -> dict[str, list[int]]:
+        parts = text.split("<E>")
+        ids: list[int] = []
+        for i, part in enumerate(parts):
+            if i:
+                ids.append(1000)
+            ids.extend(ord(c) for c in part)
+        return {"input_ids": ids}
+
+
+def test_the_end_of_turn_is_read_from_the_template_up_to_its_special_token() -> None:
+    messages = [{"role": "user", "content": "q"}]
+    # "<E>\n" follows a turn: the model must learn <E> (what stops generation), not the "\n".
+    assert worker.end_of_turn_ids(FakeTokenizer(), messages) == [1000]

@@ -1,0 +1,188 @@
+"""The sketcher end to end at toy size on the real bundled 1.5B cloud model.
+
+A scripted teacher (a real HTTP server speaking the OpenAI chat API, honouring ``n``) stands
+in for the cloud; ``pice tune data/train/export --role sketcher`` then trains (1 step, rank 4,
+128 tokens) and exports for real in the tuning environment, and llama.cpp loads the adapter
+for the 1.5B model, refuses it for the 0.5B, and sketches differently with it.
+Needs ``.venv-tune`` (``make tune-env``; or ``PICE_TUNE_VENV``): skipped without it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI, Request
+
+from pice.errors import ModelProvisioningError
+from pice.models.registry import resolve_model
+from pice.openai_protocol import ChatMessage
+from pice_cli.main import main as pice_main
+from pice_gateway.progressive.sketch import SKETCH_SYSTEM_OUTLINE, sketch_messages
+from tests.gateway.fakes import serve
+from tests.tune.test_pipeline_real import tune_venv
+
+pytestmark = pytest.mark.model
+
+CLOUD_MODEL = "qwen2.5-coder-1.5b-instruct"
+EDGE_MODEL = "qwen2.5-coder-0.5b-instruct-q8_0"
+QUESTION = "How do I keep a plant alive on holiday?"
+# Greedy first, then the sampled ones (the scripted teacher hands them out in order).
+SKETCHES = [
+    "1. Water deeply\n2. Less sun\n3. Humidity tray\n4. Ask a neighbour",
+    "1. Water deeply\n2. Less sun\n3. Humidity tray",
+    "1. Soak the soil\n2. Shade\n3. Humidity tray\n4. Group the pots",
+    "1. Water deeply\n2. Less sun",
+]
+
+
+def scripted_teacher() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        assert body["messages"][0]["content"] == SKETCH_SYSTEM_OUTLINE
+        first = 0 if body["temperature"] == 0 else 1
+        texts = SKETCHES[first : first + int(body.get("n", 1))]
+        return {
+            "choices": [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+                for i, text in enumerate(texts)
+            ]
+        }
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def sketcher(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(workdir, sketcher-adapter.gguf) after data, train and export through the CLI."""
+    venv = tune_venv()
+    work = tmp_path_factory.mktemp("sketcher")
+    questions = work / "questions.jsonl"
+    rows = [
+        {"id": "q1", "category": "generic", "question": QUESTION},
+        {"id": "q2", "category": "generic", "question": "How can my fern survive two weeks?"},
+        {"id": "q3", "category": "generic", "question": "Never asked: held out", "split": "dev"},
+    ]
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = ["tune", "--workdir", str(work)]
+    with serve(scripted_teacher()) as url:
+        assert pice_main(
+            [*common, "data", "--role", "sketcher", "--questions", str(questions),
+             "--cloud-url", url + "/v1", "--cloud-model", "teacher"]
+        ) == 0  # fmt: skip
+    assert pice_main(
+        [*common, "train", "--role", "sketcher", "--venv", str(venv), "--max-steps", "1",
+         "--rank", "4", "--alpha", "16", "--lr", "5e-3", "--seq-len", "128",
+         "--batch-size", "2", "--dropout", "0", "--targets", "q_proj,v_proj,o_proj,down_proj",
+         "--save-every", "1", "--threads", "2"]
+    ) == 0  # fmt: skip
+    assert pice_main([*common, "export", "--role", "sketcher", "--venv", str(venv)]) == 0
+    return work, work / "sketcher-adapter.gguf"
+
+
+def test_the_sketcher_run_is_recorded_apart_from_the_expanders(
+    sketcher: tuple[Path, Path],
+) -> None:
+    work, adapter = sketcher
+    manifest = json.loads((work / "sketch-v1.jsonl.manifest.json").read_text())
+    assert manifest["role"] == "sketcher"
+    assert manifest["examples"] == 2  # the dev question is never asked
+    lines = (work / "sketch-v1.jsonl").read_text().splitlines()
+    # The complete, focused, brief sample wins over the greedy one (which pads a 4th point).
+    assert {tuple(json.loads(line)["points"]) for line in lines} == {
+        ("Water deeply", "Less sun", "Humidity tray")
+    }
+    assert not (work / "run").exists()
+    assert not (work / "data-v1.jsonl").exists()
+    meta = json.loads(adapter.with_name("sketcher-adapter.gguf.json").read_text())
+    assert meta["checked_against"]["model"] == CLOUD_MODEL
+    assert meta["recipe"]["base_model"] == CLOUD_MODEL
+    assert meta["data_sha256"] == manifest["data_sha256"]
+    assert meta["training"]["steps"] == 1
+    # The peft directory vLLM's --lora-modules takes as it is.
+    peft = Path(meta["peft_dir"])
+    assert peft == (work / "run-sketcher" / "adapter").absolute()
+    config = json.loads((peft / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"]) == (4, 16.0)
+    assert (peft / "adapter_model.safetensors").is_file()
+    record = json.loads((work / "run-sketcher" / "train.jsonl").read_text().splitlines()[0])
+    assert record["end_turn"] is True
+    assert record["completion"] == "1. Water deeply\n2. Less sun\n3. Humidity tray"
+
+
+def greedy_sketch(model: Any, adapter: Any, max_tokens: int = 12) -> tuple[str, float]:
+    """llama.cpp's greedy sketch of ``QUESTION`` (the gateway's outline prompt) and the sum of
+    the chosen tokens' log-probabilities, with ``adapter`` (loaded) applied if given."""
+    import numpy as np
+
+    from edge_agent.engine.chat_template import ChatRenderer, Message
+    from edge_agent.engine.llama import ContextConfig, LlamaContext, TokenBatch
+
+    ctx = LlamaContext(model, ContextConfig(384, 384, 1, 2))
+    batch = TokenBatch(384, 1)
+    try:
+        if adapter is not None:
+            ctx.set_adapter(adapter, 1.0)
+        messages = sketch_messages([ChatMessage(role="user", content=QUESTION)], allow_direct=False)
+        prompt = ChatRenderer.from_model(model).render(
+            [Message(m["role"], m["content"]) for m in messages]
+        )
+        tokens = model.tokenize(prompt.text, add_special=prompt.add_special, parse_special=True)
+        for pos, token in enumerate(tokens):
+            batch.add(token, pos, (0,), logits=pos == len(tokens) - 1)
+        assert ctx.decode(batch) == 0
+        row, pos, text, logprob = len(tokens) - 1, len(tokens), b"", 0.0
+        for _ in range(max_tokens):
+            logits = ctx.logits(row).astype(np.float64)
+            token = int(np.argmax(logits))
+            top = logits.max()
+            logprob += float(logits[token] - top - math.log(np.exp(logits - top).sum()))
+            if model.is_eog(token):
+                break
+            text += model.piece(token)
+            batch.clear()
+            row = batch.add(token, pos, (0,), logits=True)
+            pos += 1
+            assert ctx.decode(batch) == 0
+        return text.decode(errors="replace"), logprob
+    finally:
+        batch.close()
+        ctx.close()
+
+
+def test_llama_cpp_loads_it_for_the_cloud_model_only_and_it_sketches_differently(
+    sketcher: tuple[Path, Path],
+) -> None:
+    from edge_agent.engine.llama import LlamaModel
+
+    _, adapter = sketcher
+    edge = LlamaModel(resolve_model(EDGE_MODEL, pull=False).path)
+    try:
+        # The 0.5B edge model has other shapes: llama.cpp's loader checks them and refuses.
+        with pytest.raises(ModelProvisioningError, match="could not load the LoRA"):
+            edge.load_adapter(adapter)
+    finally:
+        edge.close()
+    # One load of the cloud model, two contexts: stock, and with the adapter.
+    cloud = LlamaModel(resolve_model(CLOUD_MODEL, pull=False).path)
+    try:
+        stock_text, stock_logprob = greedy_sketch(cloud, None)
+        loaded = cloud.load_adapter(adapter)
+        assert loaded.meta("adapter.type") == "lora"
+        text, logprob = greedy_sketch(cloud, loaded)
+    finally:
+        cloud.close()
+    assert stock_text.strip()
+    assert text.strip()
+    # Greedy decoding either writes another sketch, or the same with other probabilities.
+    assert text != stock_text or abs(logprob - stock_logprob) > 1e-3
