@@ -26,7 +26,6 @@ import pytest
 from pice.cloud.vllm import ensure_checkpoint
 from pice.errors import ModelProvisioningError
 from pice.models.registry import resolve_model
-from pice_tune.steps import find_tune_venv, run_worker
 from tests.support.processes import ServerProcess, free_port, pice_argv, running
 
 pytestmark = pytest.mark.model
@@ -43,6 +42,10 @@ SCALE = 0.5
 
 
 def tune_venv() -> Path:
+    # The tuning package is not part of the edge's install (tests/test_edge_py310.py collects
+    # this module with the edge alone), so it is imported where it is needed.
+    from pice_tune.steps import find_tune_venv
+
     try:
         return find_tune_venv(Path(os.environ.get("PICE_TUNE_VENV", ROOT / ".venv-tune")))
     except ModelProvisioningError:
@@ -51,6 +54,8 @@ def tune_venv() -> Path:
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pice_tune.steps import run_worker
+
     venv = tune_venv()
     model = resolve_model(EDGE_MODEL, progress=False)
     checkpoint = ensure_checkpoint(model, venv)
