@@ -78,7 +78,7 @@ async def run(args: argparse.Namespace) -> None:
                 margin = combined_margin(j1, j2)
                 print(
                     f"- {q[:40]:40} old: {v1}/{v2} -> {old_out.value:4} | new: {j1.scores} "
-                    f"{j2.scores} margin={margin:+d} -> {new_out.value:4} "
+                    f"{j2.scores} margin={margin:+.2f} -> {new_out.value:4} "
                     f"({time.monotonic() - t0:.0f}s)",
                     flush=True,
                 )

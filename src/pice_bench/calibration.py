@@ -79,8 +79,11 @@ def order_stats(pairs: Sequence[tuple[Judgment, Judgment]]) -> OrderStats:
             v1 is Verdict.TIE and v2 is Verdict.TIE
         )
         for j in (first, second):
-            if j.scores is not None:
+            if j.expected is not None:  # the finer measure of the same bonus
+                bonus.append(j.expected[0] - j.expected[1])
+            elif j.scores is not None:
                 bonus.append(j.scores[0] - j.scores[1])
+            if j.scores is not None:
                 grades.update(j.scores)
     return OrderStats(
         pairs=len(pairs),
@@ -97,8 +100,16 @@ def judgment_diagnostics(records: Sequence[JudgeRecord]) -> OrderStats:
     return order_stats(
         [
             (
-                Judgment(Verdict(r.verdict_candidate_first), r.scores_candidate_first),
-                Judgment(Verdict(r.verdict_candidate_second), r.scores_candidate_second),
+                Judgment(
+                    Verdict(r.verdict_candidate_first),
+                    r.scores_candidate_first,
+                    r.expected_candidate_first,
+                ),
+                Judgment(
+                    Verdict(r.verdict_candidate_second),
+                    r.scores_candidate_second,
+                    r.expected_candidate_second,
+                ),
             )
             for r in records
             if not r.identical
@@ -118,7 +129,7 @@ class Calibration:
     original_wins: int
     orders: OrderStats  # over every calibration pair
     # (set, question, outcome for x, margin) per pair, for the record.
-    pairs: list[tuple[str, str, str, int]] = field(default_factory=list)
+    pairs: list[tuple[str, str, str, float]] = field(default_factory=list)
 
     @property
     def length_bias(self) -> float:
@@ -155,8 +166,8 @@ def summarise(
     outcomes = [combine(first, second) for first, second in judged]
     known = [i for i, p in enumerate(pairs) if p[0] == "known-better"]
     pads = [i for i, p in enumerate(pairs) if p[0] == "padded"]
-    single = [judged[i][0].verdict is Verdict.A for i in known]
-    single += [judged[i][1].verdict is Verdict.B for i in known]
+    single = [judged[i][0].margin(candidate_is_a=True) > 0 for i in known]
+    single += [judged[i][1].margin(candidate_is_a=False) > 0 for i in known]
     return Calibration(
         known_better=len(known),
         accuracy=sum(outcomes[i] is Outcome.WIN for i in known) / len(known),

@@ -142,6 +142,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="pice-progressive,pice-ensemble",
         help="modes judged against cloud-only, those of them that run (default: %(default)s)",
     )
+    q.add_argument(
+        "--judge-grades",
+        choices=("expected", "integer"),
+        default="expected",
+        help="read each grade as the expectation over the judge's token probabilities "
+        "(expected, when its server returns them) or as the digit it wrote (integer)",
+    )
     q.add_argument("--no-judge", action="store_true", help="skip pairwise judging")
     q.add_argument(
         "--calibrate-judge",

@@ -3,7 +3,10 @@
 The judge grades both answers 1–10 in one short, fixed-format reply (an MT-bench-style rubric,
 cut down). Asked for a bare verdict, the bundled 1.5B picks a position rather than an answer
 (``[[B]]`` whatever the order); two grades carry a margin, and a margin survives the swap of
-the orders when the answers really differ (see :mod:`pice_bench.winrate`).
+the orders when the answers really differ (see :mod:`pice_bench.winrate`). With ``expected``
+grades (the default) the judge is also asked for token log-probabilities, and each grade is
+read as an expectation over the digits it could have written (:mod:`pice_bench.expected_grades`);
+a server that returns none leaves the integer grades in charge.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from pice_bench.expected_grades import expected_grades
 from pice_bench.questions import Question
 from pice_bench.records import JudgeRecord, Mode
 from pice_bench.winrate import Judgment, Outcome, Verdict, combine, combined_margin
@@ -32,6 +36,9 @@ MAX_ANSWER_CHARS = 3000
 # Two grade lines are about a dozen tokens, twice that with markdown ("**Score A:** 7/10");
 # a judge that starts explaining instead is cut off early.
 JUDGE_MAX_TOKENS = 24
+# Alternatives asked per token for expected grades: the ten grades fit with room for the
+# non-digit tokens (" ", "*") a judge may also consider there.
+JUDGE_TOP_LOGPROBS = 20
 
 
 def answer_pair(question: str, answer_a: str, answer_b: str) -> str:
@@ -56,12 +63,19 @@ class Judge:
     """Asks one judge model for judgments; ``base_url`` ends in ``/v1``."""
 
     def __init__(
-        self, client: httpx.AsyncClient, base_url: str, model: str, api_key: str | None = None
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        *,
+        expected: bool = True,
     ) -> None:
         self._client = client
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._model = model
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._expected = expected
 
     async def judgment(self, question: str, answer_a: str, answer_b: str) -> tuple[Judgment, str]:
         """The judgment on (A, B) and the judge's raw reply; a failed call is ``INVALID``."""
@@ -71,13 +85,17 @@ class Judge:
             "max_tokens": JUDGE_MAX_TOKENS,
             "temperature": 0.0,
         }
+        if self._expected:
+            body |= {"logprobs": True, "top_logprobs": JUDGE_TOP_LOGPROBS}
         try:
             response = await self._client.post(self._url, json=body, headers=self._headers)
             response.raise_for_status()
-            reply = str(response.json()["choices"][0]["message"]["content"] or "")
-        except (httpx.HTTPError, ValueError, KeyError, IndexError) as exc:
+            choice = response.json()["choices"][0]
+            reply = str(choice["message"]["content"] or "")
+            content = (choice.get("logprobs") or {}).get("content") or []
+        except (httpx.HTTPError, ValueError, KeyError, IndexError, AttributeError) as exc:
             return Judgment(Verdict.INVALID), f"judge call failed: {type(exc).__name__}: {exc}"
-        return Judgment.parse(reply), reply
+        return Judgment.parse(reply, expected_grades(content) if content else None), reply
 
     async def grade(self, question: str, answer_a: str, answer_b: str) -> Judgment:
         """The judgment alone (see :meth:`judgment`)."""
@@ -128,4 +146,6 @@ class Judge:
             scores_candidate_first=first.scores,
             scores_candidate_second=second.scores,
             margin=combined_margin(first, second),
+            expected_candidate_first=first.expected,
+            expected_candidate_second=second.expected,
         )

@@ -129,6 +129,7 @@ def build_spec(
                 api_key=judge_key,
                 candidates=tuple(parse_modes(args.judge_modes)),
                 calibrate=args.calibrate_judge,
+                expected_grades=args.judge_grades == "expected",
             )
     load = None
     if not args.no_load:

@@ -141,7 +141,11 @@ class JudgeRecord:
     # Defaulted: a judgment read from verdicts alone, or an older results file, has no grades.
     scores_candidate_first: tuple[int, int] | None = None  # (A, B)
     scores_candidate_second: tuple[int, int] | None = None  # (A, B)
-    margin: int = 0
+    margin: float = 0
+    # Expected grades (A, B) per order, when the judge's server returned token probabilities
+    # (``pice_bench.expected_grades``); ``margin`` and ``outcome`` then come from these.
+    expected_candidate_first: tuple[float, float] | None = None
+    expected_candidate_second: tuple[float, float] | None = None
     # Whether the budget cut either answer (``Answer.cut_off``); the judge is not told.
     candidate_cut: bool = False
     baseline_cut: bool = False

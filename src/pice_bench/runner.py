@@ -36,6 +36,8 @@ class JudgeSpec:
     candidates: tuple[Mode, ...] = (Mode.PICE,)
     # Also measure the judge on the calibration pairs (:mod:`pice_bench.calibration`).
     calibrate: bool = False
+    # Grades as expectations over the judge's token probabilities (pice_bench.expected_grades).
+    expected_grades: bool = True
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,13 @@ async def run_judging(
     judge_spec = spec.judge
     if judge_spec is None:
         return
-    judge = Judge(client, judge_spec.base_url, judge_spec.model, judge_spec.api_key)
+    judge = Judge(
+        client,
+        judge_spec.base_url,
+        judge_spec.model,
+        judge_spec.api_key,
+        expected=judge_spec.expected_grades,
+    )
     if judge_spec.calibrate:
         logger.info("calibrating the judge %s", judge_spec.model)
         results.judge_calibration = await calibrate(judge.grade)

@@ -10,6 +10,11 @@ so the bonus cancels and only a difference that survives the swap decides the ou
 A reply without both grades falls back to a verdict (``[[A]]`` / ``[[B]]`` / ``[[C]]``), which
 counts as a one-point margin; a reply with neither is invalid and counts as a tie in its order.
 With verdicts only this is the convention of the Skeleton-of-Thought paper.
+
+When the judge's server returns token probabilities, each grade is the expectation over the
+digits the judge could have written (:mod:`pice_bench.expected_grades`): margins become
+continuous, and a pair counts as a tie only while the summed margin stays within
+:data:`EXPECTED_TIE_MARGIN`.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ _SCORE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 MIN_SCORE, MAX_SCORE = 1, 10
+# With expected grades, a summed two-order margin within this many grade points is a tie:
+# a quarter of a grade per order. Fixed before any run was judged this way, not tuned.
+EXPECTED_TIE_MARGIN = 0.5
 
 
 def parse_verdict(text: str) -> Verdict:
@@ -83,26 +91,31 @@ class Judgment:
 
     verdict: Verdict
     scores: tuple[int, int] | None = None  # (answer A, answer B)
+    # The grades' expectations under the judge's token probabilities, when its server gave them.
+    expected: tuple[float, float] | None = None
 
     @classmethod
-    def parse(cls, text: str) -> Judgment:
+    def parse(cls, text: str, expected: tuple[float, float] | None = None) -> Judgment:
         scores = parse_scores(text)
         if scores is None:
-            return cls(parse_verdict(text))
+            return cls(parse_verdict(text), expected=expected)
         a, b = scores
-        return cls(Verdict.A if a > b else Verdict.B if b > a else Verdict.TIE, scores)
+        return cls(Verdict.A if a > b else Verdict.B if b > a else Verdict.TIE, scores, expected)
 
-    def margin(self, *, candidate_is_a: bool) -> int:
-        """The candidate's grade minus the baseline's; a verdict alone counts as ±1, a tie or
-        an invalid reply as 0."""
-        if self.scores is not None:
+    def margin(self, *, candidate_is_a: bool) -> float:
+        """The candidate's grade minus the baseline's (expected grades when there are any); a
+        verdict alone counts as ±1, a tie or an invalid reply as 0."""
+        diff: float
+        if self.expected is not None:
+            diff = self.expected[0] - self.expected[1]
+        elif self.scores is not None:
             diff = self.scores[0] - self.scores[1]
         else:
             diff = {Verdict.A: 1, Verdict.B: -1}.get(self.verdict, 0)
         return diff if candidate_is_a else -diff
 
 
-def combined_margin(candidate_first: Judgment, candidate_second: Judgment) -> int:
+def combined_margin(candidate_first: Judgment, candidate_second: Judgment) -> float:
     """The sum of the margins of the two orders: candidate shown as A, then shown as B."""
     return candidate_first.margin(candidate_is_a=True) + candidate_second.margin(
         candidate_is_a=False
@@ -110,11 +123,14 @@ def combined_margin(candidate_first: Judgment, candidate_second: Judgment) -> in
 
 
 def combine(candidate_first: Judgment, candidate_second: Judgment) -> Outcome:
-    """The outcome from the two orders: the sign of their summed margin."""
+    """The outcome from the two orders: the sign of their summed margin, which must clear
+    :data:`EXPECTED_TIE_MARGIN` when both orders have expected grades."""
     total = combined_margin(candidate_first, candidate_second)
-    if total > 0:
+    both_expected = candidate_first.expected is not None and candidate_second.expected is not None
+    dead_zone = EXPECTED_TIE_MARGIN if both_expected else 0.0
+    if total > dead_zone:
         return Outcome.WIN
-    if total < 0:
+    if total < -dead_zone:
         return Outcome.LOSS
     return Outcome.TIE
 
