@@ -24,7 +24,7 @@ taskset -c 1 nice -n 19 python benchmarks/adapter_groups.py --adapter tuned.gguf
     --out benchmarks/results/adapter_groups.json
 
 An adapter: ``pice tune export``, or a random one for speed only
-(``tests/edge/make_random_lora.py`` then ``src/pice_tune/worker.py export``).
+(``tests/support/random_lora.py --rank 4`` then ``src/pice_tune/worker.py export``).
 """
 
 from __future__ import annotations

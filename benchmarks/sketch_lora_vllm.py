@@ -10,7 +10,7 @@ one short warm-up request. Prints a table and writes JSON.
 Make a random adapter of the checkpoint first (or pass a trained one, ``pice tune train``'s
 ``run/adapter``, if it was trained on the same base model)::
 
-    $PICE_TUNE_VENV/bin/python tests/integration/random_lora.py \
+    $PICE_TUNE_VENV/bin/python tests/support/random_lora.py \
         <cache>/hf/qwen2.5-0.5b-instruct /tmp/lora
     python benchmarks/sketch_lora_vllm.py --adapter /tmp/lora --rounds 2 \
         --out benchmarks/results/sketch_lora_vllm.json

@@ -1,7 +1,7 @@
 """Named adapters on the real 0.5B edge model: a real LoRA GGUF served as its own model.
 
 The adapter is made here in about half a minute: a peft LoRA with random, non-zero A and B over
-the model's Hugging Face checkpoint (``tests/edge/make_random_lora.py``, in ``.venv-tune``),
+the model's Hugging Face checkpoint (``tests/support/random_lora.py``, in ``.venv-tune``),
 exported by ``pice_tune/worker.py export`` as ``pice tune export`` does. A stock agent answers
 a few questions greedily; then an agent with ``--lora-module tuned=ADAPTER`` answers them for
 ``model: tuned`` (other text: the adapter works), for the base model (the stock agent's text:
@@ -60,9 +60,10 @@ def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = resolve_model(EDGE_MODEL, progress=False)
     checkpoint = ensure_checkpoint(model, venv)
     work = tmp_path_factory.mktemp("lora")
-    script = Path(__file__).with_name("make_random_lora.py")
+    script = ROOT / "tests" / "support" / "random_lora.py"
+    python = str(venv / "bin" / "python")
     subprocess.run(
-        [str(venv / "bin" / "python"), str(script), str(checkpoint), str(work / "peft")],
+        [python, str(script), str(checkpoint), str(work / "peft"), "--rank", "4"],
         check=True,
         capture_output=True,
     )

@@ -1,10 +1,10 @@
 """A sketcher LoRA served by a real vLLM with the arguments ``pice up --sketch-lora`` builds.
 
 One vLLM start (the 0.5B model, as in ``test_vllm.py``) with a random peft adapter made at test
-time in the tune environment (``random_lora.py``; B is random, so the adapter changes what the
-model writes). vLLM must list the adapter under its name, answer with it, and answer differently
-from the base model; a gateway in front of it names the adapter in the outlined answer's ``pice``
-object and sends everything else to the base model.
+time in the tune environment (``tests/support/random_lora.py``; B is random, so the adapter
+changes what the model writes). vLLM must list the adapter under its name, answer with it,
+and answer differently from the base model; a gateway in front of it names the adapter in the
+outlined answer's ``pice`` object and sends everything else to the base model.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def adapter(vllm_spec: VllmServer, tmp_path_factory: pytest.TempPathFactory) -> 
     if not venv or not (Path(venv) / "bin" / "python").exists():
         pytest.skip(f"{TUNE_VENV_ENV} is not set to a tune environment (`make tune-env`)")
     out = tmp_path_factory.mktemp("lora") / "adapter"
-    script = Path(__file__).with_name("random_lora.py")
+    script = Path(__file__).parents[1] / "support" / "random_lora.py"
     argv = [str(Path(venv) / "bin" / "python"), str(script), str(vllm_spec.model_dir), str(out)]
     subprocess.run(argv, check=True, timeout=600, capture_output=True)
     return out

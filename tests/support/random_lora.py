@@ -1,6 +1,6 @@
 """Write a random peft LoRA adapter for a Hugging Face checkpoint (run in the tune venv).
 
-    python tests/integration/random_lora.py CHECKPOINT OUT [--b-scale S]
+    python tests/support/random_lora.py CHECKPOINT OUT [--rank R] [--b-scale S]
 
 ``init_lora_weights=False`` leaves B random instead of zero, so the adapter changes the
 model's output (a freshly initialised LoRA is the identity). ``--b-scale`` shrinks B so the
