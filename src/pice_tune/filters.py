@@ -10,6 +10,9 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _WORD = re.compile(r"[a-z0-9']+")
 # A finished expansion ends a sentence (or a code span, a formula's closing bracket).
@@ -117,12 +120,17 @@ FILTERS: tuple[Filter, ...] = (
 )
 
 
-def reject_reason(e: Expansion) -> str | None:
-    for check in FILTERS:
-        reason = check(e)
+def first_rejection(checks: Sequence[Callable[[T], str | None]], item: T) -> str | None:
+    """The reason of the first check that rejects ``item``, or ``None`` when all pass."""
+    for check in checks:
+        reason = check(item)
         if reason is not None:
             return reason
     return None
+
+
+def reject_reason(e: Expansion) -> str | None:
+    return first_rejection(FILTERS, e)
 
 
 def duplicate_points(bodies: Sequence[str]) -> set[int]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pice_tune.filters import stem, words
+from pice_tune.filters import first_rejection, stem, words
 
 # The outline prompt's own limits (pice_gateway.progressive.sketch: "3 to 8 points, ...,
 # 2 to 6 words each"); tests/tune/test_sketcher.py checks the prompt still says so.
@@ -129,11 +129,7 @@ SKETCH_FILTERS: tuple[SketchFilter, ...] = (
 
 
 def reject_reason(s: SketchSample) -> str | None:
-    for check in SKETCH_FILTERS:
-        reason = check(s)
-        if reason is not None:
-            return reason
-    return None
+    return first_rejection(SKETCH_FILTERS, s)
 
 
 def outline_key(points: Sequence[str]) -> tuple[str, ...]:
