@@ -12,6 +12,7 @@ from typing import Any
 
 from pice.openai_protocol import Usage
 from pice.tracing import NO_TRACING, Tracing
+from pice_gateway.cloud_meter import CloudMeter, StreamTicket
 from pice_gateway.request_id import request_hooks
 from pice_gateway.settings import GatewaySettings, pool_limits
 from pice_gateway.upstream import json_events, open_stream, upstream_client
@@ -43,10 +44,26 @@ class CloudTextStream:
     real error status); :meth:`texts` reads the deltas. ``usage`` is the cloud's own count when
     the stream ran to its end, otherwise an estimate of one token per content chunk (servers
     stream one token per chunk) with ``usage_estimated`` set.
+
+    With a ``meter``, the stream reports its life to it (opened, first token, closed with its
+    token count) for the cloud's measured speed; ``expansion`` says it expands a point. A
+    ``ticket`` the caller already opened (counted from placement, before this stream's task
+    ran) is used instead of opening one; the caller closes it if the stream never opens.
     """
 
-    def __init__(self, client: UpstreamClient, payload: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        client: UpstreamClient,
+        payload: dict[str, Any],
+        *,
+        meter: CloudMeter | None = None,
+        expansion: bool = False,
+        ticket: StreamTicket | None = None,
+    ) -> None:
         self._client = client
+        self._meter = meter
+        self._expansion = expansion
+        self._ticket = ticket
         self._payload = {**payload, "stream": True, "stream_options": {"include_usage": True}}
         self._response: UpstreamResponse | None = None
         self.usage: Usage | None = None
@@ -54,9 +71,23 @@ class CloudTextStream:
         self.content_chunks = 0
 
     async def open(self, stack: contextlib.AsyncExitStack) -> None:
-        self._response = await stack.enter_async_context(
-            open_stream(self._client, "chat/completions", self._payload)
-        )
+        if self._meter is not None:
+            # Counted open from the request on: a stream waiting in the cloud's queue is load.
+            if self._ticket is None:
+                self._ticket = self._meter.opened(expansion=self._expansion)
+            stack.callback(self._closed)
+        try:
+            self._response = await stack.enter_async_context(
+                open_stream(self._client, "chat/completions", self._payload)
+            )
+        except BaseException:
+            self._closed()  # at once: the caller may keep its stack open after an error
+            raise
+
+    def _closed(self) -> None:
+        if self._meter is not None and self._ticket is not None:
+            tokens = self.usage.completion_tokens if self.usage else self.content_chunks
+            self._meter.closed(self._ticket, tokens)
 
     async def texts(self) -> AsyncGenerator[str, None]:
         assert self._response is not None, "open() first"
@@ -68,6 +99,9 @@ class CloudTextStream:
                     self.finish_reason = str(choice["finish_reason"])
                 content = (choice.get("delta") or {}).get("content")
                 if content:
+                    if not self.content_chunks and self._ticket is not None:
+                        assert self._meter is not None
+                        self._meter.first_token(self._ticket)
                     self.content_chunks += 1
                     yield str(content)
 

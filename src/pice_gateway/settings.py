@@ -203,6 +203,18 @@ class HedgingSettings(BaseModel):
     floor_seconds: float = Field(default=2.0, ge=0)
 
 
+class CloudOverflowSettings(BaseModel):
+    """Points to the cloud when it would finish them well before the chosen edge
+    (``placement.overflow``)."""
+
+    # Off by default: it spends cloud time, which every request's sketch needs, on points.
+    enabled: bool = False
+    # At most this many points of this gateway expand on the cloud at once.
+    max_points: int = Field(default=2, ge=1)
+    # The cloud takes a point when its expected finish × margin is below the edge's.
+    margin: float = Field(default=1.5, ge=1.0)
+
+
 class AdmissionSettings(BaseModel):
     """Bounded work in the gateway: past these, a request is refused with 429."""
 
@@ -266,6 +278,7 @@ class ProgressiveSettings(BaseModel):
     # Sampling temperature of candidates 1..k-1 (candidate 0 keeps the request's own).
     ensemble_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
     hedging: HedgingSettings = Field(default_factory=HedgingSettings)
+    cloud_overflow: CloudOverflowSettings = Field(default_factory=CloudOverflowSettings)
 
     @field_validator("placement")
     @classmethod

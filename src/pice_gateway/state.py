@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
 from pice.tracing import NO_TRACING, Tracing
+from pice_gateway.cloud_meter import CloudMeter
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.membership.fleet import Fleet
 from pice_gateway.observers import ReportObserver
@@ -33,10 +34,16 @@ class GatewayState:
     # Outline or direct for model ``pice``; None when the router is disabled.
     router: RequestRouter | None = None
     tracing: Tracing = NO_TRACING
+    # The cloud's streams and measured speed, shared by every progressive run.
+    cloud_meter: CloudMeter = field(default_factory=CloudMeter)
 
     def upstreams(self) -> Upstreams:
         return Upstreams(
-            cloud=self.cloud, registry=self.edges, policy=self.placement, tracing=self.tracing
+            cloud=self.cloud,
+            registry=self.edges,
+            policy=self.placement,
+            tracing=self.tracing,
+            cloud_meter=self.cloud_meter,
         )
 
 

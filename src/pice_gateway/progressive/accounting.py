@@ -38,6 +38,15 @@ class HedgeReport(BaseModel):
     winner: str | None = None
 
 
+class OverflowReport(BaseModel):
+    """A point cloud overflow moved from the policy's edge to the cloud
+    (``progressive.cloud_overflow``): the expected finish on each, seconds."""
+
+    edge: str
+    edge_finish_s: float
+    cloud_finish_s: float
+
+
 class PointReport(BaseModel):
     title: str
     # The edge's name, or "cloud" when the cloud expanded the point itself.
@@ -53,6 +62,7 @@ class PointReport(BaseModel):
     candidates: list[CandidateReport] = Field(default_factory=list)
     winner: int | None = None
     hedges: list[HedgeReport] = Field(default_factory=list)
+    overflow: OverflowReport | None = None
 
 
 class SketchReport(BaseModel):

@@ -60,6 +60,7 @@ from pice.errors import PiceError, UpstreamError, UpstreamProtocolError, Upstrea
 from pice.openai_protocol import Usage
 from pice.tracing import NO_SPAN, NO_TRACING, Attributes, Span, Tracing
 from pice_gateway.cloud_client import CLOUD, CloudTextStream
+from pice_gateway.cloud_meter import CloudMeter, StreamTicket
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.placement.base import PlacementPolicy, PointPlacement
 from pice_gateway.placement.candidates import candidates_for
@@ -71,11 +72,13 @@ from pice_gateway.placement.hedging import (
     hedge_target,
     next_due,
 )
+from pice_gateway.placement.overflow import OverflowRule, to_cloud
 from pice_gateway.progressive.events import (
     DispatchEvent,
     ExpansionFailed,
     HedgeSettled,
     JobEnded,
+    Overflow,
     PointDelta,
     PointDone,
     PointFailed,
@@ -150,6 +153,8 @@ class Dispatcher:
         spec: ExpansionSpec,
         emit: Callable[[DispatchEvent], None],
         hedging: HedgeRule | None = None,
+        overflow: OverflowRule | None = None,
+        cloud_meter: CloudMeter | None = None,
         tracing: Tracing = NO_TRACING,
         parent: Span = NO_SPAN,
     ) -> None:
@@ -173,6 +178,11 @@ class Dispatcher:
         # the run is cancelled with jobs running or points waiting in a lane.
         self._held: Counter[str] = Counter()
         self._hedging = hedging or HedgeRule()
+        self._overflow = overflow or OverflowRule()
+        self._meter = cloud_meter or CloudMeter()
+        # Per point on the cloud, its stream as the meter counts it (closed by the stream, or
+        # here at aclose for a job cancelled before it ran).
+        self._cloud_tickets: dict[int, StreamTicket] = {}
         # Hedging's view: per point on an edge, its attempt; the job running it; its hedge.
         self._watch: dict[int, RunningPoint] = {}
         self._jobs: dict[int, _EdgeJob] = {}
@@ -198,6 +208,8 @@ class Dispatcher:
     async def aclose(self) -> None:
         """Cancel every job; each closes its upstream stream, which stops the work there."""
         await self._tasks.aclose()
+        for ticket in self._cloud_tickets.values():
+            self._meter.closed(ticket, 0)  # a no-op for the streams that closed themselves
         for edge, sequences in list(self._held.items()):
             self._release(edge, sequences)
 
@@ -226,9 +238,22 @@ class Dispatcher:
         snapshot = self._registry.snapshot()
         edge = self._policy.place(placement, snapshot)
         self._watch.pop(index, None)
+        overflow: Overflow | None = None
+        if edge is not None and self._overflow.enabled:
+            status = next(status for status in snapshot if status.name == edge)
+            tokens = placement.expected_tokens or 1.0
+            edge_finish = estimate_on(status, snapshot, tokens)
+            cloud_finish = self._meter.expected_finish(tokens)
+            if to_cloud(edge_finish, cloud_finish, self._meter.open_expansions, self._overflow):
+                assert cloud_finish is not None
+                overflow = Overflow(edge, edge_finish, cloud_finish)
+                edge = None
         if edge is None:
             self._candidates[index] = 1
-            self._emit(PointStarted(index, CLOUD))
+            self._emit(PointStarted(index, CLOUD, overflow=overflow))
+            # Counted on the cloud from now, not from when its task first runs: the next
+            # point's overflow check must see it.
+            self._cloud_tickets[index] = self._meter.opened(expansion=True)
             self._start(self._cloud_job(index))
             return
         status = next(status for status in snapshot if status.name == edge)
@@ -517,7 +542,13 @@ class Dispatcher:
             self._job_over(CLOUD)
 
     async def _cloud_expand(self, index: int) -> None:
-        stream = CloudTextStream(self._cloud, self._spec.cloud_payload(self._outline, index))
+        stream = CloudTextStream(
+            self._cloud,
+            self._spec.cloud_payload(self._outline, index),
+            meter=self._meter,
+            expansion=True,
+            ticket=self._cloud_tickets.get(index),
+        )
         echo = EchoStripper(index, self._outline[index])
         async with contextlib.AsyncExitStack() as stack:
             await stream.open(stack)

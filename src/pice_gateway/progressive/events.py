@@ -20,12 +20,24 @@ from pice.openai_protocol import Usage
 
 
 @dataclass(frozen=True)
+class Overflow:
+    """Why a point the policy put on ``edge`` went to the cloud (``placement.overflow``):
+    the expected finish there and on the cloud, seconds."""
+
+    edge: str
+    edge_finish: float
+    cloud_finish: float
+
+
+@dataclass(frozen=True)
 class PointStarted:
     """An attempt at ``point`` was placed on ``source``, decoding ``candidates`` candidates."""
 
     point: int
     source: str
     candidates: int = 1
+    # Set when cloud overflow moved the point from the policy's edge to the cloud.
+    overflow: Overflow | None = None
 
 
 @dataclass(frozen=True)

@@ -29,20 +29,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pice.errors import PiceError
 from pice.openai_protocol import ChatCompletionRequest, Usage
 from pice.stops import StopMatcher
 from pice.tracing import NO_TRACING, Span, Tracing
 from pice_gateway.cloud_client import CLOUD, CloudTextStream
+from pice_gateway.cloud_meter import CloudMeter
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.placement.base import PlacementPolicy
 from pice_gateway.placement.hedging import HedgeRule
+from pice_gateway.placement.overflow import OverflowRule
 from pice_gateway.progressive import watch
 from pice_gateway.progressive.accounting import (
     Clock,
     HedgeReport,
+    OverflowReport,
     PiceReport,
     PointReport,
     SketchReport,
@@ -105,6 +108,8 @@ class Upstreams:
     registry: EdgeRegistry
     policy: PlacementPolicy
     tracing: Tracing = NO_TRACING
+    # The gateway's one view of the cloud's streams and speed (cloud overflow reads it).
+    cloud_meter: CloudMeter = field(default_factory=CloudMeter)
 
 
 class ProgressiveRun:
@@ -149,7 +154,7 @@ class ProgressiveRun:
         self._point_spans: dict[int, Span] = {}
         payload = sketch_payload(settings, request, allow_direct=allow_direct)
         self._report.sketch = SketchReport(model=payload["model"])
-        self._sketch = CloudTextStream(upstreams.cloud, payload)
+        self._sketch = CloudTextStream(upstreams.cloud, payload, meter=upstreams.cloud_meter)
         self._parser = SketchParser(request_budget(settings, request).max_points)
         self._stop = StopMatcher(request.stop_list())
         self._dispatcher = Dispatcher(
@@ -159,6 +164,8 @@ class ProgressiveRun:
             spec=ExpansionSpec.for_request(settings, request, request_id),
             emit=self._on_dispatch_event,
             hedging=HedgeRule(**settings.progressive.hedging.model_dump()),
+            overflow=OverflowRule(**settings.progressive.cloud_overflow.model_dump()),
+            cloud_meter=upstreams.cloud_meter,
             tracing=upstreams.tracing,
             parent=self._span,
         )
@@ -274,6 +281,12 @@ class ProgressiveRun:
             case PointStarted(point=index, source=source, candidates=candidates):
                 point = self._report.points[index]
                 point.attempts.append(source)
+                if (moved := event.overflow) is not None:
+                    point.overflow = OverflowReport(
+                        edge=moved.edge,
+                        edge_finish_s=round(moved.edge_finish, 3),
+                        cloud_finish_s=round(moved.cloud_finish, 3),
+                    )
                 self._point_span(index).set({"pice.edge": source, "pice.candidates": candidates})
                 attempt = Attempt(index, source, candidates, point.title, self._question)
                 self._selectors[index] = self._new_selector(attempt)

@@ -34,6 +34,9 @@ class TaskSet:
         task = asyncio.create_task(self._guard(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # A task cancelled before its first step never awaited ``job``: close it, or Python
+        # warns that it was never awaited (a no-op for a job that ran to its end).
+        task.add_done_callback(lambda _: job.close())
 
     def close(self) -> None:
         """Start nothing more (a job failing while being cancelled must not start another)."""
