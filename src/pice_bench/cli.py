@@ -117,6 +117,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a sketcher LoRA for the cloud's outline sketches, as `pice up --sketch-lora`: "
         "the peft adapter directory with --cloud vllm, the adapter GGUF otherwise",
     )
+    tb.add_argument(
+        "--edge-lora",
+        type=Path,
+        default=None,
+        help="a LoRA adapter GGUF every edge applies, as `pice up --edge-lora`",
+    )
+    tb.add_argument(
+        "--edge-lora-scale",
+        type=float,
+        default=None,
+        help="the edges' adapter scale, as `pice up --edge-lora-scale` (default 1.0)",
+    )
 
     ext = p.add_argument_group("an already running system")
     ext.add_argument("--gateway-url", default=None, help="e.g. http://127.0.0.1:8000/v1")

@@ -103,6 +103,8 @@ def systems_under_test(args: argparse.Namespace) -> Iterator[tuple[Endpoints, di
         log_dir=args.out / "logs",
         vllm_venv=args.vllm_venv,
         sketch_lora=args.sketch_lora,
+        edge_lora=args.edge_lora,
+        edge_lora_scale=args.edge_lora_scale,
     )
     with bench_stack(spec) as stack:
         yield stack.endpoints, stack.cores

@@ -40,6 +40,9 @@ class BenchStackSpec:
     placement: str | None = None
     # A sketcher LoRA the cloud serves for the outline sketches (``pice up --sketch-lora``).
     sketch_lora: Path | None = None
+    # A LoRA adapter GGUF every edge applies (``pice up --edge-lora``), and its scale.
+    edge_lora: Path | None = None
+    edge_lora_scale: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ def bench_stack(spec: BenchStackSpec) -> Iterator[BenchStack]:
         gateway_overrides=overrides,
         profile=spec.profile,
         sketch_lora=spec.sketch_lora,
+        edge_lora=spec.edge_lora,
+        edge_lora_scale=spec.edge_lora_scale,
     )
     plan = plan_cores(edges, pin=spec.pin)
     with launch_stack(stack_spec) as stack:
@@ -117,5 +122,7 @@ def bench_stack(spec: BenchStackSpec) -> Iterator[BenchStack]:
                 "profile": spec.profile.model_dump(mode="json") if spec.profile else None,
                 "placement": spec.placement or "gateway default",
                 "sketch_lora": str(spec.sketch_lora) if spec.sketch_lora else None,
+                "edge_lora": str(spec.edge_lora) if spec.edge_lora else None,
+                "edge_lora_scale": spec.edge_lora_scale,
             },
         )

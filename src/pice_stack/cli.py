@@ -83,6 +83,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "sketches: with --cloud vllm the peft adapter directory (pice tune train), with the "
         "embedded cloud the adapter GGUF (pice tune export)",
     )
+    parser.add_argument(
+        "--edge-lora",
+        type=Path,
+        default=None,
+        help="a LoRA adapter GGUF (pice tune export) every edge applies to every decode "
+        "(pice edge serve --lora), a profile's edges included",
+    )
+    parser.add_argument(
+        "--edge-lora-scale",
+        type=float,
+        default=None,
+        help="the edges' adapter scale (pice edge serve --lora-scale; default 1.0)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -129,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         run_dir=args.run_dir or Path(tempfile.mkdtemp(prefix="pice-up-")),
         vllm_venv=args.vllm_venv,
         sketch_lora=args.sketch_lora,
+        edge_lora=args.edge_lora,
+        edge_lora_scale=args.edge_lora_scale,
     )
     # One line per readiness probe would bury the children's progress.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -166,9 +181,21 @@ _EXAMPLE_BODY = {
 }
 
 
+def edge_adapter_summary(spec: StackSpec) -> str | None:
+    """What the banner says of the edges' adapter: the name points report, file and scale."""
+    if spec.edge_lora is None:
+        return None
+    # The agent names an adapter by its file's stem (``AdapterInfo.name``).
+    scale = 1.0 if spec.edge_lora_scale is None else spec.edge_lora_scale
+    return f"lora: {spec.edge_lora.stem} = {spec.edge_lora}, scale {scale:g}"
+
+
 def _banner(stack: RunningStack) -> str:
     url = stack.gateway_url
     edges = ", ".join(stack.edge_urls)
+    adapter = edge_adapter_summary(stack.spec)
+    if adapter is not None:
+        edges += f"   ({adapter})"
     profile = stack.spec.profile
     if profile is not None:
         edges += f"\n  profile  {profile.name}: {profile.description}"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pice_stack.supervisor import StackError
+from pice_stack.lora import LoraPathError, is_gguf, require_adapter_gguf
 
 # The name both clouds serve the adapter under, and the gateway's ``cloud.sketch_model``.
 SKETCH_MODEL = "pice-sketcher"
@@ -29,10 +29,8 @@ SKETCH_MODEL = "pice-sketcher"
 # ``--max-lora-rank`` values vLLM accepts (``vllm.config.lora.MaxLoRARanks``, vLLM 0.32).
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
-_GGUF_MAGIC = b"GGUF"
 
-
-class SketchLoraError(StackError):
+class SketchLoraError(LoraPathError):
     """``--sketch-lora`` names something the chosen cloud cannot load."""
 
 
@@ -44,15 +42,10 @@ def vllm_max_lora_rank(rank: int) -> int:
     raise SketchLoraError(f"LoRA rank {rank} is above vLLM's largest ({VLLM_LORA_RANKS[-1]})")
 
 
-def _is_gguf(path: Path) -> bool:
-    with path.open("rb") as file:
-        return file.read(len(_GGUF_MAGIC)) == _GGUF_MAGIC
-
-
 def _peft_rank(adapter_dir: Path) -> int:
     """The rank ``r`` of the peft adapter in ``adapter_dir`` (its ``adapter_config.json``)."""
     config_path = adapter_dir / "adapter_config.json"
-    if adapter_dir.is_file() and _is_gguf(adapter_dir):
+    if adapter_dir.is_file() and is_gguf(adapter_dir):
         raise SketchLoraError(
             f"--sketch-lora {adapter_dir} is a GGUF; vLLM loads the peft adapter directory "
             "(pice tune train's run/adapter, with adapter_config.json), the GGUF is for "
@@ -84,16 +77,11 @@ def vllm_lora_args(adapter_dir: Path, name: str = SKETCH_MODEL) -> tuple[str, ..
 
 def edge_lora_args(adapter_gguf: Path, name: str = SKETCH_MODEL) -> tuple[str, ...]:
     """The edge agent's arguments that serve the adapter GGUF ``adapter_gguf`` as ``name``."""
-    if adapter_gguf.is_dir():
-        raise SketchLoraError(
-            f"--sketch-lora {adapter_gguf} is a directory; the embedded cloud loads the "
-            "llama.cpp adapter GGUF (pice tune export), the peft directory is for --cloud vllm"
-        )
-    if not adapter_gguf.is_file():
-        raise SketchLoraError(f"--sketch-lora {adapter_gguf}: no such file")
-    if not _is_gguf(adapter_gguf):
-        raise SketchLoraError(
-            f"--sketch-lora {adapter_gguf} is not a GGUF; the embedded cloud loads the "
-            "llama.cpp adapter GGUF that pice tune export writes"
-        )
-    return ("--lora-module", f"{name}={adapter_gguf.absolute()}")
+    path = require_adapter_gguf(
+        adapter_gguf,
+        option="--sketch-lora",
+        loader="the embedded cloud",
+        error=SketchLoraError,
+        directory_hint="the peft directory is for --cloud vllm",
+    )
+    return ("--lora-module", f"{name}={path}")

@@ -30,6 +30,7 @@ import yaml
 from pice.cloud.vllm import VllmServer, prepare_vllm_server, taskset_argv
 from pice.command import pice_argv
 from pice.models.registry import resolve_model
+from pice_stack.lora import EdgeLoraError, edge_adapter_args
 from pice_stack.profile import EdgeProfile, LinkProfile, TestbedProfile
 from pice_stack.sketch_lora import SKETCH_MODEL, edge_lora_args, vllm_lora_args
 from pice_stack.supervisor import ChildSpec, Supervisor
@@ -70,6 +71,10 @@ class StackSpec:
     # A sketcher LoRA for the cloud (``pice_stack.sketch_lora``): a peft adapter directory
     # for vLLM, a llama.cpp adapter GGUF for the embedded cloud.
     sketch_lora: Path | None = None
+    # A LoRA adapter GGUF every edge applies to every decode (``pice_stack.lora``), at
+    # ``edge_lora_scale`` (None = the agent's default, 1.0).
+    edge_lora: Path | None = None
+    edge_lora_scale: float | None = None
 
     def edge_profiles(self) -> list[EdgeProfile]:
         """One entry per edge: the profile's, or ``edges`` plain ones."""
@@ -200,6 +205,7 @@ def launch_stack(spec: StackSpec) -> RunningStack:
     """
     # A wrong kind of adapter path fails here, before any model is provisioned or started.
     lora_args = cloud_lora_args(spec)
+    edge_args = edges_lora_args(spec)
     run_dir = spec.run_dir or Path(tempfile.mkdtemp(prefix="pice-up-"))
     env = {"PICE_MODEL_CACHE": str(spec.cache_dir)} if spec.cache_dir else {}
     # A fresh token per run for every edge agent (and the cloud stand-in, an edge agent too):
@@ -230,6 +236,7 @@ def launch_stack(spec: StackSpec) -> RunningStack:
             argv = pice_argv(
                 *("edge", "serve", "--model", str(model.path), "--model-id", model.name),
                 *("--host", spec.host, "--port", str(port), "--threads", str(threads)),
+                *edge_args,
             )
             child = ChildSpec(
                 name=f"edge-{i + 1}",
@@ -310,6 +317,16 @@ def cloud_lora_args(spec: StackSpec) -> tuple[str, ...]:
     if spec.cloud == "vllm":
         return vllm_lora_args(spec.sketch_lora)
     return edge_lora_args(spec.sketch_lora)
+
+
+def edges_lora_args(spec: StackSpec) -> tuple[str, ...]:
+    """Every edge's arguments applying ``spec.edge_lora`` (none without one); raises
+    :class:`~pice_stack.lora.EdgeLoraError` for a path of the wrong kind or a bad scale."""
+    if spec.edge_lora is None:
+        if spec.edge_lora_scale is not None:
+            raise EdgeLoraError("--edge-lora-scale needs --edge-lora (the adapter it scales)")
+        return ()
+    return edge_adapter_args(spec.edge_lora, spec.edge_lora_scale)
 
 
 def embedded_cloud_argv(

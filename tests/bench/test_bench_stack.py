@@ -83,3 +83,18 @@ def test_a_sketch_lora_reaches_the_launcher_and_the_record(
     assert bench.cores["sketch_lora"] == str(adapter)
     # The cloud-only mode asks the base model: the adapter is for the sketches only.
     assert bench.endpoints.cloud_model == "big"
+
+
+def test_an_edge_lora_reaches_the_launcher_and_the_record(
+    tmp_path: Path, launched: list[StackSpec]
+) -> None:
+    adapter = tmp_path / "tuned.gguf"
+    spec = BenchStackSpec(
+        cloud="edge", cloud_model="big", edge_model="small", edges=1, threads=1, pin=True,
+        log_dir=tmp_path, edge_lora=adapter, edge_lora_scale=0.5,
+    )  # fmt: skip
+    with bench_stack(spec) as bench:
+        pass
+    assert (launched[0].edge_lora, launched[0].edge_lora_scale) == (adapter, 0.5)
+    assert launched[0].sketch_lora is None
+    assert (bench.cores["edge_lora"], bench.cores["edge_lora_scale"]) == (str(adapter), 0.5)

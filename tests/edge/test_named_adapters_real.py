@@ -13,8 +13,6 @@ the adapter needs ``.venv-tune`` (``make tune-env``; or ``PICE_TUNE_VENV``): ski
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,14 +21,12 @@ from typing import Any
 import httpx
 import pytest
 
-from pice.cloud.vllm import ensure_checkpoint
-from pice.errors import ModelProvisioningError
 from pice.models.registry import resolve_model
+from tests.support.lora_gguf import random_lora_gguf
 from tests.support.processes import ServerProcess, free_port, pice_argv, running
 
 pytestmark = pytest.mark.model
 
-ROOT = Path(__file__).resolve().parents[2]
 EDGE_MODEL = "qwen2.5-coder-0.5b-instruct-q8_0"
 READY_TIMEOUT_S = 600.0
 QUESTIONS = ("Name three colours of the rainbow.", "What is a prime number?")
@@ -41,39 +37,9 @@ MODELS = ("tuned", "edge")
 SCALE = 0.5
 
 
-def tune_venv() -> Path:
-    # The tuning package is not part of the edge's install (tests/test_edge_py310.py collects
-    # this module with the edge alone), so it is imported where it is needed.
-    from pice_tune.steps import find_tune_venv
-
-    try:
-        return find_tune_venv(Path(os.environ.get("PICE_TUNE_VENV", ROOT / ".venv-tune")))
-    except ModelProvisioningError:
-        pytest.skip("no tuning environment (make tune-env)")
-
-
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pice_tune.steps import run_worker
-
-    venv = tune_venv()
-    model = resolve_model(EDGE_MODEL, progress=False)
-    checkpoint = ensure_checkpoint(model, venv)
-    work = tmp_path_factory.mktemp("lora")
-    script = ROOT / "tests" / "support" / "random_lora.py"
-    python = str(venv / "bin" / "python")
-    subprocess.run(
-        [python, str(script), str(checkpoint), str(work / "peft"), "--rank", "4"],
-        check=True,
-        capture_output=True,
-    )
-    out = work / "tuned.gguf"
-    run_worker(
-        venv,
-        *("export", "--adapter-dir", str(work / "peft"), "--base-gguf", str(model.path)),
-        *("--out", str(out), "--name", "tuned"),
-    )
-    return out
+    return random_lora_gguf(EDGE_MODEL, tmp_path_factory.mktemp("lora"), "tuned")
 
 
 def edge(tmp: Path, *extra: str) -> ServerProcess:
