@@ -6,7 +6,9 @@ so a bootstrap resamples arrival slots and keeps every policy's latency for that
     python benchmarks/hetero_compare.py benchmarks/results/hetero/{least-loaded,eft,round-robin}
 
 The first run is the baseline. Prints p50/p95 per run and each ratio to the baseline with a
-95% interval; refuses runs whose schedule fingerprints differ.
+95% interval; refuses runs whose schedule fingerprints differ. A second table gives each run's
+time to first token and where its points were expanded (the cloud takes points only by
+failover or, with ``progressive.cloud_overflow``, when it is clearly sooner).
 
 Several runs of one policy, joined by commas, are pooled: their latencies of the resampled
 slots are taken together (a slot keeps all its runs), so repeated runs narrow the figure
@@ -22,19 +24,46 @@ import json
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
 from pice_bench.stats import percentile
 
 RESAMPLES = 2000
 
 
-def load_latencies(run_dir: Path) -> tuple[str, list[float]]:
+def _load_requests(run_dir: Path) -> tuple[str, list[dict[str, Any]]]:
     data = json.loads((run_dir / "results.json").read_text())
     fingerprints = sorted(s["fingerprint"] for s in data["config"]["load_schedules"].values())
     load = sorted(
         (r for r in data["requests"] if r["phase"] == "load"), key=lambda r: r["scheduled_s"]
     )
-    return ",".join(fingerprints), [float(r["answer"]["latency_s"]) for r in load]
+    return ",".join(fingerprints), load
+
+
+def load_latencies(run_dir: Path) -> tuple[str, list[float]]:
+    fingerprint, load = _load_requests(run_dir)
+    return fingerprint, [float(r["answer"]["latency_s"]) for r in load]
+
+
+def detail_row(name: str, run_dirs: list[Path]) -> str:
+    """Time to first token (p50, p95) and the points' sources, over the pooled runs."""
+    ttft: list[float] = []
+    points = cloud = failed = 0
+    for run_dir in run_dirs:
+        for request in _load_requests(run_dir)[1]:
+            answer = request["answer"]
+            if answer.get("error"):
+                failed += 1
+                continue
+            if answer.get("ttft_s") is not None:
+                ttft.append(float(answer["ttft_s"]))
+            for point in (answer.get("extension") or {}).get("points", []):
+                points += 1
+                cloud += point.get("edge") == "cloud"
+    return (
+        f"| {name} | {percentile(ttft, 50):.2f} | {percentile(ttft, 95):.2f} | "
+        f"{cloud} of {points} ({100.0 * cloud / max(points, 1):.0f}%) | {failed} |\n"
+    )
 
 
 def interval(values: list[float]) -> tuple[float, float]:
@@ -53,12 +82,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     groups: dict[str, list[list[float]]] = {}
+    details: list[str] = []
     fingerprints: set[str] = set()
     for spec in args.runs:
         paths = [Path(part) for part in spec.split(",")]
         loaded = [load_latencies(path) for path in paths]
         fingerprints.update(fp for fp, _ in loaded)
-        groups["+".join(path.name for path in paths)] = [lat for _, lat in loaded]
+        name = "+".join(path.name for path in paths)
+        groups[name] = [lat for _, lat in loaded]
+        details.append(detail_row(name, paths))
     if len(fingerprints) != 1:
         sys.stderr.write("the runs do not share one arrival schedule\n")
         return 1
@@ -86,6 +118,9 @@ def main() -> int:
             f"{percentile(lat, 50) / percentile(ref, 50):.2f} [{lo50:.2f}, {hi50:.2f}] | "
             f"{percentile(lat, 95) / percentile(ref, 95):.2f} [{lo95:.2f}, {hi95:.2f}] |\n"
         )
+    out.write("\n| run | ttft p50 s | ttft p95 s | points on the cloud | failed |\n")
+    out.write("|---|---|---|---|---|\n")
+    out.writelines(details)
     return 0
 
 
