@@ -130,6 +130,12 @@ class GatewayMetrics:
             "Hedged points that the duplicate finished first",
             registry=registry,
         )
+        self.overflows = Counter(
+            "pice_gateway_point_overflows",
+            "Points cloud overflow moved from the placement policy's edge to the cloud",
+            ["edge"],
+            registry=registry,
+        )
         self.routes = Counter(
             "pice_gateway_router_decisions",
             "The router's decisions for the auto model",
@@ -168,6 +174,8 @@ class GatewayMetrics:
             # Every attempt but the last was given up for the next one.
             for source in point.attempts[:-1]:
                 self.failures.labels(source).inc()
+            if point.overflow is not None:
+                self.overflows.labels(point.overflow.edge).inc()
         if report.hedges:
             self.hedges.inc(report.hedges)
         if report.hedges_won:

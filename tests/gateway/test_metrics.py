@@ -15,7 +15,7 @@ from pice.errors import UpstreamError
 from pice.openai_protocol import Usage
 from pice_gateway.metrics import GatewayMetrics
 from pice_gateway.observers import RequestOutcome
-from pice_gateway.progressive.accounting import PiceReport, PointReport
+from pice_gateway.progressive.accounting import OverflowReport, PiceReport, PointReport
 from pice_gateway.settings import ModelNames
 from tests.gateway.conftest import fake_stack
 from tests.gateway.fakes import CloudScript, EdgeScript
@@ -179,6 +179,12 @@ def test_the_observer_counts_router_decisions_failovers_and_bounded_labels() -> 
         points=[
             PointReport(title="a", edge="e2", attempts=["e1", "e2"]),
             PointReport(title="b", edge="cloud", attempts=["e1", "e2", "cloud"]),
+            PointReport(
+                title="c",
+                edge="cloud",
+                attempts=["cloud"],
+                overflow=OverflowReport(edge="e2", edge_finish_s=9.0, cloud_finish_s=3.0),
+            ),
         ],
         cloud_usage=Usage.of(7, 5),
         edge_usage=Usage.of(0, 11),
@@ -192,7 +198,9 @@ def test_the_observer_counts_router_decisions_failovers_and_bounded_labels() -> 
     assert value(samples, "pice_gateway_router_decisions_total", route="outline") == 1
     assert value(samples, "pice_gateway_point_failovers_total") == 2
     assert value(samples, "pice_gateway_point_placements_total", edge="e1") == 2
-    assert value(samples, "pice_gateway_point_placements_total", edge="cloud") == 1
+    assert value(samples, "pice_gateway_point_placements_total", edge="cloud") == 2
+    assert value(samples, "pice_gateway_point_overflows_total", edge="e2") == 1
+    assert ("pice_gateway_point_overflows_total", frozenset({("edge", "e1")})) not in samples
     # e1 failed both points, e2 the second one; the last attempts are not failures.
     assert value(samples, "pice_gateway_point_failures_total", edge="e1") == 2
     assert value(samples, "pice_gateway_point_failures_total", edge="e2") == 1
