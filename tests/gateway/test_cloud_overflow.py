@@ -85,11 +85,10 @@ def test_the_batch_is_the_mean_of_the_streams_open_while_it_decoded() -> None:
     meter.closed(a, 41)  # 40 tokens after the first in 4 s: 10 tok/s at a mean batch of 1.5
     curve = meter.curve()
     assert curve is not None
-    assert curve.per_sequence(1) * 1.0 != pytest.approx(10.0), "alone it would be faster"
-    assert curve.aggregate(2) / 2 < curve.per_sequence(1)
-    # The one pair the fit holds: 10 tok/s per stream at batch 1.5, aggregate 15.
-    b15 = curve.single * 1.5 / (1.0 + curve.alpha * 0.5)
-    assert b15 == pytest.approx(15.0)
+    # The one pair the fit holds: 10 tok/s per stream at batch 1.5, aggregate 15 (the rate
+    # model at b = 1.5). Alone the stream would have been faster than the 10 tok/s it saw.
+    assert curve.single * 1.5 / (1.0 + curve.alpha * 0.5) == pytest.approx(15.0)
+    assert curve.per_sequence(1) > 10.0
 
 
 def test_short_streams_and_double_closes_do_not_skew_the_counts() -> None:
