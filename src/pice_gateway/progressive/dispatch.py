@@ -238,17 +238,20 @@ class Dispatcher:
         snapshot = self._registry.snapshot()
         edge = self._policy.place(placement, snapshot)
         self._watch.pop(index, None)
+        tokens = placement.expected_tokens or 1.0
+        status = next((s for s in snapshot if s.name == edge), None) if edge else None
+        # The edge's expected finish, when overflow or hedging reads it (computed once).
+        estimate: float | None = None
+        if status is not None and (self._overflow.enabled or self._hedging.enabled):
+            estimate = estimate_on(status, snapshot, tokens)
         overflow: Overflow | None = None
-        if edge is not None and self._overflow.enabled:
-            status = next(status for status in snapshot if status.name == edge)
-            tokens = placement.expected_tokens or 1.0
-            edge_finish = estimate_on(status, snapshot, tokens)
+        if edge is not None and estimate is not None and self._overflow.enabled:
             cloud_finish = self._meter.expected_finish(tokens)
-            if to_cloud(edge_finish, cloud_finish, self._meter.open_expansions, self._overflow):
+            if to_cloud(estimate, cloud_finish, self._meter.open_expansions, self._overflow):
                 assert cloud_finish is not None
-                overflow = Overflow(edge, edge_finish, cloud_finish)
+                overflow = Overflow(edge, estimate, cloud_finish)
                 edge = None
-        if edge is None:
+        if edge is None or status is None:
             self._candidates[index] = 1
             self._emit(PointStarted(index, CLOUD, overflow=overflow))
             # Counted on the cloud from now, not from when its task first runs: the next
@@ -256,7 +259,6 @@ class Dispatcher:
             self._cloud_tickets[index] = self._meter.opened(expansion=True)
             self._start(self._cloud_job(index))
             return
-        status = next(status for status in snapshot if status.name == edge)
         k = self._candidates[index] = candidates_for(
             index,
             configured=self._spec.candidates,
@@ -265,9 +267,7 @@ class Dispatcher:
             max_slowdown=self._spec.candidate_max_slowdown,
         )
         self._emit(PointStarted(index, edge, k))
-        if self._hedging.enabled:
-            tokens = placement.expected_tokens or 1.0
-            estimate = estimate_on(status, snapshot, tokens)
+        if self._hedging.enabled and estimate is not None:
             self._watch[index] = RunningPoint(index, edge, time.monotonic(), estimate, sent=False)
             if not self._watching:
                 self._watching = True
