@@ -7,6 +7,9 @@ answers in both orders, asked for token probabilities; the table shows the net w
 from the expected grades (``pice_bench.expected_grades``, ties within
 ``winrate.EXPECTED_TIE_MARGIN``) and from the digits it wrote, each with a bootstrap 95%
 interval over questions. Pairs of identical answers are ties without asking.
+``--baseline-results OTHER.json`` takes the baseline's answers from another run: the same mode
+of two runs that differ in one part (a tuned edge against the stock one, same cloud, same
+questions, hence the same greedy sketches).
 
     pice edge serve --model qwen2.5-coder-1.5b-instruct --port 8200 --threads 2 &
     python benchmarks/rejudge.py benchmarks/results/quality-v2/results.json \\
@@ -89,11 +92,19 @@ async def run(
     args: argparse.Namespace, results: dict[str, Any], questions: dict[str, Question]
 ) -> dict[str, Any]:
     answers = answers_of(results)
+    # Baseline answers from another run (--baseline-results): the same mode name in two runs,
+    # e.g. pice-progressive with a tuned edge against the same mode with the stock one.
+    baselines = (
+        answers_of(json.loads(args.baseline_results.read_text()))
+        if args.baseline_results
+        else answers
+    )
     pairs = [tuple(p.split(":")) for p in args.pair] or sorted(
         {(j["candidate"], j["baseline"]) for j in results.get("judgments", [])}
     )
     out: dict[str, Any] = {
         "source": str(args.results),
+        "baseline_source": str(args.baseline_results or args.results),
         "judge_url": args.judge_url,
         "judge_model": args.judge_model,
         "started_unix": time.time(),
@@ -123,7 +134,7 @@ async def run(
             ids = sorted(
                 qid
                 for (qid, mode) in answers
-                if mode == candidate and (qid, baseline) in answers and qid in questions
+                if mode == candidate and (qid, baseline) in baselines and qid in questions
             )[: args.limit]
             done = 0
 
@@ -131,7 +142,7 @@ async def run(
                 qid: str, cand: str = candidate, base: str = baseline, total: int = len(ids)
             ) -> JudgeRecord:
                 nonlocal done
-                c, b = answers[(qid, cand)], answers[(qid, base)]
+                c, b = answers[(qid, cand)], baselines[(qid, base)]
                 async with gate:
                     record = await judge.judge_pair(
                         questions[qid],
@@ -197,6 +208,12 @@ def main() -> int:
     parser.add_argument("--judge-url", required=True, help="OpenAI base URL (…/v1)")
     parser.add_argument("--judge-model", default="qwen2.5-coder-1.5b-instruct")
     parser.add_argument("--pair", action="append", default=[], help="CANDIDATE:BASELINE modes")
+    parser.add_argument(
+        "--baseline-results",
+        type=Path,
+        default=None,
+        help="take BASELINE's answers from this other results.json (e.g. the stock edge's run)",
+    )
     parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
     parser.add_argument("--calibrate", action="store_true", help="also the 26 hand-made pairs")
     parser.add_argument("--concurrency", type=int, default=2, help="pairs judged at once (2)")
