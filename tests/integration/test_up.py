@@ -50,6 +50,16 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def wait_until_up(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until ``pice up`` (writing to ``log``) prints its banner; fails if it exits or stalls."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while "PICE is up" not in log.read_text(errors="replace"):
+        output = log.read_text(errors="replace")
+        assert proc.poll() is None, f"pice up exited early:\n{output}"
+        assert time.monotonic() < deadline, f"pice up not ready:\n{output}"
+        time.sleep(0.5)
+
+
 def _consecutive_free_ports(count: int) -> int:
     for _ in range(50):
         base = free_port()
@@ -91,11 +101,7 @@ def up(tmp_path: Path) -> Iterator[Up]:
         proc, f"http://127.0.0.1:{gateway}", [gateway, cloud, edge_base, edge_base + 1], log
     )
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while "PICE is up" not in handle.output():
-            assert proc.poll() is None, f"pice up exited early:\n{handle.output()}"
-            assert time.monotonic() < deadline, f"pice up not ready:\n{handle.output()}"
-            time.sleep(0.5)
+        wait_until_up(proc, log)
         yield handle
     finally:
         if proc.poll() is None:

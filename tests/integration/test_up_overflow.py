@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import pytest
 from openai import OpenAI
 
 from pice_stack.cgroup import CPU_ROOT, writable
-from tests.integration.test_up import READY_TIMEOUT_S, _consecutive_free_ports
+from tests.integration.test_up import _consecutive_free_ports, wait_until_up
 from tests.support.processes import free_port, pice_argv
 
 pytestmark = [
@@ -83,11 +82,7 @@ def test_overflow_moves_points_from_a_starved_edge_to_the_cloud(tmp_path: Path) 
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while "PICE is up" not in log.read_text(errors="replace"):
-            assert proc.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, log.read_text(errors="replace")
-            time.sleep(0.5)
+        wait_until_up(proc, log)
         client = OpenAI(base_url=f"http://127.0.0.1:{gateway}/v1", api_key="x", max_retries=0)
 
         moved: list[dict[str, Any]] = []

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import yaml
 from openai import OpenAI
 
 from pice_stack.cgroup import CPU_ROOT, writable
-from tests.integration.test_up import READY_TIMEOUT_S, _consecutive_free_ports
+from tests.integration.test_up import _consecutive_free_ports, wait_until_up
 from tests.support.processes import free_port, pice_argv
 
 pytestmark = [
@@ -40,11 +39,7 @@ def test_up_with_the_heterogeneous_profile(tmp_path: Path) -> None:
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while "PICE is up" not in log.read_text(errors="replace"):
-            assert proc.poll() is None, log.read_text(errors="replace")
-            assert time.monotonic() < deadline, log.read_text(errors="replace")
-            time.sleep(0.5)
+        wait_until_up(proc, log)
         assert "profile  heterogeneous" in log.read_text()
 
         groups = list(CPU_ROOT.glob(f"pice-{proc.pid}-edge-2"))
