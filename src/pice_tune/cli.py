@@ -123,6 +123,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     train.add_argument("--seq-len", type=int, default=defaults.seq_len)
     train.add_argument("--targets", default=",".join(DEFAULT_TARGETS))
     train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument(
+        "--val-share",
+        type=float,
+        default=defaults.val_share,
+        help="share of the questions held out for a validation loss at every checkpoint; "
+        "the adapter is then the checkpoint where it was lowest (default 0: none)",
+    )
     train.add_argument("--save-every", type=int, default=50, help="checkpoint interval (50)")
     train.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     train.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
@@ -203,6 +210,7 @@ def _train(args: argparse.Namespace) -> int:
         seq_len=args.seq_len,
         targets=tuple(t for t in args.targets.split(",") if t),
         seed=args.seed,
+        val_share=args.val_share,
     )
     summary = run_train(
         TrainOptions(

@@ -9,6 +9,10 @@ from typing import Any
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+# Knobs added after runs were recorded without them, with the value those runs had.
+ADDED_LATER: dict[str, Any] = {"val_share": 0.0}
+
+
 @dataclass(frozen=True)
 class Recipe:
     base_model: str = "qwen2.5-coder-0.5b-instruct"
@@ -21,6 +25,9 @@ class Recipe:
     seq_len: int = 512
     targets: tuple[str, ...] = DEFAULT_TARGETS
     seed: int = 0
+    # Share of the data's questions held out for a validation loss at every checkpoint (0: none);
+    # with it, the adapter is the checkpoint of the lowest validation loss.
+    val_share: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "targets": list(self.targets)}
@@ -42,4 +49,6 @@ class Recipe:
         mix two different trainings in one adapter.
         """
         mine = self.to_json()
-        return all(recorded.get(k) == v for k, v in mine.items() if k != "max_steps")
+        return all(
+            recorded.get(k, ADDED_LATER.get(k)) == v for k, v in mine.items() if k != "max_steps"
+        )

@@ -13,14 +13,15 @@ import contextlib
 import json
 import logging
 import os
+import random
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from pice.cloud.vllm import ensure_checkpoint
 from pice.errors import ModelProvisioningError
@@ -172,6 +173,34 @@ class TrainOptions:
     fresh: bool = False
 
 
+class _OfQuestion(Protocol):
+    @property
+    def question_id(self) -> str: ...
+
+
+_E = TypeVar("_E", bound=_OfQuestion)
+
+
+def split_by_question(
+    examples: Sequence[_E], share: float, seed: int
+) -> tuple[list[_E], list[_E], list[str]]:
+    """(training, validation, the validation questions' ids): ``share`` of the questions, drawn
+    with ``seed``, hold out all their examples, so no question is on both sides (its points
+    share a prompt and would leak)."""
+    if share <= 0:
+        return list(examples), [], []
+    ids = sorted({e.question_id for e in examples})
+    held = max(1, round(share * len(ids)))
+    if held >= len(ids):
+        raise ModelProvisioningError(
+            f"--val-share {share} holds out all {len(ids)} questions; nothing is left to train on"
+        )
+    chosen = set(random.Random(seed).sample(ids, held))
+    train = [e for e in examples if e.question_id not in chosen]
+    val = [e for e in examples if e.question_id in chosen]
+    return train, val, sorted(chosen)
+
+
 def run_train(options: TrainOptions) -> dict[str, Any]:
     """Train (or resume) the adapter in ``run_dir``; returns the worker's summary."""
     venv = find_tune_venv(options.venv)
@@ -197,12 +226,21 @@ def run_train(options: TrainOptions) -> dict[str, Any]:
             shutil.rmtree(old_checkpoint, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     recorded_path.write_text(json.dumps(record, indent=2) + "\n")
+    train, val, val_ids = split_by_question(examples, options.recipe.val_share, options.recipe.seed)
     train_file = run_dir / "train.jsonl"
-    train_file.write_text("".join(json.dumps(training_record(e)) + "\n" for e in examples))
+    train_file.write_text("".join(json.dumps(training_record(e)) + "\n" for e in train))
+    val_args: list[str] = []
+    if val:
+        val_file = run_dir / "val.jsonl"
+        val_file.write_text("".join(json.dumps(training_record(e)) + "\n" for e in val))
+        val_args = ["--val-data", str(val_file)]
+        record["val_questions"] = val_ids
+        recorded_path.write_text(json.dumps(record, indent=2) + "\n")
     run_worker(
         venv,
         "train",
         *("--model-dir", str(checkpoint), "--data", str(train_file), "--out", str(run_dir)),
+        *val_args,
         *options.recipe.worker_args(),
         *("--device", options.device, "--threads", str(options.threads)),
         *("--save-every", str(options.save_every)),

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import random
 import resource
 import shutil
@@ -38,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 CHECKPOINT_PREFIX = "checkpoint-"
+BEST_ADAPTER = "adapter-best"
+LAST_ADAPTER = "adapter-last"
 STATE_FILE = "trainer-state.json"
 SUMMARY_FILE = "train-summary.json"
 
@@ -133,6 +136,44 @@ def completion_loss(torch: Any, model: Any, input_ids: Any, mask: Any, labels: A
     return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
 
 
+def batch_tensors(torch: Any, batch: list[tuple[list[int], list[int]]], pad: int) -> Any:
+    """(input ids, attention mask, labels) of a batch, right-padded to its longest record."""
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
+    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
+    return input_ids, mask, labels
+
+
+def validation_loss(
+    torch: Any,
+    model: Any,
+    examples: list[tuple[list[int], list[int]]],
+    batch_size: int,
+    pad: int,
+    device: str = "cpu",
+) -> float:
+    """The completion loss over ``examples`` per completion token (as if one batch), with
+    dropout off and no gradients; the model is left in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            input_ids, mask, labels = batch_tensors(
+                torch, examples[start : start + batch_size], pad
+            )
+            kept = int((labels[:, 1:] != -100).sum())
+            loss = completion_loss(
+                torch, model, input_ids.to(device), mask.to(device), labels.to(device)
+            )
+            total += float(loss) * kept
+            tokens += kept
+    if was_training:
+        model.train()
+    return total / max(1, tokens)
+
+
 def train(args: argparse.Namespace) -> int:
     torch = importlib.import_module("torch")
     transformers = importlib.import_module("transformers")
@@ -150,6 +191,7 @@ def train(args: argparse.Namespace) -> int:
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(args.model_dir))
     examples = _examples(tokenizer, args.data, args.seq_len)
+    val_examples = _examples(tokenizer, args.val_data, args.seq_len) if args.val_data else []
     # Float32 on the CPU (its bfloat16 matmuls are slow and lossy for the small LoRA
     # updates); bfloat16 on a GPU.
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
@@ -169,6 +211,8 @@ def train(args: argparse.Namespace) -> int:
 
     step = 0
     losses: list[float] = []
+    # [step, loss] at every checkpoint when there is validation data.
+    val_losses: list[list[float]] = []
     resumed = latest_checkpoint(out)
     if resumed is not None:
         state = json.loads((resumed / STATE_FILE).read_text())
@@ -179,6 +223,7 @@ def train(args: argparse.Namespace) -> int:
         optimizer.load_state_dict(torch.load(resumed / "optimizer.pt", map_location=device))
         step = int(state["step"])
         losses = list(state["losses"])
+        val_losses = [list(v) for v in state.get("val_losses", [])]
         _log(f"resumed from {resumed} at step {step}")
 
     # The order of examples is a function of the seed and the step only, so a resumed run
@@ -190,15 +235,22 @@ def train(args: argparse.Namespace) -> int:
         picked = [order[(offset + i) % len(order)] for i in range(args.batch_size)]
         return [examples[i] for i in picked]
 
-    def save_checkpoint() -> None:
-        target = out / f"{CHECKPOINT_PREFIX}{step}"
+    def save_adapter(target: Path, with_state: bool = False) -> None:
+        """The adapter (and with ``with_state`` the optimiser and step) into ``target``,
+        written beside it first so an interruption never leaves half a directory."""
         tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save_pretrained(str(tmp))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        (tmp / STATE_FILE).write_text(json.dumps({"step": step, "losses": losses}) + "\n")
+        if with_state:
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            state = {"step": step, "losses": losses, "val_losses": val_losses}
+            (tmp / STATE_FILE).write_text(json.dumps(state) + "\n")
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
+
+    def save_checkpoint() -> None:
+        target = out / f"{CHECKPOINT_PREFIX}{step}"
+        save_adapter(target, with_state=True)
         for old in out.glob(CHECKPOINT_PREFIX + "*"):
             if old != target and old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
@@ -207,11 +259,7 @@ def train(args: argparse.Namespace) -> int:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     while step < args.max_steps:
         t0 = time.monotonic()
-        batch = batch_for(step)
-        width = max(len(ids) for ids, _ in batch)
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
-        labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
-        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
+        input_ids, mask, labels = batch_tensors(torch, batch_for(step), pad)
         loss = completion_loss(
             torch, model, input_ids.to(device), mask.to(device), labels.to(device)
         )
@@ -226,15 +274,32 @@ def train(args: argparse.Namespace) -> int:
             f"({time.monotonic() - t0:.1f} s, peak {peak_rss_mib():.0f} MiB)"
         )
         if step % args.save_every == 0 or step == args.max_steps:
+            if val_examples:
+                best = min((v for _, v in val_losses), default=math.inf)
+                value = validation_loss(torch, model, val_examples, args.batch_size, pad, device)
+                val_losses.append([step, value])
+                _log(f"step {step}: validation loss {value:.4f} ({len(val_examples)} examples)")
+                if value < best:
+                    save_adapter(out / BEST_ADAPTER)
             save_checkpoint()
 
     final = out / "adapter"
-    shutil.rmtree(final, ignore_errors=True)
-    model.save_pretrained(str(final))
+    chosen = step
+    if val_losses:
+        # The adapter is the checkpoint of the lowest validation loss; the last is kept apart.
+        save_adapter(out / LAST_ADAPTER)
+        chosen = int(min(val_losses, key=lambda v: v[1])[0])
+        shutil.rmtree(final, ignore_errors=True)
+        shutil.copytree(out / BEST_ADAPTER, final)
+    else:
+        save_adapter(final)
     summary = {
         "steps": step,
         "examples": len(examples),
         "losses": losses,
+        "val_examples": len(val_examples),
+        "val_losses": val_losses,
+        "chosen_step": chosen,
         "device": device,
         "resumed_from": None if resumed is None else resumed.name,
         "seconds": round(time.monotonic() - started, 1),
@@ -419,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     t = steps.add_parser("train")
     t.add_argument("--model-dir", type=Path, required=True)
     t.add_argument("--data", type=Path, required=True)
+    t.add_argument("--val-data", type=Path, default=None)
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--max-steps", type=int, required=True)
     t.add_argument("--rank", type=int, default=16)

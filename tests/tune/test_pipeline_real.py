@@ -85,7 +85,7 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         [*common, "train", "--venv", str(venv), "--max-steps", "3", "--rank", str(RANK),
          "--alpha", str(ALPHA), "--lr", "5e-3", "--seq-len", "128", "--batch-size", "2",
          "--dropout", "0", "--targets", "q_proj,v_proj,o_proj,down_proj", "--save-every", "2",
-         "--threads", "2"]
+         "--threads", "2", "--val-share", "0.5"]
     ) == 0  # fmt: skip
     assert pice_main([*common, "export", "--venv", str(venv), "--edge-model", EDGE_MODEL]) == 0
     return work, work / "adapter.gguf"
@@ -112,6 +112,20 @@ def test_the_run_records_data_recipe_and_checkpoints(tuned: tuple[Path, Path]) -
     assert len(meta["training"]["losses"]) == 3
     # Checkpoints every 2 steps; the last one (step 3) is kept for resuming.
     assert [p.name for p in (work / "run").glob("checkpoint-*")] == ["checkpoint-3"]
+    # --val-share 0.5 held out one of the two questions (its 3 examples), scored at each
+    # checkpoint; the adapter is the checkpoint where that loss was lowest.
+    recorded = json.loads((work / "run" / "recipe.json").read_text())
+    assert len(recorded["val_questions"]) == 1
+    training = meta["training"]
+    assert training["examples"] == 3
+    assert training["val_examples"] == 3
+    assert [step for step, _ in training["val_losses"]] == [2, 3]
+    best_step, _ = min(training["val_losses"], key=lambda v: v[1])
+    assert training["chosen_step"] == best_step
+    for name in ("adapter", "adapter-best", "adapter-last"):
+        assert (work / "run" / name / "adapter_model.safetensors").is_file()
+    chosen = (work / "run" / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert chosen == (work / "run" / "adapter-best" / "adapter_model.safetensors").read_bytes()
 
 
 def test_training_resumes_from_its_checkpoint(tuned: tuple[Path, Path]) -> None:
@@ -121,12 +135,14 @@ def test_training_resumes_from_its_checkpoint(tuned: tuple[Path, Path]) -> None:
         ["tune", "--workdir", str(work), "train", "--venv", str(tune_venv()), "--max-steps", "4",
          "--rank", str(RANK), "--alpha", str(ALPHA), "--lr", "5e-3", "--seq-len", "128",
          "--batch-size", "2", "--dropout", "0", "--targets", "q_proj,v_proj,o_proj,down_proj",
-         "--save-every", "2", "--threads", "2"]
+         "--save-every", "2", "--threads", "2", "--val-share", "0.5"]
     ) == 0  # fmt: skip
     summary = json.loads((work / "run" / worker.SUMMARY_FILE).read_text())
     assert summary["resumed_from"] == "checkpoint-3"
     assert summary["steps"] == 4
     assert len(summary["losses"]) == 4
+    # The validation losses of steps 2 and 3 came back with the checkpoint; step 4's was added.
+    assert [step for step, _ in summary["val_losses"]] == [2, 3, 4]
     # Another recipe on the same run directory is refused rather than mixed in.
     with pytest.raises(ModelProvisioningError, match="another recipe"):
         pice_main(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,7 +59,15 @@ hf = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
 hf_grads = grads(hf)
 ours = worker.completion_loss(torch, model, input_ids, mask, labels)
 our_grads = grads(ours)
+pairs = [(ids, [-100] * p + ids[p:]) for ids, p in rows]
+model.train()
+val = worker.validation_loss(torch, model, pairs, 2, 0)  # batches of 2 and 1
+still_training = model.training
+model.eval()
+with torch.no_grad():
+    whole = worker.completion_loss(torch, model, input_ids, mask, labels)
 print(json.dumps({
+    "val": val, "val_whole_batch": float(whole), "still_training": still_training,
     "hf": float(hf), "ours": float(ours),
     "grad_diff": max(float((hf_grads[n] - our_grads[n]).abs().max()) for n, _ in params),
     "grad_norm": max(float(g.abs().max()) for g in hf_grads.values()),
@@ -67,7 +76,8 @@ print(json.dumps({
 """
 
 
-def test_completion_loss_matches_the_full_projection() -> None:
+@pytest.fixture(scope="module")
+def measured() -> dict[str, Any]:
     venv = tune_venv()
     result = subprocess.run(
         [str(venv / "bin" / "python"), "-c", SCRIPT, str(ROOT / "src/pice_tune/worker.py")],
@@ -77,9 +87,23 @@ def test_completion_loss_matches_the_full_projection() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return out
+
+
+def test_completion_loss_matches_the_full_projection(measured: dict[str, Any]) -> None:
+    out = measured
     assert out["kept"] == (20 - 14) + (12 - 9) + (30 - 22)
     assert out["hf"] > 1.0  # a random model over 512 tokens: far from a trivial loss
     assert abs(out["hf"] - out["ours"]) < 1e-5 * out["hf"]
     assert out["grad_norm"] > 0
     assert out["grad_diff"] < 1e-4 * out["grad_norm"]
+
+
+def test_validation_loss_is_per_token_over_all_batches_without_dropout(
+    measured: dict[str, Any],
+) -> None:
+    out = measured
+    # Batches of 2 and 1, weighted by completion tokens: the loss of one batch of all three.
+    assert abs(out["val"] - out["val_whole_batch"]) < 1e-5 * out["val_whole_batch"]
+    assert out["still_training"]  # the model is handed back in training mode
