@@ -70,17 +70,10 @@ def _model_and_batches(args: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
     model = peft.get_peft_model(model, config)
     model.train()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    batches = []
-    for start in range(0, len(examples) - args.batch_size + 1, args.batch_size):
-        batch = examples[start : start + args.batch_size]
-        width = max(len(ids) for ids, _ in batch)
-        batches.append(
-            (
-                torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch]),
-                torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch]),
-                torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch]),
-            )
-        )
+    batches = [
+        worker.batch_tensors(torch, examples[start : start + args.batch_size], pad)
+        for start in range(0, len(examples) - args.batch_size + 1, args.batch_size)
+    ]
     return worker, model, batches
 
 

@@ -225,8 +225,10 @@ def run_train(options: TrainOptions) -> dict[str, Any]:
         for old_checkpoint in run_dir.glob(worker.CHECKPOINT_PREFIX + "*"):
             shutil.rmtree(old_checkpoint, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    recorded_path.write_text(json.dumps(record, indent=2) + "\n")
     train, val, val_ids = split_by_question(examples, options.recipe.val_share, options.recipe.seed)
+    if val:
+        record["val_questions"] = val_ids
+    recorded_path.write_text(json.dumps(record, indent=2) + "\n")
     train_file = run_dir / "train.jsonl"
     train_file.write_text("".join(json.dumps(training_record(e)) + "\n" for e in train))
     val_args: list[str] = []
@@ -234,8 +236,6 @@ def run_train(options: TrainOptions) -> dict[str, Any]:
         val_file = run_dir / "val.jsonl"
         val_file.write_text("".join(json.dumps(training_record(e)) + "\n" for e in val))
         val_args = ["--val-data", str(val_file)]
-        record["val_questions"] = val_ids
-        recorded_path.write_text(json.dumps(record, indent=2) + "\n")
     run_worker(
         venv,
         "train",
