@@ -17,11 +17,14 @@ from edge_agent.engine.chat_template import Message
 # The default stop strings are part of the wire protocol (``ExpandRequest.stop``).
 from pice.edge_protocol import DEFAULT_STOP as DEFAULT_STOP
 
+# The body's length the prompt asks for; the fine-tuning data holds no longer targets.
+BODY_MAX_WORDS = 40
+
 SYSTEM_PROMPT = (
     "You are a helpful expert. The user gives a question and a numbered outline of the answer. "
     "Your reply expands exactly ONE point of the outline: the point your reply starts with. "
-    "Write one or two short sentences (at most 40 words) on a single line, about that point "
-    "only. Do not repeat the point's title and do not mention the other points."
+    f"Write one or two short sentences (at most {BODY_MAX_WORDS} words) on a single line, "
+    "about that point only. Do not repeat the point's title and do not mention the other points."
 )
 
 INSTRUCTION = (

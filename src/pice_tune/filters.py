@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from edge_agent.prompts import BODY_MAX_WORDS
+
 T = TypeVar("T")
 
 _WORD = re.compile(r"[a-z0-9']+")
@@ -109,6 +111,17 @@ def echoed_title(e: Expansion) -> str | None:
     return "echoed_title" if title and words(e.body) == title else None
 
 
+def too_long(e: Expansion) -> str | None:
+    """Longer than the edge's prompt allows (``BODY_MAX_WORDS``).
+
+    The edge is told "one or two short sentences, at most 40 words"; a target that breaks that
+    contract teaches it to run on, and a run-on body hits the serve-time token cap and is cut
+    (the first trained edge: 30 of its 257 targets were over the limit, and 18% of its points
+    ran to the cap).
+    """
+    return "too_long" if len(words(e.body)) > BODY_MAX_WORDS else None
+
+
 Filter = Callable[[Expansion], str | None]
 FILTERS: tuple[Filter, ...] = (
     empty,
@@ -117,6 +130,7 @@ FILTERS: tuple[Filter, ...] = (
     restated_premise,
     fragment,
     echoed_title,
+    too_long,
 )
 
 

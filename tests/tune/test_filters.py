@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from edge_agent.prompts import BODY_MAX_WORDS, SYSTEM_PROMPT
 from pice_tune.filters import (
     Expansion,
     duplicate_points,
@@ -36,10 +37,18 @@ def test_a_good_expansion_is_kept() -> None:
         ("To cope, if the day lasted thirty hours people nap.", "stop", "restated_premise"),
         ("is crucial for staying rested on longer days.", "stop", "fragment"),
         ("Sleep schedules.", "stop", "echoed_title"),
+        ("People " + " ".join(f"w{i}" for i in range(60)) + ".", "stop", "too_long"),
     ],
 )
 def test_bad_expansions_are_dropped_with_their_reason(body: str, finish: str, reason: str) -> None:
     assert reject_reason(expansion(body, finish=finish)) == reason
+
+
+def test_the_word_limit_is_the_edge_prompts() -> None:
+    at_limit = "Naps " + " ".join(f"w{i}" for i in range(BODY_MAX_WORDS - 1)) + "."
+    assert reject_reason(expansion(at_limit)) is None
+    assert reject_reason(expansion("More " + at_limit)) == "too_long"
+    assert f"at most {BODY_MAX_WORDS} words" in SYSTEM_PROMPT
 
 
 def test_a_short_shared_phrase_is_not_a_restated_premise() -> None:
