@@ -17,6 +17,8 @@ PYTHON="${PYTHON:-python3}"
 TORCH_SPEC="${TORCH_SPEC-torch==2.13.0+cpu}"
 TORCH_INDEX="${TORCH_INDEX:-}"
 PEFT_VERSION="0.21.0"
+# trl: the preference round's DPO (`pice tune train --role preference`).
+TRL_VERSION="1.16.0"
 
 if [[ ! -x "$VENV/bin/python" ]]; then
     echo "creating $VENV"
@@ -24,11 +26,11 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 
 installed() {
-    "$VENV/bin/python" - "$PEFT_VERSION" <<'PY'
+    "$VENV/bin/python" - "$PEFT_VERSION" "$TRL_VERSION" <<'PY'
 import sys
 from importlib.metadata import PackageNotFoundError, version
 try:
-    ok = version("peft") == sys.argv[1] and all(
+    ok = version("peft") == sys.argv[1] and version("trl") == sys.argv[2] and all(
         version(d) for d in ("torch", "transformers", "gguf", "safetensors", "accelerate")
     )
 except PackageNotFoundError:
@@ -38,9 +40,9 @@ PY
 }
 
 if installed; then
-    echo "peft==$PEFT_VERSION already in $VENV"
+    echo "peft==$PEFT_VERSION and trl==$TRL_VERSION already in $VENV"
 else
-    echo "installing torch, transformers and peft==$PEFT_VERSION into $VENV (about 1 GB)"
+    echo "installing torch, transformers, peft==$PEFT_VERSION and trl==$TRL_VERSION into $VENV (about 1 GB)"
     "$VENV/bin/python" -m pip install --upgrade --quiet pip
     index=()
     if [[ -n "$TORCH_INDEX" ]]; then
@@ -49,10 +51,10 @@ else
     # torch first and on its own, so the CPU build is chosen before anything pulls in the
     # default (CUDA) one.
     "$VENV/bin/python" -m pip install "${index[@]+"${index[@]}"}" "$TORCH_SPEC"
-    "$VENV/bin/python" -m pip install "peft==$PEFT_VERSION" transformers gguf safetensors \
-        accelerate
+    "$VENV/bin/python" -m pip install "peft==$PEFT_VERSION" "trl==$TRL_VERSION" transformers gguf \
+        safetensors accelerate
 fi
 
-"$VENV/bin/python" -c "import peft, torch, transformers, gguf" >/dev/null 2>&1 \
+"$VENV/bin/python" -c "import peft, torch, transformers, gguf, trl" >/dev/null 2>&1 \
     || { echo "error: the training stack in $VENV does not import" >&2; exit 1; }
 echo "tuning environment ready: $VENV"

@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pice_tune.distill import SketchSampling
+from pice_tune.preference import CandidateSampling
 from pice_tune.recipe import DEFAULT_TARGETS, Recipe
 
 DEFAULT_WORKDIR = Path("tune-out")
+# DPO's learning rate for a LoRA: a quarter of supervised training's.
+PREFERENCE_LR = 5e-5
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,16 @@ ROLES = {
         adapter="sketcher-adapter.gguf",
         merged="sketcher-merged.gguf",
     ),
+    # A preference round for the edge: pairs of its own candidates, the ensemble's choice
+    # over one it would not show (pice_tune.preference), trained with DPO.
+    "preference": Role(
+        data="pairs-v1.jsonl",
+        run="run-preference",
+        base_model=Recipe().base_model,
+        model="qwen2.5-coder-0.5b-instruct-q8_0",
+        adapter="preference-adapter.gguf",
+        merged="preference-merged.gguf",
+    ),
 }
 
 
@@ -55,7 +68,8 @@ def _add_role(parser: argparse.ArgumentParser) -> None:
         "--role",
         choices=sorted(ROLES),
         default="expander",
-        help="expander: the edge's point expansions (default); sketcher: the cloud's outlines",
+        help="expander: the edge's point expansions (default); sketcher: the cloud's outlines; "
+        "preference: a DPO round on pairs of the edge's own candidates",
     )
 
 
@@ -100,7 +114,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=sampling.temperature,
         help=f"sketcher: temperature of the other samples ({sampling.temperature})",
     )
-    data.add_argument("--seed", type=int, default=sampling.seed, help="sketcher: sampling seed (0)")
+    data.add_argument("--seed", type=int, default=sampling.seed, help="sampling seed (0)")
+    candidates = CandidateSampling()
+    data.add_argument(
+        "--candidates",
+        type=int,
+        default=candidates.k,
+        help=f"preference: candidates per point, the first greedy ({candidates.k})",
+    )
+    data.add_argument(
+        "--candidate-temperature",
+        type=float,
+        default=candidates.temperature,
+        help=f"preference: temperature of the other candidates ({candidates.temperature})",
+    )
+    data.add_argument(
+        "--outlines",
+        type=Path,
+        help="preference: the expander's dataset, whose raw cache holds the outlines "
+        "(WORKDIR/data-v1.jsonl)",
+    )
+    data.add_argument("--edge-url", help="preference: the edge agent asked (default: embedded)")
+    data.add_argument(
+        "--edge-model",
+        default=ROLES["preference"].model,
+        help="preference: the edge's model (embedded, or as the agent at --edge-url names it)",
+    )
+    data.add_argument("--edge-api-key")
     data.set_defaults(handler=_data)
 
     defaults = Recipe()
@@ -118,7 +158,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     train.add_argument("--rank", type=int, default=defaults.rank)
     train.add_argument("--alpha", type=float, default=defaults.alpha)
     train.add_argument("--dropout", type=float, default=defaults.dropout)
-    train.add_argument("--lr", type=float, default=defaults.lr)
+    train.add_argument(
+        "--lr",
+        type=float,
+        help=f"learning rate ({defaults.lr}; preference: {PREFERENCE_LR}, as DPO moves a "
+        "model further per step than its loss suggests)",
+    )
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
     train.add_argument("--seq-len", type=int, default=defaults.seq_len)
     train.add_argument("--targets", default=",".join(DEFAULT_TARGETS))
@@ -135,6 +180,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     train.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     train.add_argument("--venv", type=Path, help="tuning environment (.venv-tune)")
     train.add_argument("--fresh", action="store_true", help="drop checkpoints, start over")
+    train.add_argument(
+        "--beta",
+        type=float,
+        default=0.1,
+        help="preference: DPO's beta, how far from the reference the model may move (0.1)",
+    )
+    train.add_argument(
+        "--init-adapter",
+        type=Path,
+        help="preference: continue this peft adapter (e.g. WORKDIR/run/adapter, the expander's); "
+        "it is also the reference (default: a new LoRA on the base model)",
+    )
     train.set_defaults(handler=_train)
 
     export = steps.add_parser("export", help="write the llama.cpp LoRA adapter GGUF")
@@ -190,10 +247,21 @@ def _data(args: argparse.Namespace) -> int:
             sampling=SketchSampling(
                 samples=args.samples, temperature=args.temperature, seed=args.seed
             ),
+            outlines=args.outlines or Path(args.workdir) / ROLES["expander"].data,
+            edge_url=args.edge_url,
+            edge_model=args.edge_model,
+            edge_api_key=args.edge_api_key,
+            candidates=CandidateSampling(
+                k=args.candidates, temperature=args.candidate_temperature, seed=args.seed
+            ),
         )
     )
     sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
     return 0
+
+
+def _default_lr(role: str) -> float:
+    return PREFERENCE_LR if role == "preference" else Recipe().lr
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -204,7 +272,7 @@ def _train(args: argparse.Namespace) -> int:
         rank=args.rank,
         alpha=args.alpha,
         dropout=args.dropout,
-        lr=args.lr,
+        lr=args.lr if args.lr is not None else _default_lr(args.role),
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         seq_len=args.seq_len,
@@ -222,6 +290,8 @@ def _train(args: argparse.Namespace) -> int:
             threads=args.threads,
             save_every=args.save_every,
             fresh=args.fresh,
+            beta=args.beta,
+            init_adapter=args.init_adapter,
         )
     )
     sys.stdout.write(json.dumps(summary, indent=2) + "\n")

@@ -5,10 +5,12 @@ the data hash is the sha256 of the file's bytes and a reader can check it. A man
 (``<file>.manifest.json``) records the schema version, the hash, the teacher, the questions
 file's hash and what the filters dropped.
 
-Two kinds of record share schema 1: an :class:`Example` (a kept expansion, for the edge's
-expander; its lines carry no ``kind``, as every file written before the sketcher did) and a
+Three kinds of record share schema 1: an :class:`Example` (a kept expansion, for the edge's
+expander; its lines carry no ``kind``, as every file written before the sketcher did), a
 :class:`SketchExample` (``"kind": "sketch"``: the outline chosen for a question, for the
-cloud's sketcher). :func:`training_record` renders each with the prompt it answers at serve
+cloud's sketcher) and a :class:`PairExample` (``"kind": "pair"``: two of the edge's own
+candidates for a point, the one the ensemble would show and one it would not, for a
+preference round). :func:`training_record` renders each with the prompt it answers at serve
 time.
 """
 
@@ -29,6 +31,7 @@ from pice_gateway.progressive.sketch import sketch_messages
 
 SCHEMA_VERSION = 1
 SKETCH_KIND = "sketch"
+PAIR_KIND = "pair"
 QUESTIONS_RESOURCE = "questions.jsonl"
 
 
@@ -111,7 +114,50 @@ class SketchExample:
         return "\n".join(f"{i}. {title}" for i, title in enumerate(self.points, start=1))
 
 
-Record = Example | SketchExample
+@dataclass(frozen=True)
+class PairExample:
+    """Two candidates the edge wrote for point ``index``: ``chosen`` (what the ensemble would
+    show) over ``rejected``; ``why`` names what rejected it (a data filter's reason, or
+    ``"score"`` when only the ensemble's score tells them apart)."""
+
+    question_id: str
+    question: str
+    sketch: tuple[str, ...]
+    index: int
+    chosen: str
+    rejected: str
+    chosen_score: float
+    rejected_score: float
+    why: str
+    model: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "kind": PAIR_KIND,
+            **asdict(self),
+            "sketch": list(self.sketch),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PairExample:
+        if data.get("schema") != SCHEMA_VERSION:
+            raise ValueError(f"dataset schema {data.get('schema')!r}, expected {SCHEMA_VERSION}")
+        return cls(
+            question_id=str(data["question_id"]),
+            question=str(data["question"]),
+            sketch=tuple(str(t) for t in data["sketch"]),
+            index=int(data["index"]),
+            chosen=str(data["chosen"]),
+            rejected=str(data["rejected"]),
+            chosen_score=float(data["chosen_score"]),
+            rejected_score=float(data["rejected_score"]),
+            why=str(data["why"]),
+            model=str(data["model"]),
+        )
+
+
+Record = Example | SketchExample | PairExample
 
 
 def record_from_json(data: Mapping[str, Any]) -> Record:
@@ -120,6 +166,8 @@ def record_from_json(data: Mapping[str, Any]) -> Record:
         return Example.from_json(data)
     if kind == SKETCH_KIND:
         return SketchExample.from_json(data)
+    if kind == PAIR_KIND:
+        return PairExample.from_json(data)
     raise ValueError(f"unknown record kind {kind!r}")
 
 
@@ -195,7 +243,8 @@ def read_dataset(path: Path) -> tuple[list[Record], str]:
 
 
 def training_record(example: Record) -> dict[str, Any]:
-    """What the trainer sees (``messages``, ``prefix``, ``completion``, ``end_turn``).
+    """What the trainer sees (``messages``, ``prefix``, ``completion``, ``end_turn``; a pair:
+    ``chosen`` and ``rejected`` in place of ``completion``).
 
     An expansion: the edge's own expansion prompt, opened at the point; the body ends with the
     newline the edge stops at, so the model learns to stop there. A sketch: the gateway's
@@ -213,8 +262,20 @@ def training_record(example: Record) -> dict[str, Any]:
             "end_turn": True,
         }
     messages = expansion_messages(example.question, example.sketch)
-    return {
+    opened = {
         "messages": [{"role": m.role, "content": m.content} for m in messages],
         "prefix": point_suffix(example.index, example.sketch[example.index]),
-        "completion": " " + example.body.strip() + "\n",
     }
+    if isinstance(example, PairExample):
+        return {
+            **opened,
+            "chosen": body_text(example.chosen),
+            "rejected": body_text(example.rejected),
+        }
+    return {**opened, "completion": body_text(example.body)}
+
+
+def body_text(body: str) -> str:
+    """A body as the edge writes it after ``N. **Title**:``: a space, the text, the newline it
+    stops at."""
+    return " " + body.strip() + "\n"

@@ -316,7 +316,7 @@ def select_sketch(
     return example, dropped
 
 
-def _ask_all(
+def ask_all(
     questions: Sequence[TuneQuestion],
     out: Path,
     ask: Callable[[TuneQuestion], dict[str, Any]],
@@ -345,7 +345,7 @@ def _ask_all(
     return cache
 
 
-def _write(
+def write_records(
     out: Path,
     records: Sequence[Record],
     dropped: Counter[str],
@@ -370,7 +370,7 @@ def build_dataset(
     and questions found there are not asked again.
     """
     train = [q for q in questions if q.split == "train"]
-    cache = _ask_all(
+    cache = ask_all(
         train,
         out,
         lambda q: distil_question(teacher, q),
@@ -384,7 +384,7 @@ def build_dataset(
         kept, why = filter_raw(question, cache[question.id])
         examples.extend(kept)
         dropped.update(why)
-    return _write(out, examples, dropped, {**manifest, "questions": len(train)})
+    return write_records(out, examples, dropped, {**manifest, "questions": len(train)})
 
 
 def build_sketch_dataset(
@@ -403,7 +403,7 @@ def build_sketch_dataset(
     """
     train = [q for q in questions if q.split == "train"]
     started = time.monotonic()
-    cache = _ask_all(
+    cache = ask_all(
         train,
         out,
         lambda q: sample_sketches(teacher, q, sampling),
@@ -419,7 +419,7 @@ def build_sketch_dataset(
         if example is not None:
             records.append(example)
         dropped.update(why)
-    return _write(
+    return write_records(
         out,
         records,
         dropped,

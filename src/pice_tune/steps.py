@@ -28,13 +28,22 @@ from pice.errors import ModelProvisioningError
 from pice.models.provision import hash_file
 from pice.models.registry import resolve_model
 from pice_tune import worker
-from pice_tune.dataset import read_dataset, training_record
+from pice_tune.dataset import PairExample, TuneQuestion, read_dataset, training_record
 from pice_tune.distill import (
     SketchSampling,
     Teacher,
     TeacherConfig,
     build_dataset,
     build_sketch_dataset,
+    load_raw_cache,
+    raw_cache_path,
+)
+from pice_tune.preference import (
+    CandidateSampling,
+    EdgeConfig,
+    EdgeSampler,
+    build_pair_dataset,
+    outlines_from,
 )
 from pice_tune.recipe import Recipe
 
@@ -108,9 +117,17 @@ class DataOptions:
     cloud_api_key: str | None = None
     threads: int = 2
     limit: int | None = None
-    # "expander" (the edge's expansions) or "sketcher" (the cloud's outlines).
+    # "expander" (the edge's expansions), "sketcher" (the cloud's outlines) or "preference"
+    # (pairs of the edge's own candidates, on the expander's outlines).
     role: str = "expander"
     sampling: SketchSampling = field(default_factory=SketchSampling)
+    # Preference only: the expander data step's output, whose raw cache holds the outlines,
+    # the edge asked for candidates (embedded when no URL) and how.
+    outlines: Path | None = None
+    edge_url: str | None = None
+    edge_model: str = "qwen2.5-coder-0.5b-instruct-q8_0"
+    edge_api_key: str | None = None
+    candidates: CandidateSampling = field(default_factory=CandidateSampling)
 
 
 def run_data(options: DataOptions) -> dict[str, Any]:
@@ -132,6 +149,9 @@ def run_data(options: DataOptions) -> dict[str, Any]:
             run_dir = options.out.parent / "cloud-logs"
             with embedded_cloud(options.cloud_model, options.threads, run_dir) as config:
                 yield config
+
+    if options.role == "preference":
+        return _run_pair_data(options, questions, questions_path)
 
     with teacher_config() as config:
         teacher = Teacher(config)
@@ -158,6 +178,50 @@ def run_data(options: DataOptions) -> dict[str, Any]:
             teacher.close()
 
 
+def _run_pair_data(
+    options: DataOptions, questions: Sequence[TuneQuestion], questions_path: Path
+) -> dict[str, Any]:
+    outlines_file = options.outlines
+    if outlines_file is None:
+        raise ModelProvisioningError("the preference data needs --outlines (the expander's data)")
+    raw = load_raw_cache(raw_cache_path(outlines_file))
+    if not raw:
+        raise ModelProvisioningError(
+            f"no outlines in {raw_cache_path(outlines_file)}: run the expander's data step first"
+        )
+
+    @contextlib.contextmanager
+    def edge_config() -> Iterator[EdgeConfig]:
+        if options.edge_url:
+            yield EdgeConfig(options.edge_url, options.edge_model, options.edge_api_key)
+        else:
+            run_dir = options.out.parent / "edge-logs"
+            # The embedded cloud is an edge agent: its /v1/expand is the edge's.
+            with embedded_cloud(options.edge_model, options.threads, run_dir) as config:
+                yield EdgeConfig(config.base_url.removesuffix("/v1"), config.model, config.api_key)
+
+    with edge_config() as config:
+        sampler = EdgeSampler(config, options.candidates)
+        try:
+            return build_pair_dataset(
+                sampler,
+                questions,
+                outlines_from(raw),
+                options.out,
+                manifest={
+                    "edge_url": config.base_url,
+                    "outlines": outlines_file.name,
+                    "outlines_raw_sha256": hash_file(raw_cache_path(outlines_file)),
+                    "questions_file": questions_path.name,
+                    "questions_sha256": hash_file(questions_path),
+                    "prompts": "edge_agent expansion prompt, k candidates per point",
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+            )
+        finally:
+            sampler.close()
+
+
 # -- train -----------------------------------------------------------------------------
 
 
@@ -171,6 +235,10 @@ class TrainOptions:
     threads: int = 0
     save_every: int = 50
     fresh: bool = False
+    # A preference dataset (pairs) trains with DPO: its beta, and the adapter it continues
+    # (None: a new LoRA on the base model).
+    beta: float = 0.1
+    init_adapter: Path | None = None
 
 
 class _OfQuestion(Protocol):
@@ -215,9 +283,21 @@ def run_train(options: TrainOptions) -> dict[str, Any]:
         "data_sha256": data_sha,
         "base_gguf_sha256": hash_file(base.path),
     }
+    preference = bool(examples) and all(isinstance(e, PairExample) for e in examples)
+    if preference:
+        record["method"] = {
+            "dpo": {
+                "beta": options.beta,
+                "init_adapter": None if options.init_adapter is None else str(options.init_adapter),
+            }
+        }
     if recorded_path.exists() and not options.fresh:
         old = json.loads(recorded_path.read_text())
-        if old.get("data_sha256") != data_sha or not options.recipe.resumable_from(old["recipe"]):
+        if (
+            old.get("data_sha256") != data_sha
+            or not options.recipe.resumable_from(old["recipe"])
+            or old.get("method") != record.get("method")
+        ):
             raise ModelProvisioningError(
                 f"{run_dir} holds a run with another recipe or data; pass --fresh to start over"
             )
@@ -236,10 +316,16 @@ def run_train(options: TrainOptions) -> dict[str, Any]:
         val_file = run_dir / "val.jsonl"
         val_file.write_text("".join(json.dumps(training_record(e)) + "\n" for e in val))
         val_args = ["--val-data", str(val_file)]
+    method_args: list[str] = []
+    if preference:
+        method_args = ["--beta", str(options.beta)]
+        if options.init_adapter is not None:
+            method_args += ["--init-adapter", str(options.init_adapter)]
     run_worker(
         venv,
-        "train",
+        "dpo" if preference else "train",
         *("--model-dir", str(checkpoint), "--data", str(train_file), "--out", str(run_dir)),
+        *method_args,
         *val_args,
         *options.recipe.worker_args(),
         *("--device", options.device, "--threads", str(options.threads)),

@@ -20,7 +20,10 @@ shape (rank, in) and one ``.lora_b`` of shape (out, rank) per adapted weight, pl
 ``general.type=adapter``, ``adapter.type=lora`` and ``adapter.lora.alpha``; every pair is checked
 against the base GGUF's tensor before anything is written. ``merge`` instead writes the base GGUF
 with ``scale * alpha / rank * B @ A`` added to each adapted weight, requantised to that weight's
-type: a plain model, served without an adapter.
+type: a plain model, served without an adapter. ``dpo`` trains on preference records
+(``chosen``/``rejected`` in place of ``completion``) with trl's ``DPOTrainer``: a new LoRA on the
+model (the reference is the model without it), or ``--init-adapter`` continued (the reference
+is that adapter, frozen); checkpoints are the Trainer's own ``RUN_DIR/checkpoint-N``.
 This file imports nothing from PICE so it runs in that other environment.
 """
 
@@ -55,11 +58,13 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def latest_checkpoint(out: Path) -> Path | None:
+def latest_checkpoint(out: Path, marker: str = STATE_FILE) -> Path | None:
+    """The newest complete ``checkpoint-N`` (one holding ``marker``: ours, or the
+    Trainer's ``trainer_state.json`` for ``dpo``)."""
     found = [
         (int(p.name[len(CHECKPOINT_PREFIX) :]), p)
         for p in out.glob(CHECKPOINT_PREFIX + "*")
-        if p.name[len(CHECKPOINT_PREFIX) :].isdigit() and (p / STATE_FILE).exists()
+        if p.name[len(CHECKPOINT_PREFIX) :].isdigit() and (p / marker).exists()
     ]
     return max(found)[1] if found else None
 
@@ -313,6 +318,166 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- dpo -------------------------------------------------------------------------------
+
+
+def _preference_rows(tokenizer: Any, path: Path) -> list[dict[str, str]]:
+    """trl's prompt/chosen/rejected strings: the chat-templated prompt opened at the point
+    (what the edge decodes after), and each body as written (trl appends the end of turn)."""
+    rows = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        prompt = tokenizer.apply_chat_template(
+            record["messages"], tokenize=False, add_generation_prompt=True
+        )
+        rows.append(
+            {
+                "prompt": str(prompt) + record["prefix"],
+                "chosen": record["chosen"],
+                "rejected": record["rejected"],
+            }
+        )
+    if not rows:
+        raise SystemExit(f"{path} holds no preference records")
+    return rows
+
+
+def dpo(args: argparse.Namespace) -> int:
+    torch = importlib.import_module("torch")
+    transformers = importlib.import_module("transformers")
+    peft = importlib.import_module("peft")
+    trl = importlib.import_module("trl")
+    datasets = importlib.import_module("datasets")
+
+    started = time.monotonic()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(args.model_dir))
+    train_rows = _preference_rows(tokenizer, args.data)
+    val_rows = _preference_rows(tokenizer, args.val_data) if args.val_data else []
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(args.model_dir), dtype=dtype)
+    peft_config = None
+    if args.init_adapter:
+        model = peft.PeftModel.from_pretrained(model, str(args.init_adapter), is_trainable=True)
+    else:
+        peft_config = peft.LoraConfig(
+            r=args.rank,
+            lora_alpha=args.alpha,
+            lora_dropout=args.dropout,
+            target_modules=args.targets.split(","),
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+    evaluate = bool(val_rows)
+    config = trl.DPOConfig(
+        output_dir=str(out),
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size,
+        learning_rate=args.lr,
+        lr_scheduler_type="constant",
+        beta=args.beta,
+        max_length=args.seq_len,
+        logging_steps=1,
+        save_steps=args.save_every,
+        save_total_limit=2,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=args.save_every if evaluate else None,
+        load_best_model_at_end=evaluate,
+        metric_for_best_model="eval_loss" if evaluate else None,
+        greater_is_better=False if evaluate else None,
+        seed=args.seed,
+        use_cpu=device == "cpu",
+        bf16=device != "cpu",
+        report_to=[],
+        disable_tqdm=True,
+        # Activations of a 0.5B at batch 4 fit easily; recomputing them costs a third more time.
+        gradient_checkpointing=False,
+        dataloader_num_workers=0,
+    )
+    trainer = trl.DPOTrainer(
+        model=model,
+        args=config,
+        train_dataset=datasets.Dataset.from_list(train_rows),
+        eval_dataset=datasets.Dataset.from_list(val_rows) if evaluate else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    resumed = latest_checkpoint(out, marker="trainer_state.json")
+    trainer.add_callback(_progress_callback(transformers, args.max_steps))
+    trainer.train(resume_from_checkpoint=str(resumed) if resumed else None)
+    final = out / "adapter"
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.model.save_pretrained(str(tmp), selected_adapters=["default"])
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    history = trainer.state.log_history
+    summary = {
+        "method": "dpo",
+        "steps": trainer.state.global_step,
+        "pairs": len(train_rows),
+        "val_pairs": len(val_rows),
+        "beta": args.beta,
+        "init_adapter": str(args.init_adapter) if args.init_adapter else None,
+        "losses": [round(float(h["loss"]), 4) for h in history if "loss" in h],
+        "reward_accuracies": [
+            round(float(h["rewards/accuracies"]), 4) for h in history if "rewards/accuracies" in h
+        ],
+        "reward_margins": [
+            round(float(h["rewards/margins"]), 4) for h in history if "rewards/margins" in h
+        ],
+        "val_losses": [
+            [h["step"], round(float(h["eval_loss"]), 4)] for h in history if "eval_loss" in h
+        ],
+        "chosen_step": _best_step(trainer.state.best_model_checkpoint, trainer.state.global_step),
+        "device": device,
+        "resumed_from": None if resumed is None else resumed.name,
+        "seconds": round(time.monotonic() - started, 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "trl": trl.__version__,
+    }
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    _log(f"adapter saved to {final}")
+    return 0
+
+
+def _best_step(best_checkpoint: str | None, last: int) -> int:
+    if not best_checkpoint:
+        return last
+    return int(Path(best_checkpoint).name.removeprefix(CHECKPOINT_PREFIX))
+
+
+def _progress_callback(transformers: Any, max_steps: int) -> Any:
+    """One line per logged step on stderr, as the ``train`` step prints."""
+
+    class Progress(transformers.TrainerCallback):  # type: ignore[misc]
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
+            logs = logs or {}
+            if "loss" in logs:
+                _log(
+                    f"step {state.global_step}/{max_steps} loss {float(logs['loss']):.4f} "
+                    f"reward accuracy {float(logs.get('rewards/accuracies', 0.0)):.2f} "
+                    f"margin {float(logs.get('rewards/margins', 0.0)):.3f} "
+                    f"(peak {peak_rss_mib():.0f} MiB)"
+                )
+            if "eval_loss" in logs:
+                _log(f"step {state.global_step}: validation loss {float(logs['eval_loss']):.4f}")
+
+    return Progress()
+
+
 # -- export ----------------------------------------------------------------------------
 
 
@@ -499,6 +664,26 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--threads", type=int, default=0)
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     t.set_defaults(handler=train)
+    d = steps.add_parser("dpo")
+    d.add_argument("--model-dir", type=Path, required=True)
+    d.add_argument("--data", type=Path, required=True)
+    d.add_argument("--val-data", type=Path, default=None)
+    d.add_argument("--out", type=Path, required=True)
+    d.add_argument("--init-adapter", type=Path, default=None)
+    d.add_argument("--max-steps", type=int, required=True)
+    d.add_argument("--beta", type=float, default=0.1)
+    d.add_argument("--rank", type=int, default=16)
+    d.add_argument("--alpha", type=float, default=32.0)
+    d.add_argument("--dropout", type=float, default=0.0)
+    d.add_argument("--lr", type=float, default=5e-6)
+    d.add_argument("--seq-len", type=int, default=512)
+    d.add_argument("--batch-size", type=int, default=4)
+    d.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--save-every", type=int, default=50)
+    d.add_argument("--threads", type=int, default=0)
+    d.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    d.set_defaults(handler=dpo)
     e = steps.add_parser("export")
     e.add_argument("--adapter-dir", type=Path, required=True)
     e.add_argument("--base-gguf", type=Path, required=True)

@@ -1,0 +1,284 @@
+"""Preference pairs from the ensemble's own choices: the data of a preference round.
+
+The gateway's ensemble (:mod:`pice_gateway.progressive.ensemble`) decodes k candidates per
+point and shows the best by its score. Here the edge decodes k candidates for every point of
+the training outlines (the teacher's, from the expander's data step), and each point becomes
+one pair: the candidate the ensemble would show (``chosen``) over one it would not
+(``rejected``). A preference round (DPO) on these pairs teaches the edge to write, greedily,
+what the ensemble would have picked among its samples — so a single candidate is as good as k.
+
+Two signals decide, in this order:
+
+1. the data filters (:mod:`pice_tune.filters`): a candidate that is cut off, loops, restates
+   the premise, continues the title as a fragment or runs past the prompt's word limit is
+   never chosen, and is the preferred ``rejected`` (``why`` names the filter);
+2. the ensemble's score, among the candidates that pass: the best is ``chosen``. When every
+   candidate passes, the lowest-scored is ``rejected`` only if the two differ by at least
+   :data:`MIN_GAP` (``why = "score"``); a point whose candidates score alike gives no pair.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pice.edge_protocol import ErrorEvent, ExpandRequest, PointDoneEvent, parse_expand_event
+from pice.errors import UpstreamError
+from pice_gateway.progressive.ensemble import Candidate, score_candidates
+from pice_tune.dataset import PairExample, TuneQuestion
+from pice_tune.distill import ask_all, write_records
+from pice_tune.filters import Expansion, reject_reason
+
+logger = logging.getLogger(__name__)
+
+# Smallest score difference that makes a pair when both candidates pass every filter: the
+# score's terms move by ~0.05 between two equally good paraphrases.
+MIN_GAP = 0.1
+
+
+@dataclass(frozen=True)
+class CandidateSampling:
+    """How the edge is asked: ``k`` candidates per point, the first greedy (what the edge
+    shows without an ensemble), the rest at ``temperature``; ``seed`` fixes the samples."""
+
+    k: int = 4
+    temperature: float = 0.8
+    seed: int = 0
+    max_tokens: int = 96
+    # Sequences per job (the agent's ``max_sequences``, 16 by default): an outline's points
+    # are asked for in groups of ``max_sequences // k``; the shared prefix stays cached.
+    max_sequences: int = 16
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    base_url: str  # the agent's root, e.g. http://127.0.0.1:8101
+    model: str
+    api_key: str | None = None
+
+
+def choose_pair(
+    question: TuneQuestion,
+    titles: Sequence[str],
+    index: int,
+    candidates: Sequence[dict[str, Any]],
+    model: str,
+) -> tuple[PairExample | None, str | None]:
+    """The pair of point ``index`` from its candidates (each ``text``, ``logprob_mean``,
+    ``finish_reason``), or ``(None, why not)``."""
+    scored = score_candidates(
+        [
+            Candidate(i, str(c["text"]), c.get("logprob_mean"), c.get("finish_reason"))
+            for i, c in enumerate(candidates)
+        ],
+        title=titles[index],
+        question=question.question,
+    )
+    rejects = [
+        reject_reason(
+            Expansion(
+                question.question,
+                tuple(titles),
+                index,
+                str(c["text"]),
+                c.get("finish_reason"),
+            )
+        )
+        for c in candidates
+    ]
+    passing = [s for s in scored if s.eligible and rejects[s.index] is None]
+    if not passing:
+        return None, "no_good_candidate"
+    best = max(passing, key=lambda s: (s.score, -s.index))
+    failing = [s for s in scored if rejects[s.index] is not None]
+    if failing:
+        worst = min(failing, key=lambda s: (s.score, s.index))
+        why = str(rejects[worst.index])
+    else:
+        worst = min(scored, key=lambda s: (s.score, s.index))
+        if best.score - worst.score < MIN_GAP:
+            return None, "candidates_alike"
+        why = "score"
+    chosen, rejected = str(candidates[best.index]["text"]), str(candidates[worst.index]["text"])
+    if chosen.strip() == rejected.strip():
+        return None, "candidates_alike"
+    return (
+        PairExample(
+            question_id=question.id,
+            question=question.question,
+            sketch=tuple(titles),
+            index=index,
+            chosen=chosen.strip(),
+            rejected=rejected.strip(),
+            chosen_score=round(best.score, 6),
+            rejected_score=round(worst.score, 6),
+            why=why,
+            model=model,
+        ),
+        None,
+    )
+
+
+def build_pairs(
+    question: TuneQuestion, raw: dict[str, Any], model: str
+) -> tuple[list[PairExample], Counter[str]]:
+    """Every point's pair of one question's raw candidates, and why the others gave none."""
+    pairs: list[PairExample] = []
+    skipped: Counter[str] = Counter()
+    titles = list(raw["titles"])
+    for index, candidates in enumerate(raw["candidates"]):
+        pair, why = choose_pair(question, titles, index, candidates, model)
+        if pair is not None:
+            pairs.append(pair)
+            skipped[f"pair:{pair.why}"] += 1
+        else:
+            skipped[str(why)] += 1
+    return pairs, skipped
+
+
+def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    for line in response.iter_lines():
+        if not line.startswith("data:"):
+            continue
+        payload = line[len("data:") :].strip()
+        if payload == "[DONE]":
+            return
+        yield json.loads(payload)
+
+
+class EdgeSampler:
+    """Asks an edge agent's ``/v1/expand`` for k candidates of every point of an outline."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        sampling: CandidateSampling,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.config = config
+        self.sampling = sampling
+        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        self._client = client or httpx.Client(timeout=httpx.Timeout(600.0), headers=headers)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def candidates(self, question: TuneQuestion, titles: Sequence[str]) -> dict[str, Any]:
+        """The raw record of one question: its titles and every point's k candidates."""
+        s = self.sampling
+        found: dict[tuple[int, int], PointDoneEvent] = {}
+        group = max(1, s.max_sequences // s.k)
+        for start in range(0, len(titles), group):
+            request = ExpandRequest(
+                question=question.question,
+                sketch=list(titles),
+                points=list(range(start, min(len(titles), start + group))),
+                candidates=s.k,
+                max_tokens=s.max_tokens,
+                temperature=0.0,
+                candidate_temperature=s.temperature,
+                seed=s.seed,
+            )
+            found.update(self._expand(request))
+        return {
+            "question_id": question.id,
+            "titles": list(titles),
+            "candidates": [
+                [
+                    {
+                        "text": found[(p, c)].text,
+                        "logprob_mean": found[(p, c)].logprob_mean,
+                        "finish_reason": found[(p, c)].finish_reason,
+                    }
+                    for c in range(s.k)
+                    if (p, c) in found
+                ]
+                for p in range(len(titles))
+            ],
+        }
+
+    def _expand(self, request: ExpandRequest) -> dict[tuple[int, int], PointDoneEvent]:
+        found: dict[tuple[int, int], PointDoneEvent] = {}
+        url = self.config.base_url.rstrip("/") + "/v1/expand"
+        with self._client.stream("POST", url, json=request.wire()) as response:
+            if response.status_code != 200:
+                response.read()
+                raise UpstreamError(
+                    f"the edge answered {response.status_code}: {response.text[:300]}"
+                )
+            for payload in _events(response):
+                event = parse_expand_event(payload)
+                if isinstance(event, PointDoneEvent):
+                    found[(event.point, event.candidate)] = event
+                elif isinstance(event, ErrorEvent):
+                    raise UpstreamError(f"the edge failed: {event.error.message}")
+        return found
+
+
+def outlines_from(raw_cache: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    """Each question's outline titles from an expander data step's raw cache."""
+    return {qid: list(row["titles"]) for qid, row in raw_cache.items() if row.get("titles")}
+
+
+def describe(raw: dict[str, Any]) -> str:
+    points = raw["candidates"]
+    return f"{len(points)} points x {max((len(c) for c in points), default=0)} candidates"
+
+
+def build_pair_dataset(
+    sampler: EdgeSampler,
+    questions: Sequence[TuneQuestion],
+    outlines: dict[str, list[str]],
+    out: Path,
+    *,
+    manifest: dict[str, Any],
+    progress: Callable[[str], None] = logger.info,
+) -> dict[str, Any]:
+    """The preference data of every training question with an outline; resumable like the
+    expander's data step (``<out>.raw.jsonl`` holds each question's candidates)."""
+    train = [q for q in questions if q.split == "train" and q.id in outlines]
+    cache = ask_all(
+        train,
+        out,
+        lambda q: sampler.candidates(q, outlines[q.id]),
+        lambda raw: len(raw.get("candidates", ())) == len(outlines.get(raw["question_id"], ())),
+        describe,
+        progress,
+    )
+    pairs: list[PairExample] = []
+    counts: Counter[str] = Counter()  # why points gave no pair; "pair:<why>" for those that did
+    for question in train:
+        found, why = build_pairs(question, cache[question.id], sampler.config.model)
+        pairs.extend(found)
+        counts.update(why)
+    s = sampler.sampling
+    return write_records(
+        out,
+        pairs,
+        Counter({k: v for k, v in counts.items() if not k.startswith("pair:")}),
+        {
+            **manifest,
+            "role": "preference",
+            "questions": len(train),
+            "edge_model": sampler.config.model,
+            "sampling": {
+                "k": s.k,
+                "temperature": s.temperature,
+                "seed": s.seed,
+                "max_tokens": s.max_tokens,
+                "first": "greedy",
+            },
+            "pairs_by_reason": {
+                k.removeprefix("pair:"): v
+                for k, v in sorted(counts.items())
+                if k.startswith("pair:")
+            },
+        },
+    )

@@ -1,0 +1,176 @@
+"""Preference pairs from the edge's own candidates: which one is chosen, which rejected."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from pice.errors import UpstreamError
+from pice_tune.dataset import PairExample, TuneQuestion, record_from_json, training_record
+from pice_tune.filters import Expansion, reject_reason
+from pice_tune.preference import (
+    CandidateSampling,
+    EdgeConfig,
+    EdgeSampler,
+    build_pairs,
+    choose_pair,
+)
+
+QUESTION = TuneQuestion("q1", "generic", "How do I keep a fern alive on holiday?", "train")
+TITLES = ["Water deeply", "Less sun"]
+GOOD = "Soak the pot the evening before you leave, so the soil holds water for days."
+ALSO_GOOD = "Give the soil a long soak before you go, so it stays damp for the trip."
+GENERIC = "Water is important."
+
+
+def cand(text: str, logprob: float = -0.5, finish: str = "stop") -> dict[str, Any]:
+    return {"text": text, "logprob_mean": logprob, "finish_reason": finish}
+
+
+def test_a_filtered_candidate_is_rejected_even_when_it_scores_higher() -> None:
+    restated = "If you keep a fern alive on holiday, water it deeply."
+    pair, why = choose_pair(QUESTION, TITLES, 0, [cand(restated, -0.01), cand(GOOD)], "m")
+    assert why is None
+    assert pair is not None
+    assert pair.chosen == GOOD
+    assert pair.rejected == restated
+    assert pair.why == "restated_premise"
+
+
+def test_a_cut_off_candidate_is_never_chosen() -> None:
+    cut = "Soak the pot the evening before you leave, so the soil"
+    pair, _ = choose_pair(QUESTION, TITLES, 0, [cand(cut, -0.01, "length"), cand(GOOD)], "m")
+    assert pair is not None
+    assert (pair.chosen, pair.rejected, pair.why) == (GOOD, cut, "truncated")
+
+
+def test_without_filtered_candidates_the_scores_must_differ_enough() -> None:
+    # Two paraphrases score alike: no pair, rather than a coin flip taught as a preference.
+    pair, why = choose_pair(QUESTION, TITLES, 0, [cand(GOOD), cand(ALSO_GOOD)], "m")
+    assert pair is None
+    assert why == "candidates_alike"
+    # A third that agrees with neither and is unlikely under the model is the rejected one.
+    odd = "Consider buying a cactus instead."
+    pair, why = choose_pair(
+        QUESTION, TITLES, 0, [cand(GOOD), cand(ALSO_GOOD), cand(odd, -3.0)], "m"
+    )
+    assert why is None
+    assert pair is not None
+    assert pair.rejected == odd
+    assert pair.why == "score"
+    assert pair.chosen in (GOOD, ALSO_GOOD)
+    assert pair.chosen_score - pair.rejected_score >= 0.1
+
+
+def test_no_pair_when_every_candidate_is_filtered() -> None:
+    pair, why = choose_pair(QUESTION, TITLES, 0, [cand(""), cand("is good for it.")], "m")
+    assert pair is None
+    assert why == "no_good_candidate"
+
+
+def test_the_chosen_candidate_always_passes_the_data_filters() -> None:
+    raw = {
+        "titles": TITLES,
+        "candidates": [
+            [cand(GOOD), cand(""), cand(GENERIC, -0.1)],
+            [cand("Keep it out of direct sun so the soil dries slowly."), cand("is shade.")],
+        ],
+    }
+    pairs, counts = build_pairs(QUESTION, raw, "edge-model")
+    assert len(pairs) == 2
+    assert sum(counts.values()) == 2
+    for pair in pairs:
+        expansion = Expansion(QUESTION.question, tuple(TITLES), pair.index, pair.chosen, "stop")
+        assert reject_reason(expansion) is None
+        assert pair.chosen != pair.rejected
+        assert pair.model == "edge-model"
+
+
+def test_a_pair_round_trips_and_renders_the_edges_prompt() -> None:
+    pair, _ = choose_pair(QUESTION, TITLES, 1, [cand(GOOD), cand("is shade.")], "m")
+    assert pair is not None
+    assert record_from_json(json.loads(json.dumps(pair.to_json()))) == pair
+    record = training_record(pair)
+    assert record["prefix"] == "2. **Less sun**:"
+    assert record["chosen"] == " " + GOOD + "\n"
+    assert record["rejected"] == " is shade.\n"
+    assert "completion" not in record
+    assert isinstance(pair, PairExample)
+
+
+def sse(events: list[dict[str, Any]]) -> bytes:
+    lines = [f"data: {json.dumps(e)}\n\n" for e in events]
+    return "".join([*lines, "data: [DONE]\n\n"]).encode()
+
+
+def point_done(point: int, candidate: int, text: str) -> dict[str, Any]:
+    return {
+        "type": "point_done",
+        "point": point,
+        "candidate": candidate,
+        "finish_reason": "stop",
+        "text": text,
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "logprob_sum": -2.0,
+        "logprob_mean": -0.4,
+        "ttft_ms": 1.0,
+        "duration_ms": 2.0,
+    }
+
+
+def test_the_sampler_asks_in_groups_that_fit_the_agents_sequences() -> None:
+    asked: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        asked.append(body)
+        events = [
+            point_done(p, c, f"Body {p}.{c}.")
+            for p in body["points"]
+            for c in range(body["candidates"])
+        ]
+        return httpx.Response(200, content=sse(events))
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    sampler = EdgeSampler(
+        EdgeConfig("http://edge", "m"), CandidateSampling(k=3, max_sequences=7), client
+    )
+    titles = ["A", "B", "C", "D", "E"]
+    raw = sampler.candidates(QUESTION, titles)
+    # 7 sequences hold two points of three candidates: points asked 2 + 2 + 1.
+    assert [b["points"] for b in asked] == [[0, 1], [2, 3], [4]]
+    assert all(b["temperature"] == 0.0 and b["candidate_temperature"] == 0.8 for b in asked)
+    assert [[c["text"] for c in point] for point in raw["candidates"]][4] == [
+        "Body 4.0.",
+        "Body 4.1.",
+        "Body 4.2.",
+    ]
+
+
+def test_the_sampler_reports_an_edge_error_in_the_stream_and_a_refusal() -> None:
+    def failing(request: httpx.Request) -> httpx.Response:
+        error = {"type": "error", "error": {"message": "engine stopped", "type": "server_error"}}
+        return httpx.Response(200, content=sse([error]))
+
+    sampler = EdgeSampler(
+        EdgeConfig("http://edge", "m"),
+        CandidateSampling(k=2),
+        httpx.Client(transport=httpx.MockTransport(failing)),
+    )
+    with pytest.raises(UpstreamError, match="engine stopped"):
+        sampler.candidates(QUESTION, TITLES)
+
+    def refusing(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": {"message": "needs 9 sequences"}})
+
+    sampler = EdgeSampler(
+        EdgeConfig("http://edge", "m"),
+        CandidateSampling(k=2),
+        httpx.Client(transport=httpx.MockTransport(refusing)),
+    )
+    with pytest.raises(UpstreamError, match="answered 400"):
+        sampler.candidates(QUESTION, TITLES)
