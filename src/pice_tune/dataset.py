@@ -44,6 +44,11 @@ class TuneQuestion:
     split: str
 
 
+def check_schema(data: Mapping[str, Any]) -> None:
+    if data.get("schema") != SCHEMA_VERSION:
+        raise ValueError(f"dataset schema {data.get('schema')!r}, expected {SCHEMA_VERSION}")
+
+
 @dataclass(frozen=True)
 class Example:
     """One kept teacher expansion: the edge is taught to write ``body`` for point ``index``."""
@@ -60,8 +65,7 @@ class Example:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Example:
-        if data.get("schema") != SCHEMA_VERSION:
-            raise ValueError(f"dataset schema {data.get('schema')!r}, expected {SCHEMA_VERSION}")
+        check_schema(data)
         return cls(
             question_id=str(data["question_id"]),
             question=str(data["question"]),
@@ -97,8 +101,7 @@ class SketchExample:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SketchExample:
-        if data.get("schema") != SCHEMA_VERSION:
-            raise ValueError(f"dataset schema {data.get('schema')!r}, expected {SCHEMA_VERSION}")
+        check_schema(data)
         return cls(
             question_id=str(data["question_id"]),
             question=str(data["question"]),
@@ -141,8 +144,7 @@ class PairExample:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PairExample:
-        if data.get("schema") != SCHEMA_VERSION:
-            raise ValueError(f"dataset schema {data.get('schema')!r}, expected {SCHEMA_VERSION}")
+        check_schema(data)
         return cls(
             question_id=str(data["question_id"]),
             question=str(data["question"]),

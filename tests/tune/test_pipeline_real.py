@@ -64,17 +64,23 @@ def scripted_teacher() -> FastAPI:
     return app
 
 
-@pytest.fixture(scope="module")
-def tuned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(workdir, adapter.gguf) after data, train and export through the CLI."""
-    venv = tune_venv()
-    work = tmp_path_factory.mktemp("tune")
+def write_questions(work: Path) -> Path:
+    """Two training questions, written to ``work/questions.jsonl``."""
     questions = work / "questions.jsonl"
     rows = [
         {"id": "q1", "category": "generic", "question": "How do I keep a plant alive on holiday?"},
         {"id": "q2", "category": "generic", "question": "How can my fern survive two weeks alone?"},
     ]
     questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return questions
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(workdir, adapter.gguf) after data, train and export through the CLI."""
+    venv = tune_venv()
+    work = tmp_path_factory.mktemp("tune")
+    questions = write_questions(work)
     with serve(scripted_teacher()) as url:
         assert pice_main(
             ["tune", "--workdir", str(work), "data", "--questions", str(questions),

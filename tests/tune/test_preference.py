@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -122,6 +123,15 @@ def point_done(point: int, candidate: int, text: str) -> dict[str, Any]:
     }
 
 
+def scripted_sampler(
+    handler: Callable[[httpx.Request], httpx.Response],
+    sampling: CandidateSampling | None = None,
+) -> EdgeSampler:
+    """A sampler whose agent is ``handler`` (a scripted ``/v1/expand``)."""
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    return EdgeSampler(EdgeConfig("http://edge", "m"), sampling or CandidateSampling(k=2), client)
+
+
 def test_the_sampler_asks_in_groups_that_fit_the_agents_sequences() -> None:
     asked: list[dict[str, Any]] = []
 
@@ -135,10 +145,7 @@ def test_the_sampler_asks_in_groups_that_fit_the_agents_sequences() -> None:
         ]
         return httpx.Response(200, content=sse(events))
 
-    client = httpx.Client(transport=httpx.MockTransport(handler))
-    sampler = EdgeSampler(
-        EdgeConfig("http://edge", "m"), CandidateSampling(k=3, max_sequences=7), client
-    )
+    sampler = scripted_sampler(handler, CandidateSampling(k=3, max_sequences=7))
     titles = ["A", "B", "C", "D", "E"]
     raw = sampler.candidates(QUESTION, titles)
     # 7 sequences hold two points of three candidates: points asked 2 + 2 + 1.
@@ -156,21 +163,11 @@ def test_the_sampler_reports_an_edge_error_in_the_stream_and_a_refusal() -> None
         error = {"type": "error", "error": {"message": "engine stopped", "type": "server_error"}}
         return httpx.Response(200, content=sse([error]))
 
-    sampler = EdgeSampler(
-        EdgeConfig("http://edge", "m"),
-        CandidateSampling(k=2),
-        httpx.Client(transport=httpx.MockTransport(failing)),
-    )
     with pytest.raises(UpstreamError, match="engine stopped"):
-        sampler.candidates(QUESTION, TITLES)
+        scripted_sampler(failing).candidates(QUESTION, TITLES)
 
     def refusing(request: httpx.Request) -> httpx.Response:
         return httpx.Response(400, json={"error": {"message": "needs 9 sequences"}})
 
-    sampler = EdgeSampler(
-        EdgeConfig("http://edge", "m"),
-        CandidateSampling(k=2),
-        httpx.Client(transport=httpx.MockTransport(refusing)),
-    )
     with pytest.raises(UpstreamError, match="answered 400"):
-        sampler.candidates(QUESTION, TITLES)
+        scripted_sampler(refusing).candidates(QUESTION, TITLES)

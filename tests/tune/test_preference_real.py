@@ -20,7 +20,13 @@ from pice_tune import worker
 from pice_tune.dataset import PairExample, read_dataset
 from pice_tune.filters import Expansion, reject_reason
 from tests.gateway.fakes import serve
-from tests.tune.test_pipeline_real import EDGE_MODEL, last_logits, scripted_teacher, tune_venv
+from tests.tune.test_pipeline_real import (
+    EDGE_MODEL,
+    last_logits,
+    scripted_teacher,
+    tune_venv,
+    write_questions,
+)
 
 pytestmark = pytest.mark.model
 
@@ -35,12 +41,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     edge's candidates), two DPO steps and the export."""
     venv = tune_venv()
     work = tmp_path_factory.mktemp("preference")
-    questions = work / "questions.jsonl"
-    rows = [
-        {"id": "q1", "category": "generic", "question": "How do I keep a plant alive on holiday?"},
-        {"id": "q2", "category": "generic", "question": "How can my fern survive two weeks alone?"},
-    ]
-    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    questions = write_questions(work)
     common = ["tune", "--workdir", str(work)]
     with serve(scripted_teacher()) as url:
         assert pice_main(
