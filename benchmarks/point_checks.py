@@ -1,6 +1,7 @@
 """Judge-free checks of every point of two runs' answers: the tuning filters, applied to what
 the edge wrote (``pice_tune.filters``: restated premise, repeats, a body cut mid-sentence) and
-the edge's own finish reason per point (``length``: it ran to the point's token cap).
+the edge's own finish reason per point (``length``: it ran to the point's token cap), and the
+words the edge's prompt allows (``too_long``). Also the p50 latency ratio B / A.
 
 The pairwise judge can tie almost everything (the 1.5B judge graded tuned and stock answers
 equal on all 40 questions, docs/fine-tuning.md); these checks count what changed. Both runs
@@ -26,10 +27,10 @@ from typing import Any
 
 from pice_bench.questions import Question, load_questions
 from pice_bench.stats import bootstrap_interval
-from pice_tune.filters import Expansion, repeats, restated_premise, truncated
+from pice_tune.filters import Expansion, repeats, restated_premise, too_long, truncated
 
 LINE = re.compile(r"^(\d+)\.\s+\*\*(.+?)\*\*:\s*(.*)$")
-CHECKS = ("restated_premise", "repeat", "cut_mid_sentence", "hit_token_cap")
+CHECKS = ("restated_premise", "repeat", "cut_mid_sentence", "hit_token_cap", "over_word_limit")
 
 
 def point_rows(record: dict[str, Any], question: Question) -> list[dict[str, bool]]:
@@ -49,6 +50,8 @@ def point_rows(record: dict[str, Any], question: Question) -> list[dict[str, boo
                 "repeat": repeats(e) is not None,
                 "cut_mid_sentence": truncated(e) is not None,
                 "hit_token_cap": point.get("finish_reason") == "length",
+                # More words than the edge's prompt asks for (pice_tune.filters.too_long).
+                "over_word_limit": too_long(e) is not None,
             }
         )
     return rows
@@ -61,7 +64,11 @@ def per_question(path: Path, mode: str, questions: dict[str, Question]) -> dict[
         if r["phase"] != "latency" or r["mode"] != mode or r["answer"].get("error"):
             continue
         q = questions[r["question_id"]]
-        out[q.id] = {"points": point_rows(r, q), "words": len(r["answer"]["text"].split())}
+        out[q.id] = {
+            "points": point_rows(r, q),
+            "words": len(r["answer"]["text"].split()),
+            "latency_s": float(r["answer"]["latency_s"]),
+        }
     return out
 
 
@@ -104,6 +111,19 @@ def main() -> int:
         "a": statistics.fmean(x["words"] for x, _ in pairs),
         "b": statistics.fmean(y["words"] for _, y in pairs),
     }
+
+    def p50_ratio(sample: Sequence[tuple[Any, Any]]) -> float:
+        b_p50: float = statistics.median(y["latency_s"] for _, y in sample)
+        a_p50: float = statistics.median(x["latency_s"] for x, _ in sample)
+        return b_p50 / a_p50
+
+    low, high = bootstrap_interval(pairs, p50_ratio, seed=args.seed)
+    latency = {
+        "a_p50_s": statistics.median(x["latency_s"] for x, _ in pairs),
+        "b_p50_s": statistics.median(y["latency_s"] for _, y in pairs),
+        "b_over_a": p50_ratio(pairs),
+        "b_over_a_ci95": [low, high],
+    }
     n_points = {
         "a": sum(len(x["points"]) for x, _ in pairs),
         "b": sum(len(y["points"]) for _, y in pairs),
@@ -117,6 +137,11 @@ def main() -> int:
             f"{row['b'] - row['a']:+.1%} [{low:+.1%}, {high:+.1%}] |"
         )
     print(f"| words per answer (mean) | {words['a']:.0f} | {words['b']:.0f} | |")
+    print(
+        f"| latency p50, one request at a time | {latency['a_p50_s']:.2f} s | "
+        f"{latency['b_p50_s']:.2f} s | ×{latency['b_over_a']:.2f} "
+        f"[{latency['b_over_a_ci95'][0]:.2f}, {latency['b_over_a_ci95'][1]:.2f}] |"
+    )
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         report = {
@@ -128,6 +153,7 @@ def main() -> int:
             "points": n_points,
             "checks": table,
             "words_mean": words,
+            "latency": latency,
         }
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     return 0
