@@ -22,15 +22,17 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from httpx_sse import connect_sse
 
 from pice.edge_protocol import ErrorEvent, ExpandRequest, PointDoneEvent, parse_expand_event
 from pice.errors import UpstreamError
+from pice.http.sse import DONE
 from pice_gateway.progressive.ensemble import Candidate, score_candidates
 from pice_tune.dataset import PairExample, TuneQuestion
 from pice_tune.distill import ask_all, write_records
@@ -143,16 +145,6 @@ def build_pairs(
     return pairs, skipped
 
 
-def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
-    for line in response.iter_lines():
-        if not line.startswith("data:"):
-            continue
-        payload = line[len("data:") :].strip()
-        if payload == "[DONE]":
-            return
-        yield json.loads(payload)
-
-
 class EdgeSampler:
     """Asks an edge agent's ``/v1/expand`` for k candidates of every point of an outline."""
 
@@ -207,14 +199,17 @@ class EdgeSampler:
     def _expand(self, request: ExpandRequest) -> dict[tuple[int, int], PointDoneEvent]:
         found: dict[tuple[int, int], PointDoneEvent] = {}
         url = self.config.base_url.rstrip("/") + "/v1/expand"
-        with self._client.stream("POST", url, json=request.wire()) as response:
+        with connect_sse(self._client, "POST", url, json=request.wire()) as source:
+            response = source.response
             if response.status_code != 200:
                 response.read()
                 raise UpstreamError(
                     f"the edge answered {response.status_code}: {response.text[:300]}"
                 )
-            for payload in _events(response):
-                event = parse_expand_event(payload)
+            for sse in source.iter_sse():
+                if sse.data == DONE:
+                    break
+                event = parse_expand_event(json.loads(sse.data))
                 if isinstance(event, PointDoneEvent):
                     found[(event.point, event.candidate)] = event
                 elif isinstance(event, ErrorEvent):

@@ -305,17 +305,29 @@ def train(args: argparse.Namespace) -> int:
         "val_examples": len(val_examples),
         "val_losses": val_losses,
         "chosen_step": chosen,
+        **_run_facts(device, resumed, started, torch, transformers, peft),
+    }
+    _write_summary(out, summary, final)
+    return 0
+
+
+def _run_facts(
+    device: str, resumed: Path | None, started: float, *libraries: Any
+) -> dict[str, Any]:
+    """What every training summary ends with: where and how long it ran, its peak memory,
+    the checkpoint it resumed from and the versions of the libraries that trained it."""
+    return {
         "device": device,
         "resumed_from": None if resumed is None else resumed.name,
         "seconds": round(time.monotonic() - started, 1),
         "peak_rss_mib": round(peak_rss_mib(), 1),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
+        **{lib.__name__: lib.__version__ for lib in libraries},
     }
+
+
+def _write_summary(out: Path, summary: dict[str, Any], final: Path) -> None:
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     _log(f"adapter saved to {final}")
-    return 0
 
 
 # -- dpo -------------------------------------------------------------------------------
@@ -439,17 +451,9 @@ def dpo(args: argparse.Namespace) -> int:
             [h["step"], round(float(h["eval_loss"]), 4)] for h in history if "eval_loss" in h
         ],
         "chosen_step": _best_step(trainer.state.best_model_checkpoint, trainer.state.global_step),
-        "device": device,
-        "resumed_from": None if resumed is None else resumed.name,
-        "seconds": round(time.monotonic() - started, 1),
-        "peak_rss_mib": round(peak_rss_mib(), 1),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "trl": trl.__version__,
+        **_run_facts(device, resumed, started, torch, transformers, peft, trl),
     }
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    _log(f"adapter saved to {final}")
+    _write_summary(out, summary, final)
     return 0
 
 

@@ -102,9 +102,11 @@ def test_a_pair_round_trips_and_renders_the_edges_prompt() -> None:
     assert isinstance(pair, PairExample)
 
 
-def sse(events: list[dict[str, Any]]) -> bytes:
+def event_stream(events: list[dict[str, Any]]) -> httpx.Response:
+    """What the agent's ``/v1/expand`` answers: one ``data:`` event each, then ``[DONE]``."""
     lines = [f"data: {json.dumps(e)}\n\n" for e in events]
-    return "".join([*lines, "data: [DONE]\n\n"]).encode()
+    body = "".join([*lines, "data: [DONE]\n\n"]).encode()
+    return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
 
 
 def point_done(point: int, candidate: int, text: str) -> dict[str, Any]:
@@ -143,7 +145,7 @@ def test_the_sampler_asks_in_groups_that_fit_the_agents_sequences() -> None:
             for p in body["points"]
             for c in range(body["candidates"])
         ]
-        return httpx.Response(200, content=sse(events))
+        return event_stream(events)
 
     sampler = scripted_sampler(handler, CandidateSampling(k=3, max_sequences=7))
     titles = ["A", "B", "C", "D", "E"]
@@ -161,7 +163,7 @@ def test_the_sampler_asks_in_groups_that_fit_the_agents_sequences() -> None:
 def test_the_sampler_reports_an_edge_error_in_the_stream_and_a_refusal() -> None:
     def failing(request: httpx.Request) -> httpx.Response:
         error = {"type": "error", "error": {"message": "engine stopped", "type": "server_error"}}
-        return httpx.Response(200, content=sse([error]))
+        return event_stream([error])
 
     with pytest.raises(UpstreamError, match="engine stopped"):
         scripted_sampler(failing).candidates(QUESTION, TITLES)
