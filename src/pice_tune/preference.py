@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from httpx_sse import connect_sse
 
 from pice.edge_protocol import ErrorEvent, ExpandRequest, PointDoneEvent, parse_expand_event
 from pice.errors import UpstreamError
@@ -197,6 +196,10 @@ class EdgeSampler:
         }
 
     def _expand(self, request: ExpandRequest) -> dict[tuple[int, int], PointDoneEvent]:
+        # Here, not at the top: `pice tune`'s parser imports this module, and httpx-sse is in
+        # the bench extra, which a gateway-only install lacks (pice_cli would drop the command).
+        from httpx_sse import connect_sse
+
         found: dict[tuple[int, int], PointDoneEvent] = {}
         url = self.config.base_url.rstrip("/") + "/v1/expand"
         with connect_sse(self._client, "POST", url, json=request.wire()) as source:
