@@ -32,7 +32,7 @@ from edge_agent.engine import (
 )
 from edge_agent.engine.backend import EngineJob
 from edge_agent.engine.chat_template import Message
-from edge_agent.prompts import expansion_messages, point_stops, point_suffix
+from edge_agent.prompts import BODY_MAX_WORDS, expansion_messages, point_stops, point_suffix
 from pice.admission import Ticket
 from pice.http.sse import Event, sse_done, sse_json, sse_response
 from pice.openai_protocol import Usage
@@ -155,7 +155,8 @@ def start_expand(state: EdgeState, body: ExpandRequest) -> ExpandJob:
     never fit the context (400). Nothing is tokenised or queued before the queue admits it."""
     engine = ready(state)
     question, history = _conversation(body)
-    prompt = engine.chat.render(expansion_messages(question, body.sketch, history))
+    words = body.point_words or BODY_MAX_WORDS
+    prompt = engine.chat.render(expansion_messages(question, body.sketch, history, words=words))
     spec, labels = build_job(body, prompt.text, prompt.add_special)
     # The ticket is given back once the batcher admits the job.
     ticket = state.queue.admit()

@@ -42,6 +42,8 @@ from pice.openai_protocol import (
 
 MAX_POINTS = 32
 MAX_CANDIDATES = 8
+# The longest body a request may ask the prompt for, in words (``ExpandRequest.point_words``).
+MAX_POINT_WORDS = 200
 # A point's body stays on its list item's line: the agent always stops a sequence at a newline
 # unless the request gives its own stop strings.
 DEFAULT_STOP: Final = ("\n",)
@@ -70,6 +72,10 @@ class ExpandRequest(OpenAIModel):
     frequency_penalty: Penalty = 0.0
     stop: list[str] = Field(default_factory=lambda: list(DEFAULT_STOP), max_length=8)
     request_id: str | None = None
+    # The body's length the expansion prompt asks for, in words; ``None``: the agent's own
+    # (40, the prompt the bundled and fine-tuned models know). It is a request to the model,
+    # not a cap: ``max_tokens`` is the cap. An older agent ignores the field.
+    point_words: int | None = Field(default=None, ge=8, le=MAX_POINT_WORDS)
 
     @model_validator(mode="after")
     def _check(self) -> ExpandRequest:

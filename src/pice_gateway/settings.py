@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from pice.edge_protocol import MAX_CANDIDATES
+from pice.edge_protocol import MAX_CANDIDATES, MAX_POINT_WORDS
 from pice.logs import LogFormat
 from pice.security import OptionalSecret, read_secret_lines, secret_or_file, stripped_secret
 from pice.settings import YamlSettings, load_yaml_settings
@@ -251,8 +251,13 @@ class ProgressiveSettings(BaseModel):
     # a request's own max_tokens wins.
     direct_max_tokens: int = Field(default=512, ge=16)
     sketch_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    # Per point; a request's max_tokens lowers it (see ``progressive.spec``).
+    # Per point; a request's max_tokens lowers it (see ``progressive.spec``). With
+    # ``point_words`` set, a point may have at least the tokens that many words take.
     expansion_max_tokens: int = Field(default=96, ge=1)
+    # The length, in words, the expansion prompt asks each point's body for (edges and the
+    # cloud alike); None: the edge prompt's own, 40 (what the bundled and tuned models know).
+    # Longer bodies make longer, slower answers; a request's ``pice.point_words`` overrides it.
+    point_words: int | None = Field(default=None, ge=8, le=MAX_POINT_WORDS)
     expansion_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     # An edge job admitted by the edge (its ``start`` event) that then sends no event for this
     # long loses its points to another edge, and the edge is marked down.

@@ -221,3 +221,24 @@ def _no_real_model(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("resolve_model called with a fake backend")
 
     monkeypatch.setattr("edge_agent.api.app.resolve_model", refuse)
+
+
+async def test_expand_asks_for_the_requests_point_words_and_defaults_to_the_prompts_own() -> None:
+    fake = FakeBackend()
+    fake.may_start.set()
+    body = {"question": "How do I sleep?", "sketch": ["Keep a schedule", "Limit caffeine"]}
+    async with serve(fake) as client:
+        await until_ready(client)
+        default = await client.post("/v1/expand", json=body, headers=AUTH)
+        longer = await client.post("/v1/expand", json=body | {"point_words": 80}, headers=AUTH)
+        too_short = await client.post("/v1/expand", json=body | {"point_words": 2}, headers=AUTH)
+    assert default.status_code == longer.status_code == 200
+    first, second = (job.spec.prefix for job in fake.jobs)
+    assert "at most 40 words" in first
+    assert "one or two short sentences" in first
+    assert "at most 80 words" in second
+    assert "two to four sentences" in second
+    assert "at most 40" not in second
+    assert too_short.status_code == 400
+    assert too_short.json()["error"]["param"] == "point_words"
+    assert len(fake.jobs) == 2, "a refused request submits nothing"

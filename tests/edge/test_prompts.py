@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from edge_agent.engine.chat_template import ChatRenderer, Message
-from edge_agent.prompts import expansion_messages, outline, point_stops, point_suffix
+from edge_agent.prompts import (
+    BODY_MAX_WORDS,
+    INSTRUCTION,
+    SYSTEM_PROMPT,
+    expansion_messages,
+    instruction,
+    outline,
+    point_stops,
+    point_suffix,
+    system_prompt,
+)
 
 SKETCH = ["Keep a schedule", " Limit caffeine "]
 
@@ -42,3 +52,22 @@ def test_gguf_template_is_rendered_with_jinja() -> None:
     prompt = renderer.render([Message("user", "Hi")])
     assert prompt.text == "<bos><user>Hi</s><assistant>"
     assert not prompt.add_special
+
+
+def test_the_default_prompt_asks_for_the_fine_tuning_datas_length() -> None:
+    assert system_prompt() == SYSTEM_PROMPT
+    assert f"at most {BODY_MAX_WORDS} words" in SYSTEM_PROMPT
+    assert "one or two short sentences" in SYSTEM_PROMPT
+    assert "one or two short, specific sentences" in INSTRUCTION
+    assert expansion_messages("q", SKETCH)[0].content == SYSTEM_PROMPT
+
+
+def test_longer_bodies_ask_for_more_sentences_and_shorter_ones_keep_two() -> None:
+    system, user = expansion_messages("q", SKETCH, words=80)
+    assert "(at most 80 words)" in system.content
+    assert "two to four sentences" in system.content
+    assert "two to four specific sentences" in user.content
+    assert "two to three sentences" in system_prompt(50)
+    assert "two to ten sentences" in system_prompt(200), "the count is capped"
+    assert "one or two short sentences (at most 20 words)" in system_prompt(20)
+    assert instruction(20) == INSTRUCTION

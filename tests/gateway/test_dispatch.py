@@ -450,3 +450,25 @@ def test_the_pice_extension_is_never_forwarded_to_the_cloud() -> None:
     payload = cloud_payload(request, "cloud-model")
     assert "pice" not in payload
     assert payload["user"] == "u", "other unknown fields are still forwarded"
+
+
+async def test_point_words_reach_the_edges_and_the_cloud_with_the_tokens_they_take() -> None:
+    edge = InProcessEdge("e1")
+    async with upstreams(CloudScript(), edge) as shared:
+        _, plain = await answer(progressive_run(shared))
+        assert {job.point_words for job in edge.jobs} == {None}
+        assert all("point_words" not in job.wire() for job in edge.jobs), "older agents: unsent"
+        assert {job.max_tokens for job in edge.jobs} == {96}
+        assert plain.report.point_words is None
+        edge.jobs.clear()
+        _, longer = await answer(progressive_run(shared, pice={"point_words": 80}))
+    assert {job.point_words for job in edge.jobs} == {80}
+    assert {job.max_tokens for job in edge.jobs} == {192}, "80 words at 2.4 tokens a word"
+    assert longer.report.point_words == 80
+    cloud = CloudScript()
+    async with upstreams(cloud, InProcessEdge("down", reachable=False)) as shared:
+        await answer(progressive_run(shared, model="pice-progressive", pice={"point_words": 60}))
+    expansions = [str(r["messages"]) for r in cloud.requests if "Outline of the answer" in str(r)]
+    assert len(expansions) == 3
+    assert all("in at most 60 words" in text for text in expansions)
+    assert all(r["max_tokens"] == 144 for r in cloud.requests if "Outline of the answer" in str(r))

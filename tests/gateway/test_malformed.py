@@ -129,6 +129,8 @@ CASES = [
     Bad("user a number", with_(user=5), param="user"),
     Bad("tools on the progressive model", with_(tools=[{"type": "function"}]), param="tools"),
     Bad("pice candidates zero", with_(pice={"candidates": 0}), param="pice.candidates"),
+    Bad("pice point_words too few", with_(pice={"point_words": 3}), param="pice.point_words"),
+    Bad("pice point_words a string", with_(pice={"point_words": "long"}), param="pice.point_words"),
     Bad(
         "last turn not the user's",
         with_(messages=[*USER, {"role": "assistant", "content": "x"}]),

@@ -88,6 +88,9 @@ class PiceReport(BaseModel):
     reason: str
     # The sketch request, on the progressive path (``None`` on the cloud path: no sketch).
     sketch: SketchReport | None = None
+    # The body length the points were asked for, in words (``progressive.point_words`` or the
+    # request's ``pice.point_words``); ``None``: the edge prompt's own.
+    point_words: int | None = None
     points: list[PointReport] = Field(default_factory=list)
     timings: Timings = Field(default_factory=Timings)
     cloud_usage: Usage = Field(default_factory=Usage)

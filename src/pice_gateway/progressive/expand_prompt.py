@@ -7,15 +7,18 @@ from typing import Any
 
 
 def cloud_expansion_messages(
-    messages: list[dict[str, Any]], titles: list[str], index: int
+    messages: list[dict[str, Any]], titles: list[str], index: int, *, words: int | None = None
 ) -> list[dict[str, Any]]:
-    """Ask the cloud for the body of point ``index`` only, given the conversation and outline."""
+    """Ask the cloud for the body of point ``index`` only, given the conversation and outline;
+    ``words`` (``progressive.point_words``) asks for a body of at most that many words, as the
+    edges are asked; ``None`` keeps the wording the distilled data was written with."""
     history = messages[:-1]
     question = messages[-1]["content"] if messages else ""
     outline = "\n".join(f"{n}. {title}" for n, title in enumerate(titles, start=1))
+    length = "in one or two sentences" if words is None else f"in at most {words} words"
     instruction = (
         f"Question: {question}\n\nOutline of the answer:\n{outline}\n\n"
-        f'Write point {index + 1} ("{titles[index]}") in one or two sentences. '
+        f'Write point {index + 1} ("{titles[index]}") {length}. '
         "Write only the text of this point, without its number or title."
     )
     return [*history, {"role": "user", "content": instruction}]

@@ -9,13 +9,15 @@ and a wrong value is a 400 before the first byte. The field is never forwarded t
                             1 turns the ensemble off, the load rule may still lower it
     events       bool       a streamed answer also carries point-level events, as SSE
                             comments every other client skips (``progressive.watch``)
+    point_words  int 8..200 the length each point's body is asked for, in words
+                            (``progressive.point_words``)
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from pice.edge_protocol import MAX_CANDIDATES
+from pice.edge_protocol import MAX_CANDIDATES, MAX_POINT_WORDS
 from pice.errors import InvalidRequestError
 from pice.openai_protocol import ChatCompletionRequest
 
@@ -28,6 +30,7 @@ class PiceOptions(BaseModel):
     candidates: int | None = Field(default=None, ge=1, le=MAX_CANDIDATES)
     # Strict, as the request's own booleans are: ``"events": "yes"`` is a 400, not ``True``.
     events: StrictBool = False
+    point_words: int | None = Field(default=None, ge=8, le=MAX_POINT_WORDS)
 
 
 def pice_options(request: ChatCompletionRequest) -> PiceOptions:

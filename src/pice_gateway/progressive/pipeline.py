@@ -157,11 +157,13 @@ class ProgressiveRun:
         self._sketch = CloudTextStream(upstreams.cloud, payload, meter=upstreams.cloud_meter)
         self._parser = SketchParser(request_budget(settings, request).max_points)
         self._stop = StopMatcher(request.stop_list())
+        spec = ExpansionSpec.for_request(settings, request, request_id)
+        self._report.point_words = spec.point_words
         self._dispatcher = Dispatcher(
             registry=upstreams.registry,
             policy=upstreams.policy,
             cloud=upstreams.cloud,
-            spec=ExpansionSpec.for_request(settings, request, request_id),
+            spec=spec,
             emit=self._on_dispatch_event,
             hedging=HedgeRule(**settings.progressive.hedging.model_dump()),
             overflow=OverflowRule(**settings.progressive.cloud_overflow.model_dump()),

@@ -13,6 +13,7 @@ apply to the expansions, on the edges' samplers and on the cloud alike. Ensemble
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,12 +66,29 @@ def answer_budget(
     )
 
 
+# Tokens a word of a point's body takes at most, about: the default prompt's 40 words fit
+# the default 96 tokens a point.
+TOKENS_PER_WORD = 2.4
+
+
+def point_words(settings: GatewaySettings, request: ChatCompletionRequest) -> int | None:
+    """The body length the request asks points for: its ``pice.point_words``, else the
+    setting; ``None`` leaves it to the edge's prompt."""
+    return pice_options(request).point_words or settings.progressive.point_words
+
+
 def request_budget(settings: GatewaySettings, request: ChatCompletionRequest) -> AnswerBudget:
+    """The request's budget; a point asked for more words than ``expansion_max_tokens``
+    holds gets the tokens they take (the request's own limit still bounds the answer)."""
     knobs = settings.progressive
+    point_max = knobs.expansion_max_tokens
+    words = point_words(settings, request)
+    if words is not None:
+        point_max = max(point_max, math.ceil(words * TOKENS_PER_WORD))
     return answer_budget(
         request.token_limit(),
         sketch_max=knobs.sketch_max_tokens,
-        point_max=knobs.expansion_max_tokens,
+        point_max=point_max,
         max_points=knobs.max_points,
     )
 
@@ -124,6 +142,9 @@ class ExpansionSpec:
     # How long a job may wait on the edge for admission (its ``start`` event); the stall bound
     # applies only after it.
     queue_seconds: float = 120.0
+    # The body length the prompts ask for, in words (``progressive.point_words``); ``None``:
+    # the edge's own, and the cloud's default wording.
+    point_words: int | None = None
     # OpenAI's penalties, applied by the edge's sampler and by the cloud; ``None``: not set.
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
@@ -152,6 +173,7 @@ class ExpansionSpec:
             presence_penalty=request.presence_penalty,
             frequency_penalty=request.frequency_penalty,
             queue_seconds=knobs.edge_queue_seconds,
+            point_words=point_words(settings, request),
         )
 
     def sampling(self) -> dict[str, Any]:
@@ -171,11 +193,14 @@ class ExpansionSpec:
         self, outline: list[str], points: list[int], candidates: int = 1
     ) -> ExpandRequest:
         """The ``/v1/expand`` job for ``points`` of ``outline`` (every title known so far),
-        ``candidates`` per point; the ensemble fields are sent only when there is a choice, so a
-        single-candidate job's body is what it was before the ensemble."""
+        ``candidates`` per point; the ensemble fields are sent only when there is a choice, and
+        ``point_words`` only when set, so a single-candidate job's body is what it was before
+        either."""
         extra: dict[str, Any] = {}
         if candidates > 1:
             extra = {"candidates": candidates, "candidate_temperature": self.candidate_temperature}
+        if self.point_words is not None:
+            extra["point_words"] = self.point_words
         return ExpandRequest(
             messages=[ChatMessage(role=m["role"], content=m["content"]) for m in self.messages],
             sketch=outline,
@@ -189,6 +214,8 @@ class ExpansionSpec:
         """The cloud chat request that expands ``point`` itself (no edge could)."""
         return {
             "model": self.cloud_model,
-            "messages": cloud_expansion_messages(self.messages, outline, point),
+            "messages": cloud_expansion_messages(
+                self.messages, outline, point, words=self.point_words
+            ),
             **self.sampling(),
         }
