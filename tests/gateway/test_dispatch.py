@@ -34,7 +34,7 @@ from pice_gateway.progressive.pipeline import Finished, ProgressiveRun, TextOut,
 from pice_gateway.progressive.spec import ExpansionSpec
 from pice_gateway.settings import GatewaySettings
 from pice_gateway.upstream_http import UpstreamClient
-from tests.gateway.fakes import CloudScript
+from tests.gateway.fakes import OUTLINE, CloudScript
 from tests.gateway.inprocess import InProcessEdge, mock_cloud
 
 pytestmark = pytest.mark.timeout(10)
@@ -472,3 +472,32 @@ async def test_point_words_reach_the_edges_and_the_cloud_with_the_tokens_they_ta
     assert len(expansions) == 3
     assert all("in at most 60 words" in text for text in expansions)
     assert all(r["max_tokens"] == 144 for r in cloud.requests if "Outline of the answer" in str(r))
+
+
+FRAMED_SKETCH = "Health takes a few habits:\n" + OUTLINE + "Keep them up and it adds up.\n"
+
+
+async def test_a_framed_answer_opens_before_point_1_and_closes_after_the_last_point() -> None:
+    edge = InProcessEdge("e1", token_delay=0.001)
+    cloud = CloudScript(sketch=FRAMED_SKETCH)
+    async with upstreams(cloud, edge) as shared:
+        pieces, finished = await answer(
+            progressive_run(shared, model="pice-progressive", pice={"frame": True})
+        )
+        plain_pieces, plain = await answer(progressive_run(shared, model="pice-progressive"))
+    text = "".join(pieces)
+    assert pieces[0].startswith("Health takes a few habits:")
+    assert text == (
+        "Health takes a few habits:\n\n"
+        + EXPECTED.format("e1", "e1", "e1")
+        + "\nKeep them up and it adds up."
+    )
+    sketch = finished.report.sketch
+    assert sketch is not None
+    assert (sketch.frame, sketch.opening, sketch.closing) == (True, True, True)
+    assert "opens the answer" in str(cloud.requests[0]["messages"][0])
+    # Off by default: the same sketch's frame is not asked for, and not shown.
+    assert plain.report.sketch is not None
+    assert not plain.report.sketch.frame
+    assert "opens the answer" not in str(cloud.requests[-1]["messages"][0])
+    assert "".join(plain_pieces) == EXPECTED.format("e1", "e1", "e1")

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from pice.openai_protocol import ChatMessage
 from pice_gateway.progressive.sketch import (
+    SKETCH_SYSTEM_FRAMED,
+    SKETCH_SYSTEM_OUTLINE,
     DirectText,
+    FrameText,
     OutlineEnded,
     PointFound,
     SketchEvent,
     SketchParser,
     clean_title,
+    sketch_messages,
 )
 
 
@@ -132,3 +137,57 @@ def test_a_cut_sketch_drops_its_half_written_last_point() -> None:
     parser = SketchParser(max_points=8)
     events = parser.feed("1. Create a")
     assert points(events + parser.close(cut=True)) == ["Create a"]
+
+
+FRAMED = "Sleep well with a few habits:\n1. Fixed schedule\n2. Dark room\nSmall habits add up.\n"
+
+
+def frame_of(events: list[SketchEvent]) -> list[FrameText]:
+    return [e for e in events if isinstance(e, FrameText)]
+
+
+def test_a_framed_sketch_gives_its_opening_first_and_its_closing_after_the_points() -> None:
+    parser = SketchParser(max_points=8, frame=True)
+    events = feed_all(parser, list(FRAMED))
+    assert events[0] == FrameText("Sleep well with a few habits:", closing=False)
+    assert points(events) == ["Fixed schedule", "Dark room"]
+    assert events[-2:] == [FrameText("Small habits add up.", closing=True), OutlineEnded()]
+    assert parser.is_outline
+    assert parser.ended
+    assert direct(events) == ""
+
+
+def test_without_frame_the_same_sketch_skips_the_preamble_and_ends_at_the_prose() -> None:
+    events = feed_all(SketchParser(max_points=8), [FRAMED])
+    assert frame_of(events) == []
+    assert points(events) == ["Fixed schedule", "Dark room"]
+
+
+def test_a_framed_outline_past_its_cap_skips_items_and_still_reads_the_closing() -> None:
+    parser = SketchParser(max_points=2, frame=True)
+    text = "Open:\n1. A\n2. B\n3. C\n   detail\nClose.\n"
+    events = feed_all(parser, [text])
+    assert points(events) == ["A", "B"]
+    assert frame_of(events)[-1] == FrameText("Close.", closing=True)
+
+
+def test_a_closing_cut_by_the_token_limit_is_dropped_a_whole_last_line_is_kept() -> None:
+    cut = SketchParser(max_points=8, frame=True)
+    events = cut.feed("Open:\n1. A\n2. B\nThe end of")
+    events += cut.close(cut=True)
+    assert [e.closing for e in frame_of(events)] == [False]
+    assert cut.is_outline
+    whole = SketchParser(max_points=8, frame=True)
+    events = whole.feed("Open:\n1. A\nThe end.")
+    events += whole.close()
+    assert frame_of(events)[-1] == FrameText("The end.", closing=True)
+
+
+def test_the_framed_prompt_asks_for_the_frame_and_only_an_outline_only_sketch_has_it() -> None:
+    user = [ChatMessage(role="user", content="How to rest?")]
+    framed = sketch_messages(user, allow_direct=False, frame=True)
+    assert framed[0]["content"] == SKETCH_SYSTEM_FRAMED
+    assert framed[2]["content"].endswith("longer, deeper sleep."), "the example closes"
+    assert sketch_messages(user, allow_direct=False)[0]["content"] == SKETCH_SYSTEM_OUTLINE
+    auto = sketch_messages(user, allow_direct=True, frame=True)
+    assert auto == sketch_messages(user, allow_direct=True)

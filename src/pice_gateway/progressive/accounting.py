@@ -70,6 +70,10 @@ class SketchReport(BaseModel):
 
     # The model it named: ``cloud.sketch_model`` for an outline-only sketch, else ``cloud.model``.
     model: str
+    # Asked for a frame (``progressive.frame``), and whether it wrote each part of it.
+    frame: bool = False
+    opening: bool = False
+    closing: bool = False
 
 
 class Timings(BaseModel):

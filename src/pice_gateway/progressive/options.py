@@ -11,6 +11,8 @@ and a wrong value is a 400 before the first byte. The field is never forwarded t
                             comments every other client skips (``progressive.watch``)
     point_words  int 8..200 the length each point's body is asked for, in words
                             (``progressive.point_words``)
+    frame        bool       the sketch also writes an opening line and a closing sentence
+                            around the points (``progressive.frame``)
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class PiceOptions(BaseModel):
     # Strict, as the request's own booleans are: ``"events": "yes"`` is a 400, not ``True``.
     events: StrictBool = False
     point_words: int | None = Field(default=None, ge=8, le=MAX_POINT_WORDS)
+    frame: StrictBool | None = None
 
 
 def pice_options(request: ChatCompletionRequest) -> PiceOptions:

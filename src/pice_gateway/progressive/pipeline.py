@@ -70,8 +70,19 @@ from pice_gateway.progressive.events import (
     UsageCounted,
 )
 from pice_gateway.progressive.merge import Merger
-from pice_gateway.progressive.sketch import DirectText, PointFound, SketchEvent, SketchParser
-from pice_gateway.progressive.spec import ExpansionSpec, request_budget, sketch_payload
+from pice_gateway.progressive.sketch import (
+    DirectText,
+    FrameText,
+    PointFound,
+    SketchEvent,
+    SketchParser,
+)
+from pice_gateway.progressive.spec import (
+    ExpansionSpec,
+    request_budget,
+    sketch_frame,
+    sketch_payload,
+)
 from pice_gateway.progressive.tasks import TaskSet
 from pice_gateway.settings import GatewaySettings
 from pice_gateway.upstream_http import UpstreamClient
@@ -153,9 +164,12 @@ class ProgressiveRun:
         )
         self._point_spans: dict[int, Span] = {}
         payload = sketch_payload(settings, request, allow_direct=allow_direct)
-        self._report.sketch = SketchReport(model=payload["model"])
+        frame = sketch_frame(settings, request, allow_direct=allow_direct)
+        self._report.sketch = SketchReport(model=payload["model"], frame=frame)
         self._sketch = CloudTextStream(upstreams.cloud, payload, meter=upstreams.cloud_meter)
-        self._parser = SketchParser(request_budget(settings, request).max_points)
+        self._parser = SketchParser(request_budget(settings, request).max_points, frame=frame)
+        # A framed sketch's closing sentence, shown once every point is.
+        self._closing: str | None = None
         self._stop = StopMatcher(request.stop_list())
         spec = ExpansionSpec.for_request(settings, request, request_id)
         self._report.point_words = spec.point_words
@@ -273,6 +287,14 @@ class ProgressiveRun:
             self._dispatcher.add_point(event.index, event.title)
         elif isinstance(event, DirectText):
             self._emit(event.text)
+        elif isinstance(event, FrameText) and self._report.sketch is not None:
+            if event.closing:
+                self._report.sketch.closing = True
+                self._closing = event.text
+            else:
+                # Before any point: its line came first. Shown at once, it is the first text.
+                self._report.sketch.opening = True
+                self._emit(event.text + "\n\n")
 
     # -- the expansions ----------------------------------------------------------------------
 
@@ -394,6 +416,9 @@ class ProgressiveRun:
                 self._report.timings.expansion_ms = round(
                     self._clock.ms() - self._first_dispatch_ms, 1
                 )
+            if self._closing is not None:
+                closing, self._closing = self._closing, None
+                self._emit("\n" + closing)
             self._finish("length" if self._was_cut() else "stop")
 
     def _was_cut(self) -> bool:

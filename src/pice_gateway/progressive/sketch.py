@@ -28,6 +28,13 @@ SKETCH_SYSTEM_AUTO = (
     + _OUTLINE_RULES
 )
 SKETCH_SYSTEM_OUTLINE = "You plan answers: " + _OUTLINE_RULES
+# ``progressive.frame``: the outline between an opening line and a closing sentence, as a
+# whole answer has them; the edges expand the points, the cloud's frame is shown as written.
+SKETCH_SYSTEM_FRAMED = (
+    "You plan answers: write one short sentence that opens the answer and ends with a colon; "
+    "then a numbered outline: 3 to 8 points, one per line, 2 to 6 words each, no details; "
+    "then one sentence that concludes the answer."
+)
 
 _OUTLINE_EXAMPLE = (
     "How can I sleep better?",
@@ -43,20 +50,37 @@ _EXAMPLES_AUTO: tuple[tuple[str, str], ...] = (
     ),
 )
 _EXAMPLES_OUTLINE = (_OUTLINE_EXAMPLE,)
+_EXAMPLES_FRAMED = (
+    (
+        _OUTLINE_EXAMPLE[0],
+        "Better sleep comes from steady habits and a calm bedroom:\n"
+        + _OUTLINE_EXAMPLE[1]
+        + "\nKept up every day, these small changes add up to longer, deeper sleep.",
+    ),
+)
 
 
-def sketch_messages(messages: list[ChatMessage], *, allow_direct: bool) -> list[dict[str, Any]]:
+def sketch_messages(
+    messages: list[ChatMessage], *, allow_direct: bool, frame: bool = False
+) -> list[dict[str, Any]]:
     """The cloud conversation that asks for a sketch of ``messages``' last user turn.
 
     The user's own system messages are folded into ours: some chat templates accept a system
-    message only in first position.
+    message only in first position. ``frame`` asks an outline-only sketch for an opening line
+    and a closing sentence too; a sketch that may answer directly keeps its own prompt.
     """
-    system = SKETCH_SYSTEM_AUTO if allow_direct else SKETCH_SYSTEM_OUTLINE
+    framed = frame and not allow_direct
+    if allow_direct:
+        system, examples = SKETCH_SYSTEM_AUTO, _EXAMPLES_AUTO
+    elif framed:
+        system, examples = SKETCH_SYSTEM_FRAMED, _EXAMPLES_FRAMED
+    else:
+        system, examples = SKETCH_SYSTEM_OUTLINE, _EXAMPLES_OUTLINE
     user_system = [m.text() for m in messages if m.role in ("system", "developer")]
     if user_system:
         system += "\n\nThe user's instructions for the final answer:\n" + "\n".join(user_system)
     out: list[dict[str, Any]] = [{"role": "system", "content": system}]
-    for question, answer in _EXAMPLES_AUTO if allow_direct else _EXAMPLES_OUTLINE:
+    for question, answer in examples:
         out.append({"role": "user", "content": question})
         out.append({"role": "assistant", "content": answer})
     out.extend(
@@ -83,12 +107,22 @@ class OutlineEnded:
     """The outline is over (cap reached or prose after it): the stream may be closed."""
 
 
-SketchEvent = PointFound | DirectText | OutlineEnded
+@dataclass(frozen=True)
+class FrameText:
+    """A framed sketch's opening line (before the outline) or closing sentence (after it)."""
+
+    text: str
+    closing: bool
+
+
+SketchEvent = PointFound | DirectText | OutlineEnded | FrameText
 
 
 class _Mode(Enum):
     UNDECIDED = "undecided"
     OUTLINE = "outline"
+    # A framed outline past its point cap, waiting for the closing sentence.
+    CLOSING = "closing"
     DIRECT = "direct"
     ENDED = "ended"
 
@@ -129,10 +163,15 @@ class SketchParser:
     model that ignores the format still yields an answer. In an outline, indented lines and
     sub-bullets are details and skipped; the first unindented prose line, a repeated point, or
     the point cap ends it.
+
+    A parser for a framed sketch (``frame``) reads the first prose line before the outline as
+    its opening, and the prose line that ends the outline as its closing (:class:`FrameText`);
+    a closing cut by the token limit is dropped, like a cut title.
     """
 
-    def __init__(self, max_points: int) -> None:
+    def __init__(self, max_points: int, *, frame: bool = False) -> None:
         self.max_points = max_points
+        self.frame = frame
         self.mode = _Mode.UNDECIDED
         self.points: list[str] = []
         self._partial = ""
@@ -146,7 +185,7 @@ class SketchParser:
 
     @property
     def is_outline(self) -> bool:
-        return self.mode in (_Mode.OUTLINE, _Mode.ENDED) and bool(self.points)
+        return self.mode in (_Mode.OUTLINE, _Mode.CLOSING, _Mode.ENDED) and bool(self.points)
 
     @property
     def ended(self) -> bool:
@@ -178,12 +217,12 @@ class SketchParser:
         expanded from half a title.
         """
         events: list[SketchEvent] = []
-        if cut and self.mode is _Mode.OUTLINE:
+        if cut and self.mode in (_Mode.OUTLINE, _Mode.CLOSING):
             self._partial = ""
         if self._partial and self.mode not in (_Mode.DIRECT, _Mode.ENDED):
             line, self._partial = self._partial, ""
             events.extend(self._line(line, last=True))
-        if self.mode is _Mode.OUTLINE:
+        if self.mode in (_Mode.OUTLINE, _Mode.CLOSING):
             self.mode = _Mode.ENDED
         return events
 
@@ -209,6 +248,9 @@ class SketchParser:
             self._indent = len((numbered or bullet).group(1))  # type: ignore[union-attr]
             return self._outline_line(line)
         stripped = line.strip()
+        if self.frame and not self._preamble_seen:
+            self._preamble_seen = True
+            return [FrameText(stripped, closing=False)]
         if stripped.endswith(":") and len(stripped) < 100 and not self._preamble_seen:
             self._preamble_seen = True
             return []
@@ -219,6 +261,8 @@ class SketchParser:
         numbered = _NUMBERED.match(line)
         bullet = _BULLET.match(line)
         item = numbered if self._numbered else bullet
+        if self.mode is _Mode.CLOSING and item is not None:
+            return []
         if item is not None and len(item.group(1)) <= self._indent:
             title = clean_title(item.group(item.lastindex or 0))
             if not title:
@@ -230,10 +274,15 @@ class SketchParser:
             self.points.append(title)
             events: list[SketchEvent] = [PointFound(len(self.points) - 1, title)]
             if len(self.points) >= self.max_points:
-                self.mode = _Mode.ENDED
-                events.append(OutlineEnded())
+                if self.frame:
+                    self.mode = _Mode.CLOSING  # items past the cap are skipped
+                else:
+                    self.mode = _Mode.ENDED
+                    events.append(OutlineEnded())
             return events
         if numbered or bullet or line[:1].isspace():
             return []  # a sub-item or a detail line
         self.mode = _Mode.ENDED
+        if self.frame:
+            return [FrameText(line.strip(), closing=True), OutlineEnded()]
         return [OutlineEnded()]

@@ -93,6 +93,15 @@ def request_budget(settings: GatewaySettings, request: ChatCompletionRequest) ->
     )
 
 
+def sketch_frame(
+    settings: GatewaySettings, request: ChatCompletionRequest, *, allow_direct: bool
+) -> bool:
+    """Whether the sketch is asked for an opening line and a closing sentence: the request's
+    ``pice.frame``, else ``progressive.frame``; only an outline-only sketch is framed."""
+    frame = pice_options(request).frame
+    return not allow_direct and (settings.progressive.frame if frame is None else frame)
+
+
 def sketch_payload(
     settings: GatewaySettings, request: ChatCompletionRequest, *, allow_direct: bool
 ) -> dict[str, Any]:
@@ -113,7 +122,11 @@ def sketch_payload(
         budget = request_budget(settings, request).sketch_tokens
     return {
         "model": settings.cloud.model if allow_direct else settings.cloud.outline_model,
-        "messages": sketch_messages(request.messages, allow_direct=allow_direct),
+        "messages": sketch_messages(
+            request.messages,
+            allow_direct=allow_direct,
+            frame=sketch_frame(settings, request, allow_direct=allow_direct),
+        ),
         "max_tokens": budget,
         "temperature": knobs.sketch_temperature,
     }
