@@ -191,3 +191,14 @@ def test_the_framed_prompt_asks_for_the_frame_and_only_an_outline_only_sketch_ha
     assert sketch_messages(user, allow_direct=False)[0]["content"] == SKETCH_SYSTEM_OUTLINE
     auto = sketch_messages(user, allow_direct=True, frame=True)
     assert auto == sketch_messages(user, allow_direct=True)
+
+
+def test_a_framed_outline_that_lists_on_past_the_cap_ends_without_waiting_for_a_closing() -> None:
+    parser = SketchParser(max_points=2, frame=True)
+    events = parser.feed("Open:\n1. A\n2. B\n3. C\n4. D\n")
+    assert not parser.ended, "two items past the cap may still be followed by a closing"
+    events += parser.feed("5. E\n")
+    assert parser.ended, "the third is a loop: the stream may be closed"
+    assert events[-1] == OutlineEnded()
+    assert points(events) == ["A", "B"]
+    assert [e.closing for e in frame_of(events)] == [False]

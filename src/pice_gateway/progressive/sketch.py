@@ -134,6 +134,8 @@ _MARKER = re.compile(r"^\W*DIRECT\b\W*(.*)$")
 # The marker with the answer on the same line ("DIRECT: 84"), seen before the line ends.
 _EARLY_MARKER = re.compile(r"^[\s*_#]*DIRECT[*_]*\s*[:.\-–]?\s+(?=\S)")
 _TITLE_MAX = 80
+# Items a framed outline may list past the point cap while its closing is awaited.
+_PAST_CAP_ITEMS = 2
 
 
 def clean_title(raw: str) -> str:
@@ -166,12 +168,14 @@ class SketchParser:
 
     A parser for a framed sketch (``frame``) reads the first prose line before the outline as
     its opening, and the prose line that ends the outline as its closing (:class:`FrameText`);
-    a closing cut by the token limit is dropped, like a cut title.
+    a closing cut by the token limit is dropped, like a cut title, and an outline that lists
+    more than two items past the point cap ends without one (the model is looping).
     """
 
     def __init__(self, max_points: int, *, frame: bool = False) -> None:
         self.max_points = max_points
         self.frame = frame
+        self._past_cap = 0
         self.mode = _Mode.UNDECIDED
         self.points: list[str] = []
         self._partial = ""
@@ -262,6 +266,12 @@ class SketchParser:
         bullet = _BULLET.match(line)
         item = numbered if self._numbered else bullet
         if self.mode is _Mode.CLOSING and item is not None:
+            # A model that lists on past the cap is looping, not closing: stop waiting soon,
+            # or the cloud writes to its token limit while the answer waits for the sketch.
+            self._past_cap += 1
+            if self._past_cap > _PAST_CAP_ITEMS:
+                self.mode = _Mode.ENDED
+                return [OutlineEnded()]
             return []
         if item is not None and len(item.group(1)) <= self._indent:
             title = clean_title(item.group(item.lastindex or 0))
