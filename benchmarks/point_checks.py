@@ -1,7 +1,9 @@
 """Judge-free checks of every point of two runs' answers: the tuning filters, applied to what
 the edge wrote (``pice_tune.filters``: restated premise, repeats, a body cut mid-sentence) and
 the edge's own finish reason per point (``length``: it ran to the point's token cap), and the
-words the edge's prompt allows (``too_long``). Also the p50 latency ratio B / A.
+words the edge's prompt allows (``too_long``). Also the p50 latency and time-to-first-token
+ratios B / A, and how many answers have a frame (``progressive.frame``: an opening line and a
+closing sentence, from the ``pice`` object's ``sketch``).
 
 The pairwise judge can tie almost everything (the 1.5B judge graded tuned and stock answers
 equal on all 40 questions, docs/fine-tuning.md); these checks count what changed. Both runs
@@ -64,10 +66,14 @@ def per_question(path: Path, mode: str, questions: dict[str, Question]) -> dict[
         if r["phase"] != "latency" or r["mode"] != mode or r["answer"].get("error"):
             continue
         q = questions[r["question_id"]]
+        sketch = (r["answer"].get("extension") or {}).get("sketch") or {}
         out[q.id] = {
             "points": point_rows(r, q),
             "words": len(r["answer"]["text"].split()),
             "latency_s": float(r["answer"]["latency_s"]),
+            "ttft_s": float(r["answer"]["ttft_s"] or "nan"),
+            "opening": bool(sketch.get("opening")),
+            "closing": bool(sketch.get("closing")),
         }
     return out
 
@@ -76,6 +82,23 @@ def share(items: Sequence[dict[str, Any]], check: str) -> float:
     points = [p for item in items for p in item["points"]]
     failed: int = sum(bool(p[check]) for p in points)
     return failed / max(1, len(points))
+
+
+def p50_ratio(pairs: Sequence[tuple[Any, Any]], key: str, seed: int) -> dict[str, Any]:
+    """B's p50 of ``key`` over A's, with a bootstrap interval over questions."""
+
+    def ratio(sample: Sequence[tuple[Any, Any]]) -> float:
+        b_p50: float = statistics.median(y[key] for _, y in sample)
+        a_p50: float = statistics.median(x[key] for x, _ in sample)
+        return b_p50 / a_p50
+
+    low, high = bootstrap_interval(pairs, ratio, seed=seed)
+    return {
+        "a_p50_s": statistics.median(x[key] for x, _ in pairs),
+        "b_p50_s": statistics.median(y[key] for _, y in pairs),
+        "b_over_a": ratio(pairs),
+        "b_over_a_ci95": [low, high],
+    }
 
 
 def main() -> int:
@@ -112,17 +135,11 @@ def main() -> int:
         "b": statistics.fmean(y["words"] for _, y in pairs),
     }
 
-    def p50_ratio(sample: Sequence[tuple[Any, Any]]) -> float:
-        b_p50: float = statistics.median(y["latency_s"] for _, y in sample)
-        a_p50: float = statistics.median(x["latency_s"] for x, _ in sample)
-        return b_p50 / a_p50
-
-    low, high = bootstrap_interval(pairs, p50_ratio, seed=args.seed)
-    latency = {
-        "a_p50_s": statistics.median(x["latency_s"] for x, _ in pairs),
-        "b_p50_s": statistics.median(y["latency_s"] for _, y in pairs),
-        "b_over_a": p50_ratio(pairs),
-        "b_over_a_ci95": [low, high],
+    latency = p50_ratio(pairs, "latency_s", args.seed)
+    ttft = p50_ratio(pairs, "ttft_s", args.seed)
+    frame = {
+        side: {part: sum(row[part] for row in rows) for part in ("opening", "closing")}
+        for side, rows in (("a", [x for x, _ in pairs]), ("b", [y for _, y in pairs]))
     }
     n_points = {
         "a": sum(len(x["points"]) for x, _ in pairs),
@@ -137,10 +154,15 @@ def main() -> int:
             f"{row['b'] - row['a']:+.1%} [{low:+.1%}, {high:+.1%}] |"
         )
     print(f"| words per answer (mean) | {words['a']:.0f} | {words['b']:.0f} | |")
+    for name, row in (("latency", latency), ("time to first token", ttft)):
+        print(
+            f"| {name} p50, one request at a time | {row['a_p50_s']:.2f} s | "
+            f"{row['b_p50_s']:.2f} s | ×{row['b_over_a']:.2f} "
+            f"[{row['b_over_a_ci95'][0]:.2f}, {row['b_over_a_ci95'][1]:.2f}] |"
+        )
     print(
-        f"| latency p50, one request at a time | {latency['a_p50_s']:.2f} s | "
-        f"{latency['b_p50_s']:.2f} s | ×{latency['b_over_a']:.2f} "
-        f"[{latency['b_over_a_ci95'][0]:.2f}, {latency['b_over_a_ci95'][1]:.2f}] |"
+        f"| answers with an opening / a closing | {frame['a']['opening']} / "
+        f"{frame['a']['closing']} | {frame['b']['opening']} / {frame['b']['closing']} | |"
     )
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -154,6 +176,8 @@ def main() -> int:
             "checks": table,
             "words_mean": words,
             "latency": latency,
+            "ttft": ttft,
+            "frame": frame,
         }
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     return 0
