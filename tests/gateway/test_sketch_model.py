@@ -21,6 +21,9 @@ from tests.gateway.conftest import fake_stack, openai_client
 from tests.gateway.fakes import CloudScript, EdgeScript, _kind
 from tests.support.processes import free_port
 
+# The sketch report's frame fields when no frame was asked for (progressive.frame is off).
+UNFRAMED = {"frame": False, "opening": False, "closing": False}
+
 SKETCHER = {"sketch_model": "pice-sketcher"}
 
 
@@ -69,7 +72,7 @@ def test_an_outline_names_the_sketch_model_and_points_keep_the_cloud_model() -> 
     with fake_stack(cloud, [], extra_edges=dead, cloud_settings=SKETCHER) as url:
         completion = openai_client(url).chat.completions.create(**question())
     report = (completion.model_extra or {})["pice"]
-    assert report["sketch"] == {"model": "pice-sketcher"}
+    assert report["sketch"] == {"model": "pice-sketcher", **UNFRAMED}
     assert [p["edge"] for p in report["points"]] == ["cloud"] * 3
     assert (
         models_by_kind(cloud) == [("sketch", "pice-sketcher")] + [("expansion", "cloud-model")] * 3
@@ -82,7 +85,7 @@ def test_a_streamed_outline_names_the_sketch_model_in_its_last_chunk() -> None:
     with fake_stack(cloud, [EdgeScript("good")], cloud_settings=SKETCHER) as url:
         stream = openai_client(url).chat.completions.create(**question(), stream=True)
         last = list(stream)[-1]
-    assert (last.model_extra or {})["pice"]["sketch"] == {"model": "pice-sketcher"}
+    assert (last.model_extra or {})["pice"]["sketch"] == {"model": "pice-sketcher", **UNFRAMED}
     assert models_by_kind(cloud) == [("sketch", "pice-sketcher")]
 
 
@@ -94,7 +97,7 @@ def test_the_cloud_path_and_the_in_band_decision_keep_the_cloud_model() -> None:
         direct = client.chat.completions.create(**question("pice-cloud"))
         in_band = client.chat.completions.create(**question("pice"))
     assert (direct.model_extra or {})["pice"]["sketch"] is None
-    assert (in_band.model_extra or {})["pice"]["sketch"] == {"model": "cloud-model"}
+    assert (in_band.model_extra or {})["pice"]["sketch"] == {"model": "cloud-model", **UNFRAMED}
     assert models_by_kind(cloud) == [("answer", "cloud-model"), ("sketch", "cloud-model")]
 
 

@@ -105,6 +105,11 @@ def test_the_gateway_sketches_with_the_sketcher(lora_gateway: ServerProcess) -> 
         model="pice-progressive", messages=PROMPT, max_tokens=120, timeout=900
     )
     report = (completion.model_extra or {})["pice"]
-    assert report["sketch"] == {"model": SKETCH_MODEL}
+    assert report["sketch"] == {
+        "model": SKETCH_MODEL,
+        "frame": False,
+        "opening": False,
+        "closing": False,
+    }
     assert (completion.choices[0].message.content or "").strip()
     assert report["cloud_usage"]["completion_tokens"] > 0
