@@ -61,7 +61,13 @@ def test_retraining_on_the_shipped_data_reproduces_the_shipped_weights(
         log=lambda _: None,
     )
     assert again.threshold == pytest.approx(shipped.threshold, abs=1e-3)
-    assert np.allclose(again.coef, shipped.coef, atol=1e-3)
+    # The int8 encoder's kernels differ by CPU (AVX2 or AVX-512 VNNI), so its embeddings, and
+    # the weights fitted on them, differ in the third decimal from one machine to another
+    # (largest coefficient difference 0.0028 on an AVX2-only EPYC, 0.16% of the vector's norm);
+    # a different recipe or data moves them by far more.
+    shift = np.linalg.norm(np.subtract(again.coef, shipped.coef)) / np.linalg.norm(shipped.coef)
+    assert shift < 0.01
+    assert again.intercept == pytest.approx(shipped.intercept, abs=0.01)
     assert again.meta["dev_accuracy"] == pytest.approx(shipped.meta["dev_accuracy"], abs=0.01)
 
 
