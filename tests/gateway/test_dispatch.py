@@ -486,7 +486,7 @@ async def test_a_framed_answer_opens_before_point_1_and_closes_after_the_last_po
         )
         plain_pieces, plain = await answer(progressive_run(shared, model="pice-progressive"))
     text = "".join(pieces)
-    assert pieces[0].startswith("Health takes a few habits:")
+    assert "Health takes a few habits:".startswith(pieces[0]), "the opening streams first"
     assert text == (
         "Health takes a few habits:\n\n"
         + EXPECTED.format("e1", "e1", "e1")

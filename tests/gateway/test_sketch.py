@@ -146,10 +146,17 @@ def frame_of(events: list[SketchEvent]) -> list[FrameText]:
     return [e for e in events if isinstance(e, FrameText)]
 
 
+def opening(events: list[SketchEvent]) -> str:
+    return "".join(e.text for e in frame_of(events) if not e.closing)
+
+
 def test_a_framed_sketch_gives_its_opening_first_and_its_closing_after_the_points() -> None:
     parser = SketchParser(max_points=8, frame=True)
     events = feed_all(parser, list(FRAMED))
-    assert events[0] == FrameText("Sleep well with a few habits:", closing=False)
+    first_point = events.index(PointFound(0, "Fixed schedule"))
+    assert all(isinstance(e, FrameText) for e in events[:first_point])
+    assert opening(events) == "Sleep well with a few habits:"
+    assert events[first_point - 1] == FrameText("", closing=False, complete=True)
     assert points(events) == ["Fixed schedule", "Dark room"]
     assert events[-2:] == [FrameText("Small habits add up.", closing=True), OutlineEnded()]
     assert parser.is_outline
@@ -202,3 +209,25 @@ def test_a_framed_outline_that_lists_on_past_the_cap_ends_without_waiting_for_a_
     assert events[-1] == OutlineEnded()
     assert points(events) == ["A", "B"]
     assert [e.closing for e in frame_of(events)] == [False]
+
+
+def test_the_opening_streams_once_its_first_word_is_written() -> None:
+    parser = SketchParser(max_points=8, frame=True)
+    assert parser.feed("Sleep") == [], "one word could still be a list item or the marker"
+    assert parser.feed(" well") == [FrameText("Sleep well", closing=False, complete=False)]
+    assert parser.feed(" with habits:\n1. A") == [
+        FrameText(" with habits:", closing=False, complete=True)
+    ]
+    assert parser.feed("\n") == [PointFound(0, "A")]
+
+
+def test_a_framed_sketch_that_is_one_line_of_prose_is_a_direct_answer() -> None:
+    parser = SketchParser(max_points=8, frame=True)
+    events = feed_all(parser, ["If it had never ", "been invented, we would read more."])
+    assert opening(events) + direct(events) == "If it had never been invented, we would read more."
+    assert not any(e.complete for e in frame_of(events)), "no frame break after it"
+    assert not parser.is_outline
+    assert parser.is_direct
+    listed = SketchParser(max_points=8, frame=True)
+    assert points(feed_all(listed, ["1. Alpha\n2. Beta\n"])) == ["Alpha", "Beta"]
+    assert frame_of(feed_all(SketchParser(8, frame=True), ["DIRECT\nx = 4"])) == []

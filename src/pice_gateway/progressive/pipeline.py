@@ -292,9 +292,9 @@ class ProgressiveRun:
                 self._report.sketch.closing = True
                 self._closing = event.text
             else:
-                # Before any point: its line came first. Shown at once, it is the first text.
+                # Before any point: its line came first. Streamed, it is the first text.
                 self._report.sketch.opening = True
-                self._emit(event.text + "\n\n")
+                self._emit(event.text + ("\n\n" if event.complete else ""))
 
     # -- the expansions ----------------------------------------------------------------------
 

@@ -109,10 +109,14 @@ class OutlineEnded:
 
 @dataclass(frozen=True)
 class FrameText:
-    """A framed sketch's opening line (before the outline) or closing sentence (after it)."""
+    """A framed sketch's opening line (before the outline) or closing sentence (after it).
+
+    The opening streams: pieces with ``complete=False`` as the cloud writes them, then one
+    with ``complete=True`` (the rest of the line, maybe empty) when the line ends."""
 
     text: str
     closing: bool
+    complete: bool = True
 
 
 SketchEvent = PointFound | DirectText | OutlineEnded | FrameText
@@ -120,6 +124,8 @@ SketchEvent = PointFound | DirectText | OutlineEnded | FrameText
 
 class _Mode(Enum):
     UNDECIDED = "undecided"
+    # A framed sketch's first line, prose: streamed as the opening as it is written.
+    OPENING = "opening"
     OUTLINE = "outline"
     # A framed outline past its point cap, waiting for the closing sentence.
     CLOSING = "closing"
@@ -134,6 +140,8 @@ _MARKER = re.compile(r"^\W*DIRECT\b\W*(.*)$")
 # The marker with the answer on the same line ("DIRECT: 84"), seen before the line ends.
 _EARLY_MARKER = re.compile(r"^[\s*_#]*DIRECT[*_]*\s*[:.\-–]?\s+(?=\S)")
 _TITLE_MAX = 80
+# The start of a line that can only be prose: a word (letters) followed by a space.
+_PROSE_START = re.compile(r"^[A-Za-z][A-Za-z'’-]*\s")
 # Items a framed outline may list past the point cap while its closing is awaited.
 _PAST_CAP_ITEMS = 2
 
@@ -167,7 +175,8 @@ class SketchParser:
     the point cap ends it.
 
     A parser for a framed sketch (``frame``) reads the first prose line before the outline as
-    its opening, and the prose line that ends the outline as its closing (:class:`FrameText`);
+    its opening, streamed as it is written once its first word is, and the prose line that
+    ends the outline as its closing (:class:`FrameText`);
     a closing cut by the token limit is dropped, like a cut title, and an outline that lists
     more than two items past the point cap ends without one (the model is looping).
     """
@@ -204,7 +213,11 @@ class SketchParser:
         events: list[SketchEvent] = []
         while "\n" in self._partial and self.mode not in (_Mode.DIRECT, _Mode.ENDED):
             line, self._partial = self._partial.split("\n", 1)
-            events.extend(self._line(line))
+            if self.mode is _Mode.OPENING:
+                events.append(self._end_opening(line))
+            else:
+                events.extend(self._line(line))
+        events.extend(self._stream_opening())
         if self.mode is _Mode.UNDECIDED and (early := _EARLY_MARKER.match(self._partial)):
             self.mode = _Mode.DIRECT
             self._partial = self._partial[early.end() :]
@@ -221,6 +234,10 @@ class SketchParser:
         expanded from half a title.
         """
         events: list[SketchEvent] = []
+        if self.mode is _Mode.OPENING:  # the whole sketch was one line of prose: an answer
+            self.mode = _Mode.DIRECT
+            rest, self._partial = self._partial, ""
+            return [DirectText(rest)] if rest else []
         if cut and self.mode in (_Mode.OUTLINE, _Mode.CLOSING):
             self._partial = ""
         if self._partial and self.mode not in (_Mode.DIRECT, _Mode.ENDED):
@@ -229,6 +246,24 @@ class SketchParser:
         if self.mode in (_Mode.OUTLINE, _Mode.CLOSING):
             self.mode = _Mode.ENDED
         return events
+
+    def _stream_opening(self) -> list[SketchEvent]:
+        """A framed sketch's first line, once it reads as prose (a word and a space, not a list
+        item or the marker), streams as the opening instead of waiting for its end."""
+        if self.mode is _Mode.UNDECIDED and self.frame and not self._preamble_seen:
+            start = self._partial.lstrip()
+            if _PROSE_START.match(start) and not start.upper().startswith("DIRECT"):
+                self.mode = _Mode.OPENING
+                self._partial = start
+        if self.mode is not _Mode.OPENING or not self._partial:
+            return []
+        piece, self._partial = self._partial, ""
+        return [FrameText(piece, closing=False, complete=False)]
+
+    def _end_opening(self, rest: str) -> FrameText:
+        self.mode = _Mode.UNDECIDED
+        self._preamble_seen = True
+        return FrameText(rest.rstrip(), closing=False, complete=True)
 
     def _line(self, line: str, *, last: bool = False) -> list[SketchEvent]:
         if not line.strip():
