@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "compare_judgments.py"
+from tests.support.scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def compare_judgments() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("compare_judgments", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("compare_judgments")
 
 
 def judged(*rows: tuple[str, str, float]) -> dict[str, dict[str, Any]]:
