@@ -26,6 +26,10 @@ EDGE_PYPROJECT = ROOT / "packaging" / "edge" / "pyproject.toml"
 # subprocess, about 10 s).
 EDGE_TESTS = ["tests/edge", "-m", "not model"]
 REAL_MODEL_TESTS = "tests/edge/test_service.py"
+# The first test to use the 3.10 environment builds llama.cpp for it when the wheelhouse has no
+# 3.10 wheel (a fresh machine): ~6 minutes on 2 quiet cores, over the suite's 600 s default when
+# the machine is shared. pytest-timeout counts fixture set-up in the test's time.
+BUILD_TIMEOUT = pytest.mark.timeout(1800)
 
 
 def _python310() -> str | None:
@@ -110,6 +114,7 @@ def _in_venv(venv: Path, *argv: str, cwd: Path) -> subprocess.CompletedProcess[s
 
 
 @pytest.mark.slow
+@BUILD_TIMEOUT
 def test_the_installed_edge_runs_on_python310(venv310: Path, tmp_path: Path) -> None:
     python = str(venv310 / "bin" / "python")
     # Outside the repository, so these are the installed copies, not the checkout's.
@@ -145,11 +150,13 @@ def _pytest_in_venv(venv: Path, *args: str) -> None:
 
 
 @pytest.mark.slow
+@BUILD_TIMEOUT
 def test_the_edge_tests_pass_on_python310(venv310: Path) -> None:
     _pytest_in_venv(venv310, *EDGE_TESTS)
 
 
 @pytest.mark.slow
 @pytest.mark.model
+@BUILD_TIMEOUT
 def test_a_real_model_serves_on_python310(venv310: Path) -> None:
     _pytest_in_venv(venv310, REAL_MODEL_TESTS)

