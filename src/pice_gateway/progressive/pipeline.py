@@ -163,8 +163,8 @@ class ProgressiveRun:
             "pice.sketch", parent=self._span, attributes={"pice.allow_direct": allow_direct}
         )
         self._point_spans: dict[int, Span] = {}
-        payload = sketch_payload(settings, request, allow_direct=allow_direct)
         frame = sketch_frame(settings, request, allow_direct=allow_direct)
+        payload = sketch_payload(settings, request, allow_direct=allow_direct, frame=frame)
         self._report.sketch = SketchReport(model=payload["model"], frame=frame)
         self._sketch = CloudTextStream(upstreams.cloud, payload, meter=upstreams.cloud_meter)
         self._parser = SketchParser(request_budget(settings, request).max_points, frame=frame)

@@ -69,10 +69,9 @@ def sketch_messages(
     message only in first position. ``frame`` asks an outline-only sketch for an opening line
     and a closing sentence too; a sketch that may answer directly keeps its own prompt.
     """
-    framed = frame and not allow_direct
     if allow_direct:
         system, examples = SKETCH_SYSTEM_AUTO, _EXAMPLES_AUTO
-    elif framed:
+    elif frame:
         system, examples = SKETCH_SYSTEM_FRAMED, _EXAMPLES_FRAMED
     else:
         system, examples = SKETCH_SYSTEM_OUTLINE, _EXAMPLES_OUTLINE

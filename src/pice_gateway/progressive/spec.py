@@ -103,7 +103,11 @@ def sketch_frame(
 
 
 def sketch_payload(
-    settings: GatewaySettings, request: ChatCompletionRequest, *, allow_direct: bool
+    settings: GatewaySettings,
+    request: ChatCompletionRequest,
+    *,
+    allow_direct: bool,
+    frame: bool = False,
 ) -> dict[str, Any]:
     """The cloud chat request that writes the outline (or, when allowed, a direct answer).
 
@@ -113,6 +117,7 @@ def sketch_payload(
     Only a sketch that must outline names ``cloud.sketch_model``: a sketcher adapter is trained
     on outline-only prompts (``pice_tune.distill``) and would not choose a direct answer well,
     so the in-band decision of ``pice`` without a router stays with ``cloud.model``.
+    ``frame`` is :func:`sketch_frame`'s answer, decided once by the caller.
     """
     knobs = settings.progressive
     limit = request.token_limit()
@@ -125,7 +130,7 @@ def sketch_payload(
         "messages": sketch_messages(
             request.messages,
             allow_direct=allow_direct,
-            frame=sketch_frame(settings, request, allow_direct=allow_direct),
+            frame=frame,
         ),
         "max_tokens": budget,
         "temperature": knobs.sketch_temperature,
