@@ -260,8 +260,9 @@ def build_router(settings: GatewaySettings) -> APIRouter:
         span = state.tracing.current()
         span.set({"pice.model": body.model, "pice.stream": body.stream})
         try:
-            # Point-level events only make sense as the answer streams (a 400 here if malformed).
-            watching = body.stream and pice_options(body).events
+            # Validated whatever path the request takes: a malformed ``pice`` object is a 400
+            # before the first byte. Point-level events only make sense as the answer streams.
+            watching = pice_options(body).events and body.stream
             choice = choose_path(body, settings.models, edges_up=state.edges.any_up())
             if choice.wants_route and state.router is not None:
                 with state.tracing.span("pice.router") as route_span:

@@ -131,6 +131,11 @@ CASES = [
     Bad("pice candidates zero", with_(pice={"candidates": 0}), param="pice.candidates"),
     Bad("pice point_words too few", with_(pice={"point_words": 3}), param="pice.point_words"),
     Bad("pice frame a string", with_(pice={"frame": "yes"}), param="pice.frame"),
+    Bad(
+        "pice object malformed on the cloud path",
+        with_(model="pice-cloud", pice={"point_words": 3}),
+        param="pice.point_words",
+    ),
     Bad("pice point_words a string", with_(pice={"point_words": "long"}), param="pice.point_words"),
     Bad(
         "last turn not the user's",
