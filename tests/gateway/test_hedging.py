@@ -180,16 +180,22 @@ def test_a_late_point_is_duplicated_and_the_client_sees_the_single_run_text() ->
         assert text == twin_text(), "same text as one edge alone, nothing sent twice"
         assert slow.jobs, "the slow edge got points"
         hedges = hedges_of(report)
-        assert hedges
-        assert all(h["source"] == "slow" and h["hedge"] == "fast" for h in hedges)
-        assert all(h["winner"] == "fast" for h in hedges)
-        assert report["hedges"] == report["hedges_won"] == len(hedges)
+        # A point of the slow edge is always hedged to the fast one, which wins. On a loaded
+        # machine a point of the fast edge can outlast the 0.2 s floor too: its duplicate goes
+        # to the slow edge and loses to the original (a CI run saw one).
+        rescued = [h for h in hedges if h["source"] == "slow"]
+        assert rescued
+        assert all(h["hedge"] == "fast" and h["winner"] == "fast" for h in rescued)
+        spare = [h for h in hedges if h["source"] == "fast"]
+        assert all(h["hedge"] == "slow" and h["winner"] == "fast" for h in spare)
+        assert report["hedges"] == len(hedges)
+        assert report["hedges_won"] == len(rescued)
         # The metrics count the same hedges (observed once the request has finished).
         wait_for(lambda: metric(url, "pice_gateway_point_hedges_total") == len(hedges))
         assert metric(url, "pice_gateway_point_hedges_total") == len(hedges)
-        assert metric(url, "pice_gateway_point_hedges_won_total") == len(hedges)
+        assert metric(url, "pice_gateway_point_hedges_won_total") == len(rescued)
         for p in report["points"]:
-            if p["hedges"]:
+            if p["hedges"] and p["hedges"][0]["source"] == "slow":
                 assert p["attempts"] == ["slow", "fast"]
                 assert p["edge"] == "fast"
         # Every job of the slow edge lost every point: each was cancelled (KV freed there).
