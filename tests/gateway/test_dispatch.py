@@ -486,7 +486,7 @@ async def test_a_framed_answer_opens_before_point_1_and_closes_after_the_last_po
         )
         plain_pieces, plain = await answer(progressive_run(shared, model="pice-progressive"))
     text = "".join(pieces)
-    assert "Health takes a few habits:".startswith(pieces[0]), "the opening streams first"
+    assert pieces[0] == "Health takes a few habits:\n\n", "the opening first, whole"
     assert text == (
         "Health takes a few habits:\n\n"
         + EXPECTED.format("e1", "e1", "e1")
@@ -501,3 +501,36 @@ async def test_a_framed_answer_opens_before_point_1_and_closes_after_the_last_po
     assert not plain.report.sketch.frame
     assert "opens the answer" not in str(cloud.requests[-1]["messages"][0])
     assert "".join(plain_pieces) == EXPECTED.format("e1", "e1", "e1")
+
+
+PROSE_SKETCH = "If it had never been invented, we would read more.\n\nAnd we would walk more.\n"
+
+
+async def test_a_framed_sketch_that_turns_to_prose_is_answered_by_the_cloud_itself() -> None:
+    edge = InProcessEdge("e1")
+    cloud = CloudScript(sketch=PROSE_SKETCH, answer="The cloud's own whole answer.")
+    async with upstreams(cloud, edge) as shared:
+        pieces, finished = await answer(
+            progressive_run(shared, model="pice-progressive", pice={"frame": True})
+        )
+    assert "".join(pieces) == "The cloud's own whole answer.", "nothing of the sketch is shown"
+    assert (finished.report.mode, finished.report.reason) == ("cloud", "sketch_prose")
+    assert finished.finish_reason == "stop"
+    assert not edge.jobs
+    sketch_request, answer_request = cloud.requests
+    assert "opens the answer" in str(sketch_request["messages"][0])
+    # The user's own request, as cloud-only sends it: no sketch prompt, no pice object.
+    assert answer_request["messages"] == [{"role": "user", "content": "How to stay healthy?"}]
+    assert answer_request["model"] == "cloud-model"
+    assert "pice" not in answer_request
+    # The cloud's usage counts both: the sketch read up to the prose's second line, and the
+    # answer (one fake token a word: five words).
+    usage = finished.report.cloud_usage
+    assert usage.completion_tokens >= 5 + len(PROSE_SKETCH.split("\n")[0].split())
+    # Unframed, the same prose sketch is still the answer itself (the format-ignoring fallback).
+    cloud = CloudScript(sketch=PROSE_SKETCH, answer="The cloud's own whole answer.")
+    async with upstreams(cloud, InProcessEdge("e1")) as shared:
+        pieces, finished = await answer(progressive_run(shared, model="pice-progressive"))
+    assert "".join(pieces).startswith("If it had never been invented")
+    assert (finished.report.mode, finished.report.reason) == ("cloud", "direct")
+    assert len(cloud.requests) == 1

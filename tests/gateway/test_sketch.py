@@ -155,8 +155,7 @@ def test_a_framed_sketch_gives_its_opening_first_and_its_closing_after_the_point
     events = feed_all(parser, list(FRAMED))
     first_point = events.index(PointFound(0, "Fixed schedule"))
     assert all(isinstance(e, FrameText) for e in events[:first_point])
-    assert opening(events) == "Sleep well with a few habits:"
-    assert events[first_point - 1] == FrameText("", closing=False, complete=True)
+    assert events[:first_point] == [FrameText("Sleep well with a few habits:", closing=False)]
     assert points(events) == ["Fixed schedule", "Dark room"]
     assert events[-2:] == [FrameText("Small habits add up.", closing=True), OutlineEnded()]
     assert parser.is_outline
@@ -211,23 +210,57 @@ def test_a_framed_outline_that_lists_on_past_the_cap_ends_without_waiting_for_a_
     assert [e.closing for e in frame_of(events)] == [False]
 
 
-def test_the_opening_streams_once_its_first_word_is_written() -> None:
+def test_the_opening_is_given_as_soon_as_a_list_item_starts_after_it() -> None:
     parser = SketchParser(max_points=8, frame=True)
-    assert parser.feed("Sleep") == [], "one word could still be a list item or the marker"
-    assert parser.feed(" well") == [FrameText("Sleep well", closing=False, complete=False)]
-    assert parser.feed(" with habits:\n1. A") == [
-        FrameText(" with habits:", closing=False, complete=True)
-    ]
-    assert parser.feed("\n") == [PointFound(0, "A")]
+    assert parser.feed("Sleep well with habits:") == [], "it may still be the start of prose"
+    assert parser.feed("\n") == []
+    assert parser.feed("1") == []
+    assert parser.feed(". Fi") == [FrameText("Sleep well with habits:", closing=False)]
+    assert parser.feed("xed\n") == [PointFound(0, "Fixed")], "the opening is given once"
+    bold = SketchParser(max_points=8, frame=True)
+    assert opening(bold.feed("Open:\n\n**1.** A")) == "Open:"
 
 
-def test_a_framed_sketch_that_is_one_line_of_prose_is_a_direct_answer() -> None:
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ["If it had never ", "been invented, we would read more."],  # one line, then the end
+        ["Opening line.\n", "\n", "More prose on the next line"],  # prose after the line
+        ["Open:\n", "\n", "A"],  # the next line starts with a letter: prose already
+        [" ".join(["word"] * 41)],  # too long for an opening, no newline needed
+    ],
+)
+def test_a_framed_sketch_that_is_prose_gives_nothing_and_ends(pieces: list[str]) -> None:
     parser = SketchParser(max_points=8, frame=True)
-    events = feed_all(parser, ["If it had never ", "been invented, we would read more."])
-    assert opening(events) + direct(events) == "If it had never been invented, we would read more."
-    assert not any(e.complete for e in frame_of(events)), "no frame break after it"
+    events = [e for piece in pieces for e in parser.feed(piece)]
+    assert events == [], "none of it is shown"
+    assert parser.is_prose or not parser.ended
+    events += parser.close()
+    assert events == []
+    assert parser.is_prose
+    assert parser.ended
     assert not parser.is_outline
-    assert parser.is_direct
+    assert not parser.is_direct
+
+
+def test_prose_is_told_before_the_stream_ends_when_it_can_be() -> None:
+    long = SketchParser(max_points=8, frame=True)
+    long.feed(" ".join(["word"] * 40))
+    assert not long.ended, "40 words may still be an opening"
+    long.feed(" more")
+    assert long.ended
+    second = SketchParser(max_points=8, frame=True)
+    second.feed("Opening line.\nM")
+    assert second.is_prose, "the stream can be closed at the next line's first letter"
+
+
+def test_a_framed_sketch_without_an_opening_or_with_the_marker_is_read_as_before() -> None:
     listed = SketchParser(max_points=8, frame=True)
     assert points(feed_all(listed, ["1. Alpha\n2. Beta\n"])) == ["Alpha", "Beta"]
-    assert frame_of(feed_all(SketchParser(8, frame=True), ["DIRECT\nx = 4"])) == []
+    assert listed.is_outline
+    marker = SketchParser(8, frame=True)
+    assert direct(feed_all(marker, ["DIRECT\nx = 4"])) == "x = 4"
+    assert marker.is_direct
+    # Without the frame, a first line of prose is still taken as a direct answer.
+    plain = SketchParser(max_points=8)
+    assert direct(feed_all(plain, ["We would read more."])) == "We would read more."

@@ -37,6 +37,7 @@ from pice.stops import StopMatcher
 from pice.tracing import NO_TRACING, Span, Tracing
 from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.cloud_meter import CloudMeter
+from pice_gateway.direct_path import cloud_payload
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.placement.base import PlacementPolicy
 from pice_gateway.placement.hedging import HedgeRule
@@ -140,6 +141,10 @@ class ProgressiveRun:
     ) -> None:
         self._clock = clock or Clock()
         self._watch = watch_events
+        self._request = request
+        self._cloud = upstreams.cloud
+        self._cloud_model = settings.cloud.model
+        self._cloud_meter = upstreams.cloud_meter
         self._registry = upstreams.registry
         self._queue: asyncio.Queue[RunEvent | PiceError] = asyncio.Queue()
         self._tasks = TaskSet(self._fail, name="progressive run")
@@ -272,6 +277,9 @@ class ProgressiveRun:
             self._emit(self._merger.close_sketch())
             self._maybe_finish()
             return
+        if parser.is_prose:
+            await self._answer_in_cloud()
+            return
         self._report.mode = "cloud"
         self._report.reason = "direct"
         self._finish("length" if self._sketch.finish_reason == "length" else "stop")
@@ -294,7 +302,27 @@ class ProgressiveRun:
             else:
                 # Before any point: its line came first. Streamed, it is the first text.
                 self._report.sketch.opening = True
-                self._emit(event.text + ("\n\n" if event.complete else ""))
+                self._emit(event.text + "\n\n")
+
+    async def _answer_in_cloud(self) -> None:
+        """A framed sketch that wrote prose instead of an outline (none of it was shown): the
+        question does not suit points, and the cloud answers the user's own messages, as
+        cloud-only would, instead of the sketch's paragraph standing for the answer."""
+        self._report.mode = "cloud"
+        self._report.reason = "sketch_prose"
+        payload = cloud_payload(self._request, self._cloud_model)
+        stream = CloudTextStream(self._cloud, payload, meter=self._cloud_meter)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                await stream.open(stack)
+                async with contextlib.aclosing(stream.texts()) as texts:
+                    async for text in texts:
+                        self._emit(text)
+        except asyncio.CancelledError:
+            self._add_usage(CLOUD, stream.usage_or_estimate(), estimated=True)
+            raise
+        self._add_usage(CLOUD, stream.usage_or_estimate(), estimated=stream.usage_estimated)
+        self._finish("length" if stream.finish_reason == "length" else "stop")
 
     # -- the expansions ----------------------------------------------------------------------
 

@@ -110,12 +110,11 @@ class OutlineEnded:
 class FrameText:
     """A framed sketch's opening line (before the outline) or closing sentence (after it).
 
-    The opening streams: pieces with ``complete=False`` as the cloud writes them, then one
-    with ``complete=True`` (the rest of the line, maybe empty) when the line ends."""
+    The opening is given once the outline's first item starts: until then the line may be the
+    start of prose, which is not shown."""
 
     text: str
     closing: bool
-    complete: bool = True
 
 
 SketchEvent = PointFound | DirectText | OutlineEnded | FrameText
@@ -123,26 +122,35 @@ SketchEvent = PointFound | DirectText | OutlineEnded | FrameText
 
 class _Mode(Enum):
     UNDECIDED = "undecided"
-    # A framed sketch's first line, prose: streamed as the opening as it is written.
-    OPENING = "opening"
     OUTLINE = "outline"
     # A framed outline past its point cap, waiting for the closing sentence.
     CLOSING = "closing"
     DIRECT = "direct"
     ENDED = "ended"
+    # A framed sketch with no list after its opening line: prose, not an outline.
+    PROSE = "prose"
 
 
 _NUMBERED = re.compile(r"^(\s*)(?:[*_]{2})?(?:#+\s*)?(\d{1,2})\s*[.):](?:[*_]{2})?\s+(.*)$")
 _BULLET = re.compile(r"^(\s*)[-*•+]\s+(.*)$")
+# The start of a list item, before its title: "1. ", "**2.** ", "- ".
+_ITEM_START = re.compile(r"^\s*(?:[*_]{2})?(?:#+\s*)?(?:\d{1,2}\s*[.)](?:[*_]{2})?|[-*•+])\s")
 # Upper case, or alone on its line in any case: "Direct sunlight..." is prose, not the marker.
 _MARKER = re.compile(r"^\W*DIRECT\b\W*(.*)$")
 # The marker with the answer on the same line ("DIRECT: 84"), seen before the line ends.
 _EARLY_MARKER = re.compile(r"^[\s*_#]*DIRECT[*_]*\s*[:.\-–]?\s+(?=\S)")
 _TITLE_MAX = 80
-# The start of a line that can only be prose: a word (letters) followed by a space.
-_PROSE_START = re.compile(r"^[A-Za-z][A-Za-z'’-]*\s")
+# A framed sketch's first line longer than this is prose, not an opening (they run 5 to 20
+# words): the stream is closed rather than read to the end of a paragraph nobody will see.
+_OPENING_MAX_WORDS = 40
 # Items a framed outline may list past the point cap while its closing is awaited.
 _PAST_CAP_ITEMS = 2
+
+
+def _is_long_prose(line: str) -> bool:
+    """A partial first line too long for an opening that is not a list item either."""
+    listed = _NUMBERED.match(line) or _BULLET.match(line)
+    return not listed and len(line.split()) > _OPENING_MAX_WORDS
 
 
 def clean_title(raw: str) -> str:
@@ -174,10 +182,11 @@ class SketchParser:
     the point cap ends it.
 
     A parser for a framed sketch (``frame``) reads the first prose line before the outline as
-    its opening, streamed as it is written once its first word is, and the prose line that
-    ends the outline as its closing (:class:`FrameText`);
-    a closing cut by the token limit is dropped, like a cut title, and an outline that lists
-    more than two items past the point cap ends without one (the model is looping).
+    its opening, given when the first item starts, and the prose line that ends the outline as
+    its closing (:class:`FrameText`); a closing cut by the token limit is dropped, like a cut
+    title, and an outline that lists more than two items past the point cap ends without one
+    (the model is looping). A framed sketch whose first line is not followed by a list, or runs
+    past 40 words, is prose (:attr:`is_prose`): nothing of it is given, and it ends there.
     """
 
     def __init__(self, max_points: int, *, frame: bool = False) -> None:
@@ -190,6 +199,9 @@ class SketchParser:
         self._numbered = True
         self._indent = 0
         self._preamble_seen = False
+        # A framed sketch's opening line, held until a list item follows it.
+        self._opening: str | None = None
+        self._opening_given = False
 
     @property
     def is_direct(self) -> bool:
@@ -200,23 +212,28 @@ class SketchParser:
         return self.mode in (_Mode.OUTLINE, _Mode.CLOSING, _Mode.ENDED) and bool(self.points)
 
     @property
+    def is_prose(self) -> bool:
+        """A framed sketch that wrote prose, not an outline: the cloud should answer instead."""
+        return self.mode is _Mode.PROSE
+
+    @property
     def ended(self) -> bool:
-        return self.mode is _Mode.ENDED
+        return self.mode in (_Mode.ENDED, _Mode.PROSE)
 
     def feed(self, text: str) -> list[SketchEvent]:
         if self.mode is _Mode.DIRECT:
             return [DirectText(text)] if text else []
-        if self.mode is _Mode.ENDED:
+        if self.ended:
             return []
         self._partial += text
         events: list[SketchEvent] = []
-        while "\n" in self._partial and self.mode not in (_Mode.DIRECT, _Mode.ENDED):
+        while "\n" in self._partial and self.mode not in (_Mode.DIRECT, _Mode.ENDED, _Mode.PROSE):
             line, self._partial = self._partial.split("\n", 1)
-            if self.mode is _Mode.OPENING:
-                events.append(self._end_opening(line))
-            else:
-                events.extend(self._line(line))
-        events.extend(self._stream_opening())
+            events.extend(self._line(line))
+        if self._awaiting_opening() and _is_long_prose(self._partial):
+            self.mode = _Mode.PROSE
+            return events
+        events.extend(self._after_opening())
         if self.mode is _Mode.UNDECIDED and (early := _EARLY_MARKER.match(self._partial)):
             self.mode = _Mode.DIRECT
             self._partial = self._partial[early.end() :]
@@ -233,36 +250,34 @@ class SketchParser:
         expanded from half a title.
         """
         events: list[SketchEvent] = []
-        if self.mode is _Mode.OPENING:  # the whole sketch was one line of prose: an answer
-            self.mode = _Mode.DIRECT
-            rest, self._partial = self._partial, ""
-            return [DirectText(rest)] if rest else []
         if cut and self.mode in (_Mode.OUTLINE, _Mode.CLOSING):
             self._partial = ""
-        if self._partial and self.mode not in (_Mode.DIRECT, _Mode.ENDED):
+        if self._partial and self.mode not in (_Mode.DIRECT, _Mode.ENDED, _Mode.PROSE):
             line, self._partial = self._partial, ""
             events.extend(self._line(line, last=True))
         if self.mode in (_Mode.OUTLINE, _Mode.CLOSING):
             self.mode = _Mode.ENDED
+        elif self.mode is _Mode.UNDECIDED and self._opening is not None:
+            self.mode = _Mode.PROSE  # an opening line and nothing after it
         return events
 
-    def _stream_opening(self) -> list[SketchEvent]:
-        """A framed sketch's first line, once it reads as prose (a word and a space, not a list
-        item or the marker), streams as the opening instead of waiting for its end."""
-        if self.mode is _Mode.UNDECIDED and self.frame and not self._preamble_seen:
-            start = self._partial.lstrip()
-            if _PROSE_START.match(start) and not start.upper().startswith("DIRECT"):
-                self.mode = _Mode.OPENING
-                self._partial = start
-        if self.mode is not _Mode.OPENING or not self._partial:
-            return []
-        piece, self._partial = self._partial, ""
-        return [FrameText(piece, closing=False, complete=False)]
+    def _awaiting_opening(self) -> bool:
+        """A framed sketch's first line is being written (no list item, no marker yet)."""
+        return self.frame and self.mode is _Mode.UNDECIDED and self._opening is None
 
-    def _end_opening(self, rest: str) -> FrameText:
-        self.mode = _Mode.UNDECIDED
-        self._preamble_seen = True
-        return FrameText(rest.rstrip(), closing=False, complete=True)
+    def _after_opening(self) -> list[SketchEvent]:
+        """The line after a framed sketch's opening, as soon as its start tells: a list item
+        gives the opening (before its title is written); a letter is more prose."""
+        if self.mode is not _Mode.UNDECIDED or self._opening is None or self._opening_given:
+            return []
+        start = self._partial.lstrip()
+        if start[:1].isalpha():
+            self.mode = _Mode.PROSE
+            return []
+        if _ITEM_START.match(self._partial):
+            self._opening_given = True
+            return [FrameText(self._opening, closing=False)]
+        return []
 
     def _line(self, line: str, *, last: bool = False) -> list[SketchEvent]:
         if not line.strip():
@@ -284,11 +299,18 @@ class SketchParser:
             self.mode = _Mode.OUTLINE
             self._numbered = numbered is not None
             self._indent = len((numbered or bullet).group(1))  # type: ignore[union-attr]
-            return self._outline_line(line)
+            opening: list[SketchEvent] = []
+            if self._opening is not None and not self._opening_given:
+                self._opening_given = True
+                opening.append(FrameText(self._opening, closing=False))
+            return opening + self._outline_line(line)
         stripped = line.strip()
-        if self.frame and not self._preamble_seen:
-            self._preamble_seen = True
-            return [FrameText(stripped, closing=False)]
+        if self.frame:
+            if self._opening is None:
+                self._opening = stripped
+                return []
+            self.mode = _Mode.PROSE  # a second line of prose: not an outline
+            return []
         if stripped.endswith(":") and len(stripped) < 100 and not self._preamble_seen:
             self._preamble_seen = True
             return []
