@@ -147,6 +147,41 @@ def test_stream_arrives_incrementally_with_usage_last(shared: Stack) -> None:
     assert text.startswith("1. **")
 
 
+def test_the_frame_and_point_words_on_real_models(shared: Stack) -> None:
+    # The 0.5B may outline with a frame, outline without one, or write prose (then the cloud
+    # answers the question itself): each way, what the report says must match the text.
+    completion = shared.client().chat.completions.create(
+        **ask(), extra_body={"pice": {"frame": True, "point_words": 20}}
+    )
+    text = completion.choices[0].message.content or ""
+    report = completion.model_extra["pice"]  # type: ignore[index]
+    sketch = report["sketch"]
+    assert sketch["frame"] is True
+    assert report["point_words"] == 20
+    if report["reason"] == "sketch_prose":
+        assert report["mode"] == "cloud"
+        assert report["points"] == []
+        assert text.strip()
+        return
+    assert report["mode"] == "progressive", text
+    first = text.find("1. **")
+    assert first >= 0, text
+    opening = text[:first]
+    assert bool(opening) == sketch["opening"], text
+    if sketch["opening"]:
+        assert opening.endswith("\n\n"), text
+        assert opening.strip(), text
+        assert not opening.lstrip().startswith(("1", "-", "*")), "the opening is prose"
+    for point in report["points"]:
+        # 20 words at 2.4 tokens a word raise the 24-token cap of this stack to 48.
+        assert 0 < point["tokens"] <= 48
+    last_line = text.rstrip().rsplit("\n", 1)[-1]
+    last_header = f"{len(report['points'])}. **"
+    if sketch["closing"]:
+        assert not last_line.startswith(last_header), "a closing ends the text"
+        assert last_header in text
+
+
 def test_cloud_model_and_errors(shared: Stack) -> None:
     client = shared.client()
     answer = client.chat.completions.create(**ask(model="pice-cloud", max_tokens=8))
