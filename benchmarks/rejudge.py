@@ -6,7 +6,9 @@ default: the pairs the run judged) and each question both answered, the judge gr
 answers in both orders, asked for token probabilities; the table shows the net win rate read
 from the expected grades (``pice_bench.expected_grades``, ties within
 ``winrate.EXPECTED_TIE_MARGIN``) and from the digits it wrote, each with a bootstrap 95%
-interval over questions. Pairs of identical answers are ties without asking.
+interval over questions. Pairs of identical answers are ties without asking. A judge that is
+loading or busy is asked again (``Judge``'s retries); calls that still fail are counted per pair
+(``failed_calls``), printed, and make the exit status 1: they are ties, not verdicts.
 ``--baseline-results OTHER.json`` takes the baseline's answers from another run: the same mode
 of two runs that differ in one part (a tuned edge against the stock one, same cloud, same
 questions, hence the same greedy sketches).
@@ -31,7 +33,7 @@ from typing import Any
 import httpx
 
 from pice_bench.calibration import calibrate, judgment_diagnostics
-from pice_bench.judge import Judge
+from pice_bench.judge import Judge, failed_calls
 from pice_bench.questions import Question, load_questions
 from pice_bench.records import JudgeRecord, Mode
 from pice_bench.stats import bootstrap_interval
@@ -172,6 +174,7 @@ async def run(
             diag = judgment_diagnostics(records)
             out["pairs"][f"{candidate}:{baseline}"] = {
                 "groups": group_table(records, args.seed),
+                "failed_calls": failed_calls(records),
                 "position_bonus": diag.position_bonus,
                 "order_agreement": diag.order_agreement,
                 "records": [asdict(r) for r in records],
@@ -228,6 +231,10 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print_table(out)
+    failed = {pair: data["failed_calls"] for pair, data in out["pairs"].items()}
+    if any(failed.values()):
+        sys.stdout.write(f"judge calls failed (counted as ties; judge again): {failed}\n")
+        return 1
     return 0
 
 

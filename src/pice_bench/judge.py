@@ -12,6 +12,7 @@ a server that returns none leaves the integer grades in charge.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -36,6 +37,10 @@ MAX_ANSWER_CHARS = 3000
 # Two grade lines are about a dozen tokens, twice that with markdown ("**Score A:** 7/10");
 # a judge that starts explaining instead is cut off early.
 JUDGE_MAX_TOKENS = 24
+# What a judge call that failed (after its retries) leaves as its raw reply: never a verdict.
+JUDGE_CALL_FAILED = "judge call failed"
+# Statuses of a judge that is still loading or busy: retried, with doubling waits.
+_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Alternatives asked per token for expected grades: the ten grades fit with room for the
 # non-digit tokens (" ", "*") a judge may also consider there.
 JUDGE_TOP_LOGPROBS = 20
@@ -70,15 +75,27 @@ class Judge:
         api_key: str | None = None,
         *,
         expected: bool = True,
+        retries: int = 6,
+        backoff_s: float = 1.0,
     ) -> None:
         self._client = client
         self._url = base_url.rstrip("/") + "/chat/completions"
         self._model = model
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._expected = expected
+        self._retries = retries
+        self._backoff_s = backoff_s
+        # Set once a call failed after all its retries: the judge is down, and each later call
+        # is tried once (a dead judge must not cost a minute of waits per call).
+        self._down = False
 
     async def judgment(self, question: str, answer_a: str, answer_b: str) -> tuple[Judgment, str]:
-        """The judgment on (A, B) and the judge's raw reply; a failed call is ``INVALID``."""
+        """The judgment on (A, B) and the judge's raw reply.
+
+        A judge that is loading or busy (a connection error, 429, 5xx) is asked again, after
+        1, 2, 4, ... s (``retries`` times); a call that still fails is ``INVALID`` with the raw
+        reply ``judge call failed: ...``, which :func:`failed_calls` counts, and from then on
+        the judge is taken as down: each later call is tried once."""
         body: dict[str, Any] = {
             "model": self._model,
             "messages": judge_messages(question, answer_a, answer_b),
@@ -88,14 +105,31 @@ class Judge:
         if self._expected:
             body |= {"logprobs": True, "top_logprobs": JUDGE_TOP_LOGPROBS}
         try:
-            response = await self._client.post(self._url, json=body, headers=self._headers)
-            response.raise_for_status()
+            response = await self._post(body)
             choice = response.json()["choices"][0]
             reply = str(choice["message"]["content"] or "")
             content = (choice.get("logprobs") or {}).get("content") or []
         except (httpx.HTTPError, ValueError, KeyError, IndexError, AttributeError) as exc:
-            return Judgment(Verdict.INVALID), f"judge call failed: {type(exc).__name__}: {exc}"
+            return Judgment(Verdict.INVALID), f"{JUDGE_CALL_FAILED}: {type(exc).__name__}: {exc}"
         return Judgment.parse(reply, expected_grades(content) if content else None), reply
+
+    async def _post(self, body: dict[str, Any]) -> httpx.Response:
+        retries = 0 if self._down else self._retries
+        for attempt in range(retries + 1):
+            last = attempt == retries
+            try:
+                response = await self._client.post(self._url, json=body, headers=self._headers)
+                if response.status_code not in _RETRY_STATUSES:
+                    return response.raise_for_status()
+                if last:
+                    self._down = True
+                    return response.raise_for_status()
+            except httpx.TransportError:
+                if last:
+                    self._down = True
+                    raise
+            await asyncio.sleep(self._backoff_s * 2**attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def grade(self, question: str, answer_a: str, answer_b: str) -> Judgment:
         """The judgment alone (see :meth:`judgment`)."""
@@ -149,3 +183,11 @@ class Judge:
             expected_candidate_first=first.expected,
             expected_candidate_second=second.expected,
         )
+
+
+def failed_calls(records: Sequence[JudgeRecord]) -> int:
+    """Judge calls of ``records`` that failed (counted as ties in their order): a figure to
+    report beside every win rate, and to rerun for when it is not 0."""
+    return sum(
+        raw.startswith(JUDGE_CALL_FAILED) for r in records for raw in (r.raw_first, r.raw_second)
+    )

@@ -155,6 +155,11 @@ def _judge_section(results: BenchResults) -> list[str]:
     cells = [_orders_cells(stats) for _, stats in columns]
     rows = [[label, *[c[i] for c in cells]] for i, label in enumerate(labels)]
     out.append(table(["measure", *[name for name, _ in columns]], rows))
+    failures = {c.value: results.judge_failures(c) for c in candidates}
+    if failures:
+        listed = ", ".join(f"{mode} {n}" for mode, n in failures.items())
+        warn = " (counted as ties: judge again)" if any(failures.values()) else ""
+        out += ["", f"Judge calls that failed after their retries: {listed}{warn}."]
     if cal is not None:
         out += ["", "Calibration on hand-made pairs:", ""]
         out.append(

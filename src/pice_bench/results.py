@@ -9,6 +9,7 @@ from typing import Any
 
 from pice_bench.calibration import Calibration, OrderStats, judgment_diagnostics
 from pice_bench.coverage import sketch_coverage, word_count
+from pice_bench.judge import failed_calls
 from pice_bench.records import JudgeRecord, Mode, Phase, RequestRecord
 from pice_bench.stats import Summary, bootstrap_interval, percentile, ratio_below
 from pice_bench.throughput import LoadStep, max_sustained_rate
@@ -208,6 +209,10 @@ class BenchResults:
         """Position-following, order agreement and grades of the run's own judgments."""
         return judgment_diagnostics([j for j in self.judgments if j.candidate is candidate])
 
+    def judge_failures(self, candidate: Mode) -> int:
+        """Judge calls for ``candidate`` that failed after their retries (ties, not verdicts)."""
+        return failed_calls([j for j in self.judgments if j.candidate is candidate])
+
     def judged_candidates(self) -> list[Mode]:
         seen = {j.candidate for j in self.judgments}
         return [m for m in Mode if m in seen]
@@ -301,6 +306,9 @@ class BenchResults:
             "judge_calibration": _calibration_json(self.judge_calibration),
             "judge_diagnostics": {
                 c.value: _orders_json(self.judge_diagnostics(c)) for c in self.judged_candidates()
+            },
+            "judge_failed_calls": {
+                c.value: self.judge_failures(c) for c in self.judged_candidates()
             },
             "mode_orders": self.mode_orders(),
             "load_steps": [asdict(s) for s in self.load_steps],

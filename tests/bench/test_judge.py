@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pice_bench.judge import JUDGE_MAX_TOKENS, Judge
+from pice_bench.judge import JUDGE_MAX_TOKENS, Judge, failed_calls
 from pice_bench.questions import Question
 from pice_bench.records import JudgeRecord, Mode
 
@@ -143,9 +143,53 @@ async def test_an_unreadable_reply_is_invalid_and_a_tie(reply: str) -> None:
     assert record.raw_first == reply
 
 
-async def test_a_failed_call_is_invalid_and_kept_in_the_record() -> None:
-    transport = httpx.MockTransport(lambda _: httpx.Response(503))
-    async with httpx.AsyncClient(transport=transport) as client:
-        record = await judge_good_vs_poor(Judge(client, "http://judge/v1", "judge-model"))
+async def test_a_failed_call_is_retried_then_invalid_kept_and_counted() -> None:
+    calls: list[httpx.Request] = []
+
+    def unavailable(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(503)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(unavailable)) as client:
+        judge = Judge(client, "http://judge/v1", "judge-model", retries=2, backoff_s=0.001)
+        record = await judge_good_vs_poor(judge)
+        assert len(calls) == 2 * 3, "both orders (at once), each asked three times"
+        # Down now: the next pair's calls are tried once each, not three times.
+        await judge_good_vs_poor(judge)
+        assert len(calls) == 2 * 3 + 2
     assert (record.verdict_candidate_first, record.outcome) == ("invalid", "tie")
     assert record.raw_first.startswith("judge call failed: HTTPStatusError")
+    assert failed_calls([record]) == 2
+
+
+async def test_a_judge_still_loading_is_asked_again_and_its_verdict_counts() -> None:
+    # A llama.cpp or vLLM server answers 503 while it loads, and a connection may be refused.
+    answers: list[str] = []
+
+    def loading(request: httpx.Request) -> httpx.Response:
+        answers.append("x")
+        if len(answers) == 1:
+            raise httpx.ConnectError("refused", request=request)
+        if len(answers) <= 3:
+            return httpx.Response(503)
+        return completion(grades(*answers_shown(json.loads(request.content))))
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(loading)) as client:
+        judge = Judge(client, "http://judge/v1", "judge-model", backoff_s=0.001)
+        record = await judge_good_vs_poor(judge)
+    assert record.outcome == "win"
+    assert failed_calls([record]) == 0
+
+
+async def test_a_request_the_judge_refuses_is_not_retried() -> None:
+    calls: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(400, json={"error": {"message": "bad"}})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
+        judge = Judge(client, "http://judge/v1", "judge-model", backoff_s=0.001)
+        record = await judge_good_vs_poor(judge)
+    assert len(calls) == 2
+    assert failed_calls([record]) == 2

@@ -127,6 +127,18 @@ def test_markdown_report_states_the_targets() -> None:
     assert "SLO p95 ≤ 10 s" in md
     assert "| 4 | 0 | 4/8 (50 %) |" in md  # answers with a sketch, all expanded, points
     assert 'point 2 "Sleep": restates-title' in md
+    assert "Judge calls that failed after their retries: pice-progressive 0." in md
+
+
+def test_judge_calls_that_failed_are_counted_and_flagged() -> None:
+    results = make_results()
+    failed = "judge call failed: ConnectError: refused"
+    verdicts = ("invalid", "invalid", "tie", failed, failed)
+    results.judgments.append(JudgeRecord("g", "generic", True, Mode.PICE, Mode.CLOUD, *verdicts))
+    assert results.judge_failures(Mode.PICE) == 2
+    assert nan_to_none(results.to_json())["judge_failed_calls"] == {"pice-progressive": 2}
+    md = render_markdown(results)
+    assert "failed after their retries: pice-progressive 2 (counted as ties: judge again)" in md
 
 
 def test_json_has_raw_measurements_and_no_nan(tmp_path: Path) -> None:
