@@ -46,7 +46,7 @@ def read(spec: str, pair: str | None, group: str) -> NetRate:
 
 
 def plot(rates: list[NetRate], title: str, out: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 0.6 * len(rates) + 1.4))
+    fig, ax = plt.subplots(figsize=(10, 0.7 * len(rates) + 1.6))
     ys = list(range(len(rates)))[::-1]
     for y, r in zip(ys, rates, strict=True):
         ax.errorbar(r.net, y, xerr=[[r.net - r.low], [r.high - r.net]], fmt="o", capsize=4)
@@ -55,8 +55,9 @@ def plot(rates: list[NetRate], title: str, out: Path) -> None:
     ax.axvline(0.0, color="grey", linewidth=0.8)
     ax.set_yticks(ys, [f"{r.label} (n={r.n})" for r in rates])
     ax.set_xlim(-1.0, 1.0)
-    ax.set_xlabel("net win rate, expected grades, bootstrap 95% interval (W/L/T above)")
-    ax.set_title(title, fontsize=10)
+    ax.set_ylim(-0.6, len(rates) - 0.4)
+    ax.set_xlabel("net win rate (expected grades), bootstrap 95% interval; W/L/T above")
+    ax.set_title(title, fontsize=10, loc="left")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
