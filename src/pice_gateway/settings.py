@@ -259,8 +259,10 @@ class ProgressiveSettings(BaseModel):
     # Longer bodies make longer, slower answers; a request's ``pice.point_words`` overrides it.
     point_words: int | None = Field(default=None, ge=8, le=MAX_POINT_WORDS)
     # The outline-only sketch also writes an opening line (shown first) and a closing sentence
-    # (shown after the last point), as a whole answer has them; ``pice.frame`` overrides it.
-    frame: bool = False
+    # (shown after the last point), as a whole answer has them; a framed sketch that turns to
+    # prose is answered by the cloud instead. None: framed unless ``cloud.sketch_model`` names
+    # a sketcher adapter (trained on unframed outlines). ``pice.frame`` overrides it.
+    frame: bool | None = None
     expansion_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     # An edge job admitted by the edge (its ``start`` event) that then sends no event for this
     # long loses its points to another edge, and the edge is marked down.

@@ -37,3 +37,21 @@ def test_the_whole_answer_never_exceeds_the_limit(limit: int) -> None:
     assert budget.point_tokens >= 1
     assert budget.max_points >= 1
     assert budget.sketch_tokens + budget.max_points * budget.point_tokens <= limit
+
+
+def test_a_framed_sketch_gets_its_opening_before_the_split() -> None:
+    plain = answer_budget(200, **CAPS)
+    framed = answer_budget(200, **CAPS, frame_tokens=32)
+    assert framed.sketch_tokens == plain.sketch_tokens + 32
+    assert framed.max_points == plain.max_points
+    assert framed.point_tokens < plain.point_tokens
+    # Never past the sketch's own cap, and no change without a limit.
+    assert answer_budget(900, **CAPS, frame_tokens=32).sketch_tokens == 160
+    assert answer_budget(None, **CAPS, frame_tokens=32) == answer_budget(None, **CAPS)
+
+
+@pytest.mark.parametrize("limit", [2, 3, 7, 10, 50, 100, 333, 927, 928])
+def test_a_framed_answer_never_exceeds_the_limit_either(limit: int) -> None:
+    budget = answer_budget(limit, **CAPS, frame_tokens=32)
+    assert min(budget.sketch_tokens, budget.point_tokens, budget.max_points) >= 1
+    assert budget.sketch_tokens + budget.max_points * budget.point_tokens <= limit

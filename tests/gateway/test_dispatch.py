@@ -484,7 +484,10 @@ async def test_a_framed_answer_opens_before_point_1_and_closes_after_the_last_po
         pieces, finished = await answer(
             progressive_run(shared, model="pice-progressive", pice={"frame": True})
         )
-        plain_pieces, plain = await answer(progressive_run(shared, model="pice-progressive"))
+        _, default = await answer(progressive_run(shared, model="pice-progressive"))
+        plain_pieces, plain = await answer(
+            progressive_run(shared, model="pice-progressive", pice={"frame": False})
+        )
     text = "".join(pieces)
     assert pieces[0] == "Health takes a few habits:\n\n", "the opening first, whole"
     assert text == (
@@ -496,7 +499,11 @@ async def test_a_framed_answer_opens_before_point_1_and_closes_after_the_last_po
     assert sketch is not None
     assert (sketch.frame, sketch.opening, sketch.closing) == (True, True, True)
     assert "opens the answer" in str(cloud.requests[0]["messages"][0])
-    # Off by default: the same sketch's frame is not asked for, and not shown.
+    # On by default (no sketcher adapter is configured).
+    assert default.report.sketch is not None
+    assert (default.report.sketch.frame, default.report.sketch.closing) == (True, True)
+    assert "opens the answer" in str(cloud.requests[1]["messages"][0])
+    # Turned off: the same sketch's frame is not asked for, and not shown.
     assert plain.report.sketch is not None
     assert not plain.report.sketch.frame
     assert "opens the answer" not in str(cloud.requests[-1]["messages"][0])
@@ -530,7 +537,9 @@ async def test_a_framed_sketch_that_turns_to_prose_is_answered_by_the_cloud_itse
     # Unframed, the same prose sketch is still the answer itself (the format-ignoring fallback).
     cloud = CloudScript(sketch=PROSE_SKETCH, answer="The cloud's own whole answer.")
     async with upstreams(cloud, InProcessEdge("e1")) as shared:
-        pieces, finished = await answer(progressive_run(shared, model="pice-progressive"))
+        pieces, finished = await answer(
+            progressive_run(shared, model="pice-progressive", pice={"frame": False})
+        )
     assert "".join(pieces).startswith("If it had never been invented")
     assert (finished.report.mode, finished.report.reason) == ("cloud", "direct")
     assert len(cloud.requests) == 1

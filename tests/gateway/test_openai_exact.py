@@ -120,13 +120,23 @@ def test_a_stop_cancels_the_expansions_still_running() -> None:
     assert running == 0
 
 
-def test_max_tokens_is_split_over_sketch_and_points() -> None:
+@pytest.mark.parametrize(
+    ("frame", "sketch_tokens", "point_tokens"),
+    [
+        # Half of what the default caps allow (160 + 8 * 96): half of each.
+        (False, 80, 48),
+        # The default frame: its opening's 32 tokens go to the sketch first.
+        (None, 112, 44),
+    ],
+)
+def test_max_tokens_is_split_over_sketch_and_points(
+    frame: bool | None, sketch_tokens: int, point_tokens: int
+) -> None:
     cloud, edge = CloudScript(), EdgeScript("e1", token_delay=0.0)
-    with fake_stack(cloud, [edge]) as url:
+    with fake_stack(cloud, [edge], progressive={"frame": frame}) as url:
         completion = openai_client(url).chat.completions.create(**ask(max_tokens=464))
-    # Half of what the default caps allow (160 + 8 * 96): half of each.
-    assert cloud.requests[0]["max_tokens"] == 80
-    assert expansion_budgets(cloud, edge) == {48}
+    assert cloud.requests[0]["max_tokens"] == sketch_tokens
+    assert expansion_budgets(cloud, edge) == {point_tokens}
     assert completion.choices[0].finish_reason == "stop", "nothing was cut"
     assert completion.choices[0].message.content == WHOLE
 
@@ -136,7 +146,7 @@ def test_a_point_cut_by_its_share_finishes_with_length(field: str) -> None:
     cloud, edge = CloudScript(), EdgeScript("e1", token_delay=0.0)
     # With a large sketch cap, 60 tokens give the sketch 33 (its whole outline) and each of
     # 8 points 3: fewer than the edge's 6 words and the cloud's 4.
-    knobs = {"sketch_max_tokens": 1000}
+    knobs = {"sketch_max_tokens": 1000, "frame": False}
     with fake_stack(cloud, [edge], progressive=knobs) as url:
         completion = openai_client(url).chat.completions.create(**ask(**{field: 60}))
     assert cloud.requests[0]["max_tokens"] == 33
@@ -155,7 +165,7 @@ def test_a_point_cut_by_its_share_finishes_with_length(field: str) -> None:
 
 def test_a_sketch_cut_by_the_limit_finishes_with_length_streamed() -> None:
     cloud, edge = CloudScript(), EdgeScript("e1", token_delay=0.0)
-    with fake_stack(cloud, [edge]) as url:
+    with fake_stack(cloud, [edge], progressive={"frame": False}) as url:
         # 35: the sketch gets 6 pieces (the third title is cut), each point 3 tokens.
         deltas, finish, pice = streamed(openai_client(url), max_tokens=35)
     assert cloud.requests[0]["max_tokens"] == 6

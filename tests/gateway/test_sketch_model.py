@@ -14,14 +14,14 @@ import httpx
 import pytest
 
 from pice.openai_protocol import ChatCompletionRequest
-from pice_gateway.progressive.spec import sketch_payload
+from pice_gateway.progressive.spec import sketch_frame, sketch_payload
 from pice_gateway.readiness import unlisted_models
 from pice_gateway.settings import CloudSettings, GatewaySettings
 from tests.gateway.conftest import fake_stack, openai_client
 from tests.gateway.fakes import CloudScript, EdgeScript, _kind
 from tests.support.processes import free_port
 
-# The sketch report's frame fields when no frame was asked for (progressive.frame is off).
+# The sketch report's frame fields when no frame was asked for (a sketcher adapter: off).
 UNFRAMED = {"frame": False, "opening": False, "closing": False}
 
 SKETCHER = {"sketch_model": "pice-sketcher"}
@@ -50,6 +50,34 @@ def test_the_sketch_payload_names_the_sketch_model_only_when_it_must_outline(
     settings = GatewaySettings(cloud={"model": "base", "sketch_model": sketch_model})
     request = ChatCompletionRequest.model_validate(question())
     assert sketch_payload(settings, request, allow_direct=allow_direct)["model"] == expected
+
+
+@pytest.mark.parametrize(
+    ("sketch_model", "setting", "asked", "allow_direct", "framed"),
+    [
+        (None, None, None, False, True),  # the default: framed
+        ("pice-sketcher", None, None, False, False),  # the adapter learnt bare outlines
+        ("pice-sketcher", True, None, False, True),  # the operator's setting wins
+        (None, False, None, False, False),
+        (None, False, True, False, True),  # the request's pice.frame wins over both
+        ("pice-sketcher", None, True, False, True),
+        (None, None, False, False, False),
+        (None, True, True, True, False),  # a sketch that may answer directly is never framed
+    ],
+)
+def test_the_frame_is_on_unless_a_sketcher_adapter_writes_the_outline(
+    sketch_model: str | None,
+    setting: bool | None,
+    asked: bool | None,
+    allow_direct: bool,
+    framed: bool,
+) -> None:
+    settings = GatewaySettings(
+        cloud={"model": "base", "sketch_model": sketch_model}, progressive={"frame": setting}
+    )
+    body = question() | ({} if asked is None else {"pice": {"frame": asked}})
+    request = ChatCompletionRequest.model_validate(body)
+    assert sketch_frame(settings, request, allow_direct=allow_direct) is framed
 
 
 def test_only_a_sketch_model_that_differs_is_an_extra_model_to_check() -> None:

@@ -172,11 +172,12 @@ class ProgressiveRun:
         payload = sketch_payload(settings, request, allow_direct=allow_direct, frame=frame)
         self._report.sketch = SketchReport(model=payload["model"], frame=frame)
         self._sketch = CloudTextStream(upstreams.cloud, payload, meter=upstreams.cloud_meter)
-        self._parser = SketchParser(request_budget(settings, request).max_points, frame=frame)
+        budget = request_budget(settings, request, frame=frame)
+        self._parser = SketchParser(budget.max_points, frame=frame)
         # A framed sketch's closing sentence, shown once every point is.
         self._closing: str | None = None
         self._stop = StopMatcher(request.stop_list())
-        spec = ExpansionSpec.for_request(settings, request, request_id)
+        spec = ExpansionSpec.for_request(settings, request, request_id, frame=frame)
         self._report.point_words = spec.point_words
         self._dispatcher = Dispatcher(
             registry=upstreams.registry,

@@ -37,8 +37,20 @@ class AnswerBudget:
     limited: bool = False
 
 
+# Tokens a framed sketch's opening line takes, about (the 1.5B's openings run 4 to 29 words).
+# A request's limit that splits the sketch's share by the caps alone leaves an opening nothing
+# to list after: at ``max_tokens: 200`` the sketch gets 34 tokens, and a 20-token opening left
+# one point. The frame is reserved this much before the split.
+FRAME_TOKENS = 32
+
+
 def answer_budget(
-    limit: int | None, *, sketch_max: int, point_max: int, max_points: int
+    limit: int | None,
+    *,
+    sketch_max: int,
+    point_max: int,
+    max_points: int,
+    frame_tokens: int = 0,
 ) -> AnswerBudget:
     """Split the request's token ``limit`` over the sketch and the points.
 
@@ -51,11 +63,15 @@ def answer_budget(
     sketch (whose titles are shown as the points' headers) plus every shown point's body never
     exceeds the limit. Ensemble candidates that are not shown are not part of the answer and
     are not counted against it (they are in ``usage``).
+
+    ``frame_tokens`` (a framed sketch's opening, :data:`FRAME_TOKENS`) go to the sketch on top
+    of its share, as far as the limit leaves the points one token each.
     """
     full = sketch_max + max_points * point_max
     if limit is None or limit >= full:
         return AnswerBudget(sketch_max, point_max, max_points)
     sketch = max(1, limit * sketch_max // full)
+    sketch = min(sketch_max, sketch + max(0, min(frame_tokens, limit - sketch - max_points)))
     rest = max(0, limit - sketch)
     points = max(1, min(max_points, rest))
     return AnswerBudget(
@@ -77,9 +93,12 @@ def point_words(settings: GatewaySettings, request: ChatCompletionRequest) -> in
     return pice_options(request).point_words or settings.progressive.point_words
 
 
-def request_budget(settings: GatewaySettings, request: ChatCompletionRequest) -> AnswerBudget:
+def request_budget(
+    settings: GatewaySettings, request: ChatCompletionRequest, *, frame: bool = False
+) -> AnswerBudget:
     """The request's budget; a point asked for more words than ``expansion_max_tokens``
-    holds gets the tokens they take (the request's own limit still bounds the answer)."""
+    holds gets the tokens they take (the request's own limit still bounds the answer); a
+    framed sketch (:func:`sketch_frame`) gets its opening's tokens first."""
     knobs = settings.progressive
     point_max = knobs.expansion_max_tokens
     words = point_words(settings, request)
@@ -90,6 +109,7 @@ def request_budget(settings: GatewaySettings, request: ChatCompletionRequest) ->
         sketch_max=knobs.sketch_max_tokens,
         point_max=point_max,
         max_points=knobs.max_points,
+        frame_tokens=FRAME_TOKENS if frame else 0,
     )
 
 
@@ -97,9 +117,15 @@ def sketch_frame(
     settings: GatewaySettings, request: ChatCompletionRequest, *, allow_direct: bool
 ) -> bool:
     """Whether the sketch is asked for an opening line and a closing sentence: the request's
-    ``pice.frame``, else ``progressive.frame``; only an outline-only sketch is framed."""
+    ``pice.frame``, else ``progressive.frame``, else whether the outline is written by
+    ``cloud.model`` itself (a sketcher adapter learnt unframed outlines); only an outline-only
+    sketch is framed."""
+    if allow_direct:
+        return False
     frame = pice_options(request).frame
-    return not allow_direct and (settings.progressive.frame if frame is None else frame)
+    if frame is None:
+        frame = settings.progressive.frame
+    return settings.cloud.sketch_model is None if frame is None else frame
 
 
 def sketch_payload(
@@ -124,7 +150,7 @@ def sketch_payload(
     if allow_direct:
         budget = min(knobs.direct_max_tokens, limit) if limit else knobs.direct_max_tokens
     else:
-        budget = request_budget(settings, request).sketch_tokens
+        budget = request_budget(settings, request, frame=frame).sketch_tokens
     return {
         "model": settings.cloud.model if allow_direct else settings.cloud.outline_model,
         "messages": sketch_messages(
@@ -169,10 +195,15 @@ class ExpansionSpec:
 
     @classmethod
     def for_request(
-        cls, settings: GatewaySettings, request: ChatCompletionRequest, request_id: str
+        cls,
+        settings: GatewaySettings,
+        request: ChatCompletionRequest,
+        request_id: str,
+        *,
+        frame: bool = False,
     ) -> ExpansionSpec:
         knobs = settings.progressive
-        budget = request_budget(settings, request)
+        budget = request_budget(settings, request, frame=frame)
         return cls(
             request_id=request_id,
             messages=[{"role": m.role, "content": m.text()} for m in request.messages],
