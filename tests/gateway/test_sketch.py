@@ -219,6 +219,17 @@ def test_the_opening_is_given_as_soon_as_a_list_item_starts_after_it() -> None:
     assert parser.feed("xed\n") == [PointFound(0, "Fixed")], "the opening is given once"
     bold = SketchParser(max_points=8, frame=True)
     assert opening(bold.feed("Open:\n\n**1.** A")) == "Open:"
+    colon = SketchParser(max_points=8, frame=True)
+    assert opening(colon.feed("Open:\n1: A")) == "Open:", "a '1:' item starts a list too"
+
+
+def test_a_long_first_item_of_an_unopened_outline_is_not_prose() -> None:
+    for start in ("1. ", "1: ", "- ", "**1.** "):
+        parser = SketchParser(max_points=8, frame=True)
+        parser.feed(start + " ".join(["word"] * 45))
+        assert not parser.is_prose, start
+        events = parser.feed("\n")
+        assert points(events) == [" ".join(["word"] * 45)[:80].rsplit(" ", 1)[0]], start
 
 
 @pytest.mark.parametrize(

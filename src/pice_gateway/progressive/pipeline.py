@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 
 from pice.errors import PiceError
@@ -141,10 +141,12 @@ class ProgressiveRun:
     ) -> None:
         self._clock = clock or Clock()
         self._watch = watch_events
-        self._request = request
-        self._cloud = upstreams.cloud
-        self._cloud_model = settings.cloud.model
-        self._cloud_meter = upstreams.cloud_meter
+        # The stream of the cloud's own answer, opened only if the framed sketch is prose.
+        self._cloud_answer: Callable[[], CloudTextStream] = lambda: CloudTextStream(
+            upstreams.cloud,
+            cloud_payload(request, settings.cloud.model),
+            meter=upstreams.cloud_meter,
+        )
         self._registry = upstreams.registry
         self._queue: asyncio.Queue[RunEvent | PiceError] = asyncio.Queue()
         self._tasks = TaskSet(self._fail, name="progressive run")
@@ -311,8 +313,7 @@ class ProgressiveRun:
         cloud-only would, instead of the sketch's paragraph standing for the answer."""
         self._report.mode = "cloud"
         self._report.reason = "sketch_prose"
-        payload = cloud_payload(self._request, self._cloud_model)
-        stream = CloudTextStream(self._cloud, payload, meter=self._cloud_meter)
+        stream = self._cloud_answer()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 await stream.open(stack)

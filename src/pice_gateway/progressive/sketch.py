@@ -133,8 +133,9 @@ class _Mode(Enum):
 
 _NUMBERED = re.compile(r"^(\s*)(?:[*_]{2})?(?:#+\s*)?(\d{1,2})\s*[.):](?:[*_]{2})?\s+(.*)$")
 _BULLET = re.compile(r"^(\s*)[-*•+]\s+(.*)$")
-# The start of a list item, before its title: "1. ", "**2.** ", "- ".
-_ITEM_START = re.compile(r"^\s*(?:[*_]{2})?(?:#+\s*)?(?:\d{1,2}\s*[.)](?:[*_]{2})?|[-*•+])\s")
+# The start of a list item, before its title: "1. ", "2: ", "**3.** ", "- " (what
+# ``_NUMBERED`` and ``_BULLET`` read once the line is whole).
+_ITEM_START = re.compile(r"^\s*(?:[*_]{2})?(?:#+\s*)?(?:\d{1,2}\s*[.):](?:[*_]{2})?|[-*•+])\s")
 # Upper case, or alone on its line in any case: "Direct sunlight..." is prose, not the marker.
 _MARKER = re.compile(r"^\W*DIRECT\b\W*(.*)$")
 # The marker with the answer on the same line ("DIRECT: 84"), seen before the line ends.
@@ -149,8 +150,7 @@ _PAST_CAP_ITEMS = 2
 
 def _is_long_prose(line: str) -> bool:
     """A partial first line too long for an opening that is not a list item either."""
-    listed = _NUMBERED.match(line) or _BULLET.match(line)
-    return not listed and len(line.split()) > _OPENING_MAX_WORDS
+    return not _ITEM_START.match(line) and len(line.split()) > _OPENING_MAX_WORDS
 
 
 def clean_title(raw: str) -> str:
