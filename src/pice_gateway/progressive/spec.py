@@ -40,7 +40,7 @@ class AnswerBudget:
 # Tokens a framed sketch's opening line takes, about (the 1.5B's openings run 4 to 29 words).
 # A request's limit that splits the sketch's share by the caps alone leaves an opening nothing
 # to list after: at ``max_tokens: 200`` the sketch gets 34 tokens, and a 20-token opening left
-# one point. The frame is reserved this much before the split.
+# one point. A framed sketch gets this much on top of its share, taken from the points'.
 FRAME_TOKENS = 32
 
 
