@@ -510,6 +510,32 @@ async def test_a_framed_answer_opens_before_point_1_and_closes_after_the_last_po
     assert "".join(plain_pieces) == EXPECTED.format("e1", "e1", "e1")
 
 
+SECTIONED_SKETCH = (
+    "Health takes a few habits:\n1. Alpha point\n2. Beta point\n"
+    "Some things to avoid:\n1. Gamma point\nKeep them up and it adds up.\n"
+)
+
+
+async def test_a_framed_sketch_with_a_second_list_shows_its_heading_and_tells_the_edges() -> None:
+    edge = InProcessEdge("e1", token_delay=0.001)
+    async with upstreams(CloudScript(sketch=SECTIONED_SKETCH), edge) as shared:
+        pieces, finished = await answer(progressive_run(shared, model="pice-progressive"))
+    first, second, third = EXPECTED.format("e1", "e1", "e1").splitlines(keepends=True)
+    assert "".join(pieces) == (
+        "Health takes a few habits:\n\n"
+        + first
+        + second
+        + "\nSome things to avoid:\n\n"
+        + third
+        + "\nKeep them up and it adds up."
+    ), "the heading is not the closing, and the third point follows it"
+    assert [p.section for p in finished.report.points] == [None, None, "Some things to avoid:"]
+    assert [p.title for p in finished.report.points][2] == "Gamma point"
+    # The edges read the third title with its heading: alone, it would be ambiguous.
+    outlines = {tuple(job.sketch) for job in edge.jobs}
+    assert ("Alpha point", "Beta point", "Some things to avoid: Gamma point") in outlines
+
+
 PROSE_SKETCH = "If it had never been invented, we would read more.\n\nAnd we would walk more.\n"
 
 

@@ -60,3 +60,15 @@ def test_restart_of_a_held_point_replaces_its_text() -> None:
     merger.done(1)
     merger.close_sketch()
     assert merger.done(0, "first") == " first\n2. **B**: new text\n"
+
+
+def test_a_point_that_opens_a_section_is_preceded_by_its_heading() -> None:
+    merger = Merger()
+    sections = [None, None, "Against:", "Against:"]
+    out = [merger.add_point(i, t, s) for i, (t, s) in enumerate(zip("ABCD", sections))]
+    out.append(merger.close_sketch())
+    for i in range(4):
+        out.append(merger.done(i, f"Body {i}."))
+    assert "".join(out) == (
+        "1. **A**: Body 0.\n2. **B**: Body 1.\n\nAgainst:\n\n3. **C**: Body 2.\n4. **D**: Body 3.\n"
+    )

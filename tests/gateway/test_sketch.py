@@ -275,3 +275,64 @@ def test_a_framed_sketch_without_an_opening_or_with_the_marker_is_read_as_before
     # Without the frame, a first line of prose is still taken as a direct answer.
     plain = SketchParser(max_points=8)
     assert direct(feed_all(plain, ["We would read more."])) == "We would read more."
+
+
+SECTIONED = (
+    "Renewable sources are replenished naturally:\n"
+    "1. Solar, wind\n2. Geothermal\n"
+    "**Non-renewable sources are finite:**\n"
+    "1. Coal, oil\n2. Geothermal\n"
+    "Both matter for the energy transition.\n"
+)
+
+
+def test_a_framed_sketch_with_a_second_list_reads_its_heading_as_a_section() -> None:
+    parser = SketchParser(max_points=8, frame=True)
+    events = feed_all(parser, [SECTIONED])
+    found = [e for e in events if isinstance(e, PointFound)]
+    heading = "**Non-renewable sources are finite:**"
+    assert found == [
+        PointFound(0, "Solar, wind"),
+        PointFound(1, "Geothermal"),
+        PointFound(2, "Coal, oil", heading),
+        PointFound(3, "Geothermal", heading),
+    ], "the same title under another heading is not a repeat"
+    assert found[2].outline_title == "Non-renewable sources are finite: Coal, oil"
+    assert found[0].outline_title == "Solar, wind"
+    assert [e.text for e in frame_of(events) if e.closing] == [
+        "Both matter for the energy transition."
+    ]
+    # Without the frame the heading still ends the outline (nothing of it would be shown).
+    assert points(feed_all(SketchParser(max_points=8), [SECTIONED])) == [
+        "Solar, wind",
+        "Geothermal",
+    ]
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "Tourists prefer places that:\n",  # the stream stops at the heading
+        "Tourists prefer places that:",  # ... without its newline
+        "Tourists prefer places that:\nSo look at who eats there.\n",  # prose, not a list
+    ],
+)
+def test_a_heading_with_no_list_after_it_is_never_shown_nor_taken_as_the_closing(
+    tail: str,
+) -> None:
+    parser = SketchParser(max_points=8, frame=True)
+    events = feed_all(parser, ["Locals prefer places that:\n1. Serve local food\n", tail])
+    assert points(events) == ["Serve local food"]
+    closings = [e.text for e in frame_of(events) if e.closing]
+    assert closings == (["So look at who eats there."] if "So look" in tail else [])
+    assert parser.is_outline
+
+
+def test_a_heading_past_the_point_cap_is_skipped_like_an_item() -> None:
+    parser = SketchParser(max_points=2, frame=True)
+    events = feed_all(parser, ["Open:\n1. A\n2. B\nMore:\n1. C\nClose.\n"])
+    assert points(events) == ["A", "B"]
+    assert frame_of(events)[-1] == FrameText("Close.", closing=True)
+    looping = SketchParser(max_points=2, frame=True)
+    looping.feed("Open:\n1. A\n2. B\nMore:\n1. C\nEven more:\n")
+    assert looping.ended, "the third thing past the cap is a loop"

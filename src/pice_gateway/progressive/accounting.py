@@ -49,6 +49,8 @@ class OverflowReport(BaseModel):
 
 class PointReport(BaseModel):
     title: str
+    # The heading of the list the point is in, when a framed sketch wrote more than one.
+    section: str | None = None
     # The edge's name, or "cloud" when the cloud expanded the point itself.
     edge: str | None = None
     # The LoRA adapter that edge serves (its last /v1/load), or ``None`` for a stock model.

@@ -3,7 +3,8 @@
 Point ``k`` streams live while it decodes once points ``0..k-1`` are done; later points are
 held until their turn and then flushed at once. Each point renders as
 ``"{n}. **{title}**: {body}\\n"``; its header goes out as soon as the sketch names it, before
-any edge has produced a token, which is what makes the first byte early.
+any edge has produced a token, which is what makes the first byte early. The first point of a
+further section (a framed sketch's second list) is preceded by its heading, as a paragraph.
 
 A point whose source fails is restarted elsewhere. Text already sent cannot be taken back, so
 the new attempt is matched against it: while the new text repeats what was sent (greedy
@@ -21,6 +22,7 @@ _RESUME_SEPARATOR = " … "
 @dataclass
 class _Point:
     title: str
+    section: str | None = None
     attempt: str = ""
     # The body to display is ``base + attempt``; ``None`` while a restarted attempt is still
     # being matched against what was already sent.
@@ -71,12 +73,12 @@ class Merger:
     def titles(self) -> list[str]:
         return [point.title for point in self._points]
 
-    def add_point(self, index: int, title: str) -> str:
+    def add_point(self, index: int, title: str, section: str | None = None) -> str:
         if index != len(self._points):
             raise ValueError(
                 f"points must be added in order: got {index}, have {len(self._points)}"
             )
-        self._points.append(_Point(title))
+        self._points.append(_Point(title, section))
         return self._flush()
 
     def delta(self, index: int, text: str) -> str:
@@ -110,6 +112,8 @@ class Merger:
         while self._current < len(self._points):
             point = self._points[self._current]
             if not point.header_sent:
+                if self._opens_section(self._current):
+                    out.append(f"\n{point.section}\n\n")
                 out.append(f"{self._current + 1}. **{point.title}**:")
                 point.header_sent = True
             body = point.body()
@@ -124,3 +128,7 @@ class Merger:
             out.append("\n")
             self._current += 1
         return "".join(out)
+
+    def _opens_section(self, index: int) -> bool:
+        section = self._points[index].section
+        return section is not None and (index == 0 or self._points[index - 1].section != section)

@@ -289,13 +289,13 @@ class ProgressiveRun:
 
     def _on_sketch_event(self, event: SketchEvent) -> None:
         if isinstance(event, PointFound):
-            self._report.points.append(PointReport(title=event.title))
+            self._report.points.append(PointReport(title=event.title, section=event.section))
             if self._watch:
                 self._watched(watch.PointFound(point=event.index, title=event.title))
-            self._emit(self._merger.add_point(event.index, event.title))
+            self._emit(self._merger.add_point(event.index, event.title, event.section))
             if self._first_dispatch_ms is None:
                 self._first_dispatch_ms = self._clock.ms()
-            self._dispatcher.add_point(event.index, event.title)
+            self._dispatcher.add_point(event.index, event.outline_title)
         elif isinstance(event, DirectText):
             self._emit(event.text)
         elif isinstance(event, FrameText) and self._report.sketch is not None:

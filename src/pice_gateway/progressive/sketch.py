@@ -92,8 +92,20 @@ def sketch_messages(
 
 @dataclass(frozen=True)
 class PointFound:
+    """A point of the outline; ``section`` is the heading of the list it is in, when a framed
+    sketch wrote more than one ("Non-renewable sources:" before a second list), else ``None``."""
+
     index: int
     title: str
+    section: str | None = None
+
+    @property
+    def outline_title(self) -> str:
+        """The title as the edges see it in the outline: in a later section, after its heading
+        ("Non-renewable sources: Coal, oil"), since the bare title is ambiguous there."""
+        if self.section is None:
+            return self.title
+        return f"{_plain(self.section)} {self.title}"
 
 
 @dataclass(frozen=True)
@@ -148,6 +160,18 @@ _OPENING_MAX_WORDS = 40
 _PAST_CAP_ITEMS = 2
 
 
+def _plain(text: str) -> str:
+    """``text`` without markdown emphasis and heading marks."""
+    return " ".join(re.sub(r"[*_`#]+", "", text).split())
+
+
+def _is_heading(line: str) -> bool:
+    """A prose line after some items that introduces another list ("Tourists prefer places
+    that:"): it ends with a colon, and is as short as an opening."""
+    plain = _plain(line)
+    return plain.endswith(":") and len(plain.split()) <= _OPENING_MAX_WORDS
+
+
 def _is_long_prose(line: str) -> bool:
     """A partial first line too long for an opening that is not a list item either."""
     return not _ITEM_START.match(line) and len(line.split()) > _OPENING_MAX_WORDS
@@ -185,8 +209,11 @@ class SketchParser:
     its opening, given when the first item starts, and the prose line that ends the outline as
     its closing (:class:`FrameText`); a closing cut by the token limit is dropped, like a cut
     title, and an outline that lists more than two items past the point cap ends without one
-    (the model is looping). A framed sketch whose first line is not followed by a list, or runs
-    past 40 words, is prose (:attr:`is_prose`): nothing of it is given, and it ends there.
+    (the model is looping). A prose line after the items that ends with a colon is not a
+    closing but the heading of a further list ("Non-renewable sources are finite:"): the items
+    after it are points too, in that ``section``; a heading with no item after it is dropped.
+    A framed sketch whose first line is not followed by a list, or runs past 40 words, is
+    prose (:attr:`is_prose`): nothing of it is given, and it ends there.
     """
 
     def __init__(self, max_points: int, *, frame: bool = False) -> None:
@@ -202,6 +229,11 @@ class SketchParser:
         # A framed sketch's opening line, held until a list item follows it.
         self._opening: str | None = None
         self._opening_given = False
+        # A framed outline's section heading: read and waiting for its first item, then the
+        # section of every point after it.
+        self._heading: str | None = None
+        self._section: str | None = None
+        self._seen: set[tuple[str | None, str]] = set()
 
     @property
     def is_direct(self) -> bool:
@@ -322,23 +354,22 @@ class SketchParser:
         bullet = _BULLET.match(line)
         item = numbered if self._numbered else bullet
         if self.mode is _Mode.CLOSING and item is not None:
-            # A model that lists on past the cap is looping, not closing: stop waiting soon,
-            # or the cloud writes to its token limit while the answer waits for the sketch.
-            self._past_cap += 1
-            if self._past_cap > _PAST_CAP_ITEMS:
-                self.mode = _Mode.ENDED
-                return [OutlineEnded()]
-            return []
+            return self._skip_past_cap()
         if item is not None and len(item.group(1)) <= self._indent:
             title = clean_title(item.group(item.lastindex or 0))
             if not title:
                 return []
-            if title.casefold() in (point.casefold() for point in self.points):
+            if self._heading is not None:
+                self._section, self._heading = self._heading, None
+            key = (self._section, title.casefold())
+            if key in self._seen:
                 # A small model that repeats a point has started to loop: the outline is over.
+                # (The same title under another heading is not a repeat: "Cost" for and against.)
                 self.mode = _Mode.ENDED
                 return [OutlineEnded()]
+            self._seen.add(key)
             self.points.append(title)
-            events: list[SketchEvent] = [PointFound(len(self.points) - 1, title)]
+            events: list[SketchEvent] = [PointFound(len(self.points) - 1, title, self._section)]
             if len(self.points) >= self.max_points:
                 if self.frame:
                     self.mode = _Mode.CLOSING  # items past the cap are skipped
@@ -348,7 +379,22 @@ class SketchParser:
             return events
         if numbered or bullet or line[:1].isspace():
             return []  # a sub-item or a detail line
+        if self.frame and _is_heading(line):
+            if self.mode is _Mode.CLOSING:
+                return self._skip_past_cap()  # the next list is not shown: skipped like an item
+            self._heading = line.strip()  # another list follows; a second heading replaces it
+            return []
         self.mode = _Mode.ENDED
         if self.frame:
             return [FrameText(line.strip(), closing=True), OutlineEnded()]
         return [OutlineEnded()]
+
+    def _skip_past_cap(self) -> list[SketchEvent]:
+        """An item past the point cap. A model that lists on past the cap is looping, not
+        closing: stop waiting soon, or the cloud writes to its token limit while the answer
+        waits for the sketch."""
+        self._past_cap += 1
+        if self._past_cap > _PAST_CAP_ITEMS:
+            self.mode = _Mode.ENDED
+            return [OutlineEnded()]
+        return []
