@@ -171,15 +171,17 @@ class ProgressiveRun:
         )
         self._point_spans: dict[int, Span] = {}
         frame = sketch_frame(settings, request, allow_direct=allow_direct)
-        payload = sketch_payload(settings, request, allow_direct=allow_direct, frame=frame)
+        budget = request_budget(settings, request, frame=frame)
+        payload = sketch_payload(
+            settings, request, allow_direct=allow_direct, frame=frame, budget=budget
+        )
         self._report.sketch = SketchReport(model=payload["model"], frame=frame)
         self._sketch = CloudTextStream(upstreams.cloud, payload, meter=upstreams.cloud_meter)
-        budget = request_budget(settings, request, frame=frame)
         self._parser = SketchParser(budget.max_points, frame=frame)
         # A framed sketch's closing sentence, shown once every point is.
         self._closing: str | None = None
         self._stop = StopMatcher(request.stop_list())
-        spec = ExpansionSpec.for_request(settings, request, request_id, frame=frame)
+        spec = ExpansionSpec.for_request(settings, request, request_id, budget=budget)
         self._report.point_words = spec.point_words
         self._dispatcher = Dispatcher(
             registry=upstreams.registry,

@@ -134,6 +134,7 @@ def sketch_payload(
     *,
     allow_direct: bool,
     frame: bool = False,
+    budget: AnswerBudget | None = None,
 ) -> dict[str, Any]:
     """The cloud chat request that writes the outline (or, when allowed, a direct answer).
 
@@ -143,14 +144,15 @@ def sketch_payload(
     Only a sketch that must outline names ``cloud.sketch_model``: a sketcher adapter is trained
     on outline-only prompts (``pice_tune.distill``) and would not choose a direct answer well,
     so the in-band decision of ``pice`` without a router stays with ``cloud.model``.
-    ``frame`` is :func:`sketch_frame`'s answer, decided once by the caller.
+    ``frame`` is :func:`sketch_frame`'s answer and ``budget`` :func:`request_budget`'s,
+    both decided once by the caller (the budget is computed here when not given).
     """
     knobs = settings.progressive
     limit = request.token_limit()
     if allow_direct:
-        budget = min(knobs.direct_max_tokens, limit) if limit else knobs.direct_max_tokens
+        tokens = min(knobs.direct_max_tokens, limit) if limit else knobs.direct_max_tokens
     else:
-        budget = request_budget(settings, request, frame=frame).sketch_tokens
+        tokens = (budget or request_budget(settings, request, frame=frame)).sketch_tokens
     return {
         "model": settings.cloud.model if allow_direct else settings.cloud.outline_model,
         "messages": sketch_messages(
@@ -158,7 +160,7 @@ def sketch_payload(
             allow_direct=allow_direct,
             frame=frame,
         ),
-        "max_tokens": budget,
+        "max_tokens": tokens,
         "temperature": knobs.sketch_temperature,
     }
 
@@ -200,10 +202,10 @@ class ExpansionSpec:
         request: ChatCompletionRequest,
         request_id: str,
         *,
-        frame: bool = False,
+        budget: AnswerBudget,
     ) -> ExpansionSpec:
+        """The spec of ``request``'s points under its :func:`request_budget`."""
         knobs = settings.progressive
-        budget = request_budget(settings, request, frame=frame)
         return cls(
             request_id=request_id,
             messages=[{"role": m.role, "content": m.text()} for m in request.messages],
