@@ -65,7 +65,7 @@ def test_restart_of_a_held_point_replaces_its_text() -> None:
 def test_a_point_that_opens_a_section_is_preceded_by_its_heading() -> None:
     merger = Merger()
     sections = [None, None, "Against:", "Against:"]
-    out = [merger.add_point(i, t, s) for i, (t, s) in enumerate(zip("ABCD", sections))]
+    out = [merger.add_point(i, t, s) for i, (t, s) in enumerate(zip("ABCD", sections, strict=True))]
     out.append(merger.close_sketch())
     for i in range(4):
         out.append(merger.done(i, f"Body {i}."))
