@@ -1,0 +1,139 @@
+"""Model ``pice`` against cloud-only, split by the path each question took.
+
+Reads a bench run (``results.json`` of ``pice bench --modes pice-auto,cloud-only``) and its
+judgment (``benchmarks/rejudge.py --pair pice-auto:cloud-only``) and prints, per path of the
+``pice`` answer — outlined by the edges, sent to the cloud by the router, a framed sketch that
+turned to prose — the judge's W/L/T and net win rate with a bootstrap 95% interval, how many
+texts were byte-identical, the median per-question latency ratio with its interval, time to
+first token, and the questions lost and won; then the router's agreement with the bench's
+labels and the answers cut by ``max_tokens``. Writes the same as JSON with ``--out``.
+
+    python benchmarks/by_path.py R/pice_all/results.json R/pice_vs_cloud.json --out R/by_path.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pice_bench.stats import bootstrap_interval
+
+CANDIDATE = "pice-auto"
+BASELINE = "cloud-only"
+_VALUE = {"win": 1, "loss": -1, "tie": 0}
+_PATHS = ("outline", "router", "sketch_prose")
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def summarise(results: dict[str, Any], judged: dict[str, Any]) -> dict[str, Any]:
+    pair = judged["pairs"][f"{CANDIDATE}:{BASELINE}"]
+    answers = {
+        (r["question_id"], r["mode"]): r["answer"]
+        for r in results["requests"]
+        if r["phase"] == "latency"
+    }
+    suits = {
+        r["question_id"]: r["suits_points"] in (True, "True")
+        for r in results["requests"]
+        if r["phase"] == "latency"
+    }
+
+    def reason(question: str) -> str:
+        extension = answers[(question, CANDIDATE)].get("extension") or {}
+        return str(extension.get("reason", "?"))
+
+    paths: dict[str, Any] = {}
+    for path in _PATHS:
+        records = [r for r in pair["records"] if reason(r["question_id"]) == path]
+        if not records:
+            continue
+        outcomes = [float(_VALUE[r["outcome"]]) for r in records]
+        questions = [r["question_id"] for r in records]
+        ratios = [
+            answers[(q, CANDIDATE)]["latency_s"] / answers[(q, BASELINE)]["latency_s"]
+            for q in questions
+        ]
+        paths[path] = {
+            "n": len(records),
+            "wins": outcomes.count(1.0),
+            "losses": outcomes.count(-1.0),
+            "ties": outcomes.count(0.0),
+            "net": _mean(outcomes),
+            "net_ci95": bootstrap_interval(outcomes, _mean),
+            "identical": sum(bool(r["identical"]) for r in records),
+            "suitable": sum(suits[q] for q in questions),
+            "latency_ratio_median": _median(ratios),
+            "latency_ratio_ci95": bootstrap_interval(ratios, _median),
+            "ttft_p50_s": {
+                mode: _median([answers[(q, mode)]["ttft_s"] for q in questions])
+                for mode in (CANDIDATE, BASELINE)
+            },
+            "lost": [r["question_id"] for r in records if r["outcome"] == "loss"],
+            "won": [r["question_id"] for r in records if r["outcome"] == "win"],
+        }
+    questions = [r["question_id"] for r in pair["records"]]
+    return {
+        "paths": paths,
+        "router_agreement": [
+            sum((reason(q) != "router") == suits[q] for q in questions),
+            len(questions),
+        ],
+        "cut": {
+            mode: [q for q in questions if answers[(q, mode)]["finish_reason"] == "length"]
+            for mode in (CANDIDATE, BASELINE)
+        },
+        "failed_judge_calls": pair.get("failed_calls"),
+    }
+
+
+def render(summary: dict[str, Any]) -> str:
+    lines = [
+        "| path | n | W/L/T | net [95% CI] | identical | median latency ratio [95% CI] "
+        "| ttft p50 pice / cloud s | lost | won |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path, s in summary["paths"].items():
+        low, high = s["net_ci95"]
+        rlow, rhigh = s["latency_ratio_ci95"]
+        ttft = s["ttft_p50_s"]
+        lines.append(
+            f"| {path} | {s['n']} | {s['wins']}/{s['losses']}/{s['ties']} "
+            f"| {s['net']:+.2f} [{low:+.2f}, {high:+.2f}] | {s['identical']} "
+            f"| {s['latency_ratio_median']:.2f} [{rlow:.2f}, {rhigh:.2f}] "
+            f"| {ttft[CANDIDATE]:.2f} / {ttft[BASELINE]:.2f} "
+            f"| {', '.join(s['lost']) or '-'} | {', '.join(s['won']) or '-'} |"
+        )
+    agree, total = summary["router_agreement"]
+    lines.append("")
+    lines.append(f"router agreement with the bench's labels: {agree}/{total}")
+    for mode, cut in summary["cut"].items():
+        lines.append(f"cut by max_tokens, {mode}: {len(cut)} {cut}")
+    lines.append(f"failed judge calls: {summary['failed_judge_calls']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="the bench run's results.json")
+    parser.add_argument("judged", type=Path, help="rejudge.py's output for pice-auto:cloud-only")
+    parser.add_argument("--out", type=Path, help="write the summary as JSON here")
+    args = parser.parse_args()
+    summary = summarise(json.loads(args.results.read_text()), json.loads(args.judged.read_text()))
+    print(render(summary))
+    if args.out is not None:
+        args.out.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
