@@ -328,6 +328,15 @@ def test_a_heading_with_no_list_after_it_is_never_shown_nor_taken_as_the_closing
     assert parser.is_outline
 
 
+def test_a_markdown_heading_opens_a_section_too() -> None:
+    parser = SketchParser(max_points=8, frame=True)
+    events = feed_all(parser, ["Open:\n1. A\n### Drawbacks\n1. B\nClose.\n"])
+    found = [e for e in events if isinstance(e, PointFound)]
+    assert found == [PointFound(0, "A"), PointFound(1, "B", "### Drawbacks")]
+    assert found[1].outline_title == "Drawbacks: B"
+    assert frame_of(events)[-1] == FrameText("Close.", closing=True)
+
+
 def test_a_heading_past_the_point_cap_is_skipped_like_an_item() -> None:
     parser = SketchParser(max_points=2, frame=True)
     events = feed_all(parser, ["Open:\n1. A\n2. B\nMore:\n1. C\nClose.\n"])

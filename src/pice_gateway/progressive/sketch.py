@@ -105,7 +105,7 @@ class PointFound:
         ("Non-renewable sources: Coal, oil"), since the bare title is ambiguous there."""
         if self.section is None:
             return self.title
-        return f"{_plain(self.section)} {self.title}"
+        return f"{_plain(self.section).rstrip(':')}: {self.title}"
 
 
 @dataclass(frozen=True)
@@ -167,9 +167,11 @@ def _plain(text: str) -> str:
 
 def _is_heading(line: str) -> bool:
     """A prose line after some items that introduces another list ("Tourists prefer places
-    that:"): it ends with a colon, and is as short as an opening."""
+    that:", "### Drawbacks"): it ends with a colon or is a markdown heading, and is as short as
+    an opening."""
     plain = _plain(line)
-    return plain.endswith(":") and len(plain.split()) <= _OPENING_MAX_WORDS
+    marked = plain.endswith(":") or line.lstrip().startswith("#")
+    return marked and 0 < len(plain.split()) <= _OPENING_MAX_WORDS
 
 
 def _is_long_prose(line: str) -> bool:
