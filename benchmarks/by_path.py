@@ -21,15 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from pice_bench.stats import bootstrap_interval
+from pice_bench.winrate import Outcome, WinRate
 
 CANDIDATE = "pice-auto"
 BASELINE = "cloud-only"
-_VALUE = {"win": 1, "loss": -1, "tie": 0}
 _PATHS = ("outline", "router", "sketch_prose")
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
 
 
 def _median(values: Sequence[float]) -> float:
@@ -58,7 +54,8 @@ def summarise(results: dict[str, Any], judged: dict[str, Any]) -> dict[str, Any]
         records = [r for r in pair["records"] if reason(r["question_id"]) == path]
         if not records:
             continue
-        outcomes = [float(_VALUE[r["outcome"]]) for r in records]
+        outcomes = [Outcome(r["outcome"]) for r in records]
+        rate = WinRate.of(outcomes)
         questions = [r["question_id"] for r in records]
         ratios = [
             answers[(q, CANDIDATE)]["latency_s"] / answers[(q, BASELINE)]["latency_s"]
@@ -66,11 +63,11 @@ def summarise(results: dict[str, Any], judged: dict[str, Any]) -> dict[str, Any]
         ]
         paths[path] = {
             "n": len(records),
-            "wins": outcomes.count(1.0),
-            "losses": outcomes.count(-1.0),
-            "ties": outcomes.count(0.0),
-            "net": _mean(outcomes),
-            "net_ci95": bootstrap_interval(outcomes, _mean),
+            "wins": rate.wins,
+            "losses": rate.losses,
+            "ties": rate.ties,
+            "net": rate.net,
+            "net_ci95": bootstrap_interval(outcomes, lambda s: WinRate.of(s).net),
             "identical": sum(bool(r["identical"]) for r in records),
             "suitable": sum(suits[q] for q in questions),
             "latency_ratio_median": _median(ratios),
