@@ -345,3 +345,12 @@ def test_a_heading_past_the_point_cap_is_skipped_like_an_item() -> None:
     looping = SketchParser(max_points=2, frame=True)
     looping.feed("Open:\n1. A\n2. B\nMore:\n1. C\nEven more:\n")
     assert looping.ended, "the third thing past the cap is a loop"
+
+
+def test_a_section_heading_keeps_a_hash_inside_it() -> None:
+    found = [
+        e
+        for e in feed_all(SketchParser(max_points=8, frame=True), ["Open:\n1. A\nIn C#:\n1. B\n"])
+        if isinstance(e, PointFound)
+    ]
+    assert found[1].outline_title == "In C#: B"

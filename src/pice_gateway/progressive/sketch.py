@@ -161,8 +161,8 @@ _PAST_CAP_ITEMS = 2
 
 
 def _plain(text: str) -> str:
-    """``text`` without markdown emphasis and heading marks."""
-    return " ".join(re.sub(r"[*_`#]+", "", text).split())
+    """``text`` without markdown emphasis and a leading heading mark ("C#" keeps its "#")."""
+    return " ".join(re.sub(r"[*_`]+", "", re.sub(r"^\s*#+\s*", "", text)).split())
 
 
 def _is_heading(line: str) -> bool:
