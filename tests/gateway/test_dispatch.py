@@ -569,3 +569,20 @@ async def test_a_framed_sketch_that_turns_to_prose_is_answered_by_the_cloud_itse
     assert "".join(pieces).startswith("If it had never been invented")
     assert (finished.report.mode, finished.report.reason) == ("cloud", "direct")
     assert len(cloud.requests) == 1
+
+
+async def test_a_looping_expansion_is_shown_up_to_its_loop_and_the_report_says_so() -> None:
+    looping = "Point {point} kept its roads. It was a single, " + "single, " * 12
+    edge = InProcessEdge("e1", variants=[(looping, -0.1)])
+    async with upstreams(CloudScript(), edge) as shared:
+        pieces, finished = await answer(progressive_run(shared))
+    lines = "".join(pieces).splitlines()
+    titles = ["Alpha", "Beta", "Gamma"]
+    for n, (line, title) in enumerate(zip(lines, titles, strict=True), start=1):
+        shown = f"{n}. **{title} point**: Point {n} kept its roads."
+        # Whatever streamed live before the loop was one stays (marked as cut); a point held
+        # until its turn ends on its last full sentence. Never the whole loop.
+        assert line == shown or (line.startswith(shown) and line.endswith(" …")), line
+        assert line.count("single") < 8, line
+    assert [point.trimmed for point in finished.report.points] == ["loop"] * 3
+    assert finished.finish_reason == "stop", "a loop is not a token limit"

@@ -72,3 +72,36 @@ def test_a_point_that_opens_a_section_is_preceded_by_its_heading() -> None:
     assert "".join(out) == (
         "1. **A**: Body 0.\n2. **B**: Body 1.\n\nAgainst:\n\n3. **C**: Body 2.\n4. **D**: Body 3.\n"
     )
+
+
+def test_a_live_point_stops_showing_text_at_a_loop() -> None:
+    merger = Merger()
+    merger.add_point(0, "A")
+    shown = [merger.delta(0, word) for word in ["Rome", " was", " a", " single,"]]
+    shown += [merger.delta(0, " single,") for _ in range(12)]
+    shown.append(merger.done(0, "Rome was a single," + " single," * 12, cut=True))
+    text = "".join(shown)
+    assert text.count("single") < 8, "at most the loop's first copies went out"
+    assert text.endswith(" …\n"), "the cut is marked"
+    assert merger.trimmed(0) == "loop"
+
+
+def test_a_held_point_cut_by_its_share_ends_on_its_last_full_sentence() -> None:
+    merger = Merger()
+    merger.add_point(0, "A")
+    merger.add_point(1, "B")
+    merger.close_sketch()
+    assert merger.done(1, "Antibodies bind the virus. White cells then help to", cut=True) == ""
+    assert merger.trimmed(1) == "length"
+    out = merger.delta(0, "Fine.") + merger.done(0)
+    assert out == " Fine.\n2. **B**: Antibodies bind the virus.\n"
+    assert merger.trimmed(0) is None
+    assert merger.text_of(1) == "Antibodies bind the virus."
+
+
+def test_a_live_point_cut_after_its_last_sentence_keeps_what_was_sent() -> None:
+    merger = Merger()
+    merger.add_point(0, "A")
+    assert merger.delta(0, "One. Two three") == " One. Two three"
+    assert merger.done(0, cut=True) == " …\n"
+    assert merger.text_of(0) == "One. Two three …"

@@ -157,10 +157,12 @@ def test_a_point_cut_by_its_share_finishes_with_length(field: str) -> None:
         "2. **Beta point**",
         "3. **Gamma point**",
     ]
-    assert all(len(line.split(": ", 1)[1].split()) == 3 for line in lines), lines
+    # Three words each, no full sentence among them: the cut is marked, not hidden.
+    assert [line.split(": ", 1)[1] for line in lines] == ["Body of point …"] * 3, lines
     assert completion.choices[0].finish_reason == "length"
     points = (completion.model_extra or {})["pice"]["points"]
     assert [p["finish_reason"] for p in points] == ["length"] * 3
+    assert [p["trimmed"] for p in points] == ["length"] * 3
 
 
 def test_a_sketch_cut_by_the_limit_finishes_with_length_streamed() -> None:
@@ -176,8 +178,10 @@ def test_a_sketch_cut_by_the_limit_finishes_with_length_streamed() -> None:
         "1. **Alpha point**",
         "2. **Beta point**",
     ], "the outline was cut inside its third title, which is dropped, not expanded"
-    assert all(len(line.split(": ", 1)[1].split()) == 3 for line in lines), lines
+    # Point 1 streamed live: its three words went out, then the ellipsis that marks the cut.
+    assert [line.split(": ", 1)[1] for line in lines] == ["Body of point …"] * 2, lines
     assert [p["finish_reason"] for p in pice["points"]] == ["length"] * 2
+    assert [p["trimmed"] for p in pice["points"]] == ["length"] * 2
 
 
 def test_without_a_limit_nothing_is_cut_and_the_reason_is_stop() -> None:

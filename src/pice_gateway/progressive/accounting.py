@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from pice.openai_protocol import Usage
+from pice_gateway.progressive.tidy import Trimmed
 
 Mode = Literal["progressive", "cloud"]
 
@@ -57,6 +58,10 @@ class PointReport(BaseModel):
     adapter: str | None = None
     finish_reason: str | None = None
     tokens: int = 0
+    # Why the shown body is shorter than what the source wrote: "loop" (shown up to a loop,
+    # then to its last full sentence), "length" (cut by its token share: ended on its last
+    # full sentence, or marked with an ellipsis); ``None``: shown as written.
+    trimmed: Trimmed | None = None
     # Every source that tried this point, in order (more than one after a failover).
     attempts: list[str] = Field(default_factory=list)
     # The ensemble's choice: every candidate of the last attempt with its score, and the index

@@ -10,11 +10,16 @@ A point whose source fails is restarted elsewhere. Text already sent cannot be t
 the new attempt is matched against it: while the new text repeats what was sent (greedy
 decoding on the same model usually does), nothing is sent; once it goes further, only the new
 part is; if it diverges, the sent part stays and the new attempt follows an ellipsis.
+
+A body is shown only up to a loop in it, and a body cut by its token share ends on its last
+full sentence (:mod:`~pice_gateway.progressive.tidy`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from pice_gateway.progressive.tidy import Trimmed, tidy, visible
 
 _RESUME_SEPARATOR = " … "
 
@@ -30,22 +35,45 @@ class _Point:
     sent: str = ""
     header_sent: bool = False
     done: bool = False
+    # The body as shown once done (:func:`tidy`), and why it is shorter than the model's.
+    final: str | None = None
+    trimmed: Trimmed | None = None
 
     def restart(self) -> None:
         self.attempt = ""
         self.base = "" if not self.sent else None
 
+    def finish(self, *, cut: bool) -> None:
+        """The attempt is complete (``cut``: by its token share): settle what is shown."""
+        self.done = True
+        display = self._display()
+        if display is None:  # the new attempt said no more than what was already sent
+            self.final = self.sent
+            return
+        shown = tidy(display, cut=cut, floor=len(self.sent))
+        self.final, self.trimmed = shown.text, shown.trimmed
+
     def body(self) -> str:
         """The body text as far as it may be shown (never shorter than what was sent)."""
+        if self.final is not None:
+            display = self.final
+        else:
+            attempt = self._display()
+            if attempt is None:
+                return self.sent
+            display = visible(attempt)
+        return display if display.startswith(self.sent) else self.sent
+
+    def _display(self) -> str | None:
+        """``base + attempt``, or ``None`` while a restarted attempt repeats what was sent."""
         if self.base is None:
             if self.sent.startswith(self.attempt):
-                return self.sent
+                return None
             if self.attempt.startswith(self.sent):
                 self.base = ""
             else:
                 self.base = self.sent + _RESUME_SEPARATOR
-        display = self.base + self.attempt
-        return display if display.startswith(self.sent) else self.sent
+        return self.base + self.attempt
 
 
 def _clean(text: str) -> str:
@@ -91,13 +119,19 @@ class Merger:
         """A new attempt at ``index`` begins (its previous source failed)."""
         self._points[index].restart()
 
-    def done(self, index: int, text: str | None = None) -> str:
-        """Point ``index`` is complete; ``text`` (when given) is its authoritative full body."""
+    def done(self, index: int, text: str | None = None, *, cut: bool = False) -> str:
+        """Point ``index`` is complete; ``text`` (when given) is its authoritative full body;
+        ``cut``: its source stopped at the point's token share (the body is then ended on its
+        last full sentence, :mod:`~pice_gateway.progressive.tidy`)."""
         point = self._points[index]
         if text is not None:
             point.attempt = _clean(text).lstrip()
-        point.done = True
+        point.finish(cut=cut)
         return self._flush() if index == self._current else ""
+
+    def trimmed(self, index: int) -> Trimmed | None:
+        """Why point ``index``'s shown body is shorter than its source wrote, once done."""
+        return self._points[index].trimmed
 
     def close_sketch(self) -> str:
         """The sketch named all its points."""

@@ -398,7 +398,8 @@ class ProgressiveRun:
             }
         )
         span.end()
-        shown = self._merger.done(done.point, done.text)
+        shown = self._merger.done(done.point, done.text, cut=done.finish_reason == "length")
+        point.trimmed = self._merger.trimmed(done.point)
         if self._watch:  # before the answer text it lets out
             self._watched(watch.point_done(done, self._merger.text_of(done.point)))
         self._emit(shown)
