@@ -80,6 +80,9 @@ def build_job(
                 frequency_penalty=body.frequency_penalty,
                 max_tokens=body.max_tokens,
                 stop=point_stops(point, body.stop),
+                # A point's body is prose: a loop in it is never wanted, and decoding it to
+                # the point's share would hold the whole answer up.
+                stop_loops=True,
             )
             sequences.append(SequenceSpec(point_suffix(point, body.sketch[point]), params))
             labels.append((point, candidate))

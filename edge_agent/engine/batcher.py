@@ -54,6 +54,7 @@ from edge_agent.engine.types import (
     TopLogprob,
 )
 from pice.errors import PiceError, ServiceUnavailableError
+from pice.loops import LoopWatch
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ class Batcher:
                 seq.seq_id = seq_id
                 seq.sampler = self._new_sampler(seq.params)
                 seq.text = TextAssembler(seq.params.stop)
+                seq.loops = LoopWatch() if seq.params.stop_loops else None
             if hit:
                 self.cache.attach(hit, seq_ids)
                 head.cached = hit.entry
@@ -462,6 +464,8 @@ class Batcher:
             text = seq.text.feed(piece)
             if text:
                 job.emit(TokenDelta(seq.index, text))
+                if seq.loops is not None:
+                    seq.loops.feed(text)
         reason = finish_reason_for(seq, eog=eog)
         if reason is None:
             seq.pending = token

@@ -14,6 +14,7 @@ from edge_agent.engine.sampling import TokenSampler
 from edge_agent.engine.text import TextAssembler
 from edge_agent.engine.types import EngineEvent, FinishReason, JobSpec, SamplingParams
 from pice.errors import InvalidRequestError
+from pice.loops import LoopWatch
 
 Emit = Callable[[EngineEvent], None]
 
@@ -41,6 +42,7 @@ class SequenceState:
     finished: bool = False
     sampler: TokenSampler | None = None
     text: TextAssembler = field(default_factory=lambda: TextAssembler(()))
+    loops: LoopWatch | None = None  # set on admission when ``params.stop_loops``
 
     @property
     def max_tokens(self) -> int:
@@ -73,7 +75,7 @@ class JobState:
 
 def finish_reason_for(seq: SequenceState, *, eog: bool) -> FinishReason | None:
     """Why ``seq`` stops after its latest token, or None when it goes on."""
-    if eog or seq.text.stopped:
+    if eog or seq.text.stopped or (seq.loops is not None and seq.loops.looping):
         return "stop"
     if seq.generated >= seq.max_tokens:
         return "length"

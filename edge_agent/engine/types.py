@@ -25,6 +25,9 @@ class SamplingParams:
     # OpenAI's ``logprobs``/``top_logprobs``: None records nothing per token; k >= 0 emits a
     # :class:`TokenLogprob` for every generated token with its k most likely alternatives.
     top_logprobs: int | None = None
+    # Stop as soon as the text ends in a loop (``pice.loops``: a phrase four times in a row, a
+    # word eight), with ``finish_reason: "stop"``, instead of decoding it to ``max_tokens``.
+    stop_loops: bool = False
 
 
 @dataclass(frozen=True)

@@ -265,6 +265,30 @@ def test_sequences_stop_at_end_of_generation_or_a_stop_string_and_hit_length(
     rig.assert_idle()
 
 
+def test_a_sequence_told_to_stop_loops_stops_at_its_loop_and_frees_its_slot(
+    make_rig: MakeRig,
+) -> None:
+    looping = "It was a single," + " single," * 20
+    params = SamplingParams(max_tokens=200, stop_loops=True)
+    rig = make_rig(n_ctx=2048)
+    job = rig.submit(
+        "",
+        SequenceSpec(f"say:{looping}|", params),
+        say(looping, max_tokens=200),  # the same text, the guard off
+        SequenceSpec("say:Say no, no, no, no to that.|", params),  # emphasis, not a loop
+    )
+    rig.run()
+    guarded, unguarded, emphasis = job.in_order()
+    assert guarded.finish_reason == "stop"
+    # Stopped once the eighth copy was complete (one byte a token here): when the space that
+    # follows it arrived, not 20 copies later.
+    assert guarded.text == "It was a single," + " single," * 7 + " "
+    assert guarded.completion_tokens == len(guarded.text)
+    assert (unguarded.finish_reason, unguarded.text) == ("stop", looping)
+    assert (emphasis.finish_reason, emphasis.text) == ("stop", "Say no, no, no, no to that.")
+    rig.assert_idle()
+
+
 def test_cancelling_frees_the_cells_slots_and_samplers(make_rig: MakeRig) -> None:
     rig = make_rig()
     running = rig.submit("R" * 20, SequenceSpec(""), SequenceSpec(""))  # "x" forever

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge_agent.api.chat import build_job as chat_job
 from edge_agent.api.expand import build_job
 from pice.edge_protocol import ExpandRequest
+from pice.openai_protocol import ChatCompletionRequest
 
 
 def request(**fields: Any) -> ExpandRequest:
@@ -43,3 +45,13 @@ def test_penalties_reach_every_sequence_and_default_to_off() -> None:
     assert {(s.params.presence_penalty, s.params.frequency_penalty) for s in plain.sequences} == {
         (0.0, 0.0)
     }
+
+
+def test_every_expansion_stops_at_a_loop_and_a_chat_completion_does_not() -> None:
+    spec, _ = build_job(request(candidates=2), "prefix", add_special=False)
+    assert {s.params.stop_loops for s in spec.sequences} == {True}
+    # The OpenAI endpoint decodes as asked: a client's text is never cut short by a heuristic.
+    chat = ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "q"}], "n": 2}
+    )
+    assert {s.params.stop_loops for s in chat_job(chat, "prefix", False).sequences} == {False}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pice_gateway.progressive.tidy import ELLIPSIS, Tidied, copies, loop_start, tidy, visible
+from pice.loops import copies, loop_start
+from pice_gateway.progressive.tidy import ELLIPSIS, Tidied, tidy, visible
 
 # Written by the 0.5B edge model in a committed bench run (counterfactual-03).
 LOOPED = (

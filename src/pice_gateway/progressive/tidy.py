@@ -5,11 +5,10 @@ Two faults of a small edge model reach the reader as text that is plainly broken
 needs a model to see:
 
 - **a loop**: the same word or short phrase over and over ("because it was a single, single,
-  single, …") until the point's token share runs out. :func:`loop_start` finds a phrase of up to
-  :data:`LOOP_UNIT` words said four times in a row or more (a single word eight) and answers
-  where its second copy begins: everything from there is the loop. A body still decoding is
-  shown only up to there (:func:`visible`), so no more than the loop's first turns reach the
-  client.
+  single, …") until the point's token share runs out (:mod:`pice.loops` defines one: a phrase
+  four times in a row, a single word eight). A body still decoding is shown only up to where
+  its loop begins to repeat (:func:`visible`), so no more than the loop's first turns reach
+  the client; the edge agent also stops a looping expansion at once.
 - **a cut**: the body ran into its share of the request's ``max_tokens`` and stops mid-sentence
   ("… helps to"), and the next point starts right after it. :func:`tidy` ends such a body on
   its last full sentence, or, when it has none past what was already sent, marks the cut with
@@ -25,16 +24,10 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-# A unit of at most LOOP_UNIT words, said at least LOOP_REPEATS times in a row and over at
-# least LOOP_WORDS words in all, is a loop: a phrase four times in a row is never meant, and a
-# single word needs eight ("no, no, no, no" is emphasis, eight times is not).
-LOOP_UNIT = 6
-LOOP_REPEATS = 4
-LOOP_WORDS = 8
+from pice.loops import loop_start
 
 ELLIPSIS = " …"
 
-_WORD = re.compile(r"\S+")
 # A sentence ends at ., ! or ? (and any closing quotes or brackets after it), followed by a
 # space or the end of the text. A full stop after a lone letter ("e.g.", "U.S.", an initial)
 # is not an end.
@@ -49,35 +42,6 @@ class Tidied:
 
     text: str
     trimmed: Trimmed | None = None
-
-
-def _key(word: str) -> str:
-    # "single," and "Single," are the same turn of a loop; "single." closing it is too.
-    return word.strip(".,;:!?\"'()[]").lower() or word
-
-
-def loop_start(text: str) -> int | None:
-    """Where the loop in ``text`` begins to repeat itself: the offset of the second copy of a
-    unit of 1 to :data:`LOOP_UNIT` words said :func:`copies` times in a row (the first copy
-    stays), or ``None`` when there is no loop. The earliest such loop counts."""
-    spans = [(m.start(), _key(m.group())) for m in _WORD.finditer(text)]
-    words = [key for _, key in spans]
-    best: int | None = None
-    for unit in range(1, LOOP_UNIT + 1):
-        n = copies(unit)
-        for i in range(len(words) - unit * n + 1):
-            if best is not None and spans[i + unit][0] >= best:
-                break
-            first = words[i : i + unit]
-            if all(words[i + k * unit : i + (k + 1) * unit] == first for k in range(1, n)):
-                best = spans[i + unit][0]
-                break
-    return best
-
-
-def copies(unit: int) -> int:
-    """How many copies in a row of a ``unit``-word phrase make a loop."""
-    return max(LOOP_REPEATS, -(-LOOP_WORDS // unit))
 
 
 def visible(body: str) -> str:

@@ -1,0 +1,65 @@
+"""``pice.loops``: what counts as a loop, and the streaming watch agreeing with the whole-text
+search however the text is split into pieces."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from pice.loops import LoopWatch, loop_start
+
+TEXTS = [
+    "It was a single," + " single," * 12,
+    "Rest well. It helps you rest. It helps you rest! it helps you rest. It helps you rest.",
+    "Say no, no, no, no to that.",
+    "Walk, then run, then walk, then run, then rest.",
+    "a b c d e f a b c d e f a b c d e f a b c d e f tail",  # a six-word unit, four times
+    "a b c d e f g a b c d e f g a b c d e f g a b c d e f g",  # seven words: too long a unit
+    "Step 1, step 2, step 3, step 4, step 5, step 6, step 7, step 8.",
+]
+
+
+def _watch_trips(text: str, cuts: list[int]) -> int | None:
+    """Feed ``text`` in pieces split at ``cuts``; the length fed when the watch tripped."""
+    watch = LoopWatch()
+    bounds = [0, *sorted(cuts), len(text)]
+    for start, end in itertools.pairwise(bounds):
+        if watch.feed(text[start:end]):
+            return end
+    return None
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_the_watch_trips_on_the_word_that_closes_a_loop_however_the_text_is_split(
+    text: str,
+) -> None:
+    text += " "  # generation goes on: the last word is complete
+    tripped = _watch_trips(text, list(range(1, len(text))))  # one character at a time
+    if loop_start(text) is None:
+        assert tripped is None
+        return
+    assert tripped is not None
+    fed = text[:tripped]
+    assert loop_start(fed) is not None
+    assert loop_start(" ".join(fed.split()[:-1])) is None, "not a word later than needed"
+    rng = random.Random(0)
+    for _ in range(20):
+        cuts = rng.sample(range(1, len(text)), k=min(12, len(text) - 1))
+        assert _watch_trips(text, cuts) is not None
+
+
+def test_what_counts_as_a_loop() -> None:
+    assert loop_start(TEXTS[0]) == len("It was a single, ")
+    assert loop_start(TEXTS[1]) == len("Rest well. It helps you rest. ")
+    assert loop_start(TEXTS[4]) == len("a b c d e f ")
+    for prose in (TEXTS[2], TEXTS[3], TEXTS[5], TEXTS[6]):
+        assert loop_start(prose) is None, prose
+
+
+def test_a_word_completes_only_when_whitespace_follows_it() -> None:
+    watch = LoopWatch()
+    assert not watch.feed("x " * 7 + "x")  # the eighth "x" may still become "xylophone"
+    assert watch.feed(" ")
+    assert watch.feed("anything"), "once looping, it stays so"
