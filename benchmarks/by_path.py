@@ -6,7 +6,9 @@ judgment (``benchmarks/rejudge.py --pair pice-auto:cloud-only``) and prints, per
 turned to prose — the judge's W/L/T and net win rate with a bootstrap 95% interval, how many
 texts were byte-identical, the median per-question latency ratio with its interval, time to
 first token, and the questions lost and won; then the router's agreement with the bench's
-labels and the answers cut by ``max_tokens``. Writes the same as JSON with ``--out``.
+labels, the answers cut by ``max_tokens``, and the ``pice`` answers with a point cut at its
+share or shown trimmed (a loop, a cut ended on a full sentence). Writes the same as JSON with
+``--out``.
 
     python benchmarks/by_path.py R/pice_all/results.json R/pice_vs_cloud.json --out R/by_path.json
 """
@@ -90,7 +92,25 @@ def summarise(results: dict[str, Any], judged: dict[str, Any]) -> dict[str, Any]
             mode: [q for q in questions if answers[(q, mode)]["finish_reason"] == "length"]
             for mode in (CANDIDATE, BASELINE)
         },
+        "points": _point_faults(answers, questions),
         "failed_judge_calls": pair.get("failed_calls"),
+    }
+
+
+def _point_faults(answers: dict[tuple[str, str], Any], questions: list[str]) -> dict[str, Any]:
+    """The ``pice`` answers with a point cut at its token share, and with a point the gateway
+    shows shorter than written (``trimmed``: "loop" or "length"; absent in runs before it)."""
+    points = {
+        q: (answers[(q, CANDIDATE)].get("extension") or {}).get("points") or [] for q in questions
+    }
+    return {
+        "cut_at_share": [
+            q for q in questions if any(p["finish_reason"] == "length" for p in points[q])
+        ],
+        "trimmed": {
+            why: [q for q in questions if any(p.get("trimmed") == why for p in points[q])]
+            for why in ("loop", "length")
+        },
     }
 
 
@@ -116,6 +136,11 @@ def render(summary: dict[str, Any]) -> str:
     lines.append(f"router agreement with the bench's labels: {agree}/{total}")
     for mode, cut in summary["cut"].items():
         lines.append(f"cut by max_tokens, {mode}: {len(cut)} {cut}")
+    faults = summary["points"]
+    cut = faults["cut_at_share"]
+    lines.append(f"answers with a point cut at its share, {CANDIDATE}: {len(cut)} {cut}")
+    for why, trimmed in faults["trimmed"].items():
+        lines.append(f"answers with a point trimmed ({why}): {len(trimmed)} {trimmed}")
     lines.append(f"failed judge calls: {summary['failed_judge_calls']}")
     return "\n".join(lines)
 

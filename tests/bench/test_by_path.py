@@ -27,8 +27,15 @@ def request(question: str, mode: str, latency: float, **answer: Any) -> dict[str
     }
 
 
-def pice(question: str, reason: str, latency: float, **answer: Any) -> dict[str, Any]:
-    return request(question, "pice-auto", latency, extension={"reason": reason}, **answer)
+def pice(
+    question: str,
+    reason: str,
+    latency: float,
+    points: list[dict[str, Any]] | None = None,
+    **answer: Any,
+) -> dict[str, Any]:
+    extension = {"reason": reason, "points": points or []}
+    return request(question, "pice-auto", latency, extension=extension, **answer)
 
 
 def test_each_path_gets_its_own_verdicts_latency_ratios_and_router_agreement(
@@ -36,9 +43,18 @@ def test_each_path_gets_its_own_verdicts_latency_ratios_and_router_agreement(
 ) -> None:
     results = {
         "requests": [
-            pice("s1", "outline", 5.0),
+            pice("s1", "outline", 5.0, [{"finish_reason": "stop"}]),  # a run before trimming
             request("s1", "cloud-only", 10.0),
-            pice("s2", "outline", 6.0, finish_reason="length"),
+            pice(
+                "s2",
+                "outline",
+                6.0,
+                [
+                    {"finish_reason": "stop", "trimmed": "loop"},
+                    {"finish_reason": "length", "trimmed": "length"},
+                ],
+                finish_reason="length",
+            ),
             request("s2", "cloud-only", 10.0),
             pice("s3", "router", 9.0),  # a suitable question the router sent to the cloud
             request("s3", "cloud-only", 10.0),
@@ -73,3 +89,8 @@ def test_each_path_gets_its_own_verdicts_latency_ratios_and_router_agreement(
     table = by_path.render(summary)
     assert "| outline | 2 | 1/1/0 | +0.00" in table
     assert "router agreement with the bench's labels: 3/4" in table
+    assert summary["points"] == {
+        "cut_at_share": ["s2"],
+        "trimmed": {"loop": ["s2"], "length": ["s2"]},
+    }
+    assert "answers with a point trimmed (loop): 1 ['s2']" in table
