@@ -104,7 +104,7 @@ def test_the_playground_shows_pice_at_work(browser: WebDriver, tmp_path: Path) -
         body = lane.find_element(By.CSS_SELECTOR, ".lane-body").get_property("textContent")
         assert body == "".join(point_words(n, "qwen"))
         colours.setdefault(source, set()).add(lane.value_of_css_property("border-left-color"))
-    assert set(colours) == {"orin-a", "orin-b"}, "least-loaded placement used both edges"
+    assert set(colours) == {"orin-a", "orin-b"}, "the default placement used both edges"
     assert all(len(shades) == 1 for shades in colours.values()), "one colour per edge"
     assert colours["orin-a"] != colours["orin-b"], "edges are told apart by colour"
 

@@ -255,7 +255,7 @@ def test_the_events_show_route_sketch_points_and_the_answer() -> None:
     assert found == [(0, "Alpha point"), (1, "Beta point"), (2, "Gamma point")]
     starts = {e["point"]: e["source"] for e in events if e["type"] == "point_start"}
     assert set(starts) == {0, 1, 2}
-    assert set(starts.values()) == {"e1", "e2"}, "least-loaded spreads the points"
+    assert set(starts.values()) == {"e1", "e2"}, "the default placement spreads the points"
     for point, source in starts.items():
         body = "".join(point_words(point, source))
         deltas = [e for e in events if e["type"] == "point_delta" and e["point"] == point]
