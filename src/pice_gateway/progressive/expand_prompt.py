@@ -28,11 +28,18 @@ class EchoStripper:
     """Drops a restated ``"3. **Title**:"`` at the start of a cloud expansion.
 
     The start is held back until it is long enough to tell, then released without the echo.
+    A point in a later section of a framed sketch is asked for as "Heading: title"
+    (:attr:`~pice_gateway.progressive.sketch.PointFound.outline_title`); the cloud may echo
+    either that or the bare title, so both are stripped (the longer first).
     """
 
     def __init__(self, index: int, title: str) -> None:
+        titles = [title]
+        if ": " in title:
+            titles.append(title.split(": ", 1)[1])
+        either = "|".join(re.escape(t) for t in titles)
         self._pattern = re.compile(
-            rf"^\s*(?:{index + 1}\s*[.)]\s*)?(?:[*_]{{2}})?\s*{re.escape(title)}\s*(?:[*_]{{2}})?"
+            rf"^\s*(?:{index + 1}\s*[.)]\s*)?(?:[*_]{{2}})?\s*(?:{either})\s*(?:[*_]{{2}})?"
             r"\s*[:.\-–—]?\s*",
             re.IGNORECASE,
         )
