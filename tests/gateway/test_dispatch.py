@@ -21,6 +21,7 @@ from pice_gateway.cloud_client import CLOUD
 from pice_gateway.direct_path import cloud_payload
 from pice_gateway.edges import Edge, EdgeRegistry
 from pice_gateway.placement import LeastLoadedPolicy
+from pice_gateway.progressive import watch
 from pice_gateway.progressive.dispatch import Dispatcher
 from pice_gateway.progressive.events import (
     DispatchEvent,
@@ -30,7 +31,13 @@ from pice_gateway.progressive.events import (
     PointStarted,
     UsageCounted,
 )
-from pice_gateway.progressive.pipeline import Finished, ProgressiveRun, TextOut, Upstreams
+from pice_gateway.progressive.pipeline import (
+    Finished,
+    ProgressiveRun,
+    TextOut,
+    Upstreams,
+    Watched,
+)
 from pice_gateway.progressive.spec import ExpansionSpec
 from pice_gateway.settings import GatewaySettings
 from pice_gateway.upstream_http import UpstreamClient
@@ -70,6 +77,7 @@ def progressive_run(
     # The in-process edges report no decode rate to fit, so by default (as on an unfitted
     # edge) the k rule would give one candidate; these tests are about what k candidates do.
     max_slowdown: float = math.inf,
+    watch_events: bool = False,
     **body: Any,
 ) -> ProgressiveRun:
     knobs = {
@@ -83,7 +91,12 @@ def progressive_run(
         {"model": model, "messages": [{"role": "user", "content": "How to stay healthy?"}]} | body
     )
     return ProgressiveRun(
-        shared, settings, request, allow_direct=model == "pice", request_id="pice-test"
+        shared,
+        settings,
+        request,
+        allow_direct=model == "pice",
+        request_id="pice-test",
+        watch_events=watch_events,
     )
 
 
@@ -534,6 +547,23 @@ async def test_a_framed_sketch_with_a_second_list_shows_its_heading_and_tells_th
     # The edges read the third title with its heading: alone, it would be ambiguous.
     outlines = {tuple(job.sketch) for job in edge.jobs}
     assert ("Alpha point", "Beta point", "Some things to avoid: Gamma point") in outlines
+
+
+async def test_a_watched_run_names_each_points_section() -> None:
+    edge = InProcessEdge("e1")
+    async with upstreams(CloudScript(sketch=SECTIONED_SKETCH), edge) as shared:
+        run = progressive_run(shared, model="pice-progressive", watch_events=True)
+        await run.start()
+        found = [
+            (event.event.title, event.event.section)
+            async for event in run.events()
+            if isinstance(event, Watched) and isinstance(event.event, watch.PointFound)
+        ]
+    assert found == [
+        ("Alpha point", None),
+        ("Beta point", None),
+        ("Gamma point", "Some things to avoid:"),
+    ]
 
 
 PROSE_SKETCH = "If it had never been invented, we would read more.\n\nAnd we would walk more.\n"

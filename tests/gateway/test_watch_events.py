@@ -253,6 +253,7 @@ def test_the_events_show_route_sketch_points_and_the_answer() -> None:
     assert sketch_done == {"type": "sketch_done", "outline": True, "points": 3}
     found = [(e["point"], e["title"]) for e in events if e["type"] == "point_found"]
     assert found == [(0, "Alpha point"), (1, "Beta point"), (2, "Gamma point")]
+    assert {e["section"] for e in events if e["type"] == "point_found"} == {None}
     starts = {e["point"]: e["source"] for e in events if e["type"] == "point_start"}
     assert set(starts) == {0, 1, 2}
     assert set(starts.values()) == {"e1", "e2"}, "the default placement spreads the points"
@@ -270,6 +271,7 @@ def test_the_events_show_route_sketch_points_and_the_answer() -> None:
             "text": body,
             "finish_reason": "stop",
             "tokens": 6,
+            "trimmed": None,
         }
         # Each point's events come in their order: found, started, its text, done.
         own = [e["type"] for e in events if e.get("point") == point]

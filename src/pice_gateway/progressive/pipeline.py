@@ -293,7 +293,10 @@ class ProgressiveRun:
         if isinstance(event, PointFound):
             self._report.points.append(PointReport(title=event.title, section=event.section))
             if self._watch:
-                self._watched(watch.PointFound(point=event.index, title=event.title))
+                found = watch.PointFound(
+                    point=event.index, title=event.title, section=event.section
+                )
+                self._watched(found)
             self._emit(self._merger.add_point(event.index, event.title, event.section))
             if self._first_dispatch_ms is None:
                 self._first_dispatch_ms = self._clock.ms()
@@ -401,7 +404,8 @@ class ProgressiveRun:
         shown = self._merger.done(done.point, done.text, cut=done.finish_reason == "length")
         point.trimmed = self._merger.trimmed(done.point)
         if self._watch:  # before the answer text it lets out
-            self._watched(watch.point_done(done, self._merger.text_of(done.point)))
+            body = self._merger.text_of(done.point)
+            self._watched(watch.point_done(done, body, point.trimmed))
         self._emit(shown)
         self._maybe_finish()
 

@@ -60,6 +60,8 @@ class PointFound(BaseModel):
     type: Literal["point_found"] = "point_found"
     point: int
     title: str
+    # The heading of the list it is in, when a framed sketch wrote more than one.
+    section: str | None = None
 
 
 class PointStart(BaseModel):
@@ -91,6 +93,8 @@ class PointDone(BaseModel):
     text: str
     finish_reason: str | None
     tokens: int
+    # Why ``text`` is shorter than the source wrote ("loop", "length"; ``PointReport.trimmed``).
+    trimmed: str | None = None
 
 
 class Failover(BaseModel):
@@ -171,7 +175,7 @@ def from_dispatch(event: events.DispatchEvent) -> WatchEvent | None:
     return None
 
 
-def point_done(done: events.PointDone, shown: str) -> PointDone:
+def point_done(done: events.PointDone, shown: str, trimmed: str | None = None) -> PointDone:
     """The chosen candidate ``done`` of a point whose body the answer shows as ``shown``."""
     return PointDone(
         point=done.point,
@@ -180,4 +184,5 @@ def point_done(done: events.PointDone, shown: str) -> PointDone:
         text=shown,
         finish_reason=done.finish_reason,
         tokens=done.tokens,
+        trimmed=trimmed,
     )
