@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from pice.openai_protocol import ChatCompletionRequest
-from pice_gateway.progressive.spec import sketch_frame, sketch_payload
+from pice_gateway.progressive.spec import request_budget, sketch_frame, sketch_payload
 from pice_gateway.readiness import unlisted_models
 from pice_gateway.settings import CloudSettings, GatewaySettings
 from tests.gateway.conftest import fake_stack, openai_client
@@ -49,7 +49,11 @@ def test_the_sketch_payload_names_the_sketch_model_only_when_it_must_outline(
 ) -> None:
     settings = GatewaySettings(cloud={"model": "base", "sketch_model": sketch_model})
     request = ChatCompletionRequest.model_validate(question())
-    assert sketch_payload(settings, request, allow_direct=allow_direct)["model"] == expected
+    budget = request_budget(settings, request)
+    payload = sketch_payload(
+        settings, request, allow_direct=allow_direct, frame=False, budget=budget
+    )
+    assert payload["model"] == expected
 
 
 @pytest.mark.parametrize(

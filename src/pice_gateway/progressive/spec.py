@@ -133,8 +133,8 @@ def sketch_payload(
     request: ChatCompletionRequest,
     *,
     allow_direct: bool,
-    frame: bool = False,
-    budget: AnswerBudget | None = None,
+    frame: bool,
+    budget: AnswerBudget,
 ) -> dict[str, Any]:
     """The cloud chat request that writes the outline (or, when allowed, a direct answer).
 
@@ -145,14 +145,14 @@ def sketch_payload(
     on outline-only prompts (``pice_tune.distill``) and would not choose a direct answer well,
     so the in-band decision of ``pice`` without a router stays with ``cloud.model``.
     ``frame`` is :func:`sketch_frame`'s answer and ``budget`` :func:`request_budget`'s,
-    both decided once by the caller (the budget is computed here when not given).
+    both decided once by the caller.
     """
     knobs = settings.progressive
     limit = request.token_limit()
     if allow_direct:
         tokens = min(knobs.direct_max_tokens, limit) if limit else knobs.direct_max_tokens
     else:
-        tokens = (budget or request_budget(settings, request, frame=frame)).sketch_tokens
+        tokens = budget.sketch_tokens
     return {
         "model": settings.cloud.model if allow_direct else settings.cloud.outline_model,
         "messages": sketch_messages(
