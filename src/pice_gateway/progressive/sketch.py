@@ -160,9 +160,13 @@ _OPENING_MAX_WORDS = 40
 _PAST_CAP_ITEMS = 2
 
 
+# Markdown emphasis and code marks, dropped from titles and headings alike.
+_EMPHASIS = re.compile(r"[*_`]+")
+
+
 def _plain(text: str) -> str:
     """``text`` without markdown emphasis and a leading heading mark ("C#" keeps its "#")."""
-    return " ".join(re.sub(r"[*_`]+", "", re.sub(r"^\s*#+\s*", "", text)).split())
+    return " ".join(_EMPHASIS.sub("", re.sub(r"^\s*#+\s*", "", text)).split())
 
 
 def _is_heading(line: str) -> bool:
@@ -185,7 +189,7 @@ def clean_title(raw: str) -> str:
     bold = re.match(r"^(?:\*\*|__)(.+?)(?:\*\*|__)", text)
     if bold:
         text = bold.group(1)
-    text = re.sub(r"[*_`]+", "", text)
+    text = _EMPHASIS.sub("", text)
     for sep in (":", " - ", " – ", " — "):
         head, found, _ = text.partition(sep)
         if found and head.strip():
