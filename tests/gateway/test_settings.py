@@ -57,7 +57,7 @@ def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_placement_policy_is_chosen_by_a_registered_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert GatewaySettings().progressive.placement == "least-loaded"
+    assert GatewaySettings().progressive.placement == "eft"
     monkeypatch.setenv("PICE_PROGRESSIVE__PLACEMENT", "fastest")
     with pytest.raises(ValueError, match="unknown placement policy 'fastest'; registered: eft, "):
         load_settings()
