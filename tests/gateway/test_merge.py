@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pice_gateway.progressive.merge import Merger
+from pice_gateway.progressive.merge import HOLD_TOKENS, Merger
 
 
 def test_first_point_streams_live_and_later_points_are_held() -> None:
@@ -105,3 +105,48 @@ def test_a_live_point_cut_after_its_last_sentence_keeps_what_was_sent() -> None:
     assert merger.delta(0, "One. Two three") == " One. Two three"
     assert merger.done(0, cut=True) == " …\n"
     assert merger.text_of(0) == "One. Two three …"
+
+
+def live(merger: Merger, words: list[str]) -> str:
+    return "".join(merger.delta(0, word) for word in words)
+
+
+TEXT = "Antibodies bind it. White cells then engulf the virus. And help to"
+PIECES = [piece if i == 0 else " " + piece for i, piece in enumerate(TEXT.split(" "))]
+
+
+def test_a_live_point_near_its_share_shows_whole_sentences_so_a_cut_leaves_none_half_sent() -> None:
+    # A 30-token share: from the 6th delta on (30 - HOLD_TOKENS) only whole sentences go out.
+    merger = Merger(point_tokens=HOLD_TOKENS + 6)
+    merger.add_point(0, "A")
+    assert live(merger, PIECES[:5]) == " Antibodies bind it. White cells"
+    assert live(merger, PIECES[5:8]) == "", "the unfinished sentence is held back"
+    assert merger.delta(0, PIECES[8]) == " then engulf the virus.", "and goes out once whole"
+    assert live(merger, PIECES[9:]) == ""
+    assert merger.done(0, cut=True) == "\n", "cut: the held half sentence is dropped"
+    assert merger.text_of(0) == "Antibodies bind it. White cells then engulf the virus."
+    assert merger.trimmed(0) == "length"
+
+
+def test_a_held_sentence_goes_out_whole_when_the_point_ends_on_its_own() -> None:
+    merger = Merger(point_tokens=HOLD_TOKENS)  # holding from the first delta
+    merger.add_point(0, "A")
+    assert live(merger, PIECES[:3]) == " Antibodies bind it."
+    assert live(merger, PIECES[3:8]) == ""
+    assert merger.delta(0, PIECES[8]) == " White cells then engulf the virus."
+    assert live(merger, PIECES[9:]) == ""
+    assert merger.done(0) == " And help to\n"
+    assert merger.trimmed(0) is None, "not cut: everything it wrote is shown"
+
+
+def test_a_hold_that_began_mid_sentence_still_marks_a_cut() -> None:
+    merger = Merger(point_tokens=HOLD_TOKENS + 6)
+    merger.add_point(0, "A")
+    live(merger, PIECES[:8])  # "… White cells" sent, "then engulf the" held
+    assert merger.done(0, cut=True) == " then engulf the …\n"
+
+
+def test_without_a_share_nothing_is_held() -> None:
+    merger = Merger()
+    merger.add_point(0, "A")
+    assert live(merger, PIECES) == " " + TEXT

@@ -12,7 +12,9 @@ decoding on the same model usually does), nothing is sent; once it goes further,
 part is; if it diverges, the sent part stays and the new attempt follows an ellipsis.
 
 A body is shown only up to a loop in it, and a body cut by its token share ends on its last
-full sentence (:mod:`~pice_gateway.progressive.tidy`).
+full sentence (:mod:`~pice_gateway.progressive.tidy`). Text sent cannot be taken back, so a
+live body within :data:`HOLD_TOKENS` of its share shows whole sentences only: if the share
+then cuts it, the half sentence was never sent.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from dataclasses import dataclass
 from pice_gateway.progressive.tidy import Trimmed, tidy, visible
 
 _RESUME_SEPARATOR = " … "
+# How close to its token share (in deltas, about a token each) a live body starts holding back
+# its unfinished sentence: about one of the edge model's sentences (20-30 tokens).
+HOLD_TOKENS = 24
 
 
 @dataclass
@@ -38,10 +43,15 @@ class _Point:
     # The body as shown once done (:func:`tidy`), and why it is shorter than the model's.
     final: str | None = None
     trimmed: Trimmed | None = None
+    # Deltas of the current attempt (about one token each), and whether it is close enough to
+    # its token share that an unfinished sentence is held back (it may be cut there).
+    pieces: int = 0
+    near_cap: bool = False
 
     def restart(self) -> None:
         self.attempt = ""
         self.base = "" if not self.sent else None
+        self.pieces, self.near_cap = 0, False
 
     def finish(self, *, cut: bool) -> None:
         """The attempt is complete (``cut``: by its token share): settle what is shown."""
@@ -61,7 +71,7 @@ class _Point:
             attempt = self._display()
             if attempt is None:
                 return self.sent
-            display = visible(attempt)
+            display = visible(attempt, settled=self.near_cap, floor=len(self.sent))
         return display if display.startswith(self.sent) else self.sent
 
     def _display(self) -> str | None:
@@ -88,7 +98,10 @@ class Merger:
     synchronous: the pipeline calls it from one event loop, so no locking is needed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, point_tokens: int | None = None) -> None:
+        # A point's token share; past ``point_tokens - HOLD_TOKENS`` deltas a live body shows
+        # only whole sentences, so a cut at the share leaves no half sentence on screen.
+        self._hold_after = None if point_tokens is None else point_tokens - HOLD_TOKENS
         self._points: list[_Point] = []
         self._current = 0
         self._total: int | None = None
@@ -113,6 +126,8 @@ class Merger:
         point = self._points[index]
         # Bodies are kept without leading space; ``_flush`` puts one after the header.
         point.attempt = (point.attempt + _clean(text)).lstrip()
+        point.pieces += 1
+        point.near_cap = self._hold_after is not None and point.pieces >= self._hold_after
         return self._flush() if index == self._current else ""
 
     def restart(self, index: int) -> None:

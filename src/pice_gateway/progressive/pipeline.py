@@ -151,7 +151,6 @@ class ProgressiveRun:
         self._queue: asyncio.Queue[RunEvent | PiceError] = asyncio.Queue()
         self._tasks = TaskSet(self._fail, name="progressive run")
         self._stack = contextlib.AsyncExitStack()
-        self._merger = Merger()
         self._new_selector = selector
         self._selectors: dict[int, CandidateSelector] = {}
         # What the ensemble's relevance is measured against: the turn being answered.
@@ -172,6 +171,7 @@ class ProgressiveRun:
         self._point_spans: dict[int, Span] = {}
         frame = sketch_frame(settings, request, allow_direct=allow_direct)
         budget = request_budget(settings, request, frame=frame)
+        self._merger = Merger(point_tokens=budget.point_tokens)
         payload = sketch_payload(
             settings, request, allow_direct=allow_direct, frame=frame, budget=budget
         )

@@ -12,7 +12,8 @@ needs a model to see:
 - **a cut**: the body ran into its share of the request's ``max_tokens`` and stops mid-sentence
   ("… helps to"), and the next point starts right after it. :func:`tidy` ends such a body on
   its last full sentence, or, when it has none past what was already sent, marks the cut with
-  an ellipsis.
+  an ellipsis. A body streaming live holds back its unfinished sentence once it is close to its
+  share (``settled``), so that a cut there is invisible too.
 
 Text already sent to the client cannot be taken back, so both work above a ``floor`` (the length
 already sent). A body that finished on its own and has no loop is shown as written.
@@ -44,10 +45,26 @@ class Tidied:
     trimmed: Trimmed | None = None
 
 
-def visible(body: str) -> str:
-    """What of a body still decoding may be shown: all of it, or up to its loop."""
+def visible(body: str, *, settled: bool = False, floor: int = 0) -> str:
+    """What of a body still decoding may be shown: all of it, or up to its loop; ``settled``
+    (the body is near its token share and may be cut): only up to its last full sentence, and
+    nothing past ``floor`` (the part already sent) when no sentence ends after it."""
     start = loop_start(body)
-    return body if start is None else body[:start].rstrip()
+    if start is not None:
+        body = body[:start].rstrip()
+    return last_sentence(body, floor) if settled else body
+
+
+def last_sentence(body: str, floor: int = 0) -> str:
+    """``body`` up to its last full sentence ending at or after ``floor``, else up to ``floor``."""
+    end = _last_end(body, floor)
+    return body[: floor if end is None else end]
+
+
+def _last_end(body: str, floor: int) -> int | None:
+    """Where the last full sentence of ``body`` ending at or after ``floor`` ends, if any."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(body) if m.end() >= floor]
+    return ends[-1] if ends else None
 
 
 def tidy(body: str, *, cut: bool, floor: int = 0) -> Tidied:
@@ -60,10 +77,7 @@ def tidy(body: str, *, cut: bool, floor: int = 0) -> Tidied:
         body, trimmed = body[: max(start, floor)].rstrip(), "loop"
     if trimmed is None:
         return Tidied(body)
-    ends = [m.end() for m in _SENTENCE_END.finditer(body) if m.end() >= floor]
-    if ends:
-        return Tidied(body[: ends[-1]], trimmed)
-    if not body:
-        return Tidied(body, trimmed)
+    if (end := _last_end(body, floor)) is not None or not body:
+        return Tidied(body[:end], trimmed)
     # Only the unsent part may lose its trailing comma or dash before the ellipsis.
     return Tidied(body[:floor] + body[floor:].rstrip(" ,;:-–—") + ELLIPSIS, trimmed)
