@@ -15,6 +15,11 @@ slots are taken together (a slot keeps all its runs), so repeated runs narrow th
 without mixing slots up:
 
     python benchmarks/hetero_compare.py DIR_LL1,DIR_LL2,DIR_LL3 DIR_EFT1,DIR_EFT2,DIR_EFT3
+
+``--outlined-only`` keeps only the arrival slots every run answered with an outline: a request
+whose framed sketch turned to prose is answered by the cloud whole (``pice.reason:
+"sketch_prose"``) and never placed, so under load its latency is the contended cloud's, not
+the placement policy's.
 """
 
 from __future__ import annotations
@@ -43,6 +48,14 @@ def _load_requests(run_dir: Path) -> tuple[str, list[dict[str, Any]]]:
 def load_latencies(run_dir: Path) -> tuple[str, list[float]]:
     fingerprint, load = _load_requests(run_dir)
     return fingerprint, [float(r["answer"]["latency_s"]) for r in load]
+
+
+def outlined(run_dir: Path) -> list[bool]:
+    """Per arrival slot, whether the request was answered with an outline (placed points)."""
+    return [
+        (r["answer"].get("extension") or {}).get("reason") == "outline"
+        for r in _load_requests(run_dir)[1]
+    ]
 
 
 def detail_row(name: str, run_dirs: list[Path]) -> str:
@@ -80,13 +93,20 @@ def main() -> int:
         "runs", nargs="+", help="result directories (DIR or DIR,DIR,... pooled), baseline first"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--outlined-only",
+        action="store_true",
+        help="only the arrival slots every run answered with an outline",
+    )
     args = parser.parse_args()
     groups: dict[str, list[list[float]]] = {}
     details: list[str] = []
     fingerprints: set[str] = set()
+    shapes: list[list[bool]] = []
     for spec in args.runs:
         paths = [Path(part) for part in spec.split(",")]
         loaded = [load_latencies(path) for path in paths]
+        shapes.extend(outlined(path) for path in paths)
         fingerprints.update(fp for fp, _ in loaded)
         name = "+".join(path.name for path in paths)
         groups[name] = [lat for _, lat in loaded]
@@ -95,24 +115,26 @@ def main() -> int:
         sys.stderr.write("the runs do not share one arrival schedule\n")
         return 1
     (base_name, base), *others = groups.items()
-    everything = list(range(min(len(run) for run in base)))
+    n = min(len(run) for runs in groups.values() for run in runs)
+    kept = [i for i in range(n) if not args.outlined_only or all(s[i] for s in shapes)]
     out = sys.stdout
+    if args.outlined_only:
+        out.write(f"{len(kept)} of {n} arrival slots answered with an outline in every run\n\n")
     out.write("| run | n | p50 s | p95 s | p50 / base [95% CI] | p95 / base [95% CI] |\n")
     out.write("|---|---|---|---|---|---|\n")
-    pooled_base = _pooled(base, everything)
+    pooled_base = _pooled(base, kept)
     out.write(f"| {base_name} | {len(pooled_base)} | {percentile(pooled_base, 50):.1f} | ")
     out.write(f"{percentile(pooled_base, 95):.1f} | – | – |\n")
     rng = random.Random(args.seed)
     for name, runs in others:
-        n = min(len(run) for run in [*runs, *base])
         r50, r95 = [], []
         for _ in range(RESAMPLES):
-            slots = [rng.randrange(n) for _ in range(n)]
+            slots = [rng.choice(kept) for _ in kept]
             mine, theirs = _pooled(runs, slots), _pooled(base, slots)
             r50.append(percentile(mine, 50) / percentile(theirs, 50))
             r95.append(percentile(mine, 95) / percentile(theirs, 95))
         (lo50, hi50), (lo95, hi95) = interval(r50), interval(r95)
-        lat, ref = _pooled(runs, list(range(n))), _pooled(base, list(range(n)))
+        lat, ref = _pooled(runs, kept), _pooled(base, kept)
         out.write(
             f"| {name} | {len(lat)} | {percentile(lat, 50):.1f} | {percentile(lat, 95):.1f} | "
             f"{percentile(lat, 50) / percentile(ref, 50):.2f} [{lo50:.2f}, {hi50:.2f}] | "

@@ -1,0 +1,75 @@
+"""``benchmarks/hetero_compare.py``: runs paired by arrival slot, and ``--outlined-only``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.support.scripts import load_benchmark
+
+
+@pytest.fixture(scope="module")
+def compare() -> ModuleType:
+    return load_benchmark("hetero_compare")
+
+
+def run_dir(root: Path, name: str, answers: list[tuple[float, str]]) -> Path:
+    """A bench run whose load phase answered slot i in ``answers[i]`` (latency, path)."""
+    requests = [
+        {
+            "phase": "load",
+            "scheduled_s": float(i),
+            "answer": {
+                "latency_s": latency,
+                "ttft_s": 1.0,
+                "extension": {"reason": reason, "points": []},
+            },
+        }
+        for i, (latency, reason) in enumerate(answers)
+    ]
+    config = {"load_schedules": {"0.07": {"fingerprint": "f"}}}
+    path = root / name
+    path.mkdir()
+    (path / "results.json").write_text(json.dumps({"config": config, "requests": requests}))
+    return path
+
+
+def run(compare: ModuleType, monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:
+    monkeypatch.setattr("sys.argv", ["hetero_compare.py", *argv])
+    assert compare.main() == 0
+
+
+def test_outlined_only_drops_the_slots_any_run_answered_without_an_outline(
+    compare: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Slots 0-3 outlined in both runs; slot 4 went to the cloud whole in one of them (slow).
+    base = run_dir(tmp_path, "base", [(10.0, "outline")] * 4 + [(100.0, "sketch_prose")])
+    other = run_dir(tmp_path, "other", [(5.0, "outline")] * 4 + [(200.0, "outline")])
+    run(compare, monkeypatch, str(base), str(other))
+    everything = capsys.readouterr().out
+    assert "| other | 5 | 5.0 | " in everything, "all five slots"
+    other_p95 = float(everything.split("| other | 5 | 5.0 | ")[1].split(" |")[0])
+    assert other_p95 > 100, "the slow slot is in the tail"
+    run(compare, monkeypatch, "--outlined-only", str(base), str(other))
+    outlined = capsys.readouterr().out
+    assert "4 of 5 arrival slots answered with an outline in every run" in outlined
+    assert "| base | 4 | 10.0 | 10.0 | – | – |" in outlined
+    assert "| other | 4 | 5.0 | 5.0 | 0.50 [0.50, 0.50] | 0.50 [0.50, 0.50] |" in outlined
+
+
+def test_runs_on_different_schedules_are_refused(
+    compare: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = run_dir(tmp_path, "base", [(10.0, "outline")])
+    other = run_dir(tmp_path, "other", [(5.0, "outline")])
+    data = json.loads((other / "results.json").read_text())
+    data["config"]["load_schedules"]["0.07"]["fingerprint"] = "g"
+    (other / "results.json").write_text(json.dumps(data))
+    monkeypatch.setattr("sys.argv", ["hetero_compare.py", str(base), str(other)])
+    assert compare.main() == 1
