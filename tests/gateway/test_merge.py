@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pice_gateway.progressive.merge import HOLD_TOKENS, Merger
+from pice_gateway.progressive.merge import HOLD_TOKENS, Merger, hold_from
 
 
 def test_first_point_streams_live_and_later_points_are_held() -> None:
@@ -116,8 +116,9 @@ PIECES = [piece if i == 0 else " " + piece for i, piece in enumerate(TEXT.split(
 
 
 def test_a_live_point_near_its_share_shows_whole_sentences_so_a_cut_leaves_none_half_sent() -> None:
-    # A 30-token share: from the 6th delta on (30 - HOLD_TOKENS) only whole sentences go out.
-    merger = Merger(point_tokens=HOLD_TOKENS + 6)
+    # An 8-token share: from the 6th delta on only whole sentences go out.
+    assert hold_from(8) == 6
+    merger = Merger(point_tokens=8)
     merger.add_point(0, "A")
     assert live(merger, PIECES[:5]) == " Antibodies bind it. White cells"
     assert live(merger, PIECES[5:8]) == "", "the unfinished sentence is held back"
@@ -129,7 +130,8 @@ def test_a_live_point_near_its_share_shows_whole_sentences_so_a_cut_leaves_none_
 
 
 def test_a_held_sentence_goes_out_whole_when_the_point_ends_on_its_own() -> None:
-    merger = Merger(point_tokens=HOLD_TOKENS)  # holding from the first delta
+    merger = Merger(point_tokens=1)  # holding from the first delta
+    assert hold_from(1) == 1
     merger.add_point(0, "A")
     assert live(merger, PIECES[:3]) == " Antibodies bind it."
     assert live(merger, PIECES[3:8]) == ""
@@ -140,7 +142,7 @@ def test_a_held_sentence_goes_out_whole_when_the_point_ends_on_its_own() -> None
 
 
 def test_a_hold_that_began_mid_sentence_still_marks_a_cut() -> None:
-    merger = Merger(point_tokens=HOLD_TOKENS + 6)
+    merger = Merger(point_tokens=8)
     merger.add_point(0, "A")
     live(merger, PIECES[:8])  # "… White cells" sent, "then engulf the" held
     assert merger.done(0, cut=True) == " then engulf the …\n"
@@ -150,3 +152,9 @@ def test_without_a_share_nothing_is_held() -> None:
     merger = Merger()
     merger.add_point(0, "A")
     assert live(merger, PIECES) == " " + TEXT
+
+
+def test_the_hold_covers_about_a_sentence_and_at_most_the_last_third_of_a_share() -> None:
+    assert hold_from(96) == 96 - HOLD_TOKENS  # the default share: one sentence's worth
+    assert hold_from(76) == 76 - HOLD_TOKENS
+    assert hold_from(24) == 16, "a small share streams its first two thirds"

@@ -13,8 +13,8 @@ part is; if it diverges, the sent part stays and the new attempt follows an elli
 
 A body is shown only up to a loop in it, and a body cut by its token share ends on its last
 full sentence (:mod:`~pice_gateway.progressive.tidy`). Text sent cannot be taken back, so a
-live body within :data:`HOLD_TOKENS` of its share shows whole sentences only: if the share
-then cuts it, the half sentence was never sent.
+live body within :data:`HOLD_TOKENS` of its share (at most its last third) shows whole sentences
+only: if the share then cuts it, the half sentence was never sent.
 """
 
 from __future__ import annotations
@@ -25,8 +25,14 @@ from pice_gateway.progressive.tidy import Trimmed, tidy, visible
 
 _RESUME_SEPARATOR = " … "
 # How close to its token share (in deltas, about a token each) a live body starts holding back
-# its unfinished sentence: about one of the edge model's sentences (20-30 tokens).
+# its unfinished sentence: about one of the edge model's sentences (20-30 tokens), and never
+# more than the last third of the share, so that a small share still streams.
 HOLD_TOKENS = 24
+
+
+def hold_from(point_tokens: int) -> int:
+    """The delta of a point with a ``point_tokens`` share from which it shows whole sentences."""
+    return point_tokens - min(HOLD_TOKENS, point_tokens // 3)
 
 
 @dataclass
@@ -99,9 +105,9 @@ class Merger:
     """
 
     def __init__(self, point_tokens: int | None = None) -> None:
-        # A point's token share; past ``point_tokens - HOLD_TOKENS`` deltas a live body shows
-        # only whole sentences, so a cut at the share leaves no half sentence on screen.
-        self._hold_after = None if point_tokens is None else point_tokens - HOLD_TOKENS
+        # A point's token share; from :func:`hold_from` deltas on, a live body shows only whole
+        # sentences, so a cut at the share leaves no half sentence on screen.
+        self._hold_after = None if point_tokens is None else hold_from(point_tokens)
         self._points: list[_Point] = []
         self._current = 0
         self._total: int | None = None
