@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 
 import pytest
 
-from pice.loops import LoopWatch, loop_start
+from pice.loops import LOOP_UNIT, LoopWatch, copies, loop_start, word_key
 
 TEXTS = [
     "It was a single," + " single," * 12,
@@ -63,3 +64,39 @@ def test_a_word_completes_only_when_whitespace_follows_it() -> None:
     assert not watch.feed("x " * 7 + "x")  # the eighth "x" may still become "xylophone"
     assert watch.feed(" ")
     assert watch.feed("anything"), "once looping, it stays so"
+
+
+def _loop_start_by_definition(text: str) -> int | None:
+    """The definition read literally: the earliest word ``i`` from which some unit of at most
+    ``LOOP_UNIT`` words is said ``copies(unit)`` times in a row; the offset of its second copy."""
+    spans = [(m.start(), word_key(m.group())) for m in re.finditer(r"\S+", text)]
+    words = [key for _, key in spans]
+    starts = [
+        spans[i + unit][0]
+        for unit in range(1, LOOP_UNIT + 1)
+        for i in range(len(words) - unit * copies(unit) + 1)
+        if all(
+            words[i + k * unit : i + (k + 1) * unit] == words[i : i + unit]
+            for k in range(1, copies(unit))
+        )
+    ]
+    return min(starts, default=None)
+
+
+def test_the_linear_search_agrees_with_the_definition() -> None:
+    rng = random.Random(7)
+    vocab = ["a", "b", "c", "A,", "b.", "d"]
+    found = 0
+    for _ in range(3000):
+        words: list[str] = []
+        while len(words) < rng.randint(0, 40):
+            if rng.random() < 0.3:  # a run of repeats of a short phrase
+                unit = [rng.choice(vocab) for _ in range(rng.randint(1, 7))]
+                words += unit * rng.randint(2, 9)
+            else:
+                words.append(rng.choice(vocab))
+        text = " ".join(words)
+        expected = _loop_start_by_definition(text)
+        assert loop_start(text) == expected, text
+        found += expected is not None
+    assert 500 < found < 2900, "the random texts must hold loops and prose both"

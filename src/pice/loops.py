@@ -46,16 +46,23 @@ def _repeats(words: Sequence[str], start: int, unit: int) -> bool:
 
 def loop_start(text: str) -> int | None:
     """Where the earliest loop in ``text`` begins to repeat itself: the character offset of the
-    second copy of its unit (the first copy is not the loop), or ``None`` when there is none."""
+    second copy of its unit (the first copy is not the loop), or ``None`` when there is none.
+
+    Linear in the words per unit length: ``copies`` copies of a ``unit``-word phrase from word
+    ``i`` on are exactly a run of ``unit * (copies - 1)`` words each equal to the word ``unit``
+    before it, from word ``i + unit`` on (a point's live body is searched on every token).
+    """
     spans = [(m.start(), word_key(m.group())) for m in _WORD.finditer(text)]
     words = [key for _, key in spans]
     best: int | None = None
     for unit in range(1, LOOP_UNIT + 1):
-        for i in range(len(words) - unit * copies(unit) + 1):
-            if best is not None and spans[i + unit][0] >= best:
-                break
-            if _repeats(words, i, unit):
-                best = spans[i + unit][0]
+        need, run = unit * (copies(unit) - 1), 0
+        for j in range(unit, len(words)):
+            if best is not None and spans[j - run][0] >= best:
+                break  # any loop of this unit found from here on starts later
+            run = run + 1 if words[j] == words[j - unit] else 0
+            if run >= need:  # words[j - need + 1 : j + 1] repeat the unit before them
+                best = spans[j - need + 1][0]
                 break
     return best
 
