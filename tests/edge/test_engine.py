@@ -27,6 +27,7 @@ from edge_agent.engine.engine import Engine, EngineConfig, JobHandle
 from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, TokenBatch
 from edge_agent.prompts import expansion_messages, point_stops, point_suffix
 from pice.errors import ContextOverflowError
+from pice.loops import loop_start
 
 pytestmark = pytest.mark.model
 
@@ -340,6 +341,30 @@ async def test_penalties_change_a_repetitive_greedy_answer(engine: Engine) -> No
     penalised = await answer(frequency_penalty=2.0, presence_penalty=2.0)
     assert plain.lower().count("cat") >= 6, plain
     assert penalised.lower().count("cat") < plain.lower().count("cat"), (plain, penalised)
+
+
+async def test_a_guarded_sequence_stops_at_its_loop_and_an_unguarded_one_runs_on(
+    engine: Engine,
+) -> None:
+    # The real model in a loop: the answer is opened with the repeats under way (as in the
+    # penalties test above), so the greedy text goes on repeating on every CPU's kernels.
+    prefix, add_special = chat_prefix(
+        engine, "Write the word cat forty times, separated by spaces, nothing else."
+    )
+
+    def seq(*, stop_loops: bool) -> SequenceSpec:
+        return SequenceSpec("cat cat cat", SamplingParams(max_tokens=40, stop_loops=stop_loops))
+
+    spec = JobSpec(prefix, (seq(stop_loops=True), seq(stop_loops=False)), add_special=add_special)
+    out = await collect(engine.submit(spec))
+    guarded, unguarded = out.done[0], out.done[1]
+    assert unguarded.text.lower().count("cat") >= 12, unguarded.text
+    assert guarded.finish_reason == "stop", guarded
+    # Eight words of its own make a loop of one; it stops on the word after them.
+    assert guarded.completion_tokens <= 12, guarded
+    assert guarded.completion_tokens < unguarded.completion_tokens, (guarded, unguarded)
+    assert loop_start(guarded.text) is not None, guarded.text
+    assert unguarded.text.startswith(guarded.text.rstrip()), (guarded.text, unguarded.text)
 
 
 async def test_prompt_longer_than_the_context_is_refused(engine: Engine) -> None:
