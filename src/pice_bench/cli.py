@@ -204,7 +204,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="load with every question, not only those that suit points",
     )
-    ld.add_argument("--no-load", action="store_true", help="skip the throughput sweep")
+    only = ld.add_mutually_exclusive_group()
+    only.add_argument("--no-load", action="store_true", help="skip the throughput sweep")
+    only.add_argument(
+        "--load-only",
+        action="store_true",
+        help="only the throughput sweep: no one-at-a-time latency pass over the questions and "
+        "no judging (a sweep can then draw its arrivals from many questions cheaply)",
+    )
     p.set_defaults(handler=_handle)
 
 

@@ -119,7 +119,7 @@ def build_spec(
     quick = bool(args.quick)
     modes = parse_modes(args.modes)
     judge = None
-    if not args.no_judge:
+    if not (args.no_judge or args.load_only):  # a load sweep alone has no answers to judge
         judge_url = args.judge_url or endpoints.cloud_url
         if judge_url is None:
             logger.warning("no judge: give --judge-url (there is no cloud URL to default to)")
@@ -153,6 +153,7 @@ def build_spec(
         judge=judge,
         load=load,
         seed=args.seed,
+        latency=not args.load_only,
         config={
             "argv": sys.argv[1:],
             "quick": quick,

@@ -189,31 +189,8 @@ def _target(ok: bool | None) -> str:
     return "–" if ok is None else ("met" if ok else "not met")
 
 
-def render_markdown(results: BenchResults) -> str:
-    slo = float(results.config.get("slo_seconds", math.inf))
-    modes = results.modes()
-    out: list[str] = ["# PICE benchmark results", ""]
-    cfg = results.config
-    out.append(
-        "Run: "
-        + ", ".join(
-            f"{k}={cfg[k]}"
-            for k in (
-                "cloud",
-                "cloud_model",
-                "edge_model",
-                "edges",
-                "profile",
-                "placement",
-                "max_tokens",
-                "questions",
-                "slo_seconds",
-            )
-            if k in cfg
-        )
-    )
-    out.append("")
-
+def _latency_section(results: BenchResults, modes: Sequence[Mode]) -> list[str]:
+    out: list[str] = []
     out += ["## Latency, one request at a time, questions that suit points", ""]
     out.append(
         table(
@@ -245,6 +222,40 @@ def render_markdown(results: BenchResults) -> str:
                 ],
             )
         )
+    return out
+
+
+def render_markdown(results: BenchResults) -> str:
+    slo = float(results.config.get("slo_seconds", math.inf))
+    modes = results.modes()
+    out: list[str] = ["# PICE benchmark results", ""]
+    cfg = results.config
+    out.append(
+        "Run: "
+        + ", ".join(
+            f"{k}={cfg[k]}"
+            for k in (
+                "cloud",
+                "cloud_model",
+                "edge_model",
+                "edges",
+                "profile",
+                "placement",
+                "max_tokens",
+                "questions",
+                "slo_seconds",
+            )
+            if k in cfg
+        )
+    )
+    out.append("")
+
+    # ``--load-only``: no one-at-a-time pass, so no latency tables, checks or targets of it.
+    latency_pass = bool(cfg.get("latency_pass", True))
+    if not latency_pass:
+        out += ["No one-at-a-time latency pass in this run (`--load-only`): load steps only."]
+    else:
+        out += _latency_section(results, modes)
 
     if results.load_steps:
         out += ["", f"## Throughput: open-loop Poisson arrivals, SLO p95 ≤ {slo:g} s", ""]
@@ -339,7 +350,7 @@ def render_markdown(results: BenchResults) -> str:
     out += _judge_section(results)
 
     cov = results.coverage()
-    if cov:
+    if cov and latency_pass:
         out += ["", "## Cheap checks: sketch points expanded, answer length", ""]
         out.append(
             "A point counts as expanded when its body is there, adds at least "

@@ -63,6 +63,9 @@ class RunSpec:
     load: LoadSpec | None = None
     seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+    # The one-at-a-time pass over every question (latency, answers to judge); off for a load
+    # sweep alone, whose schedule may then draw on many questions at no extra cost.
+    latency: bool = True
 
 
 def _client(timeout: float) -> httpx.AsyncClient:
@@ -196,6 +199,7 @@ async def run_bench(spec: RunSpec) -> BenchResults:
         config={**spec.config, "slo_seconds": spec.slo_seconds, "max_tokens": spec.max_tokens,
                 "questions": len(spec.questions), "modes": [m.value for m in spec.modes],
                 "seed": spec.seed, "mode_order": "shuffled per question (seeded)",
+                "latency_pass": spec.latency,
                 "started_unix": time.time()},
     )  # fmt: skip
     async with _client(spec.request_timeout) as client:
@@ -206,8 +210,9 @@ async def run_bench(spec: RunSpec) -> BenchResults:
             logger.warning("skipping %s: no URL to run them against", [m.value for m in missing])
             spec = replace(spec, modes=[m for m in spec.modes if m not in missing])
             results.config["modes"] = [m.value for m in spec.modes]
-        answers = await run_latency(systems, spec, results)
-        await run_judging(client, spec, answers, results)
+        if spec.latency:
+            answers = await run_latency(systems, spec, results)
+            await run_judging(client, spec, answers, results)
         await run_load(systems, spec, results)
     results.config["finished_unix"] = time.time()
     return results

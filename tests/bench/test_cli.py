@@ -72,3 +72,15 @@ def test_the_record_counts_the_edges_a_profile_started_not_the_edges_flag() -> N
     endpoints = Endpoints("http://g/v1", "http://c/v1", "m")
     assert build_spec(args, endpoints, [], {"edges": ["1", "1"]}).config["edges"] == 2
     assert build_spec(args, endpoints, [], {}).config["edges"] == args.edges
+
+
+def test_load_only_skips_the_latency_pass_and_the_judge() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["bench", "--gateway-url", "http://g/v1", "--load-only"])
+    spec = build_spec(args, Endpoints("http://g/v1", "http://c/v1", "m"), [], {})
+    assert (spec.latency, spec.judge) == (False, None)
+    assert spec.load is not None
+    default = parser.parse_args(["bench", "--gateway-url", "http://g/v1", "--no-judge"])
+    assert build_spec(default, Endpoints("http://g/v1", None, ""), [], {}).latency is True
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "--load-only", "--no-load"])

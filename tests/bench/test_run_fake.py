@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from pice_bench import runner
 from pice_bench.modes import Endpoints
 from pice_bench.questions import Question
 from pice_bench.records import Mode
-from pice_bench.runner import JudgeSpec, RunSpec, run_bench, write_outputs
+from pice_bench.runner import JudgeSpec, LoadSpec, RunSpec, run_bench, write_outputs
 from tests.bench.test_client_modes import content, event_stream, sse, usage
 
 QUESTIONS = [
@@ -112,3 +113,35 @@ def test_a_fake_run_records_every_piece_of_evidence(
     md = (tmp_path / "results.md").read_text()
     for heading in ("cut off", "95% CI", "## Judge", "points expanded", "Points not expanded"):
         assert heading in md
+
+
+def test_a_load_only_run_sends_the_schedule_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def fake_client(_timeout: float) -> httpx.AsyncClient:
+        transport = httpx.MockTransport(lambda r: upstream(json.loads(r.content), seen))
+        return httpx.AsyncClient(transport=transport)
+
+    monkeypatch.setattr(runner, "_client", fake_client)
+    spec = RunSpec(
+        questions=QUESTIONS, modes=[Mode.PICE], endpoints=Endpoints("http://gw/v1", None, "m"),
+        max_tokens=768, slo_seconds=60.0, out_dir=tmp_path,
+        judge=JudgeSpec("http://cloud/v1", "m"),  # asked for, but there is nothing to judge
+        load=LoadSpec(rates=(50.0,), max_count=6, max_duration=math.inf), latency=False,
+    )  # fmt: skip
+    results = asyncio.run(run_bench(spec))
+    write_outputs(results, tmp_path)
+    data = json.loads((tmp_path / "results.json").read_text())
+
+    assert len(seen) == 6, "the six scheduled arrivals, no latency pass, no judge call"
+    assert all(b.get("stream") for b in seen)
+    assert {r["phase"] for r in data["requests"]} == {"load"}
+    assert [s["completed"] for s in data["load_steps"]] == [6]
+    assert data["judgments"] == []
+    assert data["config"]["latency_pass"] is False
+    md = (tmp_path / "results.md").read_text()
+    assert "No one-at-a-time latency pass" in md
+    assert "## Latency" not in md
+    assert "| pice-progressive | 50.000 | 6 | 6 | 0 |" in md
