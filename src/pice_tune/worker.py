@@ -38,6 +38,7 @@ import resource
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -371,6 +372,24 @@ def dpo(args: argparse.Namespace) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.threads:
         torch.set_num_threads(args.threads)
+    resumed = latest_checkpoint(out, marker="trainer_state.json")
+    if resumed is not None:
+        state = json.loads((resumed / "trainer_state.json").read_text())
+        if int(state["global_step"]) > args.max_steps:
+            raise SystemExit(
+                f"{out} is at step {state['global_step']} already ({resumed.name}): ask for "
+                f"--max-steps {state['global_step']} or more, or train in another workdir"
+            )
+        if int(state["global_step"]) == args.max_steps:
+            # The Trainer, resumed at its max_steps, would train a step more: the run is as
+            # long as asked, so its adapter is the checkpoint's (or the best one's).
+            _log(f"{resumed.name} is at step {args.max_steps}: nothing to train")
+            source = _checkpoint_adapter(out, resumed, state.get("best_model_checkpoint"))
+            final = _publish_adapter(out, lambda tmp: _copy_adapter(source, tmp))
+            facts = _run_facts(device, resumed, started, torch, transformers, peft, trl)
+            summary = _dpo_summary(args, state, _preference_count(args), facts)
+            _write_summary(out, summary, final)
+            return 0
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(args.model_dir))
     train_rows = _preference_rows(tokenizer, args.data)
     val_rows = _preference_rows(tokenizer, args.val_data) if args.val_data else []
@@ -423,21 +442,72 @@ def dpo(args: argparse.Namespace) -> int:
         processing_class=tokenizer,
         peft_config=peft_config,
     )
-    resumed = latest_checkpoint(out, marker="trainer_state.json")
     trainer.add_callback(_progress_callback(transformers, args.max_steps))
     trainer.train(resume_from_checkpoint=str(resumed) if resumed else None)
+    final = _publish_adapter(
+        out, lambda tmp: trainer.model.save_pretrained(str(tmp), selected_adapters=["default"])
+    )
+    state = {
+        "global_step": trainer.state.global_step,
+        "log_history": trainer.state.log_history,
+        "best_model_checkpoint": trainer.state.best_model_checkpoint,
+    }
+    facts = _run_facts(device, resumed, started, torch, transformers, peft, trl)
+    summary = _dpo_summary(args, state, (len(train_rows), len(val_rows)), facts)
+    _write_summary(out, summary, final)
+    return 0
+
+
+def _publish_adapter(out: Path, write: Callable[[Path], object]) -> Path:
+    """``out/adapter``, written whole by ``write`` into a temporary directory first."""
     final = out / "adapter"
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    trainer.model.save_pretrained(str(tmp), selected_adapters=["default"])
+    write(tmp)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
-    history = trainer.state.log_history
-    summary = {
+    return final
+
+
+def _checkpoint_adapter(out: Path, last: Path, best: str | None) -> Path:
+    """The checkpoint a finished run's adapter comes from: the best one (the lowest validation
+    loss, when validated) if it is still there, else the newest."""
+    if best and (out / Path(best).name / "adapter_model.safetensors").exists():
+        return out / Path(best).name
+    return last
+
+
+def _copy_adapter(checkpoint: Path, target: Path) -> None:
+    target.mkdir(parents=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy2(checkpoint / name, target / name)
+
+
+def _preference_count(args: argparse.Namespace) -> tuple[int, int]:
+    """How many pairs the run trains and validates on (their non-empty lines)."""
+
+    def count(path: Path | None) -> int:
+        return (
+            0 if path is None else sum(1 for line in path.read_text().splitlines() if line.strip())
+        )
+
+    return count(args.data), count(args.val_data)
+
+
+def _dpo_summary(
+    args: argparse.Namespace,
+    state: dict[str, Any],
+    pairs: tuple[int, int],
+    facts: dict[str, Any],
+) -> dict[str, Any]:
+    """The DPO run's summary, from the Trainer's state (live, or a checkpoint's
+    ``trainer_state.json``): its losses, reward accuracies and margins, validation losses."""
+    history: list[dict[str, Any]] = state["log_history"]
+    return {
         "method": "dpo",
-        "steps": trainer.state.global_step,
-        "pairs": len(train_rows),
-        "val_pairs": len(val_rows),
+        "steps": state["global_step"],
+        "pairs": pairs[0],
+        "val_pairs": pairs[1],
         "beta": args.beta,
         "init_adapter": str(args.init_adapter) if args.init_adapter else None,
         "losses": [round(float(h["loss"]), 4) for h in history if "loss" in h],
@@ -450,11 +520,9 @@ def dpo(args: argparse.Namespace) -> int:
         "val_losses": [
             [h["step"], round(float(h["eval_loss"]), 4)] for h in history if "eval_loss" in h
         ],
-        "chosen_step": _best_step(trainer.state.best_model_checkpoint, trainer.state.global_step),
-        **_run_facts(device, resumed, started, torch, transformers, peft, trl),
+        "chosen_step": _best_step(state.get("best_model_checkpoint"), state["global_step"]),
+        **facts,
     }
-    _write_summary(out, summary, final)
-    return 0
 
 
 def _best_step(best_checkpoint: str | None, last: int) -> int:

@@ -9,6 +9,7 @@ training runs trl's DPO for real. Needs ``.venv-tune``; skipped without it.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,40 @@ def test_the_preference_run_resumes_and_refuses_another_beta(work: Path) -> None
     assert summary["steps"] == 3
     with pytest.raises(ModelProvisioningError, match="another recipe"):
         pice_main([*common, *venv, "--max-steps", "4", "--beta", "0.5", *TRAIN])
+
+
+def test_a_run_stopped_at_a_checkpoint_and_asked_for_its_steps_trains_none(
+    work: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A run planned for more steps and stopped after a checkpoint, then asked for the steps it
+    # has: the Trainer, resumed mid-epoch, would train one step more. Which checkpoint is
+    # mid-epoch depends on how many pairs the real candidates gave (batch 2).
+    run = work / "run-preference"
+    common = ["tune", "--workdir", str(work), "train", "--role", "preference"]
+    venv = ["--venv", str(tune_venv())]
+    pairs = json.loads((run / worker.SUMMARY_FILE).read_text())["pairs"]
+    per_epoch = -(-pairs // 2)
+    kept = sorted(
+        int(p.name.removeprefix(worker.CHECKPOINT_PREFIX)) for p in run.glob("checkpoint-*")
+    )
+    mid = [step for step in kept if step % per_epoch]
+    if not mid:
+        pytest.skip(f"{pairs} pairs: every kept checkpoint ends an epoch")
+    at = mid[0]
+    for later in (s for s in kept if s > at):  # stopped after checkpoint ``at``
+        shutil.rmtree(run / f"{worker.CHECKPOINT_PREFIX}{later}")
+    checkpoint = run / f"{worker.CHECKPOINT_PREFIX}{at}"
+    assert pice_main([*common, *venv, "--max-steps", str(at), *TRAIN]) == 0
+    summary = json.loads((run / worker.SUMMARY_FILE).read_text())
+    assert (summary["steps"], summary["resumed_from"]) == (at, checkpoint.name)
+    assert len(summary["losses"]) == at, "the checkpoint's own history"
+    assert worker.latest_checkpoint(run, marker="trainer_state.json") == checkpoint, "no step more"
+    adapter = (run / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert adapter == (checkpoint / "adapter_model.safetensors").read_bytes()
+    capfd.readouterr()
+    with pytest.raises(ModelProvisioningError, match="failed"):
+        pice_main([*common, *venv, "--max-steps", str(at - 1), *TRAIN])
+    assert f"at step {at} already" in capfd.readouterr().err
 
 
 def test_llama_cpp_applies_the_exported_adapter(work: Path) -> None:
