@@ -194,6 +194,11 @@ def train(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
+    resumed = latest_checkpoint(out)
+    if resumed is not None:
+        _refuse_fewer_steps(
+            out, resumed, json.loads((resumed / STATE_FILE).read_text())["step"], args.max_steps
+        )
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(args.model_dir))
     examples = _examples(tokenizer, args.data, args.seq_len)
@@ -219,7 +224,6 @@ def train(args: argparse.Namespace) -> int:
     losses: list[float] = []
     # [step, loss] at every checkpoint when there is validation data.
     val_losses: list[list[float]] = []
-    resumed = latest_checkpoint(out)
     if resumed is not None:
         state = json.loads((resumed / STATE_FILE).read_text())
         weights = importlib.import_module("safetensors.torch").load_file(
@@ -312,6 +316,15 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_fewer_steps(out: Path, checkpoint: Path, step: int, max_steps: int) -> None:
+    """A run is never cut back: its newest checkpoint is past ``max_steps``."""
+    if int(step) > max_steps:
+        raise SystemExit(
+            f"{out} is at step {step} already ({checkpoint.name}): ask for "
+            f"--max-steps {step} or more, or train in another workdir"
+        )
+
+
 def _run_facts(
     device: str, resumed: Path | None, started: float, *libraries: Any
 ) -> dict[str, Any]:
@@ -375,11 +388,7 @@ def dpo(args: argparse.Namespace) -> int:
     resumed = latest_checkpoint(out, marker="trainer_state.json")
     if resumed is not None:
         state = json.loads((resumed / "trainer_state.json").read_text())
-        if int(state["global_step"]) > args.max_steps:
-            raise SystemExit(
-                f"{out} is at step {state['global_step']} already ({resumed.name}): ask for "
-                f"--max-steps {state['global_step']} or more, or train in another workdir"
-            )
+        _refuse_fewer_steps(out, resumed, state["global_step"], args.max_steps)
         if int(state["global_step"]) == args.max_steps:
             # The Trainer, resumed at its max_steps, would train a step more: the run is as
             # long as asked, so its adapter is the checkpoint's (or the best one's).

@@ -136,19 +136,22 @@ def test_the_run_records_data_recipe_and_checkpoints(tuned: tuple[Path, Path]) -
 
 def test_training_resumes_from_its_checkpoint(tuned: tuple[Path, Path]) -> None:
     work, _ = tuned
+    train = ["tune", "--workdir", str(work), "train", "--venv", str(tune_venv())]
+    recipe = ["--rank", str(RANK), "--alpha", str(ALPHA), "--lr", "5e-3", "--seq-len", "128",
+              "--batch-size", "2", "--dropout", "0", "--targets", "q_proj,v_proj,o_proj,down_proj",
+              "--save-every", "2", "--threads", "2", "--val-share", "0.5"]  # fmt: skip
     # Same recipe, one more step: continues at step 3 instead of starting over.
-    assert pice_main(
-        ["tune", "--workdir", str(work), "train", "--venv", str(tune_venv()), "--max-steps", "4",
-         "--rank", str(RANK), "--alpha", str(ALPHA), "--lr", "5e-3", "--seq-len", "128",
-         "--batch-size", "2", "--dropout", "0", "--targets", "q_proj,v_proj,o_proj,down_proj",
-         "--save-every", "2", "--threads", "2", "--val-share", "0.5"]
-    ) == 0  # fmt: skip
+    assert pice_main([*train, "--max-steps", "4", *recipe]) == 0
     summary = json.loads((work / "run" / worker.SUMMARY_FILE).read_text())
     assert summary["resumed_from"] == "checkpoint-3"
     assert summary["steps"] == 4
     assert len(summary["losses"]) == 4
     # The validation losses of steps 2 and 3 came back with the checkpoint; step 4's was added.
     assert [step for step, _ in summary["val_losses"]] == [2, 3, 4]
+    # Fewer steps than the run has are refused, not served from a later checkpoint.
+    with pytest.raises(ModelProvisioningError, match="failed"):
+        pice_main([*train, "--max-steps", "3", *recipe])
+    assert json.loads((work / "run" / worker.SUMMARY_FILE).read_text()) == summary
     # Another recipe on the same run directory is refused rather than mixed in.
     with pytest.raises(ModelProvisioningError, match="another recipe"):
         pice_main(
