@@ -62,16 +62,22 @@ def upstream(body: dict[str, Any], seen: list[dict[str, Any]]) -> httpx.Response
     return event_stream(sse([content("Go to bed at the same hour each night."), usage(90, 8)]))
 
 
-def test_a_fake_run_records_every_piece_of_evidence(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    seen: list[dict[str, Any]] = []
+@pytest.fixture
+def seen(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every request body the bench sends, answered by :func:`upstream`."""
+    bodies: list[dict[str, Any]] = []
 
     def fake_client(_timeout: float) -> httpx.AsyncClient:
-        transport = httpx.MockTransport(lambda r: upstream(json.loads(r.content), seen))
+        transport = httpx.MockTransport(lambda r: upstream(json.loads(r.content), bodies))
         return httpx.AsyncClient(transport=transport)
 
     monkeypatch.setattr(runner, "_client", fake_client)
+    return bodies
+
+
+def test_a_fake_run_records_every_piece_of_evidence(
+    tmp_path: Path, seen: list[dict[str, Any]]
+) -> None:
     spec = RunSpec(
         questions=QUESTIONS,
         modes=[Mode.CLOUD, Mode.SOT, Mode.PICE],
@@ -116,15 +122,8 @@ def test_a_fake_run_records_every_piece_of_evidence(
 
 
 def test_a_load_only_run_sends_the_schedule_and_nothing_else(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, seen: list[dict[str, Any]]
 ) -> None:
-    seen: list[dict[str, Any]] = []
-
-    def fake_client(_timeout: float) -> httpx.AsyncClient:
-        transport = httpx.MockTransport(lambda r: upstream(json.loads(r.content), seen))
-        return httpx.AsyncClient(transport=transport)
-
-    monkeypatch.setattr(runner, "_client", fake_client)
     spec = RunSpec(
         questions=QUESTIONS, modes=[Mode.PICE], endpoints=Endpoints("http://gw/v1", None, "m"),
         max_tokens=768, slo_seconds=60.0, out_dir=tmp_path,
