@@ -16,6 +16,9 @@ without mixing slots up:
 
     python benchmarks/hetero_compare.py DIR_LL1,DIR_LL2,DIR_LL3 DIR_EFT1,DIR_EFT2,DIR_EFT3
 
+``--out FILE.json`` also writes every figure of the two tables (and the runs, the schedule's
+fingerprint, the slots kept) as JSON.
+
 ``--outlined-only`` keeps only the arrival slots every run answered with an outline: a request
 whose framed sketch turned to prose is answered by the cloud whole (``pice.reason:
 "sketch_prose"``) and never placed, so under load its latency is the contended cloud's, not
@@ -29,7 +32,7 @@ import json
 import random
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from pice_bench.stats import percentile
 
@@ -58,7 +61,7 @@ def outlined(run_dir: Path) -> list[bool]:
     ]
 
 
-def detail_row(name: str, run_dirs: list[Path]) -> str:
+def details(run_dirs: list[Path]) -> dict[str, Any]:
     """Time to first token (p50, p95) and the points' sources, over the pooled runs."""
     ttft: list[float] = []
     points = cloud = failed = 0
@@ -73,10 +76,13 @@ def detail_row(name: str, run_dirs: list[Path]) -> str:
             for point in (answer.get("extension") or {}).get("points", []):
                 points += 1
                 cloud += point.get("edge") == "cloud"
-    return (
-        f"| {name} | {percentile(ttft, 50):.2f} | {percentile(ttft, 95):.2f} | "
-        f"{cloud} of {points} ({100.0 * cloud / max(points, 1):.0f}%) | {failed} |\n"
-    )
+    return {
+        "ttft_p50_s": percentile(ttft, 50),
+        "ttft_p95_s": percentile(ttft, 95),
+        "points": points,
+        "points_on_cloud": cloud,
+        "failed": failed,
+    }
 
 
 def interval(values: list[float]) -> tuple[float, float]:
@@ -98,9 +104,10 @@ def main() -> int:
         action="store_true",
         help="only the arrival slots every run answered with an outline",
     )
+    parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     groups: dict[str, list[list[float]]] = {}
-    details: list[str] = []
+    extra: dict[str, dict[str, Any]] = {}
     fingerprints: set[str] = set()
     shapes: list[list[bool]] = []
     for spec in args.runs:
@@ -110,40 +117,84 @@ def main() -> int:
         fingerprints.update(fp for fp, _ in loaded)
         name = "+".join(path.name for path in paths)
         groups[name] = [lat for _, lat in loaded]
-        details.append(detail_row(name, paths))
+        extra[name] = {"runs": [str(path) for path in paths], **details(paths)}
     if len(fingerprints) != 1:
         sys.stderr.write("the runs do not share one arrival schedule\n")
         return 1
     (base_name, base), *others = groups.items()
     n = min(len(run) for runs in groups.values() for run in runs)
     kept = [i for i in range(n) if not args.outlined_only or all(s[i] for s in shapes)]
-    out = sys.stdout
-    if args.outlined_only:
+    rng = random.Random(args.seed)
+    rows = [_row(base_name, base, base, kept, rng)]
+    rows += [_row(name, runs, base, kept, rng) for name, runs in others]
+    for row in rows:
+        row.update(extra[row["run"]])
+    _print_tables(sys.stdout, rows, kept, n, outlined_only=args.outlined_only)
+    if args.out:
+        report = {
+            "fingerprint": fingerprints.pop(),
+            "baseline": base_name,
+            "outlined_only": args.outlined_only,
+            "slots": n,
+            "slots_kept": len(kept),
+            "seed": args.seed,
+            "resamples": RESAMPLES,
+            "rows": rows,
+        }
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+def _row(
+    name: str, runs: list[list[float]], base: list[list[float]], kept: list[int], rng: random.Random
+) -> dict[str, Any]:
+    """One run's (or pooled runs') p50/p95 over the kept slots and, unless it is the baseline,
+    each ratio to the baseline's with a bootstrap 95% interval over arrival slots."""
+    lat, ref = _pooled(runs, kept), _pooled(base, kept)
+    row: dict[str, Any] = {
+        "run": name, "n": len(lat), "p50_s": percentile(lat, 50), "p95_s": percentile(lat, 95),
+    }  # fmt: skip
+    if runs is base:
+        return row
+    r50, r95 = [], []
+    for _ in range(RESAMPLES):
+        slots = [rng.choice(kept) for _ in kept]
+        mine, theirs = _pooled(runs, slots), _pooled(base, slots)
+        r50.append(percentile(mine, 50) / percentile(theirs, 50))
+        r95.append(percentile(mine, 95) / percentile(theirs, 95))
+    row["p50_ratio"] = percentile(lat, 50) / percentile(ref, 50)
+    row["p50_ratio_ci95"] = list(interval(r50))
+    row["p95_ratio"] = percentile(lat, 95) / percentile(ref, 95)
+    row["p95_ratio_ci95"] = list(interval(r95))
+    return row
+
+
+def _print_tables(
+    out: TextIO, rows: list[dict[str, Any]], kept: list[int], n: int, *, outlined_only: bool
+) -> None:
+    if outlined_only:
         out.write(f"{len(kept)} of {n} arrival slots answered with an outline in every run\n\n")
     out.write("| run | n | p50 s | p95 s | p50 / base [95% CI] | p95 / base [95% CI] |\n")
     out.write("|---|---|---|---|---|---|\n")
-    pooled_base = _pooled(base, kept)
-    out.write(f"| {base_name} | {len(pooled_base)} | {percentile(pooled_base, 50):.1f} | ")
-    out.write(f"{percentile(pooled_base, 95):.1f} | – | – |\n")
-    rng = random.Random(args.seed)
-    for name, runs in others:
-        r50, r95 = [], []
-        for _ in range(RESAMPLES):
-            slots = [rng.choice(kept) for _ in kept]
-            mine, theirs = _pooled(runs, slots), _pooled(base, slots)
-            r50.append(percentile(mine, 50) / percentile(theirs, 50))
-            r95.append(percentile(mine, 95) / percentile(theirs, 95))
-        (lo50, hi50), (lo95, hi95) = interval(r50), interval(r95)
-        lat, ref = _pooled(runs, kept), _pooled(base, kept)
+    for row in rows:
+        ratios = "– | –"
+        if "p50_ratio" in row:
+            (lo50, hi50), (lo95, hi95) = row["p50_ratio_ci95"], row["p95_ratio_ci95"]
+            ratios = (
+                f"{row['p50_ratio']:.2f} [{lo50:.2f}, {hi50:.2f}] | "
+                f"{row['p95_ratio']:.2f} [{lo95:.2f}, {hi95:.2f}]"
+            )
         out.write(
-            f"| {name} | {len(lat)} | {percentile(lat, 50):.1f} | {percentile(lat, 95):.1f} | "
-            f"{percentile(lat, 50) / percentile(ref, 50):.2f} [{lo50:.2f}, {hi50:.2f}] | "
-            f"{percentile(lat, 95) / percentile(ref, 95):.2f} [{lo95:.2f}, {hi95:.2f}] |\n"
+            f"| {row['run']} | {row['n']} | {row['p50_s']:.1f} | {row['p95_s']:.1f} | {ratios} |\n"
         )
     out.write("\n| run | ttft p50 s | ttft p95 s | points on the cloud | failed |\n")
     out.write("|---|---|---|---|---|\n")
-    out.writelines(details)
-    return 0
+    for row in rows:
+        cloud, points = row["points_on_cloud"], row["points"]
+        out.write(
+            f"| {row['run']} | {row['ttft_p50_s']:.2f} | {row['ttft_p95_s']:.2f} | "
+            f"{cloud} of {points} ({100.0 * cloud / max(points, 1):.0f}%) | {row['failed']} |\n"
+        )
 
 
 if __name__ == "__main__":

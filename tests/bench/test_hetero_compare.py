@@ -73,3 +73,27 @@ def test_runs_on_different_schedules_are_refused(
     (other / "results.json").write_text(json.dumps(data))
     monkeypatch.setattr("sys.argv", ["hetero_compare.py", str(base), str(other)])
     assert compare.main() == 1
+
+
+def test_out_writes_the_tables_figures_as_json(
+    compare: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = run_dir(tmp_path, "base", [(10.0, "outline")] * 4 + [(100.0, "sketch_prose")])
+    other = run_dir(tmp_path, "other", [(5.0, "outline")] * 4 + [(200.0, "outline")])
+    out = tmp_path / "compare.json"
+    run(compare, monkeypatch, "--outlined-only", "--out", str(out), str(base), str(other))
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert (report["fingerprint"], report["baseline"]) == ("f", "base")
+    assert (report["slots"], report["slots_kept"], report["outlined_only"]) == (5, 4, True)
+    first, second = report["rows"]
+    assert (first["run"], first["n"], first["p50_s"]) == ("base", 4, 10.0)
+    assert "p50_ratio" not in first, "the baseline has no ratio to itself"
+    assert second["runs"] == [str(other)]
+    assert second["p95_ratio"] == pytest.approx(0.5)
+    assert second["p95_ratio_ci95"] == pytest.approx([0.5, 0.5])
+    assert (second["points"], second["failed"], second["ttft_p50_s"]) == (0, 0, 1.0)
+    assert "| other | 4 | 5.0 | 5.0 | 0.50 [0.50, 0.50] | 0.50 [0.50, 0.50] |" in printed
