@@ -48,25 +48,21 @@ def _load_requests(run_dir: Path) -> tuple[str, list[dict[str, Any]]]:
     return ",".join(fingerprints), load
 
 
-def load_latencies(run_dir: Path) -> tuple[str, list[float]]:
-    fingerprint, load = _load_requests(run_dir)
-    return fingerprint, [float(r["answer"]["latency_s"]) for r in load]
+def latencies(load: list[dict[str, Any]]) -> list[float]:
+    return [float(r["answer"]["latency_s"]) for r in load]
 
 
-def outlined(run_dir: Path) -> list[bool]:
+def outlined(load: list[dict[str, Any]]) -> list[bool]:
     """Per arrival slot, whether the request was answered with an outline (placed points)."""
-    return [
-        (r["answer"].get("extension") or {}).get("reason") == "outline"
-        for r in _load_requests(run_dir)[1]
-    ]
+    return [(r["answer"].get("extension") or {}).get("reason") == "outline" for r in load]
 
 
-def details(run_dirs: list[Path]) -> dict[str, Any]:
+def details(loads: list[list[dict[str, Any]]]) -> dict[str, Any]:
     """Time to first token (p50, p95) and the points' sources, over the pooled runs."""
     ttft: list[float] = []
     points = cloud = failed = 0
-    for run_dir in run_dirs:
-        for request in _load_requests(run_dir)[1]:
+    for load in loads:
+        for request in load:
             answer = request["answer"]
             if answer.get("error"):
                 failed += 1
@@ -112,12 +108,13 @@ def main() -> int:
     shapes: list[list[bool]] = []
     for spec in args.runs:
         paths = [Path(part) for part in spec.split(",")]
-        loaded = [load_latencies(path) for path in paths]
-        shapes.extend(outlined(path) for path in paths)
+        loaded = [_load_requests(path) for path in paths]  # each results.json read once
+        loads = [load for _, load in loaded]
+        shapes.extend(outlined(load) for load in loads)
         fingerprints.update(fp for fp, _ in loaded)
         name = "+".join(path.name for path in paths)
-        groups[name] = [lat for _, lat in loaded]
-        extra[name] = {"runs": [str(path) for path in paths], **details(paths)}
+        groups[name] = [latencies(load) for load in loads]
+        extra[name] = {"runs": [str(path) for path in paths], **details(loads)}
     if len(fingerprints) != 1:
         sys.stderr.write("the runs do not share one arrival schedule\n")
         return 1

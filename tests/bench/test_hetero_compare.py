@@ -42,15 +42,21 @@ def run(compare: ModuleType, monkeypatch: pytest.MonkeyPatch, *argv: str) -> Non
     assert compare.main() == 0
 
 
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Path, Path]:
+    """Slots 0-3 outlined in both runs; slot 4 went to the cloud whole in one of them (slow)."""
+    base = run_dir(tmp_path, "base", [(10.0, "outline")] * 4 + [(100.0, "sketch_prose")])
+    other = run_dir(tmp_path, "other", [(5.0, "outline")] * 4 + [(200.0, "outline")])
+    return base, other
+
+
 def test_outlined_only_drops_the_slots_any_run_answered_without_an_outline(
     compare: ModuleType,
-    tmp_path: Path,
+    pair: tuple[Path, Path],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # Slots 0-3 outlined in both runs; slot 4 went to the cloud whole in one of them (slow).
-    base = run_dir(tmp_path, "base", [(10.0, "outline")] * 4 + [(100.0, "sketch_prose")])
-    other = run_dir(tmp_path, "other", [(5.0, "outline")] * 4 + [(200.0, "outline")])
+    base, other = pair
     run(compare, monkeypatch, str(base), str(other))
     everything = capsys.readouterr().out
     assert "| other | 5 | 5.0 | " in everything, "all five slots"
@@ -77,12 +83,12 @@ def test_runs_on_different_schedules_are_refused(
 
 def test_out_writes_the_tables_figures_as_json(
     compare: ModuleType,
+    pair: tuple[Path, Path],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    base = run_dir(tmp_path, "base", [(10.0, "outline")] * 4 + [(100.0, "sketch_prose")])
-    other = run_dir(tmp_path, "other", [(5.0, "outline")] * 4 + [(200.0, "outline")])
+    base, other = pair
     out = tmp_path / "compare.json"
     run(compare, monkeypatch, "--outlined-only", "--out", str(out), str(base), str(other))
     printed = capsys.readouterr().out
