@@ -9,7 +9,16 @@ import re
 
 import pytest
 
-from pice.loops import LOOP_UNIT, LoopWatch, copies, loop_start, word_key
+from pice.loops import (
+    LOOP_UNIT,
+    PASSAGES,
+    PHRASES,
+    LoopRule,
+    LoopWatch,
+    copies,
+    loop_start,
+    word_key,
+)
 
 TEXTS = [
     "It was a single," + " single," * 12,
@@ -66,21 +75,39 @@ def test_a_word_completes_only_when_whitespace_follows_it() -> None:
     assert watch.feed("anything"), "once looping, it stays so"
 
 
-def _loop_start_by_definition(text: str) -> int | None:
-    """The definition read literally: the earliest word ``i`` from which some unit of at most
-    ``LOOP_UNIT`` words is said ``copies(unit)`` times in a row; the offset of its second copy."""
+def _periodic(words: list[str], unit: int) -> bool:
+    """``words`` are copies of their first ``unit`` (the last one perhaps cut short)."""
+    return all(words[k] == words[k - unit] for k in range(unit, len(words)))
+
+
+def _loop_start_by_definition(text: str, rule: LoopRule = PHRASES) -> int | None:
+    """The definition read literally: the earliest word ``i`` from which some unit of the rule's
+    lengths is said ``rule.copies(unit)`` times in a row (and, where the rule excepts them, the
+    run is not also a shorter phrase said over and over); the offset of its second copy."""
     spans = [(m.start(), word_key(m.group())) for m in re.finditer(r"\S+", text)]
     words = [key for _, key in spans]
     starts = [
         spans[i + unit][0]
-        for unit in range(1, LOOP_UNIT + 1)
-        for i in range(len(words) - unit * copies(unit) + 1)
+        for unit in range(rule.min_unit, rule.max_unit + 1)
+        for i in range(len(words) - unit * rule.copies(unit) + 1)
         if all(
             words[i + k * unit : i + (k + 1) * unit] == words[i : i + unit]
-            for k in range(1, copies(unit))
+            for k in range(1, rule.copies(unit))
+        )
+        and not (
+            rule.phrases_excepted
+            and any(
+                _periodic(words[i : i + unit * rule.copies(unit)], short)
+                for short in range(1, rule.min_unit)
+            )
         )
     ]
     return min(starts, default=None)
+
+
+def test_the_phrase_rule_is_the_module_default() -> None:
+    assert (PHRASES.min_unit, PHRASES.max_unit) == (1, LOOP_UNIT)
+    assert [copies(unit) for unit in range(1, LOOP_UNIT + 1)] == [8, 4, 4, 4, 4, 4]
 
 
 def test_the_linear_search_agrees_with_the_definition() -> None:
@@ -100,3 +127,59 @@ def test_the_linear_search_agrees_with_the_definition() -> None:
         assert loop_start(text) == expected, text
         found += expected is not None
     assert 500 < found < 2900, "the random texts must hold loops and prose both"
+
+
+# A passage rule small enough for random texts to hold its loops: units of 3 to 9 words,
+# twice in a row over at least 10 words, phrases of 1 or 2 words excepted.
+SMALL_PASSAGES = LoopRule(min_unit=3, max_unit=9, repeats=2, words=10, phrases_excepted=True)
+
+
+def test_the_passage_search_agrees_with_the_definition_and_the_watch() -> None:
+    rng = random.Random(11)
+    vocab = ["a", "b", "c", "A,", "b.", "d", "e"]
+    found = excepted = 0
+    for _ in range(1500):
+        words: list[str] = []
+        while len(words) < rng.randint(0, 36):
+            if rng.random() < 0.35:
+                unit = [rng.choice(vocab) for _ in range(rng.randint(1, 10))]
+                words += unit * (rng.randint(2, 4) if len(unit) > 2 else rng.randint(4, 14))
+            else:
+                words.append(rng.choice(vocab))
+        text = " ".join(words)
+        expected = _loop_start_by_definition(text, SMALL_PASSAGES)
+        assert loop_start(text, SMALL_PASSAGES) == expected, text
+        watch = LoopWatch(SMALL_PASSAGES)
+        watch.feed(text + " ")
+        assert watch.looping == (expected is not None), text
+        found += expected is not None
+        unexcepted = LoopRule(3, 9, 2, 10)
+        excepted += expected is None and loop_start(text, unexcepted) is not None
+    assert 300 < found < 1400, "the random texts must hold loops and prose both"
+    assert excepted > 50, "and runs that only repeat a short phrase"
+
+
+PARAGRAPH = (
+    "We are not just looking for treasure, we are looking for a way to make a difference in "
+    "the world. We are ready to work together to achieve our goal.\n"
+)
+
+
+def test_what_counts_as_a_passage_loop() -> None:
+    opening = "Good morning, my crew! As we set sail, remember our mission.\n"
+    looping = opening + PARAGRAPH * 3
+    assert loop_start(looping, PASSAGES) == len(opening + PARAGRAPH)
+    assert loop_start(looping) is None, "a paragraph is longer than a phrase"
+    # Twice in a row is a loop only over 40 words: an 8-word sentence needs five copies.
+    sentence = "Trees can also improve the air we breathe. "
+    assert loop_start(sentence * 4, PASSAGES) is None
+    assert loop_start(sentence * 5, PASSAGES) == len(sentence)
+    # Runs of a short phrase are the phrase rule's, never the passage rule's: a table's rule
+    # row, an array of zeros, a word said over and over.
+    for phrases in (
+        "| Name | Age |\n" + "| --- " * 40 + "|",
+        "x = [" + "0, " * 80 + "0]",
+        "It was a single," + " single," * 60,
+    ):
+        assert loop_start(phrases, PASSAGES) is None, phrases
+        assert loop_start(phrases) is not None, phrases

@@ -8,27 +8,63 @@ over at least :data:`LOOP_WORDS` words in all: a phrase four times in a row is n
 a single word needs eight ("no, no, no, no" is emphasis; eight times is not). Words compare
 without case and surrounding punctuation, so "single," "Single" and "single." are one turn.
 
+A larger model loops by the sentence or the paragraph instead ("We are looking for a way to
+make a difference in the world. …" until the budget ends). :data:`PASSAGES` is that rule: a
+passage of more than :data:`LOOP_UNIT` words said twice in a row over at least
+:data:`PASSAGE_WORDS` words (a shorter one needs more copies), unless the run also repeats a
+phrase of at most :data:`LOOP_UNIT` words (a table's ``| --- | --- |`` row, an array of zeros:
+those are left to :data:`PHRASES`, which whole cloud answers do not apply).
+
 - :func:`loop_start` finds the earliest loop in a finished text (the gateway, which shows a
   point's body only up to it);
 - :class:`LoopWatch` follows a text as it is generated and says when its latest words close a
-  loop (the edge, which then stops the sequence instead of decoding the loop to its budget).
+  loop (the edge, which then stops the sequence instead of decoding the loop to its budget, and
+  the gateway's whole cloud answers, with :data:`PASSAGES`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 LOOP_UNIT = 6
 LOOP_REPEATS = 4
 LOOP_WORDS = 8
+PASSAGE_WORDS = 40
+PASSAGE_UNIT = 400
 
 _WORD = re.compile(r"\S+")
 
 
+@dataclass(frozen=True)
+class LoopRule:
+    """A unit of ``min_unit`` to ``max_unit`` words said :meth:`copies` times in a row; with
+    ``phrases_excepted``, not when the run also repeats a unit shorter than ``min_unit``."""
+
+    min_unit: int
+    max_unit: int
+    repeats: int
+    words: int
+    phrases_excepted: bool = False
+
+    def copies(self, unit: int) -> int:
+        """How many copies in a row of a ``unit``-word unit make a loop."""
+        return max(self.repeats, -(-self.words // unit))
+
+
+PHRASES = LoopRule(min_unit=1, max_unit=LOOP_UNIT, repeats=LOOP_REPEATS, words=LOOP_WORDS)
+PASSAGES = LoopRule(
+    min_unit=LOOP_UNIT + 1,
+    max_unit=PASSAGE_UNIT,
+    repeats=2,
+    words=PASSAGE_WORDS,
+    phrases_excepted=True,
+)
+
+
 def copies(unit: int) -> int:
-    """How many copies in a row of a ``unit``-word phrase make a loop."""
-    return max(LOOP_REPEATS, -(-LOOP_WORDS // unit))
+    """How many copies in a row of a ``unit``-word phrase make a loop (:data:`PHRASES`)."""
+    return PHRASES.copies(unit)
 
 
 def word_key(word: str) -> str:
@@ -36,15 +72,15 @@ def word_key(word: str) -> str:
     return word.strip(".,;:!?\"'()[]").lower() or word
 
 
-def _repeats(words: Sequence[str], start: int, unit: int) -> bool:
-    """Whether ``words[start:]`` begins with :func:`copies` copies of its first ``unit``."""
-    first = words[start : start + unit]
-    return all(
-        words[start + k * unit : start + (k + 1) * unit] == first for k in range(1, copies(unit))
+def _excepted(rule: LoopRule, runs: dict[int, int], span: int) -> bool:
+    """Whether the ``span`` words that end where ``runs`` were counted also repeat a unit
+    shorter than the rule's: ``runs[u]`` words in a row there each equal the word ``u`` before."""
+    return rule.phrases_excepted and any(
+        runs.get(unit, 0) >= span - unit for unit in range(1, rule.min_unit)
     )
 
 
-def loop_start(text: str) -> int | None:
+def loop_start(text: str, rule: LoopRule = PHRASES) -> int | None:
     """Where the earliest loop in ``text`` begins to repeat itself: the character offset of the
     second copy of its unit (the first copy is not the loop), or ``None`` when there is none.
 
@@ -54,29 +90,46 @@ def loop_start(text: str) -> int | None:
     """
     spans = [(m.start(), word_key(m.group())) for m in _WORD.finditer(text)]
     words = [key for _, key in spans]
+    # Runs of the units a rule excepts, per word: the same count as the search's own.
+    short: dict[int, list[int]] = {}
+    if rule.phrases_excepted:
+        for unit in range(1, rule.min_unit):
+            counts, run = [0] * len(words), 0
+            for j in range(unit, len(words)):
+                run = run + 1 if words[j] == words[j - unit] else 0
+                counts[j] = run
+            short[unit] = counts
     best: int | None = None
-    for unit in range(1, LOOP_UNIT + 1):
-        need, run = unit * (copies(unit) - 1), 0
+    for unit in range(rule.min_unit, rule.max_unit + 1):
+        span = unit * rule.copies(unit)
+        need, run = span - unit, 0
         for j in range(unit, len(words)):
-            if best is not None and spans[j - run][0] >= best:
+            if best is not None and j >= need and spans[j - need + 1][0] >= best:
                 break  # any loop of this unit found from here on starts later
             run = run + 1 if words[j] == words[j - unit] else 0
-            if run >= need:  # words[j - need + 1 : j + 1] repeat the unit before them
-                best = spans[j - need + 1][0]
-                break
+            if run < need:  # words[j - need + 1 : j + 1] do not repeat the unit before them
+                continue
+            if _excepted(rule, {u: counts[j] for u, counts in short.items()}, span):
+                continue
+            best = spans[j - need + 1][0]
+            break
     return best
 
 
 class LoopWatch:
-    """Text in, piece by piece; :attr:`looping` once the words so far end in a loop.
+    """Text in, piece by piece; :attr:`looping` once the words so far end in a loop of
+    ``rule`` (:data:`PHRASES` unless given).
 
-    Only the newest words are checked when a word completes (a word is complete once
-    whitespace follows it), so the cost per piece is constant: a loop is caught as its last
-    needed copy completes, which is as early as :func:`loop_start` would see it.
+    Each word completed updates, per unit length, the run of words equal to the word a unit
+    before (a word is complete once whitespace follows it), so the cost per word is constant:
+    a loop is caught as its last needed copy completes, which is as early as
+    :func:`loop_start` would see it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, rule: LoopRule = PHRASES) -> None:
+        self._rule = rule
         self._words: list[str] = []
+        self._runs = dict.fromkeys(range(1, rule.max_unit + 1), 0)
         self._partial = ""
         self.looping = False
 
@@ -88,16 +141,23 @@ class LoopWatch:
         ends_in_space = text[-1].isspace()
         self._partial = "" if ends_in_space or not parts else parts.pop()
         for word in parts:
-            self._words.append(word_key(word))
+            self._add(word_key(word))
             if self._closes_loop():
                 self.looping = True
                 break
         return self.looping
 
+    def _add(self, key: str) -> None:
+        words, runs = self._words, self._runs
+        words.append(key)
+        last = len(words) - 1
+        for unit in range(1, min(last, self._rule.max_unit) + 1):
+            runs[unit] = runs[unit] + 1 if words[last - unit] == key else 0
+
     def _closes_loop(self) -> bool:
-        words = self._words
-        for unit in range(1, LOOP_UNIT + 1):
-            span = unit * copies(unit)
-            if len(words) >= span and _repeats(words, len(words) - span, unit):
+        rule, runs = self._rule, self._runs
+        for unit in range(rule.min_unit, min(len(self._words), rule.max_unit + 1)):
+            span = unit * rule.copies(unit)
+            if runs[unit] >= span - unit and not _excepted(rule, runs, span):
                 return True
         return False

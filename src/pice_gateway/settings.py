@@ -290,6 +290,10 @@ class ProgressiveSettings(BaseModel):
     ensemble_max_slowdown: float = Field(default=0.05, ge=0.0)
     # Sampling temperature of candidates 1..k-1 (candidate 0 keeps the request's own).
     ensemble_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+    # Stop the cloud's whole answer to a framed sketch that wrote prose once it repeats a
+    # passage (a sentence or paragraph said twice in a row), at the end of that sentence,
+    # instead of relaying the loop to the token budget (``pice_gateway.cloud_loops``).
+    stop_cloud_loops: bool = True
     hedging: HedgingSettings = Field(default_factory=HedgingSettings)
     cloud_overflow: CloudOverflowSettings = Field(default_factory=CloudOverflowSettings)
 

@@ -41,7 +41,7 @@ from pice_gateway.progressive.pipeline import (
 from pice_gateway.progressive.spec import ExpansionSpec
 from pice_gateway.settings import GatewaySettings
 from pice_gateway.upstream_http import UpstreamClient
-from tests.gateway.fakes import OUTLINE, CloudScript
+from tests.gateway.fakes import OUTLINE, CloudScript, split_words
 from tests.gateway.inprocess import InProcessEdge, mock_cloud
 
 pytestmark = pytest.mark.timeout(10)
@@ -78,9 +78,11 @@ def progressive_run(
     # edge) the k rule would give one candidate; these tests are about what k candidates do.
     max_slowdown: float = math.inf,
     watch_events: bool = False,
+    stop_cloud_loops: bool = True,
     **body: Any,
 ) -> ProgressiveRun:
     knobs = {
+        "stop_cloud_loops": stop_cloud_loops,
         "edge_stall_seconds": stall_seconds,
         "edge_queue_seconds": queue_seconds,
         "ensemble_candidates": ensemble,
@@ -599,6 +601,39 @@ async def test_a_framed_sketch_that_turns_to_prose_is_answered_by_the_cloud_itse
     assert "".join(pieces).startswith("If it had never been invented")
     assert (finished.report.mode, finished.report.reason) == ("cloud", "direct")
     assert len(cloud.requests) == 1
+
+
+LOOPING_ANSWER = "Good morning, crew! Remember our mission.\n" + (
+    "We are not just looking for treasure, we are looking for a way to make a difference in "
+    "the world. We are looking for a way to make a positive impact on the lives of others.\n"
+)
+
+
+async def test_the_clouds_whole_answer_stops_where_it_repeats_a_paragraph() -> None:
+    paragraph = LOOPING_ANSWER.split("\n", 1)[1]
+    cloud = CloudScript(sketch=PROSE_SKETCH, answer=LOOPING_ANSWER + paragraph * 18)
+    async with upstreams(cloud, InProcessEdge("e1")) as shared:
+        pieces, finished = await answer(
+            progressive_run(shared, model="pice-progressive", pice={"frame": True})
+        )
+        answered = len(split_words(cloud.answer))
+    assert "".join(pieces) == LOOPING_ANSWER + paragraph.rstrip("\n"), "one repeat, no more"
+    assert finished.report.loop_stopped
+    assert finished.finish_reason == "stop"
+    # The cloud was not read to the end (the fake writes a chunk when one is read): closing
+    # the stream is what frees it.
+    sketch_chunks = len(split_words(PROSE_SKETCH))
+    assert cloud.chunks_sent - sketch_chunks < answered / 5
+    assert finished.report.usage_estimated
+    # Turned off, the loop is relayed to its end, as the cloud wrote it.
+    cloud = CloudScript(sketch=PROSE_SKETCH, answer=LOOPING_ANSWER + paragraph * 18)
+    async with upstreams(cloud, InProcessEdge("e1")) as shared:
+        run = progressive_run(
+            shared, model="pice-progressive", pice={"frame": True}, stop_cloud_loops=False
+        )
+        pieces, finished = await answer(run)
+    assert "".join(pieces) == cloud.answer
+    assert not finished.report.loop_stopped
 
 
 async def test_a_looping_expansion_is_shown_up_to_its_loop_and_the_report_says_so() -> None:

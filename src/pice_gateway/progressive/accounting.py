@@ -116,6 +116,9 @@ class PiceReport(BaseModel):
     # these; the per-point detail is in ``points[].hedges``).
     hedges: int = 0
     hedges_won: int = 0
+    # The cloud's whole answer (a framed sketch's prose fallback) was stopped at the end of the
+    # sentence where it began repeating a passage (``pice_gateway.cloud_loops``).
+    loop_stopped: bool = False
 
 
 class Clock:

@@ -36,6 +36,7 @@ from pice.openai_protocol import ChatCompletionRequest, Usage
 from pice.stops import StopMatcher
 from pice.tracing import NO_TRACING, Span, Tracing
 from pice_gateway.cloud_client import CLOUD, CloudTextStream
+from pice_gateway.cloud_loops import LoopCut
 from pice_gateway.cloud_meter import CloudMeter
 from pice_gateway.direct_path import cloud_payload
 from pice_gateway.edges import EdgeRegistry
@@ -147,6 +148,7 @@ class ProgressiveRun:
             cloud_payload(request, settings.cloud.model),
             meter=upstreams.cloud_meter,
         )
+        self._stop_cloud_loops = settings.progressive.stop_cloud_loops
         self._registry = upstreams.registry
         self._queue: asyncio.Queue[RunEvent | PiceError] = asyncio.Queue()
         self._tasks = TaskSet(self._fail, name="progressive run")
@@ -319,12 +321,21 @@ class ProgressiveRun:
         self._report.mode = "cloud"
         self._report.reason = "sketch_prose"
         stream = self._cloud_answer()
+        cut = LoopCut() if self._stop_cloud_loops else None
         try:
             async with contextlib.AsyncExitStack() as stack:
                 await stream.open(stack)
                 async with contextlib.aclosing(stream.texts()) as texts:
                     async for text in texts:
-                        self._emit(text)
+                        if cut is None:
+                            self._emit(text)
+                            continue
+                        shown, stop = cut.feed(text)
+                        if shown:
+                            self._emit(shown)
+                        if stop:  # a passage loop: closing the stream frees the cloud
+                            self._report.loop_stopped = True
+                            break
         except asyncio.CancelledError:
             self._add_usage(CLOUD, stream.usage_or_estimate(), estimated=True)
             raise
