@@ -17,7 +17,8 @@ without mixing slots up:
     python benchmarks/hetero_compare.py DIR_LL1,DIR_LL2,DIR_LL3 DIR_EFT1,DIR_EFT2,DIR_EFT3
 
 ``--out FILE.json`` also writes every figure of the two tables (and the runs, the schedule's
-fingerprint, the slots kept) as JSON.
+fingerprint, the slots kept) as JSON; ``--png FILE.png`` plots each run's latencies (the kept
+slots, pooled) as a distribution with its p95 marked.
 
 ``--outlined-only`` keeps only the arrival slots every run answered with an outline: a request
 whose framed sketch turned to prose is answered by the cloud whole (``pice.reason:
@@ -101,18 +102,23 @@ def main() -> int:
         help="only the arrival slots every run answered with an outline",
     )
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--png", type=Path, help="plot each run's latency distribution (the kept slots) here"
+    )
+    parser.add_argument(
+        "--labels", help="the plot's name for each run argument, comma-separated, in order"
+    )
     args = parser.parse_args()
     groups: dict[str, list[list[float]]] = {}
     extra: dict[str, dict[str, Any]] = {}
     fingerprints: set[str] = set()
     shapes: list[list[bool]] = []
-    for spec in args.runs:
-        paths = [Path(part) for part in spec.split(",")]
+    specs = [[Path(part) for part in spec.split(",")] for spec in args.runs]
+    for paths, name in zip(specs, _names(specs), strict=True):
         loaded = [_load_requests(path) for path in paths]  # each results.json read once
         loads = [load for _, load in loaded]
         shapes.extend(outlined(load) for load in loads)
         fingerprints.update(fp for fp, _ in loaded)
-        name = "+".join(path.name for path in paths)
         groups[name] = [latencies(load) for load in loads]
         extra[name] = {"runs": [str(path) for path in paths], **details(loads)}
     if len(fingerprints) != 1:
@@ -139,7 +145,55 @@ def main() -> int:
             "rows": rows,
         }
         args.out.write_text(json.dumps(report, indent=1) + "\n")
+    if args.png:
+        labels = args.labels.split(",") if args.labels else list(groups)
+        if len(labels) != len(groups):
+            sys.stderr.write(f"--labels names {len(labels)} runs, not {len(groups)}\n")
+            return 1
+        named = dict(zip(groups, labels, strict=True))
+        latency = {named[name]: _pooled(runs, kept) for name, runs in groups.items()}
+        plot(latency, [{**row, "run": named[row["run"]]} for row in rows], args.png)
     return 0
+
+
+def _names(specs: list[list[Path]]) -> list[str]:
+    """Each run argument's name in the tables: its directories' names joined by ``+``, with
+    their parents' where two arguments would otherwise share a name (``set1/eft-1`` and
+    ``set2/eft-1``)."""
+    short = ["+".join(path.name for path in paths) for paths in specs]
+    return [
+        name
+        if short.count(name) == 1
+        else "+".join(f"{path.parent.name}/{path.name}" for path in paths)
+        for name, paths in zip(short, specs, strict=True)
+    ]
+
+
+def plot(latency: dict[str, list[float]], rows: list[dict[str, Any]], png: Path) -> None:
+    """Each run's latencies as a distribution (share of arrivals answered by t), its p95
+    marked: the runs' tails side by side, which the p95 ratio alone summarises."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a server; must precede pyplot's import
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for row in rows:
+        values = sorted(latency[row["run"]])
+        shares = [(i + 1) / len(values) for i in range(len(values))]
+        label = f"{row['run']}: p50 {row['p50_s']:.0f} s, p95 {row['p95_s']:.0f} s"
+        (line,) = ax.step(values, shares, where="post", label=label)
+        ax.axvline(row["p95_s"], color=line.get_color(), linestyle=":", linewidth=1)
+    ax.axhline(0.95, color="grey", linewidth=0.5)
+    ax.set_xlabel("latency of an arrival, s (dotted: each run's p95)")
+    ax.set_ylabel("share of arrivals answered")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
 
 
 def _row(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -103,3 +104,46 @@ def test_out_writes_the_tables_figures_as_json(
     assert second["p95_ratio_ci95"] == pytest.approx([0.5, 0.5])
     assert (second["points"], second["failed"], second["ttft_p50_s"]) == (0, 0, 1.0)
     assert "| other | 4 | 5.0 | 5.0 | 0.50 [0.50, 0.50] | 0.50 [0.50, 0.50] |" in printed
+
+
+def test_png_plots_each_runs_kept_latencies(
+    compare: ModuleType,
+    pair: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base, other = pair
+    seen: list[dict[str, list[float]]] = []
+    real_plot = compare.plot
+
+    def plot(latency: dict[str, list[float]], rows: list[Any], png: Path) -> None:
+        seen.append(latency)
+        real_plot(latency, rows, png)
+
+    monkeypatch.setattr(compare, "plot", plot)
+    png = tmp_path / "img" / "tails.png"
+    run(compare, monkeypatch, "--outlined-only", "--png", str(png), str(base), str(other))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert seen == [{"base": [10.0] * 4, "other": [5.0] * 4}], "the kept slots only"
+    run(compare, monkeypatch, "--labels", "A,B", "--png", str(png), str(base), str(other))
+    assert list(seen[-1]) == ["A", "B"]
+    monkeypatch.setattr(
+        "sys.argv", ["x", "--labels", "A", "--png", str(png), str(base), str(other)]
+    )
+    assert compare.main() == 1, "one label for two runs"
+
+
+def test_runs_of_the_same_name_in_two_sets_keep_a_row_each(
+    compare: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "set1").mkdir()
+    (tmp_path / "set2").mkdir()
+    first = run_dir(tmp_path / "set1", "eft-1", [(10.0, "outline")] * 3)
+    second = run_dir(tmp_path / "set2", "eft-1", [(20.0, "outline")] * 3)
+    run(compare, monkeypatch, str(first), str(second))
+    printed = capsys.readouterr().out
+    assert "| set1/eft-1 | 3 | 10.0 |" in printed
+    assert "| set2/eft-1 | 3 | 20.0 | 20.0 | 2.00 [2.00, 2.00] |" in printed
