@@ -272,9 +272,9 @@ class ProgressiveSettings(BaseModel):
     edge_queue_seconds: float = Field(default=120.0, gt=0)
     # Which edge expands each point: a name registered in ``placement.registry``
     # (``eft``, ``least-loaded``, ``round-robin``, ``eft-length``). ``eft`` by default: on
-    # unequal edges it cut p50 and p95 by about 30% and 25% against ``least-loaded`` on the
-    # real testbed and never lost in the simulator; on equal edges it is within 1%
-    # (docs/benchmarks.md, "Scheduling").
+    # unequal edges it cut p50 by about 20% against ``least-loaded`` on the real testbed (p95
+    # 6% to 28% by the configuration; the one cloud core sets the tail there) and never lost
+    # in the simulator; on equal edges it is within 1% (docs/benchmarks.md, "Scheduling").
     placement: str = "eft"
     # Tokens a point is expected to decode before any finished (``eft`` reads a running mean of
     # the points edges finish, starting here, capped by the request's per-point budget).
