@@ -43,11 +43,15 @@ logger = logging.getLogger("rejudge")
 DEFAULT_QUESTIONS = Path("benchmarks/questions.jsonl")
 
 
-def answers_of(results: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    """(question id, mode) → the latency-phase request record (answered ones only)."""
+def answers_of(
+    results: dict[str, Any], phase: str = "latency"
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """(question id, mode) → the request record of ``phase`` (answered ones only): the
+    one-at-a-time pass, or ``load`` for a ``--load-only`` run whose arrivals are distinct
+    questions (a question asked twice keeps its last answer)."""
     out = {}
     for r in results["requests"]:
-        if r["phase"] == "latency" and not r["answer"].get("error"):
+        if r["phase"] == phase and not r["answer"].get("error"):
             out[(r["question_id"], r["mode"])] = r
     return out
 
@@ -93,11 +97,11 @@ def group_table(records: list[JudgeRecord], seed: int) -> dict[str, Any]:
 async def run(
     args: argparse.Namespace, results: dict[str, Any], questions: dict[str, Question]
 ) -> dict[str, Any]:
-    answers = answers_of(results)
+    answers = answers_of(results, args.phase)
     # Baseline answers from another run (--baseline-results): the same mode name in two runs,
     # e.g. pice-progressive with a tuned edge against the same mode with the stock one.
     baselines = (
-        answers_of(json.loads(args.baseline_results.read_text()))
+        answers_of(json.loads(args.baseline_results.read_text()), args.phase)
         if args.baseline_results
         else answers
     )
@@ -106,6 +110,7 @@ async def run(
     )
     out: dict[str, Any] = {
         "source": str(args.results),
+        "phase": args.phase,
         "baseline_source": str(args.baseline_results or args.results),
         "judge_url": args.judge_url,
         "judge_model": args.judge_model,
@@ -216,6 +221,12 @@ def main() -> int:
         type=Path,
         default=None,
         help="take BASELINE's answers from this other results.json (e.g. the stock edge's run)",
+    )
+    parser.add_argument(
+        "--phase",
+        choices=["latency", "load"],
+        default="latency",
+        help="whose answers: the one-at-a-time pass (default) or the load steps",
     )
     parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
     parser.add_argument("--calibrate", action="store_true", help="also the 26 hand-made pairs")
