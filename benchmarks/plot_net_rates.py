@@ -4,8 +4,14 @@ Each argument is ``LABEL=FILE`` (a ``benchmarks/rejudge.py`` output; its one pai
 named by ``--pair``): the expected-grade net win rate of the chosen group with its bootstrap
 95% interval and W/L/T, printed as a table and drawn as points with error bars.
 
+``--pool LABEL`` adds a row for all the judgments together: every judged pair of every file
+counts once, and the interval resamples *questions* (a question drawn brings its pairs from
+every run), so repeated runs of one question set narrow it only as far as the runs disagree.
+
     python benchmarks/plot_net_rates.py "frame off=R/plain_vs_cloud.json" \\
         "frame on=R/framed_vs_cloud.json" --out R/net_rates.png
+    python benchmarks/plot_net_rates.py "run 1=R1/j.json" "run 2=R2/j.json" --pool "both runs" \\
+        --group suitable --out R/pooled.png
 """
 
 from __future__ import annotations
@@ -13,13 +19,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
+from pice_bench.stats import bootstrap_interval
+
+# Which judged records a group holds (rejudge.py's groups, by the question's label).
+_GROUPS = {"all": None, "suitable": True, "not suitable": False}
+_SIGN = {"win": 1, "loss": -1, "tie": 0}
 
 
 @dataclass(frozen=True)
@@ -34,15 +48,44 @@ class NetRate:
     high: float
 
 
-def read(spec: str, pair: str | None, group: str) -> NetRate:
+def _pair(spec: str, pair: str | None) -> tuple[str, dict[str, Any]]:
     label, sep, path = spec.partition("=")
     if not sep:
         raise SystemExit(f"expected LABEL=FILE, got {spec!r}")
     pairs = json.loads(Path(path).read_text())["pairs"]
-    name = pair or next(iter(pairs))
-    row = pairs[name]["groups"][group]
+    return label, pairs[pair or next(iter(pairs))]
+
+
+def read(spec: str, pair: str | None, group: str) -> NetRate:
+    label, judged = _pair(spec, pair)
+    row = judged["groups"][group]
     e = row["expected"]
     return NetRate(label, row["n"], e["wins"], e["losses"], e["ties"], e["net"], *e["ci95"])
+
+
+def pooled(label: str, specs: list[str], pair: str | None, group: str) -> NetRate:
+    """Every judged pair of the group in every file, one net win rate; its interval from
+    resampling questions, each with all of its runs' outcomes."""
+    if group not in _GROUPS:
+        raise SystemExit(f"--pool knows the groups {sorted(_GROUPS)}, not {group!r}")
+    by_question: dict[str, list[int]] = defaultdict(list)
+    for spec in specs:
+        for record in _pair(spec, pair)[1]["records"]:
+            if _GROUPS[group] in (None, record["suits_points"]):
+                by_question[record["question_id"]].append(_SIGN[record["outcome"]])
+    clusters = list(by_question.values())
+    signs = [s for c in clusters for s in c]
+    if not signs:
+        raise SystemExit(f"no judged pair in group {group!r}")
+
+    def net(sample: list[list[int]]) -> float:
+        drawn = [s for c in sample for s in c]
+        return sum(drawn) / len(drawn)
+
+    low, high = bootstrap_interval(clusters, net)
+    wins, losses = signs.count(1), signs.count(-1)
+    ties = len(signs) - wins - losses
+    return NetRate(label, len(signs), wins, losses, ties, net(clusters), low, high)
 
 
 def plot(rates: list[NetRate], title: str, out: Path) -> None:
@@ -70,9 +113,12 @@ def main() -> int:
     parser.add_argument("--pair", default=None, help="CANDIDATE:BASELINE (default: the first)")
     parser.add_argument("--group", default="suitable", help="suitable, not suitable, all")
     parser.add_argument("--title", default="PICE against cloud-only, judged pairwise")
+    parser.add_argument("--pool", metavar="LABEL", help="add a row: all judgments pooled")
     parser.add_argument("--out", type=Path, required=True, help="the plot (PNG)")
     args = parser.parse_args()
     rates = [read(spec, args.pair, args.group) for spec in args.judgments]
+    if args.pool:
+        rates.append(pooled(args.pool, args.judgments, args.pair, args.group))
     w = sys.stdout.write
     w("| judgment | n | W/L/T | net [95% CI] |\n|---|---|---|---|\n")
     for r in rates:

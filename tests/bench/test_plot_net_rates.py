@@ -43,3 +43,53 @@ def test_the_plot_is_written(plot_net_rates: ModuleType, tmp_path: Path) -> None
     out = tmp_path / "plots" / "net.png"
     plot_net_rates.plot(rates, "title", out)
     assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def judged_records(path: Path, outcomes: dict[str, list[str]], pair: str = "a:b") -> Path:
+    """A rejudge.py output holding only records: per question, its outcomes (suitable ones
+    are named ``s-…``)."""
+    records = [
+        {"question_id": q, "suits_points": q.startswith("s-"), "outcome": outcome}
+        for q, found in outcomes.items()
+        for outcome in found
+    ]
+    path.write_text(json.dumps({"pairs": {pair: {"groups": {}, "records": records}}}))
+    return path
+
+
+def test_pooled_runs_count_every_pair_of_the_group(
+    plot_net_rates: ModuleType, tmp_path: Path
+) -> None:
+    one = judged_records(tmp_path / "1.json", {"s-1": ["win"], "s-2": ["loss"], "u-1": ["win"]})
+    two = judged_records(tmp_path / "2.json", {"s-1": ["win"], "s-2": ["tie"], "u-1": ["loss"]})
+    specs = [f"one={one}", f"two={two}"]
+    rate = plot_net_rates.pooled("both", specs, None, "suitable")
+    assert (rate.label, rate.n, rate.wins, rate.losses, rate.ties) == ("both", 4, 2, 1, 1)
+    assert rate.net == pytest.approx(0.25)
+    assert rate.low <= rate.net <= rate.high
+    everything = plot_net_rates.pooled("both", specs, None, "all")
+    assert (everything.n, everything.wins, everything.losses) == (6, 3, 2)
+    assert plot_net_rates.pooled("both", specs, None, "not suitable").net == pytest.approx(0.0)
+    with pytest.raises(SystemExit, match="groups"):
+        plot_net_rates.pooled("both", specs, None, "outlined")
+
+
+def test_the_pooled_interval_resamples_questions_not_pairs(
+    plot_net_rates: ModuleType, tmp_path: Path
+) -> None:
+    # One question judged in four runs, two wins and two losses: resampling its pairs would
+    # give an interval around 0; with the question as the unit there is nothing to resample.
+    runs = [
+        f"r{i}={judged_records(tmp_path / f'{i}.json', {'s-1': [outcome]})}"
+        for i, outcome in enumerate(["win", "loss", "win", "loss"])
+    ]
+    rate = plot_net_rates.pooled("all runs", runs, None, "suitable")
+    assert (rate.n, rate.net, rate.low, rate.high) == (4, 0.0, 0.0, 0.0)
+    # Two questions, each the same in every run: the interval spans their two values.
+    twice = [
+        f"r{i}={judged_records(tmp_path / f't{i}.json', {'s-1': ['win'], 's-2': ['loss']})}"
+        for i in range(3)
+    ]
+    spread = plot_net_rates.pooled("all runs", twice, None, "suitable")
+    assert spread.net == 0.0
+    assert (spread.low, spread.high) == (-1.0, 1.0)
