@@ -17,6 +17,7 @@ from pice.loops import (
     LoopWatch,
     copies,
     loop_start,
+    quotes,
     word_key,
 )
 
@@ -153,6 +154,13 @@ def test_the_passage_search_agrees_with_the_definition_and_the_watch() -> None:
         watch.feed(text + " ")
         assert watch.looping == (expected is not None), text
         found += expected is not None
+        if watch.looping:  # the unit the watch names is said by the text, and is a loop's
+            assert watch.unit is not None
+            assert len(watch.loop_words()) == watch.unit
+            assert quotes(text, watch.loop_words()), text
+            again = watch.loop_words() * SMALL_PASSAGES.copies(watch.unit)
+            second_copy = len(" ".join(watch.loop_words())) + 1
+            assert loop_start(" ".join(again), SMALL_PASSAGES) == second_copy
         unexcepted = LoopRule(3, 9, 2, 10)
         excepted += expected is None and loop_start(text, unexcepted) is not None
     assert 300 < found < 1400, "the random texts must hold loops and prose both"
@@ -183,3 +191,28 @@ def test_what_counts_as_a_passage_loop() -> None:
     ):
         assert loop_start(phrases, PASSAGES) is None, phrases
         assert loop_start(phrases) is not None, phrases
+
+
+def test_a_passage_is_quoted_from_any_of_its_words_on() -> None:
+    sentence = "The river flows quietly past the old stone mill at dawn."
+    asked = f"Write the sentence '{sentence}' twenty times in a row."
+    unit = [word_key(w) for w in sentence.split()]
+    assert quotes(asked, unit)
+    for turn in range(1, len(unit)):  # where the watch saw the copies begin
+        assert quotes(asked, unit[turn:] + unit[:turn])
+    assert not quotes(asked, [*unit[:-1], "dusk"])
+    assert not quotes(asked, [*unit, "the"]), "a longer unit is another passage"
+    assert not quotes(asked, list(reversed(unit)))
+    assert not quotes(asked, [])
+    assert not quotes("", unit)
+
+
+def test_the_watch_keeps_only_the_words_its_units_look_back_on() -> None:
+    rule = LoopRule(min_unit=2, max_unit=5, repeats=2, words=4)
+    watch = LoopWatch(rule)
+    prose = " ".join(f"w{i}" for i in range(5000))
+    assert not watch.feed(prose + " ")
+    assert len(watch._words) == rule.max_unit + 1
+    assert watch.loop_words() == []
+    assert watch.feed("x y z x y z ")
+    assert (watch.unit, watch.loop_words()) == (3, ["x", "y", "z"])

@@ -25,6 +25,8 @@ those are left to :data:`PHRASES`, which whole cloud answers do not apply).
 from __future__ import annotations
 
 import re
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 LOOP_UNIT = 6
@@ -116,6 +118,23 @@ def loop_start(text: str, rule: LoopRule = PHRASES) -> int | None:
     return best
 
 
+def quotes(text: str, unit: Sequence[str]) -> bool:
+    """Whether ``text`` says the loop's ``unit`` (compared words), starting at any of its words:
+    a rotation of the unit, e.g. "mill at dawn. The river flows …" for a loop of "The river
+    flows … mill at dawn.", since where a watch sees a loop's copies begin depends on what came
+    before them. A loop of a passage the user wrote is a repetition they asked for."""
+    if not unit:
+        return False
+    sep = "\x00"
+    cycle = sep + sep.join([*unit, *unit]) + sep
+    keys = [word_key(m.group()) for m in _WORD.finditer(text)]
+    n, words = len(unit), set(unit)
+    return any(
+        keys[i] in words and sep + sep.join(keys[i : i + n]) + sep in cycle
+        for i in range(len(keys) - n + 1)
+    )
+
+
 class LoopWatch:
     """Text in, piece by piece; :attr:`looping` once the words so far end in a loop of
     ``rule`` (:data:`PHRASES` unless given).
@@ -128,10 +147,18 @@ class LoopWatch:
 
     def __init__(self, rule: LoopRule = PHRASES) -> None:
         self._rule = rule
-        self._words: list[str] = []
+        # The newest words, as many as the longest unit needs to look back.
+        self._words: deque[str] = deque(maxlen=rule.max_unit + 1)
         self._runs = dict.fromkeys(range(1, rule.max_unit + 1), 0)
         self._partial = ""
         self.looping = False
+        # The length of the unit that closed the loop, once one has.
+        self.unit: int | None = None
+
+    def loop_words(self) -> list[str]:
+        """The loop's unit as its last copy said it (compared words, :func:`word_key`); empty
+        until a loop has closed."""
+        return list(self._words)[-self.unit :] if self.unit else []
 
     def feed(self, text: str) -> bool:
         """Add ``text``; return :attr:`looping`."""
@@ -150,14 +177,14 @@ class LoopWatch:
     def _add(self, key: str) -> None:
         words, runs = self._words, self._runs
         words.append(key)
-        last = len(words) - 1
-        for unit in range(1, min(last, self._rule.max_unit) + 1):
-            runs[unit] = runs[unit] + 1 if words[last - unit] == key else 0
+        for unit in range(1, min(len(words) - 1, self._rule.max_unit) + 1):
+            runs[unit] = runs[unit] + 1 if words[-1 - unit] == key else 0
 
     def _closes_loop(self) -> bool:
         rule, runs = self._rule, self._runs
         for unit in range(rule.min_unit, min(len(self._words), rule.max_unit + 1)):
             span = unit * rule.copies(unit)
             if runs[unit] >= span - unit and not _excepted(rule, runs, span):
+                self.unit = unit
                 return True
         return False

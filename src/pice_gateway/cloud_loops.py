@@ -7,13 +7,17 @@ The 1.5B cloud model sometimes ends an answer in a loop of whole sentences or pa
 more than six words said twice in a row); once a loop closes, the answer goes on to the end of
 the sentence it is in (the second copy rarely ends on one) and then stops, so the client reads
 one repetition, not ten, and the cloud is freed when the gateway closes the stream.
+
+A repetition the user asked for is not a loop: when the repeated passage is one the
+conversation holds ("write 'The river flows past the mill at dawn.' twenty times"), the
+watch stands down for the rest of the answer (:func:`pice.loops.quotes`).
 """
 
 from __future__ import annotations
 
 import re
 
-from pice.loops import PASSAGES, LoopRule, LoopWatch
+from pice.loops import PASSAGES, LoopRule, LoopWatch, quotes
 
 # A sentence ends at ., ! or ? (and any closing quote, bracket or emphasis) before whitespace,
 # or at a line break (a list item, a heading): the text is cut there.
@@ -29,9 +33,15 @@ _SPACE = re.compile(r"\s+")
 class LoopCut:
     """Pieces of a streamed answer in; for each, what of it to show and whether to stop."""
 
-    def __init__(self, rule: LoopRule = PASSAGES, tail_words: int = TAIL_WORDS) -> None:
-        self._watch = LoopWatch(rule)
+    def __init__(
+        self, rule: LoopRule = PASSAGES, tail_words: int = TAIL_WORDS, *, quoted: str = ""
+    ) -> None:
+        """``quoted``: the conversation's text; a loop of a passage it holds is let run."""
+        self._watch: LoopWatch | None = LoopWatch(rule)
+        self._quoted = quoted
         self._tail_words = tail_words
+        # A loop of the conversation's own words closed: the rest is shown as it comes.
+        self.requested = False
         # The last characters shown: the loop's last word may have ended a sentence there.
         self._shown = ""
         # Those characters and the text from the piece that closed the loop on (``None``
@@ -48,6 +58,8 @@ class LoopCut:
     def feed(self, text: str) -> tuple[str, bool]:
         """``(shown, stop)``: the part of ``text`` to show, and whether the answer ends with it
         (the caller closes the stream then)."""
+        if self._watch is None:
+            return text, False
         if self._tail is None:
             closed_at = self._closing(text)
             if closed_at is None:
@@ -68,10 +80,14 @@ class LoopCut:
     def _closing(self, text: str) -> int | None:
         """Feed ``text`` to the watch up to each whitespace (which completes a word); the
         offset just past the whitespace that closed a loop, or ``None``."""
-        fed = 0
+        watch, fed = self._watch, 0
+        assert watch is not None
         for space in _SPACE.finditer(text):
-            if self._watch.feed(text[fed : space.end()]):
+            if watch.feed(text[fed : space.end()]):
+                if quotes(self._quoted, watch.loop_words()):
+                    self._watch, self.requested = None, True
+                    return None
                 return space.end()
             fed = space.end()
-        self._watch.feed(text[fed:])  # a word still open: it cannot close a loop yet
+        watch.feed(text[fed:])  # a word still open: it cannot close a loop yet
         return None

@@ -292,7 +292,8 @@ class ProgressiveSettings(BaseModel):
     ensemble_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
     # Stop the cloud's whole answer to a framed sketch that wrote prose once it repeats a
     # passage (a sentence or paragraph said twice in a row), at the end of that sentence,
-    # instead of relaying the loop to the token budget (``pice_gateway.cloud_loops``).
+    # instead of relaying the loop to the token budget (``pice_gateway.cloud_loops``); a
+    # passage the conversation holds may repeat (the user asked for it).
     stop_cloud_loops: bool = True
     hedging: HedgingSettings = Field(default_factory=HedgingSettings)
     cloud_overflow: CloudOverflowSettings = Field(default_factory=CloudOverflowSettings)

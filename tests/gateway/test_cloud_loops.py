@@ -44,9 +44,9 @@ def _pieces(text: str, rng: random.Random | None) -> list[str]:
     return [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
 
 
-def _cut(pieces: list[str]) -> tuple[str, int | None]:
+def _cut(pieces: list[str], quoted: str = "") -> tuple[str, int | None]:
     """What the client reads, and after how many pieces the stream was stopped."""
-    cut, shown = LoopCut(), []
+    cut, shown = LoopCut(quoted=quoted), []
     for n, piece in enumerate(pieces, start=1):
         text, stop = cut.feed(piece)
         shown.append(text)
@@ -94,3 +94,32 @@ def test_a_loop_with_no_sentence_end_stops_after_the_tail_allowance() -> None:
     # 24 words a copy, two copies close the loop; then at most the allowance more.
     assert stopped is not None
     assert 48 < len(shown.split()) <= 48 + TAIL_WORDS + 1
+
+
+@pytest.mark.parametrize("seed", SPLITS)
+def test_a_repetition_the_user_asked_for_is_not_cut(seed: int | None) -> None:
+    sentence = "The river flows quietly past the old stone mill at dawn."
+    asked = f"Write the sentence '{sentence}' twenty times in a row, as one paragraph."
+    answer = "Sure, here it is: " + " ".join([sentence] * 20)
+    rng = None if seed is None else random.Random(seed)
+    assert _cut(_pieces(answer, rng), quoted=asked) == (answer, None)
+    # The same answer to a request that does not hold the sentence is a loop.
+    shown, stopped = _cut(_pieces(answer, rng), quoted="Describe a river at dawn.")
+    assert stopped is not None
+    assert shown.count(sentence) < 20
+    # A loop of the cloud's own passage stops though the user asked for something else twice.
+    looping = ROMAN + ROMAN_REPEAT * 6
+    shown, stopped = _cut(_pieces(looping, rng), quoted=f"{asked}\n{ROMAN_REPEAT[:40]}")
+    assert stopped is not None
+    assert shown == ROMAN + ROMAN_REPEAT
+
+
+def test_once_the_users_passage_repeats_the_rest_is_shown_as_it_comes() -> None:
+    sentence = "Our team values honesty and we help each other grow every day."
+    cut = LoopCut(quoted=f"Repeat: {sentence}")
+    for _ in range(4):  # 13 words: four copies make a loop
+        assert cut.feed(sentence + " ") == (sentence + " ", False)
+    assert cut.requested
+    assert not cut.looped
+    tail = ROMAN_REPEAT * 8
+    assert cut.feed(tail) == (tail, False), "the watch has stood down for this answer"

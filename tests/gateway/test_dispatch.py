@@ -636,6 +636,22 @@ async def test_the_clouds_whole_answer_stops_where_it_repeats_a_paragraph() -> N
     assert not finished.report.loop_stopped
 
 
+async def test_a_paragraph_the_user_asked_to_have_repeated_is_relayed_whole() -> None:
+    paragraph = LOOPING_ANSWER.split("\n", 1)[1]
+    cloud = CloudScript(sketch=PROSE_SKETCH, answer=LOOPING_ANSWER + paragraph * 18)
+    asked = f"Open with a greeting, then say this twenty times:\n{paragraph}"
+    async with upstreams(cloud, InProcessEdge("e1")) as shared:
+        run = progressive_run(
+            shared,
+            model="pice-progressive",
+            pice={"frame": True},
+            messages=[{"role": "user", "content": asked}],
+        )
+        pieces, finished = await answer(run)
+    assert "".join(pieces) == cloud.answer
+    assert not finished.report.loop_stopped
+
+
 async def test_a_looping_expansion_is_shown_up_to_its_loop_and_the_report_says_so() -> None:
     looping = "Point {point} kept its roads. It was a single, " + "single, " * 12
     edge = InProcessEdge("e1", variants=[(looping, -0.1)])

@@ -149,6 +149,8 @@ class ProgressiveRun:
             meter=upstreams.cloud_meter,
         )
         self._stop_cloud_loops = settings.progressive.stop_cloud_loops
+        # What that answer may repeat without being stopped: the conversation's own passages.
+        self._conversation = "\n".join(m.text() for m in request.messages)
         self._registry = upstreams.registry
         self._queue: asyncio.Queue[RunEvent | PiceError] = asyncio.Queue()
         self._tasks = TaskSet(self._fail, name="progressive run")
@@ -321,7 +323,7 @@ class ProgressiveRun:
         self._report.mode = "cloud"
         self._report.reason = "sketch_prose"
         stream = self._cloud_answer()
-        cut = LoopCut() if self._stop_cloud_loops else None
+        cut = LoopCut(quoted=self._conversation) if self._stop_cloud_loops else None
         try:
             async with contextlib.AsyncExitStack() as stack:
                 await stream.open(stack)
