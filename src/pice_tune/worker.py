@@ -24,7 +24,11 @@ type: a plain model, served without an adapter. ``dpo`` trains on preference rec
 (``chosen``/``rejected`` in place of ``completion``) with trl's ``DPOTrainer``: a new LoRA on the
 model (the reference is the model without it), or ``--init-adapter`` continued (the reference
 is that adapter, frozen); checkpoints are the Trainer's own ``RUN_DIR/checkpoint-N``.
-This file imports nothing from PICE so it runs in that other environment.
+This file imports nothing from PICE so it runs in that other environment. It stays one file
+(sections: train, dpo, export) because it is handed to that interpreter as a script path:
+a package would have to be put on the other environment's import path, and with PICE
+installed into site-packages that path would put the PICE environment's own libraries
+(numpy, transformers' pins) ahead of the tuning environment's.
 """
 
 from __future__ import annotations
