@@ -35,6 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from pice_bench.figures import figure
 from pice_bench.stats import percentile
 
 RESAMPLES = 2000
@@ -172,28 +173,19 @@ def _names(specs: list[list[Path]]) -> list[str]:
 def plot(latency: dict[str, list[float]], rows: list[dict[str, Any]], png: Path) -> None:
     """Each run's latencies as a distribution (share of arrivals answered by t), its p95
     marked: the runs' tails side by side, which the p95 ratio alone summarises."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on a server; must precede pyplot's import
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for row in rows:
-        values = sorted(latency[row["run"]])
-        shares = [(i + 1) / len(values) for i in range(len(values))]
-        label = f"{row['run']}: p50 {row['p50_s']:.0f} s, p95 {row['p95_s']:.0f} s"
-        (line,) = ax.step(values, shares, where="post", label=label)
-        ax.axvline(row["p95_s"], color=line.get_color(), linestyle=":", linewidth=1)
-    ax.axhline(0.95, color="grey", linewidth=0.5)
-    ax.set_xlabel("latency of an arrival, s (dotted: each run's p95)")
-    ax.set_ylabel("share of arrivals answered")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=120)
-    plt.close(fig)
+    with figure(png, size=(7.5, 4.5)) as (_, ax):
+        for row in rows:
+            values = sorted(latency[row["run"]])
+            shares = [(i + 1) / len(values) for i in range(len(values))]
+            label = f"{row['run']}: p50 {row['p50_s']:.0f} s, p95 {row['p95_s']:.0f} s"
+            (line,) = ax.step(values, shares, where="post", label=label)
+            ax.axvline(row["p95_s"], color=line.get_color(), linestyle=":", linewidth=1)
+        ax.axhline(0.95, color="grey", linewidth=0.5)
+        ax.set_xlabel("latency of an arrival, s (dotted: each run's p95)")
+        ax.set_ylabel("share of arrivals answered")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
 
 
 def _row(

@@ -24,11 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
+from pice_bench.figures import figure
 from pice_bench.stats import bootstrap_interval
 
 # Which judged records a group holds (rejudge.py's groups, by the question's label).
@@ -89,22 +85,18 @@ def pooled(label: str, specs: list[str], pair: str | None, group: str) -> NetRat
 
 
 def plot(rates: list[NetRate], title: str, out: Path) -> None:
-    fig, ax = plt.subplots(figsize=(10, 0.7 * len(rates) + 1.6))
-    ys = list(range(len(rates)))[::-1]
-    for y, r in zip(ys, rates, strict=True):
-        ax.errorbar(r.net, y, xerr=[[r.net - r.low], [r.high - r.net]], fmt="o", capsize=4)
-        ax.annotate(f"{r.wins}/{r.losses}/{r.ties}", (r.net, y), xytext=(0, 8),
-                    textcoords="offset points", ha="center", fontsize=8)  # fmt: skip
-    ax.axvline(0.0, color="grey", linewidth=0.8)
-    ax.set_yticks(ys, [f"{r.label} (n={r.n})" for r in rates])
-    ax.set_xlim(-1.0, 1.0)
-    ax.set_ylim(-0.6, len(rates) - 0.4)
-    ax.set_xlabel("net win rate (expected grades), bootstrap 95% interval; W/L/T above")
-    ax.set_title(title, fontsize=10, loc="left")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    with figure(out, size=(10, 0.7 * len(rates) + 1.6)) as (_, ax):
+        ys = list(range(len(rates)))[::-1]
+        for y, r in zip(ys, rates, strict=True):
+            ax.errorbar(r.net, y, xerr=[[r.net - r.low], [r.high - r.net]], fmt="o", capsize=4)
+            ax.annotate(f"{r.wins}/{r.losses}/{r.ties}", (r.net, y), xytext=(0, 8),
+                        textcoords="offset points", ha="center", fontsize=8)  # fmt: skip
+        ax.axvline(0.0, color="grey", linewidth=0.8)
+        ax.set_yticks(ys, [f"{r.label} (n={r.n})" for r in rates])
+        ax.set_xlim(-1.0, 1.0)
+        ax.set_ylim(-0.6, len(rates) - 0.4)
+        ax.set_xlabel("net win rate (expected grades), bootstrap 95% interval; W/L/T above")
+        ax.set_title(title, fontsize=10, loc="left")
 
 
 def main() -> int:

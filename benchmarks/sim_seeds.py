@@ -24,6 +24,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from pice_bench.figures import figure
+
 # (eft's p95) / (baseline's p95): the target's two ratios at 80% load.
 RATIOS = (("eft", "least-loaded", 0.6), ("eft", "round-robin", 0.5))
 
@@ -114,46 +116,37 @@ def main() -> int:
 def plot(summary: list[dict[str, Any]], path: Path, seeds: int) -> None:
     """Each policy's p95 over least-loaded's on the same seed, vs load (round-robin, 20-50×
     slower, would flatten the rest), with the target's 0.6 as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on a server; must precede pyplot's import
-    import matplotlib.pyplot as plt
-
     base = {
         (c["load"], s): p95
         for c in summary
         if c["policy"] == "least-loaded"
         for s, p95 in zip(c["seeds"], c["p95_s"], strict=True)
     }
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for policy in dict.fromkeys(cell["policy"] for cell in summary):
-        if policy in ("least-loaded", "round-robin"):
-            continue
-        cells = sorted((c for c in summary if c["policy"] == policy), key=lambda c: c["load"])
-        loads, means, low, high = [], [], [], []
-        for c in cells:
-            ratios = [
-                p95 / base[(c["load"], s)]
-                for s, p95 in zip(c["seeds"], c["p95_s"], strict=True)
-                if (c["load"], s) in base
-            ]
-            if ratios:
-                mean = statistics.mean(ratios)
-                loads.append(c["load"])
-                means.append(mean)
-                low.append(mean - min(ratios))
-                high.append(max(ratios) - mean)
-        ax.errorbar(loads, means, yerr=[low, high], marker="o", capsize=3, label=policy)
-    ax.axhline(0.6, color="grey", ls="--", label="target at 0.8 (eft ≤ 0.6×)")
-    ax.set_xlabel("offered load (share of the fleet's saturated throughput)")
-    ax.set_ylabel("p95 / least-loaded's p95, same seed (mean, min-max)")
-    ax.set_title(f"100 heterogeneous edges, slots per device class, {seeds} seeds (simulated)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path, size=(7, 4.5)) as (_, ax):
+        for policy in dict.fromkeys(cell["policy"] for cell in summary):
+            if policy in ("least-loaded", "round-robin"):
+                continue
+            cells = sorted((c for c in summary if c["policy"] == policy), key=lambda c: c["load"])
+            loads, means, low, high = [], [], [], []
+            for c in cells:
+                ratios = [
+                    p95 / base[(c["load"], s)]
+                    for s, p95 in zip(c["seeds"], c["p95_s"], strict=True)
+                    if (c["load"], s) in base
+                ]
+                if ratios:
+                    mean = statistics.mean(ratios)
+                    loads.append(c["load"])
+                    means.append(mean)
+                    low.append(mean - min(ratios))
+                    high.append(max(ratios) - mean)
+            ax.errorbar(loads, means, yerr=[low, high], marker="o", capsize=3, label=policy)
+        ax.axhline(0.6, color="grey", ls="--", label="target at 0.8 (eft ≤ 0.6×)")
+        ax.set_xlabel("offered load (share of the fleet's saturated throughput)")
+        ax.set_ylabel("p95 / least-loaded's p95, same seed (mean, min-max)")
+        ax.set_title(f"100 heterogeneous edges, slots per device class, {seeds} seeds (simulated)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
 
 
 if __name__ == "__main__":

@@ -16,21 +16,23 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pice_bench.figures import figure
 from tests.chaos.soak import SoakConfig, SoakResult, soak
 
 
 def plot(result: SoakResult, path: Path) -> None:
-    import matplotlib
+    with figure(path, size=(8, 8), nrows=3, sharex=True) as (fig, axes):
+        _draw(result, fig, axes)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def _draw(result: SoakResult, fig: Any, axes: Any) -> None:
+    """Memory, descriptors and throughput over the soak, one panel each."""
     samples = result.samples
     t = [s.t for s in samples]
-    fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
     axes[0].plot(t, [s.rss_mb for s in samples])
     axes[0].set_ylabel("gateway RSS (MB)")
     axes[0].set_ylim(bottom=0)
@@ -44,8 +46,6 @@ def plot(result: SoakResult, path: Path) -> None:
     axes[2].legend()
     config = result.config
     fig.suptitle(f"Soak: {config.streams} streams for {config.seconds:.0f} s")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
 
 
 def main() -> int:

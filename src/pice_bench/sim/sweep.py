@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pice_bench.figures import figure
 from pice_bench.sim.engine import RunResult, Simulation, Workload, rate_for_load
 from pice_bench.sim.profiles import HETEROGENEOUS, HOMOGENEOUS, LAN, EdgeProfile, fleet
 from pice_gateway.placement.hedging import HedgeRule
@@ -143,27 +144,23 @@ def report(config: SimConfig, results: Sequence[RunResult]) -> dict[str, Any]:
 
 def write_plot(results: Sequence[RunResult], path: Path, title: str) -> None:
     """p50 and p95 latency vs load, one colour per policy (matplotlib, the bench extra)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on a server; must precede pyplot's import
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for policy in dict.fromkeys(r.policy for r in results):
-        runs = sorted((r for r in results if r.policy == policy), key=lambda r: r.load)
-        loads = [r.load for r in runs]
-        ax.plot(loads, [r.p95 for r in runs], marker="o", label=f"{policy} p95")
-        colour = ax.lines[-1].get_color()
-        ax.plot(
-            loads, [r.p50 for r in runs], marker=".", ls=":", color=colour, label=f"{policy} p50"
-        )
-    ax.set_xlabel("offered load (share of the fleet's saturated throughput)")
-    ax.set_ylabel("request latency, s")
-    ax.set_yscale("log")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with figure(path) as (_, ax):
+        for policy in dict.fromkeys(r.policy for r in results):
+            runs = sorted((r for r in results if r.policy == policy), key=lambda r: r.load)
+            loads = [r.load for r in runs]
+            ax.plot(loads, [r.p95 for r in runs], marker="o", label=f"{policy} p95")
+            colour = ax.lines[-1].get_color()
+            ax.plot(
+                loads,
+                [r.p50 for r in runs],
+                marker=".",
+                ls=":",
+                color=colour,
+                label=f"{policy} p50",
+            )
+        ax.set_xlabel("offered load (share of the fleet's saturated throughput)")
+        ax.set_ylabel("request latency, s")
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
