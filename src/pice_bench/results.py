@@ -218,9 +218,13 @@ class BenchResults:
         return [m for m in Mode if m in seen]
 
     def coverage(self) -> list[CoverageSummary]:
+        """Per mode that answered in the latency phase (a mode run only under load has no
+        row): its sketches' points expanded, and its answers' length."""
         rows = []
         for m in self.modes():
-            ok = [r for r in self.latency_records(m) if r.ok]
+            if not (records := self.latency_records(m)):
+                continue
+            ok = [r for r in records if r.ok]
             with_points = [r for r in ok if r.answer.points]
             cov = [(r, sketch_coverage(r.answer.points, r.answer.text)) for r in with_points]
             rows.append(

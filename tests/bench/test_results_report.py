@@ -110,6 +110,10 @@ def test_aggregates() -> None:
         (1, "Sleep", "restates-title")
     }
     assert cloud_cov.answers_with_points == 0
+    # A mode that ran only under load has no answers to check, and no row.
+    results.requests.append(rec(Mode.PICE_AUTO, 4.0, phase=Phase.LOAD, started=0.0, rate=0.1))
+    assert Mode.PICE_AUTO in results.modes()
+    assert [c.mode for c in results.coverage()] == [Mode.CLOUD, Mode.PICE]
 
 
 def test_table_rendering() -> None:
