@@ -7,8 +7,9 @@ closing sentence, from the ``pice`` object's ``sketch``).
 
 The pairwise judge can tie almost everything (the 1.5B judge graded tuned and stock answers
 equal on all 40 questions, docs/fine-tuning.md); these checks count what changed. Both runs
-must be ``pice bench`` runs of the same mode on the same questions (same cloud, so the same
-greedy sketches). Per run: points, the share failing each check and the mean answer length;
+must be ``pice bench`` runs on the same questions (same cloud, so the same greedy sketches),
+of the same mode, or run B's named by ``--mode-b`` (e.g. ``pice-ensemble`` against
+``pice-progressive``). Per run: points, the share failing each check and the mean answer length;
 the difference B − A per check with a percentile-bootstrap 95% interval over questions
 (questions resampled, each bringing all its points).
 
@@ -106,13 +107,14 @@ def main() -> int:
     parser.add_argument("a", type=Path, help="results.json of run A (e.g. the stock edge)")
     parser.add_argument("b", type=Path, help="results.json of run B (e.g. the tuned edge)")
     parser.add_argument("--mode", default="pice-progressive")
+    parser.add_argument("--mode-b", default=None, help="run B's mode, if not --mode's")
     parser.add_argument("--questions", type=Path, default=Path("benchmarks/questions.jsonl"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     questions = {q.id: q for q in load_questions(args.questions)}
     a = per_question(args.a, args.mode, questions)
-    b = per_question(args.b, args.mode, questions)
+    b = per_question(args.b, args.mode_b or args.mode, questions)
     ids = sorted(set(a) & set(b))
     if not ids:
         print("no question answered in both runs", file=sys.stderr)
@@ -171,6 +173,7 @@ def main() -> int:
             "a": str(args.a),
             "b": str(args.b),
             "mode": args.mode,
+            "mode_b": args.mode_b or args.mode,
             "questions": ids,
             "points": n_points,
             "checks": table,
