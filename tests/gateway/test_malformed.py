@@ -226,3 +226,50 @@ def test_well_typed_fields_are_accepted(gateway: str) -> None:
     )
     response = httpx.post(gateway + "/chat/completions", json=body, timeout=30)
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_a_json_body_under_another_content_type_is_refused_naming_the_header(
+    gateway: str, content_type: str
+) -> None:
+    # ``curl -d`` without ``-H 'Content-Type: application/json'`` sends the form type.
+    raw = httpx.Request("POST", "http://x", json=GOOD).content
+    response = httpx.post(
+        gateway + "/chat/completions",
+        content=raw,
+        headers={"content-type": content_type},
+        timeout=30,
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_content_type"
+    assert "Content-Type: application/json" in error["message"]
+    assert content_type in error["message"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json; charset=utf-8", "application/vnd.api+json", "APPLICATION/JSON"],
+)
+def test_json_content_types_with_parameters_or_suffixes_are_json(
+    gateway: str, content_type: str
+) -> None:
+    raw = httpx.Request("POST", "http://x", json=GOOD).content
+    response = httpx.post(
+        gateway + "/chat/completions",
+        content=raw,
+        headers={"content-type": content_type},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_a_json_value_that_is_not_an_object_is_named_so(gateway: str) -> None:
+    for body in ([1, 2], "hello", 3):
+        response = httpx.post(gateway + "/chat/completions", json=body, timeout=30)
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["message"] == "The request body must be a JSON object.", error
+        assert error["code"] == "invalid_json"

@@ -36,12 +36,47 @@ def _is_type_tag(part: str) -> bool:
     return part in _TYPE_NAMES or "[" in part or part[:1].isupper()
 
 
-def validation_error(exc: RequestValidationError) -> InvalidRequestError:
-    """Turn pydantic's list of problems into one 400 that names the first offending field."""
+# What pydantic reports when the body parsed, but to something other than an object.
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "model_type", "dict_type"})
+
+
+def _is_json(content_type: str | None) -> bool:
+    """Whether FastAPI parses a body of this type as JSON: none given, ``application/json``
+    or ``application/*+json`` (parameters such as ``charset`` aside)."""
+    if not content_type:
+        return True
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
+def validation_error(
+    exc: RequestValidationError, content_type: str | None = None
+) -> InvalidRequestError:
+    """Turn pydantic's list of problems into one 400 that names the first offending field.
+
+    A body sent with another ``Content-Type`` (``curl -d`` sends a form type unless told
+    otherwise) is not parsed as JSON at all, and pydantic's complaint about it ("Input should
+    be a valid dictionary") would hide the cause: the error names the header instead. Such a
+    body is refused rather than parsed anyway: a browser page can POST ``text/plain``
+    cross-origin without a preflight, so reading it as JSON would let any web page drive a
+    gateway that runs without API keys on a user's machine."""
     errors: list[Any] = list(exc.errors())
     if not errors:
         return InvalidRequestError("Invalid request body.")
     first = errors[0]
+    if tuple(first.get("loc", ())) == ("body",) and not _is_json(content_type):
+        return InvalidRequestError(
+            "The request body must be JSON, sent with 'Content-Type: application/json' "
+            f"(this request's Content-Type is '{content_type}').",
+            code="invalid_content_type",
+            param=None,
+        )
+    if tuple(first.get("loc", ())) == ("body",) and first.get("type") in _NOT_AN_OBJECT:
+        return InvalidRequestError(
+            "The request body must be a JSON object.", code="invalid_json", param=None
+        )
     # A union reports one error per member; the one that got furthest into the value says most
     # (``content`` given an image part: "should be 'text'" rather than "should be a string").
     field = tuple(first.get("loc", ()))[:2]
@@ -85,9 +120,9 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, PiceError)
         return error_response(exc)
 
-    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return error_response(validation_error(exc))
+        return error_response(validation_error(exc, request.headers.get("content-type")))
 
     async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
