@@ -19,6 +19,7 @@ import os
 import secrets
 import sys
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,7 +34,7 @@ from pice.models.registry import resolve_model
 from pice_stack.lora import EdgeLoraError, edge_adapter_args
 from pice_stack.profile import EdgeProfile, LinkProfile, TestbedProfile
 from pice_stack.sketch_lora import SKETCH_MODEL, edge_lora_args, vllm_lora_args
-from pice_stack.supervisor import ChildSpec, Supervisor
+from pice_stack.supervisor import ChildSpec, RestartBudget, StackError, Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -176,11 +177,23 @@ class RunningStack:
     def pids(self) -> list[int]:
         return [child.pid for child in self.supervisor.children]
 
-    def wait(self) -> int:
-        """Block until a child dies (returns 1, after logging why); Ctrl-C propagates."""
-        dead = self.supervisor.wait_any_exit()
-        logger.error("%s", dead.exit_report())
-        return 1
+    def wait(self, budget: RestartBudget | None = None) -> int:
+        """Block until a child dies that is not restarted (returns 1, after logging why);
+        Ctrl-C propagates. An edge that dies is restarted (within ``budget``): the gateway
+        fails its points over meanwhile, so the stack keeps serving, as PICE would with a
+        real device gone; the cloud or the gateway dying stops the stack."""
+        budget = budget or RestartBudget()
+        while True:
+            dead = self.supervisor.wait_any_exit()
+            if not dead.spec.restart or not budget.allows(dead.name, time.monotonic()):
+                logger.error("%s", dead.exit_report())
+                return 1
+            logger.error("%s\nrestarting it", dead.exit_report())
+            try:
+                self.supervisor.restart(dead)
+            except StackError as exc:
+                logger.error("%s", exc)
+                return 1
 
     def stop(self) -> None:
         self.supervisor.stop()
@@ -245,6 +258,7 @@ def launch_stack(spec: StackSpec) -> RunningStack:
                 host=spec.host,
                 env=edge_env,
                 cpu_quota=edge.cpu_quota,
+                restart=True,
             )
             started.append(supervisor.start(child))
             edge_model_ids.append(model.name)

@@ -2,8 +2,9 @@
 
 :class:`Supervisor` owns the children: it starts each in its own process group (so a signal
 reaches the grandchildren too, such as vLLM's engine core), waits for their readiness
-endpoints, and stops every one of them (SIGTERM to the group, then SIGKILL). Nothing here knows
-what the children are; :mod:`pice_stack.stack` decides that.
+endpoints, restarts a child whose spec asks for it when it dies (:class:`RestartBudget` stops
+a crash loop), and stops every one of them (SIGTERM to the group, then SIGKILL). Nothing here
+knows what the children are; :mod:`pice_stack.stack` decides that.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +50,8 @@ class ChildSpec:
     ready_timeout_s: float = 300.0
     # Cores' worth of CPU time the child may use (a cgroup v1 cpu quota); None = no limit.
     cpu_quota: float | None = None
+    # Started again when it dies, instead of stopping the stack (within a RestartBudget).
+    restart: bool = False
 
     @property
     def url(self) -> str:
@@ -122,8 +126,28 @@ class ChildProcess:
         )
 
 
+@dataclass
+class RestartBudget:
+    """At most ``restarts`` restarts of one child within ``window_s``: a child that dies again
+    and again (a bad model file, a port taken) is a crash loop, and stopping says so sooner
+    than restarting it forever would."""
+
+    restarts: int = 3
+    window_s: float = 300.0
+    _deaths: dict[str, deque[float]] = field(default_factory=dict)
+
+    def allows(self, name: str, now: float) -> bool:
+        """Record a death of ``name`` at ``now``; whether it may be restarted."""
+        deaths = self._deaths.setdefault(name, deque())
+        deaths.append(now)
+        while deaths and deaths[0] <= now - self.window_s:
+            deaths.popleft()
+        return len(deaths) <= self.restarts
+
+
 class Supervisor:
-    """Starts children, waits until they are ready, and stops all of them together."""
+    """Starts children, waits until they are ready, restarts those that ask for it, and
+    stops all of them together."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
@@ -175,6 +199,22 @@ class Supervisor:
                         )
                 if pending:
                     time.sleep(_POLL_S)
+
+    def restart(self, dead: ChildProcess, port_wait_s: float = 10.0) -> ChildProcess:
+        """Start ``dead``'s spec again in its place (the same log, appended; the same CPU
+        quota). Its readiness is not waited for: the gateway's poller takes an edge back once
+        it answers. Raises :class:`StackError` if its port stays taken."""
+        spec = dead.spec
+        dead.signal_group(signal.SIGKILL)  # what it started, such as a worker, goes with it
+        deadline = time.monotonic() + port_wait_s
+        while not port_is_free(spec.host, spec.port):  # its sockets may linger a moment
+            if time.monotonic() > deadline:
+                raise StackError(f"cannot restart {spec.name}: {spec.host}:{spec.port} is in use")
+            time.sleep(_POLL_S)
+        child = ChildProcess(spec, dead.log_path, dead.quota)
+        self.children[self.children.index(dead)] = child
+        logger.info("restarted %s (pid %d, log: %s)", spec.name, child.pid, dead.log_path)
+        return child
 
     def first_exited(self) -> ChildProcess | None:
         return next((child for child in self.children if child.exited()), None)

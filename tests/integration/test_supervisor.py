@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from pice_gateway.settings import load_settings
 from pice_stack.stack import RunningStack, StackSpec, gateway_config, gateway_env, plan_cores
-from pice_stack.supervisor import ChildSpec, StackError, Supervisor
+from pice_stack.supervisor import ChildProcess, ChildSpec, RestartBudget, StackError, Supervisor
 from tests.support.processes import free_port
 
 # A tiny HTTP server whose /ready answers 200, and which starts a grandchild (as vLLM does)
@@ -30,9 +31,21 @@ SERVER = textwrap.dedent(
 )
 
 
-def _server(name: str) -> ChildSpec:
+def _server(name: str, *, restart: bool = False) -> ChildSpec:
     port = free_port()
-    return ChildSpec(name=name, argv=(sys.executable, "-c", SERVER, str(port)), port=port)
+    argv = (sys.executable, "-c", SERVER, str(port))
+    return ChildSpec(name=name, argv=argv, port=port, restart=restart)
+
+
+def _stack(supervisor: Supervisor) -> RunningStack:
+    return RunningStack(
+        StackSpec(gateway=False),
+        supervisor,
+        cloud_base_url="unused",
+        cloud_model="unused",
+        edge_urls=[],
+        config_path=None,
+    )
 
 
 def _group_alive(pgid: int) -> bool:
@@ -101,18 +114,74 @@ def test_wait_returns_nonzero_when_any_child_dies(tmp_path: Path) -> None:
     supervisor = Supervisor(tmp_path)
     children = [supervisor.start(_server(f"s{i}")) for i in range(2)]
     supervisor.wait_ready(children)
-    stack = RunningStack(
-        StackSpec(gateway=False),
-        supervisor,
-        cloud_base_url="unused",
-        cloud_model="unused",
-        edge_urls=[],
-        config_path=None,
-    )
-    with stack:
+    with _stack(supervisor) as stack:
         os.killpg(children[1].pid, 9)
         assert stack.wait() == 1
     assert all(child.exited() for child in children)
+
+
+def test_a_restartable_child_that_dies_is_started_again_and_serves(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path)
+    edge = supervisor.start(_server("edge-1", restart=True))
+    cloud = supervisor.start(_server("cloud"))
+    supervisor.wait_ready([edge, cloud])
+    stack = _stack(supervisor)
+    with stack:
+        os.killpg(edge.pid, 9)
+        # Two deaths of the edge are within the budget; the cloud's death stops the stack.
+        waited: list[int] = []
+        thread = threading.Thread(target=lambda: waited.append(stack.wait()), daemon=True)
+        thread.start()
+        again = _replacement(supervisor, edge)
+        supervisor.wait_ready([again])  # the same port answers again
+        assert again.spec == edge.spec
+        assert again.log_path == edge.log_path
+        deadline = time.monotonic() + 5  # the grandchild is gone once init reaps it
+        while _group_alive(edge.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _group_alive(edge.pid), "the dead child's group went with it"
+        os.killpg(again.pid, 9)
+        supervisor.wait_ready([_replacement(supervisor, again)])
+        assert thread.is_alive(), "restarted edges keep the stack up"
+        os.killpg(cloud.pid, 9)
+        thread.join(timeout=10)
+        assert waited == [1]
+    assert all(child.exited() for child in supervisor.children)
+
+
+def _replacement(supervisor: Supervisor, dead: object, timeout: float = 10.0) -> ChildProcess:
+    """The child that took ``dead``'s place in the supervisor, once there is one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in supervisor.children:
+            if child is not dead and child.name == getattr(dead, "name", None):
+                return child
+        time.sleep(0.05)
+    raise AssertionError("the child was not restarted")
+
+
+def test_a_child_that_keeps_dying_stops_the_stack(tmp_path: Path) -> None:
+    supervisor = Supervisor(tmp_path)
+    crashing = ChildSpec(
+        name="edge-1",
+        argv=(sys.executable, "-c", "import sys; print('bad model file'); sys.exit(3)"),
+        port=free_port(),
+        restart=True,
+    )
+    supervisor.start(crashing)
+    started = time.monotonic()
+    with _stack(supervisor) as stack:
+        assert stack.wait(RestartBudget(restarts=2, window_s=60)) == 1
+    assert time.monotonic() - started < 20
+    assert (tmp_path / "edge-1.log").read_text().count("bad model file") == 3
+
+
+def test_the_restart_budget_counts_deaths_within_its_window() -> None:
+    budget = RestartBudget(restarts=2, window_s=10.0)
+    assert [budget.allows("edge-1", t) for t in (0.0, 1.0)] == [True, True]
+    assert not budget.allows("edge-1", 2.0), "a third death within 10 s"
+    assert budget.allows("edge-2", 2.0), "counted per child"
+    assert budget.allows("edge-1", 11.5), "the deaths at 0 and 1 s have left the window"
 
 
 def test_a_busy_port_is_refused_before_starting(tmp_path: Path) -> None:

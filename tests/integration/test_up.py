@@ -170,18 +170,49 @@ def test_up_serves_a_request_and_ctrl_c_stops_every_child(up: Up) -> None:
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
 
 
-def test_up_stops_everything_and_fails_when_a_child_dies(up: Up) -> None:
-    children = _descendants(up.proc.pid)
-    edge = next(
+def _server_pid(children: set[int], port: int) -> int:
+    """The child process serving ``port`` (by its command line)."""
+    return next(
         pid
         for pid in children
-        if f"--port {up.ports[3]}" in Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+        if _alive(pid)
+        and f"--port {port}" in Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
     )
+
+
+def test_a_dead_edge_is_restarted_and_a_dead_cloud_stops_everything(up: Up) -> None:
+    children = _descendants(up.proc.pid)
+    edge = _server_pid(children, up.ports[3])
     os.kill(edge, signal.SIGKILL)
 
-    assert up.proc.wait(timeout=30) != 0
-    # The supervisor names the signal that ended the child (ChildProcess.exit_report).
+    # The stack stays up: the supervisor names the death and starts the edge again, and the
+    # gateway's poller takes it back once it answers.
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert up.proc.poll() is None, f"pice up stopped:\n{up.output()}"
+        ready = httpx.get(f"{up.gateway_url}/ready", timeout=5)
+        restarted = {pid for pid in _descendants(up.proc.pid) if pid not in children}
+        if ready.status_code == 200 and ready.json()["edges"].get("edge-2") and restarted:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"edge-2 did not come back:\n{up.output()}")
     assert re.search(r"edge-2 \(pid \d+\) was killed by SIGKILL", up.output())
+    assert _server_pid(_descendants(up.proc.pid), up.ports[3]) != edge
+    client = OpenAI(base_url=f"{up.gateway_url}/v1", api_key="unused", max_retries=0)
+    completion = client.chat.completions.create(
+        model="pice-progressive",
+        messages=[{"role": "user", "content": "Name three kinds of fruit."}],
+        max_tokens=48,
+        timeout=240,
+    )
+    assert completion.choices[0].message.content
+
+    # The cloud is not restarted: without it nothing is served, and the stack stops.
+    children = _descendants(up.proc.pid)
+    os.kill(_server_pid(children, up.ports[1]), signal.SIGKILL)
+    assert up.proc.wait(timeout=30) != 0
+    assert re.search(r"cloud \(pid \d+\) was killed by SIGKILL", up.output())
     deadline = time.monotonic() + 10
     while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
