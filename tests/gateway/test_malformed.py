@@ -228,6 +228,15 @@ def test_well_typed_fields_are_accepted(gateway: str) -> None:
     assert response.status_code == 200, response.text
 
 
+def post_good_body_as(gateway: str, content_type: str) -> httpx.Response:
+    """A good request's JSON bytes, sent under ``content_type``."""
+    raw = httpx.Request("POST", gateway, json=GOOD).content
+    return httpx.post(
+        gateway + "/chat/completions", content=raw, headers={"content-type": content_type},
+        timeout=30,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
 )
@@ -235,13 +244,7 @@ def test_a_json_body_under_another_content_type_is_refused_naming_the_header(
     gateway: str, content_type: str
 ) -> None:
     # ``curl -d`` without ``-H 'Content-Type: application/json'`` sends the form type.
-    raw = httpx.Request("POST", "http://x", json=GOOD).content
-    response = httpx.post(
-        gateway + "/chat/completions",
-        content=raw,
-        headers={"content-type": content_type},
-        timeout=30,
-    )
+    response = post_good_body_as(gateway, content_type)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["code"] == "invalid_content_type"
@@ -256,13 +259,7 @@ def test_a_json_body_under_another_content_type_is_refused_naming_the_header(
 def test_json_content_types_with_parameters_or_suffixes_are_json(
     gateway: str, content_type: str
 ) -> None:
-    raw = httpx.Request("POST", "http://x", json=GOOD).content
-    response = httpx.post(
-        gateway + "/chat/completions",
-        content=raw,
-        headers={"content-type": content_type},
-        timeout=30,
-    )
+    response = post_good_body_as(gateway, content_type)
     assert response.status_code == 200, response.text
 
 
