@@ -19,6 +19,8 @@
 
 Every error a client can see is one of these. Handlers map them by *type* (see
 :mod:`pice.http.errors`); nothing matches on message text and no traceback reaches a client.
+An error's ``message`` is what the client reads; its ``detail`` (the lower-level cause, e.g. an
+upstream's address and the socket error) is for the gateway's logs only (:attr:`described`).
 """
 
 from __future__ import annotations
@@ -33,11 +35,24 @@ class PiceError(Exception):
     error_type: ClassVar[str] = "internal_error"
     default_code: ClassVar[str | None] = None
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        detail: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code if code is not None else self.default_code
+        self.detail = detail
+
+    @property
+    def described(self) -> str:
+        """The message with its detail, for logs: never sent to a client."""
+        return f"{self.message} ({self.detail})" if self.detail else self.message
 
     def headers(self) -> dict[str, str]:
         """Extra HTTP headers that go with this error (e.g. ``Retry-After``)."""
@@ -104,8 +119,9 @@ class _RetryAfterError(PiceError):
         retry_after: int = 1,
         param: str | None = None,
         code: str | None = None,
+        detail: str | None = None,
     ) -> None:
-        super().__init__(message, param=param, code=code)
+        super().__init__(message, param=param, code=code, detail=detail)
         self.retry_after = retry_after
 
     def headers(self) -> dict[str, str]:

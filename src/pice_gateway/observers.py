@@ -54,7 +54,11 @@ def log_report(report: PiceReport | None, outcome: RequestOutcome) -> None:
     level = logging.WARNING if outcome.status == "error" else logging.INFO
     path = "-" if report is None else f"{report.mode}/{report.reason}"
     tokens = "" if report is None else _tokens(report)
-    error = "" if outcome.error is None else f" error={outcome.error.error_type}"
+    error = (
+        ""
+        if outcome.error is None
+        else f" error={outcome.error.error_type}: {outcome.error.described}"
+    )
     logger.log(
         level,
         "request %s model=%s stream=%s status=%s path=%s%s%s",

@@ -87,7 +87,8 @@ def transport_error(upstream: str, exc: BaseException) -> PiceError:
     # aiohttp's timeouts (connect, read, pool) are all ``TimeoutError``s as well.
     if isinstance(exc, TimeoutError):
         return UpstreamTimeoutError(f"{upstream} timed out ({type(exc).__name__}).")
-    return UpstreamError(f"{upstream} failed: {type(exc).__name__}: {exc}".rstrip(": "))
+    # What the socket said names the upstream's address: the logs' business, not a client's.
+    return UpstreamError(f"{upstream} failed: {type(exc).__name__}", detail=str(exc) or None)
 
 
 class _AiohttpResponse:

@@ -13,12 +13,14 @@ from pydantic import ValidationError
 
 from edge_agent.settings import EdgeSettings
 from pice.logs import configure_logging, log_handler
+from pice_gateway.app import create_app
 from pice_gateway.observers import log_report
 from pice_gateway.settings import GatewaySettings
 from tests.gateway.conftest import fake_stack
-from tests.gateway.fakes import CloudScript, EdgeScript
+from tests.gateway.fakes import CloudScript, EdgeScript, serve
 from tests.gateway.test_observers import Recorder
 from tests.gateway.test_protocol import ask
+from tests.support.processes import free_port
 
 
 @pytest.fixture
@@ -125,3 +127,23 @@ def test_log_format_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PICE_LOG_FORMAT", "text")
     assert GatewaySettings().tracing.enabled is True
     assert EdgeSettings().tracing.otlp_endpoint == "http://collector:4318/v1/traces"
+
+
+def test_a_dead_cloud_is_logged_with_its_cause_and_answered_without_it(
+    gateway_lines: io.StringIO,
+) -> None:
+    dead = free_port()  # nothing listens here
+    settings = GatewaySettings(cloud={"base_url": f"http://127.0.0.1:{dead}/v1", "model": "m"})
+    with serve(create_app(settings)) as url:
+        response = httpx.post(
+            url + "/v1/chat/completions", json=ask(model="pice-cloud"), timeout=30
+        )
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["message"] == "cloud failed: ClientConnectorError"
+    assert str(dead) not in response.text, "the upstream's address is not the client's business"
+    records = [json.loads(line) for line in gateway_lines.getvalue().splitlines()]
+    [summary] = [r for r in records if r["logger"] == "pice_gateway.observers"]
+    assert summary["level"] == "WARNING"
+    assert "error=upstream_error: cloud failed: ClientConnectorError (" in summary["message"]
+    assert str(dead) in summary["message"], "the operator's log names where it failed"

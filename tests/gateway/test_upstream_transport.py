@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import struct
 from collections.abc import AsyncIterator, MutableMapping
@@ -49,6 +50,12 @@ async def test_a_refused_connection_is_a_failure_not_a_timeout() -> None:
     assert not isinstance(caught.value, UpstreamTimeoutError)
     assert "timed out" not in caught.value.message
     assert caught.value.message.startswith("cloud failed: ClientConnectorError")
+    # The socket's words name the upstream's address: logged, never sent to the client.
+    assert "127.0.0.1" not in caught.value.message
+    assert "127.0.0.1" not in json.dumps(caught.value.to_body())
+    assert caught.value.detail is not None
+    assert "127.0.0.1" in caught.value.detail
+    assert caught.value.described == f"{caught.value.message} ({caught.value.detail})"
 
 
 async def test_an_upstream_that_never_answers_is_a_timeout() -> None:

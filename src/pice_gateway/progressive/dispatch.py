@@ -418,7 +418,7 @@ class Dispatcher:
 
     def _job_failed(self, job: _EdgeJob, failure: _JobFailed) -> None:
         """Give the job's unfinished points, and those waiting for its edge, to other sources."""
-        edge, reason = job.edge, failure.err.message
+        edge, reason = job.edge, failure.err.described
         unfinished = sorted(job.open)
         logger.warning(
             "edge %s failed points %s of %s: %s", edge, unfinished, self._spec.request_id, reason
@@ -518,13 +518,13 @@ class Dispatcher:
             index,
             self._spec.request_id,
             job.edge,
-            failure.err.message,
+            failure.err.described,
         )
         self._hedges.pop(index, None)
         self._release(job.edge, sum(job.open.values()))
         job.open.clear()
         if failure.edge_down:
-            self._registry.mark_down(job.edge, failure.err.message)
+            self._registry.mark_down(job.edge, failure.err.described)
         self._emit(HedgeSettled(index, None))
 
     # -- the cloud as the last resort --------------------------------------------------------
