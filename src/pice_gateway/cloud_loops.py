@@ -37,7 +37,7 @@ class LoopCut:
         self, rule: LoopRule = PASSAGES, tail_words: int = TAIL_WORDS, *, quoted: str = ""
     ) -> None:
         """``quoted``: the conversation's text; a loop of a passage it holds is let run."""
-        self._watch: LoopWatch | None = LoopWatch(rule)
+        self._watch = LoopWatch(rule)
         self._quoted = quoted
         self._tail_words = tail_words
         # A loop of the conversation's own words closed: the rest is shown as it comes.
@@ -58,7 +58,7 @@ class LoopCut:
     def feed(self, text: str) -> tuple[str, bool]:
         """``(shown, stop)``: the part of ``text`` to show, and whether the answer ends with it
         (the caller closes the stream then)."""
-        if self._watch is None:
+        if self.requested:
             return text, False
         if self._tail is None:
             closed_at = self._closing(text)
@@ -80,14 +80,11 @@ class LoopCut:
     def _closing(self, text: str) -> int | None:
         """Feed ``text`` to the watch up to each whitespace (which completes a word); the
         offset just past the whitespace that closed a loop, or ``None``."""
-        watch, fed = self._watch, 0
-        assert watch is not None
+        fed = 0
         for space in _SPACE.finditer(text):
-            if watch.feed(text[fed : space.end()]):
-                if quotes(self._quoted, watch.loop_words()):
-                    self._watch, self.requested = None, True
-                    return None
-                return space.end()
+            if self._watch.feed(text[fed : space.end()]):
+                self.requested = quotes(self._quoted, self._watch.loop_words())
+                return None if self.requested else space.end()
             fed = space.end()
-        watch.feed(text[fed:])  # a word still open: it cannot close a loop yet
+        self._watch.feed(text[fed:])  # a word still open: it cannot close a loop yet
         return None

@@ -134,7 +134,7 @@ class RestartBudget:
 
     restarts: int = 3
     window_s: float = 300.0
-    _deaths: dict[str, deque[float]] = field(default_factory=dict)
+    _deaths: dict[str, deque[float]] = field(default_factory=dict, init=False, repr=False)
 
     def allows(self, name: str, now: float) -> bool:
         """Record a death of ``name`` at ``now``; whether it may be restarted."""

@@ -66,14 +66,15 @@ def validation_error(
     if not errors:
         return InvalidRequestError("Invalid request body.")
     first = errors[0]
-    if tuple(first.get("loc", ())) == ("body",) and not _is_json(content_type):
+    whole_body = tuple(first.get("loc", ())) == ("body",)
+    if whole_body and not _is_json(content_type):
         return InvalidRequestError(
             "The request body must be JSON, sent with 'Content-Type: application/json' "
             f"(this request's Content-Type is '{content_type}').",
             code="invalid_content_type",
             param=None,
         )
-    if tuple(first.get("loc", ())) == ("body",) and first.get("type") in _NOT_AN_OBJECT:
+    if whole_body and first.get("type") in _NOT_AN_OBJECT:
         return InvalidRequestError(
             "The request body must be a JSON object.", code="invalid_json", param=None
         )

@@ -150,7 +150,7 @@ class ProgressiveRun:
         )
         self._stop_cloud_loops = settings.progressive.stop_cloud_loops
         # What that answer may repeat without being stopped: the conversation's own passages.
-        self._conversation = "\n".join(m.text() for m in request.messages)
+        self._messages = request.messages
         self._registry = upstreams.registry
         self._queue: asyncio.Queue[RunEvent | PiceError] = asyncio.Queue()
         self._tasks = TaskSet(self._fail, name="progressive run")
@@ -323,7 +323,9 @@ class ProgressiveRun:
         self._report.mode = "cloud"
         self._report.reason = "sketch_prose"
         stream = self._cloud_answer()
-        cut = LoopCut(quoted=self._conversation) if self._stop_cloud_loops else None
+        cut = None
+        if self._stop_cloud_loops:
+            cut = LoopCut(quoted="\n".join(m.text() for m in self._messages))
         try:
             async with contextlib.AsyncExitStack() as stack:
                 await stream.open(stack)
