@@ -24,6 +24,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from pice_bench.judge import Judge, failed_calls
 from pice_bench.questions import Question
 from pice_bench.records import Mode
 from pice_bench.stats import bootstrap_interval
+from pice_bench.winrate import Outcome, WinRate, pooled_net
 
 logger = logging.getLogger("judge_points")
 
@@ -106,30 +108,26 @@ def point_pairs(
 
 def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     """W/L/T of run B's bodies, the net win rate and mean margin with intervals over questions."""
-    sign = {"win": 1, "loss": -1, "tie": 0}
+    if not records:
+        return {"points": 0}
     clusters: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         clusters[r["question_id"]].append(r)
     groups = list(clusters.values())
+    outcomes = [[Outcome(r["outcome"]) for r in group] for group in groups]
 
-    def net(sample: list[list[dict[str, Any]]]) -> float:
-        drawn = [sign[r["outcome"]] for group in sample for r in group]
-        return sum(drawn) / len(drawn)
-
-    def margin(sample: list[list[dict[str, Any]]]) -> float:
+    def margin(sample: Sequence[list[dict[str, Any]]]) -> float:
         return statistics.fmean(r["margin"] for group in sample for r in group)
 
-    outcomes = [r["outcome"] for r in records]
-    if not records:
-        return {"points": 0}
+    total = WinRate.of(o for group in outcomes for o in group)
     return {
         "points": len(records),
         "questions": len(groups),
-        "wins": outcomes.count("win"),
-        "losses": outcomes.count("loss"),
-        "ties": outcomes.count("tie"),
-        "net": net(groups),
-        "net_ci95": list(bootstrap_interval(groups, net)),
+        "wins": total.wins,
+        "losses": total.losses,
+        "ties": total.ties,
+        "net": total.net,
+        "net_ci95": list(bootstrap_interval(outcomes, pooled_net)),
         "mean_margin": margin(groups),
         "mean_margin_ci95": list(bootstrap_interval(groups, margin)),
     }

@@ -26,10 +26,10 @@ from typing import Any
 
 from pice_bench.figures import figure
 from pice_bench.stats import bootstrap_interval
+from pice_bench.winrate import Outcome, WinRate, pooled_net
 
 # Which judged records a group holds (rejudge.py's groups, by the question's label).
 _GROUPS = {"all": None, "suitable": True, "not suitable": False}
-_SIGN = {"win": 1, "loss": -1, "tie": 0}
 
 
 @dataclass(frozen=True)
@@ -64,24 +64,17 @@ def pooled(label: str, specs: list[str], pair: str | None, group: str) -> NetRat
     resampling questions, each with all of its runs' outcomes."""
     if group not in _GROUPS:
         raise SystemExit(f"--pool knows the groups {sorted(_GROUPS)}, not {group!r}")
-    by_question: dict[str, list[int]] = defaultdict(list)
+    by_question: dict[str, list[Outcome]] = defaultdict(list)
     for spec in specs:
         for record in _pair(spec, pair)[1]["records"]:
             if _GROUPS[group] in (None, record["suits_points"]):
-                by_question[record["question_id"]].append(_SIGN[record["outcome"]])
+                by_question[record["question_id"]].append(Outcome(record["outcome"]))
     clusters = list(by_question.values())
-    signs = [s for c in clusters for s in c]
-    if not signs:
+    total = WinRate.of(o for c in clusters for o in c)
+    if not total.n:
         raise SystemExit(f"no judged pair in group {group!r}")
-
-    def net(sample: list[list[int]]) -> float:
-        drawn = [s for c in sample for s in c]
-        return sum(drawn) / len(drawn)
-
-    low, high = bootstrap_interval(clusters, net)
-    wins, losses = signs.count(1), signs.count(-1)
-    ties = len(signs) - wins - losses
-    return NetRate(label, len(signs), wins, losses, ties, net(clusters), low, high)
+    low, high = bootstrap_interval(clusters, pooled_net)
+    return NetRate(label, total.n, total.wins, total.losses, total.ties, total.net, low, high)
 
 
 def plot(rates: list[NetRate], title: str, out: Path) -> None:

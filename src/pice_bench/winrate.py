@@ -160,6 +160,13 @@ class WinRate:
         )
 
 
+def pooled_net(clusters: Iterable[Iterable[Outcome]]) -> float:
+    """The net win rate of all outcomes of ``clusters`` (e.g. one question's pairs from several
+    runs, or its points): the statistic a bootstrap over questions resamples, so a question's
+    outcomes stay together."""
+    return WinRate.of(o for cluster in clusters for o in cluster).net
+
+
 def win_rates_by(
     outcomes: Sequence[tuple[str, Outcome]],
 ) -> dict[str, WinRate]:
