@@ -37,6 +37,13 @@ def _server(name: str, *, restart: bool = False) -> ChildSpec:
     return ChildSpec(name=name, argv=argv, port=port, restart=restart)
 
 
+def _script(name: str, code: str, *, restart: bool = False) -> ChildSpec:
+    """A child that runs ``code`` (e.g. prints a line and dies) on a port of its own."""
+    return ChildSpec(
+        name=name, argv=(sys.executable, "-c", code), port=free_port(), restart=restart
+    )
+
+
 def _stack(supervisor: Supervisor) -> RunningStack:
     return RunningStack(
         StackSpec(gateway=False),
@@ -73,11 +80,7 @@ def test_stop_terminates_whole_process_groups(tmp_path: Path) -> None:
 
 def test_a_child_that_dies_during_startup_fails_fast_with_its_log(tmp_path: Path) -> None:
     supervisor = Supervisor(tmp_path)
-    crashing = ChildSpec(
-        name="crasher",
-        argv=(sys.executable, "-c", "import sys; print('boom: no model'); sys.exit(3)"),
-        port=free_port(),
-    )
+    crashing = _script("crasher", "import sys; print('boom: no model'); sys.exit(3)")
     child = supervisor.start(crashing)
     started = time.monotonic()
     with pytest.raises(StackError, match="boom: no model"):
@@ -91,15 +94,10 @@ def test_a_child_killed_by_a_signal_is_named_with_the_signal_and_its_log(
 ) -> None:
     """What a llama.cpp kernel crash looks like to the supervisor: SIGSEGV after a log line."""
     supervisor = Supervisor(tmp_path)
-    crashing = ChildSpec(
-        name="edge-1",
-        argv=(
-            sys.executable,
-            "-c",
-            "import os, signal; print('Loaded model.gguf', flush=True); "
-            "os.kill(os.getpid(), signal.SIGSEGV)",
-        ),
-        port=free_port(),
+    crashing = _script(
+        "edge-1",
+        "import os, signal; print('Loaded model.gguf', flush=True); "
+        "os.kill(os.getpid(), signal.SIGSEGV)",
     )
     child = supervisor.start(crashing)
     with pytest.raises(StackError) as caught:
@@ -162,12 +160,7 @@ def _replacement(supervisor: Supervisor, dead: object, timeout: float = 10.0) ->
 
 def test_a_child_that_keeps_dying_stops_the_stack(tmp_path: Path) -> None:
     supervisor = Supervisor(tmp_path)
-    crashing = ChildSpec(
-        name="edge-1",
-        argv=(sys.executable, "-c", "import sys; print('bad model file'); sys.exit(3)"),
-        port=free_port(),
-        restart=True,
-    )
+    crashing = _script("edge-1", "import sys; print('bad model file'); sys.exit(3)", restart=True)
     supervisor.start(crashing)
     started = time.monotonic()
     with _stack(supervisor) as stack:

@@ -78,6 +78,9 @@ class Up:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def client(self) -> OpenAI:
+        return OpenAI(base_url=f"{self.gateway_url}/v1", api_key="unused", max_retries=0)
+
 
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[Up]:
@@ -125,7 +128,7 @@ def test_up_serves_a_request_and_ctrl_c_stops_every_child(up: Up) -> None:
         assert [0] in affinities
         assert any(0 not in cores and len(cores) == 1 for cores in affinities)
 
-    client = OpenAI(base_url=f"{up.gateway_url}/v1", api_key="unused", max_retries=0)
+    client = up.client()
     completion = client.chat.completions.create(
         model="pice",
         messages=[{"role": "user", "content": "Name two colours of the rainbow."}],
@@ -199,7 +202,7 @@ def test_a_dead_edge_is_restarted_and_a_dead_cloud_stops_everything(up: Up) -> N
         raise AssertionError(f"edge-2 did not come back:\n{up.output()}")
     assert re.search(r"edge-2 \(pid \d+\) was killed by SIGKILL", up.output())
     assert _server_pid(_descendants(up.proc.pid), up.ports[3]) != edge
-    client = OpenAI(base_url=f"{up.gateway_url}/v1", api_key="unused", max_retries=0)
+    client = up.client()
     completion = client.chat.completions.create(
         model="pice-progressive",
         messages=[{"role": "user", "content": "Name three kinds of fruit."}],
