@@ -11,6 +11,7 @@ import numpy.typing as npt
 import openai
 import pytest
 
+from pice.errors import InvalidRequestError
 from pice.openai_protocol import ChatMessage
 from pice_gateway.app import create_app
 from pice_gateway.path_choice import PathChoice, apply_route
@@ -141,7 +142,34 @@ def test_evaluation_counts_errors_by_label_and_category() -> None:
     assert result.accuracy == pytest.approx(2 / 3)
     assert result.confusion["outline->direct"] == 1
     assert result.by_category["coding"] == (1, 2)
-    assert [e["question"] for e in result.errors] == ["Compute this code"]
+    assert [(e["index"], e["question"]) for e in result.errors] == [(2, "Compute this code")]
+
+
+def test_sot_human_labels_are_read_from_their_csv(tmp_path: Path) -> None:
+    # The layout of data/<set>/router.csv in the Skeleton-of-Thought repository: a request may
+    # be quoted and span lines, and may hold the delimiter.
+    sot = tmp_path / "vicuna" / "router.csv"
+    sot.parent.mkdir()
+    sot.write_text(
+        'label;request\n1;How can I sleep better?\n0;"Fix this:\nx = 1; y = 2"\n',
+        newline="",
+    )
+    examples = load_examples(sot)
+    assert examples == [
+        Example("How can I sleep better?", "outline", "vicuna"),
+        Example("Fix this:\nx = 1; y = 2", "direct", "vicuna"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("question;label\nx;1\n", "label;request"), ("label;request\nyes;x\n", "0 or 1")],
+)
+def test_a_csv_of_another_shape_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "router.csv"
+    path.write_text(text)
+    with pytest.raises(InvalidRequestError, match=message):
+        load_examples(path)
 
 
 def test_apply_route_sends_direct_answers_to_the_cloud() -> None:

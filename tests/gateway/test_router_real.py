@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +87,31 @@ async def test_the_shipped_router_decides_clear_cases() -> None:
     assert code.route == "direct", code
     assert outline.version == direct.version == RouterWeights.load(BUNDLED_WEIGHTS).version
     assert outline.ms > 0
+
+
+def test_eval_reads_sot_labels_and_can_leave_their_text_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pice_cli.main import main
+
+    sot = tmp_path / "lima" / "router.csv"
+    sot.parent.mkdir()
+    # Two clear cases the shipped router gets right and one label it disagrees with.
+    sot.write_text(
+        "label;request\n"
+        "1;What are some tips for staying focused while studying?\n"
+        "0;What is 17 times 23?\n"
+        '0;"What are the benefits of regular exercise?"\n',
+        newline="",
+    )
+    out = tmp_path / "eval.json"
+    args = ["router", "eval", str(sot), "--out", str(out), "--no-error-text"]
+    assert main(args) == 0
+    report = json.loads(out.read_text())[str(sot)]
+    assert report["n"] == 3
+    assert report["by_category"] == {"lima": {"right": 2, "total": 3}}
+    (error,) = report["errors"]
+    assert set(error) == {"index", "label", "score"}  # no text
+    assert (error["index"], error["label"]) == (2, "direct")
+    assert error["score"] >= RouterWeights.load(BUNDLED_WEIGHTS).threshold  # it said outline
+    assert "| lima/router.csv | 3 | 0.667 |" in capsys.readouterr().out

@@ -26,10 +26,17 @@ def register(subparsers: Any) -> None:
     train.set_defaults(handler=_train)
 
     ev = commands.add_parser("eval", help="agreement with labels, interval, latency")
-    ev.add_argument("data", type=Path, nargs="+", help="labelled JSONL file(s)")
+    ev.add_argument(
+        "data", type=Path, nargs="+", help="labelled JSONL file(s), or SoT's router.csv files"
+    )
     ev.add_argument("--weights", type=Path, default=None)
     ev.add_argument("--threshold", type=float, default=None)
     ev.add_argument("--out", type=Path, default=None, help="write the evaluation as JSON")
+    ev.add_argument(
+        "--no-error-text",
+        action="store_true",
+        help="name each error by its index in the set, not its text (sets you do not publish)",
+    )
     ev.add_argument("--cache-dir", type=Path, default=None)
     ev.set_defaults(handler=_eval)
 
@@ -71,6 +78,11 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_name(path: Path) -> str:
+    # SoT's label files are all router.csv: their folder names the set.
+    return f"{path.parent.name}/{path.name}" if path.suffix == ".csv" else path.name
+
+
 def _eval(args: argparse.Namespace) -> int:
     from pice_gateway.router.model import BUNDLED_WEIGHTS, RouterWeights
     from pice_gateway.router.training import evaluate, load_examples
@@ -88,11 +100,16 @@ def _eval(args: argparse.Namespace) -> int:
         result = evaluate(load_examples(path), encoder.embed, weights, args.threshold)
         lo, hi = result.ci95
         out.write(
-            f"| {path.name} | {result.n} | {result.accuracy:.3f} | {lo:.3f}–{hi:.3f} | "
+            f"| {_set_name(path)} | {result.n} | {result.accuracy:.3f} | {lo:.3f}–{hi:.3f} | "
             f"{result.confusion['outline->direct']} | {result.confusion['direct->outline']} | "
             f"{result.latency_ms_p50:.2f} | {result.latency_ms_p95:.2f} |\n"
         )
-        results[str(path)] = result.as_dict()
+        report = result.as_dict()
+        if args.no_error_text:
+            report["errors"] = [
+                {k: v for k, v in e.items() if k != "question"} for e in result.errors
+            ]
+        results[str(path)] = report
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
     return 0

@@ -3,7 +3,9 @@
 Data: JSONL lines ``{"question", "label": "outline"|"direct", "category"}``. The shipped sets
 (``data/train.jsonl``, ``data/dev.jsonl``) were written for this project, by a rule documented
 in ``data/README.md``; no public benchmark question is in them, so a benchmark can be used
-to evaluate.
+to evaluate. A ``.csv`` file is read as the Skeleton-of-Thought authors publish their human
+labels (``data/<set>/router.csv`` in their repository: ``label;request``, 1 = suits SoT), so
+``pice router eval`` measures agreement with those labels from a clone of that repository.
 
 Training: scikit-learn's ``LogisticRegression`` on the encoder's embeddings of ``train``, its
 ``C`` chosen by 5-fold cross-validation on ``train`` alone; then the decision threshold is the
@@ -13,7 +15,9 @@ data and encoder give the same weights.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import random
 import statistics
@@ -43,6 +47,8 @@ class Example:
 
 
 def load_examples(path: Path) -> list[Example]:
+    if path.suffix == ".csv":
+        return load_sot_labels(path)
     examples = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -52,6 +58,21 @@ def load_examples(path: Path) -> list[Example]:
         if label not in LABELS:
             raise InvalidRequestError(f"{path}:{number}: label must be outline or direct")
         examples.append(Example(str(data["question"]), label, str(data.get("category", ""))))
+    return examples
+
+
+def load_sot_labels(path: Path) -> list[Example]:
+    """Skeleton-of-Thought's router labels: ``label;request`` rows, 1 = outline, 0 = direct
+    (requests may span lines, quoted). The category is the set's folder name (``vicuna``)."""
+    examples = []
+    rows = csv.DictReader(io.StringIO(path.read_text(), newline=""), delimiter=";")
+    if rows.fieldnames != ["label", "request"]:
+        raise InvalidRequestError(f"{path}: expected the columns label;request")
+    for number, row in enumerate(rows, start=1):
+        if row["label"] not in ("0", "1"):
+            raise InvalidRequestError(f"{path}: row {number}: label must be 0 or 1")
+        label: Route = "outline" if row["label"] == "1" else "direct"
+        examples.append(Example(row["request"], label, path.parent.name))
     return examples
 
 
@@ -166,7 +187,7 @@ def evaluate(
     confusion = {f"{t}->{p}": 0 for t in LABELS for p in LABELS}
     by_category: dict[str, list[int]] = {}
     errors = []
-    for example in examples:
+    for index, example in enumerate(examples):
         started = time.perf_counter()
         decision = weights.decide(embed(example.question), threshold)
         latencies.append((time.perf_counter() - started) * 1000.0)
@@ -178,7 +199,12 @@ def evaluate(
         tally[1] += 1
         if not hit:
             errors.append(
-                {"question": example.question, "label": example.label, "score": decision.score}
+                {
+                    "index": index,
+                    "question": example.question,
+                    "label": example.label,
+                    "score": decision.score,
+                }
             )
     return Evaluation(
         n=len(hits),
