@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pice_tune.distill import SketchSampling
-from pice_tune.preference import CandidateSampling
+from pice_tune.preference import CandidateSampling, PairRule
 from pice_tune.recipe import DEFAULT_TARGETS, Recipe
 
 DEFAULT_WORKDIR = Path("tune-out")
@@ -134,6 +134,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="preference: the expander's dataset, whose raw cache holds the outlines "
         "(WORKDIR/data-v1.jsonl)",
     )
+    data.add_argument(
+        "--length-ratio",
+        type=float,
+        default=None,
+        help="preference: a pair decided by the score alone needs the shorter text to have at "
+        "least this share of the longer's words (default: any lengths)",
+    )
     data.add_argument("--edge-url", help="preference: the edge agent asked (default: embedded)")
     data.add_argument(
         "--edge-model",
@@ -254,6 +261,7 @@ def _data(args: argparse.Namespace) -> int:
             candidates=CandidateSampling(
                 k=args.candidates, temperature=args.candidate_temperature, seed=args.seed
             ),
+            pair_rule=PairRule(length_ratio=args.length_ratio),
         )
     )
     sys.stdout.write(json.dumps(manifest, indent=2) + "\n")

@@ -42,6 +42,7 @@ from pice_tune.preference import (
     CandidateSampling,
     EdgeConfig,
     EdgeSampler,
+    PairRule,
     build_pair_dataset,
     outlines_from,
 )
@@ -128,6 +129,7 @@ class DataOptions:
     edge_model: str = "qwen2.5-coder-0.5b-instruct-q8_0"
     edge_api_key: str | None = None
     candidates: CandidateSampling = field(default_factory=CandidateSampling)
+    pair_rule: PairRule = field(default_factory=PairRule)
 
 
 def run_data(options: DataOptions) -> dict[str, Any]:
@@ -217,6 +219,7 @@ def _run_pair_data(
                     "prompts": "edge_agent expansion prompt, k candidates per point",
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 },
+                rule=options.pair_rule,
             )
         finally:
             sampler.close()

@@ -16,6 +16,7 @@ from pice_tune.preference import (
     CandidateSampling,
     EdgeConfig,
     EdgeSampler,
+    PairRule,
     build_pairs,
     choose_pair,
 )
@@ -64,6 +65,37 @@ def test_without_filtered_candidates_the_scores_must_differ_enough() -> None:
     assert pair.why == "score"
     assert pair.chosen in (GOOD, ALSO_GOOD)
     assert pair.chosen_score - pair.rejected_score >= 0.1
+
+
+def test_a_length_ratio_keeps_score_pairs_to_texts_of_similar_length() -> None:
+    short_odd = "Buy a cactus."  # 3 words against GOOD's 15: scores low, and is short
+    long_odd = "Consider buying a cactus instead, since it needs far less water than a fern."
+    group = [cand(GOOD), cand(ALSO_GOOD), cand(short_odd, -3.0), cand(long_odd, -3.0)]
+    # Without the rule the lowest-scored candidate is rejected, whatever its length.
+    loose, _ = choose_pair(QUESTION, TITLES, 0, group, "m")
+    assert loose is not None
+    assert loose.rejected == short_odd
+    # With it, the rejected side must have at least 0.75 of the chosen side's words.
+    pair, why = choose_pair(QUESTION, TITLES, 0, group, "m", PairRule(length_ratio=0.75))
+    assert why is None
+    assert pair is not None
+    assert (pair.rejected, pair.why) == (long_odd, "score")
+    assert pair.chosen_score - pair.rejected_score >= 0.1
+    # No candidate of a similar length below the gap: no pair, and the reason says why.
+    pair, why = choose_pair(QUESTION, TITLES, 0, group[:3], "m", PairRule(length_ratio=0.75))
+    assert (pair, why) == (None, "lengths_apart")
+
+
+def test_a_length_ratio_leaves_filtered_pairs_alone() -> None:
+    too_long = (  # past the prompt's 40 words: filtered, not scored
+        "Soak the pot the evening before you leave, then stand it on a tray of wet pebbles "
+        "in a cool room away from radiators, group it with other plants to keep the air "
+        "humid, and ask a neighbour to check the soil once a week while you are travelling."
+    )
+    rule = PairRule(length_ratio=0.75)
+    pair, _ = choose_pair(QUESTION, TITLES, 0, [cand(GOOD), cand(too_long)], "m", rule)
+    assert pair is not None
+    assert (pair.rejected, pair.why) == (too_long, "too_long")
 
 
 def test_no_pair_when_every_candidate_is_filtered() -> None:
