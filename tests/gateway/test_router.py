@@ -145,6 +145,21 @@ def test_evaluation_counts_errors_by_label_and_category() -> None:
     assert [(e["index"], e["question"]) for e in result.errors] == [(2, "Compute this code")]
 
 
+def test_evaluation_reads_a_long_question_as_the_gateway_does() -> None:
+    # A pasted block, then the ask: the gateway's router reads the message's end, and so
+    # must its evaluation, or a set of long questions measures another decision.
+    pasted = "Here is my code: " + "x = compute(x) " * MAX_TEXT_CHARS
+    encoder = KeywordEncoder()
+    result = evaluate(
+        [Example(pasted + "Any tips to make it faster?", "outline")], encoder.embed, weights()
+    )
+    assert result.accuracy == 1.0
+    assert encoder.calls == [
+        route_text([ChatMessage(role="user", content=pasted + "Any tips to make it faster?")])
+    ]
+    assert len(encoder.calls[0]) == MAX_TEXT_CHARS
+
+
 def test_sot_human_labels_are_read_from_their_csv(tmp_path: Path) -> None:
     # The layout of data/<set>/router.csv in the Skeleton-of-Thought repository: a request may
     # be quoted and span lines, and may hold the delimiter.

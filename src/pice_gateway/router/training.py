@@ -31,8 +31,9 @@ import numpy as np
 import numpy.typing as npt
 
 from pice.errors import InvalidRequestError
+from pice.openai_protocol import ChatMessage
 from pice_gateway.router.assets import ENCODER_ID
-from pice_gateway.router.model import Route, RouterWeights
+from pice_gateway.router.model import Route, RouterWeights, route_text
 
 DATA_DIR = Path(__file__).with_name("data")
 LABELS: tuple[Route, Route] = ("direct", "outline")
@@ -181,7 +182,8 @@ def evaluate(
     threshold: float | None = None,
 ) -> Evaluation:
     """Accuracy against the labels, with a bootstrap interval; per-question decision latency
-    (embedding + head, the whole decision the gateway makes)."""
+    (embedding + head, the whole decision the gateway makes). Each question is read as the
+    gateway reads a user's message (:func:`route_text`: the end of a long one)."""
     hits: list[bool] = []
     latencies: list[float] = []
     confusion = {f"{t}->{p}": 0 for t in LABELS for p in LABELS}
@@ -189,7 +191,8 @@ def evaluate(
     errors = []
     for index, example in enumerate(examples):
         started = time.perf_counter()
-        decision = weights.decide(embed(example.question), threshold)
+        text = route_text([ChatMessage(role="user", content=example.question)])
+        decision = weights.decide(embed(text), threshold)
         latencies.append((time.perf_counter() - started) * 1000.0)
         hit = decision.route == example.label
         hits.append(hit)
