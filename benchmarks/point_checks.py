@@ -1,8 +1,10 @@
 """Judge-free checks of every point of two runs' answers: the tuning filters, applied to what
 the edge wrote (``pice_tune.filters``: restated premise, repeats, a body cut mid-sentence) and
-the edge's own finish reason per point (``length``: it ran to the point's token cap), and the
-words the edge's prompt allows (``too_long``). Also the p50 latency and time-to-first-token
-ratios B / A, and how many answers have a frame (``progressive.frame``: an opening line and a
+the edge's own finish reason per point (``length``: it ran to the point's token cap), the
+words the edge's prompt allows (``too_long``), and a sentence of five or more words that
+another point of the same answer also says (``echoes_another_point``: each point is expanded
+on its own, so nothing else stops two points from saying the same thing). Also the p50
+latency and time-to-first-token ratios B / A, and how many answers have a frame (``progressive.frame``: an opening line and a
 closing sentence, from the ``pice`` object's ``sketch``).
 
 The pairwise judge can tie almost everything (the 1.5B judge graded tuned and stock answers
@@ -33,7 +35,34 @@ from pice_bench.stats import bootstrap_interval
 from pice_tune.filters import Expansion, repeats, restated_premise, too_long, truncated
 
 LINE = re.compile(r"^(\d+)\.\s+\*\*(.+?)\*\*:\s*(.*)$")
-CHECKS = ("restated_premise", "repeat", "cut_mid_sentence", "hit_token_cap", "over_word_limit")
+CHECKS = (
+    "restated_premise",
+    "repeat",
+    "cut_mid_sentence",
+    "hit_token_cap",
+    "over_word_limit",
+    "echoes_another_point",
+)
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+MIN_ECHO_WORDS = 5
+
+
+def sentences(body: str) -> set[str]:
+    """A body's sentences of MIN_ECHO_WORDS or more words, lower-cased, punctuation dropped."""
+    found = set()
+    for sentence in SENTENCE_END.split(body):
+        words = re.findall(r"[\w']+", sentence.lower())
+        if len(words) >= MIN_ECHO_WORDS:
+            found.add(" ".join(words))
+    return found
+
+
+def echoes(bodies: Sequence[str]) -> list[bool]:
+    """Per body: does it share a sentence with another body of the same answer?"""
+    own = [sentences(body) for body in bodies]
+    return [
+        any(mine & theirs for j, theirs in enumerate(own) if j != i) for i, mine in enumerate(own)
+    ]
 
 
 def point_rows(record: dict[str, Any], question: Question) -> list[dict[str, bool]]:
@@ -44,8 +73,10 @@ def point_rows(record: dict[str, Any], question: Question) -> list[dict[str, boo
     titles = tuple(m.group(2) for m in lines)
     bodies = {m.group(2): m.group(3) for m in lines}
     rows = []
-    for i, point in enumerate(points):
-        body = bodies.get(point["title"], "")
+    point_bodies = [bodies.get(point["title"], "") for point in points]
+    echoed = echoes(point_bodies)
+    for i, body in enumerate(point_bodies):
+        point = points[i]
         e = Expansion(question.question, titles, i, body, None)
         rows.append(
             {
@@ -55,6 +86,7 @@ def point_rows(record: dict[str, Any], question: Question) -> list[dict[str, boo
                 "hit_token_cap": point.get("finish_reason") == "length",
                 # More words than the edge's prompt asks for (pice_tune.filters.too_long).
                 "over_word_limit": too_long(e) is not None,
+                "echoes_another_point": echoed[i],
             }
         )
     return rows

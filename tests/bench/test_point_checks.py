@@ -58,3 +58,17 @@ def test_two_modes_are_compared_question_by_question(
     # Without --mode-b, run B is read for run A's mode: it has no such answer.
     monkeypatch.setattr(sys, "argv", argv[:3])
     assert point_checks.main() == 1
+
+
+def test_a_sentence_two_points_share_is_an_echo(point_checks: ModuleType) -> None:
+    # The fault seen in a preference round's Fermi answer: one sentence in several points.
+    same = "The average number of people in the city is approximately 1 million."
+    bodies = [
+        f"{same} Start from there.",
+        f"Most adults drink coffee. {same.upper()}",  # case and punctuation do not matter
+        "Multiply the drinkers by the cups each drinks.",
+        "Short. Short. Short.",  # repeated, but under five words: not counted
+        "Short. Short. Short.",
+    ]
+    assert point_checks.echoes(bodies) == [True, True, False, False, False]
+    assert point_checks.echoes([same]) == [False]
