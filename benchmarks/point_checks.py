@@ -4,8 +4,9 @@ the edge's own finish reason per point (``length``: it ran to the point's token 
 words the edge's prompt allows (``too_long``), and a sentence of five or more words that
 another point of the same answer also says (``echoes_another_point``: each point is expanded
 on its own, so nothing else stops two points from saying the same thing). Also the p50
-latency and time-to-first-token ratios B / A, and how many answers have a frame (``progressive.frame``: an opening line and a
-closing sentence, from the ``pice`` object's ``sketch``).
+latency and time-to-first-token ratios B / A, and how many answers have a frame
+(``progressive.frame``: an opening line and a closing sentence, from the ``pice`` object's
+``sketch``).
 
 The pairwise judge can tie almost everything (the 1.5B judge graded tuned and stock answers
 equal on all 40 questions, docs/fine-tuning.md); these checks count what changed. Both runs
