@@ -28,26 +28,15 @@ import numpy.typing as npt
 from pice_gateway.router.assets import ENCODER_ID, provision_encoder
 from pice_gateway.router.encoder import SentenceEncoder
 from pice_gateway.router.model import RouterWeights
-from pice_gateway.router.training import DATA_DIR, best_threshold, embed_all, load_examples
+from pice_gateway.router.training import (
+    DATA_DIR,
+    best_threshold,
+    embed_all,
+    fit_head,
+    load_examples,
+)
 
 LIMA_WEIGHT = 0.5
-C_GRID = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
-
-
-def fit(
-    x: npt.NDArray[np.float32], y: npt.NDArray[np.int64], weights: npt.NDArray[np.float64]
-) -> tuple[object, float]:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
-
-    search = GridSearchCV(
-        LogisticRegression(max_iter=5000),
-        {"C": C_GRID},
-        cv=StratifiedKFold(5, shuffle=True, random_state=0),
-        scoring="accuracy",
-    )
-    search.fit(x, y, sample_weight=weights)
-    return search.best_estimator_, float(search.best_params_["C"])
 
 
 def main() -> int:
@@ -67,7 +56,7 @@ def main() -> int:
     def weights(n_lima: int) -> npt.NDArray[np.float64]:
         return np.concatenate([np.ones(len(ty)), np.full(n_lima, LIMA_WEIGHT)])
 
-    model, c = fit(np.vstack([tx, lx]), np.concatenate([ty, ly]), weights(len(ly)))
+    model, c, _ = fit_head(np.vstack([tx, lx]), np.concatenate([ty, ly]), weights(len(ly)))
     oof = np.zeros(len(ly))
     for train_idx, test_idx in StratifiedKFold(5, shuffle=True, random_state=2).split(lx, ly):
         part = LogisticRegression(max_iter=5000, C=c).fit(
@@ -76,15 +65,15 @@ def main() -> int:
             sample_weight=weights(len(train_idx)),
         )
         oof[test_idx] = part.predict_proba(lx[test_idx])[:, 1]
-    dev_scores = model.predict_proba(dx)[:, 1]  # type: ignore[attr-defined]
+    dev_scores = model.predict_proba(dx)[:, 1]
     threshold = best_threshold(np.concatenate([dev_scores, oof]), np.concatenate([dy, ly]))
     dev_accuracy = float(np.mean((dev_scores >= threshold) == (dy == 1)))
     oof_accuracy = float(np.mean((oof >= threshold) == (ly == 1)))
     RouterWeights(
         version="router-lima-candidate",
         encoder=ENCODER_ID,
-        coef=tuple(float(v) for v in model.coef_[0]),  # type: ignore[attr-defined]
-        intercept=float(model.intercept_[0]),  # type: ignore[attr-defined]
+        coef=tuple(float(v) for v in model.coef_[0]),
+        intercept=float(model.intercept_[0]),
         threshold=threshold,
         meta={
             "lima_weight": LIMA_WEIGHT,
