@@ -59,6 +59,11 @@ class CloudSettings(BaseModel):
     # beside ``model``, e.g. vLLM's ``--lora-modules pice-sketcher=...``); None: ``model``.
     # Direct answers, ``pice-cloud`` and the cloud's own expansions keep ``model``.
     sketch_model: str | None = None
+    # ``sketch_model`` learnt the framed sketch (``pice tune data --role sketcher --frame``), so
+    # ``progressive.frame`` left unset frames its sketches as it frames ``model``'s; False: it
+    # learnt the outline alone, and they are not framed. ``pice up --sketch-lora`` sets it from
+    # the adapter's training record.
+    sketch_framed: bool = False
     # Sent as "Authorization: Bearer ..."; or read from ``api_key_file`` (its first line).
     api_key: OptionalSecret = None
     api_key_file: Path | None = None
@@ -261,7 +266,8 @@ class ProgressiveSettings(BaseModel):
     # The outline-only sketch also writes an opening line (shown first) and a closing sentence
     # (shown after the last point), as a whole answer has them; a framed sketch that turns to
     # prose is answered by the cloud instead. None: framed unless ``cloud.sketch_model`` names
-    # a sketcher adapter (trained on unframed outlines). ``pice.frame`` overrides it.
+    # a sketcher adapter trained on unframed outlines (``cloud.sketch_framed`` false).
+    # ``pice.frame`` overrides it.
     frame: bool | None = None
     expansion_temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     # An edge job admitted by the edge (its ``start`` event) that then sends no event for this

@@ -85,3 +85,17 @@ def edge_lora_args(adapter_gguf: Path, name: str = SKETCH_MODEL) -> tuple[str, .
         directory_hint="the peft directory is for --cloud vllm",
     )
     return ("--lora-module", f"{name}={path}")
+
+
+def sketch_lora_framed(path: Path) -> bool:
+    """Whether the sketcher at ``path`` learnt the framed sketch (an opening line, the outline,
+    a closing sentence), as its training recorded: ``pice tune export``'s metadata beside an
+    adapter GGUF (``<file>.json``, key ``frame``), or ``pice tune train``'s ``recipe.json``
+    beside a peft directory (``run/adapter``). False where neither says so: an adapter made
+    elsewhere is taken to have learnt the outline alone, which the gateway then asks for."""
+    record = path.parent / "recipe.json" if path.is_dir() else path.with_name(path.name + ".json")
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("frame") is True

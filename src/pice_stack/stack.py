@@ -33,7 +33,12 @@ from pice.command import pice_argv
 from pice.models.registry import resolve_model
 from pice_stack.lora import EdgeLoraError, edge_adapter_args
 from pice_stack.profile import EdgeProfile, LinkProfile, TestbedProfile
-from pice_stack.sketch_lora import SKETCH_MODEL, edge_lora_args, vllm_lora_args
+from pice_stack.sketch_lora import (
+    SKETCH_MODEL,
+    edge_lora_args,
+    sketch_lora_framed,
+    vllm_lora_args,
+)
 from pice_stack.supervisor import ChildSpec, RestartBudget, StackError, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -112,6 +117,8 @@ def gateway_config(
     cloud: dict[str, Any] = {"base_url": cloud_base_url, "model": cloud_model}
     if spec.sketch_lora is not None:
         cloud["sketch_model"] = SKETCH_MODEL
+        if sketch_lora_framed(spec.sketch_lora):
+            cloud["sketch_framed"] = True
     config: dict[str, Any] = {
         "host": spec.host,
         "port": spec.gateway_port,

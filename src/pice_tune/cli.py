@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from pice_tune.distill import SketchSampling
+from pice_tune.distill import FRAMED_MAX_TOKENS, SketchSampling
 from pice_tune.preference import CandidateSampling, PairRule
 from pice_tune.recipe import DEFAULT_TARGETS, Recipe
 
@@ -115,6 +115,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"sketcher: temperature of the other samples ({sampling.temperature})",
     )
     data.add_argument("--seed", type=int, default=sampling.seed, help="sampling seed (0)")
+    data.add_argument(
+        "--frame",
+        action="store_true",
+        help="sketcher: ask for and learn the framed sketch (an opening line, the outline, a "
+        "closing sentence: progressive.frame); default: the outline alone",
+    )
     candidates = CandidateSampling()
     data.add_argument(
         "--candidates",
@@ -252,7 +258,11 @@ def _data(args: argparse.Namespace) -> int:
             limit=args.limit,
             role=args.role,
             sampling=SketchSampling(
-                samples=args.samples, temperature=args.temperature, seed=args.seed
+                samples=args.samples,
+                temperature=args.temperature,
+                seed=args.seed,
+                max_tokens=FRAMED_MAX_TOKENS if args.frame else SketchSampling.max_tokens,
+                frame=args.frame,
             ),
             outlines=args.outlines or Path(args.workdir) / ROLES["expander"].data,
             edge_url=args.edge_url,

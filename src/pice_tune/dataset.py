@@ -90,14 +90,23 @@ class SketchExample:
     teacher: str
     sample: int
     agreement: float
+    # A framed sketch's opening line and closing sentence (``progressive.frame``); both None
+    # for an outline alone, and then left out of the record (so older files hash the same).
+    opening: str | None = None
+    closing: str | None = None
+
+    @property
+    def framed(self) -> bool:
+        return self.opening is not None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        record = {
             "schema": SCHEMA_VERSION,
             "kind": SKETCH_KIND,
             **asdict(self),
             "points": list(self.points),
         }
+        return {k: v for k, v in record.items() if v is not None}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SketchExample:
@@ -109,12 +118,21 @@ class SketchExample:
             teacher=str(data["teacher"]),
             sample=int(data["sample"]),
             agreement=float(data["agreement"]),
+            opening=None if data.get("opening") is None else str(data["opening"]),
+            closing=None if data.get("closing") is None else str(data["closing"]),
         )
 
     def outline(self) -> str:
         """The outline as the sketch prompt's example writes it and the gateway's parser reads
         it back point for point."""
         return "\n".join(f"{i}. {title}" for i, title in enumerate(self.points, start=1))
+
+    def completion(self) -> str:
+        """What the sketcher learns to write: the outline, framed as the framed prompt's
+        example is (opening line, list, closing sentence) when the sketch has a frame."""
+        if not self.framed:
+            return self.outline()
+        return f"{self.opening}\n{self.outline()}\n{self.closing or ''}".rstrip("\n")
 
 
 @dataclass(frozen=True)
@@ -250,17 +268,18 @@ def training_record(example: Record) -> dict[str, Any]:
 
     An expansion: the edge's own expansion prompt, opened at the point; the body ends with the
     newline the edge stops at, so the model learns to stop there. A sketch: the gateway's
-    outline prompt (no direct answers) and the outline as the completion; ``end_turn`` asks the
-    trainer to append the chat template's end of turn (Qwen's ``<|im_end|>``), which is what
-    ends a sketch at serve time (llama.cpp and vLLM stop at that token), so the model learns to
-    write nothing after the list.
+    outline prompt (no direct answers; the framed one for a framed sketch) and the outline as
+    the completion (between its opening line and closing sentence when framed); ``end_turn``
+    asks the trainer to append the chat template's end of turn (Qwen's ``<|im_end|>``), which
+    is what ends a sketch at serve time (llama.cpp and vLLM stop at that token), so the model
+    learns to write nothing after the list (or the closing).
     """
     if isinstance(example, SketchExample):
         user = [ChatMessage(role="user", content=example.question)]
         return {
-            "messages": sketch_messages(user, allow_direct=False),
+            "messages": sketch_messages(user, allow_direct=False, frame=example.framed),
             "prefix": "",
-            "completion": example.outline(),
+            "completion": example.completion(),
             "end_turn": True,
         }
     messages = expansion_messages(example.question, example.sketch)

@@ -15,7 +15,7 @@ import logging
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import httpx
 from pice.errors import UpstreamProtocolError
 from pice.openai_protocol import ChatMessage
 from pice_gateway.progressive.expand_prompt import EchoStripper, cloud_expansion_messages
-from pice_gateway.progressive.sketch import SketchParser, sketch_messages
+from pice_gateway.progressive.sketch import FrameText, PointFound, SketchParser, sketch_messages
 from pice_tune import sketcher
 from pice_tune.dataset import (
     Example,
@@ -201,7 +201,13 @@ class SketchSampling:
     temperature: float = 0.7
     seed: int = 0
     max_tokens: int = 96
+    # The framed prompt (``progressive.frame``: opening line, outline, closing sentence).
+    frame: bool = False
 
+
+# A framed sketch's token budget: the gateway's own (``progressive.sketch_max_tokens``), since
+# the opening and closing add ~40 tokens to an outline's ~50.
+FRAMED_MAX_TOKENS = 160
 
 # The parser's cap for sampled sketches: above the gateway's 8, so an outline of 9+ points is
 # seen as such and dropped (too_many_points) instead of silently cut to its first 8.
@@ -218,7 +224,7 @@ def sample_sketches(
 ) -> dict[str, Any]:
     """The teacher's raw sampled sketches of one question (the resumable unit)."""
     user = [ChatMessage(role="user", content=question.question)]
-    messages = sketch_messages(user, allow_direct=False)
+    messages = sketch_messages(user, allow_direct=False, frame=sampling.frame)
     samples = []
     text, finish = teacher.complete(messages, sampling.max_tokens)
     samples.append({"text": text, "finish_reason": finish, "temperature": 0.0, "seed": None})
@@ -244,7 +250,29 @@ def sample_sketches(
                     "seed": at + i,
                 }
             )
-    return {"question_id": question.id, "samples": samples, "teacher": teacher.config.model}
+    return {
+        "question_id": question.id,
+        "samples": samples,
+        "teacher": teacher.config.model,
+        "frame": sampling.frame,
+    }
+
+
+def read_sample(question: str, sample: Mapping[str, Any], *, frame: bool) -> sketcher.SketchSample:
+    """One raw sample as the gateway's parser reads it (framed or not), for the filters."""
+    parser = SketchParser(SAMPLE_PARSE_CAP, frame=frame)
+    finish = sample.get("finish_reason")
+    events = [*parser.feed(str(sample["text"])), *parser.close(cut=finish == "length")]
+    frames = [e for e in events if isinstance(e, FrameText)]
+    return sketcher.SketchSample(
+        question=question,
+        points=tuple(parser.points) if parser.is_outline else (),
+        finish_reason=finish,
+        framed=frame,
+        opening=next((e.text for e in frames if not e.closing), None),
+        closing=next((e.text for e in frames if e.closing), None),
+        sections=any(isinstance(e, PointFound) and e.section is not None for e in events),
+    )
 
 
 @dataclass
@@ -278,22 +306,15 @@ def select_sketch(
 ) -> tuple[SketchExample | None, Counter[str]]:
     """The chosen outline of one question's raw samples, and the reasons for the drops."""
     dropped: Counter[str] = Counter()
-    parsed = [
-        sketcher.SketchSample(
-            question=question.question,
-            points=tuple(
-                parse_sketch(s["text"], SAMPLE_PARSE_CAP, cut=s.get("finish_reason") == "length")
-            ),
-            finish_reason=s.get("finish_reason"),
-        )
-        for s in raw["samples"][:samples]
-    ]
+    frame = bool(raw.get("frame", False))
+    parsed = [read_sample(question.question, s, frame=frame) for s in raw["samples"][:samples]]
     if parsed and parsed[0].points:
         stats.greedy.append((len(parsed[0].points), sketcher.title_words(parsed[0].points)))
-    dupes = sketcher.duplicate_samples(parsed)
+    reasons = [sketcher.reject_reason(sample) for sample in parsed]
+    dupes = sketcher.duplicate_samples(parsed, {i for i, r in enumerate(reasons) if r})
     kept = []
-    for i, sample in enumerate(parsed):
-        reason = sketcher.reject_reason(sample) or ("duplicate" if i in dupes else None)
+    for i, reason in enumerate(reasons):
+        reason = reason or ("duplicate" if i in dupes else None)
         if reason is not None:
             dropped[reason] += 1
         else:
@@ -302,7 +323,8 @@ def select_sketch(
     if choice is None:
         dropped["question_without_sketch"] += 1
         return None, dropped
-    points = parsed[choice.index].points
+    chosen = parsed[choice.index]
+    points = chosen.points
     stats.chosen.append((len(points), sketcher.title_words(points)))
     stats.chosen_greedy += choice.index == 0
     example = SketchExample(
@@ -312,6 +334,8 @@ def select_sketch(
         teacher=str(raw["teacher"]),
         sample=choice.index,
         agreement=round(choice.f1, 4),
+        opening=chosen.opening,
+        closing=chosen.closing,
     )
     return example, dropped
 
@@ -407,7 +431,11 @@ def build_sketch_dataset(
         train,
         out,
         lambda q: sample_sketches(teacher, q, sampling),
-        lambda raw: len(raw.get("samples", ())) >= sampling.samples,
+        # Samples of the other prompt (framed or not) are asked again.
+        lambda raw: (
+            len(raw.get("samples", ())) >= sampling.samples
+            and bool(raw.get("frame", False)) == sampling.frame
+        ),
         lambda raw: f"{len(raw['samples'])} sketches",
         progress,
     )
@@ -432,6 +460,7 @@ def build_sketch_dataset(
                 "temperature": sampling.temperature,
                 "seed": sampling.seed,
                 "max_tokens": sampling.max_tokens,
+                "frame": sampling.frame,
                 "first": "greedy",
             },
             "samples_total": len(train) * sampling.samples,

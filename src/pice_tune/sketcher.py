@@ -21,7 +21,7 @@ lexical, so "Provide sunlight" and "Keep it in a bright spot" are different poin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass
 
 from pice_tune.filters import first_rejection, stem, words
@@ -51,11 +51,20 @@ STOPWORDS = frozenset(_STOPWORDS.split(" "))
 
 @dataclass(frozen=True)
 class SketchSample:
-    """One sampled outline of one question, with what the filters need to judge it."""
+    """One sampled outline of one question, with what the filters need to judge it.
+
+    A *framed* sample answered the framed prompt (``progressive.frame``): an opening line, the
+    outline, a closing sentence. Its frame is what the gateway's parser gave (``None`` where
+    it gave none), and ``sections`` whether the outline came in more than one list.
+    """
 
     question: str
     points: tuple[str, ...]  # the titles as the gateway's parser reads them; () if not an outline
     finish_reason: str | None
+    framed: bool = False
+    opening: str | None = None
+    closing: str | None = None
+    sections: bool = False
 
 
 def content_stems(text: str) -> frozenset[str]:
@@ -83,6 +92,23 @@ def not_outline(s: SketchSample) -> str | None:
 def truncated(s: SketchSample) -> str | None:
     """Cut off by the token cap: the last point may be half a title, more may have followed."""
     return "truncated" if s.finish_reason == "length" else None
+
+
+def no_opening(s: SketchSample) -> str | None:
+    """A framed sample whose outline starts with no opening line before it."""
+    return "no_opening" if s.framed and not s.opening else None
+
+
+def no_closing(s: SketchSample) -> str | None:
+    """A framed sample with no closing sentence: it stopped after the list, or listed past
+    the point cap until the parser gave up on it (the model looping)."""
+    return "no_closing" if s.framed and not s.closing else None
+
+
+def sectioned(s: SketchSample) -> str | None:
+    """A framed outline in several lists under headings: the gateway reads it, but the
+    completion the sketcher learns is one opening, one list, one closing."""
+    return "sections" if s.framed and s.sections else None
 
 
 def too_few_points(s: SketchSample) -> str | None:
@@ -120,6 +146,9 @@ SketchFilter = Callable[[SketchSample], str | None]
 SKETCH_FILTERS: tuple[SketchFilter, ...] = (
     not_outline,
     truncated,
+    no_opening,
+    no_closing,
+    sectioned,
     too_few_points,
     too_many_points,
     long_title,
@@ -136,11 +165,19 @@ def outline_key(points: Sequence[str]) -> tuple[str, ...]:
     return tuple(" ".join(words(p)) for p in points)
 
 
-def duplicate_samples(samples: Sequence[SketchSample]) -> set[int]:
-    """Indices of samples whose outline repeats an earlier sample's (the later is dropped)."""
+def duplicate_samples(
+    samples: Sequence[SketchSample], rejected: Set[int] = frozenset()
+) -> set[int]:
+    """Indices of samples whose outline repeats an earlier sample's (the later is dropped).
+
+    Samples in ``rejected`` (dropped by a filter) are left out: a complete sample is not a
+    duplicate of an earlier copy of its list that was cut off or, framed, lacked its closing.
+    """
     seen: set[tuple[str, ...]] = set()
     out: set[int] = set()
     for i, s in enumerate(samples):
+        if i in rejected:
+            continue
         key = outline_key(s.points)
         if s.points and key in seen:
             out.add(i)

@@ -28,7 +28,13 @@ from pice.errors import ModelProvisioningError
 from pice.models.provision import hash_file
 from pice.models.registry import resolve_model
 from pice_tune import worker
-from pice_tune.dataset import PairExample, TuneQuestion, read_dataset, training_record
+from pice_tune.dataset import (
+    PairExample,
+    SketchExample,
+    TuneQuestion,
+    read_dataset,
+    training_record,
+)
 from pice_tune.distill import (
     SketchSampling,
     Teacher,
@@ -167,7 +173,11 @@ def run_data(options: DataOptions) -> dict[str, Any]:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             if options.role == "sketcher":
-                manifest["prompts"] = "pice_gateway sketch (outline, allow_direct=False)"
+                manifest["prompts"] = (
+                    "pice_gateway sketch (framed outline, allow_direct=False, frame=True)"
+                    if options.sampling.frame
+                    else "pice_gateway sketch (outline, allow_direct=False)"
+                )
                 return build_sketch_dataset(
                     teacher,
                     questions,
@@ -274,18 +284,27 @@ def split_by_question(
 
 def run_train(options: TrainOptions) -> dict[str, Any]:
     """Train (or resume) the adapter in ``run_dir``; returns the worker's summary."""
-    venv = find_tune_venv(options.venv)
     examples, data_sha = read_dataset(options.data)
+    frames = {e.framed for e in examples if isinstance(e, SketchExample)}
+    if len(frames) > 1:
+        raise ModelProvisioningError(
+            f"{options.data} mixes framed and unframed sketches; a sketcher learns one form "
+            "(pice tune data --role sketcher, with or without --frame)"
+        )
+    venv = find_tune_venv(options.venv)
     base = resolve_model(options.recipe.base_model)
     checkpoint = ensure_checkpoint(base, venv)
     run_dir = options.run_dir
     recorded_path = run_dir / RECIPE_FILE
-    record = {
+    record: dict[str, Any] = {
         "recipe": options.recipe.to_json(),
         "data": str(options.data),
         "data_sha256": data_sha,
         "base_gguf_sha256": hash_file(base.path),
     }
+    if frames:
+        # Read by ``pice up --sketch-lora`` (pice_stack.sketch_lora) to frame the sketches.
+        record["frame"] = frames.pop()
     preference = bool(examples) and all(isinstance(e, PairExample) for e in examples)
     if preference:
         record["method"] = {
@@ -381,6 +400,8 @@ def run_export(
         "recipe": record["recipe"],
         "data": record["data"],
         "data_sha256": record["data_sha256"],
+        # A sketcher: whether it learnt the framed sketch (opening, outline, closing).
+        "frame": bool(record.get("frame", False)),
         "trained_from_gguf_sha256": record["base_gguf_sha256"],
         "training": summary,
         "export": report,

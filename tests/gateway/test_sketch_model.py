@@ -57,27 +57,32 @@ def test_the_sketch_payload_names_the_sketch_model_only_when_it_must_outline(
 
 
 @pytest.mark.parametrize(
-    ("sketch_model", "setting", "asked", "allow_direct", "framed"),
+    ("sketch_model", "setting", "asked", "allow_direct", "framed", "sketch_framed"),
     [
-        (None, None, None, False, True),  # the default: framed
-        ("pice-sketcher", None, None, False, False),  # the adapter learnt bare outlines
-        ("pice-sketcher", True, None, False, True),  # the operator's setting wins
-        (None, False, None, False, False),
-        (None, False, True, False, True),  # the request's pice.frame wins over both
-        ("pice-sketcher", None, True, False, True),
-        (None, None, False, False, False),
-        (None, True, True, True, False),  # a sketch that may answer directly is never framed
+        (None, None, None, False, True, False),  # the default: framed
+        ("pice-sketcher", None, None, False, False, False),  # the adapter learnt bare outlines
+        ("pice-sketcher", None, None, False, True, True),  # ... or learnt the framed sketch
+        ("pice-sketcher", False, None, False, False, True),  # the operator's setting wins
+        ("pice-sketcher", True, None, False, True, False),
+        (None, False, None, False, False, False),
+        (None, False, True, False, True, False),  # the request's pice.frame wins over both
+        ("pice-sketcher", None, True, False, True, False),
+        ("pice-sketcher", None, False, False, False, True),
+        (None, None, False, False, False, False),
+        (None, True, True, True, False, False),  # a sketch that may answer directly: unframed
     ],
 )
-def test_the_frame_is_on_unless_a_sketcher_adapter_writes_the_outline(
+def test_the_frame_is_on_unless_a_sketcher_adapter_writes_the_bare_outline(
     sketch_model: str | None,
     setting: bool | None,
     asked: bool | None,
     allow_direct: bool,
     framed: bool,
+    sketch_framed: bool,
 ) -> None:
     settings = GatewaySettings(
-        cloud={"model": "base", "sketch_model": sketch_model}, progressive={"frame": setting}
+        cloud={"model": "base", "sketch_model": sketch_model, "sketch_framed": sketch_framed},
+        progressive={"frame": setting},
     )
     body = question() | ({} if asked is None else {"pice": {"frame": asked}})
     request = ChatCompletionRequest.model_validate(body)

@@ -13,6 +13,7 @@ from pice_stack.sketch_lora import (
     SKETCH_MODEL,
     SketchLoraError,
     edge_lora_args,
+    sketch_lora_framed,
     vllm_lora_args,
     vllm_max_lora_rank,
 )
@@ -137,3 +138,30 @@ def test_pice_up_with_the_wrong_kind_of_adapter_stops_before_starting_anything(
     assert "is a directory; the embedded cloud loads the llama.cpp adapter GGUF" in err
     # No child was started: the supervisor would have written its logs here.
     assert not run_dir.exists() or not any(run_dir.iterdir())
+
+
+def test_the_gateway_frames_the_sketches_of_an_adapter_that_learnt_the_frame(
+    tmp_path: Path,
+) -> None:
+    gguf = adapter_gguf(tmp_path)
+    peft = peft_dir(tmp_path)
+
+    def framed_by_gateway(path: Path) -> bool:
+        config = gateway_config(StackSpec(sketch_lora=path), "http://c/v1", "base", ["http://e"])
+        return GatewaySettings.model_validate(config).cloud.sketch_framed
+
+    # No training record beside either: taken to have learnt the outline alone.
+    assert not sketch_lora_framed(gguf)
+    assert not framed_by_gateway(gguf)
+    assert not sketch_lora_framed(peft)
+    # pice tune export's metadata beside the GGUF; pice tune train's record beside run/adapter.
+    gguf.with_name(gguf.name + ".json").write_text(json.dumps({"frame": True}))
+    (tmp_path / "recipe.json").write_text(json.dumps({"recipe": {}, "frame": True}))
+    assert sketch_lora_framed(gguf)
+    assert framed_by_gateway(gguf)
+    assert sketch_lora_framed(peft)
+    assert framed_by_gateway(peft)
+    gguf.with_name(gguf.name + ".json").write_text(json.dumps({"frame": False}))
+    (tmp_path / "recipe.json").write_text("{not json")
+    assert not sketch_lora_framed(gguf)
+    assert not sketch_lora_framed(peft)

@@ -6,8 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from pice.errors import ModelProvisioningError
 from pice_tune import worker
 from pice_tune.cli import ROLES, _data_path, _run_dir, register
+from pice_tune.dataset import SketchExample, write_dataset
+from pice_tune.recipe import Recipe
+from pice_tune.steps import TrainOptions, run_train
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -37,6 +43,22 @@ def test_export_takes_model_and_still_the_older_edge_model() -> None:
 def test_sampling_flags_reach_the_data_step() -> None:
     args = parse("data", "--role", "sketcher", "--samples", "6", "--temperature", "0.9")
     assert (args.role, args.samples, args.temperature, args.seed) == ("sketcher", 6, 0.9, 0)
+    assert args.frame is False
+    assert parse("data", "--role", "sketcher", "--frame").frame is True
+
+
+def test_a_sketcher_learns_one_form_framed_or_not(tmp_path: Path) -> None:
+    def sketch(qid: str, opening: str | None) -> SketchExample:
+        closing = None if opening is None else "That is all."
+        return SketchExample(qid, "Q?", ("A", "B", "C"), "t", 0, 1.0, opening, closing)
+
+    data = tmp_path / "sketch-v1.jsonl"
+    write_dataset(data, [sketch("q1", "Three things:"), sketch("q2", None)], {})
+    options = TrainOptions(
+        data=data, run_dir=tmp_path / "run", recipe=Recipe(), venv=tmp_path / "no-venv"
+    )
+    with pytest.raises(ModelProvisioningError, match="mixes framed and unframed"):
+        run_train(options)
 
 
 class FakeTokenizer:

@@ -9,7 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
-from pice_gateway.progressive.sketch import SKETCH_SYSTEM_OUTLINE, SketchParser, sketch_messages
+from pice_gateway.progressive.sketch import (
+    SKETCH_SYSTEM_FRAMED,
+    SKETCH_SYSTEM_OUTLINE,
+    FrameText,
+    SketchParser,
+    sketch_messages,
+)
 from pice_tune import sketcher
 from pice_tune.dataset import (
     Example,
@@ -21,11 +27,13 @@ from pice_tune.dataset import (
     write_dataset,
 )
 from pice_tune.distill import (
+    FRAMED_MAX_TOKENS,
     SketchSampling,
     Teacher,
     TeacherConfig,
     build_sketch_dataset,
     raw_cache_path,
+    read_sample,
 )
 from pice_tune.sketcher import SketchSample
 
@@ -89,6 +97,8 @@ def test_a_repeated_outline_is_a_duplicate_but_its_first_copy_is_not() -> None:
         sample("Water deeply first", "Move out of sun", "Humidity tray", "Ask a neighbour"),
     ]
     assert sketcher.duplicate_samples([*samples, sample()]) == {1}
+    # A first copy a filter dropped does not make the second a duplicate.
+    assert sketcher.duplicate_samples(samples, rejected={0}) == set()
 
 
 # -- the choice ------------------------------------------------------------------------
@@ -204,15 +214,23 @@ class ScriptedTeacher:
     """A chat endpoint: greedy answers ``SKETCHES[0]``, sampled requests the next ones, as
     many as ``n`` asks (like the embedded cloud) or one per request (``honour_n=False``)."""
 
-    def __init__(self, honour_n: bool = True) -> None:
+    def __init__(
+        self,
+        honour_n: bool = True,
+        sketches: list[tuple[str, str]] = SKETCHES,
+        system: str = SKETCH_SYSTEM_OUTLINE,
+    ) -> None:
         self.requests: list[dict[str, Any]] = []
         self.honour_n = honour_n
+        self.sketches = sketches
+        self.system = system
         self._next = 1
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         self.requests.append(body)
-        assert body["messages"][0]["content"] == SKETCH_SYSTEM_OUTLINE
+        assert body["messages"][0]["content"] == self.system
+        sketches = self.sketches
         if body["temperature"] == 0.0:
             picks, self._next = [0], 1
         else:
@@ -222,8 +240,8 @@ class ScriptedTeacher:
         choices = [
             {
                 "index": i,
-                "message": {"role": "assistant", "content": SKETCHES[k % len(SKETCHES)][0]},
-                "finish_reason": SKETCHES[k % len(SKETCHES)][1],
+                "message": {"role": "assistant", "content": sketches[k % len(sketches)][0]},
+                "finish_reason": sketches[k % len(sketches)][1],
             }
             for i, k in enumerate(picks)
         ]
@@ -297,3 +315,162 @@ def test_an_interrupted_sketch_run_resumes_without_asking_again(tmp_path: Path) 
         teacher(third), QUESTIONS[:1], out, sampling=SketchSampling(samples=5), manifest={}
     )
     assert len(third.requests) == 2
+
+
+# -- the framed sketch (progressive.frame) ---------------------------------------------
+
+OPENING = "A plant left alone needs water, shade and moist air:"
+CLOSING = "Set up the day before you leave and it will wait for you."
+
+
+def framed(*lines: str) -> str:
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("text", "finish", "reason"),
+    [
+        (
+            framed(OPENING, "1. Water deeply", "2. Shade from sun", "3. Humidity tray", CLOSING),
+            "stop",
+            None,
+        ),
+        # The list alone, as the unframed prompt writes it: no opening.
+        (framed("1. Water deeply", "2. Shade from sun", "3. Humidity tray"), "stop", "no_opening"),
+        # Stopped after the list: no closing.
+        (
+            framed(OPENING, "1. Water deeply", "2. Shade from sun", "3. Humidity tray"),
+            "stop",
+            "no_closing",
+        ),
+        # A closing cut by the token cap is dropped by the parser: truncated first.
+        (
+            framed(
+                OPENING,
+                "1. Water deeply",
+                "2. Shade from sun",
+                "3. Humidity tray",
+                "Set up the day",
+            ),
+            "length",
+            "truncated",
+        ),
+        # Two lists under headings: the gateway reads it, the sketcher learns one list.
+        (
+            framed(
+                OPENING,
+                "1. Water deeply",
+                "2. Shade from sun",
+                "Before you go:",
+                "3. Humidity tray",
+                "4. Ask a neighbour",
+                CLOSING,
+            ),
+            "stop",
+            "sections",
+        ),
+        # Prose after the opening line: not an outline.
+        (framed(OPENING, "Water it deeply and move it out of the sun."), "stop", "not_outline"),
+    ],
+)
+def test_a_framed_sample_needs_its_opening_and_closing(
+    text: str, finish: str, reason: str | None
+) -> None:
+    got = read_sample(QUESTION, {"text": text, "finish_reason": finish}, frame=True)
+    assert sketcher.reject_reason(got) == reason
+    if reason is None:
+        assert (got.opening, got.closing) == (OPENING, CLOSING)
+        assert got.points == ("Water deeply", "Shade from sun", "Humidity tray")
+
+
+def test_the_frame_filters_leave_an_unframed_sample_alone() -> None:
+    text = framed("1. Water deeply", "2. Shade from sun", "3. Humidity tray")
+    got = read_sample(QUESTION, {"text": text, "finish_reason": "stop"}, frame=False)
+    assert sketcher.reject_reason(got) is None
+    assert (got.opening, got.closing, got.framed) == (None, None, False)
+
+
+def framed_example() -> SketchExample:
+    return SketchExample(
+        question_id="tune-001",
+        question=QUESTION,
+        points=("Water deeply", "Shade from sun", "Humidity tray"),
+        teacher="teach",
+        sample=1,
+        agreement=0.75,
+        opening=OPENING,
+        closing=CLOSING,
+    )
+
+
+def test_a_framed_record_is_the_framed_prompt_and_parses_back_with_its_frame() -> None:
+    from pice.openai_protocol import ChatMessage
+
+    record = training_record(framed_example())
+    assert record["messages"] == sketch_messages(
+        [ChatMessage(role="user", content=QUESTION)], allow_direct=False, frame=True
+    )
+    assert record["messages"][0]["content"] == SKETCH_SYSTEM_FRAMED
+    assert record["completion"] == framed(
+        OPENING, "1. Water deeply", "2. Shade from sun", "3. Humidity tray", CLOSING
+    )
+    parser = SketchParser(8, frame=True)
+    events = [*parser.feed(record["completion"]), *parser.close()]
+    assert tuple(parser.points) == framed_example().points
+    assert [(e.text, e.closing) for e in events if isinstance(e, FrameText)] == [
+        (OPENING, False),
+        (CLOSING, True),
+    ]
+
+
+def test_frame_fields_round_trip_and_an_unframed_record_is_written_as_before(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "sketch.jsonl"
+    write_dataset(path, [framed_example(), sketch_example()], {})
+    records, _ = read_dataset(path)
+    assert records == [framed_example(), sketch_example()]
+    # Unframed records carry no frame keys: files written before the frame hash the same.
+    assert not {"opening", "closing"} & set(sketch_example().to_json())
+    assert framed_example().to_json()["closing"] == CLOSING
+
+
+FRAMED_SKETCHES = [
+    # Greedy: the list and no closing.
+    (framed(OPENING, "1. Water deeply", "2. Shade from sun", "3. Humidity tray"), "stop"),
+    (framed(OPENING, "1. Water deeply", "2. Shade from sun", "3. Humidity tray", CLOSING), "stop"),
+    (framed("1. Water deeply", "2. Shade from sun", "3. Humidity tray", CLOSING), "stop"),
+    (framed(OPENING, "Water it deeply and move it out of the sun."), "stop"),
+]
+
+
+def test_the_framed_sketch_dataset_asks_the_framed_prompt_and_keeps_the_frame(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "sketch-v1.jsonl"
+    # A cache of the outline-only prompt is not reused for the framed one.
+    build_sketch_dataset(
+        teacher(ScriptedTeacher()), QUESTIONS[:1], out, sampling=SketchSampling(), manifest={}
+    )
+    script = ScriptedTeacher(sketches=FRAMED_SKETCHES, system=SKETCH_SYSTEM_FRAMED)
+    sampling = SketchSampling(max_tokens=FRAMED_MAX_TOKENS, frame=True)
+    manifest = build_sketch_dataset(
+        teacher(script), QUESTIONS[:1], out, sampling=sampling, manifest={}
+    )
+    assert len(script.requests) == 2
+    assert {r["max_tokens"] for r in script.requests} == {FRAMED_MAX_TOKENS}
+    records, _ = read_dataset(out)
+    assert records == [
+        SketchExample(
+            question_id="t1",
+            question=QUESTION,
+            points=("Water deeply", "Shade from sun", "Humidity tray"),
+            teacher="teach",
+            sample=1,
+            agreement=1.0,
+            opening=OPENING,
+            closing=CLOSING,
+        )
+    ]
+    assert manifest["dropped"] == {"no_closing": 1, "no_opening": 1, "not_outline": 1}
+    assert manifest["sampling"]["frame"] is True

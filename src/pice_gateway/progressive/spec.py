@@ -118,14 +118,17 @@ def sketch_frame(
 ) -> bool:
     """Whether the sketch is asked for an opening line and a closing sentence: the request's
     ``pice.frame``, else ``progressive.frame``, else whether the outline is written by
-    ``cloud.model`` itself (a sketcher adapter learnt unframed outlines); only an outline-only
-    sketch is framed."""
+    ``cloud.model`` itself or by a sketcher adapter that learnt the framed sketch
+    (``cloud.sketch_framed``; one that learnt unframed outlines is not asked for a frame);
+    only an outline-only sketch is framed."""
     if allow_direct:
         return False
     frame = pice_options(request).frame
     if frame is None:
         frame = settings.progressive.frame
-    return settings.cloud.sketch_model is None if frame is None else frame
+    if frame is None:
+        return settings.cloud.sketch_model is None or settings.cloud.sketch_framed
+    return frame
 
 
 def sketch_payload(
