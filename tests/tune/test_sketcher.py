@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -391,16 +392,7 @@ def test_the_frame_filters_leave_an_unframed_sample_alone() -> None:
 
 
 def framed_example() -> SketchExample:
-    return SketchExample(
-        question_id="tune-001",
-        question=QUESTION,
-        points=("Water deeply", "Shade from sun", "Humidity tray"),
-        teacher="teach",
-        sample=1,
-        agreement=0.75,
-        opening=OPENING,
-        closing=CLOSING,
-    )
+    return replace(sketch_example(), opening=OPENING, closing=CLOSING)
 
 
 def test_a_framed_record_is_the_framed_prompt_and_parses_back_with_its_frame() -> None:
@@ -460,17 +452,6 @@ def test_the_framed_sketch_dataset_asks_the_framed_prompt_and_keeps_the_frame(
     assert len(script.requests) == 2
     assert {r["max_tokens"] for r in script.requests} == {FRAMED_MAX_TOKENS}
     records, _ = read_dataset(out)
-    assert records == [
-        SketchExample(
-            question_id="t1",
-            question=QUESTION,
-            points=("Water deeply", "Shade from sun", "Humidity tray"),
-            teacher="teach",
-            sample=1,
-            agreement=1.0,
-            opening=OPENING,
-            closing=CLOSING,
-        )
-    ]
+    assert records == [replace(framed_example(), question_id="t1", sample=1, agreement=1.0)]
     assert manifest["dropped"] == {"no_closing": 1, "no_opening": 1, "not_outline": 1}
     assert manifest["sampling"]["frame"] is True
