@@ -239,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-tokens", type=int, help="per sketch (96; framed: 160)")
     ap.add_argument("--frame", action="store_true", help="the framed prompt (progressive.frame)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--limit", type=int)
+    ap.add_argument("--limit", type=int, help="ask a random N of the questions (--seed)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
 
@@ -249,7 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     questions, close = read_questions(
         args.questions, load_questions(args.exclude), args.max_jaccard
     )
-    questions = questions[: args.limit] if args.limit else questions
+    if args.limit and args.limit < len(questions):  # a seeded draw, in the file's order
+        picked = set(random.Random(f"pick:{args.seed}").sample(range(len(questions)), args.limit))
+        questions = [q for i, q in enumerate(questions) if i in picked]
     max_tokens = args.max_tokens or (FRAMED_MAX_TOKENS if args.frame else 96)
     sampling = SketchSampling(args.samples, args.temperature, args.seed, max_tokens, args.frame)
     teachers = {label: Teacher(TeacherConfig(args.url, model)) for label, model in models.items()}
