@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import statistics
 import sys
 import time
@@ -66,12 +65,11 @@ from pice_tune.distill import (
     question_seed,
     read_sample,
 )
-
-WORD = re.compile(r"[a-z0-9']+")
+from pice_tune.filters import words
 
 
 def word_set(text: str) -> set[str]:
-    return set(WORD.findall(text.lower()))
+    return set(words(text))
 
 
 def jaccard(a: str, b: str) -> float:
