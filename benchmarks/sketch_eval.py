@@ -52,9 +52,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pice.openai_protocol import ChatMessage
 from pice_bench.stats import bootstrap_interval
-from pice_gateway.progressive.sketch import sketch_messages
 from pice_tune import sketcher
 from pice_tune.dataset import TuneQuestion, load_questions
 from pice_tune.distill import (
@@ -62,8 +60,8 @@ from pice_tune.distill import (
     SketchSampling,
     Teacher,
     TeacherConfig,
-    question_seed,
     read_sample,
+    sample_sketches,
 )
 from pice_tune.filters import words
 
@@ -145,27 +143,10 @@ def measure(question: str, raw: dict[str, dict[str, Any]], *, frame: bool) -> di
 def timed_samples(
     teacher: Teacher, question: TuneQuestion, sampling: SketchSampling
 ) -> dict[str, Any]:
-    """One model's samples of one question, as ``pice tune data --role sketcher`` asks: the
-    greedy outline (timed alone), then the rest in one request of ``n``, seeded per question."""
-    messages = sketch_messages(
-        [ChatMessage(role="user", content=question.question)],
-        allow_direct=False,
-        frame=sampling.frame,
-    )
-    started = time.monotonic()
-    text, finish = teacher.complete(messages, sampling.max_tokens)
-    seconds = time.monotonic() - started
-    samples = [{"text": text, "finish_reason": finish}]
-    if sampling.samples > 1:
-        got = teacher.sample(
-            messages,
-            sampling.max_tokens,
-            temperature=sampling.temperature,
-            n=sampling.samples - 1,
-            seed=question_seed(sampling.seed, question.id),
-        )
-        samples += [{"text": t, "finish_reason": f} for t, f in got]
-    return {"samples": samples, "greedy_seconds": round(seconds, 3)}
+    """One model's samples of one question, asked as ``pice tune data --role sketcher`` asks
+    them (:func:`pice_tune.distill.sample_sketches`), and the greedy outline's time."""
+    samples = sample_sketches(teacher, question, sampling)["samples"]
+    return {"samples": samples, "greedy_seconds": samples[0]["seconds"]}
 
 
 def summary(rows: Sequence[Greedy]) -> dict[str, Any]:

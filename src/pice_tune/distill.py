@@ -222,12 +222,16 @@ def question_seed(base: int, question_id: str) -> int:
 def sample_sketches(
     teacher: Teacher, question: TuneQuestion, sampling: SketchSampling
 ) -> dict[str, Any]:
-    """The teacher's raw sampled sketches of one question (the resumable unit)."""
+    """The teacher's raw sampled sketches of one question (the resumable unit). The greedy
+    sample is asked alone and records its wall time (``seconds``: how long one sketch takes
+    this teacher, for ``benchmarks/sketch_eval.py``)."""
     user = [ChatMessage(role="user", content=question.question)]
     messages = sketch_messages(user, allow_direct=False, frame=sampling.frame)
-    samples = []
+    started = time.monotonic()
     text, finish = teacher.complete(messages, sampling.max_tokens)
-    samples.append({"text": text, "finish_reason": finish, "temperature": 0.0, "seed": None})
+    seconds = round(time.monotonic() - started, 3)
+    greedy = {"text": text, "finish_reason": finish, "temperature": 0.0, "seed": None}
+    samples: list[dict[str, Any]] = [{**greedy, "seconds": seconds}]
     seed = question_seed(sampling.seed, question.id)
     while len(samples) < sampling.samples:
         # A server that ignores n returns one choice: ask again for the rest, seed moved on.

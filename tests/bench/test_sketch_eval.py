@@ -68,3 +68,16 @@ def test_greedy_sketches_are_scored_against_both_models_samples() -> None:
     paired = sketch_eval.paired([(stock, tuned)])
     assert paired["prose_share"]["mean"] == -1.0
     assert paired["greedy_seconds_ratio"]["value"] == 0.5
+
+
+def test_each_model_is_asked_as_the_data_step_asks_and_its_greedy_sketch_timed() -> None:
+    from pice_tune.distill import SketchSampling
+    from tests.tune.test_sketcher import SKETCHES, ScriptedTeacher, teacher
+
+    script = ScriptedTeacher(honour_n=False)
+    question = TuneQuestion("h1", "generic", Q, "dev")
+    got = sketch_eval.timed_samples(teacher(script), question, SketchSampling(samples=3))
+    # Greedy alone, then a server that ignores n is asked again (the data step's rule).
+    assert [r["temperature"] for r in script.requests] == [0.0, 0.7, 0.7]
+    assert [s["text"] for s in got["samples"]] == [text for text, _ in SKETCHES[:3]]
+    assert got["greedy_seconds"] == got["samples"][0]["seconds"] >= 0
