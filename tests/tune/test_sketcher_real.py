@@ -3,7 +3,10 @@
 A scripted teacher (a real HTTP server speaking the OpenAI chat API, honouring ``n``) stands
 in for the cloud; ``pice tune data/train/export --role sketcher`` then trains (1 step, rank 4,
 128 tokens) and exports for real in the tuning environment, and llama.cpp loads the adapter
-for the 1.5B model, refuses it for the 0.5B, and sketches differently with it.
+for the 1.5B model, refuses it for the 0.5B, and sketches differently with it. The same run
+with ``--frame`` (the framed prompt, the default the gateway asks the stock cloud for) records
+the frame through train and export, the stack reads it and the gateway asks that adapter for
+the framed sketch, and llama.cpp's framed sketch changes with it.
 Needs ``.venv-tune`` (``make tune-env``; or ``PICE_TUNE_VENV``): skipped without it.
 """
 
@@ -19,9 +22,18 @@ from fastapi import FastAPI, Request
 
 from pice.errors import ModelProvisioningError
 from pice.models.registry import resolve_model
-from pice.openai_protocol import ChatMessage
+from pice.openai_protocol import ChatCompletionRequest, ChatMessage
 from pice_cli.main import main as pice_main
-from pice_gateway.progressive.sketch import SKETCH_SYSTEM_OUTLINE, sketch_messages
+from pice_gateway.progressive.sketch import (
+    SKETCH_SYSTEM_FRAMED,
+    SKETCH_SYSTEM_OUTLINE,
+    sketch_messages,
+)
+from pice_gateway.progressive.spec import sketch_frame
+from pice_gateway.settings import GatewaySettings
+from pice_stack.sketch_lora import SKETCH_MODEL, sketch_lora_framed
+from pice_stack.stack import StackSpec, gateway_config
+from pice_tune.sketcher import FRAMED_MAX_TOKENS
 from tests.gateway.fakes import serve
 from tests.tune.test_pipeline_real import tune_venv
 
@@ -37,17 +49,28 @@ SKETCHES = [
     "1. Soak the soil\n2. Shade\n3. Humidity tray\n4. Group the pots",
     "1. Water deeply\n2. Less sun",
 ]
+OPENING = "A plant left alone needs water, shade and moist air:"
+CLOSING = "Set up the day before you leave and it will wait for you."
+LIST = "1. Water deeply\n2. Less sun\n3. Humidity tray"
+FRAMED_SKETCHES = [
+    f"{OPENING}\n{LIST}",  # greedy: no closing
+    f"{OPENING}\n{LIST}\n{CLOSING}",
+    f"{LIST}\n{CLOSING}",  # no opening
+    f"{OPENING}\nWater it deeply and move it out of the sun.",  # prose
+]
 
 
-def scripted_teacher() -> FastAPI:
+def scripted_teacher(system: str, sketches: list[str], max_tokens: int | None = None) -> FastAPI:
     app = FastAPI()
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> dict[str, Any]:
         body = await request.json()
-        assert body["messages"][0]["content"] == SKETCH_SYSTEM_OUTLINE
+        assert body["messages"][0]["content"] == system
+        if max_tokens is not None:
+            assert body["max_tokens"] == max_tokens
         first = 0 if body["temperature"] == 0 else 1
-        texts = SKETCHES[first : first + int(body.get("n", 1))]
+        texts = sketches[first : first + int(body.get("n", 1))]
         return {
             "choices": [
                 {
@@ -62,11 +85,10 @@ def scripted_teacher() -> FastAPI:
     return app
 
 
-@pytest.fixture(scope="module")
-def sketcher(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(workdir, sketcher-adapter.gguf) after data, train and export through the CLI."""
+def run_sketcher(work: Path, *, frame: bool) -> Path:
+    """``pice tune data/train/export --role sketcher`` (``--frame`` if ``frame``) in ``work``
+    against the scripted teacher; the exported sketcher-adapter.gguf."""
     venv = tune_venv()
-    work = tmp_path_factory.mktemp("sketcher")
     questions = work / "questions.jsonl"
     rows = [
         {"id": "q1", "category": "generic", "question": QUESTION},
@@ -75,10 +97,16 @@ def sketcher(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     ]
     questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
     common = ["tune", "--workdir", str(work)]
-    with serve(scripted_teacher()) as url:
+    teacher = (
+        scripted_teacher(SKETCH_SYSTEM_FRAMED, FRAMED_SKETCHES, FRAMED_MAX_TOKENS)
+        if frame
+        else scripted_teacher(SKETCH_SYSTEM_OUTLINE, SKETCHES)
+    )
+    with serve(teacher) as url:
         assert pice_main(
             [*common, "data", "--role", "sketcher", "--questions", str(questions),
-             "--cloud-url", url + "/v1", "--cloud-model", "teacher"]
+             "--cloud-url", url + "/v1", "--cloud-model", "teacher",
+             *(["--frame"] if frame else [])]
         ) == 0  # fmt: skip
     assert pice_main(
         [*common, "train", "--role", "sketcher", "--venv", str(venv), "--max-steps", "1",
@@ -87,7 +115,32 @@ def sketcher(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
          "--save-every", "1", "--threads", "2"]
     ) == 0  # fmt: skip
     assert pice_main([*common, "export", "--role", "sketcher", "--venv", str(venv)]) == 0
-    return work, work / "sketcher-adapter.gguf"
+    return work / "sketcher-adapter.gguf"
+
+
+@pytest.fixture(scope="module")
+def sketcher(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(workdir, sketcher-adapter.gguf) after data, train and export through the CLI."""
+    work = tmp_path_factory.mktemp("sketcher")
+    return work, run_sketcher(work, frame=False)
+
+
+@pytest.fixture(scope="module")
+def framed_sketcher(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The same with ``--frame``."""
+    work = tmp_path_factory.mktemp("framed-sketcher")
+    return work, run_sketcher(work, frame=True)
+
+
+def gateway_frames(adapter: Path) -> bool:
+    """Whether ``pice up --sketch-lora adapter``'s gateway asks the sketcher for a frame."""
+    config = gateway_config(StackSpec(sketch_lora=adapter), "http://c/v1", "base", ["http://e"])
+    settings = GatewaySettings.model_validate(config)
+    assert settings.cloud.sketch_model == SKETCH_MODEL
+    request = ChatCompletionRequest.model_validate(
+        {"model": "pice-progressive", "messages": [{"role": "user", "content": QUESTION}]}
+    )
+    return sketch_frame(settings, request, allow_direct=False)
 
 
 def test_the_sketcher_run_is_recorded_apart_from_the_expanders(
@@ -118,11 +171,48 @@ def test_the_sketcher_run_is_recorded_apart_from_the_expanders(
     record = json.loads((work / "run-sketcher" / "train.jsonl").read_text().splitlines()[0])
     assert record["end_turn"] is True
     assert record["completion"] == "1. Water deeply\n2. Less sun\n3. Humidity tray"
+    # Learnt unframed: the gateway asks this adapter for the outline alone.
+    assert "frame" not in manifest["sampling"] or manifest["sampling"]["frame"] is False
+    assert meta.get("frame") is not True
+    assert not sketch_lora_framed(adapter)
+    assert not gateway_frames(adapter)
 
 
-def greedy_sketch(model: Any, adapter: Any, max_tokens: int = 12) -> tuple[str, float]:
-    """llama.cpp's greedy sketch of ``QUESTION`` (the gateway's outline prompt) and the sum of
-    the chosen tokens' log-probabilities, with ``adapter`` (loaded) applied if given."""
+def test_a_framed_sketcher_keeps_its_frame_from_data_to_the_gateway(
+    framed_sketcher: tuple[Path, Path],
+) -> None:
+    work, adapter = framed_sketcher
+    manifest = json.loads((work / "sketch-v1.jsonl.manifest.json").read_text())
+    assert manifest["examples"] == 2
+    assert manifest["sampling"]["frame"] is True
+    # Per question: the greedy sample has no closing, one none of its opening, one is prose.
+    assert manifest["dropped"] == {"no_closing": 2, "no_opening": 2, "not_outline": 2}
+    records = [json.loads(line) for line in (work / "sketch-v1.jsonl").read_text().splitlines()]
+    assert {(r["opening"], tuple(r["points"]), r["closing"]) for r in records} == {
+        (OPENING, ("Water deeply", "Less sun", "Humidity tray"), CLOSING)
+    }
+    # What the model learns to write: the opening line, the list, the closing, end of turn.
+    train = json.loads((work / "run-sketcher" / "train.jsonl").read_text().splitlines()[0])
+    assert train["messages"][0]["content"] == SKETCH_SYSTEM_FRAMED
+    assert train["completion"] == f"{OPENING}\n{LIST}\n{CLOSING}"
+    assert train["end_turn"] is True
+    # Recorded by train (recipe.json beside run/adapter) and export (beside the GGUF) ...
+    recipe = json.loads((work / "run-sketcher" / "recipe.json").read_text())
+    assert recipe["frame"] is True
+    meta = json.loads(adapter.with_name("sketcher-adapter.gguf.json").read_text())
+    assert meta["frame"] is True
+    # ... and read by the stack for either cloud, so the gateway asks it for the frame.
+    assert sketch_lora_framed(adapter)
+    assert sketch_lora_framed(Path(meta["peft_dir"]))
+    assert gateway_frames(adapter)
+
+
+def greedy_sketch(
+    model: Any, adapter: Any, max_tokens: int = 12, *, frame: bool = False
+) -> tuple[str, float]:
+    """llama.cpp's greedy sketch of ``QUESTION`` (the gateway's outline prompt, framed if
+    ``frame``) and the sum of the chosen tokens' log-probabilities, with ``adapter`` (loaded)
+    applied if given."""
     import numpy as np
 
     from edge_agent.engine.chat_template import ChatRenderer, Message
@@ -133,7 +223,9 @@ def greedy_sketch(model: Any, adapter: Any, max_tokens: int = 12) -> tuple[str, 
     try:
         if adapter is not None:
             ctx.set_adapter(adapter, 1.0)
-        messages = sketch_messages([ChatMessage(role="user", content=QUESTION)], allow_direct=False)
+        messages = sketch_messages(
+            [ChatMessage(role="user", content=QUESTION)], allow_direct=False, frame=frame
+        )
         prompt = ChatRenderer.from_model(model).render(
             [Message(m["role"], m["content"]) for m in messages]
         )
@@ -185,4 +277,22 @@ def test_llama_cpp_loads_it_for_the_cloud_model_only_and_it_sketches_differently
     assert stock_text.strip()
     assert text.strip()
     # Greedy decoding either writes another sketch, or the same with other probabilities.
+    assert text != stock_text or abs(logprob - stock_logprob) > 1e-3
+
+
+def test_llama_cpp_writes_another_framed_sketch_with_the_framed_sketcher(
+    framed_sketcher: tuple[Path, Path],
+) -> None:
+    from edge_agent.engine.llama import LlamaModel
+
+    _, adapter = framed_sketcher
+    cloud = LlamaModel(resolve_model(CLOUD_MODEL, pull=False).path)
+    try:
+        stock_text, stock_logprob = greedy_sketch(cloud, None, frame=True)
+        loaded = cloud.load_adapter(adapter)
+        text, logprob = greedy_sketch(cloud, loaded, frame=True)
+    finally:
+        cloud.close()
+    assert stock_text.strip()
+    assert text.strip()
     assert text != stock_text or abs(logprob - stock_logprob) > 1e-3
