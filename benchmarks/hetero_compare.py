@@ -7,8 +7,9 @@ so a bootstrap resamples arrival slots and keeps every policy's latency for that
 
 The first run is the baseline. Prints p50/p95 per run and each ratio to the baseline with a
 95% interval; refuses runs whose schedule fingerprints differ. A second table gives each run's
-time to first token and where its points were expanded (the cloud takes points only by
-failover or, with ``progressive.cloud_overflow``, when it is clearly sooner).
+time to first token, where its points were expanded (the cloud takes points only by
+failover or, with ``progressive.cloud_overflow``, when it is clearly sooner), and how many
+arrivals were answered by the cloud whole because their framed sketch turned to prose.
 
 Several runs of one policy, joined by commas, are pooled: their latencies of the resampled
 slots are taken together (a slot keeps all its runs), so repeated runs narrow the figure
@@ -60,9 +61,10 @@ def outlined(load: list[dict[str, Any]]) -> list[bool]:
 
 
 def details(loads: list[list[dict[str, Any]]]) -> dict[str, Any]:
-    """Time to first token (p50, p95) and the points' sources, over the pooled runs."""
+    """Time to first token (p50, p95), the points' sources and the prose fallbacks (arrivals
+    whose framed sketch turned to prose, answered by the cloud whole), over the pooled runs."""
     ttft: list[float] = []
-    points = cloud = failed = 0
+    points = cloud = failed = prose = 0
     for load in loads:
         for request in load:
             answer = request["answer"]
@@ -71,7 +73,9 @@ def details(loads: list[list[dict[str, Any]]]) -> dict[str, Any]:
                 continue
             if answer.get("ttft_s") is not None:
                 ttft.append(float(answer["ttft_s"]))
-            for point in (answer.get("extension") or {}).get("points", []):
+            extension = answer.get("extension") or {}
+            prose += extension.get("reason") == "sketch_prose"
+            for point in extension.get("points", []):
                 points += 1
                 cloud += point.get("edge") == "cloud"
     return {
@@ -79,6 +83,8 @@ def details(loads: list[list[dict[str, Any]]]) -> dict[str, Any]:
         "ttft_p95_s": percentile(ttft, 95),
         "points": points,
         "points_on_cloud": cloud,
+        "prose_answers": prose,
+        "arrivals": sum(len(load) for load in loads),
         "failed": failed,
     }
 
@@ -230,13 +236,17 @@ def _print_tables(
         out.write(
             f"| {row['run']} | {row['n']} | {row['p50_s']:.1f} | {row['p95_s']:.1f} | {ratios} |\n"
         )
-    out.write("\n| run | ttft p50 s | ttft p95 s | points on the cloud | failed |\n")
-    out.write("|---|---|---|---|---|\n")
+    out.write(
+        "\n| run | ttft p50 s | ttft p95 s | points on the cloud | sketch turned to prose "
+        "(cloud answered whole) | failed |\n"
+    )
+    out.write("|---|---|---|---|---|---|\n")
     for row in rows:
         cloud, points = row["points_on_cloud"], row["points"]
         out.write(
             f"| {row['run']} | {row['ttft_p50_s']:.2f} | {row['ttft_p95_s']:.2f} | "
-            f"{cloud} of {points} ({100.0 * cloud / max(points, 1):.0f}%) | {row['failed']} |\n"
+            f"{cloud} of {points} ({100.0 * cloud / max(points, 1):.0f}%) | "
+            f"{row['prose_answers']} of {row['arrivals']} | {row['failed']} |\n"
         )
 
 

@@ -103,7 +103,11 @@ def test_out_writes_the_tables_figures_as_json(
     assert second["p95_ratio"] == pytest.approx(0.5)
     assert second["p95_ratio_ci95"] == pytest.approx([0.5, 0.5])
     assert (second["points"], second["failed"], second["ttft_p50_s"]) == (0, 0, 1.0)
+    # The prose fallbacks are counted over every arrival, whichever slots the ratios keep.
+    assert (first["prose_answers"], first["arrivals"]) == (1, 5)
+    assert (second["prose_answers"], second["arrivals"]) == (0, 5)
     assert "| other | 4 | 5.0 | 5.0 | 0.50 [0.50, 0.50] | 0.50 [0.50, 0.50] |" in printed
+    assert "| base | 1.00 | 1.00 | 0 of 0 (0%) | 1 of 5 | 0 |" in printed
 
 
 def test_png_plots_each_runs_kept_latencies(
