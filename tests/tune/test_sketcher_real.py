@@ -33,7 +33,7 @@ from pice_gateway.progressive.spec import sketch_frame
 from pice_gateway.settings import GatewaySettings
 from pice_stack.sketch_lora import SKETCH_MODEL, sketch_lora_framed
 from pice_stack.stack import StackSpec, gateway_config
-from pice_tune.sketcher import FRAMED_MAX_TOKENS
+from pice_tune.distill import FRAMED_MAX_TOKENS
 from tests.gateway.fakes import serve
 from tests.tune.test_pipeline_real import tune_venv
 
