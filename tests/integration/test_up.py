@@ -154,9 +154,13 @@ def test_up_serves_a_request_and_ctrl_c_stops_every_child(up: Up) -> None:
             arrivals.append((time.monotonic(), chunk.choices[0].delta.content))
         report = (chunk.model_extra or {}).get("pice", report)
     assert report is not None
-    assert len(report["points"]) >= 3, report
+    # How many points the 0.5B stand-in lists depends on the CPU's kernels (on an AVX2 machine
+    # it loops after two distinct titles, on AVX-512 it lists more): at least two, each
+    # streamed in its place.
+    count = len(report["points"])
+    assert count >= 2, report
     text = "".join(piece for _, piece in arrivals)
-    starts = [text.find(f"{n}. ") for n in (1, 2, 3)]
+    starts = [text.find(f"{n}. ") for n in range(1, count + 1)]
     assert -1 not in starts, text
     assert starts == sorted(starts), text
     assert len(arrivals) >= 6
