@@ -252,6 +252,24 @@ def greedy_sketch(
         ctx.close()
 
 
+def assert_sketches_differently(adapter: Path, *, frame: bool) -> None:
+    """One load of the cloud model, two contexts: its greedy sketch stock, and with the
+    adapter, which must write another sketch or the same with other probabilities."""
+    from edge_agent.engine.llama import LlamaModel
+
+    cloud = LlamaModel(resolve_model(CLOUD_MODEL, pull=False).path)
+    try:
+        stock_text, stock_logprob = greedy_sketch(cloud, None, frame=frame)
+        loaded = cloud.load_adapter(adapter)
+        assert loaded.meta("adapter.type") == "lora"
+        text, logprob = greedy_sketch(cloud, loaded, frame=frame)
+    finally:
+        cloud.close()
+    assert stock_text.strip()
+    assert text.strip()
+    assert text != stock_text or abs(logprob - stock_logprob) > 1e-3
+
+
 def test_llama_cpp_loads_it_for_the_cloud_model_only_and_it_sketches_differently(
     sketcher: tuple[Path, Path],
 ) -> None:
@@ -265,34 +283,10 @@ def test_llama_cpp_loads_it_for_the_cloud_model_only_and_it_sketches_differently
             edge.load_adapter(adapter)
     finally:
         edge.close()
-    # One load of the cloud model, two contexts: stock, and with the adapter.
-    cloud = LlamaModel(resolve_model(CLOUD_MODEL, pull=False).path)
-    try:
-        stock_text, stock_logprob = greedy_sketch(cloud, None)
-        loaded = cloud.load_adapter(adapter)
-        assert loaded.meta("adapter.type") == "lora"
-        text, logprob = greedy_sketch(cloud, loaded)
-    finally:
-        cloud.close()
-    assert stock_text.strip()
-    assert text.strip()
-    # Greedy decoding either writes another sketch, or the same with other probabilities.
-    assert text != stock_text or abs(logprob - stock_logprob) > 1e-3
+    assert_sketches_differently(adapter, frame=False)
 
 
 def test_llama_cpp_writes_another_framed_sketch_with_the_framed_sketcher(
     framed_sketcher: tuple[Path, Path],
 ) -> None:
-    from edge_agent.engine.llama import LlamaModel
-
-    _, adapter = framed_sketcher
-    cloud = LlamaModel(resolve_model(CLOUD_MODEL, pull=False).path)
-    try:
-        stock_text, stock_logprob = greedy_sketch(cloud, None, frame=True)
-        loaded = cloud.load_adapter(adapter)
-        text, logprob = greedy_sketch(cloud, loaded, frame=True)
-    finally:
-        cloud.close()
-    assert stock_text.strip()
-    assert text.strip()
-    assert text != stock_text or abs(logprob - stock_logprob) > 1e-3
+    assert_sketches_differently(framed_sketcher[1], frame=True)
