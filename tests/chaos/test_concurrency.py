@@ -34,9 +34,13 @@ async def _statuses(url: str) -> list[int]:
 
 def test_more_streams_than_a_default_pool_are_all_served() -> None:
     # Each answer holds its cloud connection for over a second, so all are open at once; a
-    # pool short of them would make the rest wait 0.5 s and fail.
+    # pool short of them would make the rest wait 0.5 s and fail. Opening 130 connections to
+    # a fake cloud that shares this process (and its GIL) with the gateway and the clients
+    # once took over the default 5 s connect timeout on a busy CI machine (ConnectionTimeout,
+    # not a pool wait): the connect timeout is not what this test is about, so it is long.
     cloud = CloudScript(first_token_delay=1.5)
-    with fake_stack(cloud, [EdgeScript("e1")], cloud_settings={"timeouts": {"pool": 0.5}}) as url:
+    timeouts = {"pool": 0.5, "connect": 60.0}
+    with fake_stack(cloud, [EdgeScript("e1")], cloud_settings={"timeouts": timeouts}) as url:
         statuses = asyncio.run(_statuses(url))
     assert statuses == [200] * STREAMS
     assert len(cloud.requests) == STREAMS
