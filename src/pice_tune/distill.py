@@ -229,9 +229,15 @@ def sample_sketches(
     messages = sketch_messages(user, allow_direct=False, frame=sampling.frame)
     started = time.monotonic()
     text, finish = teacher.complete(messages, sampling.max_tokens)
-    seconds = round(time.monotonic() - started, 3)
-    greedy = {"text": text, "finish_reason": finish, "temperature": 0.0, "seed": None}
-    samples: list[dict[str, Any]] = [{**greedy, "seconds": seconds}]
+    samples: list[dict[str, Any]] = [
+        {
+            "text": text,
+            "finish_reason": finish,
+            "temperature": 0.0,
+            "seed": None,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+    ]
     seed = question_seed(sampling.seed, question.id)
     while len(samples) < sampling.samples:
         # A server that ignores n returns one choice: ask again for the rest, seed moved on.
