@@ -1,8 +1,9 @@
-"""``pice tune data|train|export``: the fine-tuning pipeline (docs/fine-tuning.md)."""
+"""``pice tune``: the fine-tuning pipeline, step by step (docs/fine-tuning.md)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -235,6 +236,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("--venv", type=Path, help="tuning environment (.venv-tune)")
     export.set_defaults(handler=_export)
 
+    encoder = steps.add_parser(
+        "router-encoder", help="fine-tune the router's sentence encoder (LoRA factors, .npz)"
+    )
+    encoder.add_argument(
+        "--out",
+        type=Path,
+        help="factors to write (WORKDIR/encoder-lora.npz; the shipped file "
+        "is src/pice_gateway/router/encoder-lora.npz)",
+    )
+    encoder.add_argument(
+        "--data", type=Path, nargs="+", help="training JSONL (the router's train.jsonl)"
+    )
+    encoder.add_argument("--epochs", type=int, default=3)
+    encoder.add_argument("--rank", type=int, default=8)
+    encoder.add_argument("--lr", type=float, default=5e-4)
+    encoder.add_argument("--seed", type=int, default=0)
+    encoder.add_argument("--threads", type=int, default=2, help="torch threads (2)")
+    encoder.add_argument("--venv", type=Path, help="tuning environment (.venv-tune)")
+    encoder.set_defaults(handler=_router_encoder)
+
 
 def _data_path(args: argparse.Namespace) -> Path:
     return Path(args.workdir) / _role(args).data
@@ -330,4 +351,22 @@ def _export(args: argparse.Namespace) -> int:
         scale=args.scale,
     )
     sys.stdout.write(json.dumps(meta, indent=2) + "\n")
+    return 0
+
+
+def _router_encoder(args: argparse.Namespace) -> int:
+    from pice_tune.router_encoder import EncoderTuning, tune_encoder
+
+    options = EncoderTuning(
+        out=args.out or Path(args.workdir) / "encoder-lora.npz",
+        epochs=args.epochs,
+        rank=args.rank,
+        lr=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        venv=args.venv,
+    )
+    if args.data:
+        options = dataclasses.replace(options, data=tuple(args.data))
+    sys.stdout.write(json.dumps(tune_encoder(options), indent=2) + "\n")
     return 0
