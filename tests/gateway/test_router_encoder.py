@@ -18,11 +18,12 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 from tokenizers.processors import TemplateProcessing
 
+from pice.errors import ModelProvisioningError
 from pice.models.assets import WheelAsset
 from pice.models.provision import read_marker
 from pice_gateway.router import assets
 from pice_gateway.router.encoder import configure_tokenizer, session_options
-from pice_gateway.router.quantize import quantize_encoder
+from pice_gateway.router.quantize import linear_weights, quantize_encoder
 
 
 def test_session_options_run_one_question_on_one_thread_with_every_fusion() -> None:
@@ -121,7 +122,8 @@ def test_the_quantised_encoder_is_derived_once_per_recipe(
 
     made: list[Path] = []
 
-    def counting_quantize(src: Path, dst: Path) -> None:
+    def counting_quantize(src: Path, dst: Path, adapter: Path | None = None) -> None:
+        assert adapter == assets.ENCODER_LORA  # the shipped fine-tuning goes in
         made.append(dst)
         quantize_encoder(src, dst)
 
@@ -150,7 +152,7 @@ def test_the_quantised_encoder_is_derived_once_per_recipe(
 def test_a_failed_derivation_leaves_no_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken_quantize(src: Path, dst: Path) -> None:
+    def broken_quantize(src: Path, dst: Path, adapter: Path | None = None) -> None:
         dst.write_bytes(b"half a model")
         raise RuntimeError("quantiser failed")
 
@@ -159,3 +161,92 @@ def test_a_failed_derivation_leaves_no_file(
     with pytest.raises(RuntimeError):
         assets.provision_encoder(tmp_path / "cache")
     assert not list((tmp_path / "cache" / "assets").glob("*"))
+
+
+QUERY = "encoder.layer.0.attention.self.query"
+
+
+def tiny_linear(path: Path) -> np.ndarray:
+    """``Y = X @ (W_int8 * scale) + b`` with the bias named as the exported encoder names it
+    (``inner.<module>.bias``), 16 -> 8, on (batch, tokens, 16) as the encoder's hidden states
+    (a 2-D input would be fused into one ``Gemm``); returns the folded float32 weight."""
+    rng = np.random.default_rng(2)
+    weight = rng.integers(-127, 128, size=(16, 8), dtype=np.int8)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["w_int8"], ["w_float"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["w_float", "scale"], ["w"]),
+            helper.make_node("MatMul", ["x", "w"], ["xw"]),
+            helper.make_node("Add", ["xw", f"inner.{QUERY}.bias"], ["y"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "t", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "t", 8])],
+        [
+            numpy_helper.from_array(weight, "w_int8"),
+            numpy_helper.from_array(np.array(0.01, dtype=np.float32), "scale"),
+            numpy_helper.from_array(np.full(8, 0.1, dtype=np.float32), f"inner.{QUERY}.bias"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, path)
+    return weight.astype(np.float32) * np.float32(0.01)
+
+
+def lora(path: Path, module: str, out: int = 8, inp: int = 16, scale: float = 2.0) -> np.ndarray:
+    """LoRA factors as the tuning step writes them (torch's (out, in) layout); returns the
+    delta in the graph's (in, out) layout."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((4, inp)).astype(np.float32) * 0.5
+    b = rng.standard_normal((out, 4)).astype(np.float32) * 0.5
+    np.savez(path, scale=np.asarray(scale, dtype=np.float32), **{
+        f"{module}.lora_a": a, f"{module}.lora_b": b
+    })  # fmt: skip
+    return np.asarray((b @ a).T * scale)
+
+
+def test_the_lora_is_added_to_the_named_linear_layer_before_quantising(tmp_path: Path) -> None:
+    source, adapter = tmp_path / "source.onnx", tmp_path / "lora.npz"
+    weight = tiny_linear(source)
+    delta = lora(adapter, QUERY)
+    plain, tuned = tmp_path / "plain.onnx", tmp_path / "tuned.onnx"
+    quantize_encoder(source, plain)
+    quantize_encoder(source, tuned, adapter)
+    x = np.random.default_rng(4).standard_normal((1, 6, 16)).astype(np.float32)
+    expected = (x @ (weight + delta) + np.float32(0.1))[0]
+
+    def cosine(a: np.ndarray, b: np.ndarray) -> float:
+        a, b = a.reshape(-1, 8), b.reshape(-1, 8)
+        per_row = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        return float(np.min(per_row))
+
+    assert cosine(run(tuned, x), expected) > 0.99
+    # The delta is not small against the weight: without it the output is elsewhere.
+    assert cosine(run(plain, x), expected) < 0.9
+    assert {"MatMulInteger"} <= {node.op_type for node in onnx.load(tuned).graph.node}
+
+
+def test_the_linear_layers_are_found_by_their_bias_names(tmp_path: Path) -> None:
+    source = tmp_path / "source.onnx"
+    tiny_linear(source)
+    # Unfolded, the weight is a Mul's output, not an initializer: nothing to adapt in place.
+    assert linear_weights(onnx.load(source)) == {}
+    folded = tmp_path / "folded.onnx"
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(folded)
+    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+    (found,) = linear_weights(onnx.load(folded)).items()
+    assert found[0] == QUERY
+
+
+def test_a_lora_that_does_not_fit_the_encoder_is_refused(tmp_path: Path) -> None:
+    source, adapter = tmp_path / "source.onnx", tmp_path / "lora.npz"
+    tiny_linear(source)
+    lora(adapter, "encoder.layer.9.attention.self.query")
+    with pytest.raises(ModelProvisioningError, match="no linear layer"):
+        quantize_encoder(source, tmp_path / "out.onnx", adapter)
+    lora(adapter, QUERY, out=4)
+    with pytest.raises(ModelProvisioningError, match="the encoder's is"):
+        quantize_encoder(source, tmp_path / "out.onnx", adapter)

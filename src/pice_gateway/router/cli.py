@@ -21,7 +21,12 @@ def register(subparsers: Any) -> None:
     train.add_argument("--train", type=Path, default=None, help="training JSONL")
     train.add_argument("--dev", type=Path, default=None, help="development JSONL (threshold)")
     train.add_argument("--out", type=Path, default=None, help="weights JSON to write")
-    train.add_argument("--version", default="router-v2")
+    train.add_argument("--version", default="router-v3")
+    train.add_argument(
+        "--tune-threshold",
+        action="store_true",
+        help="the most accurate cut on the development set (default: 0.5, the head's own)",
+    )
     train.add_argument("--cache-dir", type=Path, default=None)
     train.set_defaults(handler=_train)
 
@@ -71,6 +76,7 @@ def _train(args: argparse.Namespace) -> int:
         args.dev or DATA_DIR / "dev.jsonl",
         version=args.version,
         log=_log,
+        tune_threshold=args.tune_threshold,
     )
     out = args.out or BUNDLED_WEIGHTS
     weights.save(out)
