@@ -189,11 +189,13 @@ class Evaluation:
         }
 
 
-def bootstrap_ci(hits: Sequence[bool], rounds: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the mean of ``hits``."""
+def bootstrap_ci(
+    values: Sequence[float], rounds: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean of ``values`` (hits, or paired differences)."""
     rng = random.Random(seed)
-    n = len(hits)
-    means = sorted(sum(rng.choices(hits, k=n)) / n for _ in range(rounds))
+    n = len(values)
+    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(rounds))
     return means[int(0.025 * rounds)], means[int(0.975 * rounds) - 1]
 
 
