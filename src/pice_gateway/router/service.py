@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from pice.openai_protocol import ChatMessage
-from pice_gateway.router.assets import ENCODER_ID, provision_encoder
+from pice_gateway.router.assets import encoder_id, provision_encoder
 from pice_gateway.router.encoder import Encoder, SentenceEncoder
 from pice_gateway.router.model import BUNDLED_WEIGHTS, RouteDecision, RouterWeights, route_text
 from pice_gateway.settings import RouterSettings
@@ -28,10 +28,10 @@ class RequestRouter:
     def load(cls, settings: RouterSettings) -> RequestRouter:
         """Provision the encoder, load the weights (blocking: call it off the event loop)."""
         weights = RouterWeights.load(settings.weights or BUNDLED_WEIGHTS)
-        if weights.encoder != ENCODER_ID:
+        if weights.encoder != encoder_id():
             raise ValueError(
                 f"router weights {weights.version} were trained on {weights.encoder}, "
-                f"not on this encoder ({ENCODER_ID})"
+                f"not on this encoder ({encoder_id()})"
             )
         files = provision_encoder(settings.cache_dir, pull=settings.pull)
         router = cls(SentenceEncoder(files), weights, settings.threshold)

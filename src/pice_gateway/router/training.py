@@ -37,7 +37,7 @@ import numpy.typing as npt
 
 from pice.errors import InvalidRequestError
 from pice.openai_protocol import ChatMessage
-from pice_gateway.router.assets import ENCODER_ID
+from pice_gateway.router.assets import encoder_id
 from pice_gateway.router.model import Route, RouterWeights, route_text
 
 DATA_DIR = Path(__file__).with_name("data")
@@ -149,7 +149,7 @@ def train(
     log(f"threshold {threshold} (dev accuracy {dev_accuracy:.3f})")
     return RouterWeights(
         version=version,
-        encoder=ENCODER_ID,
+        encoder=encoder_id(),
         coef=tuple(float(c) for c in model.coef_[0]),
         intercept=float(model.intercept_[0]),
         threshold=threshold,
