@@ -12,7 +12,6 @@ of factors, not a second encoder. ``pice router train`` then fits the head on th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import tempfile
@@ -22,9 +21,10 @@ from typing import Any
 
 from pice.errors import ModelProvisioningError
 from pice.models.assets import provision_asset
+from pice.models.provision import hash_file
 from pice.models.registry import default_cache_dir
 from pice_gateway.router.assets import ENCODER_CONFIG, ENCODER_SAFETENSORS, ENCODER_TOKENIZER
-from pice_gateway.router.training import DATA_DIR
+from pice_gateway.router.training import DATA_DIR, data_sha256
 from pice_tune import router_worker
 from pice_tune.steps import find_tune_venv
 
@@ -57,9 +57,6 @@ def tune_encoder(options: EncoderTuning) -> dict[str, Any]:
     """Train, write ``options.out`` and ``<out>.json`` (the recipe and the data's sha256)."""
     venv = find_tune_venv(options.venv)
     cache = options.cache_dir or default_cache_dir()
-    digest = hashlib.sha256()
-    for path in options.data:
-        digest.update(path.read_bytes())
     with tempfile.TemporaryDirectory(prefix="pice-router-encoder-") as scratch:
         argv = [
             str(venv / "bin" / "python"),
@@ -86,8 +83,8 @@ def tune_encoder(options: EncoderTuning) -> dict[str, Any]:
         raise ModelProvisioningError(f"pice tune router-encoder failed (exit {result.returncode})")
     summary: dict[str, Any] = json.loads(result.stdout)
     summary["data"] = [p.name for p in options.data]
-    summary["data_sha256"] = digest.hexdigest()
+    summary["data_sha256"] = data_sha256(*options.data)
     summary["base"] = f"{ENCODER_SAFETENSORS.distribution}=={ENCODER_SAFETENSORS.version}"
-    summary["sha256"] = hashlib.sha256(options.out.read_bytes()).hexdigest()
+    summary["sha256"] = hash_file(options.out)
     options.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

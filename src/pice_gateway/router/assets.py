@@ -18,12 +18,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from pice.models.assets import WheelAsset, provision_asset
-from pice.models.provision import cache_lock, derive_file
+from pice.models.provision import cache_lock, derive_file, hash_file
 from pice.models.registry import default_cache_dir
 from pice_gateway.router.quantize import quantize_encoder
 
@@ -34,8 +33,7 @@ ENCODER_LORA = Path(__file__).with_name("encoder-lora.npz")
 def encoder_id(adapter: Path = ENCODER_LORA) -> str:
     """What a head is trained on (weights.json's ``encoder``): the derived graph, named down to
     its LoRA, so a head fitted on one fine-tuning is never run on another."""
-    lora = hashlib.sha256(adapter.read_bytes()).hexdigest()[:12]
-    return f"all-MiniLM-L6-v2+lora:{lora}/dynamic-int8-onnx"
+    return f"all-MiniLM-L6-v2+lora:{hash_file(adapter)[:12]}/dynamic-int8-onnx"
 
 
 ENCODER_ONNX = WheelAsset(
@@ -110,10 +108,10 @@ def quantize_recipe(adapter: Path = ENCODER_LORA) -> str:
     import onnx
     import onnxruntime
 
-    lora = hashlib.sha256(adapter.read_bytes()).hexdigest()
     return (
         f"dynamic-int8 per-channel reduce-range of sha256:{ENCODER_ONNX.sha256} "
-        f"+ lora sha256:{lora} (onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__})"
+        f"+ lora sha256:{hash_file(adapter)} "
+        f"(onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__})"
     )
 
 

@@ -28,10 +28,11 @@ class RequestRouter:
     def load(cls, settings: RouterSettings) -> RequestRouter:
         """Provision the encoder, load the weights (blocking: call it off the event loop)."""
         weights = RouterWeights.load(settings.weights or BUNDLED_WEIGHTS)
-        if weights.encoder != encoder_id():
+        expected = encoder_id()
+        if weights.encoder != expected:
             raise ValueError(
                 f"router weights {weights.version} were trained on {weights.encoder}, "
-                f"not on this encoder ({encoder_id()})"
+                f"not on this encoder ({expected})"
             )
         files = provision_encoder(settings.cache_dir, pull=settings.pull)
         router = cls(SentenceEncoder(files), weights, settings.threshold)
