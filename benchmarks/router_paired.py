@@ -26,20 +26,17 @@ from typing import Any
 
 from pice.models.assets import provision_asset
 from pice.models.registry import default_cache_dir
-from pice.openai_protocol import ChatMessage
 from pice_gateway.router.assets import ENCODER_LORA, ENCODER_ONNX, EncoderFiles, provision_encoder
 from pice_gateway.router.encoder import SentenceEncoder
-from pice_gateway.router.model import BUNDLED_WEIGHTS, RouterWeights, route_text
+from pice_gateway.router.model import BUNDLED_WEIGHTS, RouterWeights
 from pice_gateway.router.quantize import quantize_encoder
-from pice_gateway.router.training import Example, bootstrap_ci, load_examples
+from pice_gateway.router.training import Example, bootstrap_ci, evaluate, load_examples
 
 
 def hits(examples: list[Example], encoder: SentenceEncoder, weights: RouterWeights) -> list[bool]:
-    def route(question: str) -> str:
-        text = route_text([ChatMessage(role="user", content=question)])
-        return weights.decide(encoder.embed(text)).route
-
-    return [route(e.question) == e.label for e in examples]
+    """Per question, whether the router agrees: ``pice router eval``'s own evaluation."""
+    wrong = {e["index"] for e in evaluate(examples, encoder.embed, weights).errors}
+    return [i not in wrong for i in range(len(examples))]
 
 
 def compare(a: list[bool], b: list[bool], examples: list[Example]) -> dict[str, Any]:
