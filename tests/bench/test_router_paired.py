@@ -31,16 +31,21 @@ def test_the_difference_is_paired_per_question() -> None:
     assert same["ci95"] == [0, 0]
 
 
-@pytest.mark.model  # the real encoder, derived twice
-def test_the_shipped_router_against_its_stock_encoder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    data = tmp_path / "few.jsonl"
+def clear_cases(path: Path) -> Path:
+    """Two questions any working router gets right, as labelled JSONL."""
     rows = [
         ("Write a limerick about a cat who hates Mondays.", "direct"),
         ("What are the main benefits of learning a second language?", "outline"),
     ]
-    data.write_text("".join(json.dumps({"question": q, "label": lab}) + "\n" for q, lab in rows))
+    path.write_text("".join(json.dumps({"question": q, "label": lab}) + "\n" for q, lab in rows))
+    return path
+
+
+@pytest.mark.model  # the real encoder, derived twice
+def test_the_shipped_router_against_its_stock_encoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = clear_cases(tmp_path / "few.jsonl")
     out = tmp_path / "paired.json"
     argv = ["router_paired.py", str(data), "--a-weights", str(BUNDLED_WEIGHTS), "--out", str(out)]
     monkeypatch.setattr(sys, "argv", argv)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pice_gateway.router.training import DATA_DIR
+from tests.bench.test_router_paired import clear_cases
 from tests.support.scripts import load_benchmark
 from tests.tune.test_pipeline_real import tune_venv
 
@@ -21,12 +22,7 @@ def test_each_seed_runs_the_recipe_and_is_scored_on_every_set(
     venv = tune_venv()
     toy = tmp_path / "train.jsonl"
     toy.write_text("\n".join((DATA_DIR / "train.jsonl").read_text().splitlines()[:40]) + "\n")
-    clear = tmp_path / "clear.jsonl"
-    rows = [
-        ("What are the main benefits of regular exercise?", "outline"),
-        ("What is 17 multiplied by 23?", "direct"),
-    ]
-    clear.write_text("".join(json.dumps({"question": q, "label": lab}) + "\n" for q, lab in rows))
+    clear = clear_cases(tmp_path / "clear.jsonl")
     out = tmp_path / "seeds.json"
     argv = ["router_seeds.py", str(clear), "--seeds", "0,1", "--train", str(toy),
             "--venv", str(venv), "--out", str(out)]  # fmt: skip
