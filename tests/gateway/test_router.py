@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from pice.errors import InvalidRequestError
 from pice.openai_protocol import ChatMessage
 from pice_gateway.app import create_app
 from pice_gateway.path_choice import PathChoice, apply_route
-from pice_gateway.router.assets import ENCODER_LORA, encoder_id
+from pice_gateway.router.assets import ENCODER_LORA, encoder_id, lora_sha256
 from pice_gateway.router.model import (
     BUNDLED_WEIGHTS,
     MAX_TEXT_CHARS,
@@ -217,6 +218,15 @@ def test_the_encoder_id_names_the_lora(tmp_path: Path) -> None:
     other.write_bytes(ENCODER_LORA.read_bytes() + b"\0")
     assert encoder_id(other) != encoder_id(ENCODER_LORA)
     assert encoder_id(other).startswith("all-MiniLM-L6-v2+lora:")
+
+
+def test_a_rewritten_lora_is_hashed_again(tmp_path: Path) -> None:
+    adapter = tmp_path / "lora.npz"
+    adapter.write_bytes(b"first")
+    first = lora_sha256(adapter)
+    assert lora_sha256(adapter) == first == hashlib.sha256(b"first").hexdigest()
+    adapter.write_bytes(b"second, longer")
+    assert lora_sha256(adapter) == hashlib.sha256(b"second, longer").hexdigest()
 
 
 def test_a_head_fitted_on_another_lora_is_refused(tmp_path: Path) -> None:

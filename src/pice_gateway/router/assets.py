@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +31,23 @@ QUANTIZED_FILE = "all-minilm-l6-v2-router-lora-v1-dynamic-int8.onnx"
 ENCODER_LORA = Path(__file__).with_name("encoder-lora.npz")
 
 
+def lora_sha256(adapter: Path) -> str:
+    """The LoRA file's sha256, read once per version of the file (the head check and the
+    derived file's marker both name it at start-up)."""
+    stat = adapter.stat()
+    return _sha256_of(adapter, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_of(path: Path, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # part of the cache key only: a rewritten file is read again
+    return hash_file(path)
+
+
 def encoder_id(adapter: Path = ENCODER_LORA) -> str:
     """What a head is trained on (weights.json's ``encoder``): the derived graph, named down to
     its LoRA, so a head fitted on one fine-tuning is never run on another."""
-    return f"all-MiniLM-L6-v2+lora:{hash_file(adapter)[:12]}/dynamic-int8-onnx"
+    return f"all-MiniLM-L6-v2+lora:{lora_sha256(adapter)[:12]}/dynamic-int8-onnx"
 
 
 ENCODER_ONNX = WheelAsset(
@@ -110,7 +124,7 @@ def quantize_recipe(adapter: Path = ENCODER_LORA) -> str:
 
     return (
         f"dynamic-int8 per-channel reduce-range of sha256:{ENCODER_ONNX.sha256} "
-        f"+ lora sha256:{hash_file(adapter)} "
+        f"+ lora sha256:{lora_sha256(adapter)} "
         f"(onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__})"
     )
 
