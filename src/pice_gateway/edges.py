@@ -135,6 +135,16 @@ class EdgeRegistry:
         load = edge.load if edge is not None else None
         return load.adapter.name if load is not None and load.adapter is not None else None
 
+    def served(self, name: str) -> str | None:
+        """What edge ``name`` serves, model and adapter (``model+adapter``), at its last poll;
+        ``None`` before one. Two edges that serve the same write comparable log-probabilities."""
+        edge = self._find(name)
+        load = edge.load if edge is not None else None
+        if load is None:
+            return None
+        adapter = load.adapter
+        return load.model if adapter is None else f"{load.model}+{adapter.sha256 or adapter.name}"
+
     def snapshot(self) -> list[EdgeStatus]:
         return [edge.status() for edge in self._edges.values()]
 

@@ -296,6 +296,11 @@ class ProgressiveSettings(BaseModel):
     ensemble_max_slowdown: float = Field(default=0.05, ge=0.0)
     # Sampling temperature of candidates 1..k-1 (candidate 0 keeps the request's own).
     ensemble_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+    # Let other edges each decode one more candidate of a point when its own edge gives it
+    # fewer than ``ensemble_candidates`` (same room, compute and finish-time checks; a
+    # different model's candidate is greedy, the same model's samples). See
+    # ``placement.candidates``.
+    ensemble_across_edges: bool = True
     # Stop the cloud's whole answer to a framed sketch that wrote prose once it repeats a
     # passage (a sentence or paragraph said twice in a row), at the end of that sentence,
     # instead of relaying the loop to the token budget (``pice_gateway.cloud_loops``); a

@@ -61,6 +61,8 @@ class InProcessEdge:
     reachable: bool = True
     variants: list[tuple[str, float]] = field(default_factory=list)
     free_slots: int = 16
+    # The model its load reports name (edges of one model write comparable log-probabilities).
+    model: str = "fake"
     jobs: list[ExpandRequest] = field(default_factory=list)
     running: int = 0
     cancelled: int = 0
@@ -69,7 +71,9 @@ class InProcessEdge:
     async def load(self) -> LoadResponse:
         if not self.reachable:
             raise UpstreamError(f"{self.name} failed: ConnectError: connection refused")
-        return load_report(running_sequences=self.running, free_sequence_slots=self.free_slots)
+        return load_report(
+            model=self.model, running_sequences=self.running, free_sequence_slots=self.free_slots
+        )
 
     async def expand(self, request: ExpandRequest) -> AsyncGenerator[ExpandEvent, None]:
         self.jobs.append(request)

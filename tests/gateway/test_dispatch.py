@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +22,7 @@ from pice_gateway.cloud_client import CLOUD
 from pice_gateway.direct_path import cloud_payload
 from pice_gateway.edges import Edge, EdgeRegistry
 from pice_gateway.placement import LeastLoadedPolicy
+from pice_gateway.placement.base import EdgeStatus, PointPlacement, usable
 from pice_gateway.progressive import watch
 from pice_gateway.progressive.dispatch import Dispatcher
 from pice_gateway.progressive.events import (
@@ -28,6 +30,7 @@ from pice_gateway.progressive.events import (
     JobEnded,
     PointDelta,
     PointDone,
+    PointFailed,
     PointStarted,
     UsageCounted,
 )
@@ -667,3 +670,138 @@ async def test_a_looping_expansion_is_shown_up_to_its_loop_and_the_report_says_s
         assert line.count("single") < 8, line
     assert [point.trimmed for point in finished.report.points] == ["loop"] * 3
     assert finished.finish_reason == "stop", "a loop is not a token limit"
+
+
+# -- candidates from other edges (companions) -------------------------------------------------
+
+
+class InOrder:
+    """A placement policy that takes the first usable edge in the order given: the tests below
+    decide which edge is a point's own and which may add a companion."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+
+    def place(self, point: PointPlacement, edges: list[EdgeStatus]) -> str | None:
+        usable_names = {edge.name for edge in edges if usable(edge, point)}
+        return next((name for name in self.names if name in usable_names), None)
+
+
+def ordered(shared: Upstreams, *names: str) -> Upstreams:
+    return dataclasses.replace(shared, policy=InOrder(*names))
+
+
+def across(**fields: Any) -> ExpansionSpec:
+    """Two candidates a point, two points: e1's one free slot gives point 1 a k of one there."""
+    values = {"candidates": 2, "candidate_max_slowdown": math.inf, "max_points": 2}
+    return spec(**(values | fields))
+
+
+async def test_a_later_point_gets_a_candidate_from_another_edge_of_the_same_model() -> None:
+    own, other = InProcessEdge("e1", free_slots=1), InProcessEdge("e2")
+    async with upstreams(CloudScript(), own, other) as shared:
+        events = await dispatch_points(ordered(shared, "e1", "e2"), across(seed=7), ["A", "B"])
+        assert [s.in_flight for s in shared.registry.snapshot()] == [0, 0]
+    assert [(job.points, job.candidates) for job in own.jobs] == [([0], 1), ([1], 1)]
+    # The companion: one point, one candidate, sampled as candidate 1 would be on e1.
+    (companion,) = other.jobs
+    assert (companion.points, companion.candidates) == ([1], 1)
+    assert (companion.temperature, companion.seed) == (0.7, 8)
+    assert (own.jobs[1].temperature, own.jobs[1].seed) == (0.0, 7)
+    started = [e for e in events if isinstance(e, PointStarted)]
+    assert [(e.point, e.source, e.candidates) for e in started] == [(0, "e1", 1), (1, "e1", 2)]
+    done = [e for e in events if isinstance(e, PointDone) and e.point == 1]
+    assert sorted((e.candidate, e.source, e.model) for e in done) == [
+        (0, "e1", "fake"),
+        (1, "e2", "fake"),
+    ]
+    companion_text = "".join(
+        e.text for e in events if isinstance(e, PointDelta) and e.point == 1 and e.candidate == 1
+    )
+    assert companion_text == "Body of point 2 from e2."
+
+
+async def test_a_companion_on_another_model_decodes_as_the_request_asks() -> None:
+    own, other = InProcessEdge("e1", free_slots=1), InProcessEdge("e2", model="other")
+    async with upstreams(CloudScript(), own, other) as shared:
+        events = await dispatch_points(ordered(shared, "e1", "e2"), across(seed=7), ["A", "B"])
+    (companion,) = other.jobs
+    assert (companion.temperature, companion.seed) == (0.0, 7)
+    done = {e.source: e.model for e in events if isinstance(e, PointDone) and e.point == 1}
+    assert done == {"e1": "fake", "e2": "other"}
+
+
+async def test_no_companion_when_turned_off_or_the_own_edge_has_room() -> None:
+    own, other = InProcessEdge("e1", free_slots=1), InProcessEdge("e2")
+    async with upstreams(CloudScript(), own, other) as shared:
+        await dispatch_points(
+            ordered(shared, "e1", "e2"), across(candidate_across_edges=False), ["A", "B"]
+        )
+        assert other.jobs == []
+        roomy = InProcessEdge("e3")
+    async with upstreams(CloudScript(), roomy, other) as shared:
+        await dispatch_points(ordered(shared, "e3", "e2"), across(), ["A", "B"])
+        assert [job.candidates for job in roomy.jobs] == [1, 2]
+        assert other.jobs == []
+
+
+async def test_a_failed_companion_is_reported_failed_and_the_point_finishes_without_it() -> None:
+    own, other = InProcessEdge("e1", free_slots=1), InProcessEdge("e2", behaviour="die")
+    async with upstreams(CloudScript(), own, other) as shared:
+        events = await dispatch_points(ordered(shared, "e1", "e2"), across(), ["A", "B"])
+        assert [s.in_flight for s in shared.registry.snapshot()] == [0, 0]
+        assert not shared.registry.snapshot()[1].up  # its connection broke
+    done = [e for e in events if isinstance(e, PointDone) and e.point == 1]
+    assert sorted((e.candidate, e.source, e.finish_reason) for e in done) == [
+        (0, "e1", "stop"),
+        (1, "e2", "error"),
+    ]
+    # Never retried, and the point itself never failed over.
+    assert len(other.jobs) == 1
+    assert not [e for e in events if isinstance(e, PointFailed)]
+
+
+async def test_when_the_points_own_edge_fails_its_companion_is_cancelled_with_it() -> None:
+    own = InProcessEdge("e1", free_slots=1, behaviour="die")
+    other = InProcessEdge("e2", token_delay=0.05)  # still decoding when e1 breaks
+    async with upstreams(CloudScript(), own, other) as shared:
+        events = await dispatch_points(ordered(shared, "e1", "e2"), across(), ["A", "B"])
+        assert [s.in_flight for s in shared.registry.snapshot()] == [0, 0]
+    # The companion (one candidate, sampled) was sent, then closed with the failed attempt.
+    sent = [(j.points, j.candidates, j.temperature) for j in other.jobs]
+    assert sent[0] == ([1], 1, 0.7)
+    assert other.running == 0
+    failed = [(e.point, e.source) for e in events if isinstance(e, PointFailed)]
+    assert (1, "e1") in failed
+    # The retry runs on e2, the only edge left, with two candidates of its own; the dropped
+    # companion's candidate never reaches the run (it would be a third body of point 2).
+    done = [e for e in events if isinstance(e, PointDone) and e.point == 1]
+    assert sorted((e.candidate, e.source, e.text) for e in done) == [
+        (0, "e2", "Body of point 2 from e2."),
+        (1, "e2", "BODY OF POINT 2 FROM E2."),
+    ]
+    first_failure = next(i for i, e in enumerate(events) if isinstance(e, PointFailed))
+    assert all(events.index(e) > first_failure for e in done)
+
+
+async def test_the_run_chooses_across_edges_without_comparing_two_models_logprobs() -> None:
+    # e1's greedy body drifts off topic and is very sure of itself; e2 (another model) stays on
+    # the point. Their log-probabilities are not comparable, so relevance decides.
+    own = InProcessEdge("e1", free_slots=1, variants=[("Weather in {edge} is sunny today.", -0.05)])
+    other = InProcessEdge(
+        "e2", model="other", variants=[("Walk daily and drink water for point {point}.", -2.0)]
+    )
+    async with upstreams(CloudScript(), own, other) as shared:
+        pieces, finished = await answer(
+            progressive_run(ordered(shared, "e1", "e2"), ensemble=2, max_tokens=600)
+        )
+        assert [s.in_flight for s in shared.registry.snapshot()] == [0, 0]
+    text = "".join(pieces)
+    assert text.startswith("1. **Alpha point**: Weather in e1 is sunny today.\n")
+    assert "2. **Beta point**: Walk daily and drink water for point 2.\n" in text
+    first, *later = finished.report.points
+    assert first.candidates == []
+    for point in later:
+        assert point.winner == 1
+        assert [(c.candidate, c.edge) for c in point.candidates] == [(0, "e1"), (1, "e2")]
+        assert point.edge == "e2"

@@ -88,3 +88,29 @@ def test_missing_logprobs_do_not_decide() -> None:
     )
     assert scored[0].confidence == scored[1].confidence == 0.0
     assert scored[0].score == scored[1].score
+
+
+def test_confidence_weighs_nothing_between_candidates_of_different_models() -> None:
+    text = "Avoid coffee after noon; it stays in the body for hours."
+    sure = Candidate(0, text, -0.3, "stop", model="qwen-0.5b")
+    unsure = Candidate(1, text, -0.9, "stop", model="qwen-1.5b")
+    scored = score_candidates([sure, unsure], title=TITLE, question=QUESTION)
+    # Reported as measured, but one model's log-probabilities say nothing of another's text:
+    # equal texts score equal, and the tie goes to the lowest index.
+    assert scored[0].confidence > scored[1].confidence
+    assert scored[0].score == scored[1].score
+    assert winner(scored) == 0
+    swapped = score_candidates(
+        [Candidate(0, text, -0.9, "stop", model="a"), Candidate(1, text, -0.3, "stop", model="b")],
+        title=TITLE,
+        question=QUESTION,
+    )
+    assert winner(swapped) == 0
+    # One model (or none named): confidence decides again.
+    same = [
+        Candidate(0, text, -0.9, "stop", model="a"),
+        Candidate(1, text, -0.3, "stop", model="a"),
+    ]
+    assert winner(score_candidates(same, title=TITLE, question=QUESTION)) == 1
+    unnamed = [Candidate(0, text, -0.9, "stop", model="a"), Candidate(1, text, -0.3, "stop")]
+    assert winner(score_candidates(unnamed, title=TITLE, question=QUESTION)) == 1

@@ -8,8 +8,14 @@ from typing import Any
 
 import pytest
 
-from pice_gateway.placement.base import EdgeStatus
-from pice_gateway.placement.candidates import candidates_for, slowdown, spare_slots
+from pice_gateway.placement.base import EdgeStatus, PointPlacement
+from pice_gateway.placement.candidates import (
+    candidates_for,
+    companion_edges,
+    joining_cost,
+    slowdown,
+    spare_slots,
+)
 from pice_gateway.placement.rate import RateCurve
 from tests.gateway.fakes import load_report
 
@@ -19,10 +25,15 @@ CPU = RateCurve(single=20.0, alpha=1 / 3)
 
 
 def edge(
-    in_flight: int = 0, polled: bool = True, rate: RateCurve | None = FREE, **load: Any
+    in_flight: int = 0,
+    polled: bool = True,
+    rate: RateCurve | None = FREE,
+    name: str = "e1",
+    up: bool = True,
+    **load: Any,
 ) -> EdgeStatus:
     report = load_report(**load) if polled else None
-    return EdgeStatus("e1", up=True, in_flight=in_flight, load=report, last_placed=0.0, rate=rate)
+    return EdgeStatus(name, up=up, in_flight=in_flight, load=report, last_placed=0.0, rate=rate)
 
 
 def k(
@@ -100,3 +111,70 @@ def test_an_infinite_budget_leaves_the_slots_alone_to_decide() -> None:
     assert k(1, edge(rate=None), max_slowdown=math.inf) == 3
     assert k(1, edge(rate=CPU), max_slowdown=math.inf) == 3
     assert k(5, edge(in_flight=13, rate=None), max_slowdown=math.inf) == 1
+
+
+# -- companions: candidates from other edges ------------------------------------------------
+
+
+def companions(
+    primary: EdgeStatus,
+    others: list[EdgeStatus],
+    *,
+    point: int = 1,
+    chosen: int = 1,
+    configured: int = 3,
+    max_slowdown: float = 0.05,
+    excluded: frozenset[str] = frozenset(),
+) -> list[str]:
+    placement = PointPlacement("r", point, "Title", excluded, expected_tokens=40.0)
+    return companion_edges(
+        placement,
+        primary=primary,
+        chosen=chosen,
+        configured=configured,
+        max_points=8,
+        edges=[primary, *others],
+        max_slowdown=max_slowdown,
+    )
+
+
+def test_joining_an_idle_edge_costs_nothing_and_a_busy_cpu_a_third() -> None:
+    assert joining_cost(edge(rate=CPU)) == 0.0
+    assert joining_cost(edge(in_flight=1, rate=CPU)) == pytest.approx(1 / 3)
+    assert joining_cost(edge(in_flight=3, rate=FREE)) == 0.0
+    assert joining_cost(edge(rate=None)) is None
+
+
+def test_idle_edges_as_fast_as_the_primary_each_add_one_candidate() -> None:
+    primary = edge(in_flight=1, rate=CPU)  # this point already on it: its k is 1
+    others = [edge(name=f"e{i}", rate=CPU) for i in (2, 3, 4)]
+    # Up to the configured k in all: two more, the earliest finishers (ties by name).
+    assert companions(primary, others) == ["e2", "e3"]
+    assert companions(primary, others, chosen=2) == ["e2"]
+    assert companions(primary, others, configured=1) == []
+    assert companions(primary, others, point=0) == []  # the first point streams live
+
+
+def test_a_companion_must_not_slow_its_edge_nor_finish_late() -> None:
+    primary = edge(in_flight=1, rate=CPU)
+    busy_cpu = edge(name="busy", in_flight=2, rate=CPU)  # one more slows its two by 1/4
+    slow = edge(name="slow", rate=RateCurve(single=5.0, alpha=1 / 3))  # idle, 4x slower
+    unmeasured = edge(name="new", rate=None)
+    assert companions(primary, [busy_cpu, slow, unmeasured]) == []
+    # With no budget, room alone decides (as for k on one edge), the earliest finishers first
+    # (an unmeasured edge is taken at the others' median speed).
+    unlimited = companions(
+        primary, [busy_cpu, slow, unmeasured], configured=4, max_slowdown=math.inf
+    )
+    assert unlimited == ["new", "busy", "slow"]
+
+
+def test_companions_skip_down_excluded_and_full_edges() -> None:
+    primary = edge(in_flight=1, rate=CPU)
+    others = [
+        edge(name="down", up=False, rate=CPU),
+        edge(name="failed", rate=CPU),
+        edge(name="full", rate=CPU, free_sequence_slots=3),  # 3 - 1 < 6 points to come
+        edge(name="ok", rate=CPU),
+    ]
+    assert companions(primary, others, excluded=frozenset({"failed"})) == ["ok"]

@@ -29,13 +29,17 @@ KEY = "test-key"
 QUESTION = "What are good ways to stay healthy?"
 
 
-def model_server(tmp: Path, name: str) -> ServerProcess:
+def model_server(tmp: Path, name: str, *extra: str) -> ServerProcess:
     port = free_port()
-    argv = pice_argv("edge", "serve", "--model", MODEL, "--port", str(port), "--threads", "1")
+    argv = pice_argv(
+        "edge", "serve", "--model", MODEL, "--port", str(port), "--threads", "1", *extra
+    )
     return ServerProcess(argv, port, tmp / f"{name}.log")
 
 
-def gateway_settings(cloud: ServerProcess, edges: dict[str, ServerProcess]) -> GatewaySettings:
+def gateway_settings(
+    cloud: ServerProcess, edges: dict[str, ServerProcess], **progressive: Any
+) -> GatewaySettings:
     return GatewaySettings(
         api_keys=[KEY],
         max_body_bytes=20_000,
@@ -48,7 +52,8 @@ def gateway_settings(cloud: ServerProcess, edges: dict[str, ServerProcess]) -> G
             "sketch_max_tokens": 64,
             "expansion_max_tokens": 24,
             "edge_stall_seconds": 20,
-        },
+        }
+        | progressive,
     )
 
 
@@ -245,3 +250,51 @@ def test_edge_killed_mid_request_still_completes(
         assert all(point["edge"] != "edge-1" or len(point["attempts"]) == 1 for point in points)
         for n, point in enumerate(points, start=1):
             assert f"{n}. **{point['title']}**:" in text
+
+
+def test_a_point_short_of_room_gets_a_candidate_from_the_other_edge(
+    cloud: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The ensemble across edges on real agents: edge-2 decodes one sequence at a time, so a
+    point placed there gets one candidate of its own and a companion on edge-1, and the answer
+    shows the one the ensemble chose."""
+    tmp = tmp_path_factory.mktemp("across")
+    roomy = model_server(tmp, "edge-1").start(timeout=180)
+    try:
+        tiny = model_server(tmp, "edge-2", "--max-seqs", "1").start(timeout=180)
+        try:
+            edges = {"edge-1": roomy, "edge-2": tiny}
+            settings = gateway_settings(
+                cloud,
+                edges,
+                placement="round-robin",  # point 0 on edge-1, point 1 on edge-2
+                ensemble_candidates=2,
+                ensemble_max_slowdown=float("inf"),  # room alone decides
+            )
+            with serve(create_app(settings)) as url:
+                client = openai.OpenAI(
+                    base_url=url + "/v1", api_key=KEY, max_retries=0, timeout=180
+                )
+                completion = client.chat.completions.create(**ask())
+            report = completion.model_extra["pice"]  # type: ignore[index]
+            points = report["points"]
+            assert len(points) >= 2, report
+            assert points[0]["candidates"] == []  # the first point streams live
+            second = points[1]
+            assert second["attempts"] == ["edge-2"], report
+            assert [(c["candidate"], c["edge"]) for c in second["candidates"]] == [
+                (0, "edge-2"),
+                (1, "edge-1"),
+            ], report
+            assert all(c["finish_reason"] in ("stop", "length") for c in second["candidates"])
+            assert all(c["tokens"] > 0 for c in second["candidates"])
+            winner = second["candidates"][second["winner"]]
+            assert second["edge"] == winner["edge"]
+            assert second["tokens"] == winner["tokens"]
+            text = completion.choices[0].message.content or ""
+            assert f"2. **{second['title']}**:" in text
+            assert running_sequences(roomy) == running_sequences(tiny) == 0
+        finally:
+            tiny.stop()
+    finally:
+        roomy.stop()

@@ -5,9 +5,8 @@ state, so another one (latency-aware, prefix affinity) plugs in by name (setting
 ``progressive.placement``, :mod:`.registry`) without touching dispatch. ``None`` means "no
 edge": the cloud expands the point.
 
-It places one attempt of one point on one edge. Running one point on several edges at once (an
-ensemble across edges) would need dispatch to run concurrent attempts, which it does not; the
-several candidates one edge can decode for a point are chosen among in
+It places one attempt of one point on one edge. The ensemble's extra candidates, on that edge
+and on others (companions), are decided afterwards by :mod:`.candidates`, and chosen among in
 :mod:`pice_gateway.progressive.candidates`.
 """
 

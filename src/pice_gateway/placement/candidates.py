@@ -28,15 +28,24 @@ with ``b`` the edge's busy sequences plus this point; k is allowed only while th
 ensemble runs; on an edge whose decode is compute-bound it does not, whatever its free slots.
 An edge whose curve is not fitted yet gets one candidate.
 
-Candidates from several edges or models (running one point on two edges at once) are out of
-scope: dispatch runs one attempt per point at a time (see :mod:`.base`).
+Candidates from other edges (:func:`companion_edges`): when the chosen edge's k falls short of
+the configured one, other edges may each decode one more candidate of the point, a
+*companion* — where edges run different models (or adapters) this is the research's ensemble
+of several SLMs; where they run the same model, the companion samples like candidates 1..k-1.
+An edge takes a companion only if it passes the same two checks for one sequence (room, and
+joining its batch slows the sequences already there by at most ``max_slowdown``; an idle edge
+costs nothing) and is expected to finish it no later than ``1 + max_slowdown`` times the chosen
+edge's expected finish, so that waiting for it costs the point nothing visible. The earliest
+finishers are taken, up to the configured k in all.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
-from pice_gateway.placement.base import EdgeStatus, busy_sequences
+from pice_gateway.placement.base import EdgeStatus, PointPlacement, busy_sequences, usable
+from pice_gateway.placement.hedging import estimate_on
 
 
 def spare_slots(edge: EdgeStatus) -> int:
@@ -70,3 +79,46 @@ def candidates_for(
         if spare_slots(edge) - k >= still_to_come and cost <= max_slowdown:
             return k
     return 1
+
+
+def joining_cost(edge: EdgeStatus) -> float | None:
+    """How much one more sequence would slow each one already decoding on ``edge`` (0 when it
+    is idle); ``None`` while its rate curve is unknown."""
+    if edge.rate is None:
+        return None
+    batch = busy_sequences(edge)
+    return edge.rate.per_sequence(batch) / edge.rate.per_sequence(batch + 1) - 1.0
+
+
+def companion_edges(
+    placement: PointPlacement,
+    *,
+    primary: EdgeStatus,
+    chosen: int,
+    configured: int,
+    max_points: int,
+    edges: Sequence[EdgeStatus],
+    max_slowdown: float,
+) -> list[str]:
+    """The other edges that each decode one more candidate of the point placed on ``primary``
+    with ``chosen`` candidates; see the module doc. ``[]`` for the first point."""
+    wanted = configured - chosen
+    if placement.point == 0 or wanted <= 0:
+        return []
+    tokens = placement.expected_tokens or 1.0
+    still_to_come = max(0, max_points - placement.point - 1)
+    check_compute = not math.isinf(max_slowdown)
+    deadline = estimate_on(primary, edges, tokens) * (1.0 + max_slowdown)
+    found: list[tuple[float, str]] = []
+    for edge in edges:
+        if edge.name == primary.name or not usable(edge, placement):
+            continue
+        if spare_slots(edge) - 1 < still_to_come:
+            continue
+        finish = estimate_on(edge, edges, tokens)
+        if check_compute:
+            cost = joining_cost(edge)
+            if cost is None or cost > max_slowdown or finish > deadline:
+                continue
+        found.append((finish, edge.name))
+    return [name for _, name in sorted(found)[:wanted]]

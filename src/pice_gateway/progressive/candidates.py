@@ -115,7 +115,7 @@ class EnsembleSelector:
         finished = [self._done[index] for index in sorted(self._done)]
         scored = score_candidates(
             [
-                Candidate(d.candidate, self._text(d), d.logprob_mean, d.finish_reason)
+                Candidate(d.candidate, self._text(d), d.logprob_mean, d.finish_reason, d.model)
                 for d in finished
             ],
             title=self._attempt.title,

@@ -12,6 +12,17 @@ says how many candidates the point decodes there (one for the first point, the e
 later ones when the edge has room). A job asks one ``candidates`` of all its points, so the
 points leaving a lane together go out as one job per distinct k.
 
+Companions: when the chosen edge gives a later point fewer candidates than the ensemble wants,
+:func:`~pice_gateway.placement.candidates.companion_edges` may name other edges, each to decode
+one more candidate as a one-point job of its own (outside their lanes, like a hedge). Their
+candidates are numbered after the chosen edge's (k, k + 1, …) and reach the run's selector like
+any other; a companion on an edge serving the same model samples at the ensemble's temperature
+with a seed of its own, one on another model decodes as the request asks. A companion that
+fails reports its candidate as failed (``finish_reason`` ``error``), so the choice goes on
+without it, and never retries; when the point's own attempt fails, its companions are
+cancelled with it (the retry may get new ones). A point with companions is not hedged: it
+already runs on more than one edge.
+
 Failover: a job that fails (connection error, error status or event, a point cancelled, no
 ``start`` event within ``edge_queue_seconds``, or after it no event for ``edge_stall_seconds``)
 gives each unfinished point back to the policy, excluding every edge that already failed that
@@ -62,8 +73,8 @@ from pice.tracing import NO_SPAN, NO_TRACING, Attributes, Span, Tracing
 from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.cloud_meter import CloudMeter, StreamTicket
 from pice_gateway.edges import EdgeRegistry
-from pice_gateway.placement.base import PlacementPolicy, PointPlacement
-from pice_gateway.placement.candidates import candidates_for
+from pice_gateway.placement.base import EdgeStatus, PlacementPolicy, PointPlacement
+from pice_gateway.placement.candidates import candidates_for, companion_edges
 from pice_gateway.placement.hedging import (
     HedgeRule,
     RunningPoint,
@@ -128,8 +139,13 @@ class _EdgeJob:
     # A hedge: a one-point duplicate whose text is held back until it takes the point over.
     hedge: bool = False
     held_text: str = ""
-    # Started from its edge's lane (a hedge is not, and leaves the lane alone).
+    # Started from its edge's lane (a hedge or a companion is not, and leaves the lane alone).
     lane: bool = True
+    # A companion: one more candidate of its one point, numbered from ``offset``, sampled as
+    # candidate ``sample_as`` when its edge serves the same model as the point's own.
+    companion: bool = False
+    offset: int = 0
+    sample_as: int | None = None
     task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
@@ -188,6 +204,8 @@ class Dispatcher:
         self._jobs: dict[int, _EdgeJob] = {}
         self._hedges: dict[int, _EdgeJob] = {}
         self._watching = False
+        # Per point, its current attempt's companions still running on other edges.
+        self._companions: dict[int, list[_EdgeJob]] = {}
 
     @property
     def idle(self) -> bool:
@@ -266,14 +284,47 @@ class Dispatcher:
             edge=status,
             max_slowdown=self._spec.candidate_max_slowdown,
         )
-        self._emit(PointStarted(index, edge, k))
-        if self._hedging.enabled and estimate is not None:
+        companions = self._companion_edges(placement, status, snapshot, k)
+        self._emit(PointStarted(index, edge, k + len(companions)))
+        if self._hedging.enabled and estimate is not None and not companions:
             self._watch[index] = RunningPoint(index, edge, time.monotonic(), estimate, sent=False)
             if not self._watching:
                 self._watching = True
                 self._tasks.spawn(self._watchdog())
         self._acquire(edge, k)
         self._launch(edge, self._lanes.place(edge, index))
+        for offset, other in enumerate(companions, start=k):
+            self._start_companion(index, edge, other, offset)
+
+    def _companion_edges(
+        self, placement: PointPlacement, primary: EdgeStatus, snapshot: list[EdgeStatus], k: int
+    ) -> list[str]:
+        if not self._spec.candidate_across_edges:
+            return []
+        return companion_edges(
+            placement,
+            primary=primary,
+            chosen=k,
+            configured=self._spec.candidates,
+            max_points=self._spec.max_points,
+            edges=snapshot,
+            max_slowdown=self._spec.candidate_max_slowdown,
+        )
+
+    def _start_companion(self, index: int, primary: str, edge: str, offset: int) -> None:
+        same_model = self._registry.served(edge) == self._registry.served(primary)
+        job = _EdgeJob(
+            edge,
+            [index],
+            1,
+            lane=False,
+            companion=True,
+            offset=offset,
+            sample_as=offset if same_model else None,
+        )
+        self._companions.setdefault(index, []).append(job)
+        self._acquire(edge, 1)
+        self._start(self._edge_job(job))
 
     def _retry(self, index: int, failed: str, reason: str) -> None:
         self._emit(PointFailed(index, failed, reason))
@@ -316,12 +367,15 @@ class Dispatcher:
         job.task = asyncio.current_task()
         span = self._job_span(job.edge, job.points, job.candidates, hedge=job.hedge)
         try:
-            with span.activate():  # its traceparent goes to the edge
-                await self._stream(job)
+            if job.open:  # else dropped before it ran (a companion of a failed attempt)
+                with span.activate():  # its traceparent goes to the edge
+                    await self._stream(job)
         except _JobFailed as failure:
             span.fail(failure.err.message)
             if job.hedge:
                 self._hedge_failed(job, failure)
+            elif job.companion:
+                self._companion_failed(job, failure)
             else:
                 self._job_failed(job, failure)
         finally:
@@ -331,7 +385,9 @@ class Dispatcher:
             self._job_over(job.edge)
 
     async def _stream(self, job: _EdgeJob) -> None:
-        request = self._spec.expand_request(self._outline, job.points, job.candidates)
+        request = self._spec.expand_request(
+            self._outline, job.points, job.candidates, sample_as=job.sample_as
+        )
         stall, queue = self._spec.stall_seconds, self._spec.queue_seconds
         loop = asyncio.get_running_loop()
         admitted = False
@@ -376,7 +432,8 @@ class Dispatcher:
                 if job.hedge:
                     job.held_text += event.text
                 else:
-                    self._emit(PointDelta(event.point, job.edge, event.candidate, event.text))
+                    candidate = event.candidate + job.offset
+                    self._emit(PointDelta(event.point, job.edge, candidate, event.text))
             case PointDoneEvent() if event.point in job.open:
                 self._candidate_done(job, event)
             case DoneEvent():
@@ -402,17 +459,21 @@ class Dispatcher:
         job.open[point] -= 1
         if not job.open[point]:
             del job.open[point]
-            self._point_finished(point, job)
+            if job.companion:
+                self._forget_companion(point, job)
+            else:
+                self._point_finished(point, job)
         self._release(job.edge, 1)
         self._emit(
             PointDone(
                 point,
                 job.edge,
-                event.candidate,
+                event.candidate + job.offset,
                 event.text,
                 event.finish_reason,
                 event.completion_tokens,
                 event.logprob_mean,
+                model=self._registry.served(job.edge),
             )
         )
 
@@ -430,6 +491,10 @@ class Dispatcher:
         # Points still waiting in this lane would go to the same failed edge.
         waiting = self._lanes.abandon(edge) if job.lane else []
         self._release(edge, sum(self._candidates[index] for index in waiting))
+        for index in [*unfinished, *waiting]:
+            # The attempt is over, and its candidates elsewhere with it.
+            for companion in self._companions.pop(index, []):
+                self._drop(companion, index)
         for index in unfinished:
             self._excluded.setdefault(index, set()).add(edge)
             if index in self._hedges:
@@ -526,6 +591,35 @@ class Dispatcher:
         if failure.edge_down:
             self._registry.mark_down(job.edge, failure.err.described)
         self._emit(HedgeSettled(index, None))
+
+    # -- companions --------------------------------------------------------------------------
+
+    def _forget_companion(self, index: int, job: _EdgeJob) -> bool:
+        """``job`` no longer counts among ``index``'s companions; ``False`` if it did not."""
+        running = self._companions.get(index, [])
+        if job not in running:
+            return False
+        running.remove(job)
+        if not running:
+            del self._companions[index]
+        return True
+
+    def _companion_failed(self, job: _EdgeJob, failure: _JobFailed) -> None:
+        """A companion failed: its candidate is reported failed, and the choice goes on."""
+        index = job.points[0]
+        logger.warning(
+            "companion candidate of point %d of %s on %s failed: %s",
+            index,
+            self._spec.request_id,
+            job.edge,
+            failure.err.described,
+        )
+        self._release(job.edge, sum(job.open.values()))
+        job.open.clear()
+        if failure.edge_down:
+            self._registry.mark_down(job.edge, failure.err.described)
+        if self._forget_companion(index, job):
+            self._emit(PointDone(index, job.edge, job.offset, "", "error", 0))
 
     # -- the cloud as the last resort --------------------------------------------------------
 

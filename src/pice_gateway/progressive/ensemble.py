@@ -19,9 +19,11 @@ question. Every term is in [0, 1]:
   both get the same agreement, and the rest decides.
 - **confidence**: ``exp(logprob_mean)``, the geometric-mean token probability (1/perplexity)
   under the model's raw distribution, the "perplexity" criterion. The research's second signal;
-  weighted below agreement because it favours short, generic, greedy text. Every candidate of
-  one attempt comes from one edge and one model, so these are comparable; with no logprobs (a
-  cloud expansion) it is 0 for all and does not decide.
+  weighted below agreement because it favours short, generic, greedy text. Log-probabilities
+  are comparable only under one model: when the candidates come from edges serving different
+  models (or adapters), confidence is still reported but weighs nothing, and agreement,
+  relevance and the penalties decide. With no logprobs (a cloud expansion) it is 0 for all and
+  does not decide.
 - **relevance**: the body uses content words of the point's title or the question; saturates
   at three shared words (lexical overlap is a weak signal: it only has to catch a body that
   drifted off topic, not rank two on-topic ones). A small weight for that reason.
@@ -80,6 +82,8 @@ class Candidate:
     text: str
     logprob_mean: float | None
     finish_reason: str | None
+    # What wrote it (the edge's model and adapter); ``None``: unknown, taken as the same.
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,11 +131,17 @@ def _eligible(candidate: Candidate) -> bool:
     return candidate.finish_reason not in _FAILED and bool(content_words(candidate.text))
 
 
+def comparable_confidence(candidates: Sequence[Candidate]) -> bool:
+    """Whether the candidates' log-probabilities can be compared: one model wrote them all."""
+    return len({c.model for c in candidates if c.model is not None}) <= 1
+
+
 def score_candidates(candidates: Sequence[Candidate], *, title: str, question: str) -> list[Scored]:
     """Every candidate's score, in the order given; see the module doc for the formula."""
     bodies = {c.index: content_words(c.text) for c in candidates}
     eligible = [c.index for c in candidates if _eligible(c)]
     premise = set(content_words(title)) | set(content_words(question))
+    w_confidence = W_CONFIDENCE if comparable_confidence(candidates) else 0.0
     scored = []
     for c in candidates:
         body = bodies[c.index]
@@ -146,7 +156,7 @@ def score_candidates(candidates: Sequence[Candidate], *, title: str, question: s
         cut_off = c.finish_reason == "length"
         score = (
             W_AGREEMENT * agreement
-            + W_CONFIDENCE * confidence
+            + w_confidence * confidence
             + W_RELEVANCE * relevance
             - P_CUT_OFF * cut_off
             - P_REPETITION * repeated

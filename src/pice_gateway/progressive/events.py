@@ -66,6 +66,9 @@ class PointDone:
     finish_reason: str | None
     tokens: int
     logprob_mean: float | None = None
+    # The model (and adapter) that wrote it, as its edge last reported; ``None``: the cloud,
+    # or not known. The ensemble compares log-probabilities only under one model.
+    model: str | None = None
 
 
 @dataclass(frozen=True)

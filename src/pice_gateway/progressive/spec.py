@@ -186,6 +186,8 @@ class ExpansionSpec:
     candidate_temperature: float = 0.7
     # The most extra candidates may slow an edge's sequences (``placement.candidates``).
     candidate_max_slowdown: float = 0.05
+    # Other edges may add one candidate each (``placement.candidates.companion_edges``).
+    candidate_across_edges: bool = True
     # The most points a sketch may name (the k rule keeps a slot for each one still to come).
     max_points: int = 8
     # How long a job may wait on the edge for admission (its ``start`` event); the stall bound
@@ -223,6 +225,7 @@ class ExpansionSpec:
             candidates=pice_options(request).candidates or knobs.ensemble_candidates,
             candidate_temperature=knobs.ensemble_temperature,
             candidate_max_slowdown=knobs.ensemble_max_slowdown,
+            candidate_across_edges=knobs.ensemble_across_edges,
             max_points=budget.max_points,
             presence_penalty=request.presence_penalty,
             frequency_penalty=request.frequency_penalty,
@@ -244,23 +247,35 @@ class ExpansionSpec:
         return fields
 
     def expand_request(
-        self, outline: list[str], points: list[int], candidates: int = 1
+        self,
+        outline: list[str],
+        points: list[int],
+        candidates: int = 1,
+        *,
+        sample_as: int | None = None,
     ) -> ExpandRequest:
         """The ``/v1/expand`` job for ``points`` of ``outline`` (every title known so far),
         ``candidates`` per point; the ensemble fields are sent only when there is a choice, and
         ``point_words`` only when set, so a single-candidate job's body is what it was before
-        either."""
+        either. ``sample_as``: this one-candidate job is candidate ``sample_as`` of its point
+        (a companion on another edge of the same model), so it samples as candidates 1..k-1
+        do, at the ensemble's temperature and with a seed of its own."""
         extra: dict[str, Any] = {}
         if candidates > 1:
             extra = {"candidates": candidates, "candidate_temperature": self.candidate_temperature}
         if self.point_words is not None:
             extra["point_words"] = self.point_words
+        sampling = self.sampling()
+        if sample_as is not None:
+            sampling["temperature"] = self.candidate_temperature
+            if self.seed is not None:
+                sampling["seed"] = self.seed + sample_as
         return ExpandRequest(
             messages=[ChatMessage(role=m["role"], content=m["content"]) for m in self.messages],
             sketch=outline,
             points=points,
             request_id=self.request_id,
-            **self.sampling(),
+            **sampling,
             **extra,
         )
 
