@@ -575,21 +575,28 @@ class Dispatcher:
         if not job.open and job.task is not None and job.task is not asyncio.current_task():
             job.task.cancel()
 
-    def _hedge_failed(self, job: _EdgeJob, failure: _JobFailed) -> None:
-        """A hedge failed: the first attempt carries on alone."""
+    def _side_job_failed(self, job: _EdgeJob, failure: _JobFailed, what: str) -> int:
+        """A one-point job beside the point's attempt (a hedge, a companion) failed: log it,
+        give back its slots, take its edge down if the transport broke; its point."""
         index = job.points[0]
         logger.warning(
-            "hedge of point %d of %s on %s failed: %s",
+            "%s of point %d of %s on %s failed: %s",
+            what,
             index,
             self._spec.request_id,
             job.edge,
             failure.err.described,
         )
-        self._hedges.pop(index, None)
         self._release(job.edge, sum(job.open.values()))
         job.open.clear()
         if failure.edge_down:
             self._registry.mark_down(job.edge, failure.err.described)
+        return index
+
+    def _hedge_failed(self, job: _EdgeJob, failure: _JobFailed) -> None:
+        """A hedge failed: the first attempt carries on alone."""
+        index = self._side_job_failed(job, failure, "hedge")
+        self._hedges.pop(index, None)
         self._emit(HedgeSettled(index, None))
 
     # -- companions --------------------------------------------------------------------------
@@ -606,18 +613,7 @@ class Dispatcher:
 
     def _companion_failed(self, job: _EdgeJob, failure: _JobFailed) -> None:
         """A companion failed: its candidate is reported failed, and the choice goes on."""
-        index = job.points[0]
-        logger.warning(
-            "companion candidate of point %d of %s on %s failed: %s",
-            index,
-            self._spec.request_id,
-            job.edge,
-            failure.err.described,
-        )
-        self._release(job.edge, sum(job.open.values()))
-        job.open.clear()
-        if failure.edge_down:
-            self._registry.mark_down(job.edge, failure.err.described)
+        index = self._side_job_failed(job, failure, "companion candidate")
         if self._forget_companion(index, job):
             self._emit(PointDone(index, job.edge, job.offset, "", "error", 0))
 
