@@ -129,17 +129,19 @@ class EdgeRegistry:
     def names(self) -> list[str]:
         return list(self._edges)
 
+    def _last_load(self, name: str) -> LoadResponse | None:
+        edge = self._find(name)
+        return edge.load if edge is not None else None
+
     def adapter(self, name: str) -> str | None:
         """The LoRA adapter edge ``name`` said it serves at its last poll (``None``: stock)."""
-        edge = self._find(name)
-        load = edge.load if edge is not None else None
+        load = self._last_load(name)
         return load.adapter.name if load is not None and load.adapter is not None else None
 
     def served(self, name: str) -> str | None:
         """What edge ``name`` serves, model and adapter (``model+adapter``), at its last poll;
         ``None`` before one. Two edges that serve the same write comparable log-probabilities."""
-        edge = self._find(name)
-        load = edge.load if edge is not None else None
+        load = self._last_load(name)
         if load is None:
             return None
         adapter = load.adapter

@@ -55,13 +55,17 @@ def spare_slots(edge: EdgeStatus) -> int:
     return max(0, min(edge.load.free_sequence_slots, edge.load.max_sequences - edge.in_flight))
 
 
-def slowdown(edge: EdgeStatus, extra: int) -> float | None:
-    """How much ``extra`` more sequences would slow each one decoding on ``edge`` (0.1 = 10%);
-    ``None`` while its rate curve is unknown."""
+def _slowing(edge: EdgeStatus, batch: int, extra: int) -> float | None:
+    """How much ``extra`` more sequences slow each of ``batch`` decoding on ``edge``."""
     if edge.rate is None:
         return None
-    batch = busy_sequences(edge) + 1
     return edge.rate.per_sequence(batch) / edge.rate.per_sequence(batch + extra) - 1.0
+
+
+def slowdown(edge: EdgeStatus, extra: int) -> float | None:
+    """How much ``extra`` more sequences would slow each one decoding on ``edge`` with this
+    point (0.1 = 10%); ``None`` while its rate curve is unknown."""
+    return _slowing(edge, busy_sequences(edge) + 1, extra)
 
 
 def candidates_for(
@@ -84,10 +88,7 @@ def candidates_for(
 def joining_cost(edge: EdgeStatus) -> float | None:
     """How much one more sequence would slow each one already decoding on ``edge`` (0 when it
     is idle); ``None`` while its rate curve is unknown."""
-    if edge.rate is None:
-        return None
-    batch = busy_sequences(edge)
-    return edge.rate.per_sequence(batch) / edge.rate.per_sequence(batch + 1) - 1.0
+    return _slowing(edge, busy_sequences(edge), 1)
 
 
 def companion_edges(
