@@ -805,3 +805,31 @@ async def test_the_run_chooses_across_edges_without_comparing_two_models_logprob
         assert point.winner == 1
         assert [(c.candidate, c.edge) for c in point.candidates] == [(0, "e1"), (1, "e2")]
         assert point.edge == "e2"
+
+
+async def test_a_client_that_leaves_cancels_the_companions_too() -> None:
+    # Point 2's own edge has one slot; its second candidate runs on e2, slowly.
+    own = InProcessEdge("e1", free_slots=1, token_delay=0.05)
+    other = InProcessEdge("e2", token_delay=0.2)
+    async with upstreams(CloudScript(), own, other) as shared:
+        run = progressive_run(ordered(shared, "e1", "e2"), ensemble=2, max_tokens=600)
+        await run.start()
+        left = asyncio.Event()
+
+        async def client() -> None:
+            async for _ in run.events():
+                if other.running:
+                    left.set()
+
+        reader = asyncio.create_task(client())
+        await asyncio.wait_for(left.wait(), 5)
+        companions = len(other.jobs)
+        assert [(job.candidates, job.temperature) for job in other.jobs] == [(1, 0.7)] * companions
+        reader.cancel()  # the client disconnects while the companion decodes
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        assert (own.running, other.running) == (0, 0)
+        assert other.cancelled == companions
+        assert [s.in_flight for s in shared.registry.snapshot()] == [0, 0]
+        await asyncio.sleep(0.3)
+        assert len(other.jobs) == companions, "no companion starts after the client left"
