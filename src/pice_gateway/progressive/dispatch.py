@@ -32,10 +32,8 @@ a job left queued too long, nor an edge's 429 (its job queue is full: the edge i
 full; its load report says so).
 Only a failure of the cloud fails the request.
 
-Queued is not stalled: the edge sends its ``start`` event when its batcher admits the job
-(``JobStarted``), and nothing before it but SSE keep-alive comments, so until then the job may
-be waiting behind others on a healthy edge. The stall timer starts at ``start``; before it the
-longer queue bound applies. This needs nothing new on the wire.
+Queued is not stalled: a job's stream is read under a queue bound until the edge admits it
+and a stall bound after (:mod:`~pice_gateway.progressive.edge_job`).
 
 Hedging (``progressive.hedging``, :mod:`~pice_gateway.placement.hedging`): a watchdog task
 checks the points sent to edges against their expected finish; a late one is duplicated as a
@@ -57,7 +55,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from pice.edge_protocol import (
     DeltaEvent,
@@ -67,8 +64,7 @@ from pice.edge_protocol import (
     PointDoneEvent,
     StartEvent,
 )
-from pice.errors import PiceError, UpstreamError, UpstreamProtocolError, UpstreamTimeoutError
-from pice.openai_protocol import Usage
+from pice.errors import PiceError, UpstreamError
 from pice.tracing import NO_SPAN, NO_TRACING, Attributes, Span, Tracing
 from pice_gateway.cloud_client import CLOUD, CloudTextStream
 from pice_gateway.cloud_meter import CloudMeter, StreamTicket
@@ -84,6 +80,7 @@ from pice_gateway.placement.hedging import (
     next_due,
 )
 from pice_gateway.placement.overflow import OverflowRule, to_cloud
+from pice_gateway.progressive.edge_job import EdgeJob, JobFailed, read_job
 from pice_gateway.progressive.events import (
     DispatchEvent,
     ExpansionFailed,
@@ -109,52 +106,6 @@ logger = logging.getLogger(__name__)
 # looked at again this often, not in a busy loop).
 _WATCH_TICK = 0.5
 _WATCH_MIN = 0.05
-
-
-class _JobFailed(Exception):
-    def __init__(self, err: PiceError, *, edge_down: bool) -> None:
-        super().__init__(err.message)
-        self.err = err
-        self.edge_down = edge_down
-
-
-def _failure(err: PiceError) -> _JobFailed:
-    """A job's failure; a transport failure (not a protocol breach) takes its edge down."""
-    edge_down = isinstance(err, UpstreamError) and not isinstance(err, UpstreamProtocolError)
-    return _JobFailed(err, edge_down=edge_down)
-
-
-@dataclass
-class _EdgeJob:
-    """One ``/v1/expand`` job in flight, and what it has not finished or reported yet."""
-
-    edge: str
-    points: list[int]
-    candidates: int = 1
-    # Per unfinished point, its candidates still decoding.
-    open: dict[int, int] = field(default_factory=dict)
-    # Tokens its events reported and its ``done`` usage has not yet covered.
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    # A hedge: a one-point duplicate whose text is held back until it takes the point over.
-    hedge: bool = False
-    held_text: str = ""
-    # Started from its edge's lane (a hedge or a companion is not, and leaves the lane alone).
-    lane: bool = True
-    # A companion: one more candidate of its one point, numbered from ``offset``, sampled as
-    # candidate ``sample_as`` when its edge serves the same model as the point's own.
-    companion: bool = False
-    offset: int = 0
-    sample_as: int | None = None
-    task: asyncio.Task[None] | None = None
-
-    def __post_init__(self) -> None:
-        self.open = dict.fromkeys(self.points, self.candidates)
-
-    def unreported_usage(self) -> Usage | None:
-        if not (self.prompt_tokens or self.completion_tokens):
-            return None
-        return Usage.of(self.prompt_tokens, self.completion_tokens)
 
 
 class Dispatcher:
@@ -201,11 +152,11 @@ class Dispatcher:
         self._cloud_tickets: dict[int, StreamTicket] = {}
         # Hedging's view: per point on an edge, its attempt; the job running it; its hedge.
         self._watch: dict[int, RunningPoint] = {}
-        self._jobs: dict[int, _EdgeJob] = {}
-        self._hedges: dict[int, _EdgeJob] = {}
+        self._jobs: dict[int, EdgeJob] = {}
+        self._hedges: dict[int, EdgeJob] = {}
         self._watching = False
         # Per point, its current attempt's companions still running on other edges.
-        self._companions: dict[int, list[_EdgeJob]] = {}
+        self._companions: dict[int, list[EdgeJob]] = {}
 
     @property
     def idle(self) -> bool:
@@ -313,7 +264,7 @@ class Dispatcher:
 
     def _start_companion(self, index: int, primary: str, edge: str, offset: int) -> None:
         same_model = self._registry.served(edge) == self._registry.served(primary)
-        job = _EdgeJob(
+        job = EdgeJob(
             edge,
             [index],
             1,
@@ -335,7 +286,7 @@ class Dispatcher:
         for index in points:
             by_k.setdefault(self._candidates[index], []).append(index)
         for k, group in by_k.items():
-            job = _EdgeJob(edge, group, k)
+            job = EdgeJob(edge, group, k)
             for index in group:
                 self._jobs[index] = job
                 if (watch := self._watch.get(index)) is not None:
@@ -363,14 +314,14 @@ class Dispatcher:
         }
         return self._tracing.start("pice.expand", parent=self._parent, attributes=attributes)
 
-    async def _edge_job(self, job: _EdgeJob) -> None:
+    async def _edge_job(self, job: EdgeJob) -> None:
         job.task = asyncio.current_task()
         span = self._job_span(job.edge, job.points, job.candidates, hedge=job.hedge)
         try:
             if job.open:  # else dropped before it ran (a companion of a failed attempt)
                 with span.activate():  # its traceparent goes to the edge
                     await self._stream(job)
-        except _JobFailed as failure:
+        except JobFailed as failure:
             span.fail(failure.err.message)
             if job.hedge:
                 self._hedge_failed(job, failure)
@@ -384,44 +335,27 @@ class Dispatcher:
                 self._launch(job.edge, self._lanes.setup_over(job.edge))
             self._job_over(job.edge)
 
-    async def _stream(self, job: _EdgeJob) -> None:
+    async def _stream(self, job: EdgeJob) -> None:
         request = self._spec.expand_request(
             self._outline, job.points, job.candidates, sample_as=job.sample_as
         )
-        stall, queue = self._spec.stall_seconds, self._spec.queue_seconds
-        loop = asyncio.get_running_loop()
-        admitted = False
         try:
-            # One deadline: ``queue`` from now covers connecting, the response headers and
-            # waiting for admission; from the ``start`` event on, every event pushes it to
-            # ``stall`` ahead, covering prefill and every gap between tokens.
-            async with (
-                asyncio.timeout(queue) as deadline,
-                contextlib.aclosing(self._registry.client(job.edge).expand(request)) as events,
-            ):
-                async for event in events:
-                    admitted = admitted or isinstance(event, StartEvent)
-                    if admitted:
-                        deadline.reschedule(loop.time() + stall)
-                    if self._on_edge_event(job, event):
-                        break
-        except TimeoutError as exc:
-            if not admitted:
-                message = f"edge {job.edge} did not admit the job within {queue}s"
-                raise _JobFailed(UpstreamTimeoutError(message), edge_down=False) from exc
-            message = f"edge {job.edge} stalled: no event for {stall}s"
-            raise _JobFailed(UpstreamTimeoutError(message), edge_down=True) from exc
-        except PiceError as err:
-            raise _failure(err) from err
+            await read_job(
+                job.edge,
+                self._registry.client(job.edge).expand(request),
+                lambda event: self._on_edge_event(job, event),
+                queue_seconds=self._spec.queue_seconds,
+                stall_seconds=self._spec.stall_seconds,
+            )
         finally:
             if (usage := job.unreported_usage()) is not None:
                 # The job ended without its ``done`` usage: count what its events reported.
                 self._emit(UsageCounted(job.edge, usage, estimated=True))
         if job.open:
             message = f"edge {job.edge} ended the job with points {sorted(job.open)} unfinished"
-            raise _JobFailed(UpstreamError(message), edge_down=False)
+            raise JobFailed(UpstreamError(message), edge_down=False)
 
-    def _on_edge_event(self, job: _EdgeJob, event: ExpandEvent) -> bool:
+    def _on_edge_event(self, job: EdgeJob, event: ExpandEvent) -> bool:
         """Act on one event of ``job``; ``True`` once the job is complete."""
         match event:
             case StartEvent():
@@ -442,14 +376,14 @@ class Dispatcher:
                 return True
             case ErrorEvent():
                 message = f"edge {job.edge} reported an error: {event.error.message}"
-                raise _JobFailed(UpstreamError(message), edge_down=False)
+                raise JobFailed(UpstreamError(message), edge_down=False)
         return False
 
-    def _candidate_done(self, job: _EdgeJob, event: PointDoneEvent) -> None:
+    def _candidate_done(self, job: EdgeJob, event: PointDoneEvent) -> None:
         point = event.point
         if event.finish_reason == "cancelled":
             message = f"edge {job.edge} cancelled point {point}"
-            raise _JobFailed(UpstreamError(message), edge_down=False)
+            raise JobFailed(UpstreamError(message), edge_down=False)
         if job.hedge:
             # The duplicate finished first: it takes the point over, the first attempt loses.
             self._promote(point, job, f"hedge on {job.edge} finished first")
@@ -477,7 +411,7 @@ class Dispatcher:
             )
         )
 
-    def _job_failed(self, job: _EdgeJob, failure: _JobFailed) -> None:
+    def _job_failed(self, job: EdgeJob, failure: JobFailed) -> None:
         """Give the job's unfinished points, and those waiting for its edge, to other sources."""
         edge, reason = job.edge, failure.err.described
         unfinished = sorted(job.open)
@@ -530,7 +464,7 @@ class Dispatcher:
         if edge is None:
             return  # no spare capacity now; looked at again on the next tick
         self._watch[index] = dataclasses.replace(watch, hedged=True)
-        job = self._hedges[index] = _EdgeJob(edge, [index], 1, hedge=True, lane=False)
+        job = self._hedges[index] = EdgeJob(edge, [index], 1, hedge=True, lane=False)
         logger.info(
             "hedging point %d of %s: %s is %.1fs in (estimate %.1fs); duplicate on %s",
             index,
@@ -544,7 +478,7 @@ class Dispatcher:
         self._acquire(edge, 1)
         self._start(self._edge_job(job))
 
-    def _promote(self, index: int, hedge: _EdgeJob, reason: str) -> None:
+    def _promote(self, index: int, hedge: EdgeJob, reason: str) -> None:
         """The hedge of ``index`` becomes its attempt; the first attempt is dropped."""
         del self._hedges[index]
         primary = self._jobs[index]
@@ -557,7 +491,7 @@ class Dispatcher:
             self._emit(PointDelta(index, hedge.edge, 0, hedge.held_text))
         self._drop(primary, index)
 
-    def _point_finished(self, index: int, job: _EdgeJob) -> None:
+    def _point_finished(self, index: int, job: EdgeJob) -> None:
         """Every candidate of ``index`` on ``job`` finished: a running hedge of it lost."""
         self._watch.pop(index, None)
         self._jobs.pop(index, None)
@@ -565,7 +499,7 @@ class Dispatcher:
             self._emit(HedgeSettled(index, job.edge))
             self._drop(hedge, index)
 
-    def _drop(self, job: _EdgeJob, index: int) -> None:
+    def _drop(self, job: EdgeJob, index: int) -> None:
         """``job`` no longer runs ``index``: give back its slots; cancel it if nothing is left.
 
         Cancelling closes its stream, which makes the edge cancel its sequences and free
@@ -575,7 +509,7 @@ class Dispatcher:
         if not job.open and job.task is not None and job.task is not asyncio.current_task():
             job.task.cancel()
 
-    def _side_job_failed(self, job: _EdgeJob, failure: _JobFailed, what: str) -> int:
+    def _side_job_failed(self, job: EdgeJob, failure: JobFailed, what: str) -> int:
         """A one-point job beside the point's attempt (a hedge, a companion) failed: log it,
         give back its slots, take its edge down if the transport broke; its point."""
         index = job.points[0]
@@ -593,7 +527,7 @@ class Dispatcher:
             self._registry.mark_down(job.edge, failure.err.described)
         return index
 
-    def _hedge_failed(self, job: _EdgeJob, failure: _JobFailed) -> None:
+    def _hedge_failed(self, job: EdgeJob, failure: JobFailed) -> None:
         """A hedge failed: the first attempt carries on alone."""
         index = self._side_job_failed(job, failure, "hedge")
         self._hedges.pop(index, None)
@@ -601,7 +535,7 @@ class Dispatcher:
 
     # -- companions --------------------------------------------------------------------------
 
-    def _forget_companion(self, index: int, job: _EdgeJob) -> bool:
+    def _forget_companion(self, index: int, job: EdgeJob) -> bool:
         """``job`` no longer counts among ``index``'s companions; ``False`` if it did not."""
         running = self._companions.get(index, [])
         if job not in running:
@@ -611,7 +545,7 @@ class Dispatcher:
             del self._companions[index]
         return True
 
-    def _companion_failed(self, job: _EdgeJob, failure: _JobFailed) -> None:
+    def _companion_failed(self, job: EdgeJob, failure: JobFailed) -> None:
         """A companion failed: its candidate is reported failed, and the choice goes on."""
         index = self._side_job_failed(job, failure, "companion candidate")
         if self._forget_companion(index, job):
