@@ -10,7 +10,9 @@ question). Used for router-v3's spread (docs/benchmarks.md, "Router v3"):
         sot/data/vicuna/router.csv sot/data/wizardlm/router.csv sot/data/lima/router.csv \\
         --out benchmarks/results/router_v3_seeds.json
 
-``--train`` fits on another file (e.g. the first 480 lines of ``train.jsonl``: the ablation).
+``--train`` fits on other files (e.g. the first 480 lines of ``train.jsonl``: the ablation);
+several files, or SoT's ``router.csv``, are joined into one JSONL first (e.g. ``train.jsonl``
+plus ``sot/data/lima/router.csv``: what people's labels of the same convention would buy).
 Each seed trains for about 80 s on two cores; progress goes to stderr.
 """
 
@@ -36,7 +38,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, nargs="+", help="labelled JSONL or SoT router.csv")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--train", type=Path, default=DATA_DIR / "train.jsonl")
+    parser.add_argument("--train", type=Path, nargs="+", default=[DATA_DIR / "train.jsonl"])
     parser.add_argument("--dev", type=Path, default=DATA_DIR / "dev.jsonl")
     parser.add_argument("--venv", type=Path, help="tuning environment (.venv-tune)")
     parser.add_argument("--out", type=Path)
@@ -54,14 +56,15 @@ def main() -> int:
     )
     out.write("|---|" + "---|" * len(args.data) + "\n")
     with tempfile.TemporaryDirectory(prefix="pice-router-seeds-") as scratch:
+        training = joined(args.train, Path(scratch) / "train.jsonl")
         for seed in (int(s) for s in args.seeds.split(",")):
             lora = Path(scratch) / f"lora-{seed}.npz"
-            tune_encoder(EncoderTuning(out=lora, data=(args.train,), seed=seed, venv=args.venv))
+            tune_encoder(EncoderTuning(out=lora, data=(training,), seed=seed, venv=args.venv))
             graph = Path(scratch) / f"encoder-{seed}.onnx"
             quantize_encoder(source, graph, lora)
             embed = SentenceEncoder(EncoderFiles(graph, tokenizer)).embed
-            weights = train(embed, args.train, args.dev, version=f"seed-{seed}", log=lambda _: None)
-            row: dict[str, Any] = {"seed": seed, "train": str(args.train)}
+            weights = train(embed, training, args.dev, version=f"seed-{seed}", log=lambda _: None)
+            row: dict[str, Any] = {"seed": seed, "train": [str(p) for p in args.train]}
             for name, examples in sets.items():
                 row[name] = round(evaluate(examples, embed, weights).accuracy, 4)
             runs.append(row)
@@ -70,6 +73,18 @@ def main() -> int:
     if args.out:
         args.out.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
     return 0
+
+
+def joined(paths: list[Path], into: Path) -> Path:
+    """One JSONL file as the router reads it: ``paths[0]`` itself when it is the only one."""
+    if len(paths) == 1 and paths[0].suffix != ".csv":
+        return paths[0]
+    with into.open("w") as out:
+        for path in paths:
+            for example in load_examples(path):
+                row = {"question": example.question, "label": example.label}
+                out.write(json.dumps(row | {"category": example.category}) + "\n")
+    return into
 
 
 if __name__ == "__main__":

@@ -34,3 +34,27 @@ def test_each_seed_runs_the_recipe_and_is_scored_on_every_set(
     table = capsys.readouterr().out
     assert "| 0 | " in table
     assert "| 1 | " in table
+
+
+@pytest.mark.parametrize("csv_second", [True, False])
+def test_training_files_are_joined_into_one_jsonl_the_router_reads(
+    tmp_path: Path, csv_second: bool
+) -> None:
+    seeds = load_benchmark("router_seeds")
+    own = tmp_path / "own.jsonl"
+    own.write_text(json.dumps({"question": "Why is the sky blue?", "label": "outline"}) + "\n")
+    sot = tmp_path / "lima" / "router.csv"
+    sot.parent.mkdir()
+    sot.write_text('label;request\n1;"Tips for\nsleeping well?"\n0;Write a haiku.\n')
+    alone = seeds.joined([own], tmp_path / "out.jsonl")
+    assert alone == own  # one JSONL is used as it is
+    paths = [own, sot] if csv_second else [sot]
+    out = seeds.joined(paths, tmp_path / "out.jsonl")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    expected = [
+        ("Tips for\nsleeping well?", "outline", "lima"),
+        ("Write a haiku.", "direct", "lima"),
+    ]
+    if csv_second:
+        expected.insert(0, ("Why is the sky blue?", "outline", ""))
+    assert [(r["question"], r["label"], r["category"]) for r in rows] == expected
