@@ -82,8 +82,12 @@ def joined(paths: list[Path], into: Path) -> Path:
     with into.open("w") as out:
         for path in paths:
             for example in load_examples(path):
-                row = {"question": example.question, "label": example.label}
-                out.write(json.dumps(row | {"category": example.category}) + "\n")
+                row = {
+                    "question": example.question,
+                    "label": example.label,
+                    "category": example.category,
+                }
+                out.write(json.dumps(row) + "\n")
     return into
 
 
