@@ -13,9 +13,8 @@ from tests.bench.test_router_paired import clear_cases
 from tests.support.scripts import load_benchmark
 from tests.tune.test_pipeline_real import tune_venv
 
-pytestmark = pytest.mark.model  # the real encoder weights, trained in the tuning environment
 
-
+@pytest.mark.model  # the real encoder weights, trained in the tuning environment
 def test_each_seed_runs_the_recipe_and_is_scored_on_every_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
