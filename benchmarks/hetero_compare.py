@@ -25,6 +25,10 @@ slots, pooled) as a distribution with its p95 marked.
 whose framed sketch turned to prose is answered by the cloud whole (``pice.reason:
 "sketch_prose"``) and never placed, so under load its latency is the contended cloud's, not
 the placement policy's.
+
+``--tail N`` also lists each run's N slowest arrivals: the question, its path (outline or the
+cloud's whole answer), the sketch's and the expansion's time, and where its points ran — what
+sets a run's p95.
 """
 
 from __future__ import annotations
@@ -89,6 +93,36 @@ def details(loads: list[list[dict[str, Any]]]) -> dict[str, Any]:
     }
 
 
+def slowest(load: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """The ``count`` slowest arrivals of one run, slowest first: slot, question, latency, path,
+    the sketch's time and the expansion's (both from the gateway's ``pice.timings``), the
+    number of points, the longest point's tokens, points per edge and hedges."""
+    rows = []
+    for slot, request in enumerate(load):
+        answer = request["answer"]
+        extension = answer.get("extension") or {}
+        timings = extension.get("timings") or {}
+        points = extension.get("points") or []
+        edges: dict[str, int] = {}
+        for point in points:
+            edges[str(point.get("edge"))] = edges.get(str(point.get("edge")), 0) + 1
+        rows.append(
+            {
+                "slot": slot,
+                "question": request.get("question_id", ""),
+                "latency_s": float(answer["latency_s"]),
+                "path": extension.get("reason", "error" if answer.get("error") else "?"),
+                "sketch_s": (timings.get("sketch_ms") or 0.0) / 1000.0,
+                "expansion_s": (timings.get("expansion_ms") or 0.0) / 1000.0,
+                "points": len(points),
+                "longest_point_tokens": max((p.get("tokens") or 0 for p in points), default=0),
+                "edges": dict(sorted(edges.items())),
+                "hedges": int(extension.get("hedges") or 0),
+            }
+        )
+    return sorted(rows, key=lambda row: -row["latency_s"])[:count]
+
+
 def interval(values: list[float]) -> tuple[float, float]:
     return percentile(values, 2.5), percentile(values, 97.5)
 
@@ -108,6 +142,9 @@ def main() -> int:
         action="store_true",
         help="only the arrival slots every run answered with an outline",
     )
+    parser.add_argument(
+        "--tail", type=int, default=0, metavar="N", help="also list each run's N slowest arrivals"
+    )
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     parser.add_argument(
         "--png", type=Path, help="plot each run's latency distribution (the kept slots) here"
@@ -121,9 +158,13 @@ def main() -> int:
     fingerprints: set[str] = set()
     shapes: list[list[bool]] = []
     specs = [[Path(part) for part in spec.split(",")] for spec in args.runs]
+    tails: dict[str, list[dict[str, Any]]] = {}
     for paths, name in zip(specs, _names(specs), strict=True):
         loaded = [_load_requests(path) for path in paths]  # each results.json read once
         loads = [load for _, load in loaded]
+        if args.tail > 0:
+            for path, load in zip(paths, loads, strict=True):
+                tails[f"{name}: {path.name}" if len(paths) > 1 else name] = slowest(load, args.tail)
         shapes.extend(outlined(load) for load in loads)
         fingerprints.update(fp for fp, _ in loaded)
         groups[name] = [latencies(load) for load in loads]
@@ -140,6 +181,8 @@ def main() -> int:
     for row in rows:
         row.update(extra[row["run"]])
     _print_tables(sys.stdout, rows, kept, n, outlined_only=args.outlined_only)
+    if tails:
+        _print_tails(sys.stdout, tails)
     if args.out:
         report = {
             "fingerprint": fingerprints.pop(),
@@ -150,6 +193,7 @@ def main() -> int:
             "seed": args.seed,
             "resamples": RESAMPLES,
             "rows": rows,
+            **({"slowest": tails} if tails else {}),
         }
         args.out.write_text(json.dumps(report, indent=1) + "\n")
     if args.png:
@@ -248,6 +292,22 @@ def _print_tables(
             f"{cloud} of {points} ({100.0 * cloud / max(points, 1):.0f}%) | "
             f"{row['prose_answers']} of {row['arrivals']} | {row['failed']} |\n"
         )
+
+
+def _print_tails(out: TextIO, tails: dict[str, list[dict[str, Any]]]) -> None:
+    out.write(
+        "\n| run | slot | question | latency s | path | sketch s | expansion s | points "
+        "| longest point tokens | points per edge | hedges |\n"
+    )
+    out.write("|---|---|---|---|---|---|---|---|---|---|---|\n")
+    for run, rows in tails.items():
+        for row in rows:
+            edges = ", ".join(f"{edge} {count}" for edge, count in row["edges"].items()) or "–"
+            out.write(
+                f"| {run} | {row['slot']} | {row['question']} | {row['latency_s']:.1f} | "
+                f"{row['path']} | {row['sketch_s']:.1f} | {row['expansion_s']:.1f} | "
+                f"{row['points']} | {row['longest_point_tokens']} | {edges} | {row['hedges']} |\n"
+            )
 
 
 if __name__ == "__main__":

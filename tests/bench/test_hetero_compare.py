@@ -151,3 +151,38 @@ def test_runs_of_the_same_name_in_two_sets_keep_a_row_each(
     printed = capsys.readouterr().out
     assert "| set1/eft-1 | 3 | 10.0 |" in printed
     assert "| set2/eft-1 | 3 | 20.0 | 20.0 | 2.00 [2.00, 2.00] |" in printed
+
+
+def test_tail_lists_each_runs_slowest_arrivals_with_where_their_time_went(
+    compare: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    slow = run_dir(tmp_path, "slow", [(10.0, "outline"), (90.0, "outline"), (50.0, "sketch_prose")])
+    data = json.loads((slow / "results.json").read_text())
+    for request, question in zip(data["requests"], ["a", "b", "c"], strict=True):
+        request["question_id"] = question
+    data["requests"][1]["answer"]["extension"].update(
+        timings={"sketch_ms": 30000.0, "expansion_ms": 58000.0},
+        points=[{"edge": "edge-2", "tokens": 40}, {"edge": "edge-2", "tokens": 70},
+                {"edge": "edge-1", "tokens": 10}],
+        hedges=1,
+    )  # fmt: skip
+    data["requests"][2]["answer"]["extension"]["timings"] = {"sketch_ms": None}
+    (slow / "results.json").write_text(json.dumps(data))
+    twin = run_dir(tmp_path, "twin", [(1.0, "outline")] * 3)
+    out = tmp_path / "compare.json"
+    run(compare, monkeypatch, "--tail", "2", "--out", str(out), f"{slow},{twin}")
+    printed = capsys.readouterr().out
+    row = "| slow+twin: slow | 1 | b | 90.0 | outline | 30.0 | 58.0 | 3 | 70 | edge-1 1, edge-2 2 |"
+    assert row + " 1 |" in printed
+    assert (
+        "| slow+twin: slow | 2 | c | 50.0 | sketch_prose | 0.0 | 0.0 | 0 | 0 | – | 0 |" in printed
+    )
+    assert "| slow+twin: slow | 0 |" not in printed, "only the two slowest"
+    slowest = json.loads(out.read_text())["slowest"]
+    assert [row["question"] for row in slowest["slow+twin: slow"]] == ["b", "c"]
+    assert len(slowest["slow+twin: twin"]) == 2
+    run(compare, monkeypatch, str(slow))
+    assert "| slot |" not in capsys.readouterr().out, "no tail table unless asked"
