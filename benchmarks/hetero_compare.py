@@ -164,7 +164,10 @@ def main() -> int:
         loads = [load for _, load in loaded]
         if args.tail > 0:
             for path, load in zip(paths, loads, strict=True):
-                tails[f"{name}: {path.name}" if len(paths) > 1 else name] = slowest(load, args.tail)
+                key = path.name if len(paths) > 1 else name
+                tails[f"{path.parent.name}/{key}" if key in tails else key] = slowest(
+                    load, args.tail
+                )
         shapes.extend(outlined(load) for load in loads)
         fingerprints.update(fp for fp, _ in loaded)
         groups[name] = [latencies(load) for load in loads]
