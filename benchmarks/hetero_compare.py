@@ -37,6 +37,7 @@ import argparse
 import json
 import random
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -103,9 +104,7 @@ def slowest(load: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
         extension = answer.get("extension") or {}
         timings = extension.get("timings") or {}
         points = extension.get("points") or []
-        edges: dict[str, int] = {}
-        for point in points:
-            edges[str(point.get("edge"))] = edges.get(str(point.get("edge")), 0) + 1
+        edges = Counter(str(point.get("edge")) for point in points)
         rows.append(
             {
                 "slot": slot,
