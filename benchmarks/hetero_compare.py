@@ -1,4 +1,5 @@
-"""Compare placement policies measured by separate ``pice bench`` runs on one arrival schedule.
+"""Compare placement policies measured by separate ``pice bench`` runs on the same arrival
+schedules.
 
 Each run's load-phase requests are paired by their place in the (identical, seeded) schedule,
 so a bootstrap resamples arrival slots and keeps every policy's latency for that slot:
@@ -6,8 +7,8 @@ so a bootstrap resamples arrival slots and keeps every policy's latency for that
     python benchmarks/hetero_compare.py benchmarks/results/hetero/{least-loaded,eft,round-robin}
 
 The first run is the baseline. Prints p50/p95 per run and each ratio to the baseline with a
-95% interval; refuses runs whose schedule fingerprints differ. A second table gives each run's
-time to first token, where its points were expanded (the cloud takes points only by
+95% interval; refuses run arguments that do not cover the same schedules. A second table gives
+each run's time to first token, where its points were expanded (the cloud takes points only by
 failover or, with ``progressive.cloud_overflow``, when it is clearly sooner), and how many
 arrivals were answered by the cloud whole because their framed sketch turned to prose.
 
@@ -17,9 +18,17 @@ without mixing slots up:
 
     python benchmarks/hetero_compare.py DIR_LL1,DIR_LL2,DIR_LL3 DIR_EFT1,DIR_EFT2,DIR_EFT3
 
-``--out FILE.json`` also writes every figure of the two tables (and the runs, the schedule's
-fingerprint, the slots kept) as JSON; ``--png FILE.png`` plots each run's latencies (the kept
-slots, pooled) as a distribution with its p95 marked.
+The pooled runs may come from several schedules (``pice bench --seed``): a slot is then an
+arrival of one schedule, every run argument must cover the same schedules, and the bootstrap
+resamples each schedule's slots on their own (stratified), so every schedule keeps its weight.
+A p95 over one 30-arrival schedule is one Poisson burst's drain; several schedules put several
+bursts in it:
+
+    python benchmarks/hetero_compare.py LL_SEED0,LL_SEED1,LL_SEED2 EFT_SEED0,EFT_SEED1,EFT_SEED2
+
+``--out FILE.json`` also writes every figure of the two tables (and the runs, the schedules'
+fingerprints, the slots kept per schedule) as JSON; ``--png FILE.png`` plots each run's
+latencies (the kept slots, pooled) as a distribution with its p95 marked.
 
 ``--outlined-only`` keeps only the arrival slots every run answered with an outline: a request
 whose framed sketch turned to prose is answered by the cloud whole (``pice.reason:
@@ -126,8 +135,19 @@ def interval(values: list[float]) -> tuple[float, float]:
     return percentile(values, 2.5), percentile(values, 97.5)
 
 
-def _pooled(runs: list[list[float]], slots: list[int]) -> list[float]:
-    return [run[i] for run in runs for i in slots]
+# A run argument's latencies: per schedule fingerprint, one list per run (index = arrival slot).
+Runs = dict[str, list[list[float]]]
+# Arrival slots per schedule fingerprint.
+Slots = dict[str, list[int]]
+
+
+def _pooled(runs: Runs, slots: Slots) -> list[float]:
+    return [run[i] for fp, chosen in slots.items() for run in runs[fp] for i in chosen]
+
+
+def resample(kept: Slots, rng: random.Random) -> Slots:
+    """One bootstrap draw: each schedule's kept slots resampled on their own (stratified)."""
+    return {fp: [rng.choice(chosen) for _ in chosen] for fp, chosen in kept.items()}
 
 
 def main() -> int:
@@ -152,10 +172,9 @@ def main() -> int:
         "--labels", help="the plot's name for each run argument, comma-separated, in order"
     )
     args = parser.parse_args()
-    groups: dict[str, list[list[float]]] = {}
+    groups: dict[str, Runs] = {}
     extra: dict[str, dict[str, Any]] = {}
-    fingerprints: set[str] = set()
-    shapes: list[list[bool]] = []
+    shapes: dict[str, list[list[bool]]] = {}
     specs = [[Path(part) for part in spec.split(",")] for spec in args.runs]
     tails: dict[str, list[dict[str, Any]]] = {}
     for paths, name in zip(specs, _names(specs), strict=True):
@@ -167,31 +186,43 @@ def main() -> int:
                 tails[f"{path.parent.name}/{key}" if key in tails else key] = slowest(
                     load, args.tail
                 )
-        shapes.extend(outlined(load) for load in loads)
-        fingerprints.update(fp for fp, _ in loaded)
-        groups[name] = [latencies(load) for load in loads]
+        by_schedule: Runs = {}
+        for fp, load in loaded:
+            by_schedule.setdefault(fp, []).append(latencies(load))
+            shapes.setdefault(fp, []).append(outlined(load))
+        groups[name] = dict(sorted(by_schedule.items()))
         extra[name] = {"runs": [str(path) for path in paths], **details(loads)}
-    if len(fingerprints) != 1:
-        sys.stderr.write("the runs do not share one arrival schedule\n")
+    covered = {name: sorted(runs) for name, runs in groups.items()}
+    if len({tuple(fps) for fps in covered.values()}) != 1:
+        sys.stderr.write(
+            "the run arguments do not cover the same arrival schedules: "
+            + "; ".join(f"{name}: {', '.join(fps)}" for name, fps in covered.items())
+            + "\n"
+        )
         return 1
     (base_name, base), *others = groups.items()
-    n = min(len(run) for runs in groups.values() for run in runs)
-    kept = [i for i in range(n) if not args.outlined_only or all(s[i] for s in shapes)]
+    n = {fp: min(len(run) for runs in groups.values() for run in runs[fp]) for fp in base}
+    kept = {
+        fp: [i for i in range(count) if not args.outlined_only or all(s[i] for s in shapes[fp])]
+        for fp, count in n.items()
+    }
+    total, total_kept = sum(n.values()), sum(len(chosen) for chosen in kept.values())
     rng = random.Random(args.seed)
     rows = [_row(base_name, base, base, kept, rng)]
     rows += [_row(name, runs, base, kept, rng) for name, runs in others]
     for row in rows:
         row.update(extra[row["run"]])
-    _print_tables(sys.stdout, rows, kept, n, outlined_only=args.outlined_only)
+    _print_tables(sys.stdout, rows, total_kept, total, outlined_only=args.outlined_only)
     if tails:
         _print_tails(sys.stdout, tails)
     if args.out:
         report = {
-            "fingerprint": fingerprints.pop(),
+            "fingerprint": ",".join(base),
+            "schedules": {fp: {"slots": n[fp], "slots_kept": len(kept[fp])} for fp in base},
             "baseline": base_name,
             "outlined_only": args.outlined_only,
-            "slots": n,
-            "slots_kept": len(kept),
+            "slots": total,
+            "slots_kept": total_kept,
             "seed": args.seed,
             "resamples": RESAMPLES,
             "rows": rows,
@@ -240,11 +271,10 @@ def plot(latency: dict[str, list[float]], rows: list[dict[str, Any]], png: Path)
         ax.legend(fontsize=7, loc="lower right")
 
 
-def _row(
-    name: str, runs: list[list[float]], base: list[list[float]], kept: list[int], rng: random.Random
-) -> dict[str, Any]:
+def _row(name: str, runs: Runs, base: Runs, kept: Slots, rng: random.Random) -> dict[str, Any]:
     """One run's (or pooled runs') p50/p95 over the kept slots and, unless it is the baseline,
-    each ratio to the baseline's with a bootstrap 95% interval over arrival slots."""
+    each ratio to the baseline's with a bootstrap 95% interval over arrival slots (stratified
+    by schedule)."""
     lat, ref = _pooled(runs, kept), _pooled(base, kept)
     row: dict[str, Any] = {
         "run": name, "n": len(lat), "p50_s": percentile(lat, 50), "p95_s": percentile(lat, 95),
@@ -253,7 +283,7 @@ def _row(
         return row
     r50, r95 = [], []
     for _ in range(RESAMPLES):
-        slots = [rng.choice(kept) for _ in kept]
+        slots = resample(kept, rng)
         mine, theirs = _pooled(runs, slots), _pooled(base, slots)
         r50.append(percentile(mine, 50) / percentile(theirs, 50))
         r95.append(percentile(mine, 95) / percentile(theirs, 95))
@@ -265,10 +295,10 @@ def _row(
 
 
 def _print_tables(
-    out: TextIO, rows: list[dict[str, Any]], kept: list[int], n: int, *, outlined_only: bool
+    out: TextIO, rows: list[dict[str, Any]], kept: int, n: int, *, outlined_only: bool
 ) -> None:
     if outlined_only:
-        out.write(f"{len(kept)} of {n} arrival slots answered with an outline in every run\n\n")
+        out.write(f"{kept} of {n} arrival slots answered with an outline in every run\n\n")
     out.write("| run | n | p50 s | p95 s | p50 / base [95% CI] | p95 / base [95% CI] |\n")
     out.write("|---|---|---|---|---|---|\n")
     for row in rows:

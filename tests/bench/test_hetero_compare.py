@@ -17,8 +17,9 @@ def compare() -> ModuleType:
     return load_benchmark("hetero_compare")
 
 
-def run_dir(root: Path, name: str, answers: list[tuple[float, str]]) -> Path:
-    """A bench run whose load phase answered slot i in ``answers[i]`` (latency, path)."""
+def run_dir(root: Path, name: str, answers: list[tuple[float, str]], schedule: str = "f") -> Path:
+    """A bench run on ``schedule`` whose load phase answered slot i in ``answers[i]``
+    (latency, path)."""
     requests = [
         {
             "phase": "load",
@@ -31,7 +32,7 @@ def run_dir(root: Path, name: str, answers: list[tuple[float, str]]) -> Path:
         }
         for i, (latency, reason) in enumerate(answers)
     ]
-    config = {"load_schedules": {"0.07": {"fingerprint": "f"}}}
+    config = {"load_schedules": {"0.07": {"fingerprint": schedule}}}
     path = root / name
     path.mkdir()
     (path / "results.json").write_text(json.dumps({"config": config, "requests": requests}))
@@ -80,6 +81,39 @@ def test_runs_on_different_schedules_are_refused(
     (other / "results.json").write_text(json.dumps(data))
     monkeypatch.setattr("sys.argv", ["hetero_compare.py", str(base), str(other)])
     assert compare.main() == 1
+
+
+def test_runs_on_several_schedules_pool_their_slots_and_resample_each_schedule(
+    compare: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Schedule f: the other policy halves every latency; schedule g (one slot): it doubles it.
+    base_f = run_dir(tmp_path, "base-f", [(10.0, "outline")] * 3, schedule="f")
+    base_g = run_dir(tmp_path, "base-g", [(40.0, "outline")], schedule="g")
+    other_f = run_dir(tmp_path, "other-f", [(5.0, "outline")] * 3, schedule="f")
+    other_g = run_dir(tmp_path, "other-g", [(80.0, "outline")], schedule="g")
+    out = tmp_path / "compare.json"
+    run(compare, monkeypatch, "--out", str(out), f"{base_f},{base_g}", f"{other_g},{other_f}")
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["fingerprint"] == "f,g"
+    assert report["schedules"] == {
+        "f": {"slots": 3, "slots_kept": 3}, "g": {"slots": 1, "slots_kept": 1},
+    }  # fmt: skip
+    base, other = report["rows"]
+    assert (base["n"], other["n"]) == (4, 4), "every slot of both schedules"
+    assert other["p50_ratio"] == pytest.approx(0.5)
+    # Stratified: every draw keeps g's one slot (80 vs 40 s), which sets both p95s, so the
+    # ratio never varies; a draw over all four slots would often miss it (ratio 0.5).
+    assert other["p95_ratio"] > 1.5
+    assert other["p95_ratio_ci95"] == pytest.approx([other["p95_ratio"]] * 2)
+    assert "| other-g+other-f | 4 | 5.0 | " in printed
+    # An argument missing one of the schedules is refused, naming what each covers.
+    monkeypatch.setattr("sys.argv", ["x", f"{base_f},{base_g}", str(other_f)])
+    assert compare.main() == 1
+    assert "other-f: f" in capsys.readouterr().err
 
 
 def test_out_writes_the_tables_figures_as_json(
