@@ -59,12 +59,19 @@ def members(gateway: str) -> dict[str, dict[str, Any]]:
     return {entry["name"]: entry for entry in body["data"]}
 
 
-def until(condition: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    """Wait for ``condition`` (a correctness wait with a generous bound, not a speed check)."""
+def until(
+    condition: Callable[[], bool],
+    timeout: float = 20.0,
+    what: str = "condition",
+    show: Callable[[], object] | None = None,
+) -> None:
+    """Wait for ``condition`` (a correctness wait with a generous bound, not a speed check);
+    ``show`` says what was seen instead, when it never held."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} never held within {timeout}s")
+            seen = f" (last seen: {show()!r})" if show is not None else ""
+            raise AssertionError(f"{what} never held within {timeout}s{seen}")
         time.sleep(0.02)
 
 
@@ -91,27 +98,48 @@ def expected(report: dict[str, Any]) -> str:
 
 
 class Heartbeats:
-    """Heartbeats for registered fake edges from a thread, as their agents would send them;
-    ``stop(name)`` silences one (a killed edge), which then expires."""
+    """Heartbeats for registered fake edges from a thread, as their agents send them: an edge
+    the gateway no longer knows (404: it expired, say after beats came late on a busy machine)
+    registers again, as ``edge_agent.membership`` does. ``stop(name)`` silences one (a killed
+    edge), which then expires; ``add(name, url)`` starts beating for one that joined."""
 
-    def __init__(self, gateway: str, names: set[str], interval: float = 0.1) -> None:
+    def __init__(self, gateway: str, urls: dict[str, str], interval: float = 0.1) -> None:
         self.gateway = gateway
-        self.names = set(names)
+        self._urls = dict(urls)
+        self._lock = threading.Lock()
         self._interval = interval
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self.registered_again: list[str] = []
+
+    def _beat(self, client: httpx.Client, name: str, url: str) -> None:
+        response = client.post(f"/v1/edges/{name}/heartbeat")
+        if response.status_code != 404:
+            return
+        with self._lock:
+            if name not in self._urls:  # stopped meanwhile: a killed edge stays gone
+                return
+        client.post("/v1/edges", json=registration(name, url))
+        self.registered_again.append(name)
 
     def _run(self) -> None:
         with httpx.Client(base_url=self.gateway, headers=AUTH, timeout=5) as client:
             while True:
-                for name in sorted(self.names):
+                with self._lock:
+                    beating = sorted(self._urls.items())
+                for name, url in beating:
                     with contextlib.suppress(httpx.HTTPError):
-                        client.post(f"/v1/edges/{name}/heartbeat")
+                        self._beat(client, name, url)
                 if self._done.wait(self._interval):
                     return
 
     def stop(self, name: str) -> None:
-        self.names.discard(name)
+        with self._lock:
+            self._urls.pop(name, None)
+
+    def add(self, name: str, url: str) -> None:
+        with self._lock:
+            self._urls[name] = url
 
     def __enter__(self) -> Heartbeats:
         self._thread.start()

@@ -232,7 +232,7 @@ def test_two_replicas_three_edges_one_killed_one_joined_lose_nothing(tmp_path: P
         b = stack.enter_context(serve(create_app(settings)))
         for name, replica in (("e1", a), ("e2", a), ("e3", b)):
             assert register(replica, name, urls[name]).status_code == 200
-        beats = stack.enter_context(Heartbeats(b, {"e1", "e2", "e3"}))
+        beats = stack.enter_context(Heartbeats(b, {n: urls[n] for n in ("e1", "e2", "e3")}))
         for replica in (a, b):
             until(lambda r=replica: len(members(r)) == 3, what="both replicas see 3 edges")
         pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(8))
@@ -242,12 +242,13 @@ def test_two_replicas_three_edges_one_killed_one_joined_lose_nothing(tmp_path: P
         scripts["e1"].behaviour = "dead"  # killed mid-run: its jobs break, it stops answering
         beats.stop("e1")
         assert register(b, "e4", urls["e4"]).status_code == 200
-        beats.names.add("e4")
+        beats.add("e4", urls["e4"])
         for replica in (a, b):
             until(
                 lambda r=replica: set(members(r)) == {"e2", "e3", "e4"},
                 what="e1's expiry",
                 timeout=20,
+                show=lambda r=replica: (sorted(members(r)), beats.registered_again),
             )
         second = [pool.submit(ask, (a, b)[n % 2]) for n in range(16)]
 
