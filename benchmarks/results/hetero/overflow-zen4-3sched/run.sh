@@ -4,7 +4,8 @@
 # and eft on three schedules, AVX-512"): three interleaved rounds on schedule 0 (the one every
 # earlier set used), then one run per policy on schedules 1 and 2 (`--seed`). Each round's
 # order was drawn with Python's random.Random (seeds 39 and 3902): order-*.txt. W: the
-# sketcher's work directory (../sketcher-zen4-30q/run.sh step 1 builds it); R: results.
+# sketcher's work directory (../sketcher-zen4-30q/run.sh step 1 builds it); R: results
+# (the runs' results.json and results.md are kept in this directory: R=$D reruns step 3 alone).
 set -euo pipefail
 W=${W:-tune-work} R=${R:-bench-results/hetero-overflow-zen4-3sched}
 D=benchmarks/results/hetero/overflow-zen4-3sched
@@ -12,6 +13,7 @@ mkdir -p "$R"
 Q="--suitable 30 --load-only --rates 0.07 --load-requests 30 --slo-seconds 600 --modes pice-progressive"
 bench() {  # $1: policy (least-loaded, eft or eft-overflow), $2: schedule, $3: output name
     local placement=$1 env=()
+    [ -f "$R/$3/results.json" ] && return 0  # already run
     if [ "$1" = eft-overflow ]; then placement=eft env=(PICE_PROGRESSIVE__CLOUD_OVERFLOW__ENABLED=true); fi
     env "${env[@]}" pice bench --profile heterogeneous --placement "$placement" --seed "$2" $Q \
         --sketch-lora "$W/sketcher-adapter.gguf" --out "$R/$3"
