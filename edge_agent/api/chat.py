@@ -1,7 +1,9 @@
 """``POST /v1/chat/completions``: OpenAI-compatible, served by the same batched engine.
 
 Concurrent requests share the decode batch; ``n > 1`` is one job of ``n`` sequences over one
-prefilled prompt (each samples from the prompt's last logits).
+prefilled prompt (each samples from the prompt's last logits). ``response_format`` (JSON mode,
+a JSON schema) and ``logit_bias`` are honoured by the sampler; tools are refused
+(``api.constraints``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from edge_agent.api.constraints import logit_bias, refuse_tools, response_grammar
 from edge_agent.api.state import check_model, edge_state, ready_engine
 from edge_agent.engine import (
     JobDone,
@@ -57,6 +60,7 @@ def build_job(
     body: ChatCompletionRequest, prefix: str, add_special: bool, adapter: str | None = None
 ) -> JobSpec:
     limit = body.token_limit() or DEFAULT_MAX_TOKENS
+    grammar, bias = response_grammar(body), logit_bias(body)
     temperature = DEFAULT_TEMPERATURE if body.temperature is None else body.temperature
     top_p = DEFAULT_TOP_P if body.top_p is None else body.top_p
     sequences = tuple(
@@ -71,6 +75,8 @@ def build_job(
                 max_tokens=limit,
                 stop=tuple(body.stop_list()),
                 top_logprobs=(body.top_logprobs or 0) if body.logprobs else None,
+                grammar=grammar,
+                logit_bias=bias,
             ),
         )
         for i in range(body.n)
@@ -91,6 +97,7 @@ def _messages(body: ChatCompletionRequest) -> list[Message]:
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    refuse_tools(body)
     state = edge_state(request)
     # A named adapter's name (--lora-module) decodes this request with that adapter.
     adapter = check_model(state, body.model)

@@ -32,7 +32,7 @@ from edge_agent.engine.batcher import Batcher
 from edge_agent.engine.chat_template import ChatRenderer
 from edge_agent.engine.job import JobState, build_job
 from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, system_info
-from edge_agent.engine.sampling import Sampler
+from edge_agent.engine.sampling import Sampler, check_params
 from edge_agent.engine.stats import LoadSnapshot
 from edge_agent.engine.types import EngineEvent, JobDone, JobFailed, JobSpec
 from edge_agent.engine.warmup import warm_up
@@ -206,7 +206,9 @@ class Engine:
             CellBudget(ctx.n_ctx, self.config.max_sequences),
             self.config.n_batch,
             cache_seq_ids=range(first_cache_id, first_cache_id + self.config.prefix_cache_slots),
-            new_sampler=functools.partial(Sampler, n_vocab=ctx.model.n_vocab),
+            new_sampler=functools.partial(
+                Sampler, n_vocab=ctx.model.n_vocab, vocab=ctx.model.vocab
+            ),
         )
 
     def stop(self) -> None:
@@ -257,6 +259,8 @@ class Engine:
         def emit(event: EngineEvent) -> None:  # called on the engine thread only
             self._outbox.append((loop, queue, event))
 
+        for sequence in spec.sequences:
+            check_params(sequence.params, vocab=model.vocab, n_vocab=model.n_vocab)
         state = build_job(model, batcher.budget, spec, emit)
         with self._cond:
             self._inbox.append(state)

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.engine.types import SamplingParams
+from pice.errors import InvalidRequestError
 
 # llama.cpp's "pick a random seed" value.
 _RANDOM_SEED = 0xFFFFFFFF
@@ -37,9 +38,54 @@ class TokenSampler(Protocol):
 SamplerFactory = Callable[[SamplingParams], TokenSampler]
 
 
+class GrammarError(ValueError):
+    """llama.cpp could not parse a GBNF grammar."""
+
+
+def _grammar_sampler(vocab: Any, grammar: str) -> Any:
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+    if not sampler:
+        raise GrammarError("llama.cpp could not parse the grammar")
+    return sampler
+
+
+def check_params(params: SamplingParams, *, vocab: Any, n_vocab: int) -> None:
+    """Refuse (400) what no sampler could be built from: a logit bias on a token id this model
+    does not have, a grammar llama.cpp cannot parse (root rule ``root``).
+
+    Reads the vocabulary only, so it is safe off the engine thread: the job is refused before
+    it is queued, not failed once it runs.
+    """
+    for token, _ in params.logit_bias:
+        if not 0 <= token < n_vocab:
+            raise InvalidRequestError(
+                f"logit_bias key {token} is not a token id of this model (0 to {n_vocab - 1}).",
+                param="logit_bias",
+            )
+    if params.grammar is not None:
+        try:
+            llama_cpp.llama_sampler_free(_grammar_sampler(vocab, params.grammar))
+        except GrammarError as error:
+            raise InvalidRequestError(
+                f"response_format: {error}.", param="response_format"
+            ) from error
+
+
+def _logit_bias_sampler(n_vocab: int, bias: tuple[tuple[int, float], ...]) -> Any:
+    entries = (llama_cpp.llama_logit_bias * len(bias))(
+        *(llama_cpp.llama_logit_bias(token, value) for token, value in bias)
+    )
+    return llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(bias), entries)
+
+
 class Sampler:
-    """A llama.cpp sampler chain for one sequence: penalties (when set) first, then greedy, or
-    top-p then temperature.
+    """A llama.cpp sampler chain for one sequence: the logit bias and the grammar (when set),
+    the penalties (when set), then greedy, or top-p then temperature.
+
+    The logit bias comes first, as OpenAI applies it to the raw logits; the grammar then rules
+    out every token that cannot continue text it accepts (``-inf``), so greedy or top-p choose
+    among the allowed ones; ``llama_sampler_sample`` accepts each picked token into the whole
+    chain, which advances the grammar's state.
 
     The penalties sampler sees the logits before anything else, as OpenAI defines them (a
     logit lowered by ``frequency_penalty * count + presence_penalty * (count > 0)`` for each
@@ -48,10 +94,20 @@ class Sampler:
     fed to it. ``n_vocab`` is what this build's ``llama_sampler_init_penalties`` asks for.
     """
 
-    def __init__(self, params: SamplingParams, *, n_vocab: int = 0) -> None:
+    def __init__(self, params: SamplingParams, *, n_vocab: int = 0, vocab: Any = None) -> None:
         chain: Any = llama_cpp.llama_sampler_chain_init(
             llama_cpp.llama_sampler_chain_default_params()
         )
+        if params.logit_bias:
+            llama_cpp.llama_sampler_chain_add(
+                chain, _logit_bias_sampler(n_vocab, params.logit_bias)
+            )
+        if params.grammar is not None:
+            try:
+                llama_cpp.llama_sampler_chain_add(chain, _grammar_sampler(vocab, params.grammar))
+            except GrammarError:
+                llama_cpp.llama_sampler_free(chain)
+                raise
         if params.presence_penalty or params.frequency_penalty:
             llama_cpp.llama_sampler_chain_add(
                 chain,

@@ -28,6 +28,11 @@ class SamplingParams:
     # Stop as soon as the text ends in a loop (``pice.loops``: a phrase four times in a row, a
     # word eight), with ``finish_reason: "stop"``, instead of decoding it to ``max_tokens``.
     stop_loops: bool = False
+    # A GBNF grammar the text must follow (OpenAI's ``response_format``: JSON, a JSON schema),
+    # or None; tokens it rules out are never sampled, and the sequence ends when it is complete.
+    grammar: str | None = None
+    # OpenAI's ``logit_bias``: (token id, bias added to its logit) before anything else samples.
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import llama_cpp
 import openai
 import pytest
 
@@ -40,8 +41,11 @@ def server(small_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture
-def client(server: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server + "/v1", api_key=TOKEN, max_retries=0)
+def client(server: str) -> Iterator[openai.OpenAI]:
+    # Closed after each test: a pooled socket left to the garbage collector is a
+    # ResourceWarning, which this suite turns into an error.
+    with openai.OpenAI(base_url=server + "/v1", api_key=TOKEN, max_retries=0) as sdk:
+        yield sdk
 
 
 def sse_payloads(lines: Iterator[str]) -> list[Any]:
@@ -200,6 +204,81 @@ def test_streamed_logprobs_travel_with_their_text(client: openai.OpenAI) -> None
     assert text
     assert b"".join(bytes(e.bytes or []) for e in entries).decode() == text
     assert all(len(e.top_logprobs) == 1 for e in entries)
+
+
+CAPITAL = [{"role": "user", "content": "Give the capital of France and its population."}]
+CITY_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "population_millions": {"type": "number"}},
+    "required": ["city", "population_millions"],
+}
+
+
+def _answer(client: openai.OpenAI, **fields: Any) -> str:
+    result = client.chat.completions.create(
+        model=MODEL_ID, messages=CAPITAL, max_tokens=60, temperature=0, **fields
+    )
+    assert result.choices[0].finish_reason == "stop"
+    return result.choices[0].message.content or ""
+
+
+def test_json_mode_answers_a_json_object_where_the_model_would_write_prose(
+    client: openai.OpenAI,
+) -> None:
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(_answer(client))  # the same question, asked plainly: prose
+    answer = json.loads(_answer(client, response_format={"type": "json_object"}))
+    assert isinstance(answer, dict)
+    assert answer
+
+
+def test_a_json_schema_fixes_the_keys_and_their_types(client: openai.OpenAI) -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "city", "schema": CITY_SCHEMA}}
+    answer = json.loads(_answer(client, response_format=fmt))
+    assert sorted(answer) == ["city", "population_millions"]
+    assert isinstance(answer["city"], str)
+    assert isinstance(answer["population_millions"], int | float)
+
+
+def test_logit_bias_forces_and_bans_tokens(client: openai.OpenAI, small_model_path: Path) -> None:
+    # Token 0 of Qwen2.5's byte-level vocabulary is "!": +100 makes it the only choice.
+    forced = client.chat.completions.create(
+        model=MODEL_ID, messages=CAPITAL, max_tokens=5, temperature=0, logit_bias={"0": 100}
+    )
+    assert forced.choices[0].message.content == "!!!!!"
+    assert "Paris" in _answer(client)
+    vocab = llama_cpp.Llama(model_path=str(small_model_path), vocab_only=True, verbose=False)
+    paris = {t for word in (b"Paris", b" Paris") for t in vocab.tokenize(word, add_bos=False)}
+    banned = _answer(client, logit_bias={str(t): -100 for t in paris})
+    assert "Paris" not in banned
+    assert banned
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": 1}}}},
+            "response_format",
+        ),
+        ({"logit_bias": {"999999999": 1}}, "logit_bias"),
+        ({"logit_bias": {"hello": 1}}, "logit_bias"),
+    ],
+)
+def test_what_the_engine_cannot_honour_is_a_400_naming_it(
+    server: str, fields: dict[str, Any], param: str
+) -> None:
+    body = {"model": MODEL_ID, "messages": CAPITAL, "max_tokens": 4, **fields}
+    r = httpx.post(server + "/v1/chat/completions", json=body, headers=AUTH)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param
+
+
+def test_tools_declined_with_tool_choice_none_are_plain_chat(client: openai.OpenAI) -> None:
+    tools: Any = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    assert _answer(client, tools=tools, tool_choice="none") == _answer(client)
 
 
 def test_unknown_model_is_404(client: openai.OpenAI) -> None:
