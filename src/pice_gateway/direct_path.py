@@ -68,6 +68,11 @@ class CloudRelay:
         self._client = client
         self._request = request
         self._payload = cloud_payload(request, cloud_model)
+        # The cloud is always asked for its token count (the report and the metrics need it);
+        # a client that did not ask for usage gets neither the usage chunk nor the fields.
+        self._client_usage = request.include_usage()
+        options = self._payload.get("stream_options") or {}
+        self._payload["stream_options"] = {**options, "include_usage": True}
         self._report = report
         self._clock = clock
         self._stack = contextlib.AsyncExitStack()
@@ -100,6 +105,10 @@ class CloudRelay:
                             first_token_ms = self._clock.ms()
                         if isinstance(chunk.get("usage"), dict):
                             usage = chunk["usage"]
+                        if not self._client_usage:
+                            chunk.pop("usage", None)
+                            if chunk.get("choices") == []:
+                                continue  # the usage chunk the client did not ask for
                         if held is not None:
                             ready.append(sse_json(held))
                         held = chunk

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from tests.gateway.conftest import fake_stack, openai_client
-from tests.gateway.fakes import CloudScript, EdgeScript
+from tests.gateway.fakes import CloudScript, EdgeScript, split_words
 from tests.support.processes import free_port
 
 EXPECTED = (
@@ -217,6 +217,22 @@ def test_pice_cloud_forwards_fields_and_streams_with_pice_on_the_last_chunk() ->
     )
     assert chunks[-1].usage is not None
     assert chunks[-1].model_extra["pice"]["mode"] == "cloud"  # type: ignore[index]
+
+
+def test_a_cloud_stream_without_include_usage_still_counts_the_clouds_tokens() -> None:
+    cloud = CloudScript()
+    with fake_stack(cloud, [EdgeScript("e1")]) as url:
+        chunks = list(client(url).chat.completions.create(**ask(model="pice-cloud"), stream=True))
+    # The cloud is asked for its usage whatever the client asked ...
+    assert cloud.requests[-1]["stream_options"] == {"include_usage": True}
+    # ... and the client gets the stream it asked for: no usage chunk, no usage fields.
+    assert all(c.choices and c.usage is None for c in chunks)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    report = chunks[-1].model_extra["pice"]  # type: ignore[index]
+    words = len(split_words("Plain cloud answer."))
+    assert report["cloud_usage"] == {
+        "prompt_tokens": 10, "completion_tokens": words, "total_tokens": 10 + words
+    }  # fmt: skip
 
 
 def test_direct_marker_answers_from_the_sketch_stream() -> None:
