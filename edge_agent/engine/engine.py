@@ -259,8 +259,7 @@ class Engine:
         def emit(event: EngineEvent) -> None:  # called on the engine thread only
             self._outbox.append((loop, queue, event))
 
-        for sequence in spec.sequences:
-            check_params(sequence.params, vocab=model.vocab, n_vocab=model.n_vocab)
+        check_params((s.params for s in spec.sequences), vocab=model.vocab, n_vocab=model.n_vocab)
         state = build_job(model, batcher.budget, spec, emit)
         with self._cond:
             self._inbox.append(state)

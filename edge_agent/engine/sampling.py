@@ -7,7 +7,7 @@ fake-context tests sample without a llama.cpp context.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import llama_cpp
@@ -49,22 +49,24 @@ def _grammar_sampler(vocab: Any, grammar: str) -> Any:
     return sampler
 
 
-def check_params(params: SamplingParams, *, vocab: Any, n_vocab: int) -> None:
+def check_params(params: Iterable[SamplingParams], *, vocab: Any, n_vocab: int) -> None:
     """Refuse (400) what no sampler could be built from: a logit bias on a token id this model
-    does not have, a grammar llama.cpp cannot parse (root rule ``root``).
+    does not have, a grammar llama.cpp cannot parse (root rule ``root``). Each distinct grammar
+    is parsed once, however many sequences (``n``) share it.
 
     Reads the vocabulary only, so it is safe off the engine thread: the job is refused before
     it is queued, not failed once it runs.
     """
-    for token, _ in params.logit_bias:
+    params = list(params)
+    for token, _ in {pair for p in params for pair in p.logit_bias}:
         if not 0 <= token < n_vocab:
             raise InvalidRequestError(
                 f"logit_bias key {token} is not a token id of this model (0 to {n_vocab - 1}).",
                 param="logit_bias",
             )
-    if params.grammar is not None:
+    for grammar in {p.grammar for p in params if p.grammar is not None}:
         try:
-            llama_cpp.llama_sampler_free(_grammar_sampler(vocab, params.grammar))
+            llama_cpp.llama_sampler_free(_grammar_sampler(vocab, grammar))
         except GrammarError as error:
             raise InvalidRequestError(
                 f"response_format: {error}.", param="response_format"
@@ -87,7 +89,7 @@ class Sampler:
     among the allowed ones; ``llama_sampler_sample`` accepts each picked token into the whole
     chain, which advances the grammar's state.
 
-    The penalties sampler sees the logits before anything else, as OpenAI defines them (a
+    The penalties sampler sees the logits before temperature and top-p, as OpenAI defines them (a
     logit lowered by ``frequency_penalty * count + presence_penalty * (count > 0)`` for each
     token already generated); it counts only this sequence's generated tokens, because
     ``llama_sampler_sample`` accepts each picked token into the chain and the prompt is never
