@@ -2,19 +2,23 @@
 
 Concurrent requests share the decode batch; ``n > 1`` is one job of ``n`` sequences over one
 prefilled prompt (each samples from the prompt's last logits). ``response_format`` (JSON mode,
-a JSON schema) and ``logit_bias`` are honoured by the sampler; tools are refused
-(``api.constraints``).
+a JSON schema) and ``logit_bias`` are honoured by the sampler (``api.constraints``); tools
+through the model's chat template and tool-call blocks (``api.tools``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from edge_agent.api.constraints import logit_bias, refuse_tools, response_grammar
+from edge_agent.api.constraints import logit_bias, response_grammar
 from edge_agent.api.state import check_model, edge_state, ready_engine
+from edge_agent.api.tools import CallStream, ToolPlan, parse_tool_calls, tool_plan
 from edge_agent.engine import (
     JobDone,
     JobFailed,
@@ -27,6 +31,7 @@ from edge_agent.engine import (
 )
 from edge_agent.engine.backend import EngineJob
 from edge_agent.engine.chat_template import Message
+from pice.errors import InvalidRequestError
 from pice.http.disconnect import until_disconnect
 from pice.http.sse import Event, sse_done, sse_error, sse_json, sse_response
 from pice.openai_protocol import (
@@ -39,6 +44,9 @@ from pice.openai_protocol import (
     Delta,
     LogprobToken,
     ResponseMessage,
+    ToolCallChunk,
+    ToolCallDelta,
+    ToolCallMessage,
     Usage,
     completion_id,
     dump,
@@ -57,10 +65,15 @@ DEFAULT_TOP_P = 1.0
 
 
 def build_job(
-    body: ChatCompletionRequest, prefix: str, add_special: bool, adapter: str | None = None
+    body: ChatCompletionRequest,
+    prefix: str,
+    add_special: bool,
+    adapter: str | None = None,
+    tools: ToolPlan | None = None,
 ) -> JobSpec:
     limit = body.token_limit() or DEFAULT_MAX_TOKENS
-    grammar, bias = response_grammar(body), logit_bias(body)
+    bias = logit_bias(body)
+    grammar = tools.grammar if tools and tools.grammar else response_grammar(body)
     temperature = DEFAULT_TEMPERATURE if body.temperature is None else body.temperature
     top_p = DEFAULT_TOP_P if body.top_p is None else body.top_p
     sequences = tuple(
@@ -90,29 +103,73 @@ def _entry(event: TokenLogprob) -> LogprobToken:
     return logprob_token(event.token, event.logprob, [(t.token, t.logprob) for t in event.top])
 
 
+def _history_call(call: Any, param: str) -> dict[str, Any]:
+    """An earlier assistant turn's tool call, its arguments as an object for the template."""
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise InvalidRequestError(f"{param} must be a tool call with a function name.", param=param)
+    arguments = function.get("arguments", "{}")
+    if isinstance(arguments, str):
+        with contextlib.suppress(ValueError):  # not JSON: the template writes the text as is
+            arguments = json.loads(arguments)
+    return {**call, "function": {**function, "arguments": arguments}}
+
+
 def _messages(body: ChatCompletionRequest) -> list[Message]:
     role = {"developer": "system"}
-    return [Message(role.get(m.role, m.role), m.text()) for m in body.messages]
+    messages = []
+    for i, m in enumerate(body.messages):
+        calls = (m.model_extra or {}).get("tool_calls") or []
+        param = f"messages[{i}].tool_calls"
+        if not isinstance(calls, list):
+            raise InvalidRequestError("tool_calls must be a list.", param=param)
+        history = tuple(_history_call(c, param) for c in calls)
+        messages.append(Message(role.get(m.role, m.role), m.text(), history))
+    return messages
 
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-    refuse_tools(body)
     state = edge_state(request)
     # A named adapter's name (--lora-module) decodes this request with that adapter.
     adapter = check_model(state, body.model)
+    tools = tool_plan(body)
     engine = ready_engine(request)
-    prompt = engine.chat.render(_messages(body))
-    handle = engine.submit(build_job(body, prompt.text, prompt.add_special, adapter))
+    if tools is not None and not engine.chat.has_template:
+        raise InvalidRequestError(
+            "'tools' need a chat template and this model has none.",
+            param="tools",
+            code="unsupported_parameter",
+        )
+    prompt = engine.chat.render(_messages(body), tools.tools if tools else ())
+    handle = engine.submit(build_job(body, prompt.text, prompt.add_special, adapter, tools))
     # Answers name the model that wrote them: the module when one was asked for.
     model_id = state.model_id if adapter is None else adapter
     if body.stream:
-        return sse_response(_stream(handle, body, model_id), on_close=handle.cancel)
-    completion = await until_disconnect(request, _collect(handle, body, model_id))
+        return sse_response(_stream(handle, body, model_id, tools), on_close=handle.cancel)
+    completion = await until_disconnect(request, _collect(handle, body, model_id, tools))
     return JSONResponse(dump(completion))
 
 
-async def _collect(handle: EngineJob, body: ChatCompletionRequest, model_id: str) -> ChatCompletion:
+def _message(
+    text: str, reason: str | None, tools: ToolPlan | None
+) -> tuple[ResponseMessage | ToolCallMessage, str | None]:
+    """The answer's message and finish reason: tool calls when the text holds them."""
+    parsed = parse_tool_calls(text, tools.names) if tools is not None else None
+    if parsed is None:
+        return ResponseMessage(content=text), reason
+    content, calls = parsed
+    return ToolCallMessage(content=content, tool_calls=calls), _calls_reason(reason)
+
+
+def _calls_reason(reason: str | None) -> str | None:
+    """An answer that called tools finishes with ``tool_calls``, unless its budget ran out."""
+    return reason if reason == "length" else "tool_calls"
+
+
+async def _collect(
+    handle: EngineJob, body: ChatCompletionRequest, model_id: str, tools: ToolPlan | None
+) -> ChatCompletion:
     texts = [""] * body.n
     reasons: list[str | None] = [None] * body.n
     logprobs: list[list[LogprobToken]] = [[] for _ in range(body.n)]
@@ -128,6 +185,7 @@ async def _collect(handle: EngineJob, body: ChatCompletionRequest, model_id: str
                 usage = Usage.of(event.prompt_tokens, event.completion_tokens)
             elif isinstance(event, JobFailed):
                 raise event.error
+    answers = [_message(texts[i], reasons[i], tools) for i in range(body.n)]
     return ChatCompletion(
         id=completion_id(),
         created=now(),
@@ -135,18 +193,18 @@ async def _collect(handle: EngineJob, body: ChatCompletionRequest, model_id: str
         choices=[
             Choice(
                 index=i,
-                message=ResponseMessage(content=texts[i]),
-                finish_reason=reasons[i],
+                message=message,
+                finish_reason=reason,
                 logprobs=ChoiceLogprobs(content=logprobs[i]) if body.logprobs else None,
             )
-            for i in range(body.n)
+            for i, (message, reason) in enumerate(answers)
         ],
         usage=usage,
     )
 
 
 async def _stream(
-    handle: EngineJob, body: ChatCompletionRequest, model_id: str
+    handle: EngineJob, body: ChatCompletionRequest, model_id: str, tools: ToolPlan | None
 ) -> AsyncIterator[Event]:
     cid, created = completion_id(), now()
 
@@ -169,6 +227,8 @@ async def _stream(
         entries, pending[seq] = pending[seq], []
         return ChoiceLogprobs(content=entries)
 
+    # With tools, content streams until a tool call starts; the calls go out whole at the end.
+    calls = [CallStream(tools.names) for _ in range(body.n)] if tools is not None else None
     for i in range(body.n):
         yield chunk([ChunkChoice(index=i, delta=Delta(role="assistant", content=""))])
     async with handle:  # leaving early (client gone) cancels the job's sequences
@@ -176,13 +236,30 @@ async def _stream(
             if isinstance(event, TokenLogprob):
                 pending[event.seq].append(_entry(event))
             elif isinstance(event, TokenDelta):
-                delta = Delta(content=event.text)
-                yield chunk([ChunkChoice(index=event.seq, delta=delta, logprobs=take(event.seq))])
+                text = calls[event.seq].feed(event.text) if calls else event.text
+                if text:
+                    delta = Delta(content=text)
+                    yield chunk(
+                        [ChunkChoice(index=event.seq, delta=delta, logprobs=take(event.seq))]
+                    )
             elif isinstance(event, SequenceDone):
+                reason: str | None = event.finish_reason
+                if calls:
+                    rest, made = calls[event.seq].finish()
+                    if rest:
+                        yield chunk([ChunkChoice(index=event.seq, delta=Delta(content=rest))])
+                    if made:
+                        reason = _calls_reason(reason)
+                        chunks = [
+                            ToolCallChunk(index=k, **call.model_dump())
+                            for k, call in enumerate(made)
+                        ]
+                        calls_delta = ToolCallDelta(tool_calls=chunks)
+                        yield chunk([ChunkChoice(index=event.seq, delta=calls_delta)])
                 done = ChunkChoice(
                     index=event.seq,
                     delta=Delta(),
-                    finish_reason=event.finish_reason,
+                    finish_reason=reason,
                     logprobs=take(event.seq) if pending[event.seq] else None,
                 )
                 yield chunk([done])

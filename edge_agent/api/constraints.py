@@ -2,8 +2,7 @@
 
 ``response_format`` becomes a GBNF grammar (``json_object``: any JSON object; ``json_schema``:
 its schema, converted by llama-cpp-python's ``json_schema_to_gbnf``), ``logit_bias`` a list of
-(token id, bias). Tool calling is not something this engine does: a request that offers tools
-is refused with a 400 naming the field, never answered as if they were not there.
+(token id, bias). Tools are ``api.tools``.
 """
 
 from __future__ import annotations
@@ -18,26 +17,6 @@ from pice.openai_protocol import ChatCompletionRequest
 
 # ``json_object``: OpenAI's JSON mode promises an object, not any JSON value.
 _JSON_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
-# (offered field, the field whose "none" declines it)
-_TOOL_FIELDS = (("tools", "tool_choice"), ("functions", "function_call"))
-
-
-def refuse_tools(body: ChatCompletionRequest) -> None:
-    """400 ``unsupported_parameter`` for tools or functions the model might be asked to call.
-
-    ``tool_choice: "none"`` (or ``function_call: "none"``) declines them, so such a request is
-    answered as plain chat, as OpenAI would.
-    """
-    extra = body.model_extra or {}
-    for offered, choice in _TOOL_FIELDS:
-        if extra.get(offered) and extra.get(choice) != "none":
-            raise InvalidRequestError(
-                f"'{offered}' is not supported by this server: its llama.cpp engine does not "
-                "call tools. Serve the model with a server that does (e.g. vLLM with "
-                "--enable-auto-tool-choice) or send the request without them.",
-                param=offered,
-                code="unsupported_parameter",
-            )
 
 
 def response_grammar(body: ChatCompletionRequest) -> str | None:

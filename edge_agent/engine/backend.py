@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from edge_agent.engine.chat_template import Message, RenderedPrompt
 from edge_agent.engine.stats import LoadSnapshot
@@ -23,7 +23,12 @@ from edge_agent.engine.types import EngineEvent, JobSpec
 class PromptRenderer(Protocol):
     """Turns a conversation into the prompt text that opens the assistant's turn."""
 
-    def render(self, messages: Sequence[Message]) -> RenderedPrompt: ...
+    @property
+    def has_template(self) -> bool: ...
+
+    def render(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] = ()
+    ) -> RenderedPrompt: ...
 
 
 class EngineJob(Protocol):

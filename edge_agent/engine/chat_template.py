@@ -22,6 +22,9 @@ TEMPLATE_KEY = "tokenizer.chat_template"
 class Message:
     role: str
     content: str
+    # An assistant turn's tool calls ({"id", "type", "function": {"name", "arguments"}}),
+    # their arguments as objects (what chat templates write out with ``tojson``).
+    tool_calls: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,12 +71,22 @@ class ChatRenderer:
     def has_template(self) -> bool:
         return self._formatter is not None
 
-    def render(self, messages: Sequence[Message]) -> RenderedPrompt:
+    def render(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] = ()
+    ) -> RenderedPrompt:
+        """The prompt; ``tools`` (OpenAI tool objects) go to the template's ``tools``."""
         if self._formatter is None:
             return RenderedPrompt(_plain_transcript(messages), add_special=True)
-        payload = [{"role": m.role, "content": m.content} for m in messages]
-        text: str = self._formatter(messages=payload).prompt
+        payload = [_payload(m) for m in messages]
+        text: str = self._formatter(messages=payload, tools=list(tools) or None).prompt
         return RenderedPrompt(text, add_special=False)
+
+
+def _payload(message: Message) -> dict[str, Any]:
+    payload: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        payload["tool_calls"] = list(message.tool_calls)
+    return payload
 
 
 def _plain_transcript(messages: Sequence[Message]) -> str:

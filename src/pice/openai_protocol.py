@@ -166,6 +166,25 @@ class ResponseMessage(BaseModel):
     content: str
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str  # a JSON object, as text (OpenAI's form)
+
+
+class ToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ToolCallMessage(BaseModel):
+    """An answer that calls tools: ``content`` is what the model wrote before the calls."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str | None
+    tool_calls: list[ToolCall]
+
+
 class LogprobAlternative(BaseModel):
     token: str
     logprob: float
@@ -196,7 +215,7 @@ def logprob_token(piece: bytes, logprob: float, top: list[tuple[bytes, float]]) 
 
 class Choice(BaseModel):
     index: int
-    message: ResponseMessage
+    message: ResponseMessage | ToolCallMessage
     finish_reason: str | None
     logprobs: ChoiceLogprobs | None = None
 
@@ -217,9 +236,20 @@ class Delta(BaseModel):
     content: str | None = None
 
 
+class ToolCallChunk(ToolCall):
+    """A tool call in a stream: sent whole, in one delta (``index`` orders the calls)."""
+
+    index: int
+
+
+class ToolCallDelta(BaseModel):
+    content: None = None
+    tool_calls: list[ToolCallChunk]
+
+
 class ChunkChoice(BaseModel):
     index: int
-    delta: Delta
+    delta: Delta | ToolCallDelta
     finish_reason: str | None = None
     logprobs: ChoiceLogprobs | None = None
 

@@ -1,4 +1,4 @@
-"""A chat request's sampling constraints: response_format as a grammar, logit_bias, tools."""
+"""A chat request's sampling constraints: response_format as a grammar, logit_bias."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from edge_agent.api.constraints import logit_bias, refuse_tools, response_grammar
+from edge_agent.api.constraints import logit_bias, response_grammar
 from pice.errors import InvalidRequestError
 from pice.openai_protocol import ChatCompletionRequest
 
@@ -50,24 +50,3 @@ def test_logit_bias_keys_are_token_ids() -> None:
     with pytest.raises(InvalidRequestError) as info:
         logit_bias(request(logit_bias={"-1": 1}))
     assert info.value.param == "logit_bias"
-
-
-@pytest.mark.parametrize(
-    ("fields", "refused"),
-    [
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
-        ({"tools": [{"type": "function"}], "tool_choice": "auto"}, "tools"),
-        ({"tools": [{"type": "function"}], "tool_choice": "none"}, None),
-        ({"tools": []}, None),
-        ({"functions": [{"name": "f"}]}, "functions"),
-        ({"functions": [{"name": "f"}], "function_call": "none"}, None),
-    ],
-)
-def test_tools_are_refused_unless_declined(fields: dict[str, Any], refused: str | None) -> None:
-    if refused is None:
-        refuse_tools(request(**fields))
-        return
-    with pytest.raises(InvalidRequestError) as info:
-        refuse_tools(request(**fields))
-    assert info.value.param == refused
-    assert info.value.code == "unsupported_parameter"

@@ -12,6 +12,7 @@ import httpx
 import llama_cpp
 import openai
 import pytest
+from openai.types.chat import ChatCompletion
 
 from tests.support.processes import ServerProcess, free_port, pice_argv, running
 
@@ -207,6 +208,7 @@ def test_streamed_logprobs_travel_with_their_text(client: openai.OpenAI) -> None
 
 
 CAPITAL = [{"role": "user", "content": "Give the capital of France and its population."}]
+TOOL_F = {"type": "function", "function": {"name": "f"}}
 CITY_SCHEMA = {
     "type": "object",
     "properties": {"city": {"type": "string"}, "population_millions": {"type": "number"}},
@@ -257,7 +259,8 @@ def test_logit_bias_forces_and_bans_tokens(client: openai.OpenAI, small_model_pa
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"tools": [TOOL_F], "tool_choice": 1}, "tool_choice"),
+        ({"tools": [{"type": "web_search"}]}, "tools"),
         ({"functions": [{"name": "f"}]}, "functions"),
         (
             {"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": 1}}}},
@@ -276,9 +279,129 @@ def test_what_the_engine_cannot_honour_is_a_400_naming_it(
     assert r.json()["error"]["param"] == param
 
 
+WEATHER: list[Any] = [{"role": "user", "content": "What is the weather in Paris right now?"}]
+TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The current weather in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_population",
+            "description": "How many people live in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "year": {"type": "integer"}},
+                "required": ["city", "year"],
+            },
+        },
+    },
+]
+
+
 def test_tools_declined_with_tool_choice_none_are_plain_chat(client: openai.OpenAI) -> None:
-    tools: Any = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
-    assert _answer(client, tools=tools, tool_choice="none") == _answer(client)
+    # The same prompt as without tools (the template's tool preamble is left out), so the
+    # same prompt tokens; the texts are not compared: a prefix-cache hit can move greedy
+    # decoding's numerics.
+    def ask(**fields: Any) -> ChatCompletion:
+        return client.chat.completions.create(
+            model=MODEL_ID, messages=CAPITAL, max_tokens=30, temperature=0, **fields
+        )
+
+    declined, plain, offered = ask(tools=TOOLS, tool_choice="none"), ask(), ask(tools=TOOLS)
+    assert declined.usage is not None
+    assert plain.usage is not None
+    assert offered.usage is not None
+    assert declined.usage.prompt_tokens == plain.usage.prompt_tokens
+    assert offered.usage.prompt_tokens > plain.usage.prompt_tokens + 50  # the tools' preamble
+    assert declined.choices[0].message.tool_calls is None
+    assert "Paris" in (declined.choices[0].message.content or "")
+
+
+@pytest.mark.parametrize(
+    ("tool_choice", "name"),
+    [
+        ("auto", "get_weather"),
+        ("required", "get_weather"),
+        ({"type": "function", "function": {"name": "get_population"}}, "get_population"),
+    ],
+)
+def test_tools_are_called_with_arguments_that_fit_their_schema(
+    client: openai.OpenAI, tool_choice: Any, name: str
+) -> None:
+    result = client.chat.completions.create(
+        model=MODEL_ID,
+        messages=WEATHER,
+        tools=TOOLS,
+        tool_choice=tool_choice,
+        max_tokens=60,
+        temperature=0,
+    )
+    choice = result.choices[0]
+    assert choice.finish_reason == "tool_calls", choice
+    calls = choice.message.tool_calls or []
+    assert [call.function.name for call in calls] == [name]  # type: ignore[union-attr]
+    arguments = json.loads(calls[0].function.arguments)  # type: ignore[union-attr]
+    assert isinstance(arguments["city"], str)
+    if name == "get_population":  # the grammar makes the schema's required integer appear
+        assert isinstance(arguments["year"], int)
+
+
+def test_a_streamed_tool_call_arrives_whole_in_one_delta(client: openai.OpenAI) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL_ID,
+            messages=WEATHER,
+            tools=TOOLS,
+            tool_choice="required",
+            max_tokens=60,
+            temperature=0,
+            stream=True,
+        )
+    )
+    deltas = [c.choices[0].delta for c in chunks]
+    assert "".join(d.content or "" for d in deltas) == ""
+    calls = [call for d in deltas for call in d.tool_calls or []]
+    assert [(call.index, call.function.name) for call in calls] == [(0, "get_weather")]  # type: ignore[union-attr]
+    assert calls[0].id
+    assert "city" in json.loads(calls[0].function.arguments or "")  # type: ignore[union-attr]
+    assert [c.choices[0].finish_reason for c in chunks][-1] == "tool_calls"
+
+
+def test_a_tool_result_in_the_conversation_reaches_the_model(client: openai.OpenAI) -> None:
+    history: list[Any] = [
+        *WEATHER,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"temperature_c": 14}'},
+    ]
+    result = client.chat.completions.create(
+        model=MODEL_ID, messages=history, tools=TOOLS, max_tokens=60, temperature=0
+    )
+    message = result.choices[0].message
+    said = (message.content or "") + "".join(
+        c.function.arguments
+        for c in message.tool_calls or []  # type: ignore[union-attr]
+    )
+    assert "14" in said, message
 
 
 def test_unknown_model_is_404(client: openai.OpenAI) -> None:
