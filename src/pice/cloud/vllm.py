@@ -15,6 +15,7 @@ Run as a module for the setup script or by hand::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -100,6 +101,21 @@ def ensure_checkpoint(model: ResolvedModel, venv: Path, cache_dir: Path | None =
     return out
 
 
+# vLLM's tool-call parser by the checkpoint's ``model_type`` (its config.json). Qwen2 and
+# Qwen2.5 (Coder included) write Hermes-style ``<tool_call>`` blocks: their chat template says so.
+TOOL_CALL_PARSERS = {"qwen2": "hermes"}
+
+
+def tool_call_parser(model_dir: Path) -> str | None:
+    """The parser vLLM needs to return this checkpoint's tool calls, or None if not known."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    return TOOL_CALL_PARSERS.get(model_type) if isinstance(model_type, str) else None
+
+
 @dataclass(frozen=True)
 class VllmServer:
     """How to run one vLLM OpenAI server; readiness is ``GET /health`` answering 200."""
@@ -119,6 +135,9 @@ class VllmServer:
     max_num_batched_tokens: int = 512
     max_num_seqs: int = 32
     enforce_eager: bool = True
+    # With a parser, requests with ``tools`` get OpenAI ``tool_calls`` back
+    # (``--enable-auto-tool-choice``); without one, vLLM refuses ``tool_choice: "auto"``.
+    tool_call_parser: str | None = None
     extra_args: tuple[str, ...] = ()
 
     ready_path: ClassVar[str] = "/health"
@@ -153,6 +172,11 @@ class VllmServer:
             "--max-num-seqs",
             str(self.max_num_seqs),
             *(["--enforce-eager"] if self.enforce_eager else []),
+            *(
+                ["--enable-auto-tool-choice", "--tool-call-parser", self.tool_call_parser]
+                if self.tool_call_parser
+                else []
+            ),
             *self.extra_args,
         ]
         return taskset_argv(command, self.cores)
@@ -198,6 +222,7 @@ def prepare_vllm_server(
         cores=cores,
         max_model_len=max_model_len,
         kvcache_gib=kvcache_gib,
+        tool_call_parser=tool_call_parser(model_dir),
     )
 
 
