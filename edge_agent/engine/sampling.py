@@ -7,6 +7,7 @@ fake-context tests sample without a llama.cpp context.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -81,13 +82,19 @@ def _logit_bias_sampler(n_vocab: int, bias: tuple[tuple[int, float], ...]) -> An
 
 
 class Sampler:
-    """A llama.cpp sampler chain for one sequence: the logit bias and the grammar (when set),
-    the penalties (when set), then greedy, or top-p then temperature.
+    """A llama.cpp sampler chain for one sequence: the logit bias (when set), the penalties
+    (when set), then greedy, or top-p then temperature; and a grammar beside it (when set).
 
-    The logit bias comes first, as OpenAI applies it to the raw logits; the grammar then rules
-    out every token that cannot continue text it accepts (``-inf``), so greedy or top-p choose
-    among the allowed ones; ``llama_sampler_sample`` accepts each picked token into the whole
-    chain, which advances the grammar's state.
+    The logit bias comes first, as OpenAI applies it to the raw logits. The grammar rules out
+    every token that cannot continue text it accepts (``-inf``), so greedy or top-p choose
+    among the allowed ones. Checking a grammar against the whole vocabulary (151,936 tokens for
+    Qwen2.5) costs more than a small model's decode step, so it is applied the way llama.cpp's
+    own ``common_sampler`` applies it: the chain picks a token from the unmasked logits, the
+    grammar checks that one token, and only if it is refused is the grammar applied to every
+    token and the pick made again. Greedy decoding picks exactly the token the masked chain
+    would; with sampling, a refused draw is redrawn from the masked distribution, so the
+    accepted token follows it too (top-p's nucleus is taken before the mask on the first draw).
+    The picked token is then accepted into the chain and the grammar, which advances its state.
 
     The penalties sampler sees the logits before temperature and top-p, as OpenAI defines them (a
     logit lowered by ``frequency_penalty * count + presence_penalty * (count > 0)`` for each
@@ -104,12 +111,14 @@ class Sampler:
             llama_cpp.llama_sampler_chain_add(
                 chain, _logit_bias_sampler(n_vocab, params.logit_bias)
             )
+        self._grammar: Any = None
         if params.grammar is not None:
             try:
-                llama_cpp.llama_sampler_chain_add(chain, _grammar_sampler(vocab, params.grammar))
+                self._grammar = _grammar_sampler(vocab, params.grammar)
             except GrammarError:
                 llama_cpp.llama_sampler_free(chain)
                 raise
+            self._candidates = _Candidates(n_vocab)
         if params.presence_penalty or params.frequency_penalty:
             llama_cpp.llama_sampler_chain_add(
                 chain,
@@ -137,12 +146,58 @@ class Sampler:
 
     def sample(self, ctx: Any, index: int) -> int:
         """Pick the next token from batch row ``index`` of the last decode."""
-        return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
+        if self._grammar is None:
+            return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
+        return self.sample_logits(llama_cpp.llama_get_logits_ith(ctx, index))
+
+    def sample_logits(self, logits: Any) -> int:
+        """Pick the next token from a row of raw logits (a pointer to ``n_vocab`` floats)."""
+        assert self._grammar is not None, "without a grammar, llama_sampler_sample picks"
+        token = self._candidates.pick(self._chain, logits)
+        if not self._allows(token):
+            token = self._candidates.pick(self._chain, logits, mask=self._grammar)
+        llama_cpp.llama_sampler_accept(self._grammar, token)
+        llama_cpp.llama_sampler_accept(self._chain, token)
+        return token
+
+    def _allows(self, token: int) -> bool:
+        single = (llama_cpp.llama_token_data * 1)(llama_cpp.llama_token_data(token, 1.0, 0.0))
+        one = llama_cpp.llama_token_data_array(single, 1, -1, False)
+        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(one))
+        return bool(np.isfinite(single[0].logit))
 
     def close(self) -> None:
         if self._chain is not None:
             llama_cpp.llama_sampler_free(self._chain)
             self._chain = None
+        if self._grammar is not None:
+            llama_cpp.llama_sampler_free(self._grammar)
+            self._grammar = None
+
+
+class _Candidates:
+    """The whole vocabulary as llama.cpp's candidate array, refilled from a row's logits."""
+
+    _DTYPE = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
+    def __init__(self, n_vocab: int) -> None:
+        assert self._DTYPE.itemsize == ctypes.sizeof(llama_cpp.llama_token_data)
+        self._n_vocab = n_vocab
+        self._ids = np.arange(n_vocab, dtype=np.int32)
+        self._data = np.zeros(n_vocab, dtype=self._DTYPE)
+        self._pointer = self._data.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token_data))
+
+    def pick(self, chain: Any, logits: Any, mask: Any = None) -> int:
+        """The token ``chain`` selects from the raw logits (after ``mask``, if given)."""
+        # The samplers sort and cut the array in place: every pick starts from a fresh copy.
+        self._data["id"] = self._ids
+        self._data["logit"] = np.ctypeslib.as_array(logits, shape=(self._n_vocab,))
+        self._data["p"] = 0.0
+        array = llama_cpp.llama_token_data_array(self._pointer, self._n_vocab, -1, False)
+        if mask is not None:
+            llama_cpp.llama_sampler_apply(mask, ctypes.byref(array))
+        llama_cpp.llama_sampler_apply(chain, ctypes.byref(array))
+        return int(array.data[array.selected].id)
 
 
 def log_normaliser(logits: npt.NDArray[np.float32]) -> float:
