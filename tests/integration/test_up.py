@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -138,6 +139,34 @@ def test_up_serves_a_request_and_ctrl_c_stops_every_child(up: Up) -> None:
     assert completion.choices[0].message.content
     assert completion.usage is not None
     assert completion.usage.total_tokens > 0
+
+    # Tools through the default model: the cloud path, the stand-in's call streamed back.
+    weather: Any = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+    calls = [
+        call
+        for chunk in client.chat.completions.create(
+            model="pice",
+            messages=[{"role": "user", "content": "What is the weather in Paris right now?"}],
+            tools=[weather],
+            tool_choice="required",
+            max_tokens=60,
+            stream=True,
+            timeout=240,
+        )
+        if chunk.choices
+        for call in chunk.choices[0].delta.tool_calls or []
+    ]
+    assert [(c.function.name if c.function else None) for c in calls] == ["get_weather"]
 
     # What a user of `make run` sees: a streamed progressive answer, points arriving one by one.
     stream = client.chat.completions.create(
