@@ -171,7 +171,7 @@ def test_the_raw_decoder_sets_the_adapter_on_its_context(
         def from_model(cls, model: Any) -> Any:
             return cls()
 
-        def render(self, messages: Any) -> Any:
+        def render(self, messages: Any, tools: Any = ()) -> Any:
             return argparse.Namespace(text="prompt", add_special=True)
 
     monkeypatch.setattr(llama, "LlamaModel", FakeModel)

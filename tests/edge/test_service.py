@@ -347,6 +347,11 @@ def test_tools_are_called_with_arguments_that_fit_their_schema(
         temperature=0,
     )
     choice = result.choices[0]
+    if tool_choice == "auto" and choice.finish_reason != "tool_calls":
+        # Calling is the model's choice under "auto" (the 0.5B calls here, on the CPUs this
+        # was run on); answering in text is allowed, a call left unparsed in the text is not.
+        assert "get_weather" not in (choice.message.content or ""), choice
+        return
     assert choice.finish_reason == "tool_calls", choice
     calls = choice.message.tool_calls or []
     assert [call.function.name for call in calls] == [name]  # type: ignore[union-attr]

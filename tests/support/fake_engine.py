@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 from edge_agent.engine import EngineEvent, JobDone, JobSpec, JobStarted, SequenceDone, TokenDelta
 from edge_agent.engine.chat_template import Message, RenderedPrompt
@@ -24,8 +25,13 @@ from edge_agent.engine.stats import LoadSnapshot
 class Renderer:
     """A recognisable prompt, so a test sees the handler rendered through the backend."""
 
-    def render(self, messages: Sequence[Message]) -> RenderedPrompt:
-        return RenderedPrompt("|".join(f"{m.role}:{m.content}" for m in messages), False)
+    has_template = True
+
+    def render(
+        self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] = ()
+    ) -> RenderedPrompt:
+        names = "".join(f"[tool:{t['function']['name']}]" for t in tools)
+        return RenderedPrompt(names + "|".join(f"{m.role}:{m.content}" for m in messages), False)
 
 
 class FakeJob:
