@@ -15,6 +15,7 @@ import pytest
 from openai.types.chat import ChatCompletion
 
 from tests.support.processes import ServerProcess, free_port, pice_argv, running
+from tests.support.tools import WEATHER_QUESTION, WEATHER_TOOL
 
 pytestmark = pytest.mark.model
 
@@ -279,20 +280,9 @@ def test_what_the_engine_cannot_honour_is_a_400_naming_it(
     assert r.json()["error"]["param"] == param
 
 
-WEATHER: list[Any] = [{"role": "user", "content": "What is the weather in Paris right now?"}]
+WEATHER: list[Any] = [{"role": "user", "content": WEATHER_QUESTION}]
 TOOLS: list[Any] = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "The current weather in a city.",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    },
+    WEATHER_TOOL,
     {
         "type": "function",
         "function": {

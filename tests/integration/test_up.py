@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ from openai import OpenAI
 
 from pice_stack.supervisor import port_is_free
 from tests.support.processes import free_port, pice_argv
+from tests.support.tools import WEATHER_QUESTION, WEATHER_TOOL
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 
@@ -141,23 +141,12 @@ def test_up_serves_a_request_and_ctrl_c_stops_every_child(up: Up) -> None:
     assert completion.usage.total_tokens > 0
 
     # Tools through the default model: the cloud path, the stand-in's call streamed back.
-    weather: Any = {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    }
     calls = [
         call
         for chunk in client.chat.completions.create(
             model="pice",
-            messages=[{"role": "user", "content": "What is the weather in Paris right now?"}],
-            tools=[weather],
+            messages=[{"role": "user", "content": WEATHER_QUESTION}],
+            tools=[WEATHER_TOOL],
             tool_choice="required",
             parallel_tool_calls=False,  # else the 0.5B may write the same call twice
             max_tokens=60,

@@ -9,12 +9,12 @@ from typing import Any, Literal
 
 import pytest
 from openai import OpenAI
-from openai.types.chat import ChatCompletionFunctionToolParam
 
 from pice.cloud.vllm import VllmServer
 from pice_stack.stack import StackSpec
 from tests.integration.conftest import running_gateway, two_cores
 from tests.support.processes import ServerProcess, free_port, pice_argv, pinned
+from tests.support.tools import WEATHER_QUESTION, WEATHER_TOOL
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -100,25 +100,11 @@ def test_progressive_request_with_vllm_cloud(gateway: ServerProcess) -> None:
     )
 
 
-WEATHER_TOOL: ChatCompletionFunctionToolParam = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The current weather in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
-
-
 def ask_weather(gateway: ServerProcess, tool_choice: Literal["auto", "required"]) -> Any:
     client = OpenAI(base_url=f"{gateway.base_url}/v1", api_key="unused", max_retries=0)
     completion = client.chat.completions.create(
         model="pice",
-        messages=[{"role": "user", "content": "What is the weather in Paris right now?"}],
+        messages=[{"role": "user", "content": WEATHER_QUESTION}],
         tools=[WEATHER_TOOL],
         tool_choice=tool_choice,
         max_tokens=60,
