@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from pice_gateway.router.training import (
     data_sha256,
     evaluate,
     load_examples,
+    prior_threshold,
     train,
 )
 from pice_gateway.settings import RouterSettings
@@ -104,6 +106,27 @@ def test_threshold_is_the_most_accurate_cut_nearest_one_half() -> None:
     cut = best_threshold(scores, labels)
     assert 0.35 < cut <= 0.4
     assert best_threshold(np.asarray([0.2, 0.8]), np.asarray([0, 1])) == 0.5
+
+
+def test_a_rarer_outline_prior_raises_the_cut_by_the_log_odds() -> None:
+    assert prior_threshold(0.4, 0.4) == 0.5
+    assert prior_threshold(0.5, 0.25) > 0.5 > prior_threshold(0.5, 0.75)
+    # Moved by the log-odds: logit(cut) = logit(train share) - logit(deploy share).
+    cut = prior_threshold(441 / 964, 0.3602)
+    assert math.isclose(
+        math.log(cut / (1 - cut)), math.log(441 / 523) - math.log(0.3602 / 0.6398), abs_tol=1e-3
+    )
+    assert cut == 0.5996
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        prior_threshold(0.5, 1.0)
+
+
+def test_the_shipped_head_states_where_its_cut_comes_from() -> None:
+    shipped = RouterWeights.load()
+    assert shipped.meta["threshold_from"].startswith("prior:")
+    assert shipped.threshold == prior_threshold(
+        shipped.meta["train_outline_share"], shipped.meta["deploy_outline_share"]
+    )
 
 
 def test_bootstrap_interval_brackets_the_mean() -> None:

@@ -90,8 +90,10 @@ def test_retraining_on_the_shipped_data_reproduces_the_shipped_weights(
         DATA_DIR / "dev.jsonl",
         version=shipped.version,
         log=lambda _: None,
+        deploy_outline_share=shipped.meta["deploy_outline_share"],
     )
     assert again.threshold == pytest.approx(shipped.threshold, abs=1e-3)
+    assert again.meta["threshold_from"] == shipped.meta["threshold_from"]
     # The int8 encoder's kernels differ by CPU (AVX2 or AVX-512 VNNI), so its embeddings, and
     # the weights fitted on them, differ in the third decimal from one machine to another
     # (largest coefficient difference 0.0028 on an AVX2-only EPYC, 0.16% of the vector's norm);

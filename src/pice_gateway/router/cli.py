@@ -21,11 +21,19 @@ def register(subparsers: Any) -> None:
     train.add_argument("--train", type=Path, default=None, help="training JSONL")
     train.add_argument("--dev", type=Path, default=None, help="development JSONL (threshold)")
     train.add_argument("--out", type=Path, default=None, help="weights JSON to write")
-    train.add_argument("--version", default="router-v3")
-    train.add_argument(
+    train.add_argument("--version", default="router-v3.1")
+    cut = train.add_mutually_exclusive_group()
+    cut.add_argument(
         "--tune-threshold",
         action="store_true",
         help="the most accurate cut on the development set (default: 0.5, the head's own)",
+    )
+    cut.add_argument(
+        "--deploy-outline-share",
+        type=float,
+        default=None,
+        metavar="P",
+        help="move the cut to a class prior of P outline questions (shipped: 0.3602, LIMA's)",
     )
     train.add_argument("--cache-dir", type=Path, default=None)
     train.set_defaults(handler=_train)
@@ -77,6 +85,7 @@ def _train(args: argparse.Namespace) -> int:
         version=args.version,
         log=_log,
         tune_threshold=args.tune_threshold,
+        deploy_outline_share=args.deploy_outline_share,
     )
     out = args.out or BUNDLED_WEIGHTS
     weights.save(out)

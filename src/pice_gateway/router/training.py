@@ -24,6 +24,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import random
 import statistics
 import time
@@ -108,6 +109,24 @@ def best_threshold(scores: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) ->
     return round(float(nearest), 4)
 
 
+def prior_threshold(train_share: float, deploy_share: float) -> float:
+    """The head's cut moved for another class prior (Saerens, Latinne & Decaestecker, 2002).
+
+    A logistic head trained where a share ``train_share`` of questions is "outline" has that
+    prior in its log-odds; where ``deploy_share`` are, the posterior's log-odds move by
+    ``logit(deploy_share) - logit(train_share)``. Deciding "outline" when the moved posterior
+    is at least 0.5 is deciding it when the head's own score is at least the value returned.
+    """
+    for share in (train_share, deploy_share):
+        if not 0.0 < share < 1.0:
+            raise ValueError(f"a class share must be strictly between 0 and 1, not {share}")
+
+    def logit(p: float) -> float:
+        return math.log(p / (1.0 - p))
+
+    return round(1.0 / (1.0 + math.exp(logit(deploy_share) - logit(train_share))), 4)
+
+
 def fit_head(
     x: npt.NDArray[np.float32],
     y: npt.NDArray[np.int64],
@@ -136,6 +155,7 @@ def train(
     version: str,
     log: Callable[[str], None],
     tune_threshold: bool = False,
+    deploy_outline_share: float | None = None,
 ) -> RouterWeights:
     train_set, dev_set = load_examples(train_path), load_examples(dev_path)
     log(f"embedding {len(train_set)} training and {len(dev_set)} development questions")
@@ -144,7 +164,16 @@ def train(
     model, c, cv_accuracy = fit_head(x, y)
     log(f"C={c}: cross-validated accuracy {cv_accuracy:.3f}")
     dev_scores = model.predict_proba(x_dev)[:, 1]
-    threshold = best_threshold(dev_scores, y_dev) if tune_threshold else 0.5
+    threshold, threshold_from, prior = 0.5, "fixed", {}
+    if tune_threshold:
+        threshold, threshold_from = best_threshold(dev_scores, y_dev), "dev"
+    elif deploy_outline_share is not None:
+        prior = {
+            "train_outline_share": float(np.mean(y)),
+            "deploy_outline_share": deploy_outline_share,
+        }
+        threshold = prior_threshold(*prior.values())
+        threshold_from = "prior: outline share {:.4f} in training, {}".format(*prior.values())
     dev_accuracy = float(np.mean((dev_scores >= threshold) == (y_dev == 1)))
     log(f"threshold {threshold} (dev accuracy {dev_accuracy:.3f})")
     return RouterWeights(
@@ -160,7 +189,8 @@ def train(
             "C": c,
             "cv_accuracy": round(cv_accuracy, 4),
             "dev_accuracy": round(dev_accuracy, 4),
-            "threshold_from": "dev" if tune_threshold else "fixed",
+            "threshold_from": threshold_from,
+            **prior,
         },
     )
 
