@@ -73,7 +73,8 @@ def build_job(
 ) -> JobSpec:
     limit = body.token_limit() or DEFAULT_MAX_TOKENS
     bias = logit_bias(body)
-    grammar = tools.grammar if tools and tools.grammar else response_grammar(body)
+    tool_grammar = tools.grammar if tools is not None else None
+    grammar = tool_grammar or response_grammar(body)
     temperature = DEFAULT_TEMPERATURE if body.temperature is None else body.temperature
     top_p = DEFAULT_TOP_P if body.top_p is None else body.top_p
     sequences = tuple(
@@ -89,6 +90,7 @@ def build_job(
                 stop=tuple(body.stop_list()),
                 top_logprobs=(body.top_logprobs or 0) if body.logprobs else None,
                 grammar=grammar,
+                grammar_param="tools" if tool_grammar else "response_format",
                 logit_bias=bias,
             ),
         )

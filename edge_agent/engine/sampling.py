@@ -65,13 +65,11 @@ def check_params(params: Iterable[SamplingParams], *, vocab: Any, n_vocab: int) 
                 f"logit_bias key {token} is not a token id of this model (0 to {n_vocab - 1}).",
                 param="logit_bias",
             )
-    for grammar in {p.grammar for p in params if p.grammar is not None}:
+    for grammar, field in {(p.grammar, p.grammar_param) for p in params if p.grammar is not None}:
         try:
             llama_cpp.llama_sampler_free(_grammar_sampler(vocab, grammar))
         except GrammarError as error:
-            raise InvalidRequestError(
-                f"response_format: {error}.", param="response_format"
-            ) from error
+            raise InvalidRequestError(f"{field}: {error}.", param=field) from error
 
 
 def _logit_bias_sampler(n_vocab: int, bias: tuple[tuple[int, float], ...]) -> Any:

@@ -31,6 +31,9 @@ class SamplingParams:
     # A GBNF grammar the text must follow (OpenAI's ``response_format``: JSON, a JSON schema),
     # or None; tokens it rules out are never sampled, and the sequence ends when it is complete.
     grammar: str | None = None
+    # The request field the grammar came from (``response_format``, or ``tools`` for a required
+    # tool call), named in the 400 when llama.cpp cannot parse it.
+    grammar_param: str = "response_format"
     # OpenAI's ``logit_bias``: (token id, bias added to its logit) before anything else samples.
     logit_bias: tuple[tuple[int, float], ...] = ()
 

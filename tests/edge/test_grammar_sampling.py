@@ -19,8 +19,9 @@ import pytest
 from llama_cpp.llama_grammar import json_schema_to_gbnf
 
 from edge_agent.engine.llama import LlamaModel
-from edge_agent.engine.sampling import Sampler, _grammar_sampler
+from edge_agent.engine.sampling import Sampler, _grammar_sampler, check_params
 from edge_agent.engine.types import SamplingParams
+from pice.errors import InvalidRequestError
 
 pytestmark = pytest.mark.model
 
@@ -133,3 +134,16 @@ def test_sampled_tokens_are_always_allowed_by_the_grammar(model: LlamaModel) -> 
         sampler.close()
         llama_cpp.llama_sampler_free(checker)
     assert isinstance(json.loads(b"".join(pieces).decode()), dict)
+
+
+@pytest.mark.parametrize("field", ["response_format", "tools"])
+def test_a_grammar_llama_cpp_cannot_parse_is_a_400_naming_its_field(
+    model: LlamaModel, field: str
+) -> None:
+    broken = SamplingParams(grammar="root ::= (", grammar_param=field)
+    with pytest.raises(InvalidRequestError) as info:
+        check_params([broken], vocab=model.vocab, n_vocab=model.n_vocab)
+    assert info.value.param == field
+    assert str(info.value).startswith(f"{field}: ")
+    # A grammar it can parse passes.
+    check_params([SamplingParams(grammar=GRAMMAR)], vocab=model.vocab, n_vocab=model.n_vocab)
