@@ -43,6 +43,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument("--lora", type=Path, help="LoRA adapter GGUF to apply (pice tune export)")
     serve.add_argument("--lora-scale", dest="lora_scale", type=float, help="adapter scale (1.0)")
     serve.add_argument(
+        "--lora-merge",
+        dest="lora_merge",
+        action="store_const",
+        const=True,
+        help="fold --lora into the weights at start (cached): the stock model's decode speed",
+    )
+    serve.add_argument(
         "--lora-module",
         dest="lora_modules",
         action="append",
@@ -132,6 +139,7 @@ def _serve(args: argparse.Namespace) -> int:
         n_gpu_layers=args.n_gpu_layers,
         lora=args.lora,
         lora_scale=args.lora_scale,
+        lora_merge=args.lora_merge,
         lora_modules=args.lora_modules,
         api_token=args.api_token,
         api_token_file=args.api_token_file,

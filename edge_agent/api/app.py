@@ -22,6 +22,7 @@ from edge_agent.api.channel import dial_all
 from edge_agent.api.state import EdgeState
 from edge_agent.engine.backend import EngineBackend
 from edge_agent.engine.engine import Engine, EngineConfig, NamedAdapter
+from edge_agent.engine.lora_merge import merged_model
 from edge_agent.engine.metrics import engine_registry
 from edge_agent.membership import GatewayLink
 from edge_agent.settings import EdgeSettings
@@ -31,7 +32,7 @@ from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
 from pice.http.request_id import RequestIdMiddleware
 from pice.models.provision import hash_file
-from pice.models.registry import resolve_model
+from pice.models.registry import default_cache_dir, resolve_model
 from pice.security import check_exposure
 from pice.tracing import Tracing, TracingMiddleware
 from pice.tracing_factory import build_tracing
@@ -66,7 +67,8 @@ def engine_config(settings: EdgeSettings) -> EngineConfig:
         allow_amx=settings.allow_amx,
         extra_buffers=settings.extra_buffers,
         n_gpu_layers=settings.n_gpu_layers,
-        lora=settings.lora,
+        # A merged adapter is in the model file (llama_backend), not applied per decode.
+        lora=None if settings.lora_merge else settings.lora,
         lora_scale=settings.lora_scale,
         lora_modules=tuple(NamedAdapter(m.name, m.path, m.scale) for m in settings.lora_modules),
     )
@@ -75,7 +77,11 @@ def engine_config(settings: EdgeSettings) -> EngineConfig:
 def llama_backend(settings: EdgeSettings) -> ServedBackend:
     """The default backend: the batched llama.cpp engine over ``settings.model``."""
     resolved = resolve_model(settings.model, progress=False)
-    engine = Engine(resolved.path, engine_config(settings))
+    path = resolved.path
+    if settings.lora is not None and settings.lora_merge:
+        cache = default_cache_dir() / "merged"
+        path = merged_model(path, settings.lora, settings.lora_scale, cache).path
+    engine = Engine(path, engine_config(settings))
     return ServedBackend(engine, resolved.name, resolved.aliases)
 
 
@@ -173,7 +179,8 @@ def adapter_info(settings: EdgeSettings) -> AdapterInfo | None:
     """What /v1/models and /v1/load say about the adapter in ``settings`` (hashed once)."""
     if settings.lora is None:
         return None
-    return _describe(settings.lora, settings.lora_scale)
+    info = _describe(settings.lora, settings.lora_scale)
+    return info.model_copy(update={"merged": settings.lora_merge})
 
 
 def module_infos(settings: EdgeSettings) -> dict[str, AdapterInfo]:

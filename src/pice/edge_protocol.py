@@ -190,6 +190,8 @@ class AdapterInfo(BaseModel):
     scale: float
     # sha256 of the adapter file, so two edges can be told to serve the same one.
     sha256: str | None = None
+    # Folded into the model's weights at start (``--lora-merge``), not applied per decode.
+    merged: bool = False
 
 
 class EdgeModelCard(ModelCard):

@@ -96,6 +96,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="the edges' adapter scale (pice edge serve --lora-scale; default 1.0)",
     )
+    parser.add_argument(
+        "--edge-lora-merge",
+        action="store_true",
+        help="fold the adapter into each edge's model at start (pice edge serve --lora-merge): "
+        "the stock model's speed; needs a Q8_0/Q5_0/F16 model",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -144,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         sketch_lora=args.sketch_lora,
         edge_lora=args.edge_lora,
         edge_lora_scale=args.edge_lora_scale,
+        edge_lora_merge=args.edge_lora_merge,
     )
     # One line per readiness probe would bury the children's progress.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -187,7 +194,8 @@ def edge_adapter_summary(spec: StackSpec) -> str | None:
         return None
     # The agent names an adapter by its file's stem (``AdapterInfo.name``).
     scale = 1.0 if spec.edge_lora_scale is None else spec.edge_lora_scale
-    return f"lora: {spec.edge_lora.stem} = {spec.edge_lora}, scale {scale:g}"
+    merged = ", merged into the model" if spec.edge_lora_merge else ""
+    return f"lora: {spec.edge_lora.stem} = {spec.edge_lora}, scale {scale:g}{merged}"
 
 
 def _banner(stack: RunningStack) -> str:

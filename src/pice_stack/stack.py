@@ -81,6 +81,8 @@ class StackSpec:
     # ``edge_lora_scale`` (None = the agent's default, 1.0).
     edge_lora: Path | None = None
     edge_lora_scale: float | None = None
+    # Fold ``edge_lora`` into each edge's model at start (``pice edge serve --lora-merge``).
+    edge_lora_merge: bool = False
 
     def edge_profiles(self) -> list[EdgeProfile]:
         """One entry per edge: the profile's, or ``edges`` plain ones."""
@@ -346,8 +348,11 @@ def edges_lora_args(spec: StackSpec) -> tuple[str, ...]:
     if spec.edge_lora is None:
         if spec.edge_lora_scale is not None:
             raise EdgeLoraError("--edge-lora-scale needs --edge-lora (the adapter it scales)")
+        if spec.edge_lora_merge:
+            raise EdgeLoraError("--edge-lora-merge needs --edge-lora (the adapter it folds in)")
         return ()
-    return edge_adapter_args(spec.edge_lora, spec.edge_lora_scale)
+    merge = ("--lora-merge",) if spec.edge_lora_merge else ()
+    return (*edge_adapter_args(spec.edge_lora, spec.edge_lora_scale), *merge)
 
 
 def embedded_cloud_argv(

@@ -17,12 +17,14 @@ import random
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from edge_agent.engine.lora_merge import merge_lora
 from pice.cloud.vllm import ensure_checkpoint
 from pice.errors import ModelProvisioningError
 from pice.models.provision import hash_file
@@ -385,12 +387,26 @@ def run_export(
     out.parent.mkdir(parents=True, exist_ok=True)
     common = ("--adapter-dir", str(run_dir / "adapter"), "--base-gguf", str(target.path))
     if merged:
-        argv = ("merge", *common, "--out", str(out), "--scale", str(scale))
+        # The adapter GGUF first (checked against the model by the worker), then folded into
+        # the model's weights here, exactly as `pice edge serve --lora-merge` folds one.
+        with tempfile.TemporaryDirectory(prefix="pice-merge-") as scratch:
+            adapter = Path(scratch) / "adapter.gguf"
+            argv = ("export", *common, "--out", str(adapter), "--name", out.stem)
+            exported = json.loads(run_worker(tune_venv, *argv))
+            folded = merge_lora(target.path, adapter, out, scale)
+        report = {
+            "architecture": exported["architecture"],
+            "rank": folded.rank,
+            "alpha": folded.alpha,
+            "scale": scale,
+            "merged_weights": folded.merged_weights,
+            "largest_change": folded.largest_change,
+        }
         kind = f"merged GGUF ({target.name} + adapter at scale {scale}, requantised)"
     else:
         argv = ("export", *common, "--out", str(out), "--name", out.stem)
+        report = json.loads(run_worker(tune_venv, *argv))
         kind = "llama.cpp LoRA adapter (GGUF, general.type=adapter)"
-    report = json.loads(run_worker(tune_venv, *argv))
     meta = {
         "adapter": out.name,
         "adapter_sha256": hash_file(out),

@@ -7,8 +7,6 @@ safetensors; the PICE environment has none of them), as a script:
         --out RUN_DIR --max-steps 3 --rank 4
     .venv-tune/bin/python src/pice_tune/worker.py export --adapter-dir RUN_DIR/adapter \
         --base-gguf MODEL.gguf --out ADAPTER.gguf
-    .venv-tune/bin/python src/pice_tune/worker.py merge --adapter-dir RUN_DIR/adapter \
-        --base-gguf MODEL-Q8_0.gguf --out MERGED.gguf
 
 ``train`` reads prompt/completion records (:mod:`pice_tune.dataset` renders them from the edge's
 own expansion prompt, or the gateway's outline prompt for the sketcher, whose completion ends with
@@ -18,9 +16,9 @@ with the same ``--out`` and it resumes from the newest one. ``export`` writes th
 the layout llama.cpp's ``llama_adapter_lora_init`` loads: one ``<base tensor>.lora_a`` of numpy
 shape (rank, in) and one ``.lora_b`` of shape (out, rank) per adapted weight, plus
 ``general.type=adapter``, ``adapter.type=lora`` and ``adapter.lora.alpha``; every pair is checked
-against the base GGUF's tensor before anything is written. ``merge`` instead writes the base GGUF
-with ``scale * alpha / rank * B @ A`` added to each adapted weight, requantised to that weight's
-type: a plain model, served without an adapter. ``dpo`` trains on preference records
+against the base GGUF's tensor before anything is written (``pice tune export --merged`` then
+folds that file into the base with :mod:`edge_agent.engine.lora_merge`, in the PICE environment,
+as ``pice edge serve --lora-merge`` does). ``dpo`` trains on preference records
 (``chosen``/``rejected`` in place of ``completion``) with trl's ``DPOTrainer``: a new LoRA on the
 model (the reference is the model without it), or ``--init-adapter`` continued (the reference
 is that adapter, frozen); checkpoints are the Trainer's own ``RUN_DIR/checkpoint-N``.
@@ -615,12 +613,6 @@ def _lora_pairs(adapter_dir: Path, reader: Any) -> tuple[str, int, float, dict[s
     return arch, rank, alpha, pairs
 
 
-def merged_weight(weight: Any, a: Any, b: Any, factor: float) -> Any:
-    """``weight + factor * b @ a``: what llama.cpp adds to ``weight @ x`` for an adapter
-    (``factor`` = scale * alpha / rank), folded into the weight itself. All (out, in) float32."""
-    return weight + factor * (b @ a)
-
-
 def export(args: argparse.Namespace) -> int:
     gguf = importlib.import_module("gguf")
     reader = gguf.GGUFReader(str(args.base_gguf))
@@ -643,70 +635,6 @@ def export(args: argparse.Namespace) -> int:
     report = {"architecture": arch, "rank": rank, "alpha": alpha, "pairs": len(pairs)}
     sys.stdout.write(json.dumps(report) + "\n")
     _log(f"wrote {len(pairs)} LoRA pairs to {args.out}")
-    return 0
-
-
-def merge(args: argparse.Namespace) -> int:
-    """Write the base GGUF with the adapter folded into its weights, requantised to each
-    weight's own type: a plain model, served without an adapter (no cost per token).
-
-    Only weights of a type the ``gguf`` package can quantise (Q8_0, Q4_0, Q5_0, BF16, F16,
-    F32…; not the K-quants) can take the sum; merge into the Q8_0 edge model.
-    """
-    gguf = importlib.import_module("gguf")
-    quants = importlib.import_module("gguf.quants")
-    np = importlib.import_module("numpy")
-
-    reader = gguf.GGUFReader(str(args.base_gguf))
-    arch, rank, alpha, pairs = _lora_pairs(args.adapter_dir, reader)
-    factor = args.scale * alpha / rank
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    writer = gguf.GGUFWriter(str(tmp), arch)
-    for field in reader.fields.values():
-        # The writer writes the architecture and the GGUF header fields itself.
-        if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
-            continue
-        kind = field.types[0]
-        sub = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(field.name, field.contents(), kind, sub_type=sub)
-    data: list[Any] = []
-    largest = 0.0
-    for tensor in reader.tensors:
-        array = tensor.data
-        if tensor.name in pairs:
-            pair = pairs[tensor.name]
-            weight = quants.dequantize(array, tensor.tensor_type).astype(np.float32)
-            weight = weight.reshape(pair["b"].shape[0], pair["a"].shape[1])
-            summed = merged_weight(weight, pair["a"], pair["b"], factor)
-            largest = max(largest, float(np.abs(summed - weight).max()))
-            try:
-                array = quants.quantize(summed, tensor.tensor_type)
-            except NotImplementedError as exc:
-                raise SystemExit(
-                    f"{tensor.name}: cannot requantise {tensor.tensor_type.name} here ({exc}); "
-                    "merge into the Q8_0 edge model"
-                ) from exc
-        writer.add_tensor_info(
-            tensor.name, array.shape, array.dtype, array.nbytes, tensor.tensor_type
-        )
-        data.append(array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    for array in data:
-        writer.write_tensor_data(array, tensor_endianess=reader.endianess)
-    writer.close()
-    tmp.rename(args.out)
-    report = {
-        "architecture": arch,
-        "rank": rank,
-        "alpha": alpha,
-        "scale": args.scale,
-        "merged_weights": len(pairs),
-        "largest_change": largest,
-    }
-    sys.stdout.write(json.dumps(report) + "\n")
-    _log(f"merged {len(pairs)} LoRA pairs into {args.out}")
     return 0
 
 
@@ -765,12 +693,6 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--name")
     e.set_defaults(handler=export)
-    m = steps.add_parser("merge")
-    m.add_argument("--adapter-dir", type=Path, required=True)
-    m.add_argument("--base-gguf", type=Path, required=True)
-    m.add_argument("--out", type=Path, required=True)
-    m.add_argument("--scale", type=float, default=1.0)
-    m.set_defaults(handler=merge)
     i = steps.add_parser("inspect")
     i.add_argument("gguf", type=Path)
     i.set_defaults(handler=inspect)

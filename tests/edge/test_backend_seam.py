@@ -109,6 +109,7 @@ async def test_models_and_load_name_the_adapter_in_the_settings(tmp_path: Path) 
             "name": "expander-v1",
             "scale": 0.5,
             "sha256": hashlib.sha256(b"GGUF adapter bytes").hexdigest(),
+            "merged": False,
         }
         models = (await client.get("/v1/models", headers=AUTH)).json()
         assert models["data"][0]["adapter"] == expected

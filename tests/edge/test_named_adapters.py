@@ -225,6 +225,7 @@ async def test_models_lists_each_module_as_a_model_of_its_own(adapter_file: Path
             "name": "sketcher-v1",
             "scale": 0.5,
             "sha256": hashlib.sha256(b"GGUF sketcher").hexdigest(),
+            "merged": False,
         },
     }
     # /v1/load keeps naming the context-wide adapter only (none here).

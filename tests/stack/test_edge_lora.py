@@ -71,13 +71,18 @@ def test_the_stack_gives_the_edges_no_adapter_unless_asked(tmp_path: Path) -> No
     )
     with pytest.raises(EdgeLoraError, match="--edge-lora-scale needs --edge-lora"):
         edges_lora_args(StackSpec(edge_lora_scale=0.5))
+    merged = StackSpec(edge_lora=gguf, edge_lora_merge=True)
+    assert edges_lora_args(merged) == ("--lora", str(gguf), "--lora-merge")
+    with pytest.raises(EdgeLoraError, match="--edge-lora-merge needs --edge-lora"):
+        edges_lora_args(StackSpec(edge_lora_merge=True))
 
 
 def test_pice_up_parses_the_flags() -> None:
     args = build_parser().parse_args(["up", "--edge-lora", "a.gguf", "--edge-lora-scale", "0.5"])
     assert (args.edge_lora, args.edge_lora_scale) == (Path("a.gguf"), 0.5)
     plain = build_parser().parse_args(["up"])
-    assert (plain.edge_lora, plain.edge_lora_scale) == (None, None)
+    assert (plain.edge_lora, plain.edge_lora_scale, plain.edge_lora_merge) == (None, None, False)
+    assert build_parser().parse_args(["up", "--edge-lora-merge"]).edge_lora_merge is True
 
 
 @pytest.mark.parametrize("extra", [[], ["--edge-lora-scale", "-1"]])
@@ -170,6 +175,8 @@ def test_the_banner_names_the_adapter_as_the_points_will(tmp_path: Path) -> None
     assert edge_adapter_summary(StackSpec(edge_lora=gguf, edge_lora_scale=0.5)) == (
         f"lora: adapter = {gguf}, scale 0.5"
     )
+    merged = edge_adapter_summary(StackSpec(edge_lora=gguf, edge_lora_merge=True))
+    assert merged == f"lora: adapter = {gguf}, scale 1, merged into the model"
 
 
 def test_pice_bench_passes_the_flags_to_the_stack(

@@ -1,8 +1,8 @@
 """``pice tune export --merged``: the adapter folded into the edge model's weights.
 
-The arithmetic is checked here against what llama.cpp computes for an adapter at run time; the
-GGUF rewrite itself runs in the tuning environment (checked by hand against llama.cpp, see
-docs/fine-tuning.md "Speed of an adapter").
+The worker (tuning environment) writes the adapter GGUF; the fold is the edge's own
+(:mod:`edge_agent.engine.lora_merge`, tested in tests/edge/test_lora_merge.py), run here on a
+toy model. The real model's merge against llama.cpp: tests/tune/test_pipeline_real.py.
 """
 
 from __future__ import annotations
@@ -12,28 +12,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import gguf
 import numpy as np
 import pytest
 
+from pice.models.provision import hash_file
 from pice_cli.main import main as pice_main
 from pice_tune import steps, worker
-
-
-def test_a_merged_weight_computes_what_the_adapter_adds_at_run_time() -> None:
-    rng = np.random.default_rng(0)
-    n_in, n_out, rank, alpha, scale = 12, 7, 4, 8.0, 0.5
-    weight = rng.standard_normal((n_out, n_in)).astype(np.float32)
-    a = rng.standard_normal((rank, n_in)).astype(np.float32)
-    b = rng.standard_normal((n_out, rank)).astype(np.float32)
-    x = rng.standard_normal((n_in, 3)).astype(np.float32)
-    factor = scale * alpha / rank
-
-    # llama.cpp: W x + scale * (alpha / rank) * B (A x), for every token column of x.
-    at_run_time = weight @ x + factor * (b @ (a @ x))
-    merged = worker.merged_weight(weight, a, b, factor)
-    assert merged.shape == weight.shape
-    np.testing.assert_allclose(merged @ x, at_run_time, rtol=1e-5, atol=1e-5)
-    assert not np.allclose(merged @ x, weight @ x)  # the adapter does change the output
+from tests.support.gguf_files import write_lora, write_model
 
 
 @pytest.fixture
@@ -54,17 +40,21 @@ def run_dir(tmp_path: Path) -> Path:
     return run
 
 
-def test_export_merged_runs_the_workers_merge_and_records_what_it_wrote(
+def test_export_merged_folds_the_workers_adapter_and_records_what_it_wrote(
     run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    model = tmp_path / "edge-q8_0.gguf"
-    model.write_bytes(b"base")
+    model = write_model(
+        tmp_path / "edge-q8_0.gguf",
+        "qwen2",
+        [("blk.0.attn_q.weight", np.full((16, 32), 0.05), gguf.GGMLQuantizationType.Q8_0)],
+    )
     calls: list[tuple[str, ...]] = []
 
     def fake_worker(venv: Path, *args: str) -> str:
         calls.append(args)
-        Path(args[args.index("--out") + 1]).write_bytes(b"merged")
-        return json.dumps({"merged_weights": 168, "scale": 0.5})
+        out = Path(args[args.index("--out") + 1])
+        write_lora(out, "qwen2", {"blk.0.attn_q.weight": (16, 32)}, rank=2, alpha=4.0)
+        return json.dumps({"architecture": "qwen2", "rank": 2, "alpha": 4.0, "pairs": 1})
 
     monkeypatch.setattr(steps, "find_tune_venv", lambda venv: tmp_path / "venv")
     monkeypatch.setattr(steps, "resolve_model", lambda name: SimpleNamespace(name=name, path=model))
@@ -73,23 +63,25 @@ def test_export_merged_runs_the_workers_merge_and_records_what_it_wrote(
     out = tmp_path / "merged.gguf"
     meta = steps.run_export(run_dir, out, "edge-q8_0", merged=True, scale=0.5)
     (argv,) = calls
-    assert argv[0] == "merge"
+    assert argv[0] == "export"
     flags = dict(zip(argv[1::2], argv[2::2], strict=True))
-    assert flags == {
-        "--adapter-dir": str(run_dir / "adapter"),
-        "--base-gguf": str(model),
-        "--out": str(out),
-        "--scale": "0.5",
-    }
+    assert flags["--adapter-dir"] == str(run_dir / "adapter")
+    assert flags["--base-gguf"] == str(model)
+    assert not Path(flags["--out"]).exists()  # a scratch adapter, gone with its directory
     assert meta["format"].startswith("merged GGUF (edge-q8_0 + adapter at scale 0.5")
-    assert meta["export"] == {"merged_weights": 168, "scale": 0.5}
+    export = meta["export"]
+    assert (export["merged_weights"], export["rank"], export["scale"]) == (1, 2, 0.5)
+    assert export["largest_change"] > 0
+    assert meta["adapter_sha256"] == hash_file(out)
+    merged = {t.name: t for t in gguf.GGUFReader(str(out)).tensors}["blk.0.attn_q.weight"]
+    assert merged.tensor_type == gguf.GGMLQuantizationType.Q8_0
     assert json.loads(steps.adapter_meta_path(out).read_text()) == meta
 
     # Without --merged: the adapter, as before.
     calls.clear()
     steps.run_export(run_dir, tmp_path / "adapter.gguf", "edge-q8_0")
     assert calls[0][0] == "export"
-    assert "--scale" not in calls[0]
+    assert calls[0][calls[0].index("--out") + 1] == str(tmp_path / "adapter.gguf")
 
 
 def test_the_cli_flag_writes_merged_gguf_in_the_workdir(

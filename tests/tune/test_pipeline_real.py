@@ -25,6 +25,7 @@ from pice_gateway.progressive.sketch import SKETCH_SYSTEM_OUTLINE
 from pice_tune import worker
 from pice_tune.steps import find_tune_venv
 from tests.gateway.fakes import serve
+from tests.support.logits import text_logits
 from tests.support.processes import ServerProcess, free_port, pice_argv, running
 
 pytestmark = pytest.mark.model
@@ -246,36 +247,12 @@ def test_the_edge_serves_the_adapter_and_its_output_changes(
     assert stock_models["data"][0]["adapter"] is None
     assert stock_load["adapter"] is None
     sha = json.loads(adapter.with_name("adapter.gguf.json").read_text())["adapter_sha256"]
-    expected = {"name": "adapter", "scale": 1.0, "sha256": sha}
+    expected = {"name": "adapter", "scale": 1.0, "sha256": sha, "merged": False}
     assert models["data"][0]["adapter"] == expected
     assert load["adapter"] == expected
     assert all(t.strip() for t in texts)
     # Greedy decoding either writes other text, or the same text with other probabilities.
     assert texts != stock_texts or logprobs != stock_logprobs
-
-
-def last_logits(path: Path, adapter: Path | None = None) -> Any:
-    """Every position's logits over a short text, with ``adapter`` applied if given."""
-    import numpy as np
-
-    from edge_agent.engine.llama import ContextConfig, LlamaContext, LlamaModel, TokenBatch
-
-    model = LlamaModel(path)
-    ctx = LlamaContext(model, ContextConfig(256, 256, 1, 2))
-    batch = TokenBatch(256, 1)
-    try:
-        if adapter is not None:
-            ctx.set_adapter(model.load_adapter(adapter), 1.0)
-        text = "Water the soil deeply the day before leaving, then group the pots."
-        tokens = model.tokenize(text, add_special=True, parse_special=False)
-        for pos, token in enumerate(tokens):
-            batch.add(token, pos, (0,), logits=True)
-        assert ctx.decode(batch) == 0
-        return np.stack([ctx.logits(i).copy() for i in range(len(tokens))])
-    finally:
-        batch.close()
-        ctx.close()
-        model.close()
 
 
 def test_the_merged_model_computes_what_the_adapter_does(
@@ -298,8 +275,8 @@ def test_the_merged_model_computes_what_the_adapter_does(
     base_path = resolve_model(EDGE_MODEL, pull=False).path
     base = inspect_gguf(base_path)
     assert inspect_gguf(merged)["tensors"] == base["tensors"]  # same names, shapes, layout
-    stock, adapted = last_logits(base_path), last_logits(base_path, adapter)
-    folded = last_logits(merged)
+    stock, adapted = text_logits(base_path), text_logits(base_path, adapter)
+    folded = text_logits(merged)
     effect = float(np.abs(adapted - stock).mean())
     assert effect > 0.05  # the toy adapter does change the logits (2.3 when measured)...
     # ...and the merged model lands with it, up to Q8_0 rounding of the sum (0.05).

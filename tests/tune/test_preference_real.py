@@ -21,9 +21,9 @@ from pice_tune import worker
 from pice_tune.dataset import PairExample, read_dataset
 from pice_tune.filters import Expansion, reject_reason
 from tests.gateway.fakes import serve
+from tests.support.logits import text_logits
 from tests.tune.test_pipeline_real import (
     EDGE_MODEL,
-    last_logits,
     scripted_teacher,
     tune_venv,
     write_questions,
@@ -151,5 +151,5 @@ def test_llama_cpp_applies_the_exported_adapter(work: Path) -> None:
     meta = json.loads(adapter.with_name("preference-adapter.gguf.json").read_text())
     assert meta["training"]["method"] == "dpo"
     base = resolve_model(EDGE_MODEL, pull=False).path
-    effect = float(np.abs(last_logits(base, adapter) - last_logits(base)).mean())
+    effect = float(np.abs(text_logits(base, adapter) - text_logits(base)).mean())
     assert effect > 0.01
