@@ -9,8 +9,9 @@ place of each adapted ``W``, requantised to ``W``'s own type with the ``gguf`` p
 (llama.cpp's own Python reader and writer), and the engine loads that file as a plain model.
 
 Only weight types the ``gguf`` package can quantise take the sum (Q8_0, Q4_0, Q5_0, BF16,
-F16, F32, ...; not the K-quants): merge into the Q8_0 edge model. The file is cached by the
-base's and the adapter's sha256 and the scale, so a restart reuses it.
+F16, F32, ...; not the K-quants): merge into the Q8_0 edge model. The file is a derived file of
+the model cache, keyed by the base's and the adapter's sha256 and the scale, so a restart
+reuses it.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ import hashlib
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pice.errors import ModelProvisioningError
-from pice.models.provision import hash_file
+from pice.models.provision import cache_lock, derive_file, hash_file
 
 logger = logging.getLogger(__name__)
 
@@ -155,16 +156,27 @@ def merge_lora(base: Path, adapter: Path, out: Path, scale: float = 1.0) -> Merg
 
 
 def merged_model(base: Path, adapter: Path, scale: float, cache_dir: Path) -> MergeReport:
-    """The merged model for these inputs from ``cache_dir``, written first when missing."""
-    key = hashlib.sha256(
-        f"{RECIPE}\n{hash_file(base)}\n{hash_file(adapter)}\n{scale!r}".encode()
-    ).hexdigest()[:16]
+    """The merged model for these inputs from ``cache_dir``, written first when missing.
+
+    A derived file of the model cache (:func:`pice.models.provision.derive_file`): written
+    under the cache's lock for its name (two agents started together merge once), renamed into
+    place only when complete, and marked with its sha256 and a recipe naming both inputs'
+    sha256 and the scale, so another adapter, model or scale is another file.
+    """
+    recipe = f"{RECIPE} base={hash_file(base)} adapter={hash_file(adapter)} scale={scale!r}"
+    key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
     out = cache_dir / f"{base.stem}+{adapter.stem}-{key}.gguf"
-    if out.is_file():
+    reports: list[MergeReport] = []
+
+    def make(partial: Path) -> None:
+        logger.info("merging adapter %s into %s at scale %s", adapter, base, scale)
+        reports.append(merge_lora(base, adapter, partial, scale))
+
+    with cache_lock(cache_dir, out.stem):
+        derive_file(out, recipe, make)
+    if not reports:
         return MergeReport(out, 0, 0, 0.0, scale, 0.0, 0.0, cached=True)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    logger.info("merging adapter %s into %s at scale %s", adapter, base, scale)
-    report = merge_lora(base, adapter, out, scale)
+    report = replace(reports[0], path=out)
     logger.info(
         "merged %d weights (rank %d, alpha %g; largest change %.3g) into %s in %.1f s",
         report.merged_weights,

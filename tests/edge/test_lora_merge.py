@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import gguf
 import numpy as np
@@ -10,6 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from edge_agent.api.app import adapter_info, engine_config
+from edge_agent.engine import lora_merge
 from edge_agent.engine.lora_merge import merge_lora, merged_model
 from edge_agent.settings import EdgeSettings
 from pice.errors import ModelProvisioningError
@@ -77,6 +81,26 @@ def test_the_merged_file_is_cached_by_its_inputs(tmp_path: Path) -> None:
     assert other.path != first.path
     assert not other.cached
     assert not list((tmp_path / "cache").glob("*.tmp"))
+
+
+def test_agents_started_together_merge_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = toy_model(tmp_path)
+    adapter = write_lora(tmp_path / "a.gguf", ARCH, {"blk.0.attn_v.weight": (32, 64)})
+    merges: list[Path] = []
+
+    def slow_merge(*args: Any) -> lora_merge.MergeReport:
+        merges.append(args[2])
+        time.sleep(0.2)  # long enough for the other caller to arrive mid-merge
+        return merge_lora(*args)
+
+    monkeypatch.setattr(lora_merge, "merge_lora", slow_merge)
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda _: merged_model(base, adapter, 1.0, tmp_path / "c"), "ab"))
+    assert len(merges) == 1
+    assert sorted(r.cached for r in reports) == [False, True]
+    assert reports[0].path == reports[1].path
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,7 @@ def test_a_k_quant_weight_is_refused_with_a_way_out(small_model_path: Path, tmp_
     down = write_lora(tmp_path / "down.gguf", "qwen2", weight_shapes(small_model_path, names))
     with pytest.raises(ModelProvisioningError, match=r"ffn_down\.weight is Q[46]_K.*Q8_0"):
         merged_model(small_model_path, down, 1.0, tmp_path / "cache")
-    assert not list((tmp_path / "cache").glob("*"))
+    assert not list((tmp_path / "cache").glob("*.gguf*"))
 
 
 def test_the_agent_serves_the_merged_model_and_says_so(
