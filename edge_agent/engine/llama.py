@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.engine.cpu import KernelChoice, choose_kernels
+from edge_agent.engine.lora_merge import check_adapter
 from pice.errors import ModelProvisioningError
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ class LlamaModel:
         """Load a llama.cpp LoRA adapter GGUF made for this model (freed with the model)."""
         if not path.is_file():
             raise ModelProvisioningError(f"LoRA adapter not found: {path}")
+        check_adapter(path)
         adapter = llama_cpp.llama_adapter_lora_init(self.ptr, str(path).encode())
         if not adapter:
             # llama.cpp logs why (wrong base model, wrong shapes) at error level.

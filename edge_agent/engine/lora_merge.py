@@ -63,6 +63,32 @@ def _field(reader: Any, key: str) -> Any:
     return None if field is None else field.contents()
 
 
+# Tensor types ggml's matrix product cannot take as its first operand: llama.cpp loads an
+# adapter with such factors and then crashes the process on its first decode (F64 seen here).
+UNUSABLE_FACTOR_TYPES = frozenset({"F64", "I8", "I16", "I32", "I64"})
+
+
+def check_adapter(path: Path) -> None:
+    """Refuse an adapter GGUF llama.cpp would load but not compute with (by its header).
+
+    A file the ``gguf`` package cannot read is left to llama.cpp's own loader, which refuses
+    what it cannot read with its own error.
+    """
+    gguf = _gguf()
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception:  # a truncated or foreign file fails in many ways
+        return
+    bad = sorted(
+        {t.tensor_type.name for t in reader.tensors if t.tensor_type.name in UNUSABLE_FACTOR_TYPES}
+    )
+    if bad:
+        raise ModelProvisioningError(
+            f"LoRA adapter {path} has {', '.join(bad)} factors, which llama.cpp cannot compute "
+            "with: export it with F32 (or F16) tensors"
+        )
+
+
 def adapter_pairs(
     reader: Any, base_shapes: dict[str, tuple[int, int]]
 ) -> tuple[float, int, dict[str, tuple[Any, Any]]]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gguf
 import httpx
 import numpy as np
 import pytest
 
+from edge_agent.engine.llama import LlamaModel
 from edge_agent.engine.lora_merge import merged_model
 from pice.errors import ModelProvisioningError
 from pice.models.registry import resolve_model
@@ -93,3 +95,31 @@ def test_the_agent_serves_the_merged_model_and_says_so(
     merged = list((cache / "merged").glob("*.gguf"))
     assert len(merged) == 1
     assert merged[0].name.startswith(f"{base.stem}+tuned-")
+
+
+def test_an_adapter_llama_cpp_would_crash_on_is_refused_at_load(
+    small_model_path: Path, tmp_path: Path
+) -> None:
+    # llama.cpp loads F64 factors and then kills the process on the first decode (seen with
+    # a test helper's stray float64): the agent refuses them at start with a reason instead.
+    f64 = tmp_path / "f64.gguf"
+    writer = gguf.GGUFWriter(str(f64), "qwen2")
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 4.0)
+    (n_out, n_in) = weight_shapes(small_model_path, ["blk.0.attn_q.weight"])["blk.0.attn_q.weight"]
+    writer.add_tensor("blk.0.attn_q.weight.lora_a", np.zeros((4, n_in), dtype=np.float64))
+    writer.add_tensor("blk.0.attn_q.weight.lora_b", np.zeros((n_out, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    model = LlamaModel(small_model_path)
+    try:
+        with pytest.raises(ModelProvisioningError, match="F64 factors"):
+            model.load_adapter(f64)
+        # The same adapter in F32 loads.
+        good = write_lora(tmp_path / "f32.gguf", "qwen2", {"blk.0.attn_q.weight": (n_out, n_in)})
+        assert model.load_adapter(good).path == good
+    finally:
+        model.close()
