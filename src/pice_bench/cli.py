@@ -129,6 +129,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="the edges' adapter scale, as `pice up --edge-lora-scale` (default 1.0)",
     )
+    tb.add_argument(
+        "--edge-lora-merge",
+        action="store_true",
+        help="fold the adapter into each edge's model at start, as `pice up --edge-lora-merge`",
+    )
 
     ext = p.add_argument_group("an already running system")
     ext.add_argument("--gateway-url", default=None, help="e.g. http://127.0.0.1:8000/v1")

@@ -105,6 +105,7 @@ def systems_under_test(args: argparse.Namespace) -> Iterator[tuple[Endpoints, di
         sketch_lora=args.sketch_lora,
         edge_lora=args.edge_lora,
         edge_lora_scale=args.edge_lora_scale,
+        edge_lora_merge=args.edge_lora_merge,
     )
     with bench_stack(spec) as stack:
         yield stack.endpoints, stack.cores

@@ -43,6 +43,7 @@ class BenchStackSpec:
     # A LoRA adapter GGUF every edge applies (``pice up --edge-lora``), and its scale.
     edge_lora: Path | None = None
     edge_lora_scale: float | None = None
+    edge_lora_merge: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ def bench_stack(spec: BenchStackSpec) -> Iterator[BenchStack]:
         sketch_lora=spec.sketch_lora,
         edge_lora=spec.edge_lora,
         edge_lora_scale=spec.edge_lora_scale,
+        edge_lora_merge=spec.edge_lora_merge,
     )
     plan = plan_cores(edges, pin=spec.pin)
     with launch_stack(stack_spec) as stack:
@@ -124,5 +126,6 @@ def bench_stack(spec: BenchStackSpec) -> Iterator[BenchStack]:
                 "sketch_lora": str(spec.sketch_lora) if spec.sketch_lora else None,
                 "edge_lora": str(spec.edge_lora) if spec.edge_lora else None,
                 "edge_lora_scale": spec.edge_lora_scale,
+                "edge_lora_merge": spec.edge_lora_merge,
             },
         )

@@ -91,10 +91,12 @@ def test_an_edge_lora_reaches_the_launcher_and_the_record(
     adapter = tmp_path / "tuned.gguf"
     spec = BenchStackSpec(
         cloud="edge", cloud_model="big", edge_model="small", edges=1, threads=1, pin=True,
-        log_dir=tmp_path, edge_lora=adapter, edge_lora_scale=0.5,
+        log_dir=tmp_path, edge_lora=adapter, edge_lora_scale=0.5, edge_lora_merge=True,
     )  # fmt: skip
     with bench_stack(spec) as bench:
         pass
     assert (launched[0].edge_lora, launched[0].edge_lora_scale) == (adapter, 0.5)
+    assert launched[0].edge_lora_merge is True
     assert launched[0].sketch_lora is None
     assert (bench.cores["edge_lora"], bench.cores["edge_lora_scale"]) == (str(adapter), 0.5)
+    assert bench.cores["edge_lora_merge"] is True

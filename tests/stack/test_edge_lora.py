@@ -201,3 +201,10 @@ def test_pice_bench_passes_the_flags_to_the_stack(
     with pytest.raises(_Started), systems_under_test(args):
         pass
     assert (seen[0].edge_lora, seen[0].edge_lora_scale) == (gguf, 0.75)
+    assert seen[0].edge_lora_merge is False
+    merged = build_parser().parse_args(
+        ["bench", "--edge-lora", str(gguf), "--edge-lora-merge", "--out", str(tmp_path)]
+    )
+    with pytest.raises(_Started), systems_under_test(merged):
+        pass
+    assert seen[1].edge_lora_merge is True
