@@ -53,7 +53,6 @@ def test_the_merged_model_computes_what_the_adapter_does(
     assert effect > 0.2  # the adapter changes the logits...
     # ...and the merged model lands with it, up to the Q8_0 rounding of the sum.
     assert float(np.abs(folded - adapted).mean()) < 0.25 * effect
-    assert (folded.argmax(-1) == adapted.argmax(-1)).mean() > 0.8
 
 
 def test_a_k_quant_weight_is_refused_with_a_way_out(small_model_path: Path, tmp_path: Path) -> None:
