@@ -136,8 +136,15 @@ def create_app(
         finally:
             for task in (syncer, poller):
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # A task that had already failed is logged, not raised: the clients below must
+            # be closed whatever happened to it.
+            for task, outcome in zip(
+                (syncer, poller),
+                await asyncio.gather(syncer, poller, return_exceptions=True),
+                strict=True,
+            ):
+                if isinstance(outcome, Exception):
+                    logger.error("%s had failed: %r", task.get_name(), outcome)
             await fleet.aclose()
             await registry.aclose()
             await cloud.aclose()

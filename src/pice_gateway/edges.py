@@ -230,7 +230,12 @@ class EdgeRegistry:
         """Poll every edge's load forever (cancelled at shutdown)."""
         while True:
             await asyncio.sleep(self._poll_interval)
-            await self.poll_once()
+            try:
+                await self.poll_once()
+            except Exception:
+                # A bug in one poll must not stop them all: placement would read loads that
+                # never change again and an edge marked down would never come back.
+                logger.exception("edge poll failed; polling continues")
 
     async def aclose(self) -> None:
         for edge in [*self._edges.values(), *self._departed.values()]:

@@ -125,8 +125,13 @@ class AiohttpTransport:
             sock_read=timeouts.read,
         )
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def _client(self) -> aiohttp.ClientSession:
+        if self._closed:
+            # A request that raced the close (a poll of an edge that just left): a failed
+            # connection like any other, not aiohttp's RuntimeError, which nobody catches.
+            raise aiohttp.ClientConnectionError("the client is closed")
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=self._limits.max_connections,
@@ -150,6 +155,7 @@ class AiohttpTransport:
             yield _AiohttpResponse(response)
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
 

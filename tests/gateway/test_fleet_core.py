@@ -170,3 +170,40 @@ async def test_two_replicas_over_one_store_share_members_and_counts() -> None:
     await b.aclose()
     await static.aclose()
     await b_registry.aclose()
+
+
+class _BrokenOnceStore(MemoryStore):
+    """A store whose first read of the members raises what no sync expects (a bug)."""
+
+    reads = 0
+
+    async def members(self) -> dict[str, EdgeRegistration]:
+        self.reads += 1
+        if self.reads == 1:
+            raise RuntimeError("a bug in one sync")
+        return await super().members()
+
+
+async def test_a_sync_that_raises_does_not_stop_the_syncing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = _BrokenOnceStore()
+    await store.put_member(member("e1"), ttl=60.0)
+    registry = EdgeRegistry([], 1.0)
+    fleet = Fleet(
+        registry, store, FleetSettings(sync_seconds=0.01), lambda m: InProcessEdge(m.name)
+    )
+    syncing = asyncio.create_task(fleet.run())
+    try:
+        for _ in range(500):
+            if "e1" in registry:
+                break
+            await asyncio.sleep(0.005)
+        assert "e1" in registry, "the syncs after the failed one still join members"
+        assert not syncing.done()
+    finally:
+        syncing.cancel()
+        await asyncio.gather(syncing, return_exceptions=True)
+        await fleet.aclose()
+        await registry.aclose()
+    assert "fleet sync failed; syncing continues" in caplog.text

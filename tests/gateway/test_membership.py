@@ -7,10 +7,15 @@ from collections.abc import Callable
 
 import pytest
 
+from pice.edge_protocol import LoadResponse
+from pice_gateway.edge_client import HttpEdgeClient
 from pice_gateway.edges import Edge, EdgeRegistry
+from pice_gateway.settings import EdgeEndpoint
+from pice_gateway.upstream_http import Timeouts
 from tests.gateway.fakes import CloudScript
 from tests.gateway.inprocess import InProcessEdge
 from tests.gateway.test_dispatch import EXPECTED, answer, progressive_run, sources, upstreams
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -73,3 +78,46 @@ async def test_rejoining_under_the_same_name_replaces_the_old_client() -> None:
     registry.mark_down("gone", "test")
     await registry.aclose()
     assert new.closed
+
+
+class _BrokenOnce(InProcessEdge):
+    """An edge whose first load poll raises what no poll expects (a bug, not a failure)."""
+
+    polls: int = 0
+
+    async def load(self) -> LoadResponse:
+        self.polls += 1
+        if self.polls == 1:
+            raise RuntimeError("a bug in one poll")
+        return await super().load()
+
+
+async def test_a_poll_that_raises_does_not_stop_the_poller(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken = _BrokenOnce("broken")
+    registry = EdgeRegistry([Edge(broken)], poll_interval=0.01)
+    poller = asyncio.create_task(registry.run_poller())
+    try:
+        await _until(lambda: broken.polls >= 3)
+        assert not poller.done()
+        assert registry.readiness() == {"broken": True}, "the next polls still record loads"
+    finally:
+        poller.cancel()
+        await asyncio.gather(poller, return_exceptions=True)
+        await registry.aclose()
+    assert "edge poll failed; polling continues" in caplog.text
+
+
+async def test_an_edge_closed_while_its_poll_is_on_the_way_is_marked_down() -> None:
+    """The race of a fleet's churn: ``leave`` closes an idle edge's client while the poller,
+    holding a copy of the edge list, has yet to send that edge's request."""
+    endpoint = EdgeEndpoint(name="gone", url=f"http://127.0.0.1:{free_port()}")
+    edge = Edge(HttpEdgeClient.connect(endpoint, Timeouts(connect=1.0, read=1.0, pool=1.0)))
+    registry = EdgeRegistry([edge], poll_interval=1.0)
+    await registry.poll_once()  # its connection pool is made (nobody listens: down)
+    edge.up = True
+    await edge.client.aclose()
+    await registry.poll_once()  # raised RuntimeError("Session is closed") before
+    assert not edge.up
+    await registry.aclose()

@@ -213,3 +213,15 @@ def test_paths_join_under_the_base_url_as_httpx_joined_them() -> None:
         "c", "http://cloud/v1/", AiohttpTransport(pool_limits(1), Timeouts(1, 1, 1))
     )
     assert cloud.url("chat/completions") == "http://cloud/v1/chat/completions"
+
+
+async def test_a_request_after_the_close_is_a_failure_not_a_runtime_error() -> None:
+    """An edge that leaves is closed while a poll of it may still be on its way: that poll is
+    a failed connection (the poller marks the edge down), not aiohttp's RuntimeError, which
+    once escaped the poller and stopped every edge's polling."""
+    http = client(free_port())
+    await http.aclose()
+    with pytest.raises(UpstreamError) as caught:
+        await post_json(http, "chat/completions", {})
+    assert caught.value.message == "cloud failed: ClientConnectionError"
+    assert caught.value.detail == "the client is closed"

@@ -147,6 +147,9 @@ class Fleet:
                 if not self._store_down:
                     logger.warning("fleet store unreachable, keeping the last members: %s", exc)
                 self._store_down = True
+            except Exception:
+                # A bug in one sync must not end them: members would never change again.
+                logger.exception("fleet sync failed; syncing continues")
             else:
                 if self._store_down:
                     logger.info("fleet store reachable again")
