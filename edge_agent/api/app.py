@@ -31,6 +31,7 @@ from pice.http.auth import bearer_auth
 from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
 from pice.http.request_id import RequestIdMiddleware
+from pice.models.merged import merged_dir
 from pice.models.provision import file_sha256
 from pice.models.registry import default_cache_dir, resolve_model
 from pice.security import check_exposure
@@ -79,7 +80,7 @@ def llama_backend(settings: EdgeSettings) -> ServedBackend:
     resolved = resolve_model(settings.model, progress=False)
     path = resolved.path
     if settings.lora is not None and settings.lora_merge:
-        cache = default_cache_dir() / "merged"
+        cache = merged_dir(default_cache_dir())
         path = merged_model(path, settings.lora, settings.lora_scale, cache).path
     engine = Engine(path, engine_config(settings))
     return ServedBackend(engine, resolved.name, resolved.aliases)

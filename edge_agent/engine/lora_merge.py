@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from pice.errors import ModelProvisioningError
+from pice.models.merged import mark_used
 from pice.models.provision import cache_lock, derive_file, file_sha256
 
 logger = logging.getLogger(__name__)
@@ -200,6 +201,7 @@ def merged_model(base: Path, adapter: Path, scale: float, cache_dir: Path) -> Me
 
     with cache_lock(cache_dir, out.stem):
         derive_file(out, recipe, make)
+        mark_used(out)  # what `pice models prune-merged` reads
     if not reports:
         return MergeReport(out, 0, 0, 0.0, scale, 0.0, 0.0, cached=True)
     report = replace(reports[0], path=out)

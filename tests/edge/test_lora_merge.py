@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +18,8 @@ from edge_agent.engine import lora_merge
 from edge_agent.engine.lora_merge import merge_lora, merged_model
 from edge_agent.settings import EdgeSettings
 from pice.errors import ModelProvisioningError
+from pice.models.merged import merged_dir, merged_files
+from pice.models.provision import marker_path
 from tests.support.gguf_files import write_lora, write_model
 
 Q = gguf.GGMLQuantizationType
@@ -73,14 +76,16 @@ def test_the_sum_is_what_llama_cpp_adds_requantised_and_the_rest_is_copied(
 def test_the_merged_file_is_cached_by_its_inputs(tmp_path: Path) -> None:
     base = toy_model(tmp_path)
     adapter = write_lora(tmp_path / "a.gguf", ARCH, {"blk.0.attn_v.weight": (32, 64)})
-    first = merged_model(base, adapter, 1.0, tmp_path / "cache")
-    again = merged_model(base, adapter, 1.0, tmp_path / "cache")
+    first = merged_model(base, adapter, 1.0, merged_dir(tmp_path))
+    os.utime(marker_path(first.path), (1.0, 1.0))  # last used long ago
+    again = merged_model(base, adapter, 1.0, merged_dir(tmp_path))
     assert (first.cached, again.cached) == (False, True)
+    assert [f.last_used > 1.0 for f in merged_files(tmp_path)] == [True], "a use is recorded"
     assert again.path == first.path
-    other = merged_model(base, adapter, 0.5, tmp_path / "cache")
+    other = merged_model(base, adapter, 0.5, merged_dir(tmp_path))
     assert other.path != first.path
     assert not other.cached
-    assert not list((tmp_path / "cache").glob("*.tmp"))
+    assert not list((merged_dir(tmp_path)).glob("*.tmp"))
 
 
 def test_agents_started_together_merge_once(

@@ -16,6 +16,7 @@ from pice.models.catalog import (
     DerivedModel,
     canonical_name,
 )
+from pice.models.merged import merged_dir, merged_files, prune_merged
 from pice.models.provision import ModelState, model_state, verify_file
 from pice.models.registry import default_cache_dir, resolve_model
 from pice.models.requantize import derived_state, verify_derived
@@ -52,6 +53,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify.add_argument("names", nargs="+", metavar="NAME", choices=NAMES)
     verify.set_defaults(handler=_verify)
 
+    prune = actions.add_parser(
+        "prune-merged",
+        help="remove the merged models (`pice edge serve --lora-merge`) no edge has used lately",
+    )
+    prune.add_argument(
+        "--unused-days",
+        type=float,
+        default=0.0,
+        metavar="DAYS",
+        help="only those no edge has started with for DAYS days (default 0: every one; an edge "
+        "that needs one again merges it at its next start)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    prune.set_defaults(handler=_prune_merged)
+
     path = actions.add_parser("path", help="print the local file of a model spec")
     path.add_argument("spec", help="bundled name, local .gguf path or hf:ORG/REPO/FILE.gguf")
     path.add_argument("--pull", action="store_true", help="provision it if missing")
@@ -81,10 +97,49 @@ def _list(args: argparse.Namespace) -> int:
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         sys.stdout.write("  ".join([*cells, row[3]]) + "\n")
+    merged = merged_files(cache)
+    if merged:
+        sys.stdout.write(
+            f"\nmerged models (pice edge serve --lora-merge), in {merged_dir(cache)}:\n"
+        )
+        now = time.time()
+        for item in merged:
+            use = "last used" if item.complete else "unfinished, changed"
+            sys.stdout.write(
+                f"  {item.path.name}  {item.size / 2**20:.0f} MiB  "
+                f"{use} {_age(now - item.last_used)} ago\n"
+            )
+        sys.stdout.write("  (remove with `pice models prune-merged [--unused-days DAYS]`)\n")
     if DEPRECATED_NAMES:
         sys.stdout.write("\ndeprecated names, still accepted until the next release:\n")
         for old, current in DEPRECATED_NAMES.items():
             sys.stdout.write(f"  {old} -> {current}\n")
+    return 0
+
+
+def _age(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{max(seconds, 0) / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def _prune_merged(args: argparse.Namespace) -> int:
+    if args.unused_days < 0:
+        sys.stderr.write("error: --unused-days must be 0 or more\n")
+        return 2
+    removed = prune_merged(
+        _cache(args),
+        unused_seconds=args.unused_days * 86400,
+        now=time.time(),
+        dry_run=args.dry_run,
+    )
+    verb = "would remove" if args.dry_run else "removed"
+    for item in removed:
+        sys.stdout.write(f"{verb} {item.path} ({item.size / 2**20:.0f} MiB)\n")
+    freed = sum(item.size for item in removed) / 2**20
+    sys.stdout.write(f"{verb} {len(removed)} merged model(s), {freed:.0f} MiB\n")
     return 0
 
 
