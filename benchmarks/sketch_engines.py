@@ -24,25 +24,17 @@ import argparse
 import json
 import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sketch_eval import Greedy, measure, read_questions
+from sketch_eval import FORM_MEASURES as MEASURES
+from sketch_eval import measure, read_questions
 
 from pice_bench.stats import bootstrap_interval
-from pice_tune import sketcher
 from pice_tune.dataset import load_questions
-
-MEASURES: dict[str, Callable[[Greedy], float]] = {
-    "pass_share": lambda g: float(g.reason is None),
-    "prose_share": lambda g: float(not g.points),
-    "closing_share": lambda g: float(g.closing),
-    "points": lambda g: float(len(g.points)),
-    "title_words": lambda g: float(sketcher.title_words(g.points)),
-}
 
 
 def read_raw(path: Path) -> dict[str, dict[str, Any]]:

@@ -171,21 +171,28 @@ def summary(rows: Sequence[Greedy]) -> dict[str, Any]:
     }
 
 
+# The form of a greedy sketch, per question (benchmarks/sketch_engines.py reads these too).
+FORM_MEASURES: dict[str, Callable[[Greedy], float]] = {
+    "pass_share": lambda g: float(g.reason is None),
+    "prose_share": lambda g: float(not g.points),
+    "closing_share": lambda g: float(g.closing),
+    "points": lambda g: float(len(g.points)),
+    "title_words": lambda g: float(sketcher.title_words(g.points)),
+}
+# And its completeness against the shared pool of tempered samples.
+MEASURES: dict[str, Callable[[Greedy], float]] = {
+    **FORM_MEASURES,
+    "f1": lambda g: g.f1,
+    "recall": lambda g: g.recall,
+    "precision": lambda g: g.precision,
+}
+
+
 def paired(pairs: Sequence[tuple[Greedy, Greedy]]) -> dict[str, Any]:
     """Second − first per measure, mean over questions with a bootstrap interval (the
     seconds as the ratio of medians)."""
-    measures: dict[str, Callable[[Greedy], float]] = {
-        "pass_share": lambda g: float(g.reason is None),
-        "prose_share": lambda g: float(not g.points),
-        "closing_share": lambda g: float(g.closing),
-        "points": lambda g: float(len(g.points)),
-        "title_words": lambda g: float(sketcher.title_words(g.points)),
-        "f1": lambda g: g.f1,
-        "recall": lambda g: g.recall,
-        "precision": lambda g: g.precision,
-    }
     out: dict[str, Any] = {}
-    for name, value in measures.items():
+    for name, value in MEASURES.items():
         diffs = [value(b) - value(a) for a, b in pairs]
         low, high = bootstrap_interval(diffs, statistics.fmean)
         out[name] = {
