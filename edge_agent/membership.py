@@ -131,6 +131,13 @@ class GatewayLink:
                 failing = True
                 await asyncio.sleep(self._backoff.next())
                 continue
+            except Exception:
+                # A bug, not the gateway's answer: retried like a failure, never the end of
+                # the heartbeats (the gateway would expire a healthy edge).
+                logger.exception("gateway %s: registration failed (retrying)", self.gateway_url)
+                failing = True
+                await asyncio.sleep(self._backoff.next())
+                continue
             if ack is None:
                 continue
             if failing:

@@ -142,19 +142,21 @@ def create_app(
             for url in settings.join_url
             if settings.api_token is not None  # the settings require it with join_url
         ]
-        joining = asyncio.create_task(_join(loading, state, links))
+        joining = asyncio.create_task(_join(loading, state, links), name="edge-join")
         try:
             yield {"edge": state}
         finally:
-            if dialling is not None:
-                dialling.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await dialling
             # uvicorn calls this after it stopped accepting connections and let the running
-            # jobs finish; leaving now takes the edge out of placement before expiry.
-            joining.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await joining
+            # jobs finish; leaving now takes the edge out of placement before expiry. A task
+            # that had failed is logged, not raised: leaving and stopping the engine go on.
+            background = [task for task in (dialling, joining) if task is not None]
+            for task in background:
+                task.cancel()
+            for task, outcome in zip(
+                background, await asyncio.gather(*background, return_exceptions=True), strict=True
+            ):
+                if isinstance(outcome, Exception):
+                    logger.error("%s had failed: %r", task.get_name(), outcome)
             await _leave(links)
             await loading
             await asyncio.to_thread(engine.stop)

@@ -5,14 +5,16 @@ tests/edge: it needs the gateway, which an edge-only install, pice-edge on Pytho
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from edge_agent.api.app import ServedBackend, create_app
-from edge_agent.membership import Backoff
+from edge_agent.membership import Backoff, GatewayLink
 from edge_agent.settings import EdgeSettings, host_edge_name, load_settings
+from pice.edge_protocol import EdgeCapabilities, EdgeRegistration
 from pice_gateway.app import create_app as create_gateway
 from tests.gateway.fakes import CloudScript, fake_cloud, serve
 from tests.gateway.fleet import TOKEN, ask, fleet_settings, members, until
@@ -107,3 +109,66 @@ def test_joining_needs_the_fleet_token_and_an_address_the_gateway_can_reach() ->
         EdgeSettings(join_url=["gw:8000"], api_token="t")
     loopback = EdgeSettings(join_url=["http://gw:8000"], api_token="t", port=9101)
     assert loopback.advertised_url() == "http://127.0.0.1:9101"
+
+
+async def test_a_registration_that_raises_is_retried_not_the_end_of_the_link(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug in building the registration (not the gateway's answer) once ended the link's
+    task: no heartbeats, so the gateway expired a healthy edge."""
+    calls = 0
+
+    def registration() -> EdgeRegistration:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in the registration")
+        return EdgeRegistration(
+            name="linked",
+            url="http://127.0.0.1:9",
+            capabilities=EdgeCapabilities(model="m", max_sequences=4),
+        )
+
+    with (
+        serve(fake_cloud(CloudScript())) as cloud,
+        serve(create_gateway(fleet_settings(cloud))) as gw,
+    ):
+        link = GatewayLink(gw, registration, SecretStr(TOKEN), backoff=Backoff(initial=0.01))
+        running = asyncio.create_task(link.run())
+        try:
+            for _ in range(500):
+                if link.registered == "linked":
+                    break
+                await asyncio.sleep(0.01)
+            assert link.registered == "linked"
+            assert not running.done()
+            assert "linked" in await asyncio.to_thread(members, gw)
+        finally:
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            await link.leave()
+            await link.aclose()
+    assert "registration failed (retrying)" in caplog.text
+
+
+async def test_the_agents_shutdown_stops_its_engine_when_its_join_task_had_failed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from edge_agent.api import app as edge_app
+
+    async def fails(*_: object) -> None:
+        raise RuntimeError("the join task died")
+
+    monkeypatch.setattr(edge_app, "_join", fails)
+    fake = FakeBackend()
+    fake.may_start.set()
+    app = agent(agent_settings("http://127.0.0.1:9", free_port()), fake)
+    async with app.router.lifespan_context(app):  # type: ignore[attr-defined]
+        for _ in range(500):
+            if fake.started:
+                break
+            await asyncio.sleep(0.01)
+        assert fake.started
+    # Raised out of the lifespan before, and the engine was never stopped.
+    assert fake.stopped
+    assert "edge-join had failed: RuntimeError('the join task died')" in caplog.text
