@@ -35,6 +35,7 @@ from pice.models.merged import merged_dir
 from pice.models.provision import file_sha256
 from pice.models.registry import default_cache_dir, resolve_model
 from pice.security import check_exposure
+from pice.tasks import cancel_and_wait
 from pice.tracing import Tracing, TracingMiddleware
 from pice.tracing_factory import build_tracing
 
@@ -147,16 +148,9 @@ def create_app(
             yield {"edge": state}
         finally:
             # uvicorn calls this after it stopped accepting connections and let the running
-            # jobs finish; leaving now takes the edge out of placement before expiry. A task
-            # that had failed is logged, not raised: leaving and stopping the engine go on.
-            background = [task for task in (dialling, joining) if task is not None]
-            for task in background:
-                task.cancel()
-            for task, outcome in zip(
-                background, await asyncio.gather(*background, return_exceptions=True), strict=True
-            ):
-                if isinstance(outcome, Exception):
-                    logger.error("%s had failed: %r", task.get_name(), outcome)
+            # jobs finish; leaving now takes the edge out of placement before expiry, whatever
+            # happened to the tasks that join and dial.
+            await cancel_and_wait([t for t in (dialling, joining) if t is not None], logger)
             await _leave(links)
             await loading
             await asyncio.to_thread(engine.stop)

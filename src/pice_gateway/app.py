@@ -17,6 +17,7 @@ from pice.http.errors import install_error_handlers
 from pice.http.limits import BodySizeLimitMiddleware
 from pice.http.request_id import RequestIdMiddleware
 from pice.security import check_exposure, is_loopback
+from pice.tasks import cancel_and_wait
 from pice.tracing import Tracing, TracingMiddleware
 from pice.tracing_factory import build_tracing
 from pice_gateway import channel_route
@@ -134,17 +135,8 @@ def create_app(
         try:
             yield
         finally:
-            for task in (syncer, poller):
-                task.cancel()
-            # A task that had already failed is logged, not raised: the clients below must
-            # be closed whatever happened to it.
-            for task, outcome in zip(
-                (syncer, poller),
-                await asyncio.gather(syncer, poller, return_exceptions=True),
-                strict=True,
-            ):
-                if isinstance(outcome, Exception):
-                    logger.error("%s had failed: %r", task.get_name(), outcome)
+            # The clients below are closed whatever happened to these tasks.
+            await cancel_and_wait((syncer, poller), logger)
             await fleet.aclose()
             await registry.aclose()
             await cloud.aclose()

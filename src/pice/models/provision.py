@@ -183,10 +183,10 @@ def file_sha256(path: Path) -> str:
     """``path``'s sha256 without reading it again where that is known: from its verification
     marker when the marker names the file (one ``stat``: the trust the loader gives it), else
     hashed once per version of the file (size, mtime) in this process."""
-    stat = path.stat()
     marker = read_marker(path)
-    if marker is not None and (marker.size, marker.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+    if marker is not None and _names_the_file(marker, path):
         return marker.sha256
+    stat = path.stat()
     return _sha256_of(path, stat.st_size, stat.st_mtime_ns)
 
 
