@@ -148,6 +148,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="preference: a pair decided by the score alone needs the shorter text to have at "
         "least this share of the longer's words (default: any lengths)",
     )
+    data.add_argument(
+        "--verdicts",
+        type=Path,
+        help="preference: the judge's verdicts on the candidates (benchmarks/judge_candidates.py "
+        "on the raw cache of --out); they decide the pairs the data filters leave, instead of "
+        "the ensemble's score",
+    )
     data.add_argument("--edge-url", help="preference: the edge agent asked (default: embedded)")
     data.add_argument(
         "--edge-model",
@@ -293,6 +300,7 @@ def _data(args: argparse.Namespace) -> int:
                 k=args.candidates, temperature=args.candidate_temperature, seed=args.seed
             ),
             pair_rule=PairRule(length_ratio=args.length_ratio),
+            verdicts=args.verdicts,
         )
     )
     sys.stdout.write(json.dumps(manifest, indent=2) + "\n")

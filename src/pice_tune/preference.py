@@ -36,7 +36,7 @@ import httpx
 from pice.edge_protocol import ErrorEvent, ExpandRequest, PointDoneEvent, parse_expand_event
 from pice.errors import UpstreamError
 from pice.http.sse import DONE
-from pice_gateway.progressive.ensemble import Candidate, score_candidates
+from pice_gateway.progressive.ensemble import Candidate, Scored, score_candidates
 from pice_tune.dataset import PairExample, TuneQuestion
 from pice_tune.distill import ask_all, write_records
 from pice_tune.filters import Expansion, reject_reason
@@ -89,16 +89,69 @@ class EdgeConfig:
     api_key: str | None = None
 
 
-def choose_pair(
+@dataclass(frozen=True)
+class JudgeVerdict:
+    """The judge's verdict on one point's two candidates (``pice_bench.judge``, both orders):
+    ``outcome`` is candidate ``a``'s over ``b`` (``win``, ``loss`` or ``tie``), ``a`` being the
+    one the ensemble's score ranks first (:func:`judge_targets`)."""
+
+    question_id: str
+    index: int
+    a: int
+    b: int
+    outcome: str
+    margin: float = 0.0
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JudgeVerdict:
+        return cls(
+            question_id=str(data["question_id"]),
+            index=int(data["index"]),
+            a=int(data["a"]),
+            b=int(data["b"]),
+            outcome=str(data["outcome"]),
+            margin=float(data.get("margin", 0.0)),
+        )
+
+
+Verdicts = dict[tuple[str, int], JudgeVerdict]
+
+
+def load_verdicts(path: Path) -> Verdicts:
+    """A judged-candidates file (JSONL, one :class:`JudgeVerdict` a line), by (question, point);
+    a point judged twice, its last verdict. A verdict whose judge calls failed, or a line cut
+    by an interruption, is left out: that point is not judged."""
+    verdicts: Verdicts = {}
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if row.get("failed"):
+            continue
+        verdict = JudgeVerdict.from_json(row)
+        verdicts[(verdict.question_id, verdict.index)] = verdict
+    return verdicts
+
+
+@dataclass(frozen=True)
+class _Choice:
+    best: Scored
+    worst: Scored
+    why: str  # a data filter's reason, or "score" when every candidate passes them
+
+
+def _choice(
     question: TuneQuestion,
     titles: Sequence[str],
     index: int,
     candidates: Sequence[dict[str, Any]],
-    model: str,
-    rule: PairRule = PairRule(),
-) -> tuple[PairExample | None, str | None]:
-    """The pair of point ``index`` from its candidates (each ``text``, ``logprob_mean``,
-    ``finish_reason``), or ``(None, why not)``."""
+    rule: PairRule,
+    min_gap: float,
+) -> _Choice | str:
+    """The two candidates of point ``index`` a pair would be made of, or why there are none:
+    the best-scored that passes the filters, over the worst that fails one, else over the
+    worst-scored of like length at least ``min_gap`` below it."""
     scored = score_candidates(
         [
             Candidate(i, str(c["text"]), c.get("logprob_mean"), c.get("finish_reason"))
@@ -121,35 +174,99 @@ def choose_pair(
     ]
     passing = [s for s in scored if s.eligible and rejects[s.index] is None]
     if not passing:
-        return None, "no_good_candidate"
+        return "no_good_candidate"
     best = max(passing, key=lambda s: (s.score, -s.index))
+    texts = [str(c["text"]).strip() for c in candidates]
     failing = [s for s in scored if rejects[s.index] is not None]
     if failing:
         worst = min(failing, key=lambda s: (s.score, s.index))
-        why = str(rejects[worst.index])
+        choice = _Choice(best, worst, str(rejects[worst.index]))
     else:
-        below = [s for s in scored if best.score - s.score >= rule.min_gap]
+        below = [
+            s
+            for s in scored
+            if s.index != best.index
+            and best.score - s.score >= min_gap
+            and texts[s.index] != texts[best.index]
+        ]
         if not below:
-            return None, "candidates_alike"
-        texts = [str(c["text"]) for c in candidates]
+            return "candidates_alike"
         matched = [s for s in below if rule.lengths_match(texts[best.index], texts[s.index])]
         if not matched:
-            return None, "lengths_apart"
-        worst = min(matched, key=lambda s: (s.score, s.index))
-        why = "score"
-    chosen, rejected = str(candidates[best.index]["text"]), str(candidates[worst.index]["text"])
-    if chosen.strip() == rejected.strip():
-        return None, "candidates_alike"
+            return "lengths_apart"
+        choice = _Choice(best, min(matched, key=lambda s: (s.score, s.index)), "score")
+    if texts[choice.best.index] == texts[choice.worst.index]:
+        return "candidates_alike"
+    return choice
+
+
+@dataclass(frozen=True)
+class JudgeTarget:
+    """Two candidates of one point for the judge: ``a`` the ensemble score's best."""
+
+    a: int
+    b: int
+    score_a: float
+    score_b: float
+
+
+def judge_targets(
+    question: TuneQuestion,
+    titles: Sequence[str],
+    index: int,
+    candidates: Sequence[dict[str, Any]],
+    rule: PairRule = PairRule(),
+) -> JudgeTarget | None:
+    """The two candidates of point ``index`` that the judge is asked about, or None when the
+    filters decide (a candidate with a named fault) or there is nothing to decide: the
+    ensemble's best over its worst of like length, whatever their score gap, so that the
+    judge's verdicts can also be read against the score's."""
+    choice = _choice(question, titles, index, candidates, rule, min_gap=0.0)
+    if isinstance(choice, str) or choice.why != "score":
+        return None
+    return JudgeTarget(choice.best.index, choice.worst.index, choice.best.score, choice.worst.score)
+
+
+def choose_pair(
+    question: TuneQuestion,
+    titles: Sequence[str],
+    index: int,
+    candidates: Sequence[dict[str, Any]],
+    model: str,
+    rule: PairRule = PairRule(),
+    verdicts: Verdicts | None = None,
+) -> tuple[PairExample | None, str | None]:
+    """The pair of point ``index`` from its candidates (each ``text``, ``logprob_mean``,
+    ``finish_reason``), or ``(None, why not)``.
+
+    With ``verdicts`` (the judge's, on :func:`judge_targets`), the filters still decide first;
+    where every candidate passes them the judge's verdict orients the pair (``why =
+    "judge"``) and a tie gives none (``judge_tie``), whatever the score gap."""
+    choice = _choice(
+        question, titles, index, candidates, rule, 0.0 if verdicts is not None else rule.min_gap
+    )
+    if isinstance(choice, str):
+        return None, choice
+    chosen, rejected, why = choice.best, choice.worst, choice.why
+    if verdicts is not None and why == "score":
+        verdict = verdicts.get((question.id, index))
+        if verdict is None or (verdict.a, verdict.b) != (chosen.index, rejected.index):
+            return None, "not_judged"
+        if verdict.outcome == "tie":
+            return None, "judge_tie"
+        if verdict.outcome == "loss":
+            chosen, rejected = rejected, chosen
+        why = "judge"
     return (
         PairExample(
             question_id=question.id,
             question=question.question,
             sketch=tuple(titles),
             index=index,
-            chosen=chosen.strip(),
-            rejected=rejected.strip(),
-            chosen_score=round(best.score, 6),
-            rejected_score=round(worst.score, 6),
+            chosen=str(candidates[chosen.index]["text"]).strip(),
+            rejected=str(candidates[rejected.index]["text"]).strip(),
+            chosen_score=round(chosen.score, 6),
+            rejected_score=round(rejected.score, 6),
             why=why,
             model=model,
         ),
@@ -158,14 +275,18 @@ def choose_pair(
 
 
 def build_pairs(
-    question: TuneQuestion, raw: dict[str, Any], model: str, rule: PairRule = PairRule()
+    question: TuneQuestion,
+    raw: dict[str, Any],
+    model: str,
+    rule: PairRule = PairRule(),
+    verdicts: Verdicts | None = None,
 ) -> tuple[list[PairExample], Counter[str]]:
     """Every point's pair of one question's raw candidates, and why the others gave none."""
     pairs: list[PairExample] = []
     skipped: Counter[str] = Counter()
     titles = list(raw["titles"])
     for index, candidates in enumerate(raw["candidates"]):
-        pair, why = choose_pair(question, titles, index, candidates, model, rule)
+        pair, why = choose_pair(question, titles, index, candidates, model, rule, verdicts)
         if pair is not None:
             pairs.append(pair)
             skipped[f"pair:{pair.why}"] += 1
@@ -268,10 +389,12 @@ def build_pair_dataset(
     *,
     manifest: dict[str, Any],
     rule: PairRule = PairRule(),
+    verdicts: Verdicts | None = None,
     progress: Callable[[str], None] = logger.info,
 ) -> dict[str, Any]:
     """The preference data of every training question with an outline; resumable like the
-    expander's data step (``<out>.raw.jsonl`` holds each question's candidates)."""
+    expander's data step (``<out>.raw.jsonl`` holds each question's candidates). With
+    ``verdicts``, the judge decides the pairs the filters leave (:func:`choose_pair`)."""
     train = [q for q in questions if q.split == "train" and q.id in outlines]
     cache = ask_all(
         train,
@@ -284,7 +407,7 @@ def build_pair_dataset(
     pairs: list[PairExample] = []
     counts: Counter[str] = Counter()  # why points gave no pair; "pair:<why>" for those that did
     for question in train:
-        found, why = build_pairs(question, cache[question.id], sampler.config.model, rule)
+        found, why = build_pairs(question, cache[question.id], sampler.config.model, rule, verdicts)
         pairs.extend(found)
         counts.update(why)
     s = sampler.sampling
@@ -304,7 +427,7 @@ def build_pair_dataset(
                 "max_tokens": s.max_tokens,
                 "first": "greedy",
             },
-            "pair_rule": rule.manifest(),
+            "pair_rule": rule.manifest() | {"by": "score" if verdicts is None else "judge"},
             "pairs_by_reason": {
                 k.removeprefix("pair:"): v
                 for k, v in sorted(counts.items())

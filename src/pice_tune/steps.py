@@ -52,6 +52,7 @@ from pice_tune.preference import (
     EdgeSampler,
     PairRule,
     build_pair_dataset,
+    load_verdicts,
     outlines_from,
 )
 from pice_tune.recipe import Recipe
@@ -138,6 +139,9 @@ class DataOptions:
     edge_api_key: str | None = None
     candidates: CandidateSampling = field(default_factory=CandidateSampling)
     pair_rule: PairRule = field(default_factory=PairRule)
+    # Preference only: the judge's verdicts on the candidates (benchmarks/judge_candidates.py),
+    # which then decide the pairs the data filters leave; None: the ensemble's score decides.
+    verdicts: Path | None = None
 
 
 def run_data(options: DataOptions) -> dict[str, Any]:
@@ -214,6 +218,16 @@ def _run_pair_data(
             with embedded_cloud(options.edge_model, options.threads, run_dir) as config:
                 yield EdgeConfig(config.base_url.removesuffix("/v1"), config.model, config.api_key)
 
+    verdicts = None
+    judged: dict[str, Any] = {}
+    if options.verdicts is not None:
+        verdicts = load_verdicts(options.verdicts)
+        judged = {
+            "verdicts": options.verdicts.name,
+            "verdicts_sha256": hash_file(options.verdicts),
+            "verdicts_used": len(verdicts),
+        }
+
     with edge_config() as config:
         sampler = EdgeSampler(config, options.candidates)
         try:
@@ -230,8 +244,10 @@ def _run_pair_data(
                     "questions_sha256": hash_file(questions_path),
                     "prompts": "edge_agent expansion prompt, k candidates per point",
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    **judged,
                 },
                 rule=options.pair_rule,
+                verdicts=verdicts,
             )
         finally:
             sampler.close()

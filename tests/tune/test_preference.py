@@ -16,9 +16,12 @@ from pice_tune.preference import (
     CandidateSampling,
     EdgeConfig,
     EdgeSampler,
+    JudgeVerdict,
     PairRule,
     build_pairs,
     choose_pair,
+    judge_targets,
+    load_verdicts,
 )
 
 QUESTION = TuneQuestion("q1", "generic", "How do I keep a fern alive on holiday?", "train")
@@ -96,6 +99,78 @@ def test_a_length_ratio_leaves_filtered_pairs_alone() -> None:
     pair, _ = choose_pair(QUESTION, TITLES, 0, [cand(GOOD), cand(too_long)], "m", rule)
     assert pair is not None
     assert (pair.rejected, pair.why) == (too_long, "too_long")
+
+
+def _verdicts(outcome: str, a: int, b: int) -> dict[tuple[str, int], JudgeVerdict]:
+    return {(QUESTION.id, 0): JudgeVerdict(QUESTION.id, 0, a, b, outcome, 1.0)}
+
+
+def test_the_judge_orients_the_pairs_the_filters_leave_open() -> None:
+    # Two paraphrases: the score gives no pair (their gap is under MIN_GAP), the judge is asked.
+    group = [cand(GOOD), cand(ALSO_GOOD)]
+    target = judge_targets(QUESTION, TITLES, 0, group)
+    assert target is not None
+    assert {target.a, target.b} == {0, 1}
+    assert target.score_a >= target.score_b
+    best, worst = group[target.a]["text"], group[target.b]["text"]
+    # It prefers the score's best: chosen as the score would.
+    pair, why = choose_pair(
+        QUESTION, TITLES, 0, group, "m", verdicts=_verdicts("win", target.a, target.b)
+    )
+    assert why is None
+    assert pair is not None
+    assert (pair.chosen, pair.rejected, pair.why) == (best, worst, "judge")
+    # It prefers the other: the pair turns round, scores and all.
+    pair, why = choose_pair(
+        QUESTION, TITLES, 0, group, "m", verdicts=_verdicts("loss", target.a, target.b)
+    )
+    assert why is None
+    assert pair is not None
+    assert (pair.chosen, pair.rejected, pair.why) == (worst, best, "judge")
+    assert pair.chosen_score <= pair.rejected_score
+    # A tie teaches nothing; a point not judged, or judged on other candidates, gives no pair.
+    tie = _verdicts("tie", target.a, target.b)
+    assert choose_pair(QUESTION, TITLES, 0, group, "m", verdicts=tie) == (None, "judge_tie")
+    assert choose_pair(QUESTION, TITLES, 0, group, "m", verdicts={}) == (None, "not_judged")
+    stale = _verdicts("win", target.b, target.a)
+    assert choose_pair(QUESTION, TITLES, 0, group, "m", verdicts=stale) == (None, "not_judged")
+
+
+def test_a_filtered_candidate_is_not_put_to_the_judge() -> None:
+    restated = "If you keep a fern alive on holiday, water it deeply."
+    group = [cand(restated, -0.01), cand(GOOD)]
+    assert judge_targets(QUESTION, TITLES, 0, group) is None
+    # Even a verdict for the point does not override the filter's named fault.
+    pair, _ = choose_pair(QUESTION, TITLES, 0, group, "m", verdicts=_verdicts("loss", 1, 0))
+    assert pair is not None
+    assert (pair.chosen, pair.rejected, pair.why) == (GOOD, restated, "restated_premise")
+    # Identical texts are not a question for the judge either.
+    assert judge_targets(QUESTION, TITLES, 0, [cand(GOOD), cand(GOOD + " ")]) is None
+
+
+def test_the_judge_target_keeps_the_length_rule() -> None:
+    short_odd = "Buy a cactus."
+    long_odd = "Consider buying a cactus instead, since it needs far less water than a fern."
+    group = [cand(GOOD), cand(ALSO_GOOD), cand(short_odd, -3.0), cand(long_odd, -3.0)]
+    loose = judge_targets(QUESTION, TITLES, 0, group)
+    assert loose is not None
+    assert loose.b == 2
+    matched = judge_targets(QUESTION, TITLES, 0, group, PairRule(length_ratio=0.75))
+    assert matched is not None
+    assert matched.b == 3
+
+
+def test_verdicts_load_skipping_failed_calls_and_cut_lines(tmp_path: Any) -> None:
+    path = tmp_path / "verdicts.jsonl"
+    rows = [
+        {"question_id": "q1", "index": 0, "a": 0, "b": 1, "outcome": "tie", "margin": 0.0},
+        {"question_id": "q1", "index": 0, "a": 0, "b": 1, "outcome": "win", "margin": 1.5},
+        {"question_id": "q1", "index": 1, "a": 2, "b": 0, "outcome": "loss", "failed": 1},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"question_id": "q2", "ind')
+    verdicts = load_verdicts(path)
+    assert list(verdicts) == [("q1", 0)]
+    assert verdicts[("q1", 0)] == JudgeVerdict("q1", 0, 0, 1, "win", 1.5)
 
 
 def test_no_pair_when_every_candidate_is_filtered() -> None:
