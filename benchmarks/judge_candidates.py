@@ -46,22 +46,20 @@ from pice_bench.records import Mode
 from pice_bench.stats import bootstrap_interval
 from pice_tune.dataset import TuneQuestion, bundled_questions_path, load_questions
 from pice_tune.distill import load_raw_cache, raw_cache_path
-from pice_tune.preference import MIN_GAP, PairRule, judge_targets
+from pice_tune.preference import MIN_GAP, JudgeTarget, PairRule, judge_targets
 
 logger = logging.getLogger("judge_candidates")
 
 
 @dataclass(frozen=True)
 class Target:
-    """One point to judge: candidate ``a`` (the score's best) against ``b``."""
+    """One point to judge: the pair :func:`judge_targets` names (``a``, the score's best,
+    against ``b``) and their texts."""
 
     question: TuneQuestion
     index: int
     title: str
-    a: int
-    b: int
-    score_a: float
-    score_b: float
+    pair: JudgeTarget
     text_a: str
     text_b: str
 
@@ -81,15 +79,11 @@ def targets(
             continue
         titles = list(raw["titles"])
         for index, candidates in enumerate(raw["candidates"]):
-            t = judge_targets(question, titles, index, candidates, rule)
-            if t is None:
+            pair = judge_targets(question, titles, index, candidates, rule)
+            if pair is None:
                 continue
-            text_a, text_b = (str(candidates[i]["text"]).strip() for i in (t.a, t.b))
-            found.append(
-                Target(
-                    question, index, titles[index], t.a, t.b, t.score_a, t.score_b, text_a, text_b
-                )
-            )
+            text_a, text_b = (str(candidates[i]["text"]).strip() for i in (pair.a, pair.b))
+            found.append(Target(question, index, titles[index], pair, text_a, text_b))
     return found
 
 
@@ -128,10 +122,10 @@ async def judge_all(judge: Judge, todo: Sequence[Target], out_path: Path, concur
             row = {
                 "question_id": t.question.id,
                 "index": t.index,
-                "a": t.a,
-                "b": t.b,
-                "score_a": t.score_a,
-                "score_b": t.score_b,
+                "a": t.pair.a,
+                "b": t.pair.b,
+                "score_a": t.pair.score_a,
+                "score_b": t.pair.score_b,
                 "outcome": record.outcome,
                 "margin": record.margin,
                 "failed": failed_calls([record]),
@@ -146,7 +140,7 @@ async def judge_all(judge: Judge, todo: Sequence[Target], out_path: Path, concur
             logger.info(
                 "[%d/%d] %s point %d: %s (margin %+.2f, score gap %.3f, %.0f s)",
                 done, len(todo), t.question.id, t.index + 1, record.outcome, record.margin,
-                t.score_a - t.score_b, time.monotonic() - started,
+                t.pair.score_a - t.pair.score_b, time.monotonic() - started,
             )  # fmt: skip
 
         await asyncio.gather(*(one(t) for t in todo))

@@ -296,21 +296,41 @@ def build_pairs(
 
 
 class EdgeSampler:
-    """Asks an edge agent's ``/v1/expand`` for k candidates of every point of an outline."""
+    """Asks an edge agent's ``/v1/expand`` for k candidates of every point of an outline.
+
+    ``connect`` gives the agent's address the first time a question has to be asked (it may
+    start an embedded agent): a data step whose cache is complete opens no edge at all."""
 
     def __init__(
         self,
-        config: EdgeConfig,
+        model: str,
         sampling: CandidateSampling,
+        connect: Callable[[], EdgeConfig],
         client: httpx.Client | None = None,
     ) -> None:
-        self.config = config
+        self.model = model
         self.sampling = sampling
-        headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-        self._client = client or httpx.Client(timeout=httpx.Timeout(600.0), headers=headers)
+        self._connect = connect
+        self._config: EdgeConfig | None = None
+        self._client = client
+
+    @property
+    def base_url(self) -> str | None:
+        """The agent asked, or None while none has been."""
+        return None if self._config is None else self._config.base_url
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
+
+    def _open(self) -> tuple[EdgeConfig, httpx.Client]:
+        if self._config is None:
+            self._config = self._connect()
+        if self._client is None:
+            key = self._config.api_key
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            self._client = httpx.Client(timeout=httpx.Timeout(600.0), headers=headers)
+        return self._config, self._client
 
     def candidates(self, question: TuneQuestion, titles: Sequence[str]) -> dict[str, Any]:
         """The raw record of one question: its titles and every point's k candidates."""
@@ -351,9 +371,10 @@ class EdgeSampler:
         # the bench extra, which a gateway-only install lacks (pice_cli would drop the command).
         from httpx_sse import connect_sse
 
+        config, client = self._open()
         found: dict[tuple[int, int], PointDoneEvent] = {}
-        url = self.config.base_url.rstrip("/") + "/v1/expand"
-        with connect_sse(self._client, "POST", url, json=request.wire()) as source:
+        url = config.base_url.rstrip("/") + "/v1/expand"
+        with connect_sse(client, "POST", url, json=request.wire()) as source:
             response = source.response
             if response.status_code != 200:
                 response.read()
@@ -407,7 +428,7 @@ def build_pair_dataset(
     pairs: list[PairExample] = []
     counts: Counter[str] = Counter()  # why points gave no pair; "pair:<why>" for those that did
     for question in train:
-        found, why = build_pairs(question, cache[question.id], sampler.config.model, rule, verdicts)
+        found, why = build_pairs(question, cache[question.id], sampler.model, rule, verdicts)
         pairs.extend(found)
         counts.update(why)
     s = sampler.sampling
@@ -419,7 +440,8 @@ def build_pair_dataset(
             **manifest,
             "role": "preference",
             "questions": len(train),
-            "edge_model": sampler.config.model,
+            "edge_model": sampler.model,
+            "edge_url": sampler.base_url,  # None: every candidate came from the cache
             "sampling": {
                 "k": s.k,
                 "temperature": s.temperature,

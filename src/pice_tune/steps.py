@@ -228,8 +228,11 @@ def _run_pair_data(
             "verdicts_used": len(verdicts),
         }
 
-    with edge_config() as config:
-        sampler = EdgeSampler(config, options.candidates)
+    with contextlib.ExitStack() as stack:
+        # The edge starts only if a question's candidates are not in the cache yet.
+        sampler = EdgeSampler(
+            options.edge_model, options.candidates, lambda: stack.enter_context(edge_config())
+        )
         try:
             return build_pair_dataset(
                 sampler,
@@ -237,7 +240,6 @@ def _run_pair_data(
                 outlines_from(raw),
                 options.out,
                 manifest={
-                    "edge_url": config.base_url,
                     "outlines": outlines_file.name,
                     "outlines_raw_sha256": hash_file(raw_cache_path(outlines_file)),
                     "questions_file": questions_path.name,

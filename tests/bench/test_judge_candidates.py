@@ -53,9 +53,9 @@ def test_only_points_the_filters_leave_open_are_put_to_the_judge(
 ) -> None:
     [target] = judge_candidates.targets({"q1": QUESTION}, cache(), PairRule())
     assert (target.question.id, target.index, target.title) == ("q1", 0, "Water deeply")
-    assert target.b == 2  # the score's worst
+    assert target.pair.b == 2  # the score's worst
     assert target.text_b == ODD
-    assert target.score_a > target.score_b
+    assert target.pair.score_a > target.pair.score_b
 
 
 def _preferring(text: str) -> httpx.MockTransport:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from pice_tune.preference import (
     EdgeSampler,
     JudgeVerdict,
     PairRule,
+    build_pair_dataset,
     build_pairs,
     choose_pair,
     judge_targets,
@@ -238,7 +240,9 @@ def scripted_sampler(
 ) -> EdgeSampler:
     """A sampler whose agent is ``handler`` (a scripted ``/v1/expand``)."""
     client = httpx.Client(transport=httpx.MockTransport(handler))
-    return EdgeSampler(EdgeConfig("http://edge", "m"), sampling or CandidateSampling(k=2), client)
+    return EdgeSampler(
+        "m", sampling or CandidateSampling(k=2), lambda: EdgeConfig("http://edge", "m"), client
+    )
 
 
 def test_the_sampler_asks_in_groups_that_fit_the_agents_sequences() -> None:
@@ -280,3 +284,35 @@ def test_the_sampler_reports_an_edge_error_in_the_stream_and_a_refusal() -> None
 
     with pytest.raises(UpstreamError, match="answered 400"):
         scripted_sampler(refusing).candidates(QUESTION, TITLES)
+
+
+def test_an_edge_is_opened_only_for_questions_the_cache_lacks(tmp_path: Path) -> None:
+    second = TuneQuestion("q2", "generic", "How do I pack a suitcase?", "train")
+    outlines = {"q1": TITLES, "q2": ["Roll clothes"]}
+    opened: list[str] = []
+    asked: list[list[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        asked.append(body["sketch"])
+        texts = [GOOD, ALSO_GOOD]
+        return event_stream([point_done(p, c, texts[c]) for p in body["points"] for c in range(2)])
+
+    def sampler() -> EdgeSampler:
+        def connect() -> EdgeConfig:
+            opened.append("edge")
+            return EdgeConfig("http://edge", "m")
+
+        client = httpx.Client(transport=httpx.MockTransport(handler))
+        return EdgeSampler("m", CandidateSampling(k=2), connect, client)
+
+    out = tmp_path / "pairs.jsonl"
+    first = build_pair_dataset(sampler(), [QUESTION], outlines, out, manifest={})
+    assert (opened, asked, first["edge_url"]) == (["edge"], [TITLES], "http://edge")
+    # Every candidate cached: the same step again asks nothing and opens no edge.
+    again = build_pair_dataset(sampler(), [QUESTION], outlines, out, manifest={})
+    assert (opened, asked, again["edge_url"]) == (["edge"], [TITLES], None)
+    assert again["data_sha256"] == first["data_sha256"]
+    # A question the cache lacks opens it, once, and asks only that question.
+    build_pair_dataset(sampler(), [QUESTION, second], outlines, out, manifest={})
+    assert (opened, asked) == (["edge", "edge"], [TITLES, ["Roll clothes"]])

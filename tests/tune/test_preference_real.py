@@ -3,25 +3,34 @@ candidates, a DPO step in the tuning environment, an adapter llama.cpp loads.
 
 The expander's data step (a scripted teacher, as in ``test_pipeline_real``) only supplies the
 outlines; the candidates come from the embedded edge agent running the real model, and the
-training runs trl's DPO for real. Needs ``.venv-tune``; skipped without it.
+training runs trl's DPO for real. The judge's verdicts, the second source of pairs, are asked of
+the real model too (``benchmarks/judge_candidates.py``). Needs ``.venv-tune``; skipped without it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 
 from pice.errors import ModelProvisioningError
+from pice.models.provision import hash_file
 from pice.models.registry import resolve_model
+from pice_bench.judge import Judge
 from pice_cli.main import main as pice_main
 from pice_tune import worker
-from pice_tune.dataset import PairExample, read_dataset
+from pice_tune.dataset import PairExample, load_questions, read_dataset
+from pice_tune.distill import load_raw_cache
 from pice_tune.filters import Expansion, reject_reason
+from pice_tune.preference import PairRule, load_verdicts
+from pice_tune.steps import embedded_cloud
 from tests.gateway.fakes import serve
 from tests.support.logits import text_logits
+from tests.support.scripts import load_benchmark
 from tests.tune.test_pipeline_real import (
     EDGE_MODEL,
     scripted_teacher,
@@ -153,3 +162,55 @@ def test_llama_cpp_applies_the_exported_adapter(work: Path) -> None:
     base = resolve_model(EDGE_MODEL, pull=False).path
     effect = float(np.abs(text_logits(base, adapter) - text_logits(base)).mean())
     assert effect > 0.01
+
+
+def test_the_real_judges_verdicts_orient_the_pairs_the_filters_leave_open(work: Path) -> None:
+    """The real model judges the real candidates (both orders, as the benchmark asks), and the
+    data step, given its verdicts, orients by them exactly the points they cover, from the
+    cache alone (no edge is started)."""
+    script = load_benchmark("judge_candidates")
+    questions = {q.id: q for q in load_questions(work / "questions.jsonl")}
+    cache = load_raw_cache(work / "pairs-v1.jsonl.raw.jsonl")
+    todo = script.targets(questions, cache, PairRule())
+    assert todo, "some point of the real candidates has no candidate a filter rejects"
+    verdicts_file = work / "verdicts.jsonl"
+
+    async def judge_all(base_url: str, model: str, api_key: str | None) -> None:
+        async with httpx.AsyncClient(timeout=600) as client:
+            judge = Judge(client, base_url, model, api_key)
+            await script.judge_all(judge, todo, verdicts_file, concurrency=2)
+
+    with embedded_cloud(EDGE_MODEL, 2, work / "judge-logs") as judge:
+        asyncio.run(judge_all(judge.base_url, judge.model, judge.api_key))
+    rows = [json.loads(line) for line in verdicts_file.read_text().splitlines()]
+    assert not any(row["failed"] for row in rows)
+    assert sorted((r["question_id"], r["index"], r["a"], r["b"]) for r in rows) == sorted(
+        (t.question.id, t.index, t.pair.a, t.pair.b) for t in todo
+    )
+    assert script.judged_keys(verdicts_file) == {t.key for t in todo}, "a rerun asks nothing"
+    verdicts = load_verdicts(verdicts_file)
+
+    out = work / "pairs-judge.jsonl"
+    shutil.copy(work / "pairs-v1.jsonl.raw.jsonl", work / "pairs-judge.jsonl.raw.jsonl")
+    assert pice_main(
+        ["tune", "--workdir", str(work), "data", "--role", "preference",
+         "--questions", str(work / "questions.jsonl"), "--candidates", str(K),
+         "--out", str(out), "--verdicts", str(verdicts_file)]
+    ) == 0  # fmt: skip
+    manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
+    assert manifest["pair_rule"]["by"] == "judge"
+    assert manifest["verdicts_sha256"] == hash_file(verdicts_file)
+    assert manifest["edge_url"] is None, "every candidate came from the cache"
+    by_judge = {(p.question_id, p.index): p for p in read_dataset(out)[0] if p.why == "judge"}
+    decided = {k: v for k, v in verdicts.items() if v.outcome != "tie"}
+    assert by_judge.keys() == decided.keys()
+    assert manifest["dropped"].get("judge_tie", 0) == len(verdicts) - len(decided)
+    for key, verdict in decided.items():
+        texts = [c["text"].strip() for c in cache[key[0]]["candidates"][key[1]]]
+        winner, loser = (
+            (verdict.a, verdict.b) if verdict.outcome == "win" else (verdict.b, verdict.a)
+        )
+        assert (by_judge[key].chosen, by_judge[key].rejected) == (texts[winner], texts[loser])
+    # Where a filter decided, the pair is the score run's.
+    filtered = [p for p in read_dataset(work / "pairs-v1.jsonl")[0] if p.why not in ("score",)]
+    assert filtered == [p for p in read_dataset(out)[0] if p.why not in ("judge",)]
