@@ -16,8 +16,9 @@ greedy, the others sampled, one job per group of points), and each point gets th
 
 Where two picks differ, the judge is asked about them as ``judge_candidates.py`` asks
 (``judge_points.py``'s protocol: the question, the point's title, the two bodies; both orders,
-expected grades), the shipped pick as ``a``. Every phase is resumable: candidates and verdicts
-are appended as soon as they are known.
+expected grades), the shipped pick as ``a``. The 1.5B judge favours the longer body, so the
+verdicts are also split by the bodies' lengths (``a`` longer, like length, ``a`` shorter).
+Every phase is resumable: candidates and verdicts are appended as soon as they are known.
 
     python benchmarks/selector_heldout.py --bench R/pice-progressive/results.json \\
         --sketches S/sketch_eval.raw.jsonl --sketch-questions benchmarks/router/heldout.jsonl \\
@@ -65,6 +66,8 @@ logger = logging.getLogger("selector_heldout")
 
 PICKS = ("greedy", "shipped", "confidence")
 COMPARISONS = (("shipped", "greedy"), ("shipped", "confidence"))
+# Two bodies are of like length when neither has more than this many times the other's words.
+LIKE_LENGTH = 1.25
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,18 @@ def shown(outlines: Sequence[Outline], cache: dict[str, dict[str, Any]]) -> dict
     return out
 
 
+def by_length(rows: Sequence[dict[str, Any]], ratio: float = LIKE_LENGTH) -> dict[str, Any]:
+    """The verdicts split by the two bodies' words: ``a`` longer than ``ratio`` times ``b``,
+    like length, ``a`` shorter. The judge favours longer bodies; within a band that bias
+    cannot decide."""
+    bands: dict[str, list[dict[str, Any]]] = {"a longer": [], "like length": [], "a shorter": []}
+    for r in rows:
+        a, b = r["words_a"], r["words_b"]
+        band = "a longer" if a > ratio * b else "a shorter" if b > ratio * a else "like length"
+        bands[band].append(r)
+    return bands
+
+
 async def judge(args: argparse.Namespace, todo: Sequence[Target], path: Path) -> None:
     async with httpx.AsyncClient(timeout=600) as client:
         judge = Judge(client, args.judge_url, args.judge_model, args.judge_api_key)
@@ -303,7 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         keys = {t.key for t in found}
         rows = {(r["question_id"], r["index"]): r for r in read_jsonl(path)}
         ok = [r for k, r in rows.items() if k in keys and not r["failed"]]
-        summary[f"{a} vs {b}"] = {"differ": len(found), **agreement(ok)}
+        summary[f"{a} vs {b}"] = {"differ": len(found), **agreement(ok)} | {
+            "by_length": {band: agreement(rows) for band, rows in by_length(ok).items()}
+        }
     (args.work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print_table(summary)
     return 0
@@ -330,6 +347,17 @@ def print_table(summary: dict[str, Any]) -> None:
         print(f"| {a} vs {b} | {row['differ']} | {row['points']} ({row['questions']}) | "
               f"{row['judge_prefers_score_best']} / {row['judge_prefers_score_worst']} / "
               f"{row['ties']} | {share} |")  # fmt: skip
+        for band, sub in row["by_length"].items():
+            if sub["points"]:
+                ci = sub["agreement_ci95"]
+                share = (
+                    "–"
+                    if ci is None
+                    else (f"{sub['agreement_of_decided']:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]")
+                )
+                print(f"| … {band} | | {sub['points']} ({sub['questions']}) | "
+                      f"{sub['judge_prefers_score_best']} / {sub['judge_prefers_score_worst']} / "
+                      f"{sub['ties']} | {share} |")  # fmt: skip
 
 
 if __name__ == "__main__":

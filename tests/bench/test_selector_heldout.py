@@ -135,3 +135,14 @@ def test_outlines_are_read_from_a_bench_run_and_from_sketches(
     [sketched] = script.sketch_outlines(raw, held, "stock")
     assert sketched.question.id == "sketch:heldout-000"
     assert sketched.titles == tuple(f"Step number {n}" for n in range(1, 9))  # the gateway's cap
+
+
+def test_verdicts_split_by_the_bodies_lengths(script: ModuleType) -> None:
+    def row(words_a: int, words_b: int, outcome: str) -> dict[str, Any]:
+        return {"question_id": "q", "words_a": words_a, "words_b": words_b, "outcome": outcome}
+
+    bands = script.by_length(
+        [row(30, 20, "win"), row(20, 19, "loss"), row(25, 20, "tie"), row(10, 20, "loss")]
+    )
+    assert [len(bands[b]) for b in ("a longer", "like length", "a shorter")] == [1, 2, 1]
+    assert bands["a shorter"][0]["words_b"] == 20
