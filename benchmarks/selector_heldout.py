@@ -34,7 +34,7 @@ import json
 import logging
 import statistics
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,9 +58,10 @@ from pice_gateway.progressive.ensemble import (
 )
 from pice_gateway.settings import ProgressiveSettings
 from pice_tune.dataset import TuneQuestion, bundled_questions_path, load_questions
-from pice_tune.distill import read_sample
+from pice_tune.distill import ask_all, read_sample
 from pice_tune.filters import Expansion, reject_reason
-from pice_tune.preference import CandidateSampling, EdgeConfig, EdgeSampler, JudgeTarget
+from pice_tune.preference import CandidateSampling, EdgeSampler, JudgeTarget, describe
+from pice_tune.steps import edge_agent
 
 logger = logging.getLogger("selector_heldout")
 
@@ -166,37 +167,36 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-@contextlib.contextmanager
-def edge(args: argparse.Namespace) -> Iterator[EdgeConfig]:
-    if args.edge_url:
-        yield EdgeConfig(args.edge_url, args.edge_model, None)
-        return
-    from pice_tune.steps import embedded_cloud
-
-    with embedded_cloud(args.edge_model, args.threads, args.work / "edge-logs") as config:
-        yield EdgeConfig(config.base_url.removesuffix("/v1"), config.model, config.api_key)
-
-
-def sample_all(args: argparse.Namespace, outlines: Sequence[Outline], path: Path) -> None:
-    """Every outline's candidates, appended to ``path``; outlines already there are skipped."""
-    done = {row["question_id"] for row in read_jsonl(path)}
-    todo = [o for o in outlines if o.question.id not in done]
-    logger.info("%d outlines, %d to sample", len(outlines), len(todo))
-    if not todo:
-        return
+def sample_all(
+    args: argparse.Namespace, outlines: Sequence[Outline], out: Path
+) -> dict[str, dict[str, Any]]:
+    """Every outline's candidates, kept in ``<out>.raw.jsonl`` as the tuning data steps keep
+    theirs (:func:`ask_all`: an outline already there is not asked again)."""
     sampling = CandidateSampling(
         k=args.k, temperature=args.temperature, seed=args.seed, max_tokens=args.max_tokens
     )
+    titles = {o.question.id: o.titles for o in outlines}
     with contextlib.ExitStack() as stack:
-        sampler = EdgeSampler(args.edge_model, sampling, lambda: stack.enter_context(edge(args)))
+        sampler = EdgeSampler(
+            args.edge_model,
+            sampling,
+            lambda: stack.enter_context(
+                edge_agent(
+                    args.edge_url, args.edge_model, None, args.threads, args.work / "edge-logs"
+                )
+            ),
+        )
         try:
-            with path.open("a") as out:
-                for n, outline in enumerate(todo, 1):
-                    raw = sampler.candidates(outline.question, outline.titles)
-                    out.write(json.dumps(raw) + "\n")
-                    out.flush()
-                    logger.info("[%d/%d] %s: %d points", n, len(todo), outline.question.id,
-                                len(outline.titles))  # fmt: skip
+            return ask_all(
+                [o.question for o in outlines],
+                out,
+                lambda q: sampler.candidates(q, titles[q.id]),
+                lambda raw: (
+                    len(raw.get("candidates", ())) == len(titles.get(raw["question_id"], ()))
+                ),
+                describe,
+                logger.info,
+            )
         finally:
             sampler.close()
 
@@ -296,9 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not outlines:
         parser.error("no outlines: give --bench and/or --sketches")
     args.work.mkdir(parents=True, exist_ok=True)
-    candidates_path = args.work / "candidates.jsonl"
-    sample_all(args, outlines, candidates_path)
-    cache = {row["question_id"]: row for row in read_jsonl(candidates_path)}
+    cache = sample_all(args, outlines, args.work / "candidates")
 
     summary: dict[str, Any] = {
         "command": " ".join(sys.argv),

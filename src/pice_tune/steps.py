@@ -118,6 +118,19 @@ def embedded_cloud(model: str, threads: int, run_dir: Path) -> Iterator[TeacherC
         )
 
 
+@contextlib.contextmanager
+def edge_agent(
+    url: str | None, model: str, api_key: str | None, threads: int, run_dir: Path
+) -> Iterator[EdgeConfig]:
+    """The edge agent at ``url``, or (None) an embedded one on ``model``, alone on a free port:
+    the embedded cloud is an edge agent, and its ``/v1/expand`` is the edge's."""
+    if url:
+        yield EdgeConfig(url, model, api_key)
+        return
+    with embedded_cloud(model, threads, run_dir) as config:
+        yield EdgeConfig(config.base_url.removesuffix("/v1"), config.model, config.api_key)
+
+
 @dataclass(frozen=True)
 class DataOptions:
     out: Path
@@ -208,16 +221,6 @@ def _run_pair_data(
             f"no outlines in {raw_cache_path(outlines_file)}: run the expander's data step first"
         )
 
-    @contextlib.contextmanager
-    def edge_config() -> Iterator[EdgeConfig]:
-        if options.edge_url:
-            yield EdgeConfig(options.edge_url, options.edge_model, options.edge_api_key)
-        else:
-            run_dir = options.out.parent / "edge-logs"
-            # The embedded cloud is an edge agent: its /v1/expand is the edge's.
-            with embedded_cloud(options.edge_model, options.threads, run_dir) as config:
-                yield EdgeConfig(config.base_url.removesuffix("/v1"), config.model, config.api_key)
-
     verdicts = None
     judged: dict[str, Any] = {}
     if options.verdicts is not None:
@@ -231,7 +234,17 @@ def _run_pair_data(
     with contextlib.ExitStack() as stack:
         # The edge starts only if a question's candidates are not in the cache yet.
         sampler = EdgeSampler(
-            options.edge_model, options.candidates, lambda: stack.enter_context(edge_config())
+            options.edge_model,
+            options.candidates,
+            lambda: stack.enter_context(
+                edge_agent(
+                    options.edge_url,
+                    options.edge_model,
+                    options.edge_api_key,
+                    options.threads,
+                    options.out.parent / "edge-logs",
+                )
+            ),
         )
         try:
             return build_pair_dataset(
