@@ -46,7 +46,7 @@ from pice_bench.records import Mode
 from pice_bench.stats import bootstrap_interval
 from pice_tune.dataset import TuneQuestion, bundled_questions_path, load_questions
 from pice_tune.distill import load_raw_cache, raw_cache_path
-from pice_tune.preference import MIN_GAP, JudgeTarget, PairRule, judge_targets
+from pice_tune.preference import MIN_GAP, JudgeTarget, PairRule, judge_targets, load_verdicts
 
 logger = logging.getLogger("judge_candidates")
 
@@ -89,17 +89,7 @@ def targets(
 
 def judged_keys(path: Path) -> set[tuple[str, int]]:
     """Points already judged in ``path`` (a verdict whose calls failed is judged again)."""
-    if not path.exists():
-        return set()
-    keys = set()
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:  # a line cut by an interruption
-            continue
-        if not row.get("failed"):
-            keys.add((str(row["question_id"]), int(row["index"])))
-    return keys
+    return set(load_verdicts(path))
 
 
 async def judge_all(judge: Judge, todo: Sequence[Target], out_path: Path, concurrency: int) -> None:

@@ -60,6 +60,7 @@ from pice_gateway.settings import ProgressiveSettings
 from pice_tune.dataset import TuneQuestion, bundled_questions_path, load_questions
 from pice_tune.distill import ask_all, read_sample
 from pice_tune.filters import Expansion, reject_reason
+from pice_tune.jsonl import read_rows
 from pice_tune.preference import CandidateSampling, EdgeSampler, JudgeTarget, describe
 from pice_tune.steps import edge_agent
 
@@ -155,16 +156,6 @@ def checks(outline: Outline, index: int, candidate: dict[str, Any]) -> dict[str,
         "words": len(text.split()),
         "cut": candidate["finish_reason"] == "length",
     }
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(ValueError):  # a line cut by an interruption
-            rows.append(json.loads(line))
-    return rows
 
 
 def sample_all(
@@ -314,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if todo:
                 asyncio.run(judge(args, todo, path))
         keys = {t.key for t in found}
-        rows = {(r["question_id"], r["index"]): r for r in read_jsonl(path)}
+        rows = {(r["question_id"], r["index"]): r for r in read_rows(path)}
         ok = [r for k, r in rows.items() if k in keys and not r["failed"]]
         summary[f"{a} vs {b}"] = {"differ": len(found), **agreement(ok)} | {
             "by_length": {band: agreement(rows) for band, rows in by_length(ok).items()}

@@ -36,6 +36,7 @@ from pice_tune.dataset import (
     write_dataset,
 )
 from pice_tune.filters import Expansion, duplicate_points, reject_reason
+from pice_tune.jsonl import read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -178,16 +179,8 @@ def raw_cache_path(out: Path) -> Path:
 
 
 def load_raw_cache(path: Path) -> dict[str, dict[str, Any]]:
-    if not path.exists():
-        return {}
-    out = {}
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:  # a line cut by an interruption: that question is asked again
-            continue
-        out[str(row["question_id"])] = row
-    return out
+    """The teacher's raw answers by question (a question whose line was cut is asked again)."""
+    return {str(row["question_id"]): row for row in read_rows(path)}
 
 
 @dataclass(frozen=True)

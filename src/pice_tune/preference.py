@@ -40,6 +40,7 @@ from pice_gateway.progressive.ensemble import Candidate, Scored, score_candidate
 from pice_tune.dataset import PairExample, TuneQuestion
 from pice_tune.distill import ask_all, write_records
 from pice_tune.filters import Expansion, reject_reason
+from pice_tune.jsonl import read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -122,15 +123,10 @@ def load_verdicts(path: Path) -> Verdicts:
     a point judged twice, its last verdict. A verdict whose judge calls failed, or a line cut
     by an interruption, is left out: that point is not judged."""
     verdicts: Verdicts = {}
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if row.get("failed"):
-            continue
-        verdict = JudgeVerdict.from_json(row)
-        verdicts[(verdict.question_id, verdict.index)] = verdict
+    for row in read_rows(path):
+        if not row.get("failed"):
+            verdict = JudgeVerdict.from_json(row)
+            verdicts[(verdict.question_id, verdict.index)] = verdict
     return verdicts
 
 

@@ -224,6 +224,8 @@ def _run_pair_data(
     verdicts = None
     judged: dict[str, Any] = {}
     if options.verdicts is not None:
+        if not options.verdicts.is_file():
+            raise ModelProvisioningError(f"no verdicts file {options.verdicts}")
         verdicts = load_verdicts(options.verdicts)
         judged = {
             "verdicts": options.verdicts.name,

@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from pice.errors import UpstreamError
+from pice.errors import ModelProvisioningError, UpstreamError
 from pice_tune.dataset import PairExample, TuneQuestion, record_from_json, training_record
+from pice_tune.distill import raw_cache_path
 from pice_tune.filters import Expansion, reject_reason
 from pice_tune.preference import (
     CandidateSampling,
@@ -25,6 +26,7 @@ from pice_tune.preference import (
     judge_targets,
     load_verdicts,
 )
+from pice_tune.steps import DataOptions, run_data
 
 QUESTION = TuneQuestion("q1", "generic", "How do I keep a fern alive on holiday?", "train")
 TITLES = ["Water deeply", "Less sun"]
@@ -316,3 +318,15 @@ def test_an_edge_is_opened_only_for_questions_the_cache_lacks(tmp_path: Path) ->
     # A question the cache lacks opens it, once, and asks only that question.
     build_pair_dataset(sampler(), [QUESTION, second], outlines, out, manifest={})
     assert (opened, asked) == (["edge", "edge"], [TITLES, ["Roll clothes"]])
+
+
+def test_a_verdicts_file_that_is_not_there_is_a_clear_error(tmp_path: Path) -> None:
+    outlines = tmp_path / "data-v1.jsonl"
+    raw_cache_path(outlines).write_text(json.dumps({"question_id": "q1"}) + "\n")
+    missing = tmp_path / "verdicts.jsonl"
+    options = DataOptions(
+        out=tmp_path / "pairs.jsonl", role="preference", outlines=outlines, verdicts=missing
+    )
+    with pytest.raises(ModelProvisioningError, match="no verdicts file"):
+        run_data(options)
+    assert not (tmp_path / "pairs.jsonl").exists()
