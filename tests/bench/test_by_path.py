@@ -85,7 +85,7 @@ def test_each_path_gets_its_own_verdicts_latency_ratios_and_router_agreement(
     assert (router["n"], router["identical"], router["suitable"]) == (2, 1, 1)
     assert router["latency_ratio_median"] == pytest.approx((0.9 + 1.0) / 2)
     assert summary["router_agreement"] == [3, 4], "s3 suits points but went to the cloud"
-    assert summary["cut"] == {"pice-auto": ["s2"], "cloud-only": ["u1"]}
+    assert summary["cut"] == {"candidate": ["s2"], "baseline": ["u1"]}
     table = by_path.render(summary)
     assert "| outline | 2 | 1/1/0 | +0.00" in table
     assert "router agreement with the bench's labels: 3/4" in table
@@ -94,3 +94,26 @@ def test_each_path_gets_its_own_verdicts_latency_ratios_and_router_agreement(
         "trimmed": {"loop": ["s2"], "length": ["s2"]},
     }
     assert "answers with a point trimmed (loop): 1 ['s2']" in table
+
+
+def test_the_baseline_may_be_the_same_mode_in_another_run(by_path: ModuleType) -> None:
+    mode = "pice-progressive"
+    ours = {"requests": [request("s1", mode, 6.0, extension={"reason": "outline"})]}
+    theirs = {"requests": [request("s1", mode, 4.0, finish_reason="length")]}
+    judged = {
+        "pairs": {
+            f"{mode}:{mode}": {
+                "records": [{"question_id": "s1", "outcome": "win", "identical": False}],
+                "failed_calls": 0,
+            }
+        }
+    }
+    summary = by_path.summarise(
+        judged=judged, results=ours, pair_modes=(mode, mode), baseline_results=theirs
+    )
+    outline = summary["paths"]["outline"]
+    assert (outline["wins"], outline["latency_ratio_median"]) == (1, pytest.approx(1.5))
+    assert summary["cut"] == {"candidate": [], "baseline": ["s1"]}
+    table = by_path.render(summary)
+    assert f"ttft p50 {mode} / {mode} s" in table
+    assert "router agreement" not in table, "pice-progressive has no router"
