@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import sys
 from collections.abc import Callable, Sequence
+
+from pice.errors import PiceError
 
 # Modules that each add one subcommand; imported when the parser is built.
 _COMPONENTS = (
@@ -61,4 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     handler: Handler = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except PiceError as exc:
+        # A failure the user can act on (a missing file, a model that will not provision):
+        # its message, not a traceback.
+        sys.stderr.write(f"error: {exc.described}\n")
+        return 1

@@ -84,3 +84,17 @@ def test_the_end_of_turn_is_read_from_the_template_up_to_its_special_token() -> 
     messages = [{"role": "user", "content": "q"}]
     # "<E>\n" follows a turn: the model must learn <E> (what stops generation), not the "\n".
     assert worker.end_of_turn_ids(FakeTokenizer(), messages) == [1000]
+
+
+def test_a_step_that_cannot_start_says_why_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pice_cli.main import main
+
+    outlines = tmp_path / "data-v1.jsonl"  # the expander's data step never ran here
+    argv = ["tune", "--workdir", str(tmp_path), "data", "--role", "preference"]
+    assert main([*argv, "--outlines", str(outlines)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: no outlines in ")
+    assert "Traceback" not in err
+    assert not list(tmp_path.glob("pairs*")), "nothing written"
