@@ -158,3 +158,86 @@ def test_the_hold_covers_about_a_sentence_and_at_most_the_last_third_of_a_share(
     assert hold_from(96) == 96 - HOLD_TOKENS  # the default share: one sentence's worth
     assert hold_from(76) == 76 - HOLD_TOKENS
     assert hold_from(24) == 16, "a small share streams its first two thirds"
+
+
+# -- the request's limit, spent in point order ---------------------------------------------
+
+
+def words(text: str) -> list[str]:
+    """One delta a word, as an edge streams about a token a delta."""
+    parts = text.split(" ")
+    return [part if i == 0 else " " + part for i, part in enumerate(parts)]
+
+
+def test_the_bodies_share_the_limit_in_point_order() -> None:
+    # 10 tokens for the bodies: point 1 takes 4, point 2 the 6 it wrote, point 3 nothing.
+    merger = Merger(point_tokens=96, body_tokens=10)
+    out = [merger.add_point(i, t) for i, t in enumerate("ABC")]
+    out.append(merger.close_sketch())
+    for i, body in enumerate(["One two three four.", "Five six seven eight nine ten."]):
+        out += [merger.delta(i, w) for w in words(body)]
+        out.append(merger.done(i, tokens=len(words(body))))
+    assert "".join(out) == (
+        "1. **A**: One two three four.\n2. **B**: Five six seven eight nine ten.\n"
+    )
+    assert merger.exhausted, "nothing is left for point 3: the answer ends"
+    assert merger.finished
+    assert merger.done(2, "Never shown.", tokens=2) == ""
+
+
+def test_a_live_point_past_what_the_limit_left_is_closed_on_its_last_sentence() -> None:
+    merger = Merger(point_tokens=96, body_tokens=12)
+    merger.add_point(0, "A")
+    merger.add_point(1, "B")
+    merger.done(0, "Four tokens long here.", tokens=4)
+    merger.close_sketch()
+    # Point 2 has 8 tokens left ("… then engulf the" is its eighth). From its 6th delta the
+    # unfinished sentence is held ("then engulf the"); the ninth delta closes the point there,
+    # with no full sentence past what was sent: the cut is marked, and no later text goes out.
+    shown = live_at(merger, 1, PIECES)
+    assert shown == " Antibodies bind it. White cells then engulf the …\n"
+    assert merger.exhausted
+    assert merger.trimmed(1) == "length"
+    # The source's own end, arriving later, changes nothing that was shown.
+    assert merger.done(1, TEXT, tokens=len(PIECES)) == ""
+    assert merger.text_of(1) == "Antibodies bind it. White cells then engulf the …"
+
+
+def live_at(merger: Merger, index: int, pieces: list[str]) -> str:
+    return "".join(merger.delta(index, piece) for piece in pieces)
+
+
+def test_a_held_point_whose_deltas_were_not_seen_is_cut_in_proportion() -> None:
+    # An ensemble's choice arrives whole: 12 tokens, 5 left for it, so about its first
+    # 5/12 of characters, then its last full sentence there.
+    merger = Merger(point_tokens=96, body_tokens=9)
+    merger.add_point(0, "A")
+    merger.add_point(1, "B")
+    merger.close_sketch()
+    body = "Short one. Then a much longer second sentence that runs on past it."
+    assert merger.done(1, body, tokens=12) == ""
+    out = merger.done(0, "Four tokens long here.", tokens=4)
+    assert out == " Four tokens long here.\n2. **B**: Short one.\n"
+    assert merger.trimmed(1) == "length"
+    assert merger.exhausted
+
+
+def test_a_body_within_what_is_left_is_shown_whole_and_the_answer_goes_on() -> None:
+    merger = Merger(point_tokens=96, body_tokens=100)
+    merger.add_point(0, "A")
+    merger.close_sketch()
+    assert merger.done(0, "All of it.", tokens=3) == "1. **A**: All of it.\n"[len("1. **A**:") :]
+    assert not merger.exhausted
+    assert merger.finished
+    assert merger.trimmed(0) is None
+
+
+def test_without_a_limit_the_bodies_are_never_cut_by_the_merger() -> None:
+    merger = Merger(point_tokens=4)
+    merger.add_point(0, "A")
+    merger.close_sketch()
+    # A source that wrote past the share it was given (it enforces its own cap): shown whole.
+    assert merger.done(0, "One two three four five six.", tokens=6) == (
+        " One two three four five six.\n"
+    )
+    assert not merger.exhausted

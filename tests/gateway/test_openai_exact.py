@@ -121,67 +121,123 @@ def test_a_stop_cancels_the_expansions_still_running() -> None:
 
 
 @pytest.mark.parametrize(
-    ("frame", "sketch_tokens", "point_tokens"),
+    ("frame", "sketch_tokens"),
     [
-        # Half of what the default caps allow (160 + 8 * 96): half of each.
-        (False, 80, 48),
+        # Half of what the default caps allow (160 + 8 * 96): the sketch gets half its cap.
+        (False, 80),
         # The default frame: its opening's 32 tokens go to the sketch first.
-        (None, 112, 44),
+        (None, 112),
     ],
 )
-def test_max_tokens_is_split_over_sketch_and_points(
-    frame: bool | None, sketch_tokens: int, point_tokens: int
+def test_max_tokens_gives_the_sketch_its_share_and_each_point_the_server_cap(
+    frame: bool | None, sketch_tokens: int
 ) -> None:
     cloud, edge = CloudScript(), EdgeScript("e1", token_delay=0.0)
     with fake_stack(cloud, [edge], progressive={"frame": frame}) as url:
         completion = openai_client(url).chat.completions.create(**ask(max_tokens=464))
     assert cloud.requests[0]["max_tokens"] == sketch_tokens
-    assert expansion_budgets(cloud, edge) == {point_tokens}
+    # Not an equal share for eight points (48 or 44): the bodies spend the rest in order.
+    assert expansion_budgets(cloud, edge) == {96}
     assert completion.choices[0].finish_reason == "stop", "nothing was cut"
     assert completion.choices[0].message.content == WHOLE
+    assert (completion.model_extra or {})["pice"]["cut_by_limit"] is False
+
+
+# With a large sketch cap the sketch gets most of a small limit: ``max_tokens`` 32 leaves the
+# bodies 14 tokens (the sketch 18, its whole outline being 7), 27 leaves them 12.
+BIG_SKETCH = {"sketch_max_tokens": 1000, "frame": False}
 
 
 @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
-def test_a_point_cut_by_its_share_finishes_with_length(field: str) -> None:
+def test_the_answer_is_cut_where_the_bodies_reach_the_limit(field: str) -> None:
     cloud, edge = CloudScript(), EdgeScript("e1", token_delay=0.0)
-    # With a large sketch cap, 60 tokens give the sketch 33 (its whole outline) and each of
-    # 8 points 3: fewer than the edge's 6 words and the cloud's 4.
-    knobs = {"sketch_max_tokens": 1000, "frame": False}
-    with fake_stack(cloud, [edge], progressive=knobs) as url:
-        completion = openai_client(url).chat.completions.create(**ask(**{field: 60}))
-    assert cloud.requests[0]["max_tokens"] == 33
-    assert expansion_budgets(cloud, edge) == {3}
-    lines = (completion.choices[0].message.content or "").splitlines()
-    assert [line.split(":")[0] for line in lines] == [
-        "1. **Alpha point**",
-        "2. **Beta point**",
-        "3. **Gamma point**",
-    ]
-    # Three words each, no full sentence among them: the cut is marked, not hidden.
-    assert [line.split(": ", 1)[1] for line in lines] == ["Body of point …"] * 3, lines
+    with fake_stack(cloud, [edge], progressive=BIG_SKETCH) as url:
+        completion = openai_client(url).chat.completions.create(**ask(**{field: 32}))
+    assert cloud.requests[0]["max_tokens"] == 18
+    assert expansion_budgets(cloud, edge) == {14}
+    # Points 1 and 2 take 6 tokens each; point 3 has 2 left: "Body of", no full sentence,
+    # so the cut is marked.
+    assert completion.choices[0].message.content == (
+        "1. **Alpha point**: Body of point 1 from e1.\n"
+        "2. **Beta point**: Body of point 2 from e1.\n"
+        "3. **Gamma point**: Body of …\n"
+    )
     assert completion.choices[0].finish_reason == "length"
-    points = (completion.model_extra or {})["pice"]["points"]
-    assert [p["finish_reason"] for p in points] == ["length"] * 3
-    assert [p["trimmed"] for p in points] == ["length"] * 3
+    pice = (completion.model_extra or {})["pice"]
+    assert pice["cut_by_limit"] is True
+    assert [p["trimmed"] for p in pice["points"]] == [None, None, "length"]
+    # The edges wrote points 1 and 2 whole; point 3 was within its own cap, and the merger cut
+    # it (when it passed its 2 tokens while live, before its end arrived, or once it ended).
+    assert [p["finish_reason"] for p in pice["points"][:2]] == ["stop"] * 2
+
+
+def test_a_point_the_limit_left_nothing_is_not_shown() -> None:
+    cloud, edge = CloudScript(), EdgeScript("e1", token_delay=0.0)
+    with fake_stack(cloud, [edge], progressive=BIG_SKETCH) as url:
+        deltas, finish, pice = streamed(openai_client(url), max_tokens=27)
+    assert cloud.requests[0]["max_tokens"] == 15
+    assert "".join(deltas) == WHOLE.split("3. **Gamma")[0]
+    assert finish == "length"
+    assert pice["cut_by_limit"] is True
+    assert [p["shown"] for p in pice["points"]] == [True, True, False]
+
+
+def test_a_point_is_cut_at_what_the_limit_left_and_the_rest_is_cancelled() -> None:
+    # Long, slow bodies and a server cap of 8 a point (``max_tokens`` 230: the sketch 216, the
+    # bodies 14): point 1 writes 8 of the 14, point 2 may show 6 of its 8, and point 3 gets
+    # nothing; its job is cancelled. The edge's setup delay sends points 2 and 3 as one job,
+    # which writes them one after the other (the fake's way), so point 3 is still being written.
+    cloud = CloudScript()
+    edge = EdgeScript("e1", token_delay=0.1, start_delay=0.05, extra_words=40)
+    knobs = {**BIG_SKETCH, "expansion_max_tokens": 8}
+    with fake_stack(cloud, [edge], progressive=knobs) as url:
+        deltas, finish, pice = streamed(openai_client(url), max_tokens=230)
+        deadline = time.monotonic() + 5
+        while edge.cancelled == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        running = edge.running
+    assert expansion_budgets(cloud, edge) == {8}
+    assert [job["points"] for job in edge.jobs] == [[0], [1, 2]]
+    # Each body ends on its last full sentence; "more more" past it is never shown.
+    assert "".join(deltas) == (
+        "1. **Alpha point**: Body of point 1 from e1.\n"
+        "2. **Beta point**: Body of point 2 from e1.\n"
+    )
+    assert finish == "length"
+    assert pice["cut_by_limit"] is True
+    assert [p["trimmed"] for p in pice["points"][:2]] == ["length", "length"]
+    assert [p["shown"] for p in pice["points"]] == [True, True, False]
+    assert edge.cancelled >= 1, "the edge's job was cancelled, not run to its end"
+    assert running == 0
 
 
 def test_a_sketch_cut_by_the_limit_finishes_with_length_streamed() -> None:
     cloud, edge = CloudScript(), EdgeScript("e1", token_delay=0.0)
     with fake_stack(cloud, [edge], progressive={"frame": False}) as url:
-        # 35: the sketch gets 6 pieces (the third title is cut), each point 3 tokens.
+        # 35: the sketch gets 6 pieces (the third title is cut), the bodies 29 between them.
         deltas, finish, pice = streamed(openai_client(url), max_tokens=35)
     assert cloud.requests[0]["max_tokens"] == 6
-    assert expansion_budgets(cloud, edge) == {3}
+    assert expansion_budgets(cloud, edge) == {29}
     assert finish == "length"
-    lines = "".join(deltas).splitlines()
-    assert [line.split(":")[0] for line in lines] == [
-        "1. **Alpha point**",
-        "2. **Beta point**",
-    ], "the outline was cut inside its third title, which is dropped, not expanded"
-    # Point 1 streamed live: its three words went out, then the ellipsis that marks the cut.
-    assert [line.split(": ", 1)[1] for line in lines] == ["Body of point …"] * 2, lines
-    assert [p["finish_reason"] for p in pice["points"]] == ["length"] * 2
-    assert [p["trimmed"] for p in pice["points"]] == ["length"] * 2
+    assert "".join(deltas) == WHOLE.split("3. **Gamma")[0], (
+        "the outline was cut inside its third title, which is dropped, not expanded"
+    )
+    assert [p["finish_reason"] for p in pice["points"]] == ["stop"] * 2
+    assert [p["trimmed"] for p in pice["points"]] == [None, None]
+    assert pice["cut_by_limit"] is False
+
+
+def test_a_point_cut_by_the_server_cap_finishes_with_length() -> None:
+    cloud, edge = CloudScript(), EdgeScript("e1", token_delay=0.0)
+    with fake_stack(cloud, [edge], progressive={"expansion_max_tokens": 3}) as url:
+        completion = openai_client(url).chat.completions.create(**ask())
+    assert expansion_budgets(cloud, edge) == {3}
+    lines = (completion.choices[0].message.content or "").splitlines()
+    assert [line.split(": ", 1)[1] for line in lines] == ["Body of point …"] * 3, lines
+    assert completion.choices[0].finish_reason == "length"
+    pice = (completion.model_extra or {})["pice"]
+    assert [p["finish_reason"] for p in pice["points"]] == ["length"] * 3
+    assert pice["cut_by_limit"] is False
 
 
 def test_without_a_limit_nothing_is_cut_and_the_reason_is_stop() -> None:

@@ -70,6 +70,9 @@ class PointReport(BaseModel):
     winner: int | None = None
     hedges: list[HedgeReport] = Field(default_factory=list)
     overflow: OverflowReport | None = None
+    # False for a point the sketch named after the request's ``max_tokens`` had ended the
+    # answer (``PiceReport.cut_by_limit``): never shown, its work cancelled.
+    shown: bool = True
 
 
 class SketchReport(BaseModel):
@@ -119,6 +122,9 @@ class PiceReport(BaseModel):
     # The cloud's whole answer (a framed sketch's prose fallback) was stopped at the end of the
     # sentence where it began repeating a passage (``pice_gateway.cloud_loops``).
     loop_stopped: bool = False
+    # The request's ``max_tokens`` ended the answer: a point was cut at what the limit left it
+    # (its ``trimmed`` is "length"), and the points after it were not shown.
+    cut_by_limit: bool = False
 
 
 class Clock:

@@ -15,8 +15,11 @@ the run finishes with ``finish_reason: "stop"``, the consumer stops iterating, a
 cancels the sketch and every expansion still decoding.
 
 ``finish_reason`` is ``"length"`` when anything shown was cut by a token limit: the sketch (its
-outline, or its direct answer) or any point's expansion (by its share of ``max_tokens`` or by
-``progressive.expansion_max_tokens``); otherwise ``"stop"``.
+outline, or its direct answer), any point's expansion (by ``progressive.expansion_max_tokens``),
+or the answer itself where the points' bodies reached what the request's ``max_tokens`` left
+them (:mod:`~pice_gateway.progressive.merge`; the run then ends there like a stop sequence does:
+``pice.cut_by_limit`` is set, and the close cancels the sketch and every expansion still
+decoding); otherwise ``"stop"``.
 
 A run built with ``watch_events=True`` (the request's ``pice.events``) also queues what
 happened on the way (:mod:`pice_gateway.progressive.watch`: the sketch as written, each point's
@@ -175,7 +178,7 @@ class ProgressiveRun:
         self._point_spans: dict[int, Span] = {}
         frame = sketch_frame(settings, request, allow_direct=allow_direct)
         budget = request_budget(settings, request, frame=frame)
-        self._merger = Merger(point_tokens=budget.point_tokens)
+        self._merger = Merger(point_tokens=budget.point_tokens, body_tokens=budget.body_tokens)
         payload = sketch_payload(
             settings, request, allow_direct=allow_direct, frame=frame, budget=budget
         )
@@ -223,7 +226,7 @@ class ProgressiveRun:
                 item = await self._queue.get()
                 if isinstance(item, PiceError):
                     raise item
-                if isinstance(item, Finished) and self._stop.stopped:
+                if isinstance(item, Finished) and (self._stop.stopped or self._merger.exhausted):
                     # Cancel the rest before the answer's usage is read: each cancelled job
                     # counts what it had written (dispatch's estimate), and ``usage`` with it.
                     await self.aclose()
@@ -294,6 +297,8 @@ class ProgressiveRun:
         self._finish("length" if self._sketch.finish_reason == "length" else "stop")
 
     def _on_sketch_event(self, event: SketchEvent) -> None:
+        if self._finished:  # a stop sequence or the limit ended the answer: nothing more to do
+            return
         if isinstance(event, PointFound):
             self._report.points.append(PointReport(title=event.title, section=event.section))
             if self._watch:
@@ -416,7 +421,9 @@ class ProgressiveRun:
             }
         )
         span.end()
-        shown = self._merger.done(done.point, done.text, cut=done.finish_reason == "length")
+        shown = self._merger.done(
+            done.point, done.text, cut=done.finish_reason == "length", tokens=done.tokens
+        )
         point.trimmed = self._merger.trimmed(done.point)
         if self._watch:  # before the answer text it lets out
             body = self._merger.text_of(done.point)
@@ -442,12 +449,20 @@ class ProgressiveRun:
     # -- output ------------------------------------------------------------------------------
 
     def _emit(self, text: str) -> None:
-        if not text or self._finished:
+        if self._finished:
             return
-        self._send(self._stop.feed(text))
+        if text:
+            self._send(self._stop.feed(text))
+        # Finished goes out now; the consumer's close cancels what is still running.
         if self._stop.stopped:
-            # Finished goes out now; the consumer's close cancels what is still running.
             self._finish("stop")
+        elif self._merger.exhausted:
+            self._report.cut_by_limit = True
+            # The point cut live is closed by the merger before its source's end arrives.
+            for index, point in enumerate(self._report.points):
+                point.trimmed = self._merger.trimmed(index) or point.trimmed
+                point.shown = self._merger.shown(index)
+            self._finish("length")
 
     def _watched(self, event: watch.WatchEvent) -> None:
         """Queue ``event`` for the client (callers check ``_watch`` first, so that a run nobody

@@ -1,9 +1,11 @@
 """What one progressive request asks of the cloud and the edges, derived once from settings.
 
 Token budget: a request's ``max_tokens`` (or ``max_completion_tokens``) bounds the whole
-answer, split by :func:`answer_budget` over the sketch and the points before any of them is
-written (the points are dispatched while the sketch is still streaming, so nothing can be
-redistributed later). Sampling:
+answer. :func:`answer_budget` gives the sketch its share before anything is written; the rest
+is the points' bodies' together (``body_tokens``), spent in point order as the merger shows
+them (:mod:`~pice_gateway.progressive.merge`): each point may write up to the server's cap, and
+the answer is cut where the bodies reach the limit, as a model's answer is cut at its
+``max_tokens``. Sampling:
 the request's ``temperature``, ``top_p`` and ``seed`` apply to the expansions; the sketch keeps
 its own temperature (a steady outline format matters more than variety), and no penalties (a
 frequency penalty on the outline's digits and newlines would break its format); the penalties
@@ -27,7 +29,8 @@ from pice_gateway.settings import GatewaySettings
 
 @dataclass(frozen=True)
 class AnswerBudget:
-    """Completion tokens for the sketch and for each point, and how many points there may be."""
+    """Completion tokens for the sketch and for each point, how many points there may be, and
+    what the shown bodies may take together (``None``: no limit but each point's own)."""
 
     sketch_tokens: int
     point_tokens: int
@@ -35,6 +38,7 @@ class AnswerBudget:
     # True when the request's limit lowered a server default (a cut is then reported as
     # ``finish_reason: "length"`` by the request's own doing).
     limited: bool = False
+    body_tokens: int | None = None
 
 
 # Tokens a framed sketch's opening line takes, about (the 1.5B's openings run 4 to 29 words).
@@ -52,17 +56,20 @@ def answer_budget(
     max_points: int,
     frame_tokens: int = 0,
 ) -> AnswerBudget:
-    """Split the request's token ``limit`` over the sketch and the points.
+    """Split the request's token ``limit`` between the sketch and the points' bodies.
 
     Without a limit, or with one at least ``sketch_max + max_points * point_max`` (the most the
-    server's own caps allow), nothing changes. Below that, the sketch and the points share the
-    limit in proportion to those caps: the sketch gets ``limit * sketch_max / full`` (at least
-    one token) and each of ``max_points`` points an equal share of the rest. When that share
-    would be under one token, fewer points are allowed (one token each), so that
-    ``sketch_tokens + max_points * point_tokens <= limit`` always holds for ``limit >= 2``: the
-    sketch (whose titles are shown as the points' headers) plus every shown point's body never
-    exceeds the limit. Ensemble candidates that are not shown are not part of the answer and
-    are not counted against it (they are in ``usage``).
+    server's own caps allow), nothing changes. Below that, the sketch gets its share of the
+    limit in proportion to the caps (``limit * sketch_max / full``, at least one token), and the
+    rest is the bodies' (``body_tokens``): each point may write up to ``point_max`` of it, and
+    the merger stops showing bodies where they reach it, so that ``sketch_tokens +
+    body_tokens <= limit`` holds for ``limit >= 2`` (the sketch's titles are shown as the
+    points' headers). The points are dispatched while the sketch is still naming them, so
+    the share of one cannot wait for the count; an equal share for ``max_points`` points
+    (the earlier rule) cut most points of a typical four- to six-point outline at moderate
+    limits (76 tokens each at 768) while most of the limit went unused. Ensemble candidates
+    that are not shown are not part of the answer and are not counted against it (they are
+    in ``usage``).
 
     ``frame_tokens`` (a framed sketch's opening, :data:`FRAME_TOKENS`) go to the sketch on top
     of its share, as far as the limit leaves the points one token each.
@@ -72,13 +79,13 @@ def answer_budget(
         return AnswerBudget(sketch_max, point_max, max_points)
     sketch = max(1, limit * sketch_max // full)
     sketch = min(sketch_max, sketch + max(0, min(frame_tokens, limit - sketch - max_points)))
-    rest = max(0, limit - sketch)
-    points = max(1, min(max_points, rest))
+    rest = max(1, limit - sketch)
     return AnswerBudget(
         sketch_tokens=sketch,
-        point_tokens=max(1, rest // points),
-        max_points=points,
+        point_tokens=min(point_max, rest),
+        max_points=max(1, min(max_points, rest)),
         limited=True,
+        body_tokens=rest,
     )
 
 
