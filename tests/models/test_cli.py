@@ -9,6 +9,7 @@ import pytest
 
 from pice.models import cli
 from pice.models.catalog import BUNDLED_MODELS, DERIVED_MODELS
+from pice_cli.main import main as pice_main
 
 
 def run(*argv: str) -> int:
@@ -50,6 +51,10 @@ def test_verify_reports_a_corrupt_file(tmp_path: Path, capsys: pytest.CaptureFix
 def test_path_of_a_missing_model_fails_without_pulling(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run("models", "--cache-dir", str(tmp_path), "path", "gemma-3-270m") == 1
-    assert "pice models pull gemma-3-270m" in capsys.readouterr().err
+    # Through `pice` itself: the command's error is its message on stderr and exit 1.
+    assert pice_main(["models", "--cache-dir", str(tmp_path), "path", "gemma-3-270m"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert "pice models pull gemma-3-270m" in err
+    assert "Traceback" not in err
     assert not list(tmp_path.glob("*.gguf"))

