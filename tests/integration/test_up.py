@@ -168,9 +168,12 @@ def test_up_serves_a_request_and_ctrl_c_stops_every_child(up: Up) -> None:
     )
     arrivals: list[tuple[float, str]] = []
     report = None
+    finish = None
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
             arrivals.append((time.monotonic(), chunk.choices[0].delta.content))
+        if chunk.choices and chunk.choices[0].finish_reason:
+            finish = chunk.choices[0].finish_reason
         report = (chunk.model_extra or {}).get("pice", report)
     assert report is not None
     # How many points the 0.5B stand-in lists depends on the CPU's kernels (on an AVX2 machine
@@ -182,6 +185,11 @@ def test_up_serves_a_request_and_ctrl_c_stops_every_child(up: Up) -> None:
     starts = [text.find(f"{n}. ") for n in range(1, count + 1)]
     assert -1 not in starts, text
     assert starts == sorted(starts), text
+    # The 200 tokens may end the answer: then it says so, and no later point's header went out.
+    if report["cut_by_limit"]:
+        assert finish == "length", report
+        assert f"{count + 1}. **" not in text, text
+    assert all(point["shown"] for point in report["points"][:count]), report
     assert len(arrivals) >= 6
     assert arrivals[-1][0] - arrivals[0][0] > 0.5, "the answer arrived in one piece"
 
