@@ -13,13 +13,16 @@ question). Used for router-v3's spread (docs/benchmarks.md, "Router v3"):
 ``--train`` fits on other files (e.g. the first 480 lines of ``train.jsonl``: the ablation);
 several files, or SoT's ``router.csv``, are joined into one JSONL first (e.g. ``train.jsonl``
 plus ``sot/data/lima/router.csv``: what people's labels of the same convention would buy).
-Each seed trains for about 80 s on two cores; progress goes to stderr.
+``--layers N`` runs the recipe on the encoder's first N blocks (fine-tuned and cut alike);
+``--keep DIR`` keeps each seed's LoRA factors. Each seed trains for about 80 s on two cores
+(six blocks); progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -41,7 +44,9 @@ def main() -> int:
     parser.add_argument("--train", type=Path, nargs="+", default=[DATA_DIR / "train.jsonl"])
     parser.add_argument("--dev", type=Path, default=DATA_DIR / "dev.jsonl")
     parser.add_argument("--venv", type=Path, help="tuning environment (.venv-tune)")
+    parser.add_argument("--layers", type=int, help="keep the encoder's first N blocks")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--keep", type=Path, help="copy each seed's LoRA factors here")
     args = parser.parse_args()
 
     source = provision_asset(ENCODER_ONNX, default_cache_dir(), pull=False)
@@ -59,12 +64,23 @@ def main() -> int:
         training = joined(args.train, Path(scratch) / "train.jsonl")
         for seed in (int(s) for s in args.seeds.split(",")):
             lora = Path(scratch) / f"lora-{seed}.npz"
-            tune_encoder(EncoderTuning(out=lora, data=(training,), seed=seed, venv=args.venv))
+            tuning = EncoderTuning(
+                out=lora, data=(training,), seed=seed, venv=args.venv, layers=args.layers
+            )
+            tune_encoder(tuning)
             graph = Path(scratch) / f"encoder-{seed}.onnx"
-            quantize_encoder(source, graph, lora)
+            quantize_encoder(source, graph, lora, layers=args.layers)
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy(lora, args.keep / lora.name)
+                shutil.copy(lora.with_suffix(".json"), args.keep / f"lora-{seed}.json")
             embed = SentenceEncoder(EncoderFiles(graph, tokenizer)).embed
             weights = train(embed, training, args.dev, version=f"seed-{seed}", log=lambda _: None)
-            row: dict[str, Any] = {"seed": seed, "train": [str(p) for p in args.train]}
+            row: dict[str, Any] = {
+                "seed": seed,
+                "train": [str(p) for p in args.train],
+                "layers": args.layers,
+            }
             for name, examples in sets.items():
                 row[name] = round(evaluate(examples, embed, weights).accuracy, 4)
             runs.append(row)

@@ -260,6 +260,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     encoder.add_argument("--lr", type=float, default=5e-4)
     encoder.add_argument("--seed", type=int, default=0)
     encoder.add_argument("--threads", type=int, default=2, help="torch threads (2)")
+    encoder.add_argument(
+        "--layers", type=int, help="keep the encoder's first N of its 6 blocks (all)"
+    )
     encoder.add_argument("--venv", type=Path, help="tuning environment (.venv-tune)")
     encoder.set_defaults(handler=_router_encoder)
 
@@ -372,6 +375,7 @@ def _router_encoder(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         threads=args.threads,
+        layers=args.layers,
         venv=args.venv,
     )
     if args.data:

@@ -38,6 +38,8 @@ class EncoderTuning:
     lr: float = 5e-4
     seed: int = 0
     threads: int = 2
+    # Keep only the first N transformer blocks (None: all six).
+    layers: int | None = None
     venv: Path | None = None
     cache_dir: Path | None = None
 
@@ -77,6 +79,7 @@ def tune_encoder(options: EncoderTuning) -> dict[str, Any]:
             str(options.seed),
             "--threads",
             str(options.threads),
+            *(("--layers", str(options.layers)) if options.layers is not None else ()),
         ]
         result = subprocess.run(argv, check=False, stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:

@@ -9,12 +9,14 @@ The encoder is trained as the router uses it (mean pooling over the tokens, L2 n
 logistic head on the normalised embedding (scaled by 10, so the head can reach confident
 scores), with a LoRA of rank ``--rank`` on every linear layer of the six transformer blocks
 (query, key, value, the attention output and both feed-forward layers); the embeddings and
-layer norms stay as they are. The head is thrown away: ``pice router train`` fits the shipped
-one on the derived int8 encoder, as it always has. The output is one ``.npz`` of float32 arrays
-named after the Hugging Face modules: ``<module>.lora_a`` (rank, in) and ``<module>.lora_b``
-(out, rank), plus ``scale`` (alpha / rank): the gateway adds ``scale * B @ A`` to each matrix of
-the ONNX encoder (``pice_gateway.router.quantize``). Deterministic for one machine (seeded,
-one order of batches); progress goes to stderr, a summary JSON to stdout.
+layer norms stay as they are. ``--layers N`` keeps only the first N blocks (a shallower,
+faster encoder: the gateway cuts its graph after the same block). The head is thrown away:
+``pice router train`` fits the shipped one on the derived int8 encoder, as it always has. The
+output is one ``.npz`` of float32 arrays named after the Hugging Face modules:
+``<module>.lora_a`` (rank, in) and ``<module>.lora_b`` (out, rank), plus ``scale`` (alpha /
+rank): the gateway adds ``scale * B @ A`` to each matrix of the ONNX encoder
+(``pice_gateway.router.quantize``). Deterministic for one machine (seeded, one order of
+batches); progress goes to stderr, a summary JSON to stdout.
 
 This file imports nothing from PICE, so it runs in that other environment (see ``worker.py``).
 """
@@ -50,6 +52,15 @@ def _examples(paths: list[Path]) -> list[tuple[str, float]]:
     return rows
 
 
+def _keep_blocks(model: Any, layers: int) -> None:
+    """Keep the first ``layers`` transformer blocks (the gateway's graph is cut the same way)."""
+    blocks = model.encoder.layer
+    if not 1 <= layers <= len(blocks):
+        raise SystemExit(f"--layers {layers}: the encoder has {len(blocks)} blocks")
+    model.encoder.layer = blocks[:layers]
+    model.config.num_hidden_layers = layers
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     # The tuning environment's libraries: imported by name, as mypy (run in the PICE
     # environment) has none of them.
@@ -67,7 +78,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     config = LoraConfig(
         r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0, target_modules=TARGETS
     )
-    encoder = get_peft_model(AutoModel.from_pretrained(args.model_dir), config)
+    base = AutoModel.from_pretrained(args.model_dir)
+    if args.layers is not None:
+        _keep_blocks(base, args.layers)
+    encoder = get_peft_model(base, config)
     head = torch.nn.Linear(encoder.config.hidden_size, 1)
     optimiser = torch.optim.AdamW(
         [
@@ -125,6 +139,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "losses": losses,
         "modules": (len(arrays) - 1) // 2,
+        "layers": args.layers,
         "seconds": round(time.monotonic() - started, 1),
     }
 
@@ -140,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--layers", type=int, help="keep the first N transformer blocks")
     args = parser.parse_args(argv)
     sys.stdout.write(json.dumps(train(args)) + "\n")
     return 0

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pice_gateway.router.training import DATA_DIR
@@ -57,3 +58,24 @@ def test_training_files_are_joined_into_one_jsonl_the_router_reads(
     if csv_second:
         expected.insert(0, ("Why is the sky blue?", "outline", ""))
     assert [(r["question"], r["label"], r["category"]) for r in rows] == expected
+
+
+@pytest.mark.model
+def test_layers_runs_the_recipe_on_the_first_blocks_and_keep_keeps_the_factors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    venv = tune_venv()
+    toy = tmp_path / "train.jsonl"
+    toy.write_text("\n".join((DATA_DIR / "train.jsonl").read_text().splitlines()[:24]) + "\n")
+    clear = clear_cases(tmp_path / "clear.jsonl")
+    out, keep = tmp_path / "seeds.json", tmp_path / "kept"
+    argv = ["router_seeds.py", str(clear), "--seeds", "0", "--train", str(toy), "--layers", "2",
+            "--keep", str(keep), "--venv", str(venv), "--out", str(out)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    assert load_benchmark("router_seeds").main() == 0
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["layers"] == 2
+    factors = np.load(keep / "lora-0.npz")
+    blocks = {name.split(".")[2] for name in factors.files if name.endswith(".lora_a")}
+    assert blocks == {"0", "1"}  # a LoRA on the two kept blocks only
+    assert json.loads((keep / "lora-0.json").read_text())["layers"] == 2

@@ -23,7 +23,7 @@ from pice.models.assets import WheelAsset
 from pice.models.provision import read_marker
 from pice_gateway.router import assets
 from pice_gateway.router.encoder import configure_tokenizer, session_options
-from pice_gateway.router.quantize import linear_weights, quantize_encoder
+from pice_gateway.router.quantize import keep_blocks, linear_weights, quantize_encoder
 
 
 def test_session_options_run_one_question_on_one_thread_with_every_fusion() -> None:
@@ -243,3 +243,84 @@ def test_a_lora_that_does_not_fit_the_encoder_is_refused(tmp_path: Path) -> None
     lora(adapter, QUERY, out=4)
     with pytest.raises(ModelProvisioningError, match="the encoder's is"):
         quantize_encoder(source, tmp_path / "out.onnx", adapter)
+
+
+def blocks_graph(path: Path, blocks: int, *, extra_norm: bool = False) -> None:
+    """A BERT-shaped toy: the embedding's layer norm, then per block a MatMul and a layer norm
+    twice (attention, feed-forward), the last norm's output named ``last_hidden_state``."""
+    rng = np.random.default_rng(5)
+    nodes, initializers = (
+        [],
+        [
+            numpy_helper.from_array(np.ones(8, dtype=np.float32), "gamma"),
+            numpy_helper.from_array(np.zeros(8, dtype=np.float32), "beta"),
+        ],
+    )
+    norms = 2 * blocks + 1 + (1 if extra_norm else 0)
+    previous = "x"
+    for i in range(norms):
+        if i:
+            weight = f"w{i}"
+            initializers.append(
+                numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), weight)
+            )
+            nodes.append(helper.make_node("MatMul", [previous, weight], [f"m{i}"]))
+            previous = f"m{i}"
+        out = "last_hidden_state" if i == norms - 1 else f"norm{i}"
+        nodes.append(
+            helper.make_node("LayerNormalization", [previous, "gamma", "beta"], [out], axis=-1)
+        )
+        previous = out
+    graph = helper.make_graph(
+        nodes,
+        "blocks",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["t", 8])],
+        [helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["t", 8])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, path)
+
+
+def hidden(model: onnx.ModelProto, x: np.ndarray, output: str = "last_hidden_state") -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = session.run([output], {"x": x})
+    return np.asarray(y)
+
+
+def test_keeping_n_blocks_cuts_the_graph_after_block_n_under_the_output_name(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "blocks.onnx"
+    blocks_graph(path, 3)
+    model = onnx.load(path)
+    x = np.random.default_rng(6).standard_normal((4, 8)).astype(np.float32)
+    # Block n's output is the (2n + 1)-th layer norm's: norm2 after block 1, norm4 after 2.
+    for layers, tensor in ((1, "norm2"), (2, "norm4")):
+        model.graph.output.append(helper.make_tensor_value_info(tensor, TensorProto.FLOAT, None))
+        expected = hidden(model, x, tensor)
+        del model.graph.output[-1]
+        cut = keep_blocks(onnx.load(path), layers)
+        norms = [n for n in cut.graph.node if n.op_type == "LayerNormalization"]
+        assert len(norms) == 2 * layers + 1
+        assert [o.name for o in cut.graph.output] == ["last_hidden_state"]
+        np.testing.assert_allclose(hidden(cut, x), expected, rtol=1e-6)
+    # All blocks: the graph as it is.
+    whole = keep_blocks(onnx.load(path), 3)
+    np.testing.assert_array_equal(hidden(whole, x), hidden(onnx.load(path), x))
+
+
+@pytest.mark.parametrize("layers", [0, 4])
+def test_keeping_more_blocks_than_there_are_or_none_is_refused(tmp_path: Path, layers: int) -> None:
+    path = tmp_path / "blocks.onnx"
+    blocks_graph(path, 3)
+    with pytest.raises(ModelProvisioningError, match=f"cannot keep {layers} blocks"):
+        keep_blocks(onnx.load(path), layers)
+
+
+def test_a_graph_whose_layer_norms_are_not_bert_shaped_is_not_cut(tmp_path: Path) -> None:
+    path = tmp_path / "odd.onnx"
+    blocks_graph(path, 2, extra_norm=True)  # 6 layer norms: not 2n + 1
+    with pytest.raises(ModelProvisioningError, match="6 layer norms"):
+        keep_blocks(onnx.load(path), 1)

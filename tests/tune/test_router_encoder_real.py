@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from pice_gateway.router.assets import ENCODER_ONNX, EncoderFiles, provision_enc
 from pice_gateway.router.encoder import SentenceEncoder
 from pice_gateway.router.quantize import quantize_encoder
 from pice_gateway.router.training import DATA_DIR
+from pice_tune.router_encoder import model_dir
 from tests.tune.test_pipeline_real import tune_venv
 
 pytestmark = pytest.mark.model
@@ -64,3 +66,48 @@ def test_the_encoder_lora_fits_the_pinned_encoder_and_changes_it(tmp_path: Path)
     question = "What are the main causes of inflation?"
     # (one step at lr 0.01 moved it to cosine 0.985 on an AVX2 machine)
     assert float(tuned.embed(question) @ plain.embed(question)) < 0.995
+
+
+HF_BLOCKS = """
+import json, sys, torch
+from transformers import AutoModel, AutoTokenizer
+model_dir, question = sys.argv[1], sys.argv[2]
+tokenizer = AutoTokenizer.from_pretrained(model_dir)
+ids = tokenizer(question, return_tensors="pt")
+out = {}
+for layers in (1, 2, 3):
+    model = AutoModel.from_pretrained(model_dir)
+    model.encoder.layer = model.encoder.layer[:layers]
+    model.eval()
+    with torch.no_grad():
+        pooled = model(**ids).last_hidden_state[0].mean(0)
+    out[layers] = torch.nn.functional.normalize(pooled, dim=0).tolist()
+print(json.dumps(out))
+"""
+
+
+def test_the_gateways_cut_encoder_is_hugging_faces_model_with_as_many_blocks(
+    tmp_path: Path,
+) -> None:
+    """``quantize_encoder(layers=2)`` computes what the tuning side trains (``--layers 2``):
+    Hugging Face's model with its first two blocks, not one block more or fewer."""
+    venv = tune_venv()
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    model_dir(default_cache_dir(), hf)
+    question = "What are the main causes of inflation?"
+    script = tmp_path / "blocks.py"
+    script.write_text(HF_BLOCKS)
+    result = subprocess.run(
+        [str(venv / "bin" / "python"), str(script), str(hf), question],
+        check=True, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    reference = {int(k): np.asarray(v) for k, v in json.loads(result.stdout).items()}
+    source = provision_asset(ENCODER_ONNX, default_cache_dir(), pull=False)
+    quantize_encoder(source, tmp_path / "two.onnx", layers=2)
+    tokenizer = provision_encoder(pull=False).tokenizer
+    two = SentenceEncoder(EncoderFiles(tmp_path / "two.onnx", tokenizer)).embed(question)
+    cosine = {layers: float(two @ ref) for layers, ref in reference.items()}
+    assert cosine[2] > 0.99, cosine
+    assert cosine[1] < 0.95, cosine
+    assert cosine[3] < 0.95, cosine

@@ -8,12 +8,14 @@ matrix products really run in int8 (``onnxruntime.quantization.quantize_dynamic`
 int8 per output channel, activations quantised to uint8 on the fly, VNNI kernels where the CPU
 has them): about half the decision time, with embeddings within cosine 0.99 of the source's.
 
-Three steps, deterministic for one onnxruntime/onnx version:
+Four steps, deterministic for one onnxruntime/onnx version:
 1. fold the weights to float32 (a session at the basic optimisation level saves the folded
    graph; no fusions, so the file stays portable across CPUs);
 2. add the router's fine-tuning to the folded weights (:func:`apply_lora`): ``scale * B @ A``
    per matrix, from the LoRA factors ``pice tune router-encoder`` writes;
-3. quantise the graph dynamically, per channel (per-tensor scales lose more: cosine 0.93 at
+3. optionally keep only the first N transformer blocks (:func:`keep_blocks`: a shallower,
+   faster encoder, fine-tuned for it with ``pice tune router-encoder --layers N``);
+4. quantise the graph dynamically, per channel (per-tensor scales lose more: cosine 0.93 at
    worst against 0.99).
 """
 
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 # The exported encoder names each linear layer's bias after its Hugging Face module
 # (``inner.encoder.layer.0.attention.self.query.bias``); its weight is an anonymous initializer.
 MODULE_PREFIX = "inner."
+# The encoder's output, the name :class:`~pice_gateway.router.encoder.SentenceEncoder` runs.
+OUTPUT = "last_hidden_state"
 
 
 def linear_weights(model: onnx.ModelProto) -> dict[str, str]:
@@ -78,9 +82,48 @@ def apply_lora(model: onnx.ModelProto, adapter: Path) -> int:
     return len(modules)
 
 
-def quantize_encoder(source: Path, target: Path, adapter: Path | None = None) -> None:
+def keep_blocks(model: onnx.ModelProto, layers: int) -> onnx.ModelProto:
+    """The graph up to the output of transformer block ``layers`` (1-based), as its
+    ``last_hidden_state``: a shallower encoder from the same weights (``model`` is changed).
+
+    A BERT graph normalises the embeddings once, then twice per block (after the attention and
+    after the feed-forward layers), so block ``n``'s output is the ``2n + 1``-th
+    ``LayerNormalization`` in the (topologically sorted) node list. The nodes and weights only
+    later blocks use are dropped."""
+    graph = model.graph
+    norms = [n for n in graph.node if n.op_type == "LayerNormalization"]
+    blocks = (len(norms) - 1) // 2
+    if len(norms) != 2 * blocks + 1 or not 1 <= layers <= blocks:
+        raise ModelProvisioningError(
+            f"cannot keep {layers} blocks of an encoder with {len(norms)} layer norms"
+        )
+    if layers == blocks:
+        return model
+    cut = norms[2 * layers]
+    # The cut tensor takes the output's name; the old output's producer goes with the rest.
+    cut.output[0] = OUTPUT
+    needed, kept = {OUTPUT}, []
+    for node in reversed(list(graph.node)):
+        if any(o in needed for o in node.output) and (node is cut or OUTPUT not in node.output):
+            kept.append(node)
+            needed.update(i for i in node.input if i)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    used = [i for i in graph.initializer if i.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(used)
+    infos = [v for v in graph.value_info if v.name in needed and v.name != OUTPUT]
+    del graph.value_info[:]
+    graph.value_info.extend(infos)
+    return model
+
+
+def quantize_encoder(
+    source: Path, target: Path, adapter: Path | None = None, *, layers: int | None = None
+) -> None:
     """Write the dynamic-int8 version of the ONNX encoder ``source`` to ``target``, with the
-    LoRA ``adapter`` (an ``.npz`` of factors) added to its weights first when given."""
+    LoRA ``adapter`` (an ``.npz`` of factors) added to its weights first when given, and only
+    its first ``layers`` transformer blocks when given."""
     import onnx
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -91,9 +134,12 @@ def quantize_encoder(source: Path, target: Path, adapter: Path | None = None) ->
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         options.optimized_model_filepath = str(folded)
         ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
-        if adapter is not None:
+        if adapter is not None or layers is not None:
             model = onnx.load(folded)
-            apply_lora(model, adapter)
+            if adapter is not None:
+                apply_lora(model, adapter)
+            if layers is not None:
+                model = keep_blocks(model, layers)
             onnx.save(model, folded)
         # reduce_range: 7-bit weights, so no CPU saturates. Without it, AVX2's u8 x s8 kernel
         # (no VNNI) saturates 16-bit sums that AVX-512 VNNI does not, and the same question
