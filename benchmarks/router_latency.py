@@ -10,6 +10,9 @@ alternates) so a change in the machine's load hits all alike:
 - ``source``: the pinned file as it is (int8 storage, float32 matrix products at run time);
 - ``quantised``: the file the router runs (``router/quantize.py``: int8 matrix products).
 Both use this checkout's encoder code and shipped head (the head costs the same either way).
+``--candidate LORA.npz`` and/or ``--candidate-layers N`` add a third variant, the graph derived
+with those factors and only the encoder's first N blocks (the shipped head again: only its
+time is of interest), and print its p50 over the shipped graph's per round.
 
 Conversations: the router's own training and development questions (never the held-out
 sets), each made into a chat of one of three shapes, chosen at random with a fixed seed: the
@@ -35,6 +38,7 @@ import platform
 import random
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -47,9 +51,15 @@ from tokenizers import Tokenizer
 from pice.models.assets import provision_asset
 from pice.models.registry import default_cache_dir
 from pice.openai_protocol import ChatMessage
-from pice_gateway.router.assets import ENCODER_ONNX, EncoderFiles, provision_encoder
+from pice_gateway.router.assets import (
+    ENCODER_LORA,
+    ENCODER_ONNX,
+    EncoderFiles,
+    provision_encoder,
+)
 from pice_gateway.router.encoder import SentenceEncoder, configure_tokenizer
 from pice_gateway.router.model import RouterWeights, route_text
+from pice_gateway.router.quantize import quantize_encoder
 from pice_gateway.router.training import DATA_DIR, load_examples
 
 SYSTEM = "You are a helpful assistant. Answer clearly and accurately."
@@ -93,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--candidate",
+        type=Path,
+        help="a third variant: the encoder derived with these LoRA factors",
+    )
+    parser.add_argument(
+        "--candidate-layers", type=int, help="... and only its first N blocks (router-layers)"
+    )
     args = parser.parse_args(argv)
 
     cache = args.cache_dir or default_cache_dir()
@@ -102,6 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         "source": SentenceEncoder(EncoderFiles(source, files.tokenizer)),
         "quantised": SentenceEncoder(files),
     }
+    scratch = tempfile.TemporaryDirectory(prefix="pice-router-latency-")
+    if args.candidate is not None or args.candidate_layers is not None:
+        graph = Path(scratch.name) / "candidate.onnx"
+        quantize_encoder(
+            source, graph, args.candidate or ENCODER_LORA, layers=args.candidate_layers
+        )
+        encoders["candidate"] = SentenceEncoder(EncoderFiles(graph, files.tokenizer))
     weights = RouterWeights.load()
     tokenizer = configure_tokenizer(Tokenizer.from_file(str(files.tokenizer)))
     examples = load_examples(DATA_DIR / "train.jsonl") + load_examples(DATA_DIR / "dev.jsonl")
@@ -146,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
             "all": percentiles([t for r in rounds for t in r[name]]),
         }
     ratios = [statistics.median(r["quantised"]) / statistics.median(r["source"]) for r in rounds]
+    candidate = [
+        statistics.median(r["candidate"]) / statistics.median(r["quantised"])
+        for r in rounds
+        if "candidate" in r
+    ]
     affinity = sorted(os.sched_getaffinity(0))
     print(
         f"router decision, {len(chats)} conversations x {args.rounds} rounds, "
@@ -163,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{s['all']['p99']:.2f} |"
         )
     print("quantised / source p50 per round: " + " / ".join(f"{r:.2f}" for r in ratios))
+    if candidate:
+        print("candidate / quantised p50 per round: " + " / ".join(f"{r:.2f}" for r in candidate))
     stage_p50 = {k: statistics.median(v) for k, v in stages.items()}
     print(
         "stages p50 ms: "
@@ -182,7 +214,14 @@ def main(argv: list[str] | None = None) -> int:
             "ratio_p50_per_round": ratios,
             "stages_p50_ms": stage_p50,
         }
+        if candidate:
+            result["candidate"] = {
+                "lora": str(args.candidate or ENCODER_LORA),
+                "layers": args.candidate_layers,
+                "ratio_to_quantised_p50_per_round": candidate,
+            }
         args.out.write_text(json.dumps(result, indent=1) + "\n")
+    scratch.cleanup()
     return 0
 
 
