@@ -72,9 +72,10 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -m "not model and not vllm"
 
-# The whole suite, as CI runs it: real models, real edge agents, real vLLM.
+# The whole suite, as CI runs it: real models, real edge agents, real vLLM. The 25 slowest tests
+# are listed at the end, so a CI log shows where its time goes (90-minute limit).
 test: models lint typecheck tune-env $(if $(filter 1,$(PICE_VLLM)),vllm-env)
-	PICE_VLLM_VENV=$(abspath $(VLLM_VENV)) PICE_TUNE_VENV=$(abspath $(TUNE_VENV)) $(BIN)/pytest
+	PICE_VLLM_VENV=$(abspath $(VLLM_VENV)) PICE_TUNE_VENV=$(abspath $(TUNE_VENV)) $(BIN)/pytest --durations=25
 
 # The fault and load suite: edges killed and hung, the cloud down or dying, slow and vanishing
 # clients, pings, and a short soak (50 streams x 20 s). Its fast part also runs in `make test`.
