@@ -62,6 +62,8 @@ def main() -> int:
     parser.add_argument("--a-lora", default="none", help="factors .npz, or none")
     parser.add_argument("--b-weights", type=Path, default=BUNDLED_WEIGHTS)
     parser.add_argument("--b-lora", default=str(ENCODER_LORA), help="factors .npz, or none")
+    parser.add_argument("--a-layers", type=int, help="a's encoder keeps its first N blocks")
+    parser.add_argument("--b-layers", type=int, help="b's encoder keeps its first N blocks")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -70,10 +72,14 @@ def main() -> int:
     results: dict[str, Any] = {"a": str(args.a_weights), "b": str(args.b_weights)}
     with tempfile.TemporaryDirectory(prefix="pice-router-paired-") as scratch:
         routers = []
-        sides = (("a", args.a_lora, args.a_weights), ("b", args.b_lora, args.b_weights))
-        for name, lora, weights in sides:
+        sides = (
+            ("a", args.a_lora, args.a_weights, args.a_layers),
+            ("b", args.b_lora, args.b_weights, args.b_layers),
+        )
+        for name, lora, weights, layers in sides:
             graph = Path(scratch) / f"{name}.onnx"
-            quantize_encoder(source, graph, None if lora == "none" else Path(lora))
+            adapter = None if lora == "none" else Path(lora)
+            quantize_encoder(source, graph, adapter, layers=layers)
             encoder = SentenceEncoder(EncoderFiles(graph, tokenizer))
             routers.append((encoder, RouterWeights.load(weights)))
         out = sys.stdout

@@ -14,8 +14,8 @@ question). Used for router-v3's spread (docs/benchmarks.md, "Router v3"):
 several files, or SoT's ``router.csv``, are joined into one JSONL first (e.g. ``train.jsonl``
 plus ``sot/data/lima/router.csv``: what people's labels of the same convention would buy).
 ``--layers N`` runs the recipe on the encoder's first N blocks (fine-tuned and cut alike);
-``--keep DIR`` keeps each seed's LoRA factors. Each seed trains for about 80 s on two cores
-(six blocks); progress goes to stderr.
+``--keep DIR`` keeps each seed's LoRA factors and head (for ``router_paired.py``). Each seed
+trains for about 80 s on two cores (six blocks); progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main() -> int:
     parser.add_argument("--venv", type=Path, help="tuning environment (.venv-tune)")
     parser.add_argument("--layers", type=int, help="keep the encoder's first N blocks")
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--keep", type=Path, help="copy each seed's LoRA factors here")
+    parser.add_argument("--keep", type=Path, help="keep each seed's LoRA factors and head here")
     args = parser.parse_args()
 
     source = provision_asset(ENCODER_ONNX, default_cache_dir(), pull=False)
@@ -76,6 +76,8 @@ def main() -> int:
                 shutil.copy(lora.with_suffix(".json"), args.keep / f"lora-{seed}.json")
             embed = SentenceEncoder(EncoderFiles(graph, tokenizer)).embed
             weights = train(embed, training, args.dev, version=f"seed-{seed}", log=lambda _: None)
+            if args.keep:
+                weights.save(args.keep / f"head-{seed}.json")
             row: dict[str, Any] = {
                 "seed": seed,
                 "train": [str(p) for p in args.train],

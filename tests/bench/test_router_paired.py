@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pice_gateway.router.assets import ENCODER_LORA
 from pice_gateway.router.model import BUNDLED_WEIGHTS
 from pice_gateway.router.training import Example
 from tests.support.scripts import load_benchmark
@@ -57,3 +58,24 @@ def test_the_shipped_router_against_its_stock_encoder(
     assert result["b"] == 1.0
     assert result["only_a_right"] == 0
     assert f"| {data} | 2 |" in capsys.readouterr().out
+
+
+@pytest.mark.model  # the real encoder, derived twice
+def test_each_side_can_keep_its_encoders_first_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paired = load_benchmark("router_paired")
+    derived: list[int | None] = []
+    real = paired.quantize_encoder
+
+    def spy(source: Path, target: Path, adapter: Path | None, *, layers: int | None) -> None:
+        derived.append(layers)
+        real(source, target, adapter, layers=layers)
+
+    monkeypatch.setattr(paired, "quantize_encoder", spy)
+    data = clear_cases(tmp_path / "few.jsonl")
+    argv = ["router_paired.py", str(data), "--a-weights", str(BUNDLED_WEIGHTS),
+            "--a-lora", str(ENCODER_LORA), "--a-layers", "2"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    assert paired.main() == 0
+    assert derived == [2, None]  # a cut after block 2, b the shipped encoder whole

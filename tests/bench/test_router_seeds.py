@@ -79,3 +79,5 @@ def test_layers_runs_the_recipe_on_the_first_blocks_and_keep_keeps_the_factors(
     blocks = {name.split(".")[2] for name in factors.files if name.endswith(".lora_a")}
     assert blocks == {"0", "1"}  # a LoRA on the two kept blocks only
     assert json.loads((keep / "lora-0.json").read_text())["layers"] == 2
+    head = json.loads((keep / "head-0.json").read_text())
+    assert len(head["coef"]) == 384  # the head fitted on that encoder, kept beside its factors
