@@ -2,7 +2,7 @@
 # A 4-block router encoder against the shipped 6-block recipe (docs/benchmarks.md, "A shallower
 # router encoder for AVX2's decision time"); declared.md was committed before any fit.
 # SOT: a clone of https://github.com/imagination-research/sot at 54f506f (its human labels).
-# About 35 min on an idle 2-core machine (eight fits of ~2-4 min, the latency run ~1 min).
+# About 45 min on an idle 2-core machine (ten fits of ~2-4 min, the latency run ~1 min).
 set -euo pipefail
 # K keeps the 4-block fits' factors (not committed; the recipe JSON of seed 0 is, with sha256).
 SOT=${SOT:-sot} D=benchmarks/results/router-layers K=${K:-out/router-layers}
@@ -20,3 +20,10 @@ W="$SOT/data/wizardlm/router.csv" V="$SOT/data/vicuna/router.csv"
 python benchmarks/router_seeds.py --seeds 0 --layers 4 $H "$L" "$W" "$V" \
     --out $D/seed0-4blocks-human.json
 python benchmarks/router_seeds.py --seeds 0 $H "$L" "$W" "$V" --out $D/seed0-6blocks-human.json
+# 4. Paired, question by question, with intervals: the seed-0 fits again, kept (LoRA and head).
+python benchmarks/router_seeds.py --seeds 0 --layers 4 $H --keep "$K/k4"
+python benchmarks/router_seeds.py --seeds 0 $H --keep "$K/k6"
+python benchmarks/router_paired.py $H "$L" "$W" "$V" \
+    --a-weights "$K/k6/head-0.json" --a-lora "$K/k6/lora-0.npz" \
+    --b-weights "$K/k4/head-0.json" --b-lora "$K/k4/lora-0.npz" --b-layers 4 \
+    --out $D/paired-seed0.json
