@@ -120,13 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         "source": SentenceEncoder(EncoderFiles(source, files.tokenizer)),
         "quantised": SentenceEncoder(files),
     }
-    scratch = tempfile.TemporaryDirectory(prefix="pice-router-latency-")
+    candidate_lora = args.candidate or ENCODER_LORA
     if args.candidate is not None or args.candidate_layers is not None:
-        graph = Path(scratch.name) / "candidate.onnx"
-        quantize_encoder(
-            source, graph, args.candidate or ENCODER_LORA, layers=args.candidate_layers
-        )
-        encoders["candidate"] = SentenceEncoder(EncoderFiles(graph, files.tokenizer))
+        # The session holds the graph once built: the file is not needed after.
+        with tempfile.TemporaryDirectory(prefix="pice-router-latency-") as scratch:
+            graph = Path(scratch) / "candidate.onnx"
+            quantize_encoder(source, graph, candidate_lora, layers=args.candidate_layers)
+            encoders["candidate"] = SentenceEncoder(EncoderFiles(graph, files.tokenizer))
     weights = RouterWeights.load()
     tokenizer = configure_tokenizer(Tokenizer.from_file(str(files.tokenizer)))
     examples = load_examples(DATA_DIR / "train.jsonl") + load_examples(DATA_DIR / "dev.jsonl")
@@ -216,12 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         if candidate:
             result["candidate"] = {
-                "lora": str(args.candidate or ENCODER_LORA),
+                "lora": str(candidate_lora),
                 "layers": args.candidate_layers,
                 "ratio_to_quantised_p50_per_round": candidate,
             }
         args.out.write_text(json.dumps(result, indent=1) + "\n")
-    scratch.cleanup()
     return 0
 
 

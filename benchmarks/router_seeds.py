@@ -70,13 +70,12 @@ def main() -> int:
             tune_encoder(tuning)
             graph = Path(scratch) / f"encoder-{seed}.onnx"
             quantize_encoder(source, graph, lora, layers=args.layers)
+            embed = SentenceEncoder(EncoderFiles(graph, tokenizer)).embed
+            weights = train(embed, training, args.dev, version=f"seed-{seed}", log=lambda _: None)
             if args.keep:
                 args.keep.mkdir(parents=True, exist_ok=True)
                 shutil.copy(lora, args.keep / lora.name)
                 shutil.copy(lora.with_suffix(".json"), args.keep / f"lora-{seed}.json")
-            embed = SentenceEncoder(EncoderFiles(graph, tokenizer)).embed
-            weights = train(embed, training, args.dev, version=f"seed-{seed}", log=lambda _: None)
-            if args.keep:
                 weights.save(args.keep / f"head-{seed}.json")
             row: dict[str, Any] = {
                 "seed": seed,

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pice_gateway.router.assets import EncoderFiles
+from pice_gateway.router.quantize import OUTPUT
 
 # The model was trained on 128-token inputs (max 512): the router reads at most this many.
 MAX_TOKENS = 128
@@ -71,7 +72,7 @@ class SentenceEncoder:
         feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
         if self._needs_token_types:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        (hidden,) = self._session.run(["last_hidden_state"], feeds)
+        (hidden,) = self._session.run([OUTPUT], feeds)
         pooled = hidden[0].mean(axis=0)
         norm = float(np.linalg.norm(pooled)) or 1.0
         embedding: npt.NDArray[np.float32] = (pooled / norm).astype(np.float32, copy=False)

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 # The exported encoder names each linear layer's bias after its Hugging Face module
 # (``inner.encoder.layer.0.attention.self.query.bias``); its weight is an anonymous initializer.
 MODULE_PREFIX = "inner."
-# The encoder's output, the name :class:`~pice_gateway.router.encoder.SentenceEncoder` runs.
+# The encoder graph's output (the last hidden state), which a cut graph keeps and
+# :class:`~pice_gateway.router.encoder.SentenceEncoder` reads.
 OUTPUT = "last_hidden_state"
 
 
