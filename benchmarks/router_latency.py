@@ -9,13 +9,20 @@ Variants, compared side by side in the same process, interleaved per conversatio
 alternates) so a change in the machine's load hits all alike:
 - ``source``: the pinned file as it is (int8 storage, float32 matrix products at run time);
 - ``quantised``: the file the router runs (``router/quantize.py``: int8 matrix products).
-Both use this checkout's encoder code and shipped head (the head costs the same either way).
-``--candidate LORA.npz`` and/or ``--candidate-layers N`` add a third variant, the graph derived
-with those factors and only the encoder's first N blocks (the shipped head again: only its
+Both use this checkout's encoder code and the final head (the head costs the same either way).
+When the weights (``--weights``, default the shipped ones) hold early exits, a variant
+``early-exit`` runs what the gateway runs: the quantised graph cut at the exit blocks, stopping
+at the first sure exit head; the table then gives its p50 over ``quantised``'s per round and
+where its decisions were made.
+``--candidate LORA.npz`` and/or ``--candidate-layers N`` add a variant, the graph derived
+with those factors and only the encoder's first N blocks (the final head again: only its
 time is of interest), and print its p50 over the shipped graph's per round.
 
-Conversations: the router's own training and development questions (never the held-out
-sets), each made into a chat of one of three shapes, chosen at random with a fixed seed: the
+Conversations: by default (``--questions training``) the router's own training and development
+questions (never the held-out sets); ``--questions untrained``: the development and held-out
+questions, which no head was fitted on (early exits are easier on questions a head was fitted
+on, so their figure there is optimistic). Each made into a chat of one of three shapes, chosen
+at random with a fixed seed: the
 question alone; a system prompt and the question; a system prompt, an earlier exchange and the
 question. One in ten last messages also carries a pasted block of earlier text before the
 question (several hundred tokens), so the 128-token truncation is exercised. A warm-up pass over
@@ -41,6 +48,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +66,12 @@ from pice_gateway.router.assets import (
     provision_encoder,
 )
 from pice_gateway.router.encoder import SentenceEncoder, configure_tokenizer
-from pice_gateway.router.model import RouterWeights, route_text
+from pice_gateway.router.model import BUNDLED_WEIGHTS, RouterWeights, route_text
 from pice_gateway.router.quantize import quantize_encoder
 from pice_gateway.router.training import DATA_DIR, load_examples
 
 SYSTEM = "You are a helpful assistant. Answer clearly and accurately."
+HELDOUT = Path(__file__).with_name("router") / "heldout.jsonl"
 
 
 def conversations(questions: Sequence[str], seed: int) -> list[list[ChatMessage]]:
@@ -111,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--candidate-layers", type=int, help="... and only its first N blocks (router-layers)"
     )
+    parser.add_argument("--weights", type=Path, default=BUNDLED_WEIGHTS, help="router weights")
+    parser.add_argument("--questions", choices=("training", "untrained"), default="training")
     args = parser.parse_args(argv)
 
     cache = args.cache_dir or default_cache_dir()
@@ -127,22 +138,37 @@ def main(argv: list[str] | None = None) -> int:
             graph = Path(scratch) / "candidate.onnx"
             quantize_encoder(source, graph, candidate_lora, layers=args.candidate_layers)
             encoders["candidate"] = SentenceEncoder(EncoderFiles(graph, files.tokenizer))
-    weights = RouterWeights.load()
+    staged = RouterWeights.load(args.weights)
+    weights = replace(staged, exits=())  # the final head alone
+    if staged.exits:
+        cut = provision_encoder(cache, pull=False, exits=staged.exit_blocks)
+        encoders["early-exit"] = SentenceEncoder(cut)
     tokenizer = configure_tokenizer(Tokenizer.from_file(str(files.tokenizer)))
-    examples = load_examples(DATA_DIR / "train.jsonl") + load_examples(DATA_DIR / "dev.jsonl")
-    questions = [e.question for e in examples]
+    sources = {
+        "training": [DATA_DIR / "train.jsonl", DATA_DIR / "dev.jsonl"],
+        "untrained": [DATA_DIR / "dev.jsonl", HELDOUT],
+    }[args.questions]
+    questions = [e.question for path in sources for e in load_examples(path)]
     random.Random(args.seed).shuffle(questions)
     chats = conversations(questions[: args.conversations], args.seed)
     texts = [route_text(chat) for chat in chats]
     tokens = [len(tokenizer.encode(t).ids) for t in texts]
 
+    exited: dict[str, int] = {}
+
     def decide(name: str, chat: list[ChatMessage]) -> None:
-        weights.decide(encoders[name].embed(route_text(chat)))
+        if name == "early-exit":
+            decision = staged.decide_staged(encoders[name].embed_stages(route_text(chat)))
+            where = "final" if decision.exit_block is None else f"block {decision.exit_block}"
+            exited[where] = exited.get(where, 0) + 1
+        else:
+            weights.decide(encoders[name].embed(route_text(chat)))
 
     for chat in chats[: args.warmup]:
         for name in encoders:
             decide(name, chat)
 
+    exited.clear()  # count where the timed decisions were made, not the warm-up's
     names = list(encoders)
     rounds: list[dict[str, list[float]]] = []
     stages: dict[str, list[float]] = {"route_text": [], "tokenize": [], "head": []}
@@ -176,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         for r in rounds
         if "candidate" in r
     ]
+    early = [
+        statistics.median(r["early-exit"]) / statistics.median(r["quantised"])
+        for r in rounds
+        if "early-exit" in r
+    ]
     affinity = sorted(os.sched_getaffinity(0))
     print(
         f"router decision, {len(chats)} conversations x {args.rounds} rounds, "
@@ -195,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     print("quantised / source p50 per round: " + " / ".join(f"{r:.2f}" for r in ratios))
     if candidate:
         print("candidate / quantised p50 per round: " + " / ".join(f"{r:.2f}" for r in candidate))
+    if early:
+        print("early-exit / quantised p50 per round: " + " / ".join(f"{r:.2f}" for r in early))
+        total = sum(exited.values())
+        print(
+            "early-exit decided at: "
+            + ", ".join(f"{k} {v / total:.1%}" for k, v in sorted(exited.items()))
+        )
     stage_p50 = {k: statistics.median(v) for k, v in stages.items()}
     print(
         "stages p50 ms: "
@@ -214,6 +252,15 @@ def main(argv: list[str] | None = None) -> int:
             "ratio_p50_per_round": ratios,
             "stages_p50_ms": stage_p50,
         }
+        result["weights"] = {"path": str(args.weights), "version": staged.version}
+        result["questions"] = args.questions
+        if early:
+            result["early_exit"] = {
+                "exit_blocks": list(staged.exit_blocks),
+                "exit_confidence": staged.exit_confidence,
+                "ratio_to_quantised_p50_per_round": early,
+                "decided_at": dict(sorted(exited.items())),
+            }
         if candidate:
             result["candidate"] = {
                 "lora": str(candidate_lora),

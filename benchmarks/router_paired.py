@@ -12,7 +12,8 @@ router-v3 (docs/benchmarks.md, "Router v3"):
         benchmarks/router/heldout.jsonl sot/data/vicuna/router.csv ... \\
         --out benchmarks/results/router_v2_v3_paired.json
 
-``--b-weights``/``--b-lora`` default to the shipped router.
+``--b-weights``/``--b-lora`` default to the shipped router. A router whose weights hold early
+exits runs its encoder cut at their blocks, as the gateway does.
 """
 
 from __future__ import annotations
@@ -24,18 +25,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from pice.models.assets import provision_asset
 from pice.models.registry import default_cache_dir
 from pice_gateway.router.assets import ENCODER_LORA, ENCODER_ONNX, EncoderFiles, provision_encoder
 from pice_gateway.router.encoder import SentenceEncoder
 from pice_gateway.router.model import BUNDLED_WEIGHTS, RouterWeights
-from pice_gateway.router.quantize import quantize_encoder
+from pice_gateway.router.quantize import quantize_encoder, split_blocks
 from pice_gateway.router.training import Example, bootstrap_ci, evaluate, load_examples
 
 
 def hits(examples: list[Example], encoder: SentenceEncoder, weights: RouterWeights) -> list[bool]:
     """Per question, whether the router agrees: ``pice router eval``'s own evaluation."""
-    wrong = {e["index"] for e in evaluate(examples, encoder.embed, weights).errors}
+    wrong = {e["index"] for e in evaluate(examples, encoder.embed_stages, weights).errors}
     return [i not in wrong for i in range(len(examples))]
 
 
@@ -80,8 +83,14 @@ def main() -> int:
             graph = Path(scratch) / f"{name}.onnx"
             adapter = None if lora == "none" else Path(lora)
             quantize_encoder(source, graph, adapter, layers=layers)
-            encoder = SentenceEncoder(EncoderFiles(graph, tokenizer))
-            routers.append((encoder, RouterWeights.load(weights)))
+            head = RouterWeights.load(weights)
+            stages: list[Path] = []
+            if head.exits:
+                for index, stage in enumerate(split_blocks(onnx.load(graph), head.exit_blocks)):
+                    stages.append(graph.with_suffix(f".stage{index}.onnx"))
+                    onnx.save(stage, stages[-1])
+            files = EncoderFiles(graph, tokenizer, tuple(stages))
+            routers.append((SentenceEncoder(files), head))
         out = sys.stdout
         out.write("| data | n | always direct | a | b | b − a [95% CI] | only b / only a right |\n")
         out.write("|---|---|---|---|---|---|---|\n")

@@ -70,7 +70,7 @@ def main() -> int:
             tune_encoder(tuning)
             graph = Path(scratch) / f"encoder-{seed}.onnx"
             quantize_encoder(source, graph, lora, layers=args.layers)
-            embed = SentenceEncoder(EncoderFiles(graph, tokenizer)).embed
+            embed = SentenceEncoder(EncoderFiles(graph, tokenizer)).embed_stages
             weights = train(embed, training, args.dev, version=f"seed-{seed}", log=lambda _: None)
             if args.keep:
                 args.keep.mkdir(parents=True, exist_ok=True)

@@ -327,6 +327,9 @@ class RouterSettings(BaseModel):
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     # A weights JSON written by ``pice router train``; None = the one shipped with PICE.
     weights: Path | None = None
+    # Stop after an early block when the weights' exit head there is sure (most questions);
+    # off: every question runs the whole encoder and the final head.
+    early_exit: bool = True
     # Where the encoder files are cached (default: the model cache); fetched when missing.
     cache_dir: Path | None = None
     pull: bool = True

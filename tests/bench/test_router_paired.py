@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pice_gateway.router.assets import ENCODER_LORA
-from pice_gateway.router.model import BUNDLED_WEIGHTS
+from pice_gateway.router.model import BUNDLED_WEIGHTS, RouterWeights
 from pice_gateway.router.training import Example
 from tests.support.scripts import load_benchmark
 
@@ -74,7 +75,11 @@ def test_each_side_can_keep_its_encoders_first_blocks(
 
     monkeypatch.setattr(paired, "quantize_encoder", spy)
     data = clear_cases(tmp_path / "few.jsonl")
-    argv = ["router_paired.py", str(data), "--a-weights", str(BUNDLED_WEIGHTS),
+    # The shipped head without its exits (they read blocks 2 and 4, which a 2-block encoder
+    # does not have all of).
+    head = tmp_path / "final-head.json"
+    replace(RouterWeights.load(BUNDLED_WEIGHTS), exits=()).save(head)
+    argv = ["router_paired.py", str(data), "--a-weights", str(head),
             "--a-lora", str(ENCODER_LORA), "--a-layers", "2"]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
     assert paired.main() == 0

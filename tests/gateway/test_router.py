@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from pice_gateway.router.assets import ENCODER_LORA, encoder_id, lora_sha256
 from pice_gateway.router.model import (
     BUNDLED_WEIGHTS,
     MAX_TEXT_CHARS,
+    ExitHead,
     RouteDecision,
     RouterWeights,
     route_text,
@@ -59,6 +61,9 @@ class KeywordEncoder:
         v[2] = 0.1 * (len(text) % 3)  # noise the head must learn to ignore
         return v / np.linalg.norm(v)
 
+    def embed_stages(self, text: str) -> Iterator[npt.NDArray[np.float32]]:
+        yield self.embed(text)
+
 
 def weights(threshold: float = 0.5) -> RouterWeights:
     coef = [0.0] * DIM
@@ -85,6 +90,129 @@ def test_weights_round_trip_through_json(tmp_path: Path) -> None:
     loaded = RouterWeights.load(path)
     assert (loaded.version, loaded.encoder, loaded.threshold) == ("test-v1", "keyword", 0.42)
     assert loaded.coef == pytest.approx(original.coef)
+
+
+class StagedKeywordEncoder(KeywordEncoder):
+    """Two stages: after "block 1" only the list axis is known (axis 0, the code axis zero),
+    then the whole embedding; counts the stages computed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stages_run = 0
+
+    def embed_stages(self, text: str) -> Iterator[npt.NDArray[np.float32]]:
+        whole = self.embed(text)
+        early = np.zeros(DIM, dtype=np.float32)
+        early[0] = whole[0] if "maybe" not in text else 0.0  # "maybe": the early head is unsure
+        self.stages_run += 1
+        yield early
+        self.stages_run += 1
+        yield whole
+
+
+def exiting_weights(confidence: float = 0.95) -> RouterWeights:
+    head = [0.0] * DIM
+    head[0] = 8.0
+    return replace(weights(), exits=(ExitHead(1, tuple(head), 0.0),), exit_confidence=confidence)
+
+
+def test_an_exit_head_that_is_sure_decides_and_the_later_stages_are_not_run() -> None:
+    encoder = StagedKeywordEncoder()
+    w = exiting_weights()
+    listy = w.decide_staged(encoder.embed_stages("Give me tips to sleep better"))
+    assert (listy.route, listy.exit_block, encoder.stages_run) == ("outline", 1, 1)
+    assert listy.score > 0.95
+    assert listy.report()["exit_block"] == 1
+    # Unsure at the exit (score 0.5): the final head decides on the whole embedding.
+    encoder.stages_run = 0
+    question = "maybe write code to compute primes"
+    unsure = w.decide_staged(encoder.embed_stages(question))
+    assert (unsure.route, unsure.exit_block, encoder.stages_run) == ("direct", None, 2)
+    assert unsure.score == pytest.approx(w.score(encoder.embed(question)))
+    # A stricter exit sends more questions on to the final head.
+    strict = exiting_weights(confidence=0.99999)
+    assert strict.decide_staged(encoder.embed_stages("Give me tips")).exit_block is None
+
+
+def test_stages_that_do_not_match_the_exits_are_refused() -> None:
+    # An exit head that is never sure, so the stages are read to their end.
+    w = replace(weights(), exits=(ExitHead(1, (0.0,) * DIM, 0.0),))
+    with pytest.raises(ValueError, match="do not match"):
+        w.decide_staged(KeywordEncoder().embed_stages("Write code"))  # one stage for one exit
+    with pytest.raises(ValueError, match="do not match"):
+        weights().decide_staged(StagedKeywordEncoder().embed_stages("Write code"))
+
+
+@pytest.mark.parametrize(
+    ("blocks", "confidence", "error"),
+    [((2, 1), 0.95, "increasing"), ((1, 1), 0.95, "increasing"), ((0,), 0.95, "positive"),
+     ((1,), 0.5, "exit_confidence")],
+)  # fmt: skip
+def test_exits_out_of_order_or_an_exit_that_is_never_sure_are_refused(
+    blocks: tuple[int, ...], confidence: float, error: str
+) -> None:
+    heads = tuple(ExitHead(b, (0.0,) * DIM, 0.0) for b in blocks)
+    with pytest.raises(ValueError, match=error):
+        replace(weights(), exits=heads, exit_confidence=confidence)
+
+
+def test_exit_heads_round_trip_through_json(tmp_path: Path) -> None:
+    path = tmp_path / "w.json"
+    exiting_weights(0.9).save(path)
+    loaded = RouterWeights.load(path)
+    assert loaded.exit_blocks == (1,)
+    assert loaded.exit_confidence == 0.9
+    assert loaded.exits[0].coef == exiting_weights().exits[0].coef
+    # Weights written before exits existed load without them.
+    old = json.loads(path.read_text())
+    del old["exits"], old["exit_confidence"]
+    path.write_text(json.dumps(old))
+    assert RouterWeights.load(path).exits == ()
+
+
+def test_training_fits_an_exit_head_per_early_stage_and_measures_it(tmp_path: Path) -> None:
+    lines = []
+    for i in range(40):
+        lines.append({"question": f"Give me tips number {i}", "label": "outline"})
+        lines.append({"question": f"Write code for task {i}", "label": "direct"})
+        lines.append({"question": f"maybe give me tips {i}", "label": "outline"})
+        lines.append({"question": f"maybe write code for {i}", "label": "direct"})
+    train_path, dev_path = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
+    train_path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    dev_path.write_text("\n".join(json.dumps(x) for x in lines[:40]) + "\n")
+    encoder = StagedKeywordEncoder()
+    fitted = train(
+        encoder.embed_stages,
+        train_path,
+        dev_path,
+        version="t",
+        log=lambda _: None,
+        exits=(1,),
+        exit_confidence=0.8,  # the toy's head is regularised to ~0.89 / 0.16 on its sure cases
+    )
+    assert (fitted.exit_blocks, fitted.exit_confidence) == ((1,), 0.8)
+    assert fitted.meta["exits"][0]["block"] == 1
+    # The "maybe" half of the questions gives the exit head nothing (half of them outline,
+    # half direct): they go on to the final head.
+    assert fitted.meta["dev_exit_share"] == pytest.approx(20 / 40)
+    assert fitted.meta["dev_exit_same_as_final"] == 1.0
+    result = evaluate(load_examples(dev_path), encoder.embed_stages, fitted)
+    assert result.accuracy == 1.0
+    assert result.exits == {"block 1": 20, "final": 20}
+    with pytest.raises(ValueError, match="2 encoder stages for exits after blocks"):
+        train(encoder.embed_stages, train_path, dev_path, version="t", log=lambda _: None)
+
+
+def test_a_router_with_early_exit_off_runs_the_final_head_only() -> None:
+    encoder = StagedKeywordEncoder()
+    router = RequestRouter(encoder, exiting_weights(), early_exit=False)
+    decision = router.decide_sync("Give me tips to sleep better")
+    assert (decision.route, decision.exit_block) == ("outline", None)
+    assert encoder.stages_run == 0  # embed(), not the stages
+    on = RequestRouter(encoder, exiting_weights())
+    assert on.decide_sync("Give me tips to sleep better").exit_block == 1
+    # Weights without exits: nothing to exit at, whatever the setting.
+    assert not RequestRouter(KeywordEncoder(), weights()).early_exit
 
 
 def test_the_router_reads_the_last_user_message_and_its_end_when_long() -> None:
@@ -146,12 +274,12 @@ def test_training_learns_the_signal_and_is_deterministic(tmp_path: Path) -> None
     train_path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     dev_path.write_text("\n".join(json.dumps(x) for x in lines[:20]) + "\n")
     encoder = KeywordEncoder()
-    first = train(encoder.embed, train_path, dev_path, version="t", log=lambda _: None)
-    second = train(encoder.embed, train_path, dev_path, version="t", log=lambda _: None)
+    first = train(encoder.embed_stages, train_path, dev_path, version="t", log=lambda _: None)
+    second = train(encoder.embed_stages, train_path, dev_path, version="t", log=lambda _: None)
     assert first.coef == second.coef
     assert first.meta["dev_accuracy"] == 1.0
     assert first.meta["data_sha256"] == data_sha256(train_path, dev_path)
-    result = evaluate(load_examples(dev_path), encoder.embed, first)
+    result = evaluate(load_examples(dev_path), encoder.embed_stages, first)
     assert result.accuracy == 1.0
     assert result.confusion["outline->direct"] == result.confusion["direct->outline"] == 0
 
@@ -162,7 +290,7 @@ def test_evaluation_counts_errors_by_label_and_category() -> None:
         Example("Write code", "direct", "coding"),
         Example("Compute this code", "outline", "coding"),  # the head says direct
     ]
-    result = evaluate(examples, KeywordEncoder().embed, weights())
+    result = evaluate(examples, KeywordEncoder().embed_stages, weights())
     assert result.n == 3
     assert result.accuracy == pytest.approx(2 / 3)
     assert result.confusion["outline->direct"] == 1
@@ -175,9 +303,8 @@ def test_evaluation_reads_a_long_question_as_the_gateway_does() -> None:
     # must its evaluation, or a set of long questions measures another decision.
     pasted = "Here is my code: " + "x = compute(x) " * MAX_TEXT_CHARS
     encoder = KeywordEncoder()
-    result = evaluate(
-        [Example(pasted + "Any tips to make it faster?", "outline")], encoder.embed, weights()
-    )
+    question = Example(pasted + "Any tips to make it faster?", "outline")
+    result = evaluate([question], encoder.embed_stages, weights())
     assert result.accuracy == 1.0
     assert encoder.calls == [
         route_text([ChatMessage(role="user", content=pasted + "Any tips to make it faster?")])

@@ -23,7 +23,7 @@ from pice.models.assets import WheelAsset
 from pice.models.provision import read_marker
 from pice_gateway.router import assets
 from pice_gateway.router.encoder import configure_tokenizer, session_options
-from pice_gateway.router.quantize import keep_blocks, linear_weights, quantize_encoder
+from pice_gateway.router.quantize import keep_blocks, linear_weights, quantize_encoder, split_blocks
 
 
 def test_session_options_run_one_question_on_one_thread_with_every_fusion() -> None:
@@ -324,3 +324,55 @@ def test_a_graph_whose_layer_norms_are_not_bert_shaped_is_not_cut(tmp_path: Path
     blocks_graph(path, 2, extra_norm=True)  # 6 layer norms: not 2n + 1
     with pytest.raises(ModelProvisioningError, match="6 layer norms"):
         keep_blocks(onnx.load(path), 1)
+
+
+def run_stages(stages: list[onnx.ModelProto], x: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
+    """Each stage fed what it declares (the encoder's input or the tensor before it), as
+    :class:`~pice_gateway.router.encoder.SentenceEncoder` feeds them: the last output and each
+    stage's inputs."""
+    feeds, inputs = {"x": x}, []
+    for stage in stages:
+        graph = stage.SerializeToString()
+        session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+        inputs.append(names)
+        (y,) = session.run(None, {name: feeds[name] for name in names})
+        feeds[session.get_outputs()[0].name] = y
+    return np.asarray(y), inputs
+
+
+def test_the_graph_cut_at_exit_blocks_composes_to_the_whole_graph(tmp_path: Path) -> None:
+    path = tmp_path / "blocks.onnx"
+    blocks_graph(path, 3)
+    x = np.random.default_rng(7).standard_normal((5, 8)).astype(np.float32)
+    stages = split_blocks(onnx.load(path), [1, 2])
+    assert [[o.name for o in s.graph.output] for s in stages] == [
+        ["norm2"], ["norm4"], ["last_hidden_state"]
+    ]  # fmt: skip
+    # Each stage holds its own blocks only (the embedding's norm + 2 per block).
+    assert [sum(n.op_type == "LayerNormalization" for n in s.graph.node) for s in stages] == [
+        3, 2, 2
+    ]  # fmt: skip
+    composed, inputs = run_stages(stages, x)
+    assert inputs == [["x"], ["norm2"], ["norm4"]]
+    np.testing.assert_array_equal(composed, hidden(onnx.load(path), x))
+    # No exits: one stage, the whole graph.
+    (whole,) = split_blocks(onnx.load(path), [])
+    np.testing.assert_array_equal(run_stages([whole], x)[0], hidden(onnx.load(path), x))
+
+
+@pytest.mark.parametrize("exits", [[0], [3], [2, 1], [1, 1]])
+def test_exits_outside_the_encoder_or_out_of_order_are_refused(
+    tmp_path: Path, exits: list[int]
+) -> None:
+    path = tmp_path / "blocks.onnx"
+    blocks_graph(path, 3)
+    with pytest.raises(ModelProvisioningError, match="exits must be increasing blocks"):
+        split_blocks(onnx.load(path), exits)
+
+
+def test_a_graph_that_is_not_bert_shaped_is_not_split(tmp_path: Path) -> None:
+    path = tmp_path / "odd.onnx"
+    blocks_graph(path, 2, extra_norm=True)
+    with pytest.raises(ModelProvisioningError, match="not a BERT-shaped encoder"):
+        split_blocks(onnx.load(path), [1])

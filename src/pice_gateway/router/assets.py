@@ -14,17 +14,21 @@
   pinned file). Its bytes depend on the onnxruntime and onnx versions, so it is not pinned by
   sha256: its marker records its hash and its recipe (the source's pin, the LoRA's sha256 and
   both versions), and a file made by another recipe is made again.
+- ``…-int8.exits-2-4.stage{k}.onnx``: that graph cut into stages after the blocks the router's
+  early exits read (:func:`pice_gateway.router.quantize.split_blocks`), derived from it the
+  same way (its recipe plus the cut).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pice.models.assets import WheelAsset, provision_asset
 from pice.models.provision import cache_lock, derive_file, file_sha256
 from pice.models.registry import default_cache_dir
-from pice_gateway.router.quantize import quantize_encoder
+from pice_gateway.router.quantize import quantize_encoder, split_blocks
 
 QUANTIZED_FILE = "all-minilm-l6-v2-router-lora-v1-dynamic-int8.onnx"
 ENCODER_LORA = Path(__file__).with_name("encoder-lora.npz")
@@ -95,18 +99,25 @@ ENCODER_CONFIG = _minilm_file(
 class EncoderFiles:
     onnx: Path
     tokenizer: Path
+    # The graph cut into stages for early exits (empty: run ``onnx`` whole).
+    stages: tuple[Path, ...] = ()
 
 
-def provision_encoder(cache_dir: Path | None = None, *, pull: bool = True) -> EncoderFiles:
-    """The quantised encoder and the tokenizer in ``<cache>/assets/``.
+def provision_encoder(
+    cache_dir: Path | None = None, *, pull: bool = True, exits: Sequence[int] = ()
+) -> EncoderFiles:
+    """The quantised encoder and the tokenizer in ``<cache>/assets/``, and the encoder cut
+    after the blocks in ``exits`` when given.
 
     The pinned files are downloaded and extracted when missing and allowed (``pull``); the
-    quantised encoder is derived from the pinned one whenever it is missing or was made by
-    another recipe (a local computation of a few seconds, so ``pull`` does not gate it).
+    quantised encoder (and its stages) are derived from the pinned one whenever missing or made
+    by another recipe (a local computation of a few seconds, so ``pull`` does not gate it).
     """
     cache = cache_dir or default_cache_dir()
     tokenizer = provision_asset(ENCODER_TOKENIZER, cache, pull=pull)
-    return EncoderFiles(onnx=_provision_quantized(cache, pull=pull), tokenizer=tokenizer)
+    onnx = _provision_quantized(cache, pull=pull)
+    stages = _provision_stages(cache, onnx, tuple(exits)) if exits else ()
+    return EncoderFiles(onnx=onnx, tokenizer=tokenizer, stages=stages)
 
 
 def quantize_recipe(adapter: Path = ENCODER_LORA) -> str:
@@ -131,3 +142,20 @@ def _provision_quantized(cache: Path, *, pull: bool) -> Path:
 
     with cache_lock(cache, f"asset-{QUANTIZED_FILE}"):
         return derive_file(path, quantize_recipe(), make)
+
+
+def _provision_stages(cache: Path, whole: Path, exits: tuple[int, ...]) -> tuple[Path, ...]:
+    import onnx
+
+    recipe = f"{quantize_recipe()}, split after blocks {list(exits)}"
+    name = f"{whole.stem}.exits-{'-'.join(map(str, exits))}"
+    paths = []
+    for index in range(len(exits) + 1):
+        path = whole.with_name(f"{name}.stage{index}.onnx")
+
+        def make(partial: Path, index: int = index) -> None:
+            onnx.save(split_blocks(onnx.load(whole), exits)[index], partial)
+
+        with cache_lock(cache, f"asset-{path.name}"):
+            paths.append(derive_file(path, f"{recipe}, stage {index}", make))
+    return tuple(paths)

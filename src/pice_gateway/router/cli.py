@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ def register(subparsers: Any) -> None:
     train.add_argument("--train", type=Path, default=None, help="training JSONL")
     train.add_argument("--dev", type=Path, default=None, help="development JSONL (threshold)")
     train.add_argument("--out", type=Path, default=None, help="weights JSON to write")
-    train.add_argument("--version", default="router-v3.1")
+    train.add_argument("--version", default="router-v3.2")
     cut = train.add_mutually_exclusive_group()
     cut.add_argument(
         "--tune-threshold",
@@ -35,6 +36,19 @@ def register(subparsers: Any) -> None:
         metavar="P",
         help="move the cut to a class prior of P outline questions (shipped: 0.3602, LIMA's)",
     )
+    train.add_argument(
+        "--exit-blocks",
+        type=_blocks,
+        default=(),
+        metavar="N,M",
+        help="fit an early-exit head after each of these encoder blocks (shipped: 2,4)",
+    )
+    train.add_argument(
+        "--exit-confidence",
+        type=float,
+        default=0.95,
+        help="an exit decides when its head is at least this sure either way",
+    )
     train.add_argument("--cache-dir", type=Path, default=None)
     train.set_defaults(handler=_train)
 
@@ -44,6 +58,11 @@ def register(subparsers: Any) -> None:
     )
     ev.add_argument("--weights", type=Path, default=None)
     ev.add_argument("--threshold", type=float, default=None)
+    ev.add_argument(
+        "--no-early-exit",
+        action="store_true",
+        help="run every question through the whole encoder and the final head",
+    )
     ev.add_argument("--out", type=Path, default=None, help="write the evaluation as JSON")
     ev.add_argument(
         "--no-error-text",
@@ -54,11 +73,18 @@ def register(subparsers: Any) -> None:
     ev.set_defaults(handler=_eval)
 
 
-def _encoder(cache_dir: Path | None) -> Any:
+def _blocks(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(b) for b in text.split(",") if b.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected block numbers like 2,4, not {text!r}") from None
+
+
+def _encoder(cache_dir: Path | None, exits: tuple[int, ...] = ()) -> Any:
     from pice_gateway.router.assets import provision_encoder
     from pice_gateway.router.encoder import SentenceEncoder
 
-    return SentenceEncoder(provision_encoder(cache_dir))
+    return SentenceEncoder(provision_encoder(cache_dir, exits=exits))
 
 
 def _pull(args: argparse.Namespace) -> int:
@@ -77,15 +103,17 @@ def _train(args: argparse.Namespace) -> int:
     from pice_gateway.router.model import BUNDLED_WEIGHTS
     from pice_gateway.router.training import DATA_DIR, train
 
-    encoder = _encoder(args.cache_dir)
+    encoder = _encoder(args.cache_dir, args.exit_blocks)
     weights = train(
-        encoder.embed,
+        encoder.embed_stages,
         args.train or DATA_DIR / "train.jsonl",
         args.dev or DATA_DIR / "dev.jsonl",
         version=args.version,
         log=_log,
         tune_threshold=args.tune_threshold,
         deploy_outline_share=args.deploy_outline_share,
+        exits=args.exit_blocks,
+        exit_confidence=args.exit_confidence,
     )
     out = args.out or BUNDLED_WEIGHTS
     weights.save(out)
@@ -102,22 +130,30 @@ def _eval(args: argparse.Namespace) -> int:
     from pice_gateway.router.model import BUNDLED_WEIGHTS, RouterWeights
     from pice_gateway.router.training import evaluate, load_examples
 
-    encoder = _encoder(args.cache_dir)
     weights = RouterWeights.load(args.weights or BUNDLED_WEIGHTS)
+    if args.no_early_exit:
+        weights = replace(weights, exits=())
+    encoder = _encoder(args.cache_dir, weights.exit_blocks)
     encoder.embed("warm-up")  # the first run of an ONNX session allocates; do not time it
-    results: dict[str, Any] = {"weights": weights.version, "threshold": args.threshold}
+    results: dict[str, Any] = {
+        "weights": weights.version,
+        "threshold": args.threshold,
+        "exit_blocks": list(weights.exit_blocks),
+    }
     out = sys.stdout
     out.write(
-        "| data | n | agreement | 95% CI | outline->direct | direct->outline | p50 ms | p95 ms |\n"
+        "| data | n | agreement | 95% CI | outline->direct | direct->outline | p50 ms | p95 ms "
+        "| decided at |\n"
     )
-    out.write("|---|---|---|---|---|---|---|---|\n")
+    out.write("|---|---|---|---|---|---|---|---|---|\n")
     for path in args.data:
-        result = evaluate(load_examples(path), encoder.embed, weights, args.threshold)
+        result = evaluate(load_examples(path), encoder.embed_stages, weights, args.threshold)
         lo, hi = result.ci95
+        exits = ", ".join(f"{k} {v}" for k, v in result.exits.items())
         out.write(
             f"| {_set_name(path)} | {result.n} | {result.accuracy:.3f} | {lo:.3f}–{hi:.3f} | "
             f"{result.confusion['outline->direct']} | {result.confusion['direct->outline']} | "
-            f"{result.latency_ms_p50:.2f} | {result.latency_ms_p95:.2f} |\n"
+            f"{result.latency_ms_p50:.2f} | {result.latency_ms_p95:.2f} | {exits} |\n"
         )
         report = result.as_dict()
         if args.no_error_text:

@@ -17,11 +17,16 @@ Four steps, deterministic for one onnxruntime/onnx version:
    faster encoder, fine-tuned for it with ``pice tune router-encoder --layers N``);
 4. quantise the graph dynamically, per channel (per-tensor scales lose more: cosine 0.93 at
    worst against 0.99).
+
+:func:`split_blocks` then cuts the int8 graph into stages for the router's early exits: the
+stages run one after the other give the whole graph's output bit for bit, and the router
+stops after a stage whose exit head is sure (``docs/architecture.md``).
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,6 +86,49 @@ def apply_lora(model: onnx.ModelProto, adapter: Path) -> int:
             )
         tensor.CopyFrom(numpy_helper.from_array((weight + delta).astype(weight.dtype), tensor.name))
     return len(modules)
+
+
+def block_outputs(model: onnx.ModelProto) -> list[str]:
+    """The tensor each transformer block writes, in order (the last is the encoder's output).
+
+    A BERT graph normalises the embeddings once, then twice per block (after the attention and
+    after the feed-forward layers), so block ``n``'s output is the ``2n + 1``-th
+    ``LayerNormalization`` in the (topologically sorted) node list."""
+    norms = [n for n in model.graph.node if n.op_type == "LayerNormalization"]
+    blocks = (len(norms) - 1) // 2
+    if blocks < 1 or len(norms) != 2 * blocks + 1:
+        raise ModelProvisioningError(f"not a BERT-shaped encoder: {len(norms)} layer norms")
+    return [norms[2 * n].output[0] for n in range(1, blocks + 1)]
+
+
+def split_blocks(model: onnx.ModelProto, exits: Sequence[int]) -> list[onnx.ModelProto]:
+    """The graph cut after each block in ``exits`` (1-based, increasing, before the last):
+    ``len(exits) + 1`` stages. Stage 0 reads the encoder's inputs; stage ``k`` reads the
+    tensor stage ``k - 1`` writes (its only output) and whichever of the encoder's inputs its
+    nodes use (the attention mask); the last stage writes :data:`OUTPUT`."""
+    from onnx.shape_inference import infer_shapes
+    from onnx.utils import Extractor
+
+    outputs = block_outputs(model)
+    if list(exits) != sorted(set(exits)) or any(not 1 <= b < len(outputs) for b in exits):
+        raise ModelProvisioningError(
+            f"exits must be increasing blocks between 1 and {len(outputs) - 1}, not {exits}"
+        )
+    if outputs[-1] != OUTPUT:
+        raise ModelProvisioningError(f"the encoder's last block does not write {OUTPUT}")
+    originals = [i.name for i in model.graph.input]
+    # The extractor types a cut tensor from the graph's value infos: make sure there are some.
+    extractor = Extractor(infer_shapes(model))
+    stages, previous = [], None
+    for output in [outputs[b - 1] for b in exits] + [OUTPUT]:
+        inputs = originals if previous is None else [previous, *originals]
+        stage = extractor.extract_model(inputs, [output])
+        used = {name for node in stage.graph.node for name in node.input}
+        # Extract again with only the inputs the stage reads: a session wants every
+        # declared input fed, and the later stages do not read the token ids.
+        stages.append(extractor.extract_model([i for i in inputs if i in used], [output]))
+        previous = output
+    return stages
 
 
 def keep_blocks(model: onnx.ModelProto, layers: int) -> onnx.ModelProto:

@@ -15,14 +15,22 @@ from pice_gateway.settings import RouterSettings
 
 
 class RequestRouter:
-    """Embeds the last user message (in a worker thread) and applies the trained head."""
+    """Embeds the last user message (in a worker thread) and applies the trained heads: an
+    exit head after each of the encoder's early stages, the final head after the last."""
 
     def __init__(
-        self, encoder: Encoder, weights: RouterWeights, threshold: float | None = None
+        self,
+        encoder: Encoder,
+        weights: RouterWeights,
+        threshold: float | None = None,
+        *,
+        early_exit: bool = True,
     ) -> None:
         self._encoder = encoder
         self.weights = weights
         self.threshold = weights.threshold if threshold is None else threshold
+        # The encoder must then be cut at the weights' exit blocks (one stage per exit + 1).
+        self.early_exit = early_exit and bool(weights.exits)
 
     @classmethod
     def load(cls, settings: RouterSettings) -> RequestRouter:
@@ -34,14 +42,20 @@ class RequestRouter:
                 f"router weights {weights.version} were trained on {weights.encoder}, "
                 f"not on this encoder ({expected})"
             )
-        files = provision_encoder(settings.cache_dir, pull=settings.pull)
-        router = cls(SentenceEncoder(files), weights, settings.threshold)
+        exits = weights.exit_blocks if settings.early_exit else ()
+        files = provision_encoder(settings.cache_dir, pull=settings.pull, exits=exits)
+        router = cls(
+            SentenceEncoder(files), weights, settings.threshold, early_exit=settings.early_exit
+        )
         router.decide_sync("warm-up")  # the ONNX session allocates on its first run
         return router
 
     def decide_sync(self, text: str) -> RouteDecision:
         started = time.perf_counter()
-        decision = self.weights.decide(self._encoder.embed(text), self.threshold)
+        if self.early_exit:
+            decision = self.weights.decide_staged(self._encoder.embed_stages(text), self.threshold)
+        else:
+            decision = self.weights.decide(self._encoder.embed(text), self.threshold)
         return replace(decision, ms=(time.perf_counter() - started) * 1000.0)
 
     async def decide(self, messages: Sequence[ChatMessage]) -> RouteDecision:

@@ -28,8 +28,8 @@ import math
 import random
 import statistics
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +39,13 @@ import numpy.typing as npt
 from pice.errors import InvalidRequestError
 from pice.openai_protocol import ChatMessage
 from pice_gateway.router.assets import encoder_id
-from pice_gateway.router.model import Route, RouterWeights, route_text
+from pice_gateway.router.model import ExitHead, Route, RouterWeights, route_text
 
 DATA_DIR = Path(__file__).with_name("data")
 LABELS: tuple[Route, Route] = ("direct", "outline")
 Embed = Callable[[str], npt.NDArray[np.float32]]
+# An encoder's embeddings after each of its stages (``SentenceEncoder.embed_stages``).
+Stages = Callable[[str], Iterator[npt.NDArray[np.float32]]]
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,19 @@ def embed_all(
     return x, y
 
 
+def embed_stages_all(
+    examples: Sequence[Example], stages: Stages
+) -> tuple[list[npt.NDArray[np.float32]], npt.NDArray[np.int64]]:
+    """One matrix per stage (questions x width), and the labels."""
+    per_question = [list(stages(e.question)) for e in examples]
+    counts = {len(s) for s in per_question}
+    if len(counts) > 1:
+        raise ValueError(f"the encoder gave {sorted(counts)} stages for different questions")
+    xs = [np.stack(column) for column in zip(*per_question, strict=True)]
+    y = np.asarray([e.label == "outline" for e in examples], dtype=np.int64)
+    return xs, y
+
+
 def best_threshold(scores: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> float:
     """The cut (between two observed scores) with the best accuracy; ties: nearest 0.5."""
     observed = np.unique(scores)
@@ -148,7 +163,7 @@ def fit_head(
 
 
 def train(
-    embed: Embed,
+    stages: Stages,
     train_path: Path,
     dev_path: Path,
     *,
@@ -156,11 +171,18 @@ def train(
     log: Callable[[str], None],
     tune_threshold: bool = False,
     deploy_outline_share: float | None = None,
+    exits: Sequence[int] = (),
+    exit_confidence: float = 0.95,
 ) -> RouterWeights:
+    """Fit the final head on the encoder's last stage, and an exit head on each earlier one
+    (``stages`` must give one stage per block in ``exits``, then the whole encoder's)."""
     train_set, dev_set = load_examples(train_path), load_examples(dev_path)
     log(f"embedding {len(train_set)} training and {len(dev_set)} development questions")
-    x, y = embed_all(train_set, embed)
-    x_dev, y_dev = embed_all(dev_set, embed)
+    xs, y = embed_stages_all(train_set, stages)
+    xs_dev, y_dev = embed_stages_all(dev_set, stages)
+    if len(xs) != len(exits) + 1:
+        raise ValueError(f"{len(xs)} encoder stages for exits after blocks {list(exits)}")
+    x, x_dev = xs[-1], xs_dev[-1]
     model, c, cv_accuracy = fit_head(x, y)
     log(f"C={c}: cross-validated accuracy {cv_accuracy:.3f}")
     dev_scores = model.predict_proba(x_dev)[:, 1]
@@ -176,7 +198,19 @@ def train(
         threshold_from = "prior: outline share {:.4f} in training, {}".format(*prior.values())
     dev_accuracy = float(np.mean((dev_scores >= threshold) == (y_dev == 1)))
     log(f"threshold {threshold} (dev accuracy {dev_accuracy:.3f})")
-    return RouterWeights(
+    heads, exit_meta = [], []
+    for block, x_exit in zip(exits, xs[:-1], strict=True):
+        exit_model, exit_c, exit_cv = fit_head(x_exit, y)
+        heads.append(
+            ExitHead(
+                block=block,
+                coef=tuple(float(v) for v in exit_model.coef_[0]),
+                intercept=float(exit_model.intercept_[0]),
+            )
+        )
+        log(f"exit after block {block}: C={exit_c}, cross-validated accuracy {exit_cv:.3f}")
+        exit_meta.append({"block": block, "C": exit_c, "cv_accuracy": round(exit_cv, 4)})
+    weights = RouterWeights(
         version=version,
         encoder=encoder_id(),
         coef=tuple(float(c) for c in model.coef_[0]),
@@ -191,8 +225,24 @@ def train(
             "dev_accuracy": round(dev_accuracy, 4),
             "threshold_from": threshold_from,
             **prior,
+            **({"exits": exit_meta} if exit_meta else {}),
         },
+        exits=tuple(heads),
+        exit_confidence=exit_confidence,
     )
+    if heads:
+        # How often the exits decide on the development set, and whether as the final head.
+        exited = early = same = 0
+        for example, final in zip(dev_set, dev_scores, strict=True):
+            decision = weights.decide_staged(stages(example.question), threshold)
+            if decision.exit_block is not None:
+                exited += 1
+                same += decision.route == ("outline" if final >= threshold else "direct")
+            early += decision.exit_block == heads[0].block
+        weights.meta["dev_exit_share"] = round(exited / len(dev_set), 4)
+        weights.meta["dev_exit_same_as_final"] = round(same / max(exited, 1), 4)
+        log(f"development set: {exited} of {len(dev_set)} exit early, {same} as the final head")
+    return weights
 
 
 @dataclass(frozen=True)
@@ -205,6 +255,8 @@ class Evaluation:
     latency_ms_p50: float
     latency_ms_p95: float
     errors: list[dict[str, Any]]
+    # How many questions each exit decided ("final": the whole encoder).
+    exits: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -215,6 +267,7 @@ class Evaluation:
             "by_category": {k: {"right": r, "total": t} for k, (r, t) in self.by_category.items()},
             "latency_ms_p50": round(self.latency_ms_p50, 3),
             "latency_ms_p95": round(self.latency_ms_p95, 3),
+            "exits": self.exits,
             "errors": self.errors,
         }
 
@@ -231,14 +284,16 @@ def bootstrap_ci(
 
 def evaluate(
     examples: Sequence[Example],
-    embed: Embed,
+    stages: Stages,
     weights: RouterWeights,
     threshold: float | None = None,
 ) -> Evaluation:
     """Accuracy against the labels, with a bootstrap interval; per-question decision latency
-    (embedding + head, the whole decision the gateway makes). Each question is read as the
-    gateway reads a user's message (:func:`route_text`: the end of a long one)."""
+    (embedding + heads, the whole decision the gateway makes, early exits included). Each
+    question is read as the gateway reads a user's message (:func:`route_text`: the end of a
+    long one). ``stages`` must match the weights' exits (one stage per exit, then the last)."""
     hits: list[bool] = []
+    exits: dict[str, int] = {}
     latencies: list[float] = []
     confusion = {f"{t}->{p}": 0 for t in LABELS for p in LABELS}
     by_category: dict[str, list[int]] = {}
@@ -246,8 +301,10 @@ def evaluate(
     for index, example in enumerate(examples):
         started = time.perf_counter()
         text = route_text([ChatMessage(role="user", content=example.question)])
-        decision = weights.decide(embed(text), threshold)
+        decision = weights.decide_staged(stages(text), threshold)
         latencies.append((time.perf_counter() - started) * 1000.0)
+        where = "final" if decision.exit_block is None else f"block {decision.exit_block}"
+        exits[where] = exits.get(where, 0) + 1
         hit = decision.route == example.label
         hits.append(hit)
         confusion[f"{example.label}->{decision.route}"] += 1
@@ -272,4 +329,5 @@ def evaluate(
         latency_ms_p50=statistics.median(latencies) if latencies else 0.0,
         latency_ms_p95=float(np.percentile(latencies, 95)) if latencies else 0.0,
         errors=errors,
+        exits=dict(sorted(exits.items())),
     )
