@@ -4,10 +4,12 @@ the same conversations, and a candidate (other factors, fewer blocks) is derived
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from pice_gateway.router.model import BUNDLED_WEIGHTS, RouterWeights
 from tests.support.scripts import load_benchmark
 
 pytestmark = pytest.mark.model  # the pinned encoder file
@@ -21,7 +23,7 @@ def test_a_candidate_encoder_is_timed_beside_the_shipped_one(
             "--candidate-layers", "2", "--out", str(out)]  # fmt: skip
     assert load_benchmark("router_latency").main(argv) == 0
     result = json.loads(out.read_text())
-    assert set(result["variants"]) == {"source", "quantised", "candidate"}
+    assert set(result["variants"]) == {"source", "quantised", "candidate", "early-exit"}
     for variant in result["variants"].values():
         assert len(variant["rounds"]) == 2
         assert variant["all"]["p50"] > 0
@@ -31,10 +33,40 @@ def test_a_candidate_encoder_is_timed_beside_the_shipped_one(
     assert "candidate / quantised p50 per round" in capsys.readouterr().out
 
 
-def test_without_a_candidate_only_the_two_shipped_variants_are_timed(tmp_path: Path) -> None:
+def test_without_a_candidate_the_shipped_variants_are_timed(tmp_path: Path) -> None:
     out = tmp_path / "latency.json"
     argv = ["--conversations", "12", "--rounds", "1", "--warmup", "1", "--out", str(out)]
     assert load_benchmark("router_latency").main(argv) == 0
     result = json.loads(out.read_text())
-    assert set(result["variants"]) == {"source", "quantised"}
+    assert set(result["variants"]) == {"source", "quantised", "early-exit"}
     assert "candidate" not in result
+    assert result["questions"] == "training"
+
+
+def test_the_early_exits_are_timed_on_questions_no_head_saw_and_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "latency.json"
+    argv = ["--conversations", "20", "--rounds", "2", "--warmup", "3",
+            "--questions", "untrained", "--out", str(out)]  # fmt: skip
+    assert load_benchmark("router_latency").main(argv) == 0
+    result = json.loads(out.read_text())
+    early = result["early_exit"]
+    assert early["exit_blocks"] == [2, 4]
+    # Every timed decision (20 conversations x 2 rounds) is counted once, warm-up excluded.
+    assert sum(early["decided_at"].values()) == 40
+    assert set(early["decided_at"]) <= {"block 2", "block 4", "final"}
+    assert len(early["ratio_to_quantised_p50_per_round"]) == 2
+    assert "early-exit decided at: block 2" in capsys.readouterr().out
+
+
+def test_weights_without_exits_time_no_early_exit_variant(tmp_path: Path) -> None:
+    head = tmp_path / "final-head.json"
+    replace(RouterWeights.load(BUNDLED_WEIGHTS), exits=()).save(head)
+    out = tmp_path / "latency.json"
+    argv = ["--conversations", "12", "--rounds", "1", "--warmup", "1",
+            "--weights", str(head), "--out", str(out)]  # fmt: skip
+    assert load_benchmark("router_latency").main(argv) == 0
+    result = json.loads(out.read_text())
+    assert set(result["variants"]) == {"source", "quantised"}
+    assert "early_exit" not in result

@@ -31,6 +31,58 @@ def encoder() -> SentenceEncoder:
     return SentenceEncoder(provision_encoder(pull=False))
 
 
+@pytest.fixture(scope="module")
+def staged() -> SentenceEncoder:
+    """The same graph cut at the shipped weights' exit blocks, as the gateway runs it."""
+    exits = RouterWeights.load(BUNDLED_WEIGHTS).exit_blocks
+    return SentenceEncoder(provision_encoder(pull=False, exits=exits))
+
+
+def test_the_shipped_router_has_early_exits_and_its_graph_is_cut_there(
+    staged: SentenceEncoder,
+) -> None:
+    shipped = RouterWeights.load(BUNDLED_WEIGHTS)
+    assert shipped.exit_blocks == (2, 4)
+    assert staged.stages == 3
+    files = provision_encoder(pull=False, exits=shipped.exit_blocks)
+    assert [p.name.rsplit(".", 2)[-2] for p in files.stages] == ["stage0", "stage1", "stage2"]
+
+
+def test_the_cut_encoders_last_stage_is_the_whole_encoder_bit_for_bit(
+    encoder: SentenceEncoder, staged: SentenceEncoder
+) -> None:
+    questions = [e.question for e in load_examples(DATA_DIR / "dev.jsonl")][:25]
+    for question in questions:
+        first, second, last = staged.embed_stages(question)
+        np.testing.assert_array_equal(last, encoder.embed(question))
+        for early in (first, second):
+            assert float(np.linalg.norm(early)) == pytest.approx(1.0, abs=1e-4)
+            assert float(early @ last) < 0.999  # an earlier state, not the output again
+
+
+def test_an_exit_decides_only_when_sure_and_otherwise_the_final_head_as_before(
+    encoder: SentenceEncoder, staged: SentenceEncoder
+) -> None:
+    shipped = RouterWeights.load(BUNDLED_WEIGHTS)
+    questions = [e.question for e in load_examples(DATA_DIR / "dev.jsonl")]
+    where: dict[int | None, int] = {}
+    same = 0
+    for question in questions:
+        decision = shipped.decide_staged(staged.embed_stages(question))
+        final = shipped.decide(encoder.embed(question))  # the final head alone
+        where[decision.exit_block] = where.get(decision.exit_block, 0) + 1
+        if decision.exit_block is None:
+            assert decision == final  # not exited: exactly the final head's decision
+        else:
+            assert decision.score >= 0.95 or decision.score <= 0.05
+        same += decision.route == final.route
+    # Most of the development questions stop early, at each exit, and nearly all as before.
+    assert where.get(2, 0) > len(questions) / 3
+    assert where.get(4, 0) > 0
+    assert where.get(None, 0) > 0
+    assert same >= 0.97 * len(questions)
+
+
 def test_embeddings_are_normalised_and_put_paraphrases_together(encoder: SentenceEncoder) -> None:
     a = encoder.embed("How can I sleep better at night?")
     b = encoder.embed("What are some tips for improving my sleep?")
@@ -81,16 +133,18 @@ def test_the_shipped_lora_adapts_every_linear_layer_and_moves_the_embeddings(
 
 
 def test_retraining_on_the_shipped_data_reproduces_the_shipped_weights(
-    encoder: SentenceEncoder, tmp_path: Path
+    staged: SentenceEncoder, tmp_path: Path
 ) -> None:
     shipped = RouterWeights.load(BUNDLED_WEIGHTS)
     again = train(
-        encoder.embed,
+        staged.embed_stages,
         DATA_DIR / "train.jsonl",
         DATA_DIR / "dev.jsonl",
         version=shipped.version,
         log=lambda _: None,
         deploy_outline_share=shipped.meta["deploy_outline_share"],
+        exits=shipped.exit_blocks,
+        exit_confidence=shipped.exit_confidence,
     )
     assert again.threshold == pytest.approx(shipped.threshold, abs=1e-3)
     assert again.meta["threshold_from"] == shipped.meta["threshold_from"]
@@ -102,6 +156,12 @@ def test_retraining_on_the_shipped_data_reproduces_the_shipped_weights(
     assert shift < 0.01
     assert again.intercept == pytest.approx(shipped.intercept, abs=0.01)
     assert again.meta["dev_accuracy"] == pytest.approx(shipped.meta["dev_accuracy"], abs=0.01)
+    # The exit heads too, each fitted on its block's embedding of the same questions.
+    assert again.exit_blocks == shipped.exit_blocks
+    for fitted, head in zip(again.exits, shipped.exits, strict=True):
+        shift = np.linalg.norm(np.subtract(fitted.coef, head.coef)) / np.linalg.norm(head.coef)
+        assert shift < 0.01
+    assert again.meta["dev_exit_share"] == pytest.approx(shipped.meta["dev_exit_share"], abs=0.02)
 
 
 async def test_the_shipped_router_decides_clear_cases() -> None:
