@@ -207,3 +207,18 @@ def test_eval_reads_sot_labels_and_can_leave_their_text_out(
     assert (error["index"], error["label"]) == (2, "direct")
     assert error["score"] >= RouterWeights.load(BUNDLED_WEIGHTS).threshold  # it said outline
     assert "| lima/router.csv | 3 | 0.667 |" in capsys.readouterr().out
+
+
+def test_pull_provisions_the_stages_the_shipped_exits_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pice_cli.main import main
+
+    assert main(["router", "pull"]) == 0  # the default cache, where `make models` put the files
+    stages = [
+        Path(line.removeprefix("router encoder stage: "))
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("router encoder stage: ")
+    ]
+    assert len(stages) == len(RouterWeights.load(BUNDLED_WEIGHTS).exits) + 1
+    assert all(stage.is_file() for stage in stages)

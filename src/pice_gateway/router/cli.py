@@ -89,9 +89,13 @@ def _encoder(cache_dir: Path | None, exits: tuple[int, ...] = ()) -> Any:
 
 def _pull(args: argparse.Namespace) -> int:
     from pice_gateway.router.assets import provision_encoder
+    from pice_gateway.router.model import RouterWeights
 
-    files = provision_encoder(args.cache_dir)
+    # The shipped weights' exit stages too, so a gateway started offline has all it runs.
+    files = provision_encoder(args.cache_dir, exits=RouterWeights.load().exit_blocks)
     sys.stdout.write(f"router encoder: {files.onnx}\nrouter tokenizer: {files.tokenizer}\n")
+    for stage in files.stages:
+        sys.stdout.write(f"router encoder stage: {stage}\n")
     return 0
 
 
