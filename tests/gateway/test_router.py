@@ -170,16 +170,24 @@ def test_exit_heads_round_trip_through_json(tmp_path: Path) -> None:
     assert RouterWeights.load(path).exits == ()
 
 
-def test_training_fits_an_exit_head_per_early_stage_and_measures_it(tmp_path: Path) -> None:
-    lines = []
-    for i in range(40):
-        lines.append({"question": f"Give me tips number {i}", "label": "outline"})
-        lines.append({"question": f"Write code for task {i}", "label": "direct"})
-        lines.append({"question": f"maybe give me tips {i}", "label": "outline"})
-        lines.append({"question": f"maybe write code for {i}", "label": "direct"})
+def write_sets(tmp_path: Path, kinds: list[tuple[str, str]], dev: int) -> tuple[Path, Path]:
+    """40 questions of each kind (a question prefix, its label), interleaved, as a training file;
+    the first ``dev`` of them as a development file."""
+    lines = [
+        {"question": f"{prefix} {i}", "label": label} for i in range(40) for prefix, label in kinds
+    ]
     train_path, dev_path = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
     train_path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    dev_path.write_text("\n".join(json.dumps(x) for x in lines[:40]) + "\n")
+    dev_path.write_text("\n".join(json.dumps(x) for x in lines[:dev]) + "\n")
+    return train_path, dev_path
+
+
+TIPS_OR_CODE = [("Give me tips number", "outline"), ("Write code for task", "direct")]
+
+
+def test_training_fits_an_exit_head_per_early_stage_and_measures_it(tmp_path: Path) -> None:
+    maybe = [("maybe give me tips", "outline"), ("maybe write code for", "direct")]
+    train_path, dev_path = write_sets(tmp_path, TIPS_OR_CODE + maybe, dev=40)
     encoder = StagedKeywordEncoder()
     fitted = train(
         encoder.embed_stages,
@@ -266,13 +274,7 @@ def test_bootstrap_interval_brackets_the_mean() -> None:
 
 
 def test_training_learns_the_signal_and_is_deterministic(tmp_path: Path) -> None:
-    lines = []
-    for i in range(40):
-        lines.append({"question": f"Give me tips number {i}", "label": "outline"})
-        lines.append({"question": f"Write code for task {i}", "label": "direct"})
-    train_path, dev_path = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
-    train_path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    dev_path.write_text("\n".join(json.dumps(x) for x in lines[:20]) + "\n")
+    train_path, dev_path = write_sets(tmp_path, TIPS_OR_CODE, dev=20)
     encoder = KeywordEncoder()
     first = train(encoder.embed_stages, train_path, dev_path, version="t", log=lambda _: None)
     second = train(encoder.embed_stages, train_path, dev_path, version="t", log=lambda _: None)
