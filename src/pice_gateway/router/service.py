@@ -43,12 +43,13 @@ class RequestRouter:
                 f"not on this encoder ({expected})"
             )
         exits = weights.exit_blocks if settings.early_exit else ()
-        files = provision_encoder(settings.cache_dir, pull=settings.pull, exits=exits)
-        router = cls(
-            SentenceEncoder(files), weights, settings.threshold, early_exit=settings.early_exit
+        encoder = SentenceEncoder(
+            provision_encoder(settings.cache_dir, pull=settings.pull, exits=exits)
         )
-        router.decide_sync("warm-up")  # the ONNX session allocates on its first run
-        return router
+        # Each ONNX session allocates on its first run: run every stage once, not only as far
+        # as an exit would stop.
+        encoder.embed("warm-up")
+        return cls(encoder, weights, settings.threshold, early_exit=settings.early_exit)
 
     def decide_sync(self, text: str) -> RouteDecision:
         started = time.perf_counter()
