@@ -26,7 +26,7 @@ from pice_gateway.upstream import (
     post_json,
     upstream_client,
 )
-from pice_gateway.upstream_http import AiohttpTransport, Timeouts, UpstreamClient
+from pice_gateway.upstream_http import AiohttpTransport, Timeouts, UpstreamClient, client_timeout
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.timeout(10)
@@ -225,3 +225,12 @@ async def test_a_request_after_the_close_is_a_failure_not_a_runtime_error() -> N
         await post_json(http, "chat/completions", {})
     assert caught.value.message == "cloud failed: ClientConnectionError"
     assert caught.value.detail == "the client is closed"
+
+
+def test_a_connections_set_up_has_its_own_budget_beside_the_pool_wait() -> None:
+    # aiohttp's ``connect`` covers the pool wait and the set-up together: it must hold both, or
+    # a slow set-up on a busy machine fails at the pool's budget (0.5 s here), not connect's.
+    timeout = client_timeout(Timeouts(connect=60.0, read=5.0, pool=0.5))
+    assert timeout.sock_connect == 60.0
+    assert timeout.connect == 60.5
+    assert (timeout.sock_read, timeout.total) == (5.0, None)
