@@ -159,8 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     def decide(name: str, chat: list[ChatMessage]) -> None:
         if name == "early-exit":
             decision = staged.decide_staged(encoders[name].embed_stages(route_text(chat)))
-            where = "final" if decision.exit_block is None else f"block {decision.exit_block}"
-            exited[where] = exited.get(where, 0) + 1
+            exited[decision.decided_at] = exited.get(decision.decided_at, 0) + 1
         else:
             weights.decide(encoders[name].embed(route_text(chat)))
 
@@ -197,16 +196,16 @@ def main(argv: list[str] | None = None) -> int:
             "all": percentiles([t for r in rounds for t in r[name]]),
         }
     ratios = [statistics.median(r["quantised"]) / statistics.median(r["source"]) for r in rounds]
-    candidate = [
-        statistics.median(r["candidate"]) / statistics.median(r["quantised"])
-        for r in rounds
-        if "candidate" in r
-    ]
-    early = [
-        statistics.median(r["early-exit"]) / statistics.median(r["quantised"])
-        for r in rounds
-        if "early-exit" in r
-    ]
+
+    def over_quantised(name: str) -> list[float]:
+        """A variant's p50 over the shipped graph's, per round (empty if it was not timed)."""
+        return [
+            statistics.median(r[name]) / statistics.median(r["quantised"])
+            for r in rounds
+            if name in r
+        ]
+
+    candidate, early = over_quantised("candidate"), over_quantised("early-exit")
     affinity = sorted(os.sched_getaffinity(0))
     print(
         f"router decision, {len(chats)} conversations x {args.rounds} rounds, "

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,12 +150,18 @@ def _provision_stages(cache: Path, whole: Path, exits: tuple[int, ...]) -> tuple
 
     recipe = f"{quantize_recipe()}, split after blocks {list(exits)}"
     name = f"{whole.stem}.exits-{'-'.join(map(str, exits))}"
+
+    @functools.cache
+    def stages() -> list[onnx.ModelProto]:
+        # Split once, and only if some stage file has to be made.
+        return split_blocks(onnx.load(whole), exits)
+
     paths = []
     for index in range(len(exits) + 1):
         path = whole.with_name(f"{name}.stage{index}.onnx")
 
         def make(partial: Path, index: int = index) -> None:
-            onnx.save(split_blocks(onnx.load(whole), exits)[index], partial)
+            onnx.save(stages()[index], partial)
 
         with cache_lock(cache, f"asset-{path.name}"):
             paths.append(derive_file(path, f"{recipe}, stage {index}", make))

@@ -46,6 +46,11 @@ class RouteDecision:
     # The block whose exit head decided (``score`` is then that head's); None: the final head.
     exit_block: int | None = None
 
+    @property
+    def decided_at(self) -> str:
+        """Where the decision was made: ``block N`` (an exit) or ``final`` (the whole encoder)."""
+        return "final" if self.exit_block is None else f"block {self.exit_block}"
+
     def report(self) -> dict[str, Any]:
         return {
             "decision": self.route,

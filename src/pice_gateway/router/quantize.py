@@ -140,15 +140,14 @@ def keep_blocks(model: onnx.ModelProto, layers: int) -> onnx.ModelProto:
     ``LayerNormalization`` in the (topologically sorted) node list. The nodes and weights only
     later blocks use are dropped."""
     graph = model.graph
-    norms = [n for n in graph.node if n.op_type == "LayerNormalization"]
-    blocks = (len(norms) - 1) // 2
-    if len(norms) != 2 * blocks + 1 or not 1 <= layers <= blocks:
+    outputs = block_outputs(model)
+    if not 1 <= layers <= len(outputs):
         raise ModelProvisioningError(
-            f"cannot keep {layers} blocks of an encoder with {len(norms)} layer norms"
+            f"cannot keep {layers} blocks of an encoder with {len(outputs)} blocks"
         )
-    if layers == blocks:
+    if layers == len(outputs):
         return model
-    cut = norms[2 * layers]
+    cut = next(n for n in graph.node if outputs[layers - 1] in n.output)
     # The cut tensor takes the output's name; the old output's producer goes with the rest.
     cut.output[0] = OUTPUT
     needed, kept = {OUTPUT}, []

@@ -231,14 +231,15 @@ def train(
         exit_confidence=exit_confidence,
     )
     if heads:
-        # How often the exits decide on the development set, and whether as the final head.
-        exited = early = same = 0
-        for example, final in zip(dev_set, dev_scores, strict=True):
-            decision = weights.decide_staged(stages(example.question), threshold)
+        # How often the exits decide on the development set (its embeddings, already made),
+        # and whether as the final head.
+        exited = same = 0
+        for index, final in enumerate(dev_scores):
+            question_stages = iter([x_stage[index] for x_stage in xs_dev])
+            decision = weights.decide_staged(question_stages, threshold)
             if decision.exit_block is not None:
                 exited += 1
                 same += decision.route == ("outline" if final >= threshold else "direct")
-            early += decision.exit_block == heads[0].block
         weights.meta["dev_exit_share"] = round(exited / len(dev_set), 4)
         weights.meta["dev_exit_same_as_final"] = round(same / max(exited, 1), 4)
         log(f"development set: {exited} of {len(dev_set)} exit early, {same} as the final head")
@@ -303,8 +304,7 @@ def evaluate(
         text = route_text([ChatMessage(role="user", content=example.question)])
         decision = weights.decide_staged(stages(text), threshold)
         latencies.append((time.perf_counter() - started) * 1000.0)
-        where = "final" if decision.exit_block is None else f"block {decision.exit_block}"
-        exits[where] = exits.get(where, 0) + 1
+        exits[decision.decided_at] = exits.get(decision.decided_at, 0) + 1
         hit = decision.route == example.label
         hits.append(hit)
         confusion[f"{example.label}->{decision.route}"] += 1
