@@ -75,10 +75,11 @@ def outlined(load: list[dict[str, Any]]) -> list[bool]:
 
 
 def details(loads: list[list[dict[str, Any]]]) -> dict[str, Any]:
-    """Time to first token (p50, p95), the points' sources and the prose fallbacks (arrivals
-    whose framed sketch turned to prose, answered by the cloud whole), over the pooled runs."""
+    """Time to first token (p50, p95), the points' sources, the prose fallbacks (arrivals
+    whose framed sketch turned to prose, answered by the cloud whole) and the points the
+    gateway hedged (and the hedges won), over the pooled runs."""
     ttft: list[float] = []
-    points = cloud = failed = prose = 0
+    points = cloud = failed = prose = hedges = hedges_won = 0
     for load in loads:
         for request in load:
             answer = request["answer"]
@@ -89,6 +90,8 @@ def details(loads: list[list[dict[str, Any]]]) -> dict[str, Any]:
                 ttft.append(float(answer["ttft_s"]))
             extension = answer.get("extension") or {}
             prose += extension.get("reason") == "sketch_prose"
+            hedges += int(extension.get("hedges") or 0)
+            hedges_won += int(extension.get("hedges_won") or 0)
             for point in extension.get("points", []):
                 points += 1
                 cloud += point.get("edge") == "cloud"
@@ -98,6 +101,8 @@ def details(loads: list[list[dict[str, Any]]]) -> dict[str, Any]:
         "points": points,
         "points_on_cloud": cloud,
         "prose_answers": prose,
+        "hedges": hedges,
+        "hedges_won": hedges_won,
         "arrivals": sum(len(load) for load in loads),
         "failed": failed,
     }
@@ -314,15 +319,16 @@ def _print_tables(
         )
     out.write(
         "\n| run | ttft p50 s | ttft p95 s | points on the cloud | sketch turned to prose "
-        "(cloud answered whole) | failed |\n"
+        "(cloud answered whole) | hedges (won) | failed |\n"
     )
-    out.write("|---|---|---|---|---|---|\n")
+    out.write("|---|---|---|---|---|---|---|\n")
     for row in rows:
         cloud, points = row["points_on_cloud"], row["points"]
         out.write(
             f"| {row['run']} | {row['ttft_p50_s']:.2f} | {row['ttft_p95_s']:.2f} | "
             f"{cloud} of {points} ({100.0 * cloud / max(points, 1):.0f}%) | "
-            f"{row['prose_answers']} of {row['arrivals']} | {row['failed']} |\n"
+            f"{row['prose_answers']} of {row['arrivals']} | "
+            f"{row['hedges']} ({row['hedges_won']}) | {row['failed']} |\n"
         )
 
 

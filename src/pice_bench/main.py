@@ -68,8 +68,11 @@ def first_model(base_url: str, api_key: str | None) -> str:
 
 
 @contextlib.contextmanager
-def systems_under_test(args: argparse.Namespace) -> Iterator[tuple[Endpoints, dict[str, Any]]]:
-    """The given URLs, or a testbed started here and stopped on exit; with its core plan."""
+def systems_under_test(
+    args: argparse.Namespace,
+) -> Iterator[tuple[Endpoints, dict[str, Any], dict[str, Any] | None]]:
+    """The given URLs, or a testbed started here and stopped on exit; with its core plan and
+    the gateway's effective settings (``None`` for a system this run did not start)."""
     if args.gateway_url or args.cloud_url:
         cloud_model = args.cloud_model_name
         if args.cloud_url and cloud_model is None:
@@ -81,7 +84,7 @@ def systems_under_test(args: argparse.Namespace) -> Iterator[tuple[Endpoints, di
             api_key=args.api_key,
             cloud_api_key=args.cloud_api_key,
         )
-        yield endpoints, {"note": "external system: cores not managed by pice bench"}
+        yield endpoints, {"note": "external system: cores not managed by pice bench"}, None
         return
     from pice_bench.stack import BenchStackSpec, bench_stack
     from pice_gateway.placement.registry import PLACEMENT_POLICIES
@@ -108,7 +111,7 @@ def systems_under_test(args: argparse.Namespace) -> Iterator[tuple[Endpoints, di
         edge_lora_merge=args.edge_lora_merge,
     )
     with bench_stack(spec) as stack:
-        yield stack.endpoints, stack.cores
+        yield stack.endpoints, stack.cores, stack.gateway
 
 
 def build_spec(
@@ -116,6 +119,7 @@ def build_spec(
     endpoints: Endpoints,
     questions: list[Question],
     cores: dict[str, Any],
+    gateway: dict[str, Any] | None = None,
 ) -> RunSpec:
     quick = bool(args.quick)
     modes = parse_modes(args.modes)
@@ -170,6 +174,9 @@ def build_spec(
             "profile": None if (args.gateway_url or args.cloud_url) else args.profile,
             "placement": None if (args.gateway_url or args.cloud_url) else args.placement,
             "cores": cores,
+            # The gateway's effective settings (``progressive``, ``router``, ...) when this run
+            # started it; an external system's are not known here.
+            "gateway_settings": gateway,
             "judge_model": judge.model if judge else None,
             "judge_url": judge.base_url if judge else None,
             # Who judges: with no --judge-url, the cloud model grades its own answers.
@@ -191,8 +198,8 @@ def main(args: argparse.Namespace) -> int:
                 questions, suitable=args.suitable, unsuitable=args.unsuitable
             )
         questions = select_questions(questions, per_category=args.per_category, limit=args.limit)
-        with systems_under_test(args) as (endpoints, cores):
-            spec = build_spec(args, endpoints, questions, cores)
+        with systems_under_test(args) as (endpoints, cores, gateway):
+            spec = build_spec(args, endpoints, questions, cores, gateway)
             logger.info(
                 "benchmarking %d questions on %s", len(questions), [m.value for m in spec.modes]
             )

@@ -282,6 +282,7 @@ def render_markdown(results: BenchResults) -> str:
                 fmt_s(s.p95_s),
                 fmt_num(s.achieved_rps, 3),
                 "yes" if s.sustained(slo) else "no",
+                f"{s.hedges} ({s.hedges_won})",
             ]
             for m in modes
             for s in results.steps_of(m)
@@ -298,6 +299,7 @@ def render_markdown(results: BenchResults) -> str:
                     "p95 s",
                     "achieved req/s",
                     "within SLO",
+                    "hedges (won)",
                 ],
                 rows,
             )

@@ -51,6 +51,23 @@ class BenchStack:
     endpoints: Endpoints
     # Which core each server was pinned to ("unpinned" when not): the resource accounting.
     cores: dict[str, Any]
+    # The gateway's settings that shape its answers and latencies (:func:`gateway_record`).
+    gateway: dict[str, Any]
+
+
+# The sections of the gateway's settings a run's figures depend on (no secrets among them).
+RECORDED_SECTIONS = ("progressive", "router", "admission", "load_decision")
+
+
+def gateway_record(config: Path | None) -> dict[str, Any]:
+    """The gateway's effective settings in ``RECORDED_SECTIONS``, read as the gateway reads them:
+    its YAML file and the ``PICE_*`` environment it inherits from this process (the launcher
+    adds only secrets). A run's record then says what was on — hedging, overflow, the frame —
+    instead of a reader inferring it from the defaults of the day."""
+    from pice_gateway.settings import load_settings
+
+    settings = load_settings(config).model_dump(mode="json", include=set(RECORDED_SECTIONS))
+    return {section: settings[section] for section in RECORDED_SECTIONS}
 
 
 def _free_port_run(host: str, count: int, attempts: int = 50) -> int:
@@ -101,6 +118,7 @@ def bench_stack(spec: BenchStackSpec) -> Iterator[BenchStack]:
     with launch_stack(stack_spec) as stack:
         assert stack.gateway_url is not None
         yield BenchStack(
+            gateway=gateway_record(stack.config_path),
             endpoints=Endpoints(
                 gateway_url=stack.gateway_url + "/v1",
                 cloud_url=stack.cloud_base_url,

@@ -22,6 +22,11 @@ class LoadStep:
     p95_s: float
     # Completed requests per second, from the first arrival to the last completion.
     achieved_rps: float
+    # Points the gateway duplicated on another edge (``progressive.hedging``), and those whose
+    # duplicate finished first, from the answers' ``pice`` objects: a run's record shows
+    # whether hedging acted, whatever the run's settings were said to be.
+    hedges: int = 0
+    hedges_won: int = 0
 
     def sustained(self, slo_s: float) -> bool:
         """Every request answered and the p95 latency within the SLO."""
@@ -43,7 +48,15 @@ class LoadStep:
             p50_s=percentile(latencies, 50),
             p95_s=percentile(latencies, 95),
             achieved_rps=len(ok) / span if span > 0 else 0.0,
+            hedges=sum(_count(r, "hedges") for r in ok),
+            hedges_won=sum(_count(r, "hedges_won") for r in ok),
         )
+
+
+def _count(record: RequestRecord, key: str) -> int:
+    """A per-request count of the gateway's ``pice`` object (0 where it has none)."""
+    value = (record.answer.extension or {}).get(key)
+    return value if isinstance(value, int) else 0
 
 
 def max_sustained_rate(steps: Sequence[LoadStep], slo_s: float) -> float | None:

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import pice_stack.stack as stack_module
 from pice_bench.stack import BenchStackSpec, bench_stack
 from pice_stack.profile import load_profile
-from pice_stack.stack import StackSpec
+from pice_stack.stack import StackSpec, gateway_config
 
 
 class FakeRunning:
@@ -24,6 +25,11 @@ class FakeRunning:
         self.edge_models = ["small", "small"]
         self.cloud_api_key = "cloud-key"
         self.edge_api_key = "edge-key"
+        # The gateway's file, as the real launcher writes it.
+        assert spec.run_dir is not None
+        self.config_path = spec.run_dir / "gateway.yaml"
+        config = gateway_config(spec, self.cloud_base_url, self.cloud_model, self.edge_urls)
+        self.config_path.write_text(yaml.safe_dump(config))
 
     def __enter__(self) -> FakeRunning:
         return self
@@ -67,6 +73,9 @@ def test_a_profile_and_a_placement_reach_the_launcher_and_fleet_direct_gets_ever
     assert bench.cores["placement"] == "eft"
     assert bench.cores["profile"]["name"] == "heterogeneous"
     assert len(bench.cores["edges"]) == 2
+    # The record of the gateway's settings is read from the file the launcher wrote.
+    assert bench.gateway["progressive"]["placement"] == "eft"
+    assert bench.gateway["progressive"]["hedging"]["enabled"] is False
 
 
 def test_a_sketch_lora_reaches_the_launcher_and_the_record(

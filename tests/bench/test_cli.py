@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
+import yaml
 
 from pice_bench.main import build_spec, parse_modes, parse_rates, quick_pick
 from pice_bench.modes import Endpoints
 from pice_bench.questions import Question
 from pice_bench.records import Mode
+from pice_bench.stack import gateway_record
 from pice_cli.main import build_parser
 
 
@@ -84,3 +88,39 @@ def test_load_only_skips_the_latency_pass_and_the_judge() -> None:
     assert build_spec(default, Endpoints("http://g/v1", None, ""), [], {}).latency is True
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "--load-only", "--no-load"])
+
+
+def test_the_gateways_effective_settings_are_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a bench-started gateway runs with, from its file *and* the environment it inherits
+    (a run said to have hedging on must show it), with no secret in the record."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "progressive": {"placement": "least-loaded"},
+                "edge_client": {"token": "edge-secret"},
+                "cloud": {"api_key": "cloud-secret"},
+            }
+        )
+    )
+    monkeypatch.setenv("PICE_API_KEYS", '["client-secret"]')
+    record = gateway_record(config)
+    assert set(record) == {"progressive", "router", "admission", "load_decision"}
+    assert record["progressive"]["placement"] == "least-loaded"
+    assert record["progressive"]["hedging"]["enabled"] is False  # the default
+    assert "secret" not in json.dumps(record)
+    monkeypatch.setenv("PICE_PROGRESSIVE__HEDGING__ENABLED", "true")
+    monkeypatch.setenv("PICE_ROUTER__EARLY_EXIT", "false")
+    record = gateway_record(config)
+    assert record["progressive"]["hedging"]["enabled"] is True
+    assert record["router"]["early_exit"] is False
+
+    args = build_parser().parse_args(["bench", "--no-judge", "--out", str(tmp_path)])
+    spec = build_spec(args, Endpoints("http://g/v1", None, ""), [], {}, record)
+    assert spec.config["gateway_settings"] == record
+    assert (
+        build_spec(args, Endpoints("http://g/v1", None, ""), [], {}).config["gateway_settings"]
+        is None
+    )  # an external gateway's settings are not known to the bench

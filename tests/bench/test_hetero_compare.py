@@ -141,7 +141,7 @@ def test_out_writes_the_tables_figures_as_json(
     assert (first["prose_answers"], first["arrivals"]) == (1, 5)
     assert (second["prose_answers"], second["arrivals"]) == (0, 5)
     assert "| other | 4 | 5.0 | 5.0 | 0.50 [0.50, 0.50] | 0.50 [0.50, 0.50] |" in printed
-    assert "| base | 1.00 | 1.00 | 0 of 0 (0%) | 1 of 5 | 0 |" in printed
+    assert "| base | 1.00 | 1.00 | 0 of 0 (0%) | 1 of 5 | 0 (0) | 0 |" in printed
 
 
 def test_png_plots_each_runs_kept_latencies(
@@ -218,3 +218,23 @@ def test_tail_lists_each_runs_slowest_arrivals_with_where_their_time_went(
     assert len(slowest["twin"]) == 2
     run(compare, monkeypatch, str(slow))
     assert "| slot |" not in capsys.readouterr().out, "no tail table unless asked"
+
+
+def test_the_points_each_run_hedged_are_counted(
+    compare: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """From the answers' ``pice`` objects: a run said to have hedging on shows whether it acted."""
+    base = run_dir(tmp_path, "base", [(10.0, "outline")] * 3)
+    hedged = run_dir(tmp_path, "hedged", [(5.0, "outline")] * 3)
+    data = json.loads((hedged / "results.json").read_text())
+    data["requests"][0]["answer"]["extension"].update(hedges=2, hedges_won=1)
+    data["requests"][2]["answer"]["extension"].update(hedges=1, hedges_won=0)
+    (hedged / "results.json").write_text(json.dumps(data))
+    run(compare, monkeypatch, str(base), str(hedged))
+    out = capsys.readouterr().out
+    assert "| hedges (won) |" in out
+    assert "| 0 of 3 | 0 (0) | 0 |" in out.split("| base | 1.00")[1]
+    assert "| 0 of 3 | 3 (1) | 0 |" in out.split("| hedged | 1.00")[1]

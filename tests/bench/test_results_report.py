@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -60,6 +61,24 @@ def test_load_step_from_records() -> None:
     assert s.p50_s == pytest.approx(2.5)
     assert s.achieved_rps == pytest.approx(2 / 4.0)  # last completion at 1.0 + 3.0
     assert not s.sustained(slo_s=100.0)  # an error fails the step whatever the latency
+    assert (s.hedges, s.hedges_won) == (0, 0)  # no ``pice`` object: nothing hedged
+
+
+def test_load_step_counts_the_gateways_hedges() -> None:
+    """The hedges come from the answers' ``pice`` objects, so a run's record shows whether
+    hedging acted; a failed request's are not counted (its latency is not either)."""
+
+    def hedged(latency: float, hedges: int, won: int, error: str | None = None) -> RequestRecord:
+        record = rec(Mode.PICE, latency, phase=Phase.LOAD, started=0.0, rate=1.0, error=error)
+        answer = dataclasses.replace(
+            record.answer, extension={"mode": "progressive", "hedges": hedges, "hedges_won": won}
+        )
+        return dataclasses.replace(record, answer=answer)
+
+    records = [hedged(2.0, 2, 1), hedged(3.0, 1, 0), hedged(4.0, 5, 5, error="503")]
+    records.append(rec(Mode.PICE, 5.0, phase=Phase.LOAD, started=0.0, rate=1.0))
+    s = LoadStep.of(Mode.PICE, 1.0, records)
+    assert (s.hedges, s.hedges_won) == (3, 1)
 
 
 def test_max_sustained_rate_stops_at_first_failure() -> None:
