@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
 from pice_bench.sim.edge import SimEdge, SimSequence
-from pice_bench.sim.engine import Workload, rate_for_load
+from pice_bench.sim.engine import (
+    Migration,
+    RunResult,
+    Simulation,
+    Workload,
+    rate_for_load,
+    workload_requests,
+)
 from pice_bench.sim.profiles import AGX_ORIN, LAN, ORIN_NANO, ORIN_NX, EdgeProfile, fleet
 from pice_bench.sim.sweep import SimConfig, report, run_one, table
 from pice_cli.main import main
 from pice_gateway.placement import registry
 from pice_gateway.placement.base import EdgeStatus, PointPlacement
+from pice_gateway.placement.hedging import HedgeRule
 from pice_gateway.placement.least_loaded import LeastLoadedPolicy
 from pice_gateway.placement.rate import RateCurve
+from pice_gateway.placement.round_robin import RoundRobinPolicy
 
 SHORT = Workload(duration=120.0, warmup=10.0)
 
@@ -163,3 +173,41 @@ def test_pice_sim_takes_hedged_policies_by_name(capsys: pytest.CaptureFixture[st
     assert main([*argv, "--policies", "eft,eft+hedge", "--hedge-floor", "0.5"]) == 0
     assert "| 0.50 | eft+hedge |" in capsys.readouterr().out
     assert main(["sim", "--policies", "fastest+hedge"]) == 2
+
+
+def test_a_sequence_reports_the_tokens_it_has_left() -> None:
+    edge = SimEdge(EdgeProfile("e", "test", RateCurve(single=10.0), max_sequences=1, link=LAN))
+    edge.arrive(SimSequence(0, 0, 30))
+    edge.arrive(SimSequence(0, 1, 30))
+    edge.advance(1.0)
+    assert edge.remaining(0, 0) == pytest.approx(20.0)
+    assert edge.remaining(0, 1) is None, "queued: nothing decoded yet"
+    assert edge.remaining(5, 5) is None
+
+
+def test_a_migrated_point_moves_and_is_not_decoded_twice() -> None:
+    """Migration (a what-if): a late point's attempt stops and another edge decodes only what
+    it had left, so every move finishes on its new edge and the fleet decodes each point's
+    tokens once (up to one token a move, rounded up), where duplicates decode them again."""
+    cfg = SimConfig(edges=6, workload=SHORT)
+    fleet_ = cfg.fleet()
+    workload = replace(SHORT, rate=rate_for_load(0.5, fleet_, SHORT))
+    total = sum(sum(r.lengths) for r in workload_requests(workload, cfg.seed))
+    tight = HedgeRule(enabled=True, factor=1.0, floor_seconds=0.0)
+
+    def decoded(migration: Migration | None) -> tuple[RunResult, float]:
+        edges = [SimEdge(p) for p in fleet_]
+        sim = Simulation(
+            fleet_, workload, RoundRobinPolicy(), hedging=tight, migration=migration, edges=edges
+        )
+        return sim.run("round-robin", 0.5), sum(e.tokens_generated for e in edges)
+
+    hedged, hedged_tokens = decoded(None)
+    moved, moved_tokens = decoded(Migration())
+    assert len(moved.latencies) == len(hedged.latencies), "every measured request finished"
+    assert moved.hedges > 0
+    assert moved.hedges_won == moved.hedges, "a moved point can only finish where it went"
+    assert moved_tokens <= total + moved.hedges
+    assert hedged_tokens > total, "duplicates decode some points twice"
+    _, prefilled_tokens = decoded(Migration(prefill_tokens=20))
+    assert prefilled_tokens > moved_tokens, "each move pays its prefill"

@@ -92,6 +92,14 @@ class SimEdge:
                 return True
         return False
 
+    def remaining(self, request: int, point: int) -> float | None:
+        """Tokens the running sequence of ``point`` has left to decode (call :meth:`advance`
+        first); ``None`` when it is not running here (queued, finished, or never came)."""
+        for finish, _, sequence in self._running:
+            if (sequence.request, sequence.point) == (request, point):
+                return max(0.0, finish - self._progress)
+        return None
+
     def finish_due(self) -> list[SimSequence]:
         """The sequences done by now (call :meth:`advance` first); admits from the queue."""
         done = []

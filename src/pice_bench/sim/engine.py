@@ -22,7 +22,8 @@ the gateway's own hedging decision (:mod:`pice_gateway.placement.hedging`): at
 ``factor × estimate + floor`` after placement, a point not yet back at the gateway is duplicated
 on an edge with a free slot chosen by the same policy; the first result to reach the gateway
 wins and the other attempt is cancelled on its edge (or dropped in transit), giving its slot
-back at once, as dispatch does.
+back at once, as dispatch does. With ``migration`` (:class:`Migration`, a what-if) the late
+point moves instead: its attempt stops and the other edge decodes only what it had left.
 
 Requests arriving during the warm-up are served but not measured; after ``duration`` no new
 request arrives and the run goes on until every measured request finished. Deterministic for a
@@ -207,6 +208,21 @@ class _Unreachable:
 
 
 @dataclass(frozen=True)
+class Migration:
+    """A what-if the gateway cannot do yet: a late point *moves* instead of being duplicated.
+
+    With hedging on, a point due by the gateway's rule (:mod:`pice_gateway.placement.hedging`)
+    and running on its edge goes to the edge the rule picks, its first attempt cancelled at
+    once, and the new edge decodes only the tokens it had left, plus ``prefill_tokens`` (reading
+    the prompt and the text so far, in decode-token equivalents; 0 is the optimistic case). It
+    models an edge protocol that continues a point's text on another edge; today's hedges
+    start from the prompt. A point still queued or on the link is not moved.
+    """
+
+    prefill_tokens: int = 0
+
+
+@dataclass(frozen=True)
 class GivenRequest:
     """A request given instead of drawn (a recorded run replayed, :mod:`.testbed`): its arrival,
     its points' lengths and, per point, when after the arrival the sketch names it."""
@@ -226,6 +242,7 @@ class Simulation:
         seed: int = 0,
         progress: Callable[[float], None] | None = None,
         hedging: HedgeRule | None = None,
+        migration: Migration | None = None,
         given: Sequence[GivenRequest] | None = None,
         edges: Sequence[SimEdge] | None = None,
     ) -> None:
@@ -256,6 +273,9 @@ class Simulation:
         self._live: dict[tuple[int, int], list[int]] = {}
         self._duplicate: dict[tuple[int, int], int] = {}
         self._hedges = self._hedges_won = 0
+        # With ``migration``: per moved point, the tokens its new attempt decodes.
+        self._migration = migration
+        self._carried: dict[tuple[int, int], int] = {}
 
     def _push(self, t: float, kind: _Kind, *data: int) -> None:
         self._order += 1
@@ -340,7 +360,7 @@ class Simulation:
                     continue  # the other attempt already won: this one is dropped in transit
                 edge = self._edges[i]
                 edge.advance(t)
-                edge.arrive(SimSequence(r, p, requests[r].lengths[p]))
+                edge.arrive(SimSequence(r, p, self._tokens_to_decode(requests[r], r, p)))
                 self._reschedule(i)
             elif kind == _Kind.EDGE_DONE:
                 i, version = data
@@ -397,11 +417,23 @@ class Simulation:
             expected_tokens=min(self._workload.max_tokens, expected),
         )
 
+    def _tokens_to_decode(self, request: _Request, r: int, p: int) -> int:
+        """Tokens an attempt of point ``p`` of ``r`` decodes on the edge it reaches: the whole
+        point (an attempt, the gateway's hedges included, starts from the prompt), or what a
+        migrated point had left."""
+        return self._carried.pop((r, p), request.lengths[p])
+
     def _hedge(self, t: float, request: _Request, r: int, p: int, i: int) -> None:
         """The gateway's hedging decision for point ``p`` of request ``r``, placed on ``i``."""
         live = self._live.get((r, p))
         if live != [i]:
             return  # back already, or already hedged
+        left: float | None = None
+        if self._migration is not None:
+            self._edges[i].advance(t)
+            left = self._edges[i].remaining(r, p)
+            if left is None:
+                return  # queued on its edge or still on the link: nothing to carry over
         placement = self._placement(request, r, p)
         name = hedge_target(placement, self._fleet[i].name, self._status, self._policy)
         if name is None:
@@ -409,6 +441,11 @@ class Simulation:
         j = self._index[name]
         self._hedges += 1
         self._duplicate[(r, p)] = j
+        if self._migration is not None and left is not None:
+            # Moved, not duplicated: the first attempt stops now, the new one goes on from it.
+            self._carried[(r, p)] = max(1, math.ceil(left)) + self._migration.prefill_tokens
+            self._release(t, i, r, p, cancel=True)
+            live.remove(i)
         live.append(j)
         self._gateway[j].in_flight += 1
         self._gateway[j].last_placed = t
