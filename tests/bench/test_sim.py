@@ -28,6 +28,7 @@ from pice_gateway.placement.hedging import HedgeRule
 from pice_gateway.placement.least_loaded import LeastLoadedPolicy
 from pice_gateway.placement.rate import RateCurve
 from pice_gateway.placement.round_robin import RoundRobinPolicy
+from tests.support.scripts import load_benchmark
 
 SHORT = Workload(duration=120.0, warmup=10.0)
 
@@ -211,3 +212,19 @@ def test_a_migrated_point_moves_and_is_not_decoded_twice() -> None:
     assert hedged_tokens > total, "duplicates decode some points twice"
     _, prefilled_tokens = decoded(Migration(prefill_tokens=20))
     assert prefilled_tokens > moved_tokens, "each move pays its prefill"
+
+
+def test_the_migration_benchmark_prints_its_table_and_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = load_benchmark("sim_migration")
+    out = tmp_path / "migration.json"
+    argv = ["sim_migration.py", "--seeds", "0", "--duration", "8", "--warmup", "2"]
+    monkeypatch.setattr("sys.argv", [*argv, "--deadlines", "1:0", "--out", str(out)])
+    assert script.main() == 0
+    table = capsys.readouterr().out
+    assert "| eft + migration (1× + 0 s) |" in table
+    record = json.loads(out.read_text())
+    moved = record["variants"]["eft + migration (1× + 0 s)"]["runs"][0]
+    assert moved["moved_or_hedged"] == moved["won"] > 0, "every move finishes where it went"
+    assert record["variants"]["eft"]["runs"][0]["moved_or_hedged"] == 0
