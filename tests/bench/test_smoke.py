@@ -53,6 +53,11 @@ def test_quick_bench_sets_up_measures_and_tears_down(
     for judgment in data["judgments"]:
         assert judgment["outcome"] in {"win", "loss", "tie"}
     assert {s["mode"] for s in data["load_steps"]} == set(MODES)
+    # The record says what the started gateway ran with (its defaults here) and what it hedged.
+    settings = data["config"]["gateway_settings"]
+    assert settings["progressive"]["hedging"]["enabled"] is False
+    assert settings["router"]["enabled"] is True
+    assert all(step["hedges"] == step["hedges_won"] == 0 for step in data["load_steps"])
 
     md = (out / "results.md").read_text()
     assert "| pice-progressive |" in md
