@@ -35,6 +35,11 @@ whose framed sketch turned to prose is answered by the cloud whole (``pice.reaso
 "sketch_prose"``) and never placed, so under load its latency is the contended cloud's, not
 the placement policy's.
 
+A third table checks the scheduler's estimator where the runs recorded it (gateways from
+2026-12-05 on): per edge, a point's time from placement to its text's end over the expected
+finish the gateway computed when it placed it (``pice.points[].placed_ms``, ``done_ms``,
+``estimate_s``; points with one attempt), as p50 and p90 — 1.0 is an exact estimate.
+
 ``--tail N`` also lists each run's N slowest arrivals: the question, its path (outline or the
 cloud's whole answer), the sketch's and the expansion's time, and where its points ran — what
 sets a run's p95.
@@ -105,6 +110,28 @@ def details(loads: list[list[dict[str, Any]]]) -> dict[str, Any]:
         "hedges_won": hedges_won,
         "arrivals": sum(len(load) for load in loads),
         "failed": failed,
+        "estimate_check": estimate_check(loads),
+    }
+
+
+def estimate_check(loads: list[list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Per edge, how a point's time from placement to its end compares with the expected
+    finish computed at placement: the ratio's p50 and p90 over points with one attempt and a
+    recorded estimate (empty for runs whose gateway did not record them)."""
+    ratios: dict[str, list[float]] = {}
+    for load in loads:
+        for request in load:
+            for point in (request["answer"].get("extension") or {}).get("points", []):
+                estimate, placed, done = (
+                    point.get(k) for k in ("estimate_s", "placed_ms", "done_ms")
+                )
+                if len(point.get("attempts", [])) != 1 or None in (estimate, placed, done):
+                    continue
+                if estimate > 0:
+                    ratios.setdefault(point["edge"], []).append((done - placed) / 1000.0 / estimate)
+    return {
+        edge: {"points": len(values), "p50": percentile(values, 50), "p90": percentile(values, 90)}
+        for edge, values in sorted(ratios.items())
     }
 
 
@@ -330,6 +357,17 @@ def _print_tables(
             f"{row['prose_answers']} of {row['arrivals']} | "
             f"{row['hedges']} ({row['hedges_won']}) | {row['failed']} |\n"
         )
+    if any(row.get("estimate_check") for row in rows):
+        out.write(
+            "\n| run | edge | points | (done - placed) / estimate, p50 | p90 |\n"
+            "|---|---|---|---|---|\n"
+        )
+        for row in rows:
+            for edge, check in row.get("estimate_check", {}).items():
+                out.write(
+                    f"| {row['run']} | {edge} | {check['points']:.0f} | "
+                    f"{check['p50']:.2f} | {check['p90']:.2f} |\n"
+                )
 
 
 def _print_tails(out: TextIO, tails: dict[str, list[dict[str, Any]]]) -> None:

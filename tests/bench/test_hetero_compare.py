@@ -238,3 +238,42 @@ def test_the_points_each_run_hedged_are_counted(
     assert "| hedges (won) |" in out
     assert "| 0 of 3 | 0 (0) | 0 |" in out.split("| base | 1.00")[1]
     assert "| 0 of 3 | 3 (1) | 0 |" in out.split("| hedged | 1.00")[1]
+
+
+def test_the_estimator_is_checked_per_edge_where_the_runs_recorded_it(
+    compare: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A point's placement-to-end time over its estimate, per edge; failed-over points and
+    runs without the record are left out."""
+    base = run_dir(tmp_path, "base", [(10.0, "outline")] * 2)
+    timed = run_dir(tmp_path, "timed", [(5.0, "outline")] * 2)
+    data = json.loads((timed / "results.json").read_text())
+
+    def point(edge: str, estimate: float, took_ms: float, attempts: int = 1) -> dict[str, Any]:
+        return {
+            "edge": edge,
+            "attempts": [edge] * attempts,
+            "estimate_s": estimate,
+            "placed_ms": 100.0,
+            "done_ms": 100.0 + took_ms,
+        }
+
+    data["requests"][0]["answer"]["extension"]["points"] = [
+        point("fast", 2.0, 2000.0),  # exact: 1.0
+        point("slow", 4.0, 12000.0),  # took 3x its estimate
+        point("slow", 1.0, 90000.0, attempts=2),  # failed over: not the estimate's doing
+    ]
+    data["requests"][1]["answer"]["extension"]["points"] = [point("fast", 2.0, 4000.0)]
+    (timed / "results.json").write_text(json.dumps(data))
+    out_json = tmp_path / "c.json"
+    run(compare, monkeypatch, str(base), str(timed), "--out", str(out_json))
+    rows = {row["run"]: row for row in json.loads(out_json.read_text())["rows"]}
+    assert rows["base"]["estimate_check"] == {}
+    check = rows["timed"]["estimate_check"]
+    assert check["slow"] == {"points": 1, "p50": 3.0, "p90": 3.0}
+    assert check["fast"]["points"] == 2
+    assert check["fast"]["p50"] == pytest.approx(1.5)
+    assert "| timed | slow | 1 | 3.00 | 3.00 |" in capsys.readouterr().out

@@ -341,7 +341,12 @@ async def test_dispatcher_reports_one_points_life_in_order() -> None:
         "UsageCounted",
         "JobEnded",
     ]
-    assert events[0] == PointStarted(0, "e1")
+    started = events[0]
+    assert isinstance(started, PointStarted)
+    assert dataclasses.replace(started, estimate=None) == PointStarted(0, "e1")
+    # A placement on an edge carries its expected finish there (the eft estimate).
+    assert started.estimate is not None
+    assert started.estimate > 0
     done = events[7]
     assert isinstance(done, PointDone)
     assert (done.point, done.source, done.candidate, done.tokens) == (0, "e1", 0, 6)

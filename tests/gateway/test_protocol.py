@@ -268,6 +268,23 @@ def test_pice_progressive_without_edges_has_the_cloud_expand_every_point() -> No
     )
 
 
+def test_each_point_records_its_placement_estimate_and_its_times() -> None:
+    with fake_stack(CloudScript(), [EdgeScript("e1")]) as url:
+        on_edge = client(url).chat.completions.create(**ask(model="pice-progressive"))
+    dead = {"dead": f"http://127.0.0.1:{free_port()}"}
+    with fake_stack(CloudScript(), [], extra_edges=dead) as url:
+        on_cloud = client(url).chat.completions.create(**ask(model="pice-progressive"))
+    for completion, on_an_edge in ((on_edge, True), (on_cloud, False)):
+        report = completion.model_extra["pice"]  # type: ignore[index]
+        total = report["timings"]["total_ms"]
+        for point in report["points"]:
+            assert 0 <= point["placed_ms"] <= point["done_ms"] <= total, report
+            # The eft estimate is made for an edge only; the cloud's points have none.
+            assert (point["estimate_s"] is not None) == on_an_edge, report
+            if on_an_edge:
+                assert point["estimate_s"] > 0
+
+
 def test_each_point_names_the_adapter_its_edge_serves() -> None:
     tuned = EdgeScript("tuned", adapter="expander-v1")
     with fake_stack(CloudScript(), [tuned]) as url:

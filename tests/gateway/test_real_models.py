@@ -120,6 +120,9 @@ def test_non_stream_progressive_answer(shared: Stack) -> None:
         assert point["edge"] in shared.edges
         assert point["finish_reason"] in ("stop", "length")
         assert point["tokens"] > 0
+        # The placement's estimate and the point's times, as an operator checks them.
+        assert point["estimate_s"] > 0
+        assert 0 <= point["placed_ms"] <= point["done_ms"] <= report["timings"]["total_ms"]
     usage = completion.usage
     assert usage is not None
     cloud, edge = report["cloud_usage"], report["edge_usage"]

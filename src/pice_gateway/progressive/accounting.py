@@ -64,6 +64,14 @@ class PointReport(BaseModel):
     trimmed: Trimmed | None = None
     # Every source that tried this point, in order (more than one after a failover).
     attempts: list[str] = Field(default_factory=list)
+    # When the point was first placed and when its shown text ended, in milliseconds since the
+    # request arrived, and the expected finish the gateway computed at that first placement on
+    # an edge (seconds after it: the eft estimate, whatever the policy; ``None`` when the point
+    # went to the cloud). With one attempt, ``done_ms - placed_ms`` is what the estimate
+    # predicted: the record an operator checks the scheduler's estimator against.
+    placed_ms: float | None = None
+    done_ms: float | None = None
+    estimate_s: float | None = None
     # The ensemble's choice: every candidate of the last attempt with its score, and the index
     # of the one shown; empty and ``None`` when the point had one candidate (no choice made).
     candidates: list[CandidateReport] = Field(default_factory=list)

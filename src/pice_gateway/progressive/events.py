@@ -38,6 +38,9 @@ class PointStarted:
     candidates: int = 1
     # Set when cloud overflow moved the point from the policy's edge to the cloud.
     overflow: Overflow | None = None
+    # The placement's expected finish on ``source``, seconds after it (the eft estimate,
+    # whatever the policy); ``None`` on the cloud and for a hedge promoted to the attempt.
+    estimate: float | None = None
 
 
 @dataclass(frozen=True)

@@ -359,6 +359,10 @@ class ProgressiveRun:
         match event:
             case PointStarted(point=index, source=source, candidates=candidates):
                 point = self._report.points[index]
+                if not point.attempts:
+                    point.placed_ms = self._clock.ms()
+                    if event.estimate is not None:
+                        point.estimate_s = round(event.estimate, 3)
                 point.attempts.append(source)
                 if (moved := event.overflow) is not None:
                     point.overflow = OverflowReport(
@@ -409,6 +413,7 @@ class ProgressiveRun:
         point.adapter = None if done.source == CLOUD else self._registry.adapter(done.source)
         point.finish_reason = done.finish_reason
         point.tokens = done.tokens
+        point.done_ms = self._clock.ms()
         point.candidates = self._selectors[done.point].scores()
         point.winner = done.candidate if point.candidates else None
         span = self._point_span(done.point)
