@@ -38,7 +38,10 @@ the placement policy's.
 A third table checks the scheduler's estimator where the runs recorded it (gateways from
 2026-12-05 on): per edge, a point's time from placement to its text's end over the expected
 finish the gateway computed when it placed it (``pice.points[].placed_ms``, ``done_ms``,
-``estimate_s``; points with one attempt), as p50 and p90 — 1.0 is an exact estimate.
+``estimate_s``; points with one attempt), as p50 and p90 — 1.0 is an exact estimate — and,
+where the estimate's inputs were recorded (``pice.points[].estimate``), the error split into
+the point's length over the expected one and the assumed per-sequence rate over the achieved
+one, with the share of points placed on the prior rate and the edge's busy count.
 
 ``--tail N`` also lists each run's N slowest arrivals: the question, its path (outline or the
 cloud's whole answer), the sketch's and the expansion's time, and where its points ran — what
@@ -117,8 +120,16 @@ def details(loads: list[list[dict[str, Any]]]) -> dict[str, Any]:
 def estimate_check(loads: list[list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
     """Per edge, how a point's time from placement to its end compares with the expected
     finish computed at placement: the ratio's p50 and p90 over points with one attempt and a
-    recorded estimate (empty for runs whose gateway did not record them)."""
+    recorded estimate (empty for runs whose gateway did not record them).
+
+    Where the gateway recorded the estimate's inputs (``pice.points[].estimate``), the error
+    is split in two: ``tokens_p50``, the point's tokens over the expected length it was
+    placed with, and ``rate_p50``, the per-sequence rate assumed (``tokens / decode_s``) over
+    the one achieved (the point's tokens over its time, queueing and prefill included); their
+    product is about the ratio. ``prior`` is the share placed with the fleet's prior rate (no
+    fitted rate yet), ``busy_p50`` the sequences the edge had at placement."""
     ratios: dict[str, list[float]] = {}
+    parts: dict[str, list[tuple[float, float, float, float]]] = {}
     for load in loads:
         for request in load:
             for point in (request["answer"].get("extension") or {}).get("points", []):
@@ -127,12 +138,31 @@ def estimate_check(loads: list[list[dict[str, Any]]]) -> dict[str, dict[str, flo
                 )
                 if len(point.get("attempts", [])) != 1 or None in (estimate, placed, done):
                     continue
-                if estimate > 0:
-                    ratios.setdefault(point["edge"], []).append((done - placed) / 1000.0 / estimate)
-    return {
-        edge: {"points": len(values), "p50": percentile(values, 50), "p90": percentile(values, 90)}
-        for edge, values in sorted(ratios.items())
-    }
+                if estimate <= 0:
+                    continue
+                took = (done - placed) / 1000.0
+                ratios.setdefault(point["edge"], []).append(took / estimate)
+                inputs, tokens = point.get("estimate"), point.get("tokens") or 0
+                if inputs and inputs["decode_s"] > 0 and tokens > 0 and took > 0:
+                    assumed = inputs["tokens"] / inputs["decode_s"]
+                    parts.setdefault(point["edge"], []).append(
+                        (
+                            tokens / inputs["tokens"],
+                            assumed / (tokens / took),
+                            0.0 if inputs["fitted"] else 1.0,
+                            float(inputs["busy"]),
+                        )
+                    )
+    check: dict[str, dict[str, float]] = {}
+    for edge, values in sorted(ratios.items()):
+        row = {"points": len(values), "p50": percentile(values, 50), "p90": percentile(values, 90)}
+        if split := parts.get(edge):
+            row["tokens_p50"] = percentile([t for t, _, _, _ in split], 50)
+            row["rate_p50"] = percentile([r for _, r, _, _ in split], 50)
+            row["prior"] = sum(p for _, _, p, _ in split) / len(split)
+            row["busy_p50"] = percentile([b for _, _, _, b in split], 50)
+        check[edge] = row
+    return check
 
 
 def slowest(load: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
@@ -359,14 +389,21 @@ def _print_tables(
         )
     if any(row.get("estimate_check") for row in rows):
         out.write(
-            "\n| run | edge | points | (done - placed) / estimate, p50 | p90 |\n"
-            "|---|---|---|---|---|\n"
+            "\n| run | edge | points | (done - placed) / estimate, p50 | p90 "
+            "| tokens / expected, p50 | assumed / achieved rate, p50 | prior rate | busy p50 |\n"
+            "|---|---|---|---|---|---|---|---|---|\n"
         )
         for row in rows:
             for edge, check in row.get("estimate_check", {}).items():
+                split = (
+                    f"{check['tokens_p50']:.2f} | {check['rate_p50']:.2f} | "
+                    f"{100.0 * check['prior']:.0f}% | {check['busy_p50']:.0f}"
+                    if "rate_p50" in check
+                    else "- | - | - | -"
+                )
                 out.write(
                     f"| {row['run']} | {edge} | {check['points']:.0f} | "
-                    f"{check['p50']:.2f} | {check['p90']:.2f} |\n"
+                    f"{check['p50']:.2f} | {check['p90']:.2f} | {split} |\n"
                 )
 
 

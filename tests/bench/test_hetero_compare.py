@@ -276,4 +276,43 @@ def test_the_estimator_is_checked_per_edge_where_the_runs_recorded_it(
     assert check["slow"] == {"points": 1, "p50": 3.0, "p90": 3.0}
     assert check["fast"]["points"] == 2
     assert check["fast"]["p50"] == pytest.approx(1.5)
-    assert "| timed | slow | 1 | 3.00 | 3.00 |" in capsys.readouterr().out
+    assert "| timed | slow | 1 | 3.00 | 3.00 | - | - | - | - |" in capsys.readouterr().out
+
+
+def test_the_estimators_error_is_split_into_length_and_rate_where_its_inputs_were_recorded(
+    compare: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = run_dir(tmp_path, "base", [(10.0, "outline")])
+    timed = run_dir(tmp_path, "timed", [(5.0, "outline")])
+    data = json.loads((timed / "results.json").read_text())
+    inputs = {"tokens": 32.0, "decode_s": 2.0, "fitted": False, "busy": 3}
+    # Placed expecting 32 tokens at 16 tok/s (2 s); wrote 64 tokens in 8 s (8 tok/s): twice
+    # the length and half the rate, so four times the estimate.
+    data["requests"][0]["answer"]["extension"]["points"] = [
+        {
+            "edge": "e",
+            "attempts": ["e"],
+            "estimate_s": 2.0,
+            "estimate": inputs,
+            "tokens": 64,
+            "placed_ms": 0.0,
+            "done_ms": 8000.0,
+        }
+    ]
+    (timed / "results.json").write_text(json.dumps(data))
+    out_json = tmp_path / "c.json"
+    run(compare, monkeypatch, str(base), str(timed), "--out", str(out_json))
+    check = json.loads(out_json.read_text())["rows"][1]["estimate_check"]["e"]
+    assert check == {
+        "points": 1,
+        "p50": 4.0,
+        "p90": 4.0,
+        "tokens_p50": 2.0,
+        "rate_p50": 2.0,
+        "prior": 1.0,
+        "busy_p50": 3.0,
+    }
+    assert "| timed | e | 1 | 4.00 | 4.00 | 2.00 | 2.00 | 100% | 3 |" in capsys.readouterr().out

@@ -344,9 +344,15 @@ async def test_dispatcher_reports_one_points_life_in_order() -> None:
     started = events[0]
     assert isinstance(started, PointStarted)
     assert dataclasses.replace(started, estimate=None) == PointStarted(0, "e1")
-    # A placement on an edge carries its expected finish there (the eft estimate).
-    assert started.estimate is not None
-    assert started.estimate > 0
+    # A placement on an edge carries its expected finish there (the eft estimate) and what it
+    # came from: the first point on an idle edge waits for no slot and joins a batch of one.
+    finish = started.estimate
+    assert finish is not None
+    assert finish.seconds > 0
+    assert finish.busy == 0
+    assert finish.wait == 0.0
+    assert finish.seconds == pytest.approx(finish.rtt + finish.wait + finish.decode)
+    assert finish.decode == pytest.approx(finish.tokens / finish.single_rate)
     done = events[7]
     assert isinstance(done, PointDone)
     assert (done.point, done.source, done.candidate, done.tokens) == (0, "e1", 0, 6)

@@ -10,7 +10,7 @@ import pytest
 from pice.edge_protocol import ExpandEvent, ExpandRequest, LoadResponse
 from pice_gateway.edges import Edge, EdgeRegistry
 from pice_gateway.placement.base import EdgeStatus
-from pice_gateway.placement.estimate import added_delay, expected_finish
+from pice_gateway.placement.estimate import added_delay, expected_finish, finish_on
 from pice_gateway.placement.rate import DEFAULT_ALPHA, RateCurve, RateFit
 from tests.gateway.fakes import load_report
 
@@ -85,6 +85,18 @@ def test_finish_time_on_a_full_edge_waits_for_the_sequences_ahead() -> None:
     assert full == pytest.approx(5 * 32.0 / curve.aggregate(8) + 32.0 / curve.per_sequence(8))
     # This gateway's newer count wins over an older poll.
     assert expected_finish(status(running=8, in_flight=12), 32.0, curve) == pytest.approx(full)
+
+
+def test_the_finish_carries_the_inputs_it_was_computed_from() -> None:
+    curve = RateCurve(single=40.0, alpha=0.25)
+    finish = finish_on(status(running=8, queued=4, rtt=0.05), 32.0, curve, fitted=False)
+    assert (finish.busy, finish.slots, finish.tokens) == (12, 8, 32.0)
+    assert (finish.single_rate, finish.alpha, finish.rtt) == (40.0, 0.25, 0.05)
+    assert not finish.fitted
+    assert finish.wait == pytest.approx(5 * 32.0 / curve.aggregate(8))
+    assert finish.decode == pytest.approx(32.0 / curve.per_sequence(8))
+    assert finish.seconds == pytest.approx(finish.rtt + finish.wait + finish.decode)
+    assert expected_finish(status(running=8, queued=4, rtt=0.05), 32.0, curve) == finish.seconds
 
 
 def test_a_point_on_an_idle_edge_delays_nobody() -> None:

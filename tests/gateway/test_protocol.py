@@ -269,7 +269,8 @@ def test_pice_progressive_without_edges_has_the_cloud_expand_every_point() -> No
 
 
 def test_each_point_records_its_placement_estimate_and_its_times() -> None:
-    with fake_stack(CloudScript(), [EdgeScript("e1")]) as url:
+    # Points slow enough that the first is still decoding when the last is placed.
+    with fake_stack(CloudScript(), [EdgeScript("e1", start_delay=1.0)]) as url:
         on_edge = client(url).chat.completions.create(**ask(model="pice-progressive"))
     dead = {"dead": f"http://127.0.0.1:{free_port()}"}
     with fake_stack(CloudScript(), [], extra_edges=dead) as url:
@@ -281,8 +282,21 @@ def test_each_point_records_its_placement_estimate_and_its_times() -> None:
             assert 0 <= point["placed_ms"] <= point["done_ms"] <= total, report
             # The eft estimate is made for an edge only; the cloud's points have none.
             assert (point["estimate_s"] is not None) == on_an_edge, report
+            assert (point["estimate"] is not None) == on_an_edge, report
             if on_an_edge:
                 assert point["estimate_s"] > 0
+                # Its inputs add up to it (within the rounding of each).
+                inputs = point["estimate"]
+                parts = inputs["rtt_s"] + inputs["wait_s"] + inputs["decode_s"]
+                assert abs(parts - point["estimate_s"]) < 0.01, inputs
+                assert inputs["busy"] >= 0
+                assert inputs["slots"] >= 1
+                assert inputs["rate"] > 0
+        if on_an_edge:
+            # Points placed one after another on one edge: the later ones see the earlier.
+            busy = [point["estimate"]["busy"] for point in report["points"]]
+            assert busy[0] == 0, busy
+            assert busy[-1] >= 1, busy
 
 
 def test_each_point_names_the_adapter_its_edge_serves() -> None:

@@ -122,6 +122,8 @@ def test_non_stream_progressive_answer(shared: Stack) -> None:
         assert point["tokens"] > 0
         # The placement's estimate and the point's times, as an operator checks them.
         assert point["estimate_s"] > 0
+        assert point["estimate"]["decode_s"] > 0
+        assert point["estimate"]["rate"] > 0
         assert 0 <= point["placed_ms"] <= point["done_ms"] <= report["timings"]["total_ms"]
     usage = completion.usage
     assert usage is not None

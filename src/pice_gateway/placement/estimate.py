@@ -30,6 +30,8 @@ large); it errs high for an edge about to drain.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pice_gateway.placement.base import EdgeStatus, busy_sequences
 from pice_gateway.placement.rate import RateCurve
 
@@ -42,15 +44,50 @@ def _slots(edge: EdgeStatus) -> int:
     return max(1, edge.load.max_sequences) if edge.load is not None else 1
 
 
-def expected_finish(edge: EdgeStatus, tokens: float, curve: RateCurve) -> float:
-    """Seconds from now until ``edge`` would finish one more point of ``tokens`` tokens."""
+@dataclass(frozen=True)
+class Finish:
+    """An expected finish and what it was computed from: the record that lets an operator
+    tell which input erred when the estimate and the outcome differ."""
+
+    seconds: float  # rtt + wait + decode
+    tokens: float  # the point's expected length
+    busy: int  # sequences on the edge, running or queued (:func:`~.base.busy_sequences`)
+    slots: int  # its sequence slots
+    single_rate: float  # r1 of the curve used, tokens/s
+    alpha: float  # its batching slope
+    rtt: float  # seconds
+    wait: float  # seconds until a slot frees (0 with one free)
+    decode: float  # seconds decoding, at the batch the point joins
+    fitted: bool  # the curve is the edge's own fit, not the prior (:func:`~.eft.prior_curve`)
+
+
+def finish_on(edge: EdgeStatus, tokens: float, curve: RateCurve, *, fitted: bool = True) -> Finish:
+    """When ``edge`` would finish one more point of ``tokens`` tokens, with its inputs."""
     slots = _slots(edge)
     busy = busy_sequences(edge)
     if busy < slots:
         wait, batch = 0.0, busy + 1
     else:
         wait, batch = (busy - slots + 1) * tokens / curve.aggregate(slots), slots
-    return (edge.rtt or 0.0) + wait + tokens / curve.per_sequence(batch)
+    rtt = edge.rtt or 0.0
+    decode = tokens / curve.per_sequence(batch)
+    return Finish(
+        seconds=rtt + wait + decode,
+        tokens=tokens,
+        busy=busy,
+        slots=slots,
+        single_rate=curve.single,
+        alpha=curve.alpha,
+        rtt=rtt,
+        wait=wait,
+        decode=decode,
+        fitted=fitted,
+    )
+
+
+def expected_finish(edge: EdgeStatus, tokens: float, curve: RateCurve) -> float:
+    """Seconds from now until ``edge`` would finish one more point of ``tokens`` tokens."""
+    return finish_on(edge, tokens, curve).seconds
 
 
 def added_delay(edge: EdgeStatus, tokens: float, curve: RateCurve) -> float:

@@ -24,7 +24,7 @@ from pice_gateway.placement.base import (
     usable,
 )
 from pice_gateway.placement.eft import prior_curve
-from pice_gateway.placement.estimate import expected_finish
+from pice_gateway.placement.estimate import Finish, finish_on
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,17 @@ class RunningPoint:
     hedged: bool = False
 
 
+def finish_estimate(edge: EdgeStatus, edges: Sequence[EdgeStatus], tokens: float) -> Finish:
+    """Expected finish of one more point of ``tokens`` on ``edge`` (the eft estimate), with the
+    inputs it came from; an edge with no fitted rate gets the fleet's prior."""
+    if edge.rate is not None:
+        return finish_on(edge, tokens, edge.rate)
+    return finish_on(edge, tokens, prior_curve(edges), fitted=False)
+
+
 def estimate_on(edge: EdgeStatus, edges: Sequence[EdgeStatus], tokens: float) -> float:
-    """Expected finish of one more point of ``tokens`` on ``edge`` (the eft estimate)."""
-    return expected_finish(edge, tokens, edge.rate or prior_curve(edges))
+    """Expected finish of one more point of ``tokens`` on ``edge``, seconds."""
+    return finish_estimate(edge, edges, tokens).seconds
 
 
 def due(points: Iterable[RunningPoint], now: float, rule: HedgeRule) -> list[int]:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from pice.openai_protocol import Usage
+from pice_gateway.placement.estimate import Finish
 from pice_gateway.progressive.tidy import Trimmed
 
 Mode = Literal["progressive", "cloud"]
@@ -48,6 +49,40 @@ class OverflowReport(BaseModel):
     cloud_finish_s: float
 
 
+class EstimateReport(BaseModel):
+    """What a point's ``estimate_s`` was computed from (:func:`~pice_gateway.placement.estimate.
+    finish_on`): ``estimate_s = rtt_s + wait_s + decode_s``, ``decode_s`` being ``tokens`` at
+    the per-sequence rate of the curve (``rate``, ``alpha``) at the batch the point joined."""
+
+    tokens: float
+    # Sequences on the edge then (running or queued, by its last poll and this gateway's count)
+    # and its sequence slots.
+    busy: int
+    slots: int
+    # The rate curve used: one sequence's tokens/s and the batching slope; ``fitted`` False
+    # when the edge had no fitted rate yet and the fleet's prior stood in.
+    rate: float
+    alpha: float
+    fitted: bool
+    rtt_s: float
+    wait_s: float
+    decode_s: float
+
+    @classmethod
+    def of(cls, finish: Finish) -> EstimateReport:
+        return cls(
+            tokens=round(finish.tokens, 1),
+            busy=finish.busy,
+            slots=finish.slots,
+            rate=round(finish.single_rate, 3),
+            alpha=round(finish.alpha, 3),
+            fitted=finish.fitted,
+            rtt_s=round(finish.rtt, 4),
+            wait_s=round(finish.wait, 3),
+            decode_s=round(finish.decode, 3),
+        )
+
+
 class PointReport(BaseModel):
     title: str
     # The heading of the list the point is in, when a framed sketch wrote more than one.
@@ -68,10 +103,12 @@ class PointReport(BaseModel):
     # request arrived, and the expected finish the gateway computed at that first placement on
     # an edge (seconds after it: the eft estimate, whatever the policy; ``None`` when the point
     # went to the cloud). With one attempt, ``done_ms - placed_ms`` is what the estimate
-    # predicted: the record an operator checks the scheduler's estimator against.
+    # predicted: the record an operator checks the scheduler's estimator against, with the
+    # inputs it came from in ``estimate``.
     placed_ms: float | None = None
     done_ms: float | None = None
     estimate_s: float | None = None
+    estimate: EstimateReport | None = None
     # The ensemble's choice: every candidate of the last attempt with its score, and the index
     # of the one shown; empty and ``None`` when the point had one candidate (no choice made).
     candidates: list[CandidateReport] = Field(default_factory=list)

@@ -75,7 +75,7 @@ from pice_gateway.placement.hedging import (
     HedgeRule,
     RunningPoint,
     due,
-    estimate_on,
+    finish_estimate,
     hedge_target,
     next_due,
 )
@@ -210,7 +210,8 @@ class Dispatcher:
         tokens = placement.expected_tokens or 1.0
         status = next((s for s in snapshot if s.name == edge), None) if edge else None
         # The edge's expected finish, for overflow, hedging and the ``pice`` object.
-        estimate = estimate_on(status, snapshot, tokens) if status is not None else None
+        finish = finish_estimate(status, snapshot, tokens) if status is not None else None
+        estimate = finish.seconds if finish is not None else None
         overflow: Overflow | None = None
         if edge is not None and estimate is not None and self._overflow.enabled:
             cloud_finish = self._meter.expected_finish(tokens)
@@ -234,7 +235,7 @@ class Dispatcher:
             max_slowdown=self._spec.candidate_max_slowdown,
         )
         companions = self._companion_edges(placement, status, snapshot, k)
-        self._emit(PointStarted(index, edge, k + len(companions), estimate=estimate))
+        self._emit(PointStarted(index, edge, k + len(companions), estimate=finish))
         if self._hedging.enabled and estimate is not None and not companions:
             self._watch[index] = RunningPoint(index, edge, time.monotonic(), estimate, sent=False)
             if not self._watching:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from pice.errors import PiceError
 from pice.openai_protocol import Usage
+from pice_gateway.placement.estimate import Finish
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,9 @@ class PointStarted:
     candidates: int = 1
     # Set when cloud overflow moved the point from the policy's edge to the cloud.
     overflow: Overflow | None = None
-    # The placement's expected finish on ``source``, seconds after it (the eft estimate,
-    # whatever the policy); ``None`` on the cloud and for a hedge promoted to the attempt.
-    estimate: float | None = None
+    # The placement's expected finish on ``source`` with its inputs (the eft estimate, whatever
+    # the policy); ``None`` on the cloud and for a hedge promoted to the attempt.
+    estimate: Finish | None = None
 
 
 @dataclass(frozen=True)

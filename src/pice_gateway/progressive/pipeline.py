@@ -49,6 +49,7 @@ from pice_gateway.placement.overflow import OverflowRule
 from pice_gateway.progressive import watch
 from pice_gateway.progressive.accounting import (
     Clock,
+    EstimateReport,
     HedgeReport,
     OverflowReport,
     PiceReport,
@@ -362,7 +363,8 @@ class ProgressiveRun:
                 if not point.attempts:
                     point.placed_ms = self._clock.ms()
                     if event.estimate is not None:
-                        point.estimate_s = round(event.estimate, 3)
+                        point.estimate_s = round(event.estimate.seconds, 3)
+                        point.estimate = EstimateReport.of(event.estimate)
                 point.attempts.append(source)
                 if (moved := event.overflow) is not None:
                     point.overflow = OverflowReport(
