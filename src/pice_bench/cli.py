@@ -86,7 +86,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tb.add_argument(
         "--profile",
         default=None,
-        help="testbed profile: a name in configs/testbed/ (homogeneous, heterogeneous) or a "
+        help="testbed profile: a name in configs/testbed/ (homogeneous, heterogeneous, "
+        "heterogeneous-isolated) or a "
         "YAML path; its edges (speeds, links) replace --edges",
     )
     tb.add_argument(

@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--profile",
         default=None,
-        help="testbed profile: a name in configs/testbed/ (homogeneous, heterogeneous) or a "
+        help="testbed profile: a name in configs/testbed/ (homogeneous, heterogeneous, "
+        "heterogeneous-isolated) or a "
         "YAML path; its edges replace --edges (docs/configuration.md, 'Testbed profiles')",
     )
     parser.add_argument(

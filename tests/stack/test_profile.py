@@ -38,6 +38,15 @@ def test_the_shipped_profiles_load() -> None:
     assert slow.link == LinkProfile(delay_ms=40, jitter_ms=10, rate_mbit=20)
     assert slow.link.spec().rate_bytes_s == pytest.approx(2_500_000)
 
+    # The isolated variant: the same link, and quotas at 3:1 that fit in the one core both
+    # edges share, so neither takes the other's CPU time.
+    fast, slow = load_profile("heterogeneous-isolated").edges
+    assert fast.cpu_quota is not None
+    assert slow.cpu_quota is not None
+    assert fast.cpu_quota / slow.cpu_quota == pytest.approx(3.0)
+    assert fast.cpu_quota + slow.cpu_quota <= 1.0
+    assert (fast.link, slow.link) == (None, heterogeneous.edges[1].link)
+
 
 def test_a_profile_file_path_works_and_mistakes_are_named(tmp_path: Path) -> None:
     good = tmp_path / "mine.yaml"
