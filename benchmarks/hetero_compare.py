@@ -117,6 +117,14 @@ def details(loads: list[list[dict[str, Any]]]) -> dict[str, Any]:
     }
 
 
+def rate_source(inputs: dict[str, Any]) -> str:
+    """Where an estimate's rate came from: ``rate_source``, or (the first gateways to record
+    inputs, 2026-12-05) ``fitted`` false for the prior, true for the decode-rate fit."""
+    if "rate_source" in inputs:
+        return str(inputs["rate_source"])
+    return "decode" if inputs.get("fitted", True) else "prior"
+
+
 def estimate_check(loads: list[list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
     """Per edge, how a point's time from placement to its end compares with the expected
     finish computed at placement: the ratio's p50 and p90 over points with one attempt and a
@@ -149,7 +157,7 @@ def estimate_check(loads: list[list[dict[str, Any]]]) -> dict[str, dict[str, flo
                         (
                             tokens / inputs["tokens"],
                             assumed / (tokens / took),
-                            0.0 if inputs["fitted"] else 1.0,
+                            1.0 if rate_source(inputs) == "prior" else 0.0,
                             float(inputs["busy"]),
                         )
                     )

@@ -90,6 +90,7 @@ def create_app(
             ],
             poll_interval=settings.edge_client.poll_interval,
             point_tokens=settings.progressive.expected_point_tokens,
+            rate_from=settings.progressive.placement_rate,
         )
         metrics.watch_edges(registry.snapshot)
 

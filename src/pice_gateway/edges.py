@@ -19,13 +19,23 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pice.edge_protocol import LoadResponse
 from pice.errors import PiceError
 from pice_gateway.edge_client import EdgeClient
 from pice_gateway.placement.base import EdgeStatus
 from pice_gateway.placement.estimate import DEFAULT_POINT_TOKENS
-from pice_gateway.placement.rate import RateFit, ewma
+from pice_gateway.placement.rate import (
+    MIN_FINISHED_POINTS,
+    RateCurve,
+    RateFit,
+    RateSource,
+    ewma,
+)
+
+# Which curve the estimates use (``progressive.placement_rate``, :mod:`.placement.rate`).
+RateFrom = Literal["points", "decode"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +52,9 @@ class Edge:
     # Seconds a ``/v1/load`` GET took (EWMA): the link's round trip plus a trivial handler.
     rtt: float | None = None
     rate_fit: RateFit = field(default_factory=RateFit)
+    # The same curve fitted to the points this gateway saw finish here (:mod:`.placement.rate`).
+    point_fit: RateFit = field(default_factory=RateFit)
+    points_finished: int = 0
 
     @property
     def name(self) -> str:
@@ -59,7 +72,18 @@ class Edge:
         self.load = load
         self.up = True
 
-    def status(self) -> EdgeStatus:
+    def observe_finish(self, batch: int, tokens: int, seconds: float) -> None:
+        """A point placed here alone on a free slot, into a batch of ``batch`` counting it,
+        decoded ``tokens`` tokens in ``seconds`` from placement (round trip taken out)."""
+        if tokens <= 0 or seconds <= 0.0:
+            return
+        self.point_fit.observe(
+            batch, batch * tokens / seconds, weight=tokens / DEFAULT_POINT_TOKENS
+        )
+        self.points_finished += 1
+
+    def status(self, rate_from: RateFrom = "points") -> EdgeStatus:
+        rate, source = self._curve(rate_from)
         return EdgeStatus(
             name=self.name,
             up=self.up,
@@ -68,8 +92,15 @@ class Edge:
             load=self.load,
             last_placed=self.last_placed,
             rtt=self.rtt,
-            rate=self.rate_fit.curve(),
+            rate=rate,
+            rate_source=source,
         )
+
+    def _curve(self, rate_from: RateFrom) -> tuple[RateCurve | None, RateSource | None]:
+        if rate_from == "points" and self.points_finished >= MIN_FINISHED_POINTS:
+            return self.point_fit.curve(), "points"
+        decode = self.rate_fit.curve()
+        return decode, ("decode" if decode is not None else None)
 
 
 class EdgeRegistry:
@@ -78,12 +109,19 @@ class EdgeRegistry:
     ``up`` follows the last ``/v1/load`` poll; a failed job marks an edge down at once so that
     other requests stop placing points on it until a poll sees it healthy again. Each poll also
     times the round trip and feeds the edge's rate fit; the points edges finish feed a running
-    mean of their length (starting from ``point_tokens``), which the ``eft`` policy reads.
+    mean of their length (starting from ``point_tokens``), which the ``eft`` policy reads, and
+    (:meth:`observe_finish`) each edge's fit of how fast its points finish; ``rate_from``
+    chooses which fit the snapshots carry.
     """
 
     def __init__(
-        self, edges: list[Edge], poll_interval: float, point_tokens: float = DEFAULT_POINT_TOKENS
+        self,
+        edges: list[Edge],
+        poll_interval: float,
+        point_tokens: float = DEFAULT_POINT_TOKENS,
+        rate_from: RateFrom = "points",
     ) -> None:
+        self._rate_from: RateFrom = rate_from
         self._edges = {edge.name: edge for edge in edges}
         # Edges that left while jobs still ran on them: closed when the last one releases.
         self._departed: dict[str, Edge] = {}
@@ -148,7 +186,7 @@ class EdgeRegistry:
         return load.model if adapter is None else f"{load.model}+{adapter.sha256 or adapter.name}"
 
     def snapshot(self) -> list[EdgeStatus]:
-        return [edge.status() for edge in self._edges.values()]
+        return [edge.status(self._rate_from) for edge in self._edges.values()]
 
     def any_up(self) -> bool:
         return any(edge.ready for edge in self._edges.values())
@@ -176,6 +214,12 @@ class EdgeRegistry:
     def observe_point(self, completion_tokens: int) -> None:
         """An edge finished a point of ``completion_tokens`` tokens."""
         self._point_tokens = ewma(self._point_tokens, float(completion_tokens), weight=0.05)
+
+    def observe_finish(self, name: str, batch: int, tokens: int, seconds: float) -> None:
+        """See :meth:`Edge.observe_finish`; an edge that left since is forgotten."""
+        edge = self._find(name)
+        if edge is not None:
+            edge.observe_finish(batch, tokens, seconds)
 
     def expected_point_tokens(self) -> float:
         return self._point_tokens

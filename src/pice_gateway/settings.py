@@ -8,7 +8,7 @@ documented in ``docs/configuration.md``; ``pice up`` writes this schema as YAML.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -282,6 +282,11 @@ class ProgressiveSettings(BaseModel):
     # 6% to 28% by the configuration; the one cloud core sets the tail there) and never lost
     # in the simulator; on equal edges it is within 1% (docs/benchmarks.md, "Scheduling").
     placement: str = "eft"
+    # The rate curve the estimates use (eft, hedging, overflow, the ``pice`` object): "points",
+    # fitted to how long the points placed on each edge took once 8 have finished there, else
+    # the reported decode rate's; "decode", the reported decode rate's only (the estimator
+    # before 2026-12-05). See ``placement.rate``.
+    placement_rate: Literal["points", "decode"] = "points"
     # Tokens a point is expected to decode before any finished (``eft`` reads a running mean of
     # the points edges finish, starting here, capped by the request's per-point budget).
     expected_point_tokens: float = Field(default=32.0, gt=0)

@@ -288,7 +288,7 @@ def test_the_estimators_error_is_split_into_length_and_rate_where_its_inputs_wer
     base = run_dir(tmp_path, "base", [(10.0, "outline")])
     timed = run_dir(tmp_path, "timed", [(5.0, "outline")])
     data = json.loads((timed / "results.json").read_text())
-    inputs = {"tokens": 32.0, "decode_s": 2.0, "fitted": False, "busy": 3}
+    inputs = {"tokens": 32.0, "decode_s": 2.0, "rate_source": "prior", "busy": 3}
     # Placed expecting 32 tokens at 16 tok/s (2 s); wrote 64 tokens in 8 s (8 tok/s): twice
     # the length and half the rate, so four times the estimate.
     data["requests"][0]["answer"]["extension"]["points"] = [

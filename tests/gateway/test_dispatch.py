@@ -23,6 +23,7 @@ from pice_gateway.direct_path import cloud_payload
 from pice_gateway.edges import Edge, EdgeRegistry
 from pice_gateway.placement import LeastLoadedPolicy
 from pice_gateway.placement.base import EdgeStatus, PointPlacement, usable
+from pice_gateway.placement.rate import MIN_FINISHED_POINTS
 from pice_gateway.progressive import watch
 from pice_gateway.progressive.dispatch import Dispatcher
 from pice_gateway.progressive.events import (
@@ -329,6 +330,24 @@ async def dispatch_points(
 
 async def dispatch_one_point(shared: Upstreams, expansion: ExpansionSpec) -> list[DispatchEvent]:
     return await dispatch_points(shared, expansion, ["Alpha"])
+
+
+async def test_points_that_finish_teach_the_registry_how_fast_their_edge_is() -> None:
+    """Each point placed alone on a free slot is one measurement of its edge's rate; once
+    enough have finished, the estimates use that fit instead of the reported decode rate."""
+    edge = InProcessEdge("e1")
+    async with upstreams(CloudScript(), edge) as shared:
+        titles = [f"Point {i}" for i in range(MIN_FINISHED_POINTS)]
+        await dispatch_points(shared, spec(max_points=MIN_FINISHED_POINTS), titles[:-1])
+        assert shared.registry.snapshot()[0].rate_source != "points"
+        events = await dispatch_points(shared, spec(max_points=1), titles[-1:])
+        status = shared.registry.snapshot()[0]
+    assert status.rate_source == "points"
+    assert status.rate is not None
+    assert status.rate.single > 0
+    # The estimate made with it says so.
+    started = [e for e in events if isinstance(e, PointStarted)]
+    assert started[0].estimate is not None
 
 
 async def test_dispatcher_reports_one_points_life_in_order() -> None:

@@ -11,7 +11,7 @@ from pice.edge_protocol import ExpandEvent, ExpandRequest, LoadResponse
 from pice_gateway.edges import Edge, EdgeRegistry
 from pice_gateway.placement.base import EdgeStatus
 from pice_gateway.placement.estimate import added_delay, expected_finish, finish_on
-from pice_gateway.placement.rate import DEFAULT_ALPHA, RateCurve, RateFit
+from pice_gateway.placement.rate import DEFAULT_ALPHA, MIN_FINISHED_POINTS, RateCurve, RateFit
 from tests.gateway.fakes import load_report
 
 
@@ -89,10 +89,10 @@ def test_finish_time_on_a_full_edge_waits_for_the_sequences_ahead() -> None:
 
 def test_the_finish_carries_the_inputs_it_was_computed_from() -> None:
     curve = RateCurve(single=40.0, alpha=0.25)
-    finish = finish_on(status(running=8, queued=4, rtt=0.05), 32.0, curve, fitted=False)
+    finish = finish_on(status(running=8, queued=4, rtt=0.05), 32.0, curve, source="prior")
     assert (finish.busy, finish.slots, finish.tokens) == (12, 8, 32.0)
     assert (finish.single_rate, finish.alpha, finish.rtt) == (40.0, 0.25, 0.05)
-    assert not finish.fitted
+    assert finish.rate_source == "prior"
     assert finish.wait == pytest.approx(5 * 32.0 / curve.aggregate(8))
     assert finish.decode == pytest.approx(32.0 / curve.per_sequence(8))
     assert finish.seconds == pytest.approx(finish.rtt + finish.wait + finish.decode)
@@ -169,3 +169,43 @@ async def test_the_poller_measures_the_round_trip_and_fits_the_rate() -> None:
     assert registry.expected_point_tokens() == 40.0
     registry.observe_point(60)
     assert 40.0 < registry.expected_point_tokens() < 60.0
+
+
+def _edge() -> Edge:
+    edge = Edge(TimedEdge())
+    # A decode-rate fit from one load report: 30 tok/s at a batch of 2.
+    edge.record_load(load_report(running_sequences=2, decode_tokens_per_second=30.0), 0.01)
+    return edge
+
+
+def test_finished_points_fit_the_edges_curve_once_enough_have_finished() -> None:
+    """Points timed from placement recover the curve they finished at; before
+    MIN_FINISHED_POINTS of them, and with ``rate_from="decode"``, the reported rate is used."""
+    truth = RateCurve(single=5.0, alpha=0.1)
+    edge = _edge()
+    for n in range(3 * MIN_FINISHED_POINTS):
+        batch = 1 + n % 6
+        if n == MIN_FINISHED_POINTS - 1:
+            assert edge.status().rate_source == "decode"
+        edge.observe_finish(batch, 32, 32.0 / truth.per_sequence(batch))
+    status = edge.status()
+    assert status.rate_source == "points"
+    assert status.rate is not None
+    assert status.rate.single == pytest.approx(truth.single, rel=0.01)
+    assert status.rate.alpha == pytest.approx(truth.alpha, abs=0.01)
+    decode = edge.status("decode")
+    assert decode.rate_source == "decode"
+    assert decode.rate is not None
+    assert decode.rate.single != pytest.approx(truth.single, rel=0.1)
+
+
+def test_a_short_points_time_has_less_say_than_a_long_ones() -> None:
+    """A 2-token point is mostly overhead: weighted by its tokens, it barely moves the fit."""
+    edge = _edge()
+    for _ in range(MIN_FINISHED_POINTS):
+        edge.observe_finish(1, 40, 10.0)  # 4 tok/s
+    edge.observe_finish(1, 2, 4.0)  # 0.5 tok/s
+    edge.observe_finish(1, 0, 1.0)  # nothing written: no measurement
+    rate = edge.status().rate
+    assert rate is not None
+    assert 3.5 < rate.single < 4.0

@@ -78,9 +78,9 @@ def test_the_estimate_is_the_eft_estimate_with_the_prior_for_an_unmeasured_edge(
     # The median of the fitted edges (4 and 20 tok/s) stands in for its rate.
     assert estimate_on(unmeasured, [slow, fast, unmeasured], 12.0) == pytest.approx(1.0)
     # The record says which curve stood in.
-    assert finish_estimate(slow, [slow, fast], 8.0).fitted
+    assert finish_estimate(slow, [slow, fast], 8.0).rate_source == "decode"
     prior = finish_estimate(unmeasured, [slow, fast, unmeasured], 12.0)
-    assert (prior.fitted, prior.single_rate) == (False, 12.0)
+    assert (prior.rate_source, prior.single_rate) == ("prior", 12.0)
 
 
 # -- where -----------------------------------------------------------------------------------

@@ -137,8 +137,9 @@ async def test_a_stream_without_the_opt_in_is_byte_for_byte_what_it_was(
 def _normalised(raw: bytes) -> dict[str, Any]:
     """What a client reads from the ``data:`` events, with what differs between two runs of
     one request set aside: the completion's id and time, the report's timings (and each
-    point's, with the estimate it was placed with, which reads the measured round trip), and
-    how the text was cut into chunks (the pipeline sends what is ready when it is ready)."""
+    point's, with the estimate it was placed with and its inputs, which read the measured
+    round trip and load), and how the text was cut into chunks (the pipeline sends what is
+    ready when it is ready)."""
     text: list[str] = []
     ends: list[Any] = []
     chunks: list[dict[str, Any]] = []
@@ -160,7 +161,7 @@ def _normalised(raw: bytes) -> dict[str, Any]:
     if report is not None:
         report["timings"] = None
         for point in report["points"]:
-            point.update(placed_ms=None, done_ms=None, estimate_s=None)
+            point.update(placed_ms=None, done_ms=None, estimate_s=None, estimate=None)
     # Prompt tokens count each edge job's prefill, and how a sketch's points group into jobs
     # follows their timing (a busy CI machine made two jobs of one run's three points): only
     # the completion tokens must match, and each total must add up.

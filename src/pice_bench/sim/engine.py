@@ -10,7 +10,9 @@ What is simulated, and what is the gateway's own code:
   built like :class:`~pice_gateway.edges.EdgeRegistry` builds them: the edge's last load record
   (polled every ``poll_interval``), this gateway's in-flight count, the round trip measured at
   each poll (the gateway's EWMA) and the rate curve fitted by the gateway's
-  :class:`~pice_gateway.placement.rate.RateFit` from the reports; the point's expected length
+  :class:`~pice_gateway.placement.rate.RateFit` from the reports (with ``rate_from="points"``,
+  the default as in the gateway, from the points seen finish once enough have); the point's
+  expected length
   is the gateway's running mean of finished points (starting at ``progressive``'s default),
   or with ``Workload.length_signal`` a per-point prediction of a given quality;
 - the point travels half a round trip to its edge, decodes there (:mod:`.edge`), and its
@@ -45,8 +47,8 @@ from pice.edge_protocol import ExpandEvent, ExpandRequest, LoadResponse
 from pice_bench.sim.edge import SimEdge, SimSequence
 from pice_bench.sim.profiles import EdgeProfile
 from pice_bench.stats import percentile
-from pice_gateway.edges import Edge
-from pice_gateway.placement.base import PlacementPolicy, PointPlacement
+from pice_gateway.edges import Edge, RateFrom
+from pice_gateway.placement.base import PlacementPolicy, PointPlacement, busy_sequences
 from pice_gateway.placement.estimate import DEFAULT_POINT_TOKENS
 from pice_gateway.placement.hedging import HedgeRule, estimate_on, hedge_target
 from pice_gateway.placement.rate import ewma
@@ -245,8 +247,11 @@ class Simulation:
         migration: Migration | None = None,
         given: Sequence[GivenRequest] | None = None,
         edges: Sequence[SimEdge] | None = None,
+        rate_from: RateFrom = "points",
     ) -> None:
         self._fleet = fleet
+        # Which rate curve the snapshots carry (``progressive.placement_rate``).
+        self._rate_from: RateFrom = rate_from
         # Requests to run instead of the workload's draw (its rate, points and sketch unused).
         self._given = given
         self._workload = workload
@@ -261,7 +266,7 @@ class Simulation:
         # The gateway's own per-edge state (load, in-flight count, round trip, rate fit); its
         # ``status()`` is the snapshot the policy reads, rebuilt only when it changes.
         self._gateway = [Edge(_Unreachable(profile.name)) for profile in fleet]
-        self._status = [edge.status() for edge in self._gateway]
+        self._status = [edge.status(rate_from) for edge in self._gateway]
         self._index = {profile.name: i for i, profile in enumerate(fleet)}
         self._point_tokens = DEFAULT_POINT_TOKENS
         self._events: list[tuple[float, int, int, tuple[int, ...]]] = []
@@ -272,6 +277,9 @@ class Simulation:
         # and the edge of its duplicate.
         self._live: dict[tuple[int, int], list[int]] = {}
         self._duplicate: dict[tuple[int, int], int] = {}
+        # Per point placed on a free slot, as dispatch keeps it for the outcome fit: its edge,
+        # when, the batch it joined and the round trip then.
+        self._timed: dict[tuple[int, int], tuple[int, float, int, float]] = {}
         self._hedges = self._hedges_won = 0
         # With ``migration``: per moved point, the tokens its new attempt decodes.
         self._migration = migration
@@ -346,9 +354,13 @@ class Simulation:
                     self._push(done, _Kind.RESULT, r, p, -1)
                     continue
                 i = self._index[name]
+                status = self._status[i]
+                busy = busy_sequences(status)
+                if status.load is None or busy < status.load.max_sequences:
+                    self._timed[(r, p)] = (i, t, busy + 1, status.rtt or 0.0)
                 self._gateway[i].in_flight += 1
                 self._gateway[i].last_placed = t
-                self._status[i] = self._gateway[i].status()
+                self._status[i] = self._gateway[i].status(self._rate_from)
                 self._live[(r, p)] = [i]
                 self._push(t + self._one_way(i), _Kind.AT_EDGE, i, r, p)
             elif kind == _Kind.HEDGE:
@@ -382,6 +394,10 @@ class Simulation:
                         continue  # the loser's result, already cancelled
                     if self._duplicate.pop((r, p), None) == i:
                         self._hedges_won += 1
+                    timed = self._timed.pop((r, p), None)
+                    if timed is not None and timed[0] == i:
+                        _, placed, batch, rtt = timed
+                        self._gateway[i].observe_finish(batch, request.lengths[p], t - placed - rtt)
                     for k in live:
                         self._release(t, k, r, p, cancel=k != i)
                     self._point_tokens = ewma(self._point_tokens, request.lengths[p], weight=0.05)
@@ -449,14 +465,14 @@ class Simulation:
         live.append(j)
         self._gateway[j].in_flight += 1
         self._gateway[j].last_placed = t
-        self._status[j] = self._gateway[j].status()
+        self._status[j] = self._gateway[j].status(self._rate_from)
         self._push(t + self._one_way(j), _Kind.AT_EDGE, j, r, p)
 
     def _release(self, t: float, i: int, r: int, p: int, *, cancel: bool) -> None:
         """Edge ``i`` no longer holds point ``p`` of ``r`` for this gateway; ``cancel``: the
         losing attempt, cancelled on the edge if it is still there."""
         self._gateway[i].in_flight -= 1
-        self._status[i] = self._gateway[i].status()
+        self._status[i] = self._gateway[i].status(self._rate_from)
         if cancel:
             edge = self._edges[i]
             edge.advance(t)
@@ -469,4 +485,4 @@ class Simulation:
             edge.advance(t)
             round_trip = self._fleet[i].link.round_trip(self._link_rng)
             self._gateway[i].record_load(edge.load(), round_trip)
-            self._status[i] = self._gateway[i].status()
+            self._status[i] = self._gateway[i].status(self._rate_from)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pice.edge_protocol import LoadResponse
-from pice_gateway.placement.rate import RateCurve
+from pice_gateway.placement.rate import RateCurve, RateSource
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,9 @@ class EdgeStatus:
     # Its decode rate vs batch size, fitted from its load reports (:mod:`.rate`); ``None``
     # until it reported decoding.
     rate: RateCurve | None = None
+    # What ``rate`` was fitted to (:mod:`.rate`): "points" (its finished points) or "decode"
+    # (its reported decode rate); ``None`` with no rate.
+    rate_source: RateSource | None = None
     # Of ``in_flight``, the sequences other gateway replicas sent (:mod:`pice_gateway.membership`).
     remote_in_flight: int = 0
 

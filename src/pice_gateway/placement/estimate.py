@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pice_gateway.placement.base import EdgeStatus, busy_sequences
-from pice_gateway.placement.rate import RateCurve
+from pice_gateway.placement.rate import RateCurve, RateSource
 
 # Tokens a point is expected to decode before any was observed: the edge bench's expansions
 # averaged 24 (189 tokens over 8 points at max_tokens 64); rounded up for longer budgets.
@@ -58,10 +58,12 @@ class Finish:
     rtt: float  # seconds
     wait: float  # seconds until a slot frees (0 with one free)
     decode: float  # seconds decoding, at the batch the point joins
-    fitted: bool  # the curve is the edge's own fit, not the prior (:func:`~.eft.prior_curve`)
+    rate_source: RateSource  # what the curve was fitted to, or "prior" (:func:`~.eft.prior_curve`)
 
 
-def finish_on(edge: EdgeStatus, tokens: float, curve: RateCurve, *, fitted: bool = True) -> Finish:
+def finish_on(
+    edge: EdgeStatus, tokens: float, curve: RateCurve, *, source: RateSource = "decode"
+) -> Finish:
     """When ``edge`` would finish one more point of ``tokens`` tokens, with its inputs."""
     slots = _slots(edge)
     busy = busy_sequences(edge)
@@ -81,7 +83,7 @@ def finish_on(edge: EdgeStatus, tokens: float, curve: RateCurve, *, fitted: bool
         rtt=rtt,
         wait=wait,
         decode=decode,
-        fitted=fitted,
+        rate_source=source,
     )
 
 

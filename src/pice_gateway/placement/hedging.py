@@ -59,8 +59,8 @@ def finish_estimate(edge: EdgeStatus, edges: Sequence[EdgeStatus], tokens: float
     """Expected finish of one more point of ``tokens`` on ``edge`` (the eft estimate), with the
     inputs it came from; an edge with no fitted rate gets the fleet's prior."""
     if edge.rate is not None:
-        return finish_on(edge, tokens, edge.rate)
-    return finish_on(edge, tokens, prior_curve(edges), fitted=False)
+        return finish_on(edge, tokens, edge.rate, source=edge.rate_source or "decode")
+    return finish_on(edge, tokens, prior_curve(edges), source="prior")
 
 
 def estimate_on(edge: EdgeStatus, edges: Sequence[EdgeStatus], tokens: float) -> float:

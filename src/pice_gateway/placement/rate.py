@@ -21,11 +21,25 @@ stands in (a worse pairing: in the simulator it biased r1 and α upwards by 1.2�
 :class:`RateFit` keeps those pairs, decayed, and fits the model by least squares on its linear
 form ``b / aggregate = (1 − α)/r1 + (α/r1)·b``; while it has seen one batch size only it keeps
 the default α and solves for r1.
+
+Fitting from finished points (``progressive.placement_rate: points``, the default). The decode
+rate an edge reports leaves out what else a point waits for there — its prompt's prefill, the
+dispatcher's lane, other sequences' prefill stalling the batch, the siblings a request's
+sketch adds after it — and its pairing with a batch mean is noisy: on the AVX2 testbed the
+fitted r1 of one edge swung 2.8–9.9 tok/s within a run, and the estimate grew with the busy
+count about twice as fast as the points' times did (docs/benchmarks.md, "Scheduling"). So the
+gateway also fits the same curve to its own outcomes: a point placed alone (one candidate) on
+a free slot, ``b`` sequences there counting it, that decoded ``n`` tokens in ``t`` seconds from
+placement (the round trip taken out) is one measurement of ``per_sequence(b) = n / t``, i.e.
+``aggregate(b) = b·n/t``, weighted by ``n`` (a short point's time is mostly overhead). Once
+:data:`MIN_FINISHED_POINTS` have finished on an edge, its estimate uses this curve; before, the
+reported decode rate's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pice.edge_protocol import LoadResponse
 
@@ -33,6 +47,12 @@ DEFAULT_ALPHA = 1.0 / 3.0
 # A sequence alone on this repo's 2-core CPU edge (raw decode, Q8_0 0.5B): 22.4 tok/s. Used for
 # an edge not measured yet when no other edge is either.
 DEFAULT_SINGLE_RATE = 20.0
+# Finished points an edge's outcome fit needs before the estimate uses it.
+MIN_FINISHED_POINTS = 8
+
+# Where an estimate's rate curve came from: the edge's finished points, its reported decode
+# rate, or (neither yet) the fleet's prior.
+RateSource = Literal["points", "decode", "prior"]
 
 
 @dataclass(frozen=True)
@@ -69,16 +89,18 @@ class RateFit:
         self._decay = decay
         self._w = self._x = self._y = self._xx = self._xy = 0.0
 
-    def observe(self, batch: float, aggregate: float) -> None:
-        if batch < 1.0 or aggregate <= 0.0:
+    def observe(self, batch: float, aggregate: float, weight: float = 1.0) -> None:
+        """One measurement: ``aggregate`` tokens/s at a batch of ``batch``; ``weight`` scales its
+        say in the fit (a report counts 1; older ones fade by ``decay`` per observation)."""
+        if batch < 1.0 or aggregate <= 0.0 or weight <= 0.0:
             return
         x, y = float(batch), batch / aggregate
         d = self._decay
-        self._w = self._w * d + 1.0
-        self._x = self._x * d + x
-        self._y = self._y * d + y
-        self._xx = self._xx * d + x * x
-        self._xy = self._xy * d + x * y
+        self._w = self._w * d + weight
+        self._x = self._x * d + weight * x
+        self._y = self._y * d + weight * y
+        self._xx = self._xx * d + weight * x * x
+        self._xy = self._xy * d + weight * x * y
 
     def observe_load(self, load: LoadResponse) -> None:
         """Take the rate an edge's load report carries, at the batch it was measured at."""

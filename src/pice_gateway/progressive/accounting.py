@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from pice.openai_protocol import Usage
 from pice_gateway.placement.estimate import Finish
+from pice_gateway.placement.rate import RateSource
 from pice_gateway.progressive.tidy import Trimmed
 
 Mode = Literal["progressive", "cloud"]
@@ -59,11 +60,12 @@ class EstimateReport(BaseModel):
     # and its sequence slots.
     busy: int
     slots: int
-    # The rate curve used: one sequence's tokens/s and the batching slope; ``fitted`` False
-    # when the edge had no fitted rate yet and the fleet's prior stood in.
+    # The rate curve used: one sequence's tokens/s and the batching slope, and what it was
+    # fitted to: "points" (the edge's finished points), "decode" (its reported decode rate) or
+    # "prior" (neither yet: the fleet's prior stood in).
     rate: float
     alpha: float
-    fitted: bool
+    rate_source: RateSource
     rtt_s: float
     wait_s: float
     decode_s: float
@@ -76,7 +78,7 @@ class EstimateReport(BaseModel):
             slots=finish.slots,
             rate=round(finish.single_rate, 3),
             alpha=round(finish.alpha, 3),
-            fitted=finish.fitted,
+            rate_source=finish.rate_source,
             rtt_s=round(finish.rtt, 4),
             wait_s=round(finish.wait, 3),
             decode_s=round(finish.decode, 3),

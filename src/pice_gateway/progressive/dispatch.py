@@ -55,6 +55,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pice.edge_protocol import (
     DeltaEvent,
@@ -71,6 +72,7 @@ from pice_gateway.cloud_meter import CloudMeter, StreamTicket
 from pice_gateway.edges import EdgeRegistry
 from pice_gateway.placement.base import EdgeStatus, PlacementPolicy, PointPlacement
 from pice_gateway.placement.candidates import candidates_for, companion_edges
+from pice_gateway.placement.estimate import Finish
 from pice_gateway.placement.hedging import (
     HedgeRule,
     RunningPoint,
@@ -106,6 +108,15 @@ logger = logging.getLogger(__name__)
 # looked at again this often, not in a busy loop).
 _WATCH_TICK = 0.5
 _WATCH_MIN = 0.05
+
+
+@dataclass(frozen=True)
+class _Timed:
+    """A point placed alone on a free slot of ``edge``: its finish there is a measurement."""
+
+    edge: str
+    placed_at: float  # monotonic
+    finish: Finish
 
 
 class Dispatcher:
@@ -157,6 +168,9 @@ class Dispatcher:
         self._watching = False
         # Per point, its current attempt's companions still running on other edges.
         self._companions: dict[int, list[EdgeJob]] = {}
+        # Per point placed alone on a free slot of an edge: when, and the estimate it was placed
+        # with. When it finishes there, the registry learns how fast that edge's points finish.
+        self._timed: dict[int, _Timed] = {}
 
     @property
     def idle(self) -> bool:
@@ -207,6 +221,7 @@ class Dispatcher:
         snapshot = self._registry.snapshot()
         edge = self._policy.place(placement, snapshot)
         self._watch.pop(index, None)
+        self._timed.pop(index, None)
         tokens = placement.expected_tokens or 1.0
         status = next((s for s in snapshot if s.name == edge), None) if edge else None
         # The edge's expected finish, for overflow, hedging and the ``pice`` object.
@@ -241,6 +256,8 @@ class Dispatcher:
             if not self._watching:
                 self._watching = True
                 self._tasks.spawn(self._watchdog())
+        if k == 1 and not companions and finish is not None and finish.wait == 0.0:
+            self._timed[index] = _Timed(edge, time.monotonic(), finish)
         self._acquire(edge, k)
         self._launch(edge, self._lanes.place(edge, index))
         for offset, other in enumerate(companions, start=k):
@@ -389,6 +406,11 @@ class Dispatcher:
             self._emit(HedgeSettled(point, job.edge))
         job.completion_tokens += event.completion_tokens
         self._registry.observe_point(event.completion_tokens)
+        timed = self._timed.pop(point, None)
+        if timed is not None and timed.edge == job.edge and not job.companion:
+            seconds = time.monotonic() - timed.placed_at - timed.finish.rtt
+            batch = timed.finish.busy + 1
+            self._registry.observe_finish(job.edge, batch, event.completion_tokens, seconds)
         job.open[point] -= 1
         if not job.open[point]:
             del job.open[point]
