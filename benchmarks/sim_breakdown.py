@@ -76,7 +76,10 @@ def main() -> int:
     )
     edges = config.fleet()
     workload = replace(config.workload, rate=rate_for_load(args.load, edges, config.workload))
-    simulation = Simulation(edges, workload, placement_policy(args.policy), seed=args.seed)
+    # The rate fit the committed breakdown ran with (before 2026-12-05: the decode rate).
+    simulation = Simulation(
+        edges, workload, placement_policy(args.policy), seed=args.seed, rate_from="decode"
+    )
     TracedEdge.traces = {}
     # The breakdown needs the edges' own clocks: swap in traced edges before the run starts.
     simulation._edges = [TracedEdge(profile) for profile in edges]

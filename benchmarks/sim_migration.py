@@ -63,6 +63,7 @@ def run(variant: Variant, config: SimConfig, load: float) -> RunResult:
         seed=config.seed,
         hedging=variant.hedging,
         migration=variant.migration,
+        rate_from="decode",  # as the committed results ran (before 2026-12-05)
     )
     return simulation.run(variant.name, load)
 

@@ -142,7 +142,9 @@ def main() -> int:
             "deadline-mean": Deadline(None, args.deadline),
         }
         for name, policy in variants.items():
-            result = Simulation(edges, workload, policy, seed=seed).run(name, args.load)
+            # The rate fit of the committed results (before 2026-12-05: the decode rate).
+            simulation = Simulation(edges, workload, policy, seed=seed, rate_from="decode")
+            result = simulation.run(name, args.load)
             rows.setdefault(name, []).append((result.p95, result.p50))
     for name, runs in rows.items():
         shown = ", ".join(f"{p95:.2f}" for p95, _ in runs)

@@ -96,6 +96,8 @@ def simulate(
         seed=seed,
         given=requests,
         edges=hetero_edges(shared=shared_core),
+        # The real runs it is checked against had gateways fitting the decode rate.
+        rate_from="decode",
     )
     return simulation.run(policy).latencies
 

@@ -22,6 +22,7 @@ from pice_bench.sim.engine import (
 from pice_bench.sim.profiles import AGX_ORIN, LAN, ORIN_NANO, ORIN_NX, EdgeProfile, fleet
 from pice_bench.sim.sweep import SimConfig, report, run_one, table
 from pice_cli.main import main
+from pice_gateway.edges import RateFrom
 from pice_gateway.placement import registry
 from pice_gateway.placement.base import EdgeStatus, PointPlacement
 from pice_gateway.placement.hedging import HedgeRule
@@ -119,6 +120,28 @@ def test_the_simulator_asks_the_gateways_registered_policy(monkeypatch: pytest.M
         assert edge.rtt is not None
         assert edge.rtt > 0
         assert edge.rate is not None, "the gateway's rate fit saw the edge decode"
+
+
+@pytest.mark.parametrize("rate_from", ["points", "decode"])
+def test_the_simulated_gateway_fits_each_edges_rate_from_the_points_it_saw_finish(
+    monkeypatch: pytest.MonkeyPatch, rate_from: RateFrom
+) -> None:
+    """With ``points`` (the gateway's default) the estimates' curve is fitted to the points'
+    own times once enough finished: a fast and a slow device come out in about the order and
+    ratio of their real speeds (the sim's edges decode at exactly their curves; a point's time
+    also carries its link and the batch changing under it, hence the loose bounds)."""
+    monkeypatch.setattr(registry, "PLACEMENT_POLICIES", {"spy": Spy})
+    Spy.seen.clear()
+    edges = [EdgeProfile(d.name, d.name, d.curve(), 16, LAN) for d in (AGX_ORIN, ORIN_NANO)]
+    workload = replace(SHORT, rate=rate_for_load(0.5, edges, SHORT))
+    Simulation(edges, workload, Spy(), rate_from=rate_from).run("spy", 0.5)
+    _, seen = Spy.seen[-1]
+    assert [edge.rate_source for edge in seen] == [rate_from] * 2
+    rates = [edge.rate for edge in seen]
+    assert rates[0] is not None
+    assert rates[1] is not None
+    true_ratio = edges[0].curve.single / edges[1].curve.single
+    assert 0.5 * true_ratio < rates[0].single / rates[1].single < 1.5 * true_ratio
 
 
 def test_pice_sim_prints_a_table_and_writes_json(

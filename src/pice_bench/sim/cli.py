@@ -73,6 +73,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(held-out R², 0-1) of the log-length variance; 1 is the true length (default: none, "
         "the gateway's running mean, as it is today)",
     )
+    p.add_argument(
+        "--placement-rate",
+        choices=("points", "decode"),
+        default="points",
+        help="the rate curve the gateway's estimates use (progressive.placement_rate): fitted "
+        "to finished points, or to the edges' reported decode rate (default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="write the JSON record here")
     p.add_argument("--png", type=Path, default=None, help="write a latency-vs-load plot here")
@@ -113,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         slots=args.slots,
         hedge_factor=args.hedge_factor,
         hedge_floor=args.hedge_floor,
+        rate_from=args.placement_rate,
     )
     results = run_sweep(config)
     sys.stdout.write(table(results))

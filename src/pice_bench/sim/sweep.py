@@ -11,6 +11,7 @@ from typing import Any
 from pice_bench.figures import figure
 from pice_bench.sim.engine import RunResult, Simulation, Workload, rate_for_load
 from pice_bench.sim.profiles import HETEROGENEOUS, HOMOGENEOUS, LAN, EdgeProfile, fleet
+from pice_gateway.edges import RateFrom
 from pice_gateway.placement.hedging import HedgeRule
 from pice_gateway.placement.registry import placement_policy
 
@@ -33,6 +34,8 @@ class SimConfig:
     # The hedging of policies named ``<policy>+hedge`` (the gateway's defaults).
     hedge_factor: float = 2.0
     hedge_floor: float = 2.0
+    # The rate curve the gateway's estimates use (``progressive.placement_rate``).
+    rate_from: RateFrom = "points"
 
     def fleet(self) -> list[EdgeProfile]:
         # A homogeneous fleet is one device class on one link, so only the policy differs.
@@ -74,6 +77,7 @@ def run_one(config: SimConfig, policy: str, load: float) -> RunResult:
         seed=config.seed,
         progress=progress,
         hedging=hedging,
+        rate_from=config.rate_from,
     )
     return simulation.run(policy, load)
 
@@ -124,6 +128,7 @@ def report(config: SimConfig, results: Sequence[RunResult]) -> dict[str, Any]:
             "policies": list(config.policies),
             "seed": config.seed,
             "slots": config.slots,
+            "placement_rate": config.rate_from,
             "workload": asdict(config.workload) | {"rate": None},
         },
         "fleet": [
