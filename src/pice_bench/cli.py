@@ -97,6 +97,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(default: the gateway's own)",
     )
     tb.add_argument(
+        "--placement-rate",
+        choices=("points", "decode"),
+        default=None,
+        help="the rate curve the gateway's estimates use (progressive.placement_rate): fitted "
+        "to finished points or to the edges' reported decode rate (default: the gateway's own)",
+    )
+    tb.add_argument(
         "--threads", type=int, default=1, help="threads per model server (default: %(default)s)"
     )
     tb.add_argument(

@@ -97,6 +97,7 @@ def systems_under_test(
     spec = BenchStackSpec(
         profile=load_profile(args.profile) if args.profile else None,
         placement=args.placement,
+        placement_rate=args.placement_rate,
         cloud=args.cloud,
         cloud_model=args.cloud_model,
         edge_model=args.edge_model,

@@ -38,6 +38,8 @@ class BenchStackSpec:
     profile: TestbedProfile | None = None
     # The gateway's placement policy (``progressive.placement``); None = its default.
     placement: str | None = None
+    # The rate curve its estimates use (``progressive.placement_rate``); None = its default.
+    placement_rate: str | None = None
     # A sketcher LoRA the cloud serves for the outline sketches (``pice up --sketch-lora``).
     sketch_lora: Path | None = None
     # A LoRA adapter GGUF every edge applies (``pice up --edge-lora``), and its scale.
@@ -91,8 +93,13 @@ def bench_stack(spec: BenchStackSpec) -> Iterator[BenchStack]:
     host = "127.0.0.1"
     edges = len(spec.profile.edges) if spec.profile is not None else spec.edges
     overrides: dict[str, Any] = {}
+    progressive: dict[str, Any] = {}
     if spec.placement is not None:
-        overrides["progressive"] = {"placement": spec.placement}
+        progressive["placement"] = spec.placement
+    if spec.placement_rate is not None:
+        progressive["placement_rate"] = spec.placement_rate
+    if progressive:
+        overrides["progressive"] = progressive
     stack_spec = StackSpec(
         cloud=spec.cloud,
         cloud_model=spec.cloud_model,

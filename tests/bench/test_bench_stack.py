@@ -78,6 +78,20 @@ def test_a_profile_and_a_placement_reach_the_launcher_and_fleet_direct_gets_ever
     assert bench.gateway["progressive"]["hedging"]["enabled"] is False
 
 
+def test_a_placement_rate_reaches_the_gateways_settings_and_the_record(
+    tmp_path: Path, launched: list[StackSpec]
+) -> None:
+    spec = BenchStackSpec(
+        cloud="edge", cloud_model="big", edge_model="small", edges=1, threads=1, pin=True,
+        log_dir=tmp_path, placement="eft", placement_rate="decode",
+    )  # fmt: skip
+    with bench_stack(spec) as bench:
+        pass
+    progressive = {"placement": "eft", "placement_rate": "decode"}
+    assert launched[0].gateway_overrides == {"progressive": progressive}
+    assert bench.gateway["progressive"]["placement_rate"] == "decode"
+
+
 def test_a_sketch_lora_reaches_the_launcher_and_the_record(
     tmp_path: Path, launched: list[StackSpec]
 ) -> None:

@@ -127,9 +127,10 @@ def test_the_simulated_gateway_fits_each_edges_rate_from_the_points_it_saw_finis
     monkeypatch: pytest.MonkeyPatch, rate_from: RateFrom
 ) -> None:
     """With ``points`` (the gateway's default) the estimates' curve is fitted to the points'
-    own times once enough finished: a fast and a slow device come out in about the order and
-    ratio of their real speeds (the sim's edges decode at exactly their curves; a point's time
-    also carries its link and the batch changing under it, hence the loose bounds)."""
+    own times once enough finished. It is a predictor from what is known at placement, not the
+    device's physics: a point's batch grows after it is placed (the sketch's later points
+    join), so the fit reads an edge slower than it decodes alone (the sim's Orin Nano at
+    50-70% of its r1), never faster; it still tells the fast device from the slow one."""
     monkeypatch.setattr(registry, "PLACEMENT_POLICIES", {"spy": Spy})
     Spy.seen.clear()
     edges = [EdgeProfile(d.name, d.name, d.curve(), 16, LAN) for d in (AGX_ORIN, ORIN_NANO)]
@@ -137,11 +138,12 @@ def test_the_simulated_gateway_fits_each_edges_rate_from_the_points_it_saw_finis
     Simulation(edges, workload, Spy(), rate_from=rate_from).run("spy", 0.5)
     _, seen = Spy.seen[-1]
     assert [edge.rate_source for edge in seen] == [rate_from] * 2
-    rates = [edge.rate for edge in seen]
-    assert rates[0] is not None
-    assert rates[1] is not None
-    true_ratio = edges[0].curve.single / edges[1].curve.single
-    assert 0.5 * true_ratio < rates[0].single / rates[1].single < 1.5 * true_ratio
+    fitted = [edge.rate.single for edge in seen if edge.rate is not None]
+    true = [edge.curve.single for edge in edges]
+    assert len(fitted) == 2
+    for rate, physical in zip(fitted, true, strict=True):
+        assert 0.4 * physical < rate < 1.1 * physical
+    assert fitted[0] > 2.0 * fitted[1]
 
 
 def test_pice_sim_prints_a_table_and_writes_json(
