@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 from pice.edge_protocol import LoadResponse
 from pice.errors import PiceError
@@ -30,12 +29,10 @@ from pice_gateway.placement.rate import (
     MIN_FINISHED_POINTS,
     RateCurve,
     RateFit,
+    RateFrom,
     RateSource,
     ewma,
 )
-
-# Which curve the estimates use (``progressive.placement_rate``, :mod:`.placement.rate`).
-RateFrom = Literal["points", "decode"]
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ documented in ``docs/configuration.md``; ``pice up`` writes this schema as YAML.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -18,6 +18,7 @@ from pice.logs import LogFormat
 from pice.security import OptionalSecret, read_secret_lines, secret_or_file, stripped_secret
 from pice.settings import YamlSettings, load_yaml_settings
 from pice.tracing import TracingSettings
+from pice_gateway.placement.rate import RateFrom
 from pice_gateway.placement.registry import PLACEMENT_POLICIES
 from pice_gateway.upstream_http import PoolLimits
 from pice_gateway.upstream_http import Timeouts as TransportTimeouts
@@ -288,7 +289,7 @@ class ProgressiveSettings(BaseModel):
     # before 2026-12-05). On the AVX2 testbed eft's p50/p95 were 0.89x/0.96x with "points"
     # (intervals include 1); in ``pice sim``, whose decode rates are exact, "decode" is better.
     # See ``placement.rate`` and docs/benchmarks.md, "Scheduling".
-    placement_rate: Literal["points", "decode"] = "points"
+    placement_rate: RateFrom = "points"
     # Tokens a point is expected to decode before any finished (``eft`` reads a running mean of
     # the points edges finish, starting here, capped by the request's per-point budget).
     expected_point_tokens: float = Field(default=32.0, gt=0)

@@ -22,12 +22,11 @@ from pice_bench.sim.engine import (
 from pice_bench.sim.profiles import AGX_ORIN, LAN, ORIN_NANO, ORIN_NX, EdgeProfile, fleet
 from pice_bench.sim.sweep import SimConfig, report, run_one, table
 from pice_cli.main import main
-from pice_gateway.edges import RateFrom
 from pice_gateway.placement import registry
 from pice_gateway.placement.base import EdgeStatus, PointPlacement
 from pice_gateway.placement.hedging import HedgeRule
 from pice_gateway.placement.least_loaded import LeastLoadedPolicy
-from pice_gateway.placement.rate import RateCurve
+from pice_gateway.placement.rate import RateCurve, RateFrom
 from pice_gateway.placement.round_robin import RoundRobinPolicy
 from tests.support.scripts import load_benchmark
 

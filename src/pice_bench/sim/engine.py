@@ -47,11 +47,11 @@ from pice.edge_protocol import ExpandEvent, ExpandRequest, LoadResponse
 from pice_bench.sim.edge import SimEdge, SimSequence
 from pice_bench.sim.profiles import EdgeProfile
 from pice_bench.stats import percentile
-from pice_gateway.edges import Edge, RateFrom
+from pice_gateway.edges import Edge
 from pice_gateway.placement.base import PlacementPolicy, PointPlacement, busy_sequences
 from pice_gateway.placement.estimate import DEFAULT_POINT_TOKENS
 from pice_gateway.placement.hedging import HedgeRule, estimate_on, hedge_target
-from pice_gateway.placement.rate import ewma
+from pice_gateway.placement.rate import RateFrom, ewma
 
 
 @dataclass(frozen=True)

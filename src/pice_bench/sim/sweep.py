@@ -11,8 +11,8 @@ from typing import Any
 from pice_bench.figures import figure
 from pice_bench.sim.engine import RunResult, Simulation, Workload, rate_for_load
 from pice_bench.sim.profiles import HETEROGENEOUS, HOMOGENEOUS, LAN, EdgeProfile, fleet
-from pice_gateway.edges import RateFrom
 from pice_gateway.placement.hedging import HedgeRule
+from pice_gateway.placement.rate import RateFrom
 from pice_gateway.placement.registry import placement_policy
 
 logger = logging.getLogger(__name__)

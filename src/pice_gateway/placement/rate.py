@@ -53,6 +53,9 @@ MIN_FINISHED_POINTS = 8
 # Where an estimate's rate curve came from: the edge's finished points, its reported decode
 # rate, or (neither yet) the fleet's prior.
 RateSource = Literal["points", "decode", "prior"]
+# Which curve the estimates use (``progressive.placement_rate``): the points fit once it has
+# enough finished points, or the decode-rate fit only.
+RateFrom = Literal["points", "decode"]
 
 
 @dataclass(frozen=True)
