@@ -91,6 +91,7 @@ class Edge:
             rtt=self.rtt,
             rate=rate,
             rate_source=source,
+            points_timed=self.points_finished,
         )
 
     def _curve(self, rate_from: RateFrom) -> tuple[RateCurve | None, RateSource | None]:

@@ -6,8 +6,9 @@ in the tests, do not collide):
 - :meth:`GatewayMetrics.observe` is a report observer (:mod:`pice_gateway.observers`): it turns
   each finished chat request's ``pice`` report and outcome into counters and histograms. The
   request path never touches a metric object itself.
-- :class:`EdgeCollector` reads the edge registry's snapshot at scrape time (up, in flight), as
-  the edge agent's own collector does (``edge_agent/engine/metrics.py``).
+- :class:`EdgeCollector` reads the edge registry's snapshot at scrape time (up, in flight, the
+  rate curve the estimates use, the round trip), as the edge agent's own collector does
+  (``edge_agent/engine/metrics.py``).
 
 Label values are bounded: ``model`` is one of the served names or ``other`` (clients choose the
 name they send), ``edge`` a configured edge or ``cloud``. Every metric is listed, with its labels,
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
@@ -53,11 +54,38 @@ class EdgeCollector(Collector):
             "Sequences this gateway has sent to the edge and not yet seen finish",
             labels=["edge"],
         )
+        # What the finish-time estimates read (eft, hedging, overflow): the rate curve in use
+        # and what it was fitted to, the poll's round trip, and the points fit's samples.
+        single = GaugeMetricFamily(
+            "pice_gateway_edge_rate_single_tokens_per_second",
+            "r1 of the edge's rate curve in use: tokens/s of one sequence alone",
+            labels=["edge", "source"],
+        )
+        alpha = GaugeMetricFamily(
+            "pice_gateway_edge_rate_alpha",
+            "alpha of the edge's rate curve in use: 0 perfect batching, 1 none",
+            labels=["edge", "source"],
+        )
+        rtt = GaugeMetricFamily(
+            "pice_gateway_edge_round_trip_seconds",
+            "Round trip of the edge's load poll (EWMA)",
+            labels=["edge"],
+        )
+        timed = CounterMetricFamily(
+            "pice_gateway_edge_points_timed",
+            "Points placed alone on a free slot of the edge and timed to their finish",
+            labels=["edge"],
+        )
         for edge in self.snapshot():
             up.add_metric([edge.name], 1.0 if edge.up else 0.0)
             in_flight.add_metric([edge.name], edge.in_flight - edge.remote_in_flight)
-        yield up
-        yield in_flight
+            if edge.rate is not None and edge.rate_source is not None:
+                single.add_metric([edge.name, edge.rate_source], edge.rate.single)
+                alpha.add_metric([edge.name, edge.rate_source], edge.rate.alpha)
+            if edge.rtt is not None:
+                rtt.add_metric([edge.name], edge.rtt)
+            timed.add_metric([edge.name], edge.points_timed)
+        yield from (up, in_flight, single, alpha, rtt, timed)
 
 
 class GatewayMetrics:

@@ -15,6 +15,8 @@ from pice.errors import UpstreamError
 from pice.openai_protocol import Usage
 from pice_gateway.metrics import GatewayMetrics
 from pice_gateway.observers import RequestOutcome
+from pice_gateway.placement.base import EdgeStatus
+from pice_gateway.placement.rate import RateCurve
 from pice_gateway.progressive.accounting import OverflowReport, PiceReport, PointReport
 from pice_gateway.settings import ModelNames
 from tests.gateway.conftest import fake_stack
@@ -118,6 +120,10 @@ def test_a_scrape_counts_progressive_cloud_and_refused_requests(
     assert value(samples, "pice_gateway_edge_up", edge="e1") == 1
     assert value(samples, "pice_gateway_edge_up", edge="gone") == 0
     assert value(samples, "pice_gateway_edge_in_flight_sequences", edge="e1") == 0
+    # The three points went out alone on free slots: each was timed for e1's points fit.
+    assert value(samples, "pice_gateway_edge_points_timed_total", edge="e1") == 3
+    assert value(samples, "pice_gateway_edge_points_timed_total", edge="gone") == 0
+    assert value(samples, "pice_gateway_edge_round_trip_seconds", edge="e1") > 0
 
 
 def test_in_flight_is_read_at_scrape_time_and_released_when_the_client_leaves() -> None:
@@ -222,3 +228,49 @@ def test_the_observer_counts_router_decisions_failovers_and_bounded_labels() -> 
     assert value(samples, "pice_gateway_points_per_request_count") == 0
     # Before the lifespan hands it the edge registry, the edge gauges have no samples.
     assert not [name for name, _ in samples if name.startswith("pice_gateway_edge_")]
+
+
+def test_the_edge_gauges_carry_the_curve_the_estimates_use() -> None:
+    metrics = GatewayMetrics(ModelNames())
+    fitted = EdgeStatus(
+        "fast",
+        up=True,
+        in_flight=2,
+        load=None,
+        last_placed=0.0,
+        rtt=0.004,
+        rate=RateCurve(single=12.5, alpha=0.2),
+        rate_source="points",
+        points_timed=9,
+    )
+    polled = EdgeStatus(
+        "slow",
+        up=True,
+        in_flight=0,
+        load=None,
+        last_placed=0.0,
+        rtt=0.05,
+        rate=RateCurve(single=3.0),
+        rate_source="decode",
+        points_timed=3,
+    )
+    fresh = EdgeStatus("new", up=False, in_flight=0, load=None, last_placed=0.0)
+    metrics.watch_edges(lambda: [fitted, polled, fresh])
+    samples = parse(generate_latest(metrics.registry).decode())
+
+    single = "pice_gateway_edge_rate_single_tokens_per_second"
+    assert value(samples, single, edge="fast", source="points") == 12.5
+    assert value(samples, single, edge="slow", source="decode") == 3.0
+    assert value(samples, "pice_gateway_edge_rate_alpha", edge="fast", source="points") == 0.2
+    assert value(samples, "pice_gateway_edge_rate_alpha", edge="slow", source="decode") == (
+        pytest.approx(1 / 3)
+    )
+    # One series per edge: the source is the curve in use, not every fit the edge has.
+    assert [labels for (name, labels) in samples if name == single] == [
+        frozenset({("edge", "fast"), ("source", "points")}),
+        frozenset({("edge", "slow"), ("source", "decode")}),
+    ]
+    assert value(samples, "pice_gateway_edge_round_trip_seconds", edge="slow") == 0.05
+    assert ("pice_gateway_edge_round_trip_seconds", frozenset({("edge", "new")})) not in samples
+    timed = "pice_gateway_edge_points_timed_total"
+    assert [value(samples, timed, edge=e) for e in ("fast", "slow", "new")] == [9, 3, 0]

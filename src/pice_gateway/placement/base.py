@@ -43,6 +43,9 @@ class EdgeStatus:
     rate_source: RateSource | None = None
     # Of ``in_flight``, the sequences other gateway replicas sent (:mod:`pice_gateway.membership`).
     remote_in_flight: int = 0
+    # Points timed on it so far (placed alone on a free slot, finished): the samples of its
+    # points fit, which ``rate`` uses once there are ``MIN_FINISHED_POINTS`` (:mod:`.rate`).
+    points_timed: int = 0
 
 
 @dataclass(frozen=True)
