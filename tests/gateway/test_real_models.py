@@ -16,8 +16,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from pice_gateway.app import create_app
+from pice_gateway.placement.rate import MIN_FINISHED_POINTS
 from pice_gateway.settings import GatewaySettings
 from tests.gateway.fakes import serve
 from tests.support.processes import ServerProcess, free_port, pice_argv
@@ -303,3 +305,54 @@ def test_a_point_short_of_room_gets_a_candidate_from_the_other_edge(
             tiny.stop()
     finally:
         roomy.stop()
+
+
+def points_timed(stack: Stack) -> dict[str, float]:
+    """Each edge's ``pice_gateway_edge_points_timed_total`` from the gateway's ``/metrics``."""
+    text = httpx.get(stack.gateway_url + "/metrics", timeout=10).text
+    timed = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "pice_gateway_edge_points_timed_total":
+                timed[sample.labels["edge"]] = sample.value
+    return timed
+
+
+def test_points_finished_on_real_edges_become_the_rate_eft_places_by(shared: Stack) -> None:
+    """The points fit (``progressive.placement_rate: points``) on real agents: once 8 points
+    have been timed on an edge, the estimates of the points placed there use the curve fitted
+    to them, and ``/metrics`` exports it."""
+    client = shared.client()
+    timed = points_timed(shared)
+    for _ in range(12):
+        if max(timed.values()) >= MIN_FINISHED_POINTS:
+            break
+        client.chat.completions.create(**ask())
+        timed = points_timed(shared)
+    fitted = {edge for edge, n in timed.items() if n >= MIN_FINISHED_POINTS}
+    assert fitted, timed
+    # Sources are fixed at placement, and an edge's count only grows: every point placed on
+    # an edge fitted before this request must read its points fit.
+    completion = client.chat.completions.create(**ask())
+    report = completion.model_extra["pice"]  # type: ignore[index]
+    for point in report["points"]:
+        estimate = point["estimate"]
+        if point["edge"] in fitted:
+            assert estimate["rate_source"] == "points", point
+        else:
+            assert estimate["rate_source"] in ("decode", "prior"), point
+        assert estimate["rate"] > 0
+        assert 0.0 <= estimate["alpha"] <= 1.0
+    text = httpx.get(shared.gateway_url + "/metrics", timeout=10).text
+    curves = {
+        sample.labels["edge"]: (sample.labels["source"], sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "pice_gateway_edge_rate_single_tokens_per_second"
+    }
+    for edge in fitted:
+        source, single = curves[edge]
+        assert source == "points"
+        # A point's time includes its prefill and the batch it joined: the fit reads the
+        # 0.5B on one thread slower than its bare decode, but not absurdly so.
+        assert 0.5 < single < 200, curves
