@@ -51,7 +51,7 @@ class Edge:
     rate_fit: RateFit = field(default_factory=RateFit)
     # The same curve fitted to the points this gateway saw finish here (:mod:`.placement.rate`).
     point_fit: RateFit = field(default_factory=RateFit)
-    points_finished: int = 0
+    points_timed: int = 0
 
     @property
     def name(self) -> str:
@@ -77,7 +77,7 @@ class Edge:
         self.point_fit.observe(
             batch, batch * tokens / seconds, weight=tokens / DEFAULT_POINT_TOKENS
         )
-        self.points_finished += 1
+        self.points_timed += 1
 
     def status(self, rate_from: RateFrom = "points") -> EdgeStatus:
         rate, source = self._curve(rate_from)
@@ -91,11 +91,11 @@ class Edge:
             rtt=self.rtt,
             rate=rate,
             rate_source=source,
-            points_timed=self.points_finished,
+            points_timed=self.points_timed,
         )
 
     def _curve(self, rate_from: RateFrom) -> tuple[RateCurve | None, RateSource | None]:
-        if rate_from == "points" and self.points_finished >= MIN_FINISHED_POINTS:
+        if rate_from == "points" and self.points_timed >= MIN_FINISHED_POINTS:
             return self.point_fit.curve(), "points"
         decode = self.rate_fit.curve()
         return decode, ("decode" if decode is not None else None)
