@@ -41,7 +41,8 @@ finish the gateway computed when it placed it (``pice.points[].placed_ms``, ``do
 ``estimate_s``; points with one attempt), as p50 and p90 — 1.0 is an exact estimate — and,
 where the estimate's inputs were recorded (``pice.points[].estimate``), the error split into
 the point's length over the expected one and the assumed per-sequence rate over the achieved
-one, with the share of points placed on the prior rate and the edge's busy count.
+one, with the shares of points placed on the prior rate and on the points-fitted one, and the
+edge's busy count.
 
 ``--tail N`` also lists each run's N slowest arrivals: the question, its path (outline or the
 cloud's whole answer), the sketch's and the expansion's time, and where its points ran — what
@@ -135,9 +136,11 @@ def estimate_check(loads: list[list[dict[str, Any]]]) -> dict[str, dict[str, flo
     placed with, and ``rate_p50``, the per-sequence rate assumed (``tokens / decode_s``) over
     the one achieved (the point's tokens over its time, queueing and prefill included); their
     product is about the ratio. ``prior`` is the share placed with the fleet's prior rate (no
-    fitted rate yet), ``busy_p50`` the sequences the edge had at placement."""
+    fitted rate yet), ``points_fit`` the share placed with the curve fitted to the edge's
+    finished points (``progressive.placement_rate: points``, after 8 of them; 0 for runs
+    before it), ``busy_p50`` the sequences the edge had at placement."""
     ratios: dict[str, list[float]] = {}
-    parts: dict[str, list[tuple[float, float, float, float]]] = {}
+    parts: dict[str, list[tuple[float, float, str, float]]] = {}
     for load in loads:
         for request in load:
             for point in (request["answer"].get("extension") or {}).get("points", []):
@@ -157,7 +160,7 @@ def estimate_check(loads: list[list[dict[str, Any]]]) -> dict[str, dict[str, flo
                         (
                             tokens / inputs["tokens"],
                             assumed / (tokens / took),
-                            1.0 if rate_source(inputs) == "prior" else 0.0,
+                            rate_source(inputs),
                             float(inputs["busy"]),
                         )
                     )
@@ -167,7 +170,9 @@ def estimate_check(loads: list[list[dict[str, Any]]]) -> dict[str, dict[str, flo
         if split := parts.get(edge):
             row["tokens_p50"] = percentile([t for t, _, _, _ in split], 50)
             row["rate_p50"] = percentile([r for _, r, _, _ in split], 50)
-            row["prior"] = sum(p for _, _, p, _ in split) / len(split)
+            sources = [source for _, _, source, _ in split]
+            row["prior"] = sources.count("prior") / len(split)
+            row["points_fit"] = sources.count("points") / len(split)
             row["busy_p50"] = percentile([b for _, _, _, b in split], 50)
         check[edge] = row
     return check
@@ -398,16 +403,18 @@ def _print_tables(
     if any(row.get("estimate_check") for row in rows):
         out.write(
             "\n| run | edge | points | (done - placed) / estimate, p50 | p90 "
-            "| tokens / expected, p50 | assumed / achieved rate, p50 | prior rate | busy p50 |\n"
-            "|---|---|---|---|---|---|---|---|---|\n"
+            "| tokens / expected, p50 | assumed / achieved rate, p50 | prior rate "
+            "| points-fit rate | busy p50 |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n"
         )
         for row in rows:
             for edge, check in row.get("estimate_check", {}).items():
                 split = (
                     f"{check['tokens_p50']:.2f} | {check['rate_p50']:.2f} | "
-                    f"{100.0 * check['prior']:.0f}% | {check['busy_p50']:.0f}"
+                    f"{100.0 * check['prior']:.0f}% | {100.0 * check['points_fit']:.0f}% | "
+                    f"{check['busy_p50']:.0f}"
                     if "rate_p50" in check
-                    else "- | - | - | -"
+                    else "- | - | - | - | -"
                 )
                 out.write(
                     f"| {row['run']} | {edge} | {check['points']:.0f} | "

@@ -288,7 +288,7 @@ def test_the_estimators_error_is_split_into_length_and_rate_where_its_inputs_wer
     base = run_dir(tmp_path, "base", [(10.0, "outline")])
     timed = run_dir(tmp_path, "timed", [(5.0, "outline")])
     data = json.loads((timed / "results.json").read_text())
-    inputs = {"tokens": 32.0, "decode_s": 2.0, "rate_source": "prior", "busy": 3}
+    inputs = {"tokens": 32.0, "decode_s": 2.0, "rate_source": "points", "busy": 3}
     # Placed expecting 32 tokens at 16 tok/s (2 s); wrote 64 tokens in 8 s (8 tok/s): twice
     # the length and half the rate, so four times the estimate.
     data["requests"][0]["answer"]["extension"]["points"] = [
@@ -312,7 +312,37 @@ def test_the_estimators_error_is_split_into_length_and_rate_where_its_inputs_wer
         "p90": 4.0,
         "tokens_p50": 2.0,
         "rate_p50": 2.0,
-        "prior": 1.0,
+        "prior": 0.0,
+        "points_fit": 1.0,
         "busy_p50": 3.0,
     }
-    assert "| timed | e | 1 | 4.00 | 4.00 | 2.00 | 2.00 | 100% | 3 |" in capsys.readouterr().out
+    assert (
+        "| timed | e | 1 | 4.00 | 4.00 | 2.00 | 2.00 | 0% | 100% | 3 |" in capsys.readouterr().out
+    )
+
+
+def test_the_estimates_sources_are_counted_per_edge_old_records_included(
+    compare: ModuleType,
+) -> None:
+    def point(inputs: dict[str, object]) -> dict[str, object]:
+        estimate = {"tokens": 32.0, "decode_s": 2.0, "busy": 1} | inputs
+        return {
+            "edge": "e",
+            "attempts": ["e"],
+            "estimate_s": 2.0,
+            "estimate": estimate,
+            "tokens": 32,
+            "placed_ms": 0.0,
+            "done_ms": 2000.0,
+        }
+
+    sources = [
+        {"rate_source": "points"},
+        {"rate_source": "decode"},
+        {"rate_source": "prior"},
+        {"fitted": False},  # a gateway of early 2026-12-05: the prior
+        {"fitted": True},  # ... and the decode-rate fit
+    ]
+    request = {"answer": {"extension": {"points": [point(s) for s in sources]}}}
+    check = compare.estimate_check([[request]])["e"]
+    assert (check["prior"], check["points_fit"]) == (2 / 5, 1 / 5)
