@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from pice_gateway.app import create_app
 from pice_gateway.placement.rate import MIN_FINISHED_POINTS
 from pice_gateway.settings import GatewaySettings
 from tests.gateway.fakes import serve
+from tests.gateway.test_metrics import scrape
 from tests.support.processes import ServerProcess, free_port, pice_argv
 
 pytestmark = pytest.mark.model
@@ -307,15 +307,19 @@ def test_a_point_short_of_room_gets_a_candidate_from_the_other_edge(
         roomy.stop()
 
 
+def per_edge(stack: Stack, metric: str) -> dict[str, tuple[dict[str, str], float]]:
+    """Each edge's sample of ``metric`` from the gateway's ``/metrics``, with its labels."""
+    return {
+        dict(labels)["edge"]: (dict(labels), sample)
+        for (name, labels), sample in scrape(stack.gateway_url + "/v1").items()
+        if name == metric
+    }
+
+
 def points_timed(stack: Stack) -> dict[str, float]:
-    """Each edge's ``pice_gateway_edge_points_timed_total`` from the gateway's ``/metrics``."""
-    text = httpx.get(stack.gateway_url + "/metrics", timeout=10).text
-    timed = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "pice_gateway_edge_points_timed_total":
-                timed[sample.labels["edge"]] = sample.value
-    return timed
+    """Each edge's ``pice_gateway_edge_points_timed_total``."""
+    samples = per_edge(stack, "pice_gateway_edge_points_timed_total")
+    return {edge: sample for edge, (_, sample) in samples.items()}
 
 
 def test_points_finished_on_real_edges_become_the_rate_eft_places_by(shared: Stack) -> None:
@@ -343,12 +347,11 @@ def test_points_finished_on_real_edges_become_the_rate_eft_places_by(shared: Sta
             assert estimate["rate_source"] in ("decode", "prior"), point
         assert estimate["rate"] > 0
         assert 0.0 <= estimate["alpha"] <= 1.0
-    text = httpx.get(shared.gateway_url + "/metrics", timeout=10).text
     curves = {
-        sample.labels["edge"]: (sample.labels["source"], sample.value)
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "pice_gateway_edge_rate_single_tokens_per_second"
+        edge: (labels["source"], sample)
+        for edge, (labels, sample) in per_edge(
+            shared, "pice_gateway_edge_rate_single_tokens_per_second"
+        ).items()
     }
     for edge in fitted:
         source, single = curves[edge]
